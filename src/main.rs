@@ -1,1 +1,101 @@
-fn main() {}
+//! The `strata` command line. It parses arguments and prints; the work is in
+//! the library.
+
+mod commands;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Strata: a declarative, reproducible OCI image compiler. No daemon, no root, no RUN.
+#[derive(Debug, Parser)]
+#[command(name = "strata", version, propagate_version = true, max_term_width = 100)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Cache directory (artifacts, layers). Default: $STRATA_CACHE or ~/.cache/strata.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+    /// Show what happens in detail (-v: info spans, -vv: debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Print only results and errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+impl GlobalArgs {
+    /// The cache root.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.cache.clone().unwrap_or_else(strata::store::Store::default_root)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Build(commands::build::BuildArgs),
+    Inspect(commands::inspect::InspectArgs),
+    /// Print the JSON Schema of image specs (or, with --layer, of layer files).
+    #[command(hide = true)]
+    Schema {
+        /// The layer-file schema instead of the image-spec schema.
+        #[arg(long)]
+        layer: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.global.verbose);
+    let result = match cli.command {
+        Command::Build(a) => commands::build::run(a, &cli.global),
+        Command::Inspect(a) => commands::inspect::run(a),
+        Command::Schema { layer } => {
+            let v = if layer { strata::spec::layer_schema() } else { strata::spec::image_schema() };
+            serde_json::to_string_pretty(&v).map_err(anyhow::Error::from).and_then(|s| commands::out(&s))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", render_error(&e));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// The error and its causes, each cause shown once: many errors already
+/// include their cause's text.
+fn render_error(e: &anyhow::Error) -> String {
+    let mut s = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !s.contains(&c) {
+            s.push_str("\n  caused by: ");
+            s.push_str(&c);
+        }
+    }
+    s
+}
+
+fn init_tracing(verbose: u8) {
+    let level = match verbose {
+        0 => return,
+        1 => "strata=info",
+        _ => "strata=debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .init();
+}

@@ -1,0 +1,162 @@
+//! Reading tar archives safely into a [`Tree`]: compression detected by magic
+//! bytes, member paths checked for escapes, file bytes spooled to disk so
+//! memory does not grow with the archive.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::tree::{Content, Entry, Kind, Spool, SpoolRange, Tree, TreePath};
+use crate::sources::SourceError;
+
+/// Compression of an archive stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    /// Not compressed.
+    Plain,
+    /// gzip.
+    Gzip,
+    /// zstd.
+    Zstd,
+    /// xz.
+    Xz,
+    /// bzip2 (recognised to give a clear error).
+    Bzip2,
+}
+
+/// Recognises the codec from the first bytes.
+pub fn sniff(head: &[u8]) -> Codec {
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Codec::Gzip
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Codec::Zstd
+    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+        Codec::Xz
+    } else if head.starts_with(b"BZh") {
+        Codec::Bzip2
+    } else {
+        Codec::Plain
+    }
+}
+
+/// Wraps `r` in the decoder its first bytes call for.
+pub fn decompress<'a>(r: impl Read + Send + 'a, what: &str) -> Result<Box<dyn Read + Send + 'a>, SourceError> {
+    let mut br = BufReader::with_capacity(256 * 1024, r);
+    let head = br.fill_buf().map_err(|e| SourceError::Message(format!("{what}: {e}")))?;
+    Ok(match sniff(head) {
+        Codec::Plain => Box::new(br),
+        // MultiGzDecoder: concatenated gzip members are one stream (pigz, bgzip).
+        Codec::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(br)),
+        Codec::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(br).map_err(|e| SourceError::Message(format!("{what}: {e}")))?),
+        Codec::Xz => Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(br)),
+        Codec::Bzip2 => {
+            return Err(SourceError::Message(format!(
+                "{what} is bzip2-compressed, which strata does not read\nhint: recompress it as gzip, zstd or xz"
+            )))
+        }
+    })
+}
+
+/// How to map archive members into the image.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    /// Directory the archive is unpacked into (`None` = the root).
+    pub into: Option<TreePath>,
+    /// Leading components to drop.
+    pub strip_components: u32,
+    /// Forced owner, else the archive's numeric ids.
+    pub owner: Option<(u32, u32)>,
+}
+
+impl Placement {
+    fn map(&self, archive: &str, raw: &str) -> Result<Option<TreePath>, SourceError> {
+        let rel = TreePath::from_archive_member(raw);
+        let rel = match rel {
+            Ok(p) => p,
+            // `./` alone is the archive root.
+            Err(crate::tree::PathError::Empty) => return Ok(None),
+            Err(source) => return Err(SourceError::Path { archive: archive.to_string(), source }),
+        };
+        let mut comps: Vec<&str> = rel.as_str().split('/').collect();
+        let strip = self.strip_components as usize;
+        if comps.len() <= strip {
+            return Ok(None);
+        }
+        comps.drain(..strip);
+        let joined = comps.join("/");
+        let p = match &self.into {
+            Some(base) => base.join(&joined),
+            None => TreePath::from_archive_member(&joined),
+        };
+        p.map(Some).map_err(|source| SourceError::Path { archive: archive.to_string(), source })
+    }
+}
+
+/// Reads a (decompressed) tar stream into `tree`. File bytes go to a spool
+/// file in `scratch`. Device nodes and FIFOs are refused.
+pub fn read_tar(r: impl Read, archive: &str, placement: &Placement, origin: &Arc<str>, scratch: &Path, tree: &mut Tree) -> Result<(), SourceError> {
+    let (spool, spool_file) = Spool::create_in(scratch).map_err(SourceError::io("creating spool file in", scratch))?;
+    let mut spool_w = io::BufWriter::with_capacity(1 << 20, spool_file);
+    let mut offset = 0u64;
+    let mut ar = tar::Archive::new(r);
+    let entries = ar.entries().map_err(|e| SourceError::Message(format!("{archive}: not a tar archive: {e}")))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| SourceError::Message(format!("{archive}: corrupt or truncated tar: {e}")))?;
+        let raw_path = String::from_utf8(entry.path_bytes().into_owned())
+            .map_err(|_| SourceError::Message(format!("{archive}: a member path is not valid UTF-8")))?;
+        let Some(path) = placement.map(archive, &raw_path)? else {
+            continue;
+        };
+        let header = entry.header();
+        let mode = header.mode().unwrap_or(0o644) & 0o7777;
+        let (uid, gid) = match placement.owner {
+            Some(o) => o,
+            None => (
+                header.uid().unwrap_or(0).try_into().unwrap_or(0),
+                header.gid().unwrap_or(0).try_into().unwrap_or(0),
+            ),
+        };
+        let et = header.entry_type();
+        let kind = if et.is_dir() {
+            Kind::Dir { implicit: false }
+        } else if et.is_file() || et == tar::EntryType::Continuous {
+            let size = entry.size();
+            let copied = io::copy(&mut entry, &mut spool_w).map_err(|e| SourceError::Message(format!("{archive}: reading {raw_path}: {e}")))?;
+            if copied != size {
+                return Err(SourceError::Message(format!("{archive}: {raw_path} is truncated ({copied} of {size} bytes)")));
+            }
+            let range = SpoolRange { spool: spool.clone(), offset, len: size };
+            offset += size;
+            Kind::File { content: Content::Spool(range), size, sha256: None }
+        } else if et.is_symlink() {
+            let target = entry
+                .link_name_bytes()
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .ok_or_else(|| SourceError::Message(format!("{archive}: symlink {raw_path} has no target")))?;
+            Kind::Symlink { target }
+        } else if et.is_hard_link() {
+            let raw_target = entry
+                .link_name_bytes()
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .ok_or_else(|| SourceError::Message(format!("{archive}: hardlink {raw_path} has no target")))?;
+            let target = placement.map(archive, &raw_target).map_err(|e| {
+                SourceError::Message(format!("{archive}: hardlink {raw_path} -> {raw_target} points outside the archive ({e})"))
+            })?;
+            let Some(target) = target else {
+                return Err(SourceError::Message(format!("{archive}: hardlink {raw_path} -> {raw_target} points outside the unpacked part of the archive")));
+            };
+            Kind::Hardlink { target }
+        } else if et.is_pax_global_extensions() || et.is_pax_local_extensions() || et.is_gnu_longname() || et.is_gnu_longlink() {
+            continue;
+        } else {
+            return Err(SourceError::Message(format!(
+                "{archive}: {raw_path} is a {:?} entry; layers hold only files, directories and links (device nodes are created by the runtime)",
+                et
+            )));
+        };
+        tree.insert(path, Entry { kind, mode, uid, gid, mtime: None, origin: origin.clone() })?;
+    }
+    spool_w.flush().map_err(SourceError::io("writing spool file in", scratch))?;
+    tree.check_hardlinks()?;
+    Ok(())
+}

@@ -1,0 +1,279 @@
+//! The build pipeline: spec → artifacts fetched → layers planned, taken from
+//! the layer cache or written → config and manifest.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tracing::info_span;
+
+use crate::compress::Compression;
+use crate::digest::Digest;
+use crate::fetch::{Artifact, FetchError, FetchOptions, FetchSummary, Fetcher};
+use crate::image::{assemble, BuiltImage, ImageError, ImageLayer, RuntimeConfig};
+use crate::layer::{write_layer, LayerBlob, LayerError, LayerSettings};
+use crate::report::{task_id, Reporter, TaskKind};
+use crate::sources::{sources_of, Context, Part, SourceError};
+use crate::spec::{parse_platform, parse_port, LoadedSpec};
+use crate::store::{Store, StoreError};
+use crate::tree::Tree;
+
+/// Version of the layer format; part of every layer cache key.
+pub const FORMAT_VERSION: &str = "strata-layer-v1";
+
+/// Build options that do not come from the spec.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// Cache root.
+    pub cache: PathBuf,
+    /// Compression threads (bytes do not depend on it).
+    pub threads: usize,
+    /// Fetch behaviour (offline, mirrors, rewrites).
+    pub fetch: FetchOptions,
+    /// `SOURCE_DATE_EPOCH`, which overrides the spec's epoch.
+    pub source_date_epoch: Option<u64>,
+    /// Ignore the layer cache (always rebuild layers).
+    pub no_layer_cache: bool,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        BuildOptions {
+            cache: Store::default_root(),
+            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            fetch: FetchOptions::default(),
+            source_date_epoch: None,
+            no_layer_cache: false,
+        }
+    }
+}
+
+/// Why a build failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// Fetching failed.
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    /// A source failed.
+    #[error("layer `{layer}` ({file} {node}): {source}")]
+    Source {
+        /// Layer name.
+        layer: String,
+        /// Spec file.
+        file: String,
+        /// Node path.
+        node: String,
+        /// The error.
+        #[source]
+        source: SourceError,
+    },
+    /// Writing a layer failed.
+    #[error("layer `{layer}`: {source}")]
+    Layer {
+        /// Layer name.
+        layer: String,
+        /// The error.
+        #[source]
+        source: LayerError,
+    },
+    /// The image could not be assembled.
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    /// Store error.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Other.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// One layer of the result, for summaries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LayerSummary {
+    /// Name.
+    pub name: String,
+    /// The blob.
+    #[serde(flatten)]
+    pub blob: LayerBlob,
+    /// Taken from the layer cache.
+    pub cached: bool,
+}
+
+/// What a build produced.
+#[derive(Debug, Clone)]
+pub struct BuildResult {
+    /// The image.
+    pub image: BuiltImage,
+    /// Per-layer summaries.
+    pub layers: Vec<LayerSummary>,
+    /// Fetch summary.
+    pub fetch: FetchSummary,
+    /// Epoch used.
+    pub epoch: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CacheEntry {
+    key: String,
+    blob: LayerBlob,
+}
+
+fn layer_key(fingerprints: &[&str], comp: &Compression, epoch: u64) -> Digest {
+    let mut s = format!("{FORMAT_VERSION}\ncompression {}\nepoch {epoch}\n", comp.describe());
+    for f in fingerprints {
+        s.push_str(f);
+        s.push_str("\n--\n");
+    }
+    Digest::of(s.as_bytes())
+}
+
+fn cache_lookup(store: &Store, key: &Digest) -> Option<LayerBlob> {
+    let p = store.layers_dir().join(format!("{}.json", key.hex()));
+    let bytes = std::fs::read(p).ok()?;
+    let e: CacheEntry = serde_json::from_slice(&bytes).ok()?;
+    let meta = std::fs::metadata(store.path(&e.blob.digest)).ok()?;
+    (meta.len() == e.blob.size).then_some(e.blob)
+}
+
+fn cache_store(store: &Store, key: &Digest, blob: &LayerBlob) {
+    let p = store.layers_dir().join(format!("{}.json", key.hex()));
+    if let Ok(bytes) = serde_json::to_vec(&CacheEntry { key: key.to_string(), blob: blob.clone() }) {
+        let _ = crate::image::layout::atomic_write(&p, &bytes);
+    }
+}
+
+/// The compression settings of a spec.
+pub fn compression_of(spec: &LoadedSpec) -> Compression {
+    match &spec.spec.compression {
+        Some(c) => Compression { algorithm: c.algorithm, level: c.level.unwrap_or_else(|| Compression::default_level(c.algorithm)) },
+        None => Compression::DEFAULT,
+    }
+}
+
+/// All artifacts a spec needs.
+pub fn artifacts_of(spec: &LoadedSpec) -> Vec<Artifact> {
+    let mut v = Vec::new();
+    for l in &spec.layers {
+        for s in sources_of(l) {
+            v.extend(s.artifacts());
+        }
+    }
+    v
+}
+
+/// Builds the image described by `spec`.
+pub fn build(spec: &LoadedSpec, opts: &BuildOptions, reporter: Arc<dyn Reporter>) -> Result<BuildResult, BuildError> {
+    let store = Store::open(&opts.cache)?;
+    let epoch = opts.source_date_epoch.or(spec.spec.epoch).unwrap_or(0);
+    let comp = compression_of(spec);
+
+    let artifacts = artifacts_of(spec);
+    let fetch = {
+        let _s = info_span!("fetch", artifacts = artifacts.len()).entered();
+        Fetcher::new(store.clone(), opts.fetch.clone(), reporter.clone()).fetch_all(&artifacts)?
+    };
+
+    let scratch = tempfile::Builder::new().prefix("build-").tempdir_in(store.tmp_dir()).map_err(|e| BuildError::Other(format!("creating scratch directory: {e}")))?;
+    let ctx = Context { store: &store, scratch: scratch.path().to_path_buf(), reporter: reporter.as_ref() };
+    let settings = LayerSettings { compression: comp, threads: opts.threads.max(1), epoch };
+
+    let mut image_layers = Vec::new();
+    let mut summaries = Vec::new();
+    for resolved in &spec.layers {
+        let lname = resolved.display_name();
+        let src_err = |source: SourceError| BuildError::Source {
+            layer: lname.clone(),
+            file: resolved.file.display().to_string(),
+            node: resolved.node.clone(),
+            source,
+        };
+        let sources = sources_of(resolved);
+        let mut planned: Vec<Vec<Part<'_>>> = Vec::new();
+        for s in &sources {
+            planned.push(s.plan().map_err(src_err)?);
+        }
+        // A source that splits into several layers stands alone; otherwise all
+        // parts of the entry merge into one layer.
+        let groups: Vec<(String, Vec<Part<'_>>)> = if planned.iter().any(|p| p.len() > 1) {
+            if planned.len() > 1 {
+                return Err(src_err(SourceError::Message(
+                    "a source that makes several layers must be the only source of its layer entry; move the other sources to their own entry".into(),
+                )));
+            }
+            planned
+                .into_iter()
+                .flatten()
+                .map(|p| (p.name.clone().map(|n| format!("{lname}/{n}")).unwrap_or_else(|| lname.clone()), vec![p]))
+                .collect()
+        } else {
+            vec![(lname.clone(), planned.into_iter().flatten().collect())]
+        };
+        for (name, parts) in groups {
+            let fps: Vec<&str> = parts.iter().map(|p| p.fingerprint.as_str()).collect();
+            let key = layer_key(&fps, &comp, epoch);
+            let cached = if opts.no_layer_cache { None } else { cache_lookup(&store, &key) };
+            let (blob, was_cached) = match cached {
+                Some(b) => {
+                    reporter.info(&format!("layer {name}: cached {}", b.digest));
+                    (b, true)
+                }
+                None => {
+                    let mut tree = Tree::new();
+                    for p in parts {
+                        (p.populate)(&ctx, &mut tree).map_err(|e| BuildError::Source {
+                            layer: name.clone(),
+                            file: resolved.file.display().to_string(),
+                            node: resolved.node.clone(),
+                            source: e,
+                        })?;
+                    }
+                    let id = task_id();
+                    reporter.start(id, TaskKind::Layer, &name, Some(tree.file_bytes()));
+                    let blob = {
+                        let _s = info_span!("write_layer", layer = %name).entered();
+                        let rep = reporter.clone();
+                        write_layer(&tree, &settings, &store, &move |n| rep.progress(id, n))
+                            .map_err(|source| BuildError::Layer { layer: name.clone(), source })?
+                    };
+                    reporter.finish(id, &format!("{} ({})", blob.digest, crate::report::human_bytes(blob.size)));
+                    cache_store(&store, &key, &blob);
+                    (blob, false)
+                }
+            };
+            let mut ann = BTreeMap::new();
+            ann.insert("dev.strata.layer.name".to_string(), name.clone());
+            ann.insert("dev.strata.layer.compression".to_string(), comp.describe());
+            image_layers.push(ImageLayer { blob: blob.clone(), created_by: format!("strata: {name}"), annotations: ann });
+            summaries.push(LayerSummary { name, blob, cached: was_cached });
+        }
+    }
+
+    let runtime = runtime_config(spec)?;
+    let (os, arch, variant) = parse_platform(spec.spec.platform.as_deref().unwrap_or("linux/amd64"))
+        .ok_or_else(|| BuildError::Other("invalid platform".into()))?;
+    let mut annotations = spec.spec.annotations.clone();
+    annotations.insert("org.opencontainers.image.created".into(), crate::image::rfc3339(epoch));
+    annotations.insert("org.opencontainers.image.title".into(), spec.spec.name.clone());
+    let image = assemble(image_layers, &runtime, (&os, &arch, variant.as_deref()), epoch, &annotations)?;
+    Ok(BuildResult { image, layers: summaries, fetch, epoch })
+}
+
+fn runtime_config(spec: &LoadedSpec) -> Result<RuntimeConfig, BuildError> {
+    let mut rc = RuntimeConfig::default();
+    if let Some(c) = &spec.spec.config {
+        rc.user = c.user.clone();
+        rc.workdir = c.workdir.as_ref().map(|p| p.0.clone());
+        rc.env = c.env.clone();
+        rc.entrypoint = c.entrypoint.clone();
+        rc.cmd = c.cmd.clone();
+        rc.ports = c.ports.iter().filter_map(|p| parse_port(p)).collect();
+        rc.volumes = c.volumes.iter().map(|v| v.0.clone()).collect();
+        rc.labels = c.labels.clone();
+        rc.stop_signal = c.stop_signal.clone();
+    }
+    if !rc.env.contains_key("PATH") {
+        rc.env.insert("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    }
+    Ok(rc)
+}

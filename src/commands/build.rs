@@ -1,0 +1,103 @@
+//! `strata build`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Args;
+use serde_json::json;
+use strata::build::{build, BuildOptions};
+use strata::image::layout::{write, Output};
+use strata::report::human_bytes;
+
+use super::out;
+use super::progress::CliReporter;
+use crate::GlobalArgs;
+
+/// Build an image from a spec.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The image spec (YAML).
+    pub spec: PathBuf,
+    /// Where to write the image: oci:DIR[:TAG], oci-archive:FILE[:TAG] or
+    /// docker-archive:FILE[:NAME:TAG]. Default: oci:build/NAME:TAG.
+    #[arg(short, long, value_name = "OUTPUT")]
+    pub output: Option<String>,
+    /// Print a JSON summary on stdout instead of the digest.
+    #[arg(long)]
+    pub json: bool,
+    /// Compression threads; the layer bytes are the same for any value.
+    #[arg(long, env = "STRATA_THREADS", value_name = "N")]
+    pub threads: Option<usize>,
+    /// Never open a network connection; artifacts must be cached or in a mirror.
+    #[arg(long)]
+    pub offline: bool,
+    /// A mirror directory (from `strata fetch`), searched before the network.
+    #[arg(long, value_name = "DIR")]
+    pub mirror: Vec<PathBuf>,
+    /// Rewrite URL prefixes, e.g. https://files.pythonhosted.org/=https://pypi.internal/files/
+    #[arg(long, value_name = "FROM=TO")]
+    pub rewrite: Vec<String>,
+    /// Rebuild every layer even when the layer cache has it.
+    #[arg(long)]
+    pub no_layer_cache: bool,
+}
+
+pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let reporter = Arc::new(CliReporter::new(global.quiet));
+    let spec = strata::spec::load(&args.spec)?;
+    let output = match &args.output {
+        Some(o) => Output::parse(o)?,
+        None => Output::OciDir { dir: PathBuf::from("build").join(&spec.spec.name), tag: None },
+    };
+    let mut opts = BuildOptions { cache: global.cache_dir(), ..BuildOptions::default() };
+    if let Some(t) = args.threads {
+        opts.threads = t.max(1);
+    }
+    opts.fetch.offline = args.offline;
+    opts.fetch.mirrors = args.mirror.clone();
+    for r in &args.rewrite {
+        let (from, to) = r.split_once('=').with_context(|| format!("--rewrite `{r}` is not FROM=TO"))?;
+        opts.fetch.rewrites.push((from.to_string(), to.to_string()));
+    }
+    opts.no_layer_cache = args.no_layer_cache;
+    opts.source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.trim().is_empty() => Some(v.trim().parse().with_context(|| format!("SOURCE_DATE_EPOCH=`{v}` is not a whole number of seconds"))?),
+        _ => None,
+    };
+    let started = std::time::Instant::now();
+    let result = build(&spec, &opts, reporter.clone())?;
+    let tag = spec.spec.tag.clone().unwrap_or_else(|| "latest".into());
+    write(&result.image, &strata::store::Store::open(&opts.cache)?, &output, &spec.spec.name, &tag)
+        .with_context(|| format!("writing {}", output.display()))?;
+    let digest = result.image.manifest.digest;
+    if !global.quiet {
+        let total: u64 = result.layers.iter().map(|l| l.blob.size).sum();
+        let cached = result.layers.iter().filter(|l| l.cached).count();
+        eprintln!(
+            "built {} ({} layers, {} cached, {}) in {:.1}s → {}",
+            spec.spec.name,
+            result.layers.len(),
+            cached,
+            human_bytes(total),
+            started.elapsed().as_secs_f64(),
+            output.display()
+        );
+    }
+    if args.json {
+        let summary = json!({
+            "name": spec.spec.name,
+            "tag": tag,
+            "output": output.display(),
+            "manifest_digest": digest.to_string(),
+            "config_digest": result.image.config.digest.to_string(),
+            "epoch": result.epoch,
+            "layers": result.layers,
+            "fetch": {"cached": result.fetch.cached, "from_mirror": result.fetch.from_mirror, "downloaded": result.fetch.downloaded, "bytes": result.fetch.bytes},
+        });
+        out(&serde_json::to_string_pretty(&summary)?)?;
+    } else {
+        out(&digest.to_string())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,303 @@
+//! Writing images: OCI image layout directories, `oci-archive` and
+//! `docker-archive` tar files. Every output is written so that an interrupted
+//! build leaves either the previous state or the complete new one: blobs go in
+//! first (each by rename), the index that names them last (by rename), and
+//! archives are written to a temporary name and renamed at the end.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use crate::digest::Digest;
+use crate::image::{canonical, BuiltImage, REF_NAME};
+use crate::store::Store;
+use crate::tarwriter::{TarHeader, TarType, TarWriter};
+
+/// Where a build goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// `oci:DIR[:TAG]`.
+    OciDir {
+        /// Directory.
+        dir: PathBuf,
+        /// Tag (`None` = the spec's).
+        tag: Option<String>,
+    },
+    /// `oci-archive:FILE[:TAG]`.
+    OciArchive {
+        /// File.
+        file: PathBuf,
+        /// Tag.
+        tag: Option<String>,
+    },
+    /// `docker-archive:FILE[:NAME:TAG]`.
+    DockerArchive {
+        /// File.
+        file: PathBuf,
+        /// `name:tag` reference.
+        reference: Option<String>,
+    },
+}
+
+/// An output could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    /// Bad output syntax.
+    #[error("`{0}` is not an output; use oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE[:NAME:TAG]")]
+    Syntax(String),
+    /// The destination is something else.
+    #[error("{0} exists and is not an OCI image layout (no `oci-layout` file); refusing to write into it\nhint: choose a new or empty directory")]
+    NotALayout(PathBuf),
+    /// IO error on a path.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was done.
+        action: &'static str,
+        /// Where.
+        path: PathBuf,
+        /// Why it failed.
+        #[source]
+        source: io::Error,
+    },
+    /// Other.
+    #[error("{0}")]
+    Other(String),
+}
+
+fn ioe<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> OutputError + 'a {
+    move |source| OutputError::Io { action, path: path.to_path_buf(), source }
+}
+
+/// Splits `PATH:TAG` at the last colon when the part after it looks like a tag.
+fn split_tag(rest: &str) -> (String, Option<String>) {
+    if let Some((p, t)) = rest.rsplit_once(':') {
+        if !p.is_empty() && !t.contains('/') && crate::spec::valid_tag(t) {
+            return (p.to_string(), Some(t.to_string()));
+        }
+    }
+    (rest.to_string(), None)
+}
+
+impl Output {
+    /// Parses `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `docker-archive:FILE[:NAME:TAG]`.
+    pub fn parse(s: &str) -> Result<Output, OutputError> {
+        if let Some(rest) = s.strip_prefix("oci:") {
+            let (dir, tag) = split_tag(rest);
+            if dir.is_empty() {
+                return Err(OutputError::Syntax(s.into()));
+            }
+            Ok(Output::OciDir { dir: dir.into(), tag })
+        } else if let Some(rest) = s.strip_prefix("oci-archive:") {
+            let (file, tag) = split_tag(rest);
+            if file.is_empty() {
+                return Err(OutputError::Syntax(s.into()));
+            }
+            Ok(Output::OciArchive { file: file.into(), tag })
+        } else if let Some(rest) = s.strip_prefix("docker-archive:") {
+            let mut parts = rest.splitn(2, ':');
+            let file = parts.next().unwrap_or_default();
+            if file.is_empty() {
+                return Err(OutputError::Syntax(s.into()));
+            }
+            Ok(Output::DockerArchive { file: file.into(), reference: parts.next().map(str::to_string) })
+        } else {
+            Err(OutputError::Syntax(s.into()))
+        }
+    }
+
+    /// Displays as it was given.
+    pub fn display(&self) -> String {
+        match self {
+            Output::OciDir { dir, tag } => format!("oci:{}{}", dir.display(), tag.as_ref().map(|t| format!(":{t}")).unwrap_or_default()),
+            Output::OciArchive { file, tag } => format!("oci-archive:{}{}", file.display(), tag.as_ref().map(|t| format!(":{t}")).unwrap_or_default()),
+            Output::DockerArchive { file, reference } => format!("docker-archive:{}{}", file.display(), reference.as_ref().map(|t| format!(":{t}")).unwrap_or_default()),
+        }
+    }
+}
+
+/// All blobs of an image: (digest, where the bytes are).
+enum BlobSrc<'a> {
+    Store(PathBuf),
+    Bytes(&'a [u8]),
+    Owned(Vec<u8>),
+}
+
+fn blobs<'a>(img: &'a BuiltImage, store: &Store) -> Vec<(Digest, u64, BlobSrc<'a>)> {
+    let mut v: Vec<(Digest, u64, BlobSrc<'a>)> = Vec::new();
+    v.push((img.config.digest, img.config.bytes.len() as u64, BlobSrc::Bytes(&img.config.bytes)));
+    v.push((img.manifest.digest, img.manifest.bytes.len() as u64, BlobSrc::Bytes(&img.manifest.bytes)));
+    for l in &img.layers {
+        v.push((l.blob.digest, l.blob.size, BlobSrc::Store(store.path(&l.blob.digest))));
+    }
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v.dedup_by(|a, b| a.0 == b.0);
+    v
+}
+
+const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+
+/// Writes the image to `output`; `default_tag` is used when the output names none.
+pub fn write(img: &BuiltImage, store: &Store, output: &Output, default_name: &str, default_tag: &str) -> Result<(), OutputError> {
+    match output {
+        Output::OciDir { dir, tag } => write_oci_dir(img, store, dir, tag.as_deref().unwrap_or(default_tag)),
+        Output::OciArchive { file, tag } => write_archive(file, |w| oci_archive_entries(img, store, tag.as_deref().unwrap_or(default_tag), w)),
+        Output::DockerArchive { file, reference } => {
+            let r = reference.clone().unwrap_or_else(|| format!("{default_name}:{default_tag}"));
+            write_archive(file, |w| docker_archive_entries(img, store, &r, w))
+        }
+    }
+}
+
+fn write_oci_dir(img: &BuiltImage, store: &Store, dir: &Path, tag: &str) -> Result<(), OutputError> {
+    let fresh = !dir.exists() || fs::read_dir(dir).map_err(ioe("reading", dir))?.next().is_none();
+    if !fresh && !dir.join("oci-layout").is_file() {
+        return Err(OutputError::NotALayout(dir.to_path_buf()));
+    }
+    if !dir.exists() {
+        // Build next to the destination, then rename: a crash leaves no half layout.
+        let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        fs::create_dir_all(parent).map_err(ioe("creating", parent))?;
+        let tmp = tempfile::Builder::new().prefix(".strata-layout-").tempdir_in(parent).map_err(ioe("creating temporary directory in", parent))?;
+        set_mode(tmp.path(), 0o755)?;
+        fill_layout(img, store, tmp.path(), tag, None)?;
+        let tmp_path = tmp.keep();
+        fs::rename(&tmp_path, dir).map_err(ioe("renaming layout into", dir))?;
+        return Ok(());
+    }
+    let existing = if dir.join("index.json").is_file() {
+        Some(fs::read(dir.join("index.json")).map_err(ioe("reading", &dir.join("index.json")))?)
+    } else {
+        None
+    };
+    fill_layout(img, store, dir, tag, existing.as_deref())
+}
+
+fn fill_layout(img: &BuiltImage, store: &Store, dir: &Path, tag: &str, existing_index: Option<&[u8]>) -> Result<(), OutputError> {
+    let bdir = dir.join("blobs/sha256");
+    fs::create_dir_all(&bdir).map_err(ioe("creating", &bdir))?;
+    for (d, _, src) in blobs(img, store) {
+        let dest = bdir.join(d.hex());
+        if dest.is_file() {
+            continue;
+        }
+        let tmp = bdir.join(format!(".{}.tmp", d.hex()));
+        match src {
+            BlobSrc::Bytes(b) => atomic_write(&dest, b)?,
+            BlobSrc::Owned(b) => atomic_write(&dest, &b)?,
+            BlobSrc::Store(p) => {
+                let _ = fs::remove_file(&tmp);
+                // Hard links make large layouts cheap; fall back to a copy across filesystems.
+                if fs::hard_link(&p, &tmp).is_err() {
+                    fs::copy(&p, &tmp).map_err(ioe("copying blob to", &tmp))?;
+                }
+                fs::rename(&tmp, &dest).map_err(ioe("renaming blob to", &dest))?;
+            }
+        }
+    }
+    atomic_write(&dir.join("oci-layout"), OCI_LAYOUT)?;
+    // Keep other images of the layout; replace the one with this tag.
+    let mut manifests: Vec<serde_json::Value> = Vec::new();
+    if let Some(bytes) = existing_index {
+        let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| OutputError::Other(format!("{}: invalid index.json: {e}", dir.display())))?;
+        if let Some(list) = v.get("manifests").and_then(|m| m.as_array()) {
+            for m in list {
+                if m.pointer(&format!("/annotations/{}", REF_NAME.replace('/', "~1"))).and_then(|t| t.as_str()) != Some(tag) {
+                    manifests.push(m.clone());
+                }
+            }
+        }
+    }
+    let mut ann = BTreeMap::new();
+    ann.insert(REF_NAME.to_string(), tag.to_string());
+    manifests.push(serde_json::to_value(img.manifest_descriptor(ann)).map_err(|e| OutputError::Other(e.to_string()))?);
+    let index = json!({"schemaVersion": 2, "mediaType": crate::image::INDEX_MEDIA_TYPE, "manifests": manifests});
+    let bytes = canonical::to_vec(&index).map_err(|e| OutputError::Other(e.to_string()))?;
+    atomic_write(&dir.join("index.json"), &bytes)
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), OutputError> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(ioe("setting permissions of", path))
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename.
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
+    let parent = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new().prefix(".strata-").tempfile_in(parent).map_err(ioe("creating temporary file in", parent))?;
+    tmp.write_all(bytes).map_err(ioe("writing", path))?;
+    set_mode(tmp.path(), 0o644)?;
+    tmp.as_file().sync_all().map_err(ioe("syncing", path))?;
+    tmp.persist(path).map_err(|e| OutputError::Io { action: "renaming into", path: path.to_path_buf(), source: e.error })?;
+    Ok(())
+}
+
+type Entries<'a> = Vec<(String, u64, BlobSrc<'a>)>;
+
+fn write_archive<'a>(file: &Path, entries: impl FnOnce(&mut Entries<'a>) -> Result<(), OutputError>) -> Result<(), OutputError> {
+    let mut list: Entries<'a> = Vec::new();
+    entries(&mut list)?;
+    list.sort_by(|a, b| a.0.cmp(&b.0));
+    let parent = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    fs::create_dir_all(parent).map_err(ioe("creating", parent))?;
+    let tmp = tempfile::Builder::new().prefix(".strata-archive-").tempfile_in(parent).map_err(ioe("creating temporary file in", parent))?;
+    {
+        let mut tw = TarWriter::new(io::BufWriter::with_capacity(1 << 20, tmp.as_file()));
+        let mut dirs_done = std::collections::BTreeSet::new();
+        for (name, size, src) in &list {
+            // parent directories first
+            let mut acc = String::new();
+            for comp in name.split('/').collect::<Vec<_>>().iter().rev().skip(1).rev() {
+                acc.push_str(comp);
+                acc.push('/');
+                if dirs_done.insert(acc.clone()) {
+                    tw.append(&TarHeader { path: &acc, kind: TarType::Dir, mode: 0o755, uid: 0, gid: 0, size: 0, mtime: 0, link: None }, None).map_err(ioe("writing", file))?;
+                }
+            }
+            let mut reader: Box<dyn Read> = match src {
+                BlobSrc::Bytes(b) => Box::new(*b),
+                BlobSrc::Owned(b) => Box::new(&b[..]),
+                BlobSrc::Store(p) => Box::new(fs::File::open(p).map_err(ioe("opening", p))?),
+            };
+            tw.append(&TarHeader { path: name, kind: TarType::File, mode: 0o644, uid: 0, gid: 0, size: *size, mtime: 0, link: None }, Some(&mut reader))
+                .map_err(ioe("writing", file))?;
+        }
+        let mut w = tw.finish().map_err(ioe("writing", file))?;
+        w.flush().map_err(ioe("writing", file))?;
+    }
+    set_mode(tmp.path(), 0o644)?;
+    tmp.as_file().sync_all().map_err(ioe("syncing", file))?;
+    tmp.persist(file).map_err(|e| OutputError::Io { action: "renaming into", path: file.to_path_buf(), source: e.error })?;
+    Ok(())
+}
+
+fn oci_archive_entries<'a>(img: &'a BuiltImage, store: &Store, tag: &str, out: &mut Entries<'a>) -> Result<(), OutputError> {
+    for (d, size, src) in blobs(img, store) {
+        out.push((format!("blobs/sha256/{}", d.hex()), size, src));
+    }
+    let mut ann = BTreeMap::new();
+    ann.insert(REF_NAME.to_string(), tag.to_string());
+    let index = crate::image::index_bytes(vec![img.manifest_descriptor(ann)]).map_err(|e| OutputError::Other(e.to_string()))?;
+    out.push(("index.json".into(), index.len() as u64, BlobSrc::Owned(index)));
+    out.push(("oci-layout".into(), OCI_LAYOUT.len() as u64, BlobSrc::Bytes(OCI_LAYOUT)));
+    Ok(())
+}
+
+fn docker_archive_entries<'a>(img: &'a BuiltImage, store: &Store, reference: &str, out: &mut Entries<'a>) -> Result<(), OutputError> {
+    for (d, size, src) in blobs(img, store) {
+        if d == img.manifest.digest {
+            continue; // docker archives describe images with manifest.json instead
+        }
+        out.push((format!("blobs/sha256/{}", d.hex()), size, src));
+    }
+    let manifest = json!([{
+        "Config": format!("blobs/sha256/{}", img.config.digest.hex()),
+        "RepoTags": [reference],
+        "Layers": img.layers.iter().map(|l| format!("blobs/sha256/{}", l.blob.digest.hex())).collect::<Vec<_>>(),
+    }]);
+    let bytes = canonical::to_vec(&manifest).map_err(|e| OutputError::Other(e.to_string()))?;
+    out.push(("manifest.json".into(), bytes.len() as u64, BlobSrc::Owned(bytes)));
+    Ok(())
+}

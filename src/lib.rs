@@ -1,0 +1,16 @@
+//! Strata: a declarative, reproducible OCI image compiler.
+#![deny(missing_docs)]
+
+pub mod compress;
+pub mod digest;
+pub mod tarwriter;
+pub mod tree;
+pub mod spec;
+pub mod fetch;
+pub mod report;
+pub mod store;
+pub mod archive;
+pub mod sources;
+pub mod layer;
+pub mod image;
+pub mod build;

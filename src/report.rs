@@ -1,0 +1,95 @@
+//! Progress reporting. Library code reports through [`Reporter`]; only the
+//! binary draws bars or prints lines.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A task whose progress is reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskKind {
+    /// Downloading an artifact.
+    Download,
+    /// Writing a layer.
+    Layer,
+    /// Uploading a blob.
+    Upload,
+    /// Anything else.
+    Other,
+}
+
+/// Receives progress from long-running library work.
+pub trait Reporter: Send + Sync {
+    /// A task begins; `total` is its size in bytes when known.
+    fn start(&self, id: u64, kind: TaskKind, label: &str, total: Option<u64>);
+    /// `done` bytes of the task are complete.
+    fn progress(&self, id: u64, done: u64);
+    /// The task ended; `summary` says how.
+    fn finish(&self, id: u64, summary: &str);
+    /// A one-off informational line.
+    fn info(&self, message: &str);
+    /// A warning the user should see.
+    fn warn(&self, message: &str);
+}
+
+/// Discards everything.
+pub struct NullReporter;
+
+impl Reporter for NullReporter {
+    fn start(&self, _: u64, _: TaskKind, _: &str, _: Option<u64>) {}
+    fn progress(&self, _: u64, _: u64) {}
+    fn finish(&self, _: u64, _: &str) {}
+    fn info(&self, _: &str) {}
+    fn warn(&self, _: &str) {}
+}
+
+static NEXT_TASK: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh task id.
+pub fn task_id() -> u64 {
+    NEXT_TASK.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Human-readable byte count (`1.5 GiB`).
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// Removes user:password from URLs before they are shown.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if !u.username().is_empty() || u.password().is_some() {
+                let _ = u.set_username("***");
+                let _ = u.set_password(None);
+            }
+            // Query strings often carry signed tokens.
+            if u.query().is_some() {
+                u.set_query(Some("***"));
+            }
+            u.to_string()
+        }
+        Err(_) => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_hides_userinfo_and_query() {
+        let r = redact_url("https://user:s3cret@example.com/a.tar?token=abc");
+        assert!(!r.contains("s3cret") && !r.contains("abc") && !r.contains("user:"), "{r}");
+        assert_eq!(redact_url("https://example.com/a"), "https://example.com/a");
+    }
+}

@@ -1,0 +1,117 @@
+//! Layer sources: each turns one kind of spec input into file-tree entries.
+//!
+//! A source first names the artifacts it needs (so they can be fetched in
+//! parallel, or checked offline), then plans its layer parts: each part has a
+//! fingerprint covering every input that can change its bytes, and a deferred
+//! step that fills the tree. The build skips the deferred step when the layer
+//! cache already holds a layer with that fingerprint.
+
+pub mod accounts;
+pub mod files;
+pub mod tarball;
+
+use std::path::PathBuf;
+
+use crate::fetch::Artifact;
+use crate::report::Reporter;
+use crate::spec::ResolvedLayer;
+use crate::store::{Store, StoreError};
+use crate::tree::{PathError, Tree, TreeError};
+
+/// Everything a source may use while filling a tree.
+pub struct Context<'a> {
+    /// The artifact store (fetched artifacts are in it).
+    pub store: &'a Store,
+    /// Directory for spool files of this build.
+    pub scratch: PathBuf,
+    /// Progress.
+    pub reporter: &'a dyn Reporter,
+}
+
+/// Why a source failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// A message with all the details in it.
+    #[error("{0}")]
+    Message(String),
+    /// A tree rule was broken.
+    #[error(transparent)]
+    Tree(#[from] TreeError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// An IO error on a named path.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: String,
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An archive member path was refused.
+    #[error("{archive}: member {source}")]
+    Path {
+        /// The archive.
+        archive: String,
+        /// The refusal.
+        #[source]
+        source: PathError,
+    },
+    /// Any other error, already described.
+    #[error(transparent)]
+    Other(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl SourceError {
+    /// An IO error with context.
+    pub fn io(action: impl Into<String>, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> SourceError {
+        let action = action.into();
+        let path = path.into();
+        move |source| SourceError::Io { action, path, source }
+    }
+}
+
+/// Fills a tree (run only when the layer is not cached).
+pub type Populate<'s> = Box<dyn FnOnce(&Context<'_>, &mut Tree) -> Result<(), SourceError> + 's>;
+
+/// One planned layer part of a source.
+pub struct Part<'s> {
+    /// Optional name (for sources that split into several layers).
+    pub name: Option<String>,
+    /// Stable description of every input that affects the bytes.
+    pub fingerprint: String,
+    /// Deferred tree filling.
+    pub populate: Populate<'s>,
+}
+
+/// A layer source.
+pub trait Source {
+    /// Short description for messages, e.g. `tarball https://…/x.tar.gz`.
+    fn describe(&self) -> String;
+    /// Artifacts to fetch before planning.
+    fn artifacts(&self) -> Vec<Artifact> {
+        Vec::new()
+    }
+    /// The layer parts. Most sources return exactly one; a source that
+    /// returns several must be alone in its layer entry.
+    fn plan(&self) -> Result<Vec<Part<'_>>, SourceError>;
+}
+
+/// The sources of one resolved layer entry, in a fixed order.
+pub fn sources_of(layer: &ResolvedLayer) -> Vec<Box<dyn Source + '_>> {
+    let mut v: Vec<Box<dyn Source + '_>> = Vec::new();
+    let e = &layer.entry;
+    if !e.dirs.is_empty() || !e.files.is_empty() || !e.symlinks.is_empty() {
+        v.push(Box::new(files::Files { layer }));
+    }
+    if let Some(t) = &e.tarball {
+        v.push(Box::new(tarball::Tarball { spec: t, layer }));
+    }
+    if let Some(a) = &e.accounts {
+        v.push(Box::new(accounts::Accounts { spec: a }));
+    }
+    v
+}

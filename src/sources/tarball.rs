@@ -1,0 +1,96 @@
+//! `tarball:`: a tar archive (plain, gzip, zstd or xz) from a URL or a local path.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use crate::archive::{decompress, read_tar, Placement};
+use crate::digest::HashingReader;
+use crate::fetch::Artifact;
+use crate::spec::{parse_owner, ResolvedLayer, TarballSpec};
+
+use super::{Context, Part, Source, SourceError};
+
+/// A tarball source.
+pub struct Tarball<'a> {
+    /// Its spec.
+    pub spec: &'a TarballSpec,
+    /// The layer entry (for relative paths).
+    pub layer: &'a ResolvedLayer,
+}
+
+impl Tarball<'_> {
+    fn name(&self) -> String {
+        match (&self.spec.url, &self.spec.path) {
+            (Some(u), _) => crate::report::redact_url(u),
+            (_, Some(p)) => self.layer.resolve(p).display().to_string(),
+            _ => "tarball".into(),
+        }
+    }
+}
+
+impl Source for Tarball<'_> {
+    fn describe(&self) -> String {
+        format!("tarball {}", self.name())
+    }
+
+    fn artifacts(&self) -> Vec<Artifact> {
+        match (&self.spec.url, &self.spec.sha256) {
+            (Some(url), Some(sha)) => vec![Artifact {
+                name: url.rsplit('/').next().unwrap_or(url).to_string(),
+                url: url.clone(),
+                sha256: sha.0,
+                size: self.spec.size,
+            }],
+            _ => Vec::new(),
+        }
+    }
+
+    fn plan(&self) -> Result<Vec<Part<'_>>, SourceError> {
+        let s = self.spec;
+        // A local tarball without a pinned hash is fingerprinted by its bytes.
+        let content = match (&s.sha256, &s.path) {
+            (Some(d), _) => d.0,
+            (None, Some(p)) => {
+                let path = self.layer.resolve(p);
+                let f = fs_err::File::open(&path).map_err(|e| SourceError::Message(e.to_string()))?;
+                crate::digest::hash_reader(std::io::BufReader::new(f)).map_err(SourceError::io("reading", &path))?.0
+            }
+            (None, None) => return Err(SourceError::Message("tarball without url or path".into())),
+        };
+        let fp = format!(
+            "tarball-v1 {content} into={:?} strip={} owner={:?}\n",
+            s.into.as_ref().map(|p| &p.0),
+            s.strip_components,
+            s.owner
+        );
+        let populate = move |ctx: &Context<'_>, tree: &mut crate::tree::Tree| -> Result<(), SourceError> {
+            let name = self.name();
+            let placement = Placement {
+                into: s.into.as_ref().map(|p| p.tree_path()),
+                strip_components: s.strip_components,
+                owner: s.owner.as_deref().and_then(parse_owner),
+            };
+            let file_path = match &s.url {
+                Some(_) => ctx.store.path(&content),
+                None => self.layer.resolve(s.path.as_deref().unwrap_or_default()),
+            };
+            let file = fs_err::File::open(&file_path).map_err(|e| SourceError::Message(format!("{name}: {e}")))?;
+            let mut hashing = HashingReader::new(std::io::BufReader::new(file));
+            let origin: Arc<str> = Arc::from(format!("tarball {name}"));
+            {
+                let stream = decompress(&mut hashing, &name)?;
+                read_tar(stream, &name, &placement, &origin, &ctx.scratch, tree)?;
+            }
+            // Hash the rest (padding after the end-of-archive marker) to check the pin.
+            std::io::copy(&mut (&mut hashing).take(u64::MAX), &mut std::io::sink()).map_err(SourceError::io("reading", &file_path))?;
+            let (found, _) = hashing.finish();
+            if found != content {
+                return Err(SourceError::Message(format!(
+                    "{name}: sha256 mismatch\n  expected: {content}\n  found:    {found}\nhint: the file changed since it was pinned; update `sha256` if the new file is trusted"
+                )));
+            }
+            Ok(())
+        };
+        Ok(vec![Part { name: None, fingerprint: fp, populate: Box::new(populate) }])
+    }
+}

@@ -1,0 +1,408 @@
+//! The YAML schema of image specs and layer files. Every field's doc comment
+//! says whether it is required; these comments are also the JSON Schema
+//! descriptions (`docs/spec.schema.json`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::compress::Algorithm;
+use crate::digest::Digest;
+
+/// Spec format version. Only `1` exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Version(pub u32);
+
+impl<'de> Deserialize<'de> for Version {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = u32::deserialize(d)?;
+        if v != 1 {
+            return Err(serde::de::Error::custom(format!(
+                "unsupported spec version {v}; this strata reads `version: 1`"
+            )));
+        }
+        Ok(Version(v))
+    }
+}
+
+/// File permission bits written as a quoted octal string (`"0644"`, `"755"`).
+/// Unquoted numbers are refused: YAML reads `0644` as a decimal or octal
+/// integer depending on the YAML version, which silently changes modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Mode(pub u32);
+
+impl<'de> Deserialize<'de> for Mode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Mode;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a quoted octal mode such as \"0644\"")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Mode, E> {
+                Err(E::custom(format!(
+                    "mode {v} must be a quoted octal string, e.g. \"0{v}\" (unquoted numbers are ambiguous in YAML)"
+                )))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Mode, E> {
+                self.visit_u64(v.unsigned_abs())
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Mode, E> {
+                let digits = s.strip_prefix("0o").unwrap_or(s);
+                if !(3..=5).contains(&digits.len()) || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+                    return Err(E::custom(format!("`{s}` is not an octal mode like \"0644\" or \"1777\"")));
+                }
+                let m = u32::from_str_radix(digits, 8).map_err(E::custom)?;
+                if m > 0o7777 {
+                    return Err(E::custom(format!("mode `{s}` has bits above 07777")));
+                }
+                Ok(Mode(m))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// An absolute path inside the image, e.g. `/etc/motd`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImagePath(pub String);
+
+impl<'de> Deserialize<'de> for ImagePath {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if !s.starts_with('/') {
+            return Err(serde::de::Error::custom(format!(
+                "image path `{s}` must be absolute (start with `/`), e.g. `/{s}`"
+            )));
+        }
+        crate::tree::TreePath::from_image_path(&s).map_err(serde::de::Error::custom)?;
+        Ok(ImagePath(s))
+    }
+}
+
+impl ImagePath {
+    /// The normalised tree path.
+    pub fn tree_path(&self) -> crate::tree::TreePath {
+        // Validated when deserialised.
+        crate::tree::TreePath::from_image_path(&self.0).unwrap_or_else(|_| unreachable!("validated path"))
+    }
+}
+
+/// A SHA-256 digest, `sha256:<hex>` or bare hex.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Sha256(pub Digest);
+
+impl<'de> Deserialize<'de> for Sha256 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Digest::parse(&s).map(Sha256).map_err(serde::de::Error::custom)
+    }
+}
+
+macro_rules! string_schema {
+    ($ty:ident, $name:literal, $schema:tt) => {
+        impl JsonSchema for $ty {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                $name.into()
+            }
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!($schema)
+            }
+        }
+    };
+}
+
+string_schema!(Version, "Version", {"type": "integer", "enum": [1], "description": "Spec format version."});
+string_schema!(Mode, "Mode", {"type": "string", "pattern": "^(0o)?[0-7]{3,5}$", "description": "Quoted octal permission bits, e.g. \"0644\"."});
+string_schema!(ImagePath, "ImagePath", {"type": "string", "pattern": "^/", "description": "Absolute path in the image."});
+string_schema!(Sha256, "Sha256", {"type": "string", "pattern": "^(sha256:)?[0-9a-f]{64}$", "description": "SHA-256 digest."});
+
+/// An image spec (`specs/*.yaml`).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSpec {
+    /// Required. Spec format version: `1`.
+    pub version: Version,
+    /// Required. Image name, used in messages and as the default repository name.
+    pub name: String,
+    /// Optional. Tag used when the output names none. Default: `latest`.
+    #[serde(default)]
+    pub tag: Option<String>,
+    /// Optional. `os/arch[/variant]`. Default: `linux/amd64`.
+    #[serde(default)]
+    pub platform: Option<String>,
+    /// Optional. Seconds since 1970-01-01 used for every file's mtime and the
+    /// image's `created` time. `SOURCE_DATE_EPOCH` overrides it. Default: 0.
+    #[serde(default)]
+    pub epoch: Option<u64>,
+    /// Optional. Layer compression. Default: gzip level 6.
+    #[serde(default)]
+    pub compression: Option<CompressionSpec>,
+    /// Required. The layers, bottom first. Each entry becomes one layer (some
+    /// sources may split into several); `include:` entries splice in the
+    /// layers of a layer file.
+    pub layers: Vec<LayerEntry>,
+    /// Optional. GPU stack the image targets; adds the `strata-verify` entrypoint.
+    #[serde(default)]
+    pub gpu: Option<GpuSpec>,
+    /// Optional. Runtime configuration (user, env, entrypoint, ...).
+    #[serde(default)]
+    pub config: Option<ConfigSpec>,
+    /// Optional. Extra manifest annotations.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A reusable layer file (`layers/*.yaml`), spliced into an image spec with `include:`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LayerFile {
+    /// Required. Spec format version: `1`.
+    pub version: Version,
+    /// Optional. What these layers provide.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Required. The layers, bottom first.
+    pub layers: Vec<LayerEntry>,
+}
+
+/// Layer compression settings.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompressionSpec {
+    /// Required. `gzip`, `zstd` or `none`.
+    pub algorithm: Algorithm,
+    /// Optional. gzip 1-9 (default 6), zstd 1-19 (default 3).
+    #[serde(default)]
+    pub level: Option<i32>,
+}
+
+/// One entry of `layers:`. Either `include:` alone, or any combination of
+/// sources, which are merged into one layer.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LayerEntry {
+    /// Optional. A layer file whose layers are spliced in here (path relative
+    /// to this file). Cannot be combined with other keys.
+    #[serde(default)]
+    pub include: Option<String>,
+    /// Optional. Layer name shown in history and messages.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Optional. Regular files.
+    #[serde(default)]
+    pub files: Vec<FileSpec>,
+    /// Optional. Directories.
+    #[serde(default)]
+    pub dirs: Vec<DirSpec>,
+    /// Optional. Symbolic links.
+    #[serde(default)]
+    pub symlinks: Vec<SymlinkSpec>,
+    /// Optional. A tar archive (plain, .gz, .zst or .xz) unpacked into the layer.
+    #[serde(default)]
+    pub tarball: Option<TarballSpec>,
+    /// Optional. Users and groups: writes `/etc/passwd` and `/etc/group`.
+    #[serde(default)]
+    pub accounts: Option<AccountsSpec>,
+}
+
+impl LayerEntry {
+    /// True when no source is given.
+    pub fn has_sources(&self) -> bool {
+        !self.files.is_empty() || !self.dirs.is_empty() || !self.symlinks.is_empty() || self.tarball.is_some() || self.accounts.is_some()
+    }
+}
+
+/// A regular file. Exactly one of `content`, `content_base64` and `source`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileSpec {
+    /// Required. Absolute path in the image.
+    pub path: ImagePath,
+    /// Text content (UTF-8).
+    #[serde(default)]
+    pub content: Option<String>,
+    /// Binary content, base64 (standard alphabet, padding optional).
+    #[serde(default)]
+    pub content_base64: Option<String>,
+    /// A local file, relative to the spec file that names it.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Optional. Permission bits. Default: `"0644"`.
+    #[serde(default)]
+    pub mode: Option<Mode>,
+    /// Optional. Owner id. Default: 0.
+    #[serde(default)]
+    pub uid: u32,
+    /// Optional. Group id. Default: 0.
+    #[serde(default)]
+    pub gid: u32,
+    /// Optional. Modification time (seconds since 1970). Default: the build epoch.
+    #[serde(default)]
+    pub mtime: Option<u64>,
+}
+
+/// A directory.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DirSpec {
+    /// Required. Absolute path in the image.
+    pub path: ImagePath,
+    /// Optional. Permission bits. Default: `"0755"`.
+    #[serde(default)]
+    pub mode: Option<Mode>,
+    /// Optional. Owner id. Default: 0.
+    #[serde(default)]
+    pub uid: u32,
+    /// Optional. Group id. Default: 0.
+    #[serde(default)]
+    pub gid: u32,
+}
+
+/// A symbolic link.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SymlinkSpec {
+    /// Required. Absolute path of the link in the image.
+    pub path: ImagePath,
+    /// Required. Link target, absolute or relative, stored as written.
+    pub target: String,
+    /// Optional. Owner id. Default: 0.
+    #[serde(default)]
+    pub uid: u32,
+    /// Optional. Group id. Default: 0.
+    #[serde(default)]
+    pub gid: u32,
+}
+
+/// A tar archive. Exactly one of `url` and `path`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TarballSpec {
+    /// An `http://` or `https://` URL. Requires `sha256`.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// A local file, relative to the spec file that names it.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Required with `url`, optional with `path`: the archive's SHA-256.
+    #[serde(default)]
+    pub sha256: Option<Sha256>,
+    /// Optional. The archive's size in bytes, checked while downloading.
+    #[serde(default)]
+    pub size: Option<u64>,
+    /// Optional. Directory in the image to unpack into. Default: `/`.
+    #[serde(default)]
+    pub into: Option<ImagePath>,
+    /// Optional. Leading path components to drop from member names. Default: 0.
+    #[serde(default)]
+    pub strip_components: u32,
+    /// Optional. Force every entry's owner, `"uid:gid"`. Default: keep the
+    /// archive's numeric owners.
+    #[serde(default)]
+    pub owner: Option<String>,
+}
+
+/// Users and groups.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccountsSpec {
+    /// Optional. Add `root` (uid 0) and `nogroup`/`nobody` (65534). Default: true.
+    #[serde(default = "yes")]
+    pub system: bool,
+    /// Optional. Groups.
+    #[serde(default)]
+    pub groups: Vec<GroupSpec>,
+    /// Optional. Users.
+    #[serde(default)]
+    pub users: Vec<UserSpec>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A group.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GroupSpec {
+    /// Required. Group name.
+    pub name: String,
+    /// Required. Numeric id.
+    pub gid: u32,
+    /// Optional. Supplementary members (user names).
+    #[serde(default)]
+    pub members: Vec<String>,
+}
+
+/// A user.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserSpec {
+    /// Required. User name.
+    pub name: String,
+    /// Required. Numeric id.
+    pub uid: u32,
+    /// Optional. Primary group id. Default: same as `uid`.
+    #[serde(default)]
+    pub gid: Option<u32>,
+    /// Optional. Home directory; created owned by the user. Default: `/home/<name>`
+    /// (`/root` for uid 0).
+    #[serde(default)]
+    pub home: Option<ImagePath>,
+    /// Optional. Login shell. Default: `/usr/sbin/nologin`.
+    #[serde(default)]
+    pub shell: Option<String>,
+    /// Optional. Full name field.
+    #[serde(default)]
+    pub gecos: Option<String>,
+}
+
+/// Which GPU stack the image targets.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GpuSpec {
+    /// Required. CUDA version of the image's libraries, e.g. `"12.8"`.
+    pub cuda: String,
+    /// Optional. Allowed compute capabilities. Default: `[sm_80, sm_90]`.
+    #[serde(default)]
+    pub arch: Option<Vec<String>>,
+    /// Optional. `quick`, `full` or `off`. Default: `quick`.
+    #[serde(default)]
+    pub verify: Option<String>,
+}
+
+/// Runtime configuration written into the image config.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigSpec {
+    /// Optional. `user`, `uid`, `user:group` or `uid:gid`.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Optional. Working directory (absolute).
+    #[serde(default)]
+    pub workdir: Option<ImagePath>,
+    /// Optional. Environment variables.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Optional. Entrypoint argv.
+    #[serde(default)]
+    pub entrypoint: Option<Vec<String>>,
+    /// Optional. Default arguments (or command when there is no entrypoint).
+    #[serde(default)]
+    pub cmd: Option<Vec<String>>,
+    /// Optional. Exposed ports, `8888/tcp` or `53/udp` (`/tcp` may be omitted).
+    #[serde(default)]
+    pub ports: Vec<String>,
+    /// Optional. Volume mount points.
+    #[serde(default)]
+    pub volumes: Vec<ImagePath>,
+    /// Optional. Config labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Optional. Signal that stops the container, e.g. `SIGTERM`.
+    #[serde(default)]
+    pub stop_signal: Option<String>,
+}

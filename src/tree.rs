@@ -1,0 +1,697 @@
+//! The in-memory file tree of one layer: normalised paths, sorted, each path once,
+//! with the conflict rules every source obeys.
+//!
+//! A tree holds metadata only. File bytes stay where they are (inline for small
+//! generated files, in a local file, in a spool file next to the build, or in an
+//! artifact such as a wheel) until the layer writer streams them.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::digest::{hash_reader, Digest};
+
+/// A normalised path inside the image: relative to `/`, no `.` or `..`
+/// components, no empty components, no trailing slash, valid UTF-8, no NUL.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TreePath(String);
+
+/// Why a path was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    /// The path was empty or named only the root.
+    #[error("empty path")]
+    Empty,
+    /// The path had a `..` component.
+    #[error("`{0}` contains a `..` component, which would escape the image root")]
+    ParentComponent(String),
+    /// An archive member had an absolute path.
+    #[error("`{0}` is an absolute path; archive members must be relative")]
+    Absolute(String),
+    /// The path held a NUL byte.
+    #[error("`{0}` contains a NUL byte")]
+    Nul(String),
+}
+
+impl TreePath {
+    /// Parses an image path as written in a spec: `/etc/motd` and `etc/motd`
+    /// both name the same file.
+    pub fn from_image_path(raw: &str) -> Result<TreePath, PathError> {
+        Self::normalise(raw.trim_start_matches('/'), raw)
+    }
+
+    /// Parses a member path of an archive (tar, deb, wheel). Absolute paths
+    /// and `..` components are refused: they are how archives escape a root.
+    /// A leading `./` is normal in tarballs and allowed.
+    pub fn from_archive_member(raw: &str) -> Result<TreePath, PathError> {
+        if raw.starts_with('/') {
+            return Err(PathError::Absolute(raw.to_string()));
+        }
+        Self::normalise(raw, raw)
+    }
+
+    fn normalise(rel: &str, original: &str) -> Result<TreePath, PathError> {
+        if rel.contains('\0') {
+            return Err(PathError::Nul(original.to_string()));
+        }
+        let mut out = String::with_capacity(rel.len());
+        for comp in rel.split('/') {
+            match comp {
+                "" | "." => continue,
+                ".." => return Err(PathError::ParentComponent(original.to_string())),
+                c => {
+                    if !out.is_empty() {
+                        out.push('/');
+                    }
+                    out.push_str(c);
+                }
+            }
+        }
+        if out.is_empty() {
+            return Err(PathError::Empty);
+        }
+        Ok(TreePath(out))
+    }
+
+    /// The path without a leading slash, as stored in tar headers.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The parent directory, or `None` for a top-level entry.
+    pub fn parent(&self) -> Option<TreePath> {
+        self.0.rfind('/').map(|i| TreePath(self.0[..i].to_string()))
+    }
+
+    /// The last component.
+    pub fn file_name(&self) -> &str {
+        match self.0.rfind('/') {
+            Some(i) => &self.0[i + 1..],
+            None => &self.0,
+        }
+    }
+
+    /// Appends a relative path (which is normalised and checked).
+    pub fn join(&self, rel: &str) -> Result<TreePath, PathError> {
+        TreePath::normalise(&format!("{}/{}", self.0, rel), rel)
+    }
+
+    /// All ancestors, outermost first (`a`, `a/b` for `a/b/c`).
+    pub fn ancestors(&self) -> impl Iterator<Item = TreePath> + '_ {
+        self.0
+            .match_indices('/')
+            .map(move |(i, _)| TreePath(self.0[..i].to_string()))
+    }
+}
+
+impl fmt::Display for TreePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "/{}", self.0)
+    }
+}
+
+impl fmt::Debug for TreePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "/{}", self.0)
+    }
+}
+
+/// Something that can produce a file's bytes on demand. Sources with their own
+/// storage (zip members of a wheel, for example) implement this.
+pub trait ContentSource: Send + Sync + fmt::Debug {
+    /// Opens a fresh reader positioned at the first byte.
+    fn open(&self) -> io::Result<Box<dyn Read + Send + '_>>;
+    /// Human-readable origin for error messages.
+    fn describe(&self) -> String;
+}
+
+/// Where a regular file's bytes come from.
+#[derive(Clone)]
+pub enum Content {
+    /// Bytes held in memory (small generated files, inline spec content).
+    Bytes(Arc<[u8]>),
+    /// A local file read when the layer is written.
+    LocalFile(PathBuf),
+    /// A byte range of a spool file written while reading an archive.
+    Spool(SpoolRange),
+    /// Anything else.
+    Source(Arc<dyn ContentSource>),
+}
+
+impl fmt::Debug for Content {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Content::Bytes(b) => write!(f, "Bytes({} bytes)", b.len()),
+            Content::LocalFile(p) => write!(f, "LocalFile({})", p.display()),
+            Content::Spool(s) => write!(f, "Spool({}+{})", s.offset, s.len),
+            Content::Source(s) => write!(f, "Source({})", s.describe()),
+        }
+    }
+}
+
+impl Content {
+    /// Opens the bytes for reading.
+    pub fn open(&self) -> io::Result<Box<dyn Read + Send + '_>> {
+        match self {
+            Content::Bytes(b) => Ok(Box::new(&b[..])),
+            Content::LocalFile(p) => Ok(Box::new(fs_err::File::open(p)?)),
+            Content::Spool(s) => Ok(Box::new(s.reader())),
+            Content::Source(s) => s.open(),
+        }
+    }
+
+    /// Where the bytes come from, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            Content::Bytes(_) => "inline content".to_string(),
+            Content::LocalFile(p) => p.display().to_string(),
+            Content::Spool(s) => format!("{} (spooled)", s.spool.path.display()),
+            Content::Source(s) => s.describe(),
+        }
+    }
+}
+
+/// An append-only file that holds the bytes of archive members until the layer
+/// is written, so archive order and layer order can differ without holding
+/// the data in memory.
+#[derive(Debug)]
+pub struct Spool {
+    file: File,
+    path: PathBuf,
+}
+
+impl Spool {
+    /// Creates a spool file inside `dir` (removed when the last range is dropped).
+    pub fn create_in(dir: &std::path::Path) -> io::Result<(Arc<Spool>, File)> {
+        let tmp = tempfile::Builder::new().prefix("spool-").tempfile_in(dir)?;
+        let (file, path) = tmp.keep().map_err(|e| e.error)?;
+        let writer = file.try_clone()?;
+        Ok((Arc::new(Spool { file, path }), writer))
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A byte range inside a [`Spool`].
+#[derive(Debug, Clone)]
+pub struct SpoolRange {
+    /// The spool file.
+    pub spool: Arc<Spool>,
+    /// First byte.
+    pub offset: u64,
+    /// Length in bytes.
+    pub len: u64,
+}
+
+impl SpoolRange {
+    fn reader(&self) -> SpoolReader<'_> {
+        SpoolReader { range: self, pos: 0 }
+    }
+}
+
+struct SpoolReader<'a> {
+    range: &'a SpoolRange,
+    pos: u64,
+}
+
+impl Read for SpoolReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.range.len - self.pos;
+        if left == 0 {
+            return Ok(0);
+        }
+        let want = buf.len().min(left as usize);
+        let n = self
+            .range
+            .spool
+            .file
+            .read_at(&mut buf[..want], self.range.offset + self.pos)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("spool file {} is shorter than recorded", self.range.spool.path.display()),
+            ));
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// The kind of a tree entry.
+#[derive(Debug, Clone)]
+pub enum Kind {
+    /// A directory. `implicit` directories were created as parents of other
+    /// entries; explicit ones were named by a source.
+    Dir {
+        /// Created only as a parent.
+        implicit: bool,
+    },
+    /// A regular file.
+    File {
+        /// The bytes.
+        content: Content,
+        /// Size in bytes.
+        size: u64,
+        /// SHA-256 of the bytes when the source already knows it.
+        sha256: Option<Digest>,
+    },
+    /// A symbolic link with its target as written (absolute or relative).
+    Symlink {
+        /// Link target.
+        target: String,
+    },
+    /// A hard link to another regular file of the same layer.
+    Hardlink {
+        /// The file it shares bytes with.
+        target: TreePath,
+    },
+}
+
+/// One entry of a tree.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// What it is.
+    pub kind: Kind,
+    /// Permission bits including setuid/setgid/sticky (`0o7777` mask).
+    pub mode: u32,
+    /// Numeric owner.
+    pub uid: u32,
+    /// Numeric group.
+    pub gid: u32,
+    /// Modification time; `None` means the build's epoch.
+    pub mtime: Option<u64>,
+    /// Which source put it there, for error messages.
+    pub origin: Arc<str>,
+}
+
+impl Entry {
+    /// An explicit directory.
+    pub fn dir(mode: u32, origin: &Arc<str>) -> Entry {
+        Entry { kind: Kind::Dir { implicit: false }, mode: mode & 0o7777, uid: 0, gid: 0, mtime: None, origin: origin.clone() }
+    }
+    /// A regular file.
+    pub fn file(content: Content, size: u64, mode: u32, origin: &Arc<str>) -> Entry {
+        Entry {
+            kind: Kind::File { content, size, sha256: None },
+            mode: mode & 0o7777,
+            uid: 0,
+            gid: 0,
+            mtime: None,
+            origin: origin.clone(),
+        }
+    }
+    /// A regular file held in memory.
+    pub fn bytes(bytes: impl Into<Arc<[u8]>>, mode: u32, origin: &Arc<str>) -> Entry {
+        let b: Arc<[u8]> = bytes.into();
+        let size = b.len() as u64;
+        let sha = Digest::of(&b);
+        let mut e = Entry::file(Content::Bytes(b), size, mode, origin);
+        if let Kind::File { sha256, .. } = &mut e.kind {
+            *sha256 = Some(sha);
+        }
+        e
+    }
+    /// A symbolic link (mode 0777 as on Linux).
+    pub fn symlink(target: impl Into<String>, origin: &Arc<str>) -> Entry {
+        Entry {
+            kind: Kind::Symlink { target: target.into() },
+            mode: 0o777,
+            uid: 0,
+            gid: 0,
+            mtime: None,
+            origin: origin.clone(),
+        }
+    }
+    /// Sets the owner.
+    pub fn owned(mut self, uid: u32, gid: u32) -> Entry {
+        self.uid = uid;
+        self.gid = gid;
+        self
+    }
+
+    fn type_name(&self) -> &'static str {
+        match self.kind {
+            Kind::Dir { .. } => "directory",
+            Kind::File { .. } => "file",
+            Kind::Symlink { .. } => "symlink",
+            Kind::Hardlink { .. } => "hardlink",
+        }
+    }
+}
+
+/// Why an entry could not be added to a tree.
+#[derive(Debug, thiserror::Error)]
+pub enum TreeError {
+    /// Two sources put different things at one path.
+    #[error("conflict at {path}: {first_origin} provides a {first_kind}, {second_origin} provides a different {second_kind}{detail}\nhint: identical duplicates are allowed; to override a file on purpose, put the new version in a later layer")]
+    Conflict {
+        /// The path.
+        path: TreePath,
+        /// Origin of the entry already present.
+        first_origin: String,
+        /// Its type.
+        first_kind: &'static str,
+        /// Origin of the new entry.
+        second_origin: String,
+        /// Its type.
+        second_kind: &'static str,
+        /// What differs.
+        detail: String,
+    },
+    /// An entry would be written through a symbolic link.
+    #[error("{origin} writes {path} through the symlink {link} -> {target}; writing through links is refused because it can escape the image root or silently change another file")]
+    ThroughSymlink {
+        /// Entry path.
+        path: TreePath,
+        /// The symlink on the way.
+        link: TreePath,
+        /// Its target.
+        target: String,
+        /// The source.
+        origin: String,
+    },
+    /// A parent of the entry is a regular file.
+    #[error("{origin} writes {path}, but {parent} is not a directory")]
+    NotADirectory {
+        /// Entry path.
+        path: TreePath,
+        /// The offending parent.
+        parent: TreePath,
+        /// The source.
+        origin: String,
+    },
+    /// A hard link names a file outside this layer or something that is not a file.
+    #[error("{origin}: hardlink {path} -> {target} points outside the layer or at something that is not a regular file")]
+    BadHardlink {
+        /// Link path.
+        path: TreePath,
+        /// Its target.
+        target: TreePath,
+        /// The source.
+        origin: String,
+    },
+    /// Reading content to compare duplicates failed.
+    #[error("reading {what} to compare duplicate {path}: {source}")]
+    Io {
+        /// The path.
+        path: TreePath,
+        /// What was read.
+        what: String,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// A layer's file tree.
+#[derive(Debug, Default, Clone)]
+pub struct Tree {
+    entries: BTreeMap<TreePath, Entry>,
+}
+
+impl Tree {
+    /// An empty tree.
+    pub fn new() -> Tree {
+        Tree::default()
+    }
+
+    /// Number of entries (implicit directories included).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Looks an entry up.
+    pub fn get(&self, path: &TreePath) -> Option<&Entry> {
+        self.entries.get(path)
+    }
+
+    /// Entries in layer order: sorted by path bytes, so parents come first.
+    pub fn iter(&self) -> impl Iterator<Item = (&TreePath, &Entry)> {
+        self.entries.iter()
+    }
+
+    /// Adds an entry, creating missing parents as implicit directories
+    /// (0755, root-owned).
+    ///
+    /// Rules: a directory named twice merges (an explicit one's attributes
+    /// replace an implicit one's; between two explicit ones the later wins);
+    /// identical files, symlinks or hardlinks named twice are kept once;
+    /// anything else at one path is a [`TreeError::Conflict`]. Nothing may be
+    /// written below a symlink or a file.
+    pub fn insert(&mut self, path: TreePath, entry: Entry) -> Result<(), TreeError> {
+        for anc in path.ancestors() {
+            match self.entries.get(&anc) {
+                None => {
+                    self.entries.insert(
+                        anc,
+                        Entry {
+                            kind: Kind::Dir { implicit: true },
+                            mode: 0o755,
+                            uid: 0,
+                            gid: 0,
+                            mtime: None,
+                            origin: entry.origin.clone(),
+                        },
+                    );
+                }
+                Some(Entry { kind: Kind::Dir { .. }, .. }) => {}
+                Some(Entry { kind: Kind::Symlink { target }, .. }) => {
+                    return Err(TreeError::ThroughSymlink {
+                        path: path.clone(),
+                        link: anc.clone(),
+                        target: target.clone(),
+                        origin: entry.origin.to_string(),
+                    })
+                }
+                Some(_) => {
+                    return Err(TreeError::NotADirectory {
+                        path: path.clone(),
+                        parent: anc.clone(),
+                        origin: entry.origin.to_string(),
+                    })
+                }
+            }
+        }
+        let Some(existing) = self.entries.get_mut(&path) else {
+            self.entries.insert(path, entry);
+            return Ok(());
+        };
+        match (&existing.kind, &entry.kind) {
+            (Kind::Dir { implicit: old_implicit }, Kind::Dir { implicit: new_implicit }) => {
+                if !*new_implicit || *old_implicit {
+                    let keep_explicit = !*old_implicit || !*new_implicit;
+                    *existing = entry;
+                    existing.kind = Kind::Dir { implicit: !keep_explicit };
+                }
+                Ok(())
+            }
+            _ => {
+                let detail = same_entry(&path, existing, &entry)?;
+                match detail {
+                    None => Ok(()),
+                    Some(detail) => Err(TreeError::Conflict {
+                        path,
+                        first_origin: existing.origin.to_string(),
+                        first_kind: existing.type_name(),
+                        second_origin: entry.origin.to_string(),
+                        second_kind: entry.type_name(),
+                        detail,
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Checks that every hard link names a regular file of this tree.
+    pub fn check_hardlinks(&self) -> Result<(), TreeError> {
+        for (path, e) in &self.entries {
+            if let Kind::Hardlink { target } = &e.kind {
+                match self.entries.get(target) {
+                    Some(Entry { kind: Kind::File { .. }, .. }) => {}
+                    _ => {
+                        return Err(TreeError::BadHardlink {
+                            path: path.clone(),
+                            target: target.clone(),
+                            origin: e.origin.to_string(),
+                        })
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves every entry of `other` into this tree with the usual rules.
+    pub fn merge(&mut self, other: Tree) -> Result<(), TreeError> {
+        for (p, e) in other.entries {
+            self.insert(p, e)?;
+        }
+        Ok(())
+    }
+
+    /// Removes an entry (and nothing else).
+    pub fn remove(&mut self, path: &TreePath) -> Option<Entry> {
+        self.entries.remove(path)
+    }
+
+    /// Total bytes of regular files.
+    pub fn file_bytes(&self) -> u64 {
+        self.entries
+            .values()
+            .map(|e| match &e.kind {
+                Kind::File { size, .. } => *size,
+                _ => 0,
+            })
+            .sum()
+    }
+}
+
+/// `None` when two non-directory entries are the same, else what differs.
+fn same_entry(path: &TreePath, a: &Entry, b: &Entry) -> Result<Option<String>, TreeError> {
+    let mut diffs = Vec::new();
+    match (&a.kind, &b.kind) {
+        (
+            Kind::File { content: ca, size: sa, sha256: ha },
+            Kind::File { content: cb, size: sb, sha256: hb },
+        ) => {
+            if sa != sb {
+                diffs.push(format!("size {sa} vs {sb}"));
+            } else {
+                let da = match ha {
+                    Some(d) => *d,
+                    None => content_digest(path, ca)?,
+                };
+                let db = match hb {
+                    Some(d) => *d,
+                    None => content_digest(path, cb)?,
+                };
+                if da != db {
+                    diffs.push(format!("content {da} vs {db}"));
+                }
+            }
+        }
+        (Kind::Symlink { target: ta }, Kind::Symlink { target: tb }) => {
+            if ta != tb {
+                diffs.push(format!("target `{ta}` vs `{tb}`"));
+            }
+        }
+        (Kind::Hardlink { target: ta }, Kind::Hardlink { target: tb }) => {
+            if ta != tb {
+                diffs.push(format!("target {ta} vs {tb}"));
+            }
+        }
+        _ => diffs.push(format!("{} vs {}", a.type_name(), b.type_name())),
+    }
+    if a.mode != b.mode {
+        diffs.push(format!("mode {:04o} vs {:04o}", a.mode, b.mode));
+    }
+    if (a.uid, a.gid) != (b.uid, b.gid) {
+        diffs.push(format!("owner {}:{} vs {}:{}", a.uid, a.gid, b.uid, b.gid));
+    }
+    if diffs.is_empty() {
+        Ok(None)
+    } else {
+        Ok(Some(format!(" ({})", diffs.join(", "))))
+    }
+}
+
+fn content_digest(path: &TreePath, c: &Content) -> Result<Digest, TreeError> {
+    let r = c.open().map_err(|source| TreeError::Io { path: path.clone(), what: c.describe(), source })?;
+    hash_reader(r)
+        .map(|(d, _)| d)
+        .map_err(|source| TreeError::Io { path: path.clone(), what: c.describe(), source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn o(s: &str) -> Arc<str> {
+        Arc::from(s)
+    }
+
+    #[test]
+    fn paths_normalise_and_refuse_escapes() {
+        assert_eq!(TreePath::from_image_path("/usr//bin/./x/").unwrap().as_str(), "usr/bin/x");
+        assert_eq!(TreePath::from_archive_member("./a/b").unwrap().as_str(), "a/b");
+        assert!(matches!(TreePath::from_archive_member("/etc/passwd"), Err(PathError::Absolute(_))));
+        assert!(matches!(TreePath::from_archive_member("a/../../b"), Err(PathError::ParentComponent(_))));
+        assert!(matches!(TreePath::from_image_path("/"), Err(PathError::Empty)));
+    }
+
+    #[test]
+    fn sorted_order_puts_parents_first() {
+        let mut t = Tree::new();
+        let origin = o("test");
+        for p in ["a-c", "a/b", "a.d/e", "a/b/c"] {
+            t.insert(TreePath::from_image_path(p).unwrap(), Entry::bytes(&b"x"[..], 0o644, &origin)).ok();
+        }
+        let order: Vec<_> = t.iter().map(|(p, _)| p.as_str().to_string()).collect();
+        for (i, p) in order.iter().enumerate() {
+            for anc in TreePath::from_image_path(p).unwrap().ancestors() {
+                let j = order.iter().position(|q| q == anc.as_str()).unwrap();
+                assert!(j < i, "{anc} must come before {p}");
+            }
+        }
+    }
+
+    #[test]
+    fn identical_duplicates_are_kept_once_and_different_ones_conflict() {
+        let mut t = Tree::new();
+        let p = TreePath::from_image_path("nvidia/__init__.py").unwrap();
+        t.insert(p.clone(), Entry::bytes(&b""[..], 0o644, &o("wheel a"))).unwrap();
+        t.insert(p.clone(), Entry::bytes(&b""[..], 0o644, &o("wheel b"))).unwrap();
+        let err = t.insert(p, Entry::bytes(&b"x"[..], 0o644, &o("wheel c"))).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("wheel a") && msg.contains("wheel c") && msg.contains("size 0 vs 1"), "{msg}");
+    }
+
+    #[test]
+    fn writing_through_a_symlink_is_refused() {
+        let mut t = Tree::new();
+        t.insert(TreePath::from_image_path("escape").unwrap(), Entry::symlink("../../etc", &o("tarball"))).unwrap();
+        let err = t
+            .insert(TreePath::from_image_path("escape/passwd").unwrap(), Entry::bytes(&b"x"[..], 0o644, &o("tarball")))
+            .unwrap_err();
+        assert!(matches!(err, TreeError::ThroughSymlink { .. }), "{err}");
+    }
+
+    #[test]
+    fn explicit_directory_attributes_replace_implicit_ones() {
+        let mut t = Tree::new();
+        let origin = o("t");
+        t.insert(TreePath::from_image_path("tmp/x").unwrap(), Entry::bytes(&b""[..], 0o644, &origin)).unwrap();
+        t.insert(TreePath::from_image_path("tmp").unwrap(), Entry::dir(0o1777, &origin)).unwrap();
+        let e = t.get(&TreePath::from_image_path("tmp").unwrap()).unwrap();
+        assert_eq!(e.mode, 0o1777);
+        assert!(matches!(e.kind, Kind::Dir { implicit: false }));
+        // A later implicit creation does not reset it.
+        t.insert(TreePath::from_image_path("tmp/y").unwrap(), Entry::bytes(&b""[..], 0o644, &origin)).unwrap();
+        assert_eq!(t.get(&TreePath::from_image_path("tmp").unwrap()).unwrap().mode, 0o1777);
+    }
+
+    #[test]
+    fn hardlink_outside_layer_is_refused() {
+        let mut t = Tree::new();
+        let origin = o("t");
+        t.insert(
+            TreePath::from_image_path("l").unwrap(),
+            Entry { kind: Kind::Hardlink { target: TreePath::from_image_path("missing").unwrap() }, mode: 0o644, uid: 0, gid: 0, mtime: None, origin },
+        )
+        .unwrap();
+        assert!(matches!(t.check_hardlinks(), Err(TreeError::BadHardlink { .. })));
+    }
+}

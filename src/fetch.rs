@@ -125,11 +125,13 @@ pub struct FetchOptions {
 
 impl Default for FetchOptions {
     fn default() -> Self {
+        // STRATA_RETRY_BASE_MS shortens the backoff (tests use it).
+        let base = std::env::var("STRATA_RETRY_BASE_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(500);
         FetchOptions {
             retries: 4,
             concurrency: 6,
             offline: false,
-            backoff: Duration::from_millis(500),
+            backoff: Duration::from_millis(base),
             rewrites: Vec::new(),
             mirrors: Vec::new(),
         }

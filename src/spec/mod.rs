@@ -149,17 +149,31 @@ fn read(path: &Path) -> Result<String, SpecError> {
 pub fn parse<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, SpecError> {
     serde_norway::from_str::<T>(text).map_err(|e| {
         let location = e.location().map(|l| (l.line(), l.column()));
-        let mut message = e.to_string();
-        if let Some(i) = message.rfind(" at line ") {
-            message.truncate(i);
-        }
+        let message = strip_position(&e.to_string());
         let hint = hint_for(&message);
         SpecError::new(path, Some(text), location, message, hint)
     })
 }
 
+/// Removes the " at line L column C" fragment (the location is shown separately).
+fn strip_position(message: &str) -> String {
+    if let Some(i) = message.find(" at line ") {
+        let tail = &message[i + " at line ".len()..];
+        let after_line = tail.trim_start_matches(|c: char| c.is_ascii_digit());
+        if let Some(col) = after_line.strip_prefix(" column ") {
+            let rest = col.trim_start_matches(|c: char| c.is_ascii_digit());
+            return format!("{}{}", &message[..i], rest);
+        }
+    }
+    message.to_string()
+}
+
 /// Suggests the nearest known key for "unknown field" errors.
 fn hint_for(message: &str) -> Option<String> {
+    if let Some(rest) = message.split("missing field `").nth(1) {
+        let field = rest.split('`').next().unwrap_or_default();
+        return Some(format!("`{field}` is required here; docs/spec.md lists every field"));
+    }
     let rest = message.split("unknown field `").nth(1)?;
     let (unknown, rest) = rest.split_once('`')?;
     let expected: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();

@@ -1,0 +1,212 @@
+//! Shared helpers for integration tests: running the binary, a loopback HTTP
+//! server for fixtures (and for faults a real server does not produce), tool
+//! discovery, small tar builders.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// The strata binary under test.
+pub fn strata() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_strata"));
+    c.env_remove("SOURCE_DATE_EPOCH").env_remove("STRATA_THREADS").env_remove("STRATA_CACHE");
+    c
+}
+
+/// Runs and returns the output; panics with both streams on spawn failure.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// True when `tool` is on PATH. With STRATA_REQUIRE_TOOLS=1 a missing tool
+/// fails the test instead of skipping it.
+pub fn have(tool: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false)
+        || Path::new("/usr/sbin").join(tool).is_file();
+    if !found {
+        if std::env::var("STRATA_REQUIRE_TOOLS").as_deref() == Ok("1") {
+            panic!("{tool} is required (STRATA_REQUIRE_TOOLS=1) but not installed");
+        }
+        eprintln!("note: {tool} not installed; skipping the part of this test that needs it");
+    }
+    found
+}
+
+/// What the server does for one path.
+#[derive(Clone)]
+pub enum Reply {
+    /// 200 with the body.
+    Body(Vec<u8>),
+    /// A status with an empty body.
+    Status(u16),
+    /// Sends a Content-Length of the full body but only `n` bytes, then closes.
+    Truncated(Vec<u8>, usize),
+    /// Fails with `status` for the first `n` requests, then serves the body.
+    FlakyThen(u16, usize, Vec<u8>),
+}
+
+/// A loopback HTTP/1.1 server serving fixed replies by path.
+pub struct Server {
+    pub addr: String,
+    pub hits: Arc<Mutex<HashMap<String, usize>>>,
+    _handle: std::thread::JoinHandle<()>,
+}
+
+impl Server {
+    pub fn start(routes: HashMap<String, Reply>) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let addr = format!("http://{}", listener.local_addr().unwrap());
+        let hits: Arc<Mutex<HashMap<String, usize>>> = Arc::new(Mutex::new(HashMap::new()));
+        let routes = Arc::new(routes);
+        let h2 = hits.clone();
+        let handle = std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let routes = routes.clone();
+                let hits = h2.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).is_err() {
+                        return;
+                    }
+                    let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+                    loop {
+                        let mut h = String::new();
+                        if reader.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
+                            break;
+                        }
+                    }
+                    let n = {
+                        let mut m = hits.lock().unwrap();
+                        let c = m.entry(path.clone()).or_insert(0);
+                        *c += 1;
+                        *c
+                    };
+                    let send = |s: &mut std::net::TcpStream, status: u16, body: &[u8], declared: usize| {
+                        let _ = write!(s, "HTTP/1.1 {status} X\r\nContent-Length: {declared}\r\nConnection: close\r\n\r\n");
+                        let _ = s.write_all(body);
+                        let _ = s.flush();
+                    };
+                    match routes.get(&path) {
+                        None => send(&mut stream, 404, b"", 0),
+                        Some(Reply::Body(b)) => send(&mut stream, 200, b, b.len()),
+                        Some(Reply::Status(s)) => send(&mut stream, *s, b"", 0),
+                        Some(Reply::Truncated(b, k)) => send(&mut stream, 200, &b[..*k], b.len()),
+                        Some(Reply::FlakyThen(s, k, b)) => {
+                            if n <= *k {
+                                send(&mut stream, *s, b"", 0)
+                            } else {
+                                send(&mut stream, 200, b, b.len())
+                            }
+                        }
+                    }
+                    let _ = stream.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        Server { addr, hits, _handle: handle }
+    }
+
+    pub fn hits(&self, path: &str) -> usize {
+        self.hits.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+}
+
+/// A tar entry for fixture archives built with raw headers (so tests can
+/// write things a well-behaved writer refuses, like `../` paths).
+pub enum TarItem<'a> {
+    File(&'a str, &'a [u8], u32),
+    Dir(&'a str),
+    Symlink(&'a str, &'a str),
+    Hardlink(&'a str, &'a str),
+}
+
+/// Builds an uncompressed tar with GNU-style raw headers, no validation.
+pub fn raw_tar(items: &[TarItem<'_>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for item in items {
+        let mut h = tar::Header::new_gnu();
+        let (name, kind, data, mode, link): (&str, tar::EntryType, &[u8], u32, Option<&str>) = match item {
+            TarItem::File(n, d, m) => (n, tar::EntryType::Regular, d, *m, None),
+            TarItem::Dir(n) => (n, tar::EntryType::Directory, b"", 0o755, None),
+            TarItem::Symlink(n, t) => (n, tar::EntryType::Symlink, b"", 0o777, Some(t)),
+            TarItem::Hardlink(n, t) => (n, tar::EntryType::Link, b"", 0o644, Some(t)),
+        };
+        // Write the name bytes directly: set_path would refuse `..`.
+        {
+            let gnu = h.as_gnu_mut().unwrap();
+            gnu.name[..name.len()].copy_from_slice(name.as_bytes());
+            if let Some(l) = link {
+                gnu.linkname[..l.len()].copy_from_slice(l.as_bytes());
+            }
+        }
+        h.set_entry_type(kind);
+        h.set_size(data.len() as u64);
+        h.set_mode(mode);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_600_000_000);
+        h.set_cksum();
+        out.extend_from_slice(h.as_bytes());
+        out.extend_from_slice(data);
+        let pad = (512 - data.len() % 512) % 512;
+        out.extend(std::iter::repeat_n(0u8, pad));
+    }
+    out.extend(std::iter::repeat_n(0u8, 1024));
+    out
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+/// Unpacks an OCI layout with umoci and runs the bundle with runc; returns
+/// (status, stdout, stderr).
+pub fn umoci_runc(layout: &Path, tag: &str, work: &Path) -> (i32, String, String) {
+    let bundle = work.join("bundle");
+    let o = run(Command::new("umoci").args(["unpack", "--image"]).arg(format!("{}:{tag}", layout.display())).arg(&bundle));
+    assert!(o.status.success(), "umoci unpack failed: {}", stderr(&o));
+    let cfg_path = bundle.join("config.json");
+    let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+    cfg["process"]["terminal"] = serde_json::Value::Bool(false);
+    std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let id = format!("strata-test-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+    let o = run(Command::new("runc").arg("run").arg(&id).current_dir(&bundle));
+    let _ = Command::new("runc").args(["delete", "-f", &id]).output();
+    (o.status.code().unwrap_or(-1), stdout(&o), stderr(&o))
+}
+
+pub fn read_all(p: &Path) -> Vec<u8> {
+    let mut v = Vec::new();
+    std::fs::File::open(p).unwrap().read_to_end(&mut v).unwrap();
+    v
+}

@@ -1,1 +1,97 @@
-fn main() {}
+//! `strata-verify [OPTIONS] [-- COMMAND...]`: the thin binary. Parses the
+//! command line, runs the checks, prints the report, then either stops
+//! (strict mode and a failure) or becomes COMMAND through `execve`.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::io::Write;
+use std::process::exit;
+use std::time::Instant;
+use strata_verify::checks::{self, Next};
+use strata_verify::policy::{self, Action, Mode};
+use strata_verify::report::{Check, Report, Status};
+use strata_verify::{driver, handover, json};
+
+fn main() {
+    let started = Instant::now();
+    // Descriptors the command should inherit: those we were started with.
+    let inherited = handover::open_fds();
+    // cudarc reports missing libraries and symbols by panicking; every such
+    // panic is caught and reported as a failed check in words, so the
+    // default hook's message would only be noise.
+    std::panic::set_hook(Box::new(|_| {}));
+
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    let env: BTreeMap<String, String> =
+        std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect();
+    let opts = match policy::parse(&args, &env) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("strata-verify: {e}");
+            exit(2);
+        }
+    };
+    match opts.action {
+        Action::Help => {
+            print!("{}", policy::USAGE);
+            exit(0);
+        }
+        Action::Version => {
+            println!("strata-verify {}", env!("CARGO_PKG_VERSION"));
+            exit(0);
+        }
+        Action::Run => {}
+    }
+
+    if opts.policy.mode == Mode::Off {
+        run_command(&opts.command, "off", &inherited);
+    }
+
+    let mut report = Report::new(opts.policy, &opts.policy_origin);
+    match driver::contained(|| checks::run(&opts, &env, &mut report)) {
+        Ok(Next::Done) => {}
+        Ok(Next::Reexec) => {
+            let e = handover::reexec_without_stubs();
+            report.checks.push(Check::fail("libcuda", format!("could not restart without the CUDA stubs directory: {e}")));
+        }
+        Err(msg) => report.checks.push(Check::fail("internal", format!("strata-verify stopped unexpectedly: {msg}"))),
+    }
+    report.total_ms = started.elapsed().as_secs_f64() * 1e3;
+
+    let json_text = json::to_string(&report.to_json());
+    if opts.json_stdout {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(json_text.as_bytes());
+        let _ = out.flush();
+    } else {
+        eprint!("{}", report.render_text());
+    }
+    if let Some(path) = &opts.json_file {
+        if let Err(e) = std::fs::write(path, &json_text) {
+            eprintln!("strata-verify: cannot write the JSON report to {}: {e}", path.display());
+        }
+    }
+
+    let verdict = report.verdict();
+    if verdict == Status::Fail && opts.policy.mode == Mode::Strict {
+        let what = if opts.command.is_empty() { String::new() } else { format!(" `{}`", opts.command[0].to_string_lossy()) };
+        eprintln!(
+            "strata-verify: GPU verification failed; not starting{what} (exit 1). The FAIL lines above give the cause and the fix; STRATA_VERIFY=warn starts the command anyway."
+        );
+        exit(1);
+    }
+    if verdict == Status::Fail {
+        eprintln!("strata-verify: GPU verification failed; starting the command anyway (policy warn).");
+    }
+    run_command(&opts.command, verdict.key(), &inherited);
+}
+
+/// Becomes `command` (never returns on success); exits 0 when there is none.
+fn run_command(command: &[OsString], result: &str, inherited: &std::collections::BTreeSet<i32>) -> ! {
+    if command.is_empty() {
+        exit(0);
+    }
+    let (e, status) = handover::exec(command, result, inherited);
+    eprintln!("strata-verify: cannot run `{}`: {e}", command[0].to_string_lossy());
+    exit(status);
+}

@@ -1,0 +1,403 @@
+//! The check sequence. Order of work, chosen for start-up time:
+//!
+//! 1. environment and libcuda (no GPU work, a few ms);
+//! 2. `cuInit` on the main thread (~200 ms) while a second thread loads the
+//!    image's cuBLAS/cuDNN/NCCL (~100 ms);
+//! 3. one thread per GPU: context, JIT, memory, tensor-core kernels, then the
+//!    library checks once the loader thread is done;
+//! 4. NCCL across GPUs, when there is more than one.
+//!
+//! Report order is fixed (global checks, libraries, then each GPU in ordinal
+//! order), whatever order the threads finish in.
+
+pub mod env;
+pub mod full;
+pub mod gpu;
+pub mod libs;
+pub mod nccl;
+
+use crate::compat::{self, CudaVersion, DottedVersion};
+use crate::discover::{self, device_nodes, is_gpu_library, library_stem, version_from_file_name};
+use crate::driver;
+use crate::ffi::nvml::Nvml;
+use crate::policy::Options;
+use crate::report::{Check, LibraryInfo, Report};
+use crate::require::{self, Expr, Facts, Key};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
+
+/// A value produced once by one thread and awaited by others.
+pub struct Latch<T> {
+    value: Mutex<Option<Arc<T>>>,
+    ready: Condvar,
+}
+
+impl<T> Default for Latch<T> {
+    fn default() -> Self {
+        Latch { value: Mutex::new(None), ready: Condvar::new() }
+    }
+}
+
+impl<T> Latch<T> {
+    /// Publishes the value and wakes the waiters.
+    pub fn set(&self, v: T) {
+        let mut slot = self.value.lock().unwrap_or_else(|p| p.into_inner());
+        *slot = Some(Arc::new(v));
+        self.ready.notify_all();
+    }
+
+    /// Blocks until [`Latch::set`] has run.
+    pub fn wait(&self) -> Arc<T> {
+        let mut slot = self.value.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(v) = slot.as_ref() {
+                return Arc::clone(v);
+            }
+            slot = self.ready.wait(slot).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// What [`run`] decided beyond the report.
+pub enum Next {
+    /// Report is complete.
+    Done,
+    /// Start again without the CUDA stub directories (see `handover`).
+    Reexec,
+}
+
+fn ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+fn kernel_module_version() -> Option<DottedVersion> {
+    if let Ok(text) = std::fs::read_to_string("/proc/driver/nvidia/version") {
+        if let Some(v) = compat::driver_version_from_proc(&text) {
+            return Some(v);
+        }
+    }
+    std::fs::read_to_string("/sys/module/nvidia/version").ok().and_then(|t| DottedVersion::parse(t.trim()).ok())
+}
+
+fn find_nvml(libcuda: &Path) -> Option<PathBuf> {
+    let beside = libcuda.parent().map(|d| d.join("libnvidia-ml.so.1"));
+    if let Some(p) = beside.filter(|p| p.exists()) {
+        return Some(p);
+    }
+    discover::LIBCUDA_DIRS.iter().map(|d| Path::new(d).join("libnvidia-ml.so.1")).find(|p| p.exists())
+}
+
+/// Runs the checks the options ask for.
+pub fn run(opts: &Options, env: &BTreeMap<String, String>, report: &mut Report) -> Next {
+    report.image_cuda = opts.cuda.map(|c| c.to_string());
+    report.allowed_sm = opts.allowed_sm.iter().map(|s| s.to_string()).collect();
+
+    let nodes = device_nodes(Path::new("/dev"));
+    let t = Instant::now();
+    report.checks.push(env::preflight(env, &nodes).ms(ms(t)));
+
+    // libcuda, found the way CUDA programs find it.
+    let t = Instant::now();
+    let libcuda = match discover::load_libcuda() {
+        Ok(l) => l,
+        Err(e) => {
+            report.checks.push(env::libcuda_failure(&e, &nodes, env).ms(ms(t)));
+            return Next::Done;
+        }
+    };
+    let version_text = libcuda.version.as_ref().map(|v| v.to_string()).unwrap_or_else(|| "unknown version".into());
+    let c = if libcuda.via_loader {
+        Check::pass("libcuda", format!("{} (driver {version_text})", libcuda.path.display()))
+    } else {
+        let dir = libcuda.path.parent().map(|d| d.display().to_string()).unwrap_or_default();
+        Check::fail(
+            "libcuda",
+            format!(
+                "{} exists but the dynamic loader cannot find libcuda.so.1 ({}): CUDA programs in this image, PyTorch included, will not see the GPU",
+                libcuda.path.display(),
+                libcuda.loader_error.as_deref().unwrap_or("")
+            ),
+        )
+        .fix(format!("add {dir} to LD_LIBRARY_PATH (or to /etc/ld.so.conf.d/ and run ldconfig)"))
+    };
+    report.checks.push(c.ms(ms(t)));
+    report.driver.libcuda = Some(libcuda.path.display().to_string());
+
+    // cudarc opens libcuda by its own list of names; make sure that is the
+    // same file (a stubs directory on LD_LIBRARY_PATH could shadow it).
+    match driver::cudarc_libcuda_path() {
+        Ok(p) if same_file(&p, &libcuda.path) => {}
+        Ok(p) => {
+            if !crate::handover::is_reexec() && discover::is_stub_path(&p) {
+                return Next::Reexec;
+            }
+            report.checks.push(
+                Check::fail("libcuda", format!("two different libcuda files are in use: {} (loader) and {} (driver bindings)", libcuda.path.display(), p.display()))
+                    .fix(format!("remove {} from the library path: only the driver's libcuda may be visible", p.display())),
+            );
+            return Next::Done;
+        }
+        Err(e) => {
+            report.checks.push(Check::fail("libcuda", format!("the driver bindings cannot open libcuda: {e}")));
+            return Next::Done;
+        }
+    }
+
+    // The image's libraries load on their own thread while cuInit runs.
+    let latch: Latch<libs::Libs> = Latch::default();
+    std::thread::scope(|scope| {
+        let loader = scope.spawn(|| {
+            let loaded = driver::contained(|| libs::load(&opts.lib_dirs, env, opts.cuda)).unwrap_or_else(|msg| libs::Libs {
+                checks: vec![Check::fail("libraries", format!("loading the image's libraries crashed: {msg}"))],
+                ..Default::default()
+            });
+            latch.set(loaded);
+        });
+        gpu_phase(opts, report, &libcuda, &latch);
+        let _ = loader.join();
+    });
+
+    report.libraries = loaded_gpu_libraries();
+    report.checks.push(duplicates_check(&report.libraries));
+    Next::Done
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => a == b,
+    }
+}
+
+fn gpu_phase(opts: &Options, report: &mut Report, libcuda: &discover::Libcuda, latch: &Latch<libs::Libs>) {
+    let t = Instant::now();
+    if let Err(e) = driver::init() {
+        let (cause, fix) = driver::explain(e.code).unwrap_or(("the driver did not initialise", "check nvidia-smi on the host"));
+        report.checks.push(Check::fail("cuinit", format!("{e}: {cause}")).fix(fix).ms(ms(t)));
+        push_lib_checks(report, latch);
+        return;
+    }
+    let count = driver::device_count().unwrap_or(0);
+    let api = driver::driver_version().map(CudaVersion::from_driver_api);
+    report.checks.push(Check::pass("cuinit", format!("{count} GPU(s) visible")).ms(ms(t)));
+
+    // Driver facts.
+    let t = Instant::now();
+    let module_version = kernel_module_version();
+    let lib_version = libcuda.version.clone();
+    let needs_brand = opts.requirements.iter().any(|(_, v)| v.to_ascii_lowercase().contains("brand"));
+    let nvml = if needs_brand && !opts.disable_require { find_nvml(&libcuda.path).and_then(|p| Nvml::open(&p).ok()) } else { None };
+    let driver_version = lib_version
+        .as_ref()
+        .map(|v| v.to_string())
+        .or_else(|| module_version.as_ref().map(|v| v.to_string()))
+        .or_else(|| nvml.as_ref().and_then(|n| n.driver_version()));
+    report.driver.version = driver_version.clone();
+    match &api {
+        Ok(api) => {
+            report.driver.cuda = Some(api.to_string());
+            let module = match (&module_version, &lib_version) {
+                (Some(m), Some(l)) if m.compare(l).is_eq() => "libcuda and kernel module agree".to_string(),
+                (Some(m), Some(l)) => format!("libcuda {l}, kernel module {m} (a cuda-compat libcuda?)"),
+                (Some(m), None) => format!("kernel module {m}"),
+                _ => "kernel module version not readable".to_string(),
+            };
+            report.checks.push(
+                Check::pass("driver", format!("driver {}, CUDA {api} ({module})", driver_version.as_deref().unwrap_or("?"))).ms(ms(t)),
+            );
+        }
+        Err(e) => report.checks.push(Check::fail("driver", e.to_string()).ms(ms(t))),
+    }
+
+    // Image CUDA against the driver.
+    let c = match (opts.cuda, &api) {
+        (None, _) => Check::skip("cuda-compat", "the image declares no CUDA version (STRATA_CUDA_VERSION)"),
+        (Some(_), Err(_)) => Check::skip("cuda-compat", "driver CUDA version unknown"),
+        (Some(img), Ok(api)) => compat_check(img, *api, driver_version.as_deref()),
+    };
+    report.checks.push(c);
+
+    // Requirement expressions: parsed once, evaluated per GPU.
+    let mut requirements: Vec<(String, Expr)> = Vec::new();
+    let mut bad = Vec::new();
+    for (name, value) in &opts.requirements {
+        match require::parse(value) {
+            Ok(e) => requirements.push((name.clone(), e)),
+            Err(e) => bad.push(format!("{name}: {e}")),
+        }
+    }
+    if !bad.is_empty() && !opts.disable_require {
+        report.checks.push(Check::fail("require-syntax", bad.join("; ")).fix("correct the expression (space = OR, comma = AND, e.g. cuda>=12.8 brand=tesla,driver>=535)"));
+    }
+    let uses_brand = requirements.iter().any(|(_, e)| e.alternatives.iter().flatten().any(|c| c.key == Key::Brand));
+
+    if count <= 0 {
+        report.checks.push(
+            Check::fail("gpus", "the driver reports no GPU")
+                .fix("start the container with GPUs (--gpus all) and check NVIDIA_VISIBLE_DEVICES / CUDA_VISIBLE_DEVICES"),
+        );
+        push_lib_checks(report, latch);
+        return;
+    }
+
+    // One thread per GPU.
+    let jobs: Vec<gpu::GpuJob<'_>> = (0..count)
+        .map(|ordinal| {
+            let brand = if uses_brand {
+                let pci = driver::Device::get(ordinal).and_then(|d| d.pci_bus_id()).ok();
+                pci.and_then(|p| nvml.as_ref().and_then(|n| n.brand(&p))).map(|b| require::brand_name(b).to_string())
+            } else {
+                None
+            };
+            gpu::GpuJob {
+                opts,
+                ordinal,
+                requirements: &requirements,
+                facts: Facts {
+                    cuda: api.as_ref().ok().map(|a| a.to_string()),
+                    driver: driver_version.clone(),
+                    arch: None,
+                    brand,
+                },
+                libs: latch,
+            }
+        })
+        .collect();
+    let outcomes: Vec<gpu::GpuOutcome> = std::thread::scope(|s| {
+        let handles: Vec<_> = jobs.iter().map(|job| s.spawn(move || gpu::run(job))).collect();
+        handles
+            .into_iter()
+            .zip(&jobs)
+            .map(|(h, job)| {
+                h.join().unwrap_or_else(|p| gpu::GpuOutcome {
+                    info: crate::report::GpuInfo { index: job.ordinal as u32, ..Default::default() },
+                    checks: vec![Check::fail("internal", driver::panic_message(p.as_ref())).gpu(job.ordinal as u32)],
+                    context: None,
+                })
+            })
+            .collect()
+    });
+
+    push_lib_checks(report, latch);
+    let libs = latch.wait();
+    let mut contexts = Vec::new();
+    for o in outcomes {
+        report.gpus.push(o.info);
+        report.checks.extend(o.checks);
+        contexts.extend(o.context);
+    }
+
+    let t = Instant::now();
+    match (&libs.nccl, contexts.len()) {
+        (_, n) if n < 2 => report.checks.push(Check::skip("nccl-allreduce", format!("{n} GPU visible; the all-reduce needs two or more")).ms(ms(t))),
+        (None, _) => report.checks.push(Check::skip("nccl-allreduce", "NCCL not loaded")),
+        (Some(nc), n) if n == count as usize => {
+            let checks = driver::contained(|| nccl::run(nc, &contexts, &report.gpus, opts.policy.level))
+                .unwrap_or_else(|m| vec![Check::fail("nccl-allreduce", format!("NCCL crashed: {m}"))]);
+            report.checks.extend(checks);
+        }
+        (Some(_), n) => report.checks.push(Check::skip("nccl-allreduce", format!("only {n} of {count} GPUs could be opened"))),
+    }
+}
+
+fn push_lib_checks(report: &mut Report, latch: &Latch<libs::Libs>) {
+    let libs = latch.wait();
+    report.checks.extend(libs.checks.iter().cloned());
+}
+
+fn compat_check(img: CudaVersion, api: CudaVersion, driver: Option<&str>) -> Check {
+    let have = format!("driver {} supports CUDA {api}", driver.unwrap_or("?"));
+    match compat::evaluate(img, api) {
+        compat::Compat::Native => Check::pass("cuda-compat", format!("image CUDA {img}; {have}")),
+        compat::Compat::MinorCompat { native_driver } => Check::warn(
+            "cuda-compat",
+            format!("image CUDA {img} runs on CUDA {api} through minor-version compatibility: PTX built by CUDA {img} cannot be JIT-compiled and newer APIs report CUDA_ERROR_NOT_SUPPORTED; {have}"),
+        )
+        .fix(match native_driver {
+            Some(d) => format!("upgrade the host driver to {d} or newer for native CUDA {img} support"),
+            None => format!("upgrade the host driver to one that supports CUDA {img}"),
+        }),
+        compat::Compat::TooOld { native_driver, floor } => Check::fail(
+            "cuda-compat",
+            format!(
+                "image CUDA {img} needs driver {} or newer{}; {have}",
+                native_driver.unwrap_or("(newer than this table knows)"),
+                floor.map(|f| format!(" (at least {f} through minor-version compatibility)")).unwrap_or_default()
+            ),
+        )
+        .fix("upgrade the host's NVIDIA driver, or use an image built for the CUDA version the driver supports; on data-center GPUs the cuda-compat package can also bridge the gap"),
+    }
+}
+
+/// The GPU libraries mapped into the process, sorted by path.
+fn loaded_gpu_libraries() -> Vec<LibraryInfo> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for p in discover::loaded_objects() {
+        let real = std::fs::canonicalize(&p).unwrap_or(p.clone());
+        let name = real.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if !is_gpu_library(&name) || !seen.insert(real.clone()) {
+            continue;
+        }
+        out.push(LibraryInfo { name: library_stem(&name).to_string(), path: real.display().to_string(), version: version_from_file_name(&name) });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name).then(a.path.cmp(&b.path)));
+    out
+}
+
+/// Two different files of the same library in one process mean two CUDA
+/// installations are mixed; PyTorch would get whichever loads first.
+fn duplicates_check(libs: &[LibraryInfo]) -> Check {
+    let mut by_name: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for l in libs {
+        by_name.entry(l.name.as_str()).or_default().push(l.path.as_str());
+    }
+    let dups: Vec<String> = by_name.iter().filter(|(_, v)| v.len() > 1).map(|(k, v)| format!("{k}: {}", v.join(" and "))).collect();
+    if dups.is_empty() {
+        Check::pass("loaded-libraries", format!("{} GPU libraries in the process, each from one file", libs.len()))
+    } else {
+        Check::warn("loaded-libraries", format!("the same library is loaded from two files: {}", dups.join("; ")))
+            .fix("keep one CUDA installation on the library path (pip wheels or /usr/local/cuda, not both)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Status;
+
+    #[test]
+    fn latch_hands_the_value_to_waiters() {
+        let latch: Latch<u32> = Latch::default();
+        std::thread::scope(|s| {
+            let h = s.spawn(|| *latch.wait());
+            latch.set(42);
+            assert_eq!(h.join().unwrap(), 42);
+        });
+        assert_eq!(*latch.wait(), 42);
+    }
+
+    #[test]
+    fn compat_words() {
+        let c = |s: &str| CudaVersion::parse(s).unwrap();
+        assert_eq!(compat_check(c("12.8"), c("13.0"), Some("580.159.04")).status, Status::Pass);
+        let w = compat_check(c("12.8"), c("12.2"), Some("535.104.05"));
+        assert_eq!(w.status, Status::Warn);
+        assert!(w.fix.unwrap().contains("570.26"));
+        let f = compat_check(c("13.0"), c("12.8"), Some("570.86"));
+        assert_eq!(f.status, Status::Fail);
+        assert!(f.detail.contains("needs driver 580.65.06 or newer"), "{}", f.detail);
+    }
+
+    #[test]
+    fn duplicate_libraries_warn() {
+        let l = |n: &str, p: &str| LibraryInfo { name: n.into(), path: p.into(), version: None };
+        assert_eq!(duplicates_check(&[l("libcublasLt", "/a"), l("libcudnn", "/b")]).status, Status::Pass);
+        let c = duplicates_check(&[l("libcublasLt", "/a/x"), l("libcublasLt", "/b/x")]);
+        assert_eq!(c.status, Status::Warn);
+        assert!(c.detail.contains("/a/x and /b/x"));
+    }
+}

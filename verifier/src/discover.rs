@@ -1,0 +1,416 @@
+//! Finding the driver's libcuda and the image's own CUDA libraries, and
+//! listing what ended up loaded in the process.
+//!
+//! libcuda is looked up the way CUDA applications do (`dlopen("libcuda.so.1")`
+//! through the dynamic loader), so the verifier sees the same file PyTorch
+//! would. The image's libraries (cuBLAS, cuDNN, NCCL) are opened by absolute
+//! path from the image's own directories, never through a bare soname that
+//! could resolve to the build host's or a CUDA `stubs/` copy.
+
+use crate::compat::{driver_version_from_libcuda_name, DottedVersion};
+use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_NOW};
+use std::collections::BTreeMap;
+use std::ffi::{c_void, CStr, OsStr};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// Directories where container runtimes put the driver's user-space
+/// libraries: `/usr/local/nvidia/lib64` (GKE-style and the GPU test
+/// machine), the distribution library directories (NVIDIA container toolkit),
+/// WSL2 and the GPU operator's driver container.
+pub const LIBCUDA_DIRS: &[&str] = &[
+    "/usr/local/nvidia/lib64",
+    "/usr/local/nvidia/lib",
+    "/usr/lib/x86_64-linux-gnu",
+    "/usr/lib64",
+    "/usr/lib",
+    "/usr/lib/wsl/lib",
+    "/run/nvidia/driver/usr/lib/x86_64-linux-gnu",
+];
+
+/// The GPU device nodes present in `/dev`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceNodes {
+    /// `/dev/nvidiactl` exists.
+    pub ctl: bool,
+    /// `/dev/nvidia-uvm` exists.
+    pub uvm: bool,
+    /// `/dev/nvidiaN` nodes, sorted.
+    pub gpus: Vec<String>,
+}
+
+/// Reads `/dev` (or another directory, for tests).
+pub fn device_nodes(dev: &Path) -> DeviceNodes {
+    let mut nodes = DeviceNodes { ctl: dev.join("nvidiactl").exists(), uvm: dev.join("nvidia-uvm").exists(), gpus: Vec::new() };
+    if let Ok(entries) = std::fs::read_dir(dev) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(n) = name.strip_prefix("nvidia") {
+                if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
+                    nodes.gpus.push(format!("{}/{}", dev.display(), name));
+                }
+            }
+        }
+    }
+    nodes.gpus.sort_by_key(|p| (p.len(), p.clone()));
+    nodes
+}
+
+/// libcuda as found.
+pub struct Libcuda {
+    /// The open library (kept open for the life of the process).
+    pub lib: Library,
+    /// The file the loader mapped (symlinks resolved).
+    pub path: PathBuf,
+    /// True when `dlopen("libcuda.so.1")` found it: other programs in the
+    /// image will find it too.
+    pub via_loader: bool,
+    /// Driver version from the file name, e.g. `580.159.04`.
+    pub version: Option<DottedVersion>,
+    /// What the loader said when `via_loader` is false.
+    pub loader_error: Option<String>,
+}
+
+/// Why libcuda could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LibcudaError {
+    /// Neither the loader nor the known directories have it.
+    #[error("libcuda.so.1 was not found: the dynamic loader said `{loader_error}`, and none of {searched} holds it")]
+    NotFound {
+        /// The loader's message.
+        loader_error: String,
+        /// The directories looked at, joined for display.
+        searched: String,
+    },
+    /// The file is the CUDA toolkit's link-time stub.
+    #[error("the libcuda found at {path} is the CUDA toolkit's link-time stub, not the driver")]
+    Stub {
+        /// Where.
+        path: PathBuf,
+    },
+    /// It exists but does not load.
+    #[error("{path} exists but does not load: {message}")]
+    LoadFailed {
+        /// Where.
+        path: PathBuf,
+        /// The loader's message.
+        message: String,
+    },
+}
+
+/// The loader's own words for a libloading error (`libcuda.so.1: cannot
+/// open shared object file: No such file or directory`), not just
+/// "dlopen failed".
+pub fn dl_error_text(e: &libloading::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(src) => src.to_string(),
+        None => e.to_string(),
+    }
+}
+
+/// The file that holds `symbol` in `lib`, via `dladdr`.
+pub fn file_of_symbol(lib: &Library, symbol: &[u8]) -> Option<PathBuf> {
+    // SAFETY: we only take the address of the symbol; it is never called here.
+    let ptr: *mut c_void = unsafe { lib.get::<*mut c_void>(symbol).ok().map(|s| *s)? };
+    file_of_address(ptr as usize)
+}
+
+/// The file mapped at address `addr`, via `dladdr` (which only looks the
+/// address up in the loader's tables; nothing is dereferenced).
+pub fn file_of_address(addr: usize) -> Option<PathBuf> {
+    if addr == 0 {
+        return None;
+    }
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    // SAFETY: dladdr only compares the address with mapped ranges and fills `info`.
+    let ok = unsafe { libc::dladdr(addr as *const c_void, &mut info) };
+    if ok == 0 || info.dli_fname.is_null() {
+        return None;
+    }
+    // SAFETY: dli_fname points into the loader's own string table.
+    let name = unsafe { CStr::from_ptr(info.dli_fname) };
+    let path = PathBuf::from(OsStr::from_bytes(name.to_bytes()));
+    Some(std::fs::canonicalize(&path).unwrap_or(path))
+}
+
+/// True for a path inside a CUDA toolkit `stubs` directory.
+pub fn is_stub_path(path: &Path) -> bool {
+    path.components().any(|c| c.as_os_str() == "stubs")
+}
+
+fn version_of(path: &Path) -> Option<DottedVersion> {
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    driver_version_from_libcuda_name(&real.file_name()?.to_string_lossy())
+}
+
+/// Opens libcuda the way CUDA programs do, falling back to the known
+/// injection directories by absolute path.
+pub fn load_libcuda() -> Result<Libcuda, LibcudaError> {
+    // SAFETY: loading libcuda runs its initialisers, which is what every
+    // CUDA program does; no other thread uses the loader-visible state yet.
+    let loader = unsafe { Library::open(Some("libcuda.so.1"), RTLD_NOW | RTLD_GLOBAL) };
+    let (lib, via_loader, loader_error) = match loader {
+        Ok(lib) => (lib, true, None),
+        Err(e) => {
+            let loader_error = dl_error_text(&e);
+            let mut found = None;
+            for dir in LIBCUDA_DIRS {
+                let candidate = Path::new(dir).join("libcuda.so.1");
+                if candidate.exists() {
+                    found = Some(candidate);
+                    break;
+                }
+            }
+            let Some(path) = found else {
+                return Err(LibcudaError::NotFound { loader_error, searched: LIBCUDA_DIRS.join(", ") });
+            };
+            if is_stub_path(&path) {
+                return Err(LibcudaError::Stub { path });
+            }
+            // SAFETY: as above.
+            match unsafe { Library::open(Some(&path), RTLD_NOW | RTLD_GLOBAL) } {
+                Ok(lib) => (lib, false, Some(loader_error)),
+                Err(e) => return Err(LibcudaError::LoadFailed { path, message: dl_error_text(&e) }),
+            }
+        }
+    };
+    let path = file_of_symbol(&lib, b"cuInit\0").unwrap_or_else(|| PathBuf::from("libcuda.so.1"));
+    if is_stub_path(&path) {
+        return Err(LibcudaError::Stub { path });
+    }
+    let version = version_of(&path);
+    Ok(Libcuda { lib, path, via_loader, version, loader_error })
+}
+
+/// `LD_LIBRARY_PATH` entries that point into a CUDA `stubs` directory.
+pub fn stub_dirs_in(ld_library_path: &str) -> Vec<String> {
+    ld_library_path.split(':').filter(|d| !d.is_empty() && is_stub_path(Path::new(d))).map(str::to_string).collect()
+}
+
+fn list_dir_sorted(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries.flatten().map(|e| e.path()).collect(),
+        Err(_) => Vec::new(),
+    };
+    out.sort();
+    out
+}
+
+/// `site-packages`-like directories under `prefix/lib` (python3.X/{site,dist}-packages).
+fn site_packages_under(lib_dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in list_dir_sorted(lib_dir) {
+        let name = entry.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if name.starts_with("python3") {
+            for sp in ["site-packages", "dist-packages"] {
+                let d = entry.join(sp);
+                if d.is_dir() {
+                    out.push(d);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Python environments whose `nvidia/*/lib` directories are searched, in
+/// order. Kept short and explicit so the search is predictable; anything
+/// else can be named with `STRATA_VERIFY_LIB_PATH`.
+pub fn site_packages_dirs(env: &BTreeMap<String, String>) -> Vec<PathBuf> {
+    let mut prefixes: Vec<PathBuf> = Vec::new();
+    for var in ["VIRTUAL_ENV", "CONDA_PREFIX"] {
+        if let Some(v) = env.get(var).filter(|v| !v.is_empty()) {
+            prefixes.push(PathBuf::from(v).join("lib"));
+        }
+    }
+    prefixes.push(PathBuf::from("/usr/local/lib"));
+    prefixes.push(PathBuf::from("/usr/lib"));
+    prefixes.push(PathBuf::from("/opt/conda/lib"));
+    for opt in list_dir_sorted(Path::new("/opt")) {
+        prefixes.push(opt.join(".venv/lib"));
+        prefixes.push(opt.join("lib"));
+    }
+    if let Some(home) = env.get("HOME").filter(|v| !v.is_empty()) {
+        prefixes.push(PathBuf::from(home).join(".local/lib"));
+    }
+    let mut out = Vec::new();
+    for p in prefixes {
+        out.extend(site_packages_under(&p));
+    }
+    // Debian's own python3 packages directory.
+    let debian = PathBuf::from("/usr/lib/python3/dist-packages");
+    if debian.is_dir() {
+        out.push(debian);
+    }
+    dedup_canonical(out)
+}
+
+fn dedup_canonical(dirs: Vec<PathBuf>) -> Vec<PathBuf> {
+    let mut seen = std::collections::BTreeSet::new();
+    dirs.into_iter().filter(|d| seen.insert(std::fs::canonicalize(d).unwrap_or_else(|_| d.clone()))).collect()
+}
+
+/// Directories searched for the image's CUDA libraries, most preferred first:
+/// explicit ones, the wheels' `nvidia/*/lib`, `/usr/local/cuda`, then
+/// `LD_LIBRARY_PATH` (stubs excluded) and the distribution's library dirs.
+pub fn image_lib_dirs(extra: &[PathBuf], env: &BTreeMap<String, String>) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = extra.to_vec();
+    for sp in site_packages_dirs(env) {
+        for pkg in list_dir_sorted(&sp.join("nvidia")) {
+            let lib = pkg.join("lib");
+            if lib.is_dir() {
+                dirs.push(lib);
+            }
+        }
+    }
+    dirs.push(PathBuf::from("/usr/local/cuda/lib64"));
+    dirs.push(PathBuf::from("/usr/local/cuda/targets/x86_64-linux/lib"));
+    if let Some(ld) = env.get("LD_LIBRARY_PATH") {
+        for d in ld.split(':').filter(|d| !d.is_empty()) {
+            if !is_stub_path(Path::new(d)) {
+                dirs.push(PathBuf::from(d));
+            }
+        }
+    }
+    dirs.push(PathBuf::from("/usr/lib/x86_64-linux-gnu"));
+    dirs.push(PathBuf::from("/usr/lib64"));
+    dedup_canonical(dirs.into_iter().filter(|d| d.is_dir()).collect())
+}
+
+/// Finds the first existing file among `names` × `dirs`. With
+/// `names_first`, every directory is tried for the first name before the
+/// second name is considered (used when the image's CUDA major is known and
+/// the matching soname must win); otherwise directory order wins.
+pub fn find_lib(dirs: &[PathBuf], names: &[String], names_first: bool) -> Option<PathBuf> {
+    if names_first {
+        for name in names {
+            for dir in dirs {
+                let p = dir.join(name);
+                if p.is_file() {
+                    return Some(p);
+                }
+            }
+        }
+    } else {
+        for dir in dirs {
+            for name in names {
+                let p = dir.join(name);
+                if p.is_file() {
+                    return Some(p);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Every shared object mapped into this process, in load order.
+pub fn loaded_objects() -> Vec<PathBuf> {
+    unsafe extern "C" fn collect(info: *mut libc::dl_phdr_info, _size: libc::size_t, data: *mut c_void) -> libc::c_int {
+        // SAFETY: the loader passes a valid info pointer and our own Vec.
+        let out = unsafe { &mut *(data as *mut Vec<PathBuf>) };
+        let name = unsafe { (*info).dlpi_name };
+        if !name.is_null() {
+            let bytes = unsafe { CStr::from_ptr(name) }.to_bytes();
+            if !bytes.is_empty() {
+                out.push(PathBuf::from(OsStr::from_bytes(bytes)));
+            }
+        }
+        0
+    }
+    let mut out: Vec<PathBuf> = Vec::new();
+    // SAFETY: the callback only appends to `out`, which outlives the call.
+    unsafe { libc::dl_iterate_phdr(Some(collect), &mut out as *mut Vec<PathBuf> as *mut c_void) };
+    out
+}
+
+/// True for libraries worth listing in the report: CUDA, its math
+/// libraries, NCCL and the driver's own.
+pub fn is_gpu_library(file_name: &str) -> bool {
+    const STEMS: &[&str] = &[
+        "libcuda", "libcublas", "libcudnn", "libnccl", "libnvidia", "libnvrtc", "libnvjitlink", "libcudart",
+        "libcusparse", "libcufft", "libcurand", "libcusolver", "libnvml",
+    ];
+    let lower = file_name.to_ascii_lowercase();
+    STEMS.iter().any(|s| lower.starts_with(s))
+}
+
+/// The version in a library file name: `libcublas.so.12.8.4.1` → `12.8.4.1`.
+pub fn version_from_file_name(file_name: &str) -> Option<String> {
+    let idx = file_name.find(".so.")?;
+    let v = &file_name[idx + 4..];
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return None;
+    }
+    Some(v.to_string())
+}
+
+/// `libcublasLt.so.12.8.4.1` → `libcublasLt`.
+pub fn library_stem(file_name: &str) -> &str {
+    file_name.split(".so").next().unwrap_or(file_name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stub_paths() {
+        assert!(is_stub_path(Path::new("/usr/local/cuda/lib64/stubs/libcuda.so")));
+        assert!(!is_stub_path(Path::new("/usr/local/nvidia/lib64/libcuda.so.1")));
+        assert_eq!(
+            stub_dirs_in("/usr/local/nvidia/lib64::/usr/local/cuda/lib64/stubs"),
+            vec!["/usr/local/cuda/lib64/stubs".to_string()]
+        );
+    }
+
+    #[test]
+    fn file_name_versions() {
+        assert_eq!(version_from_file_name("libcublas.so.12.8.4.1").as_deref(), Some("12.8.4.1"));
+        assert_eq!(version_from_file_name("libnccl.so.2").as_deref(), Some("2"));
+        assert_eq!(version_from_file_name("libcudnn.so"), None);
+        assert_eq!(version_from_file_name("libfoo.so.1.0-beta"), None);
+        assert_eq!(library_stem("libcublasLt.so.12.8.4.1"), "libcublasLt");
+        assert!(is_gpu_library("libcublasLt.so.12"));
+        assert!(is_gpu_library("libnvidia-ml.so.1"));
+        assert!(!is_gpu_library("libc.so.6"));
+    }
+
+    #[test]
+    fn find_lib_orders() {
+        let root = std::env::temp_dir().join(format!("strata-verify-find-{}", std::process::id()));
+        let a = root.join("a");
+        let b = root.join("b");
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::create_dir_all(&b).unwrap();
+        std::fs::write(a.join("libcublas.so.13"), b"").unwrap();
+        std::fs::write(b.join("libcublas.so.12"), b"").unwrap();
+        let dirs = vec![a.clone(), b.clone()];
+        let names = vec!["libcublas.so.12".to_string(), "libcublas.so.13".to_string()];
+        assert_eq!(find_lib(&dirs, &names, true), Some(b.join("libcublas.so.12")));
+        assert_eq!(find_lib(&dirs, &names, false), Some(a.join("libcublas.so.13")));
+        assert_eq!(find_lib(&dirs, &["libnccl.so.2".to_string()], true), None);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn device_nodes_are_read_from_the_given_dir() {
+        let root = std::env::temp_dir().join(format!("strata-verify-dev-{}", std::process::id()));
+        std::fs::create_dir_all(&root).unwrap();
+        for n in ["nvidiactl", "nvidia0", "nvidia10", "nvidia2", "nvidia-uvm-tools"] {
+            std::fs::write(root.join(n), b"").unwrap();
+        }
+        let nodes = device_nodes(&root);
+        assert!(nodes.ctl);
+        assert!(!nodes.uvm);
+        let names: Vec<_> = nodes.gpus.iter().map(|p| p.rsplit('/').next().unwrap().to_string()).collect();
+        assert_eq!(names, vec!["nvidia0", "nvidia2", "nvidia10"]);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn loaded_objects_include_libc() {
+        let objs = loaded_objects();
+        assert!(objs.iter().any(|p| p.to_string_lossy().contains("libc.so")), "{objs:?}");
+    }
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every Strata test. The independent judges the tests rely on (skopeo,
+# umoci, runc, podman, Debian's docker-registry, faketime) are installed with
+# apt when missing (needs root); with STRATA_REQUIRE_TOOLS=1 a test that
+# cannot find its tool fails instead of skipping.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
+
+missing=()
+for pkg in skopeo umoci runc podman docker-registry faketime; do
+  have "$pkg" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "installing: ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "missing tools: ${missing[*]} (run as root to install them with apt)" >&2
+  fi
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "error: cargo is not installed; Strata needs a Rust toolchain (1.85 or newer)" >&2
+  exit 1
+fi
+
+export STRATA_REQUIRE_TOOLS="${STRATA_REQUIRE_TOOLS:-1}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+cargo test --workspace --locked "$@"

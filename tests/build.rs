@@ -479,3 +479,42 @@ fn committed_json_schemas_are_current() {
         assert_eq!(stdout(&o).trim(), committed.trim(), "{file} is stale: run `cargo run -- schema {} > {file}`", flag.unwrap_or(""));
     }
 }
+
+#[test]
+fn concurrent_builds_share_one_cache_safely() {
+    let body = gzip(&raw_tar(&[TarItem::File("opt/data", &vec![7u8; 3 << 20], 0o644)]));
+    let sha = sha256_hex(&body);
+    let mut routes = HashMap::new();
+    routes.insert("/a.tar.gz".to_string(), Reply::Body(body));
+    let srv = Server::start(routes);
+    let t = tempfile::tempdir().unwrap();
+    let spec = t.path().join("spec.yaml");
+    std::fs::write(&spec, format!("version: 1\nname: x\nlayers:\n  - tarball:\n      url: {}/a.tar.gz\n      sha256: {sha}\n", srv.addr)).unwrap();
+    let cache = t.path().join("shared-cache");
+    let children: Vec<_> = (0..4)
+        .map(|i| {
+            strata()
+                .args(["build", "-q"])
+                .arg(&spec)
+                .arg("-o")
+                .arg(format!("oci:{}", t.path().join(format!("out{i}")).display()))
+                .arg("--cache")
+                .arg(&cache)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let digests: Vec<String> = children
+        .into_iter()
+        .map(|c| {
+            let o = c.wait_with_output().unwrap();
+            assert!(o.status.success(), "{}", stderr(&o));
+            last_line(&stdout(&o))
+        })
+        .collect();
+    assert!(digests.windows(2).all(|w| w[0] == w[1]), "{digests:?}");
+    // The per-artifact lock lets one process download while the others wait.
+    assert_eq!(srv.hits("/a.tar.gz"), 1);
+}

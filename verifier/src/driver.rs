@@ -73,6 +73,22 @@ pub fn error_name(code: i32) -> String {
     name.ok().flatten().unwrap_or_else(|| format!("CUresult {code}"))
 }
 
+/// The first of `names` that libcuda exports, through cudarc's handle. Used
+/// where the CUDA 13 headers renamed a function (`cuDeviceGetUuid` →
+/// `_v2`, `cuEventElapsedTime` → `_v2`): drivers of either era then work.
+fn raw_sym<F: Copy>(names: &[&str]) -> Option<F> {
+    contained(|| {
+        names.iter().find_map(|n| {
+            let mut c = n.as_bytes().to_vec();
+            c.push(0);
+            // SAFETY: the caller names F as the function's C signature.
+            unsafe { sys::culib().get::<F>(c.as_slice()).ok().map(|s| *s) }
+        })
+    })
+    .ok()
+    .flatten()
+}
+
 fn err(call: &'static str, code: i32) -> CuError {
     CuError { call, code, name: error_name(code) }
 }
@@ -173,9 +189,15 @@ impl Device {
 
     /// `GPU-xxxxxxxx-xxxx-...`, the form `nvidia-smi -L` prints.
     pub fn uuid(&self) -> Result<String, CuError> {
-        let mut u = sys::CUuuid { bytes: [0; 16] };
-        check("cuDeviceGetUuid", unsafe { sys::cuDeviceGetUuid(&mut u, self.dev) })?;
-        let b: Vec<u8> = u.bytes.iter().map(|x| *x as u8).collect();
+        type F = unsafe extern "C" fn(*mut [u8; 16], CUdevice) -> c_int;
+        let f: F = raw_sym(&["cuDeviceGetUuid_v2", "cuDeviceGetUuid"])
+            .ok_or(CuError { call: "cuDeviceGetUuid", code: -1, name: "symbol not found".into() })?;
+        let mut b = [0u8; 16];
+        // SAFETY: 16-byte out buffer, the layout of CUuuid.
+        let code = unsafe { f(&mut b, self.dev) };
+        if code != 0 {
+            return Err(err("cuDeviceGetUuid", code));
+        }
         let hex = |r: std::ops::Range<usize>| b[r].iter().map(|x| format!("{x:02x}")).collect::<String>();
         Ok(format!("GPU-{}-{}-{}-{}-{}", hex(0..4), hex(4..6), hex(6..8), hex(8..10), hex(10..16)))
     }
@@ -382,8 +404,14 @@ pub fn time_ms(iters: u32, mut body: impl FnMut() -> Result<(), String>) -> Resu
             check("cuEventRecord", sys::cuEventRecord(stop, std::ptr::null_mut())).map_err(|e| e.to_string())?;
             check("cuEventSynchronize", sys::cuEventSynchronize(stop)).map_err(|e| e.to_string())?;
         }
+        type F = unsafe extern "C" fn(*mut f32, sys::CUevent, sys::CUevent) -> c_int;
+        let f: F = raw_sym(&["cuEventElapsedTime_v2", "cuEventElapsedTime"]).ok_or("libcuda exports no cuEventElapsedTime")?;
         let mut ms: f32 = 0.0;
-        unsafe { check("cuEventElapsedTime", sys::cuEventElapsedTime(&mut ms, start, stop)).map_err(|e| e.to_string())? };
+        // SAFETY: two recorded events of this context and an out pointer.
+        let code = unsafe { f(&mut ms, start, stop) };
+        if code != 0 {
+            return Err(err("cuEventElapsedTime", code).to_string());
+        }
         Ok(f64::from(ms))
     })();
     unsafe {

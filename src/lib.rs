@@ -14,3 +14,5 @@ pub mod sources;
 pub mod layer;
 pub mod image;
 pub mod build;
+pub mod config;
+pub mod mirror;

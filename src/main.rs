@@ -43,6 +43,7 @@ impl GlobalArgs {
 enum Command {
     Build(commands::build::BuildArgs),
     Inspect(commands::inspect::InspectArgs),
+    Fetch(commands::fetch::FetchArgs),
     /// Print the JSON Schema of image specs (or, with --layer, of layer files).
     #[command(hide = true)]
     Schema {
@@ -58,6 +59,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Build(a) => commands::build::run(a, &cli.global),
         Command::Inspect(a) => commands::inspect::run(a),
+        Command::Fetch(a) => commands::fetch::run(a, &cli.global),
         Command::Schema { layer } => {
             let v = if layer { strata::spec::layer_schema() } else { strata::spec::image_schema() };
             serde_json::to_string_pretty(&v).map_err(anyhow::Error::from).and_then(|s| commands::out(&s))

@@ -10,7 +10,7 @@ use strata::build::{build, BuildOptions};
 use strata::image::layout::{write, Output};
 use strata::report::human_bytes;
 
-use super::out;
+use super::{fetch_options, out, NetArgs};
 use super::progress::CliReporter;
 use crate::GlobalArgs;
 
@@ -29,15 +29,8 @@ pub struct BuildArgs {
     /// Compression threads; the layer bytes are the same for any value.
     #[arg(long, env = "STRATA_THREADS", value_name = "N")]
     pub threads: Option<usize>,
-    /// Never open a network connection; artifacts must be cached or in a mirror.
-    #[arg(long)]
-    pub offline: bool,
-    /// A mirror directory (from `strata fetch`), searched before the network.
-    #[arg(long, value_name = "DIR")]
-    pub mirror: Vec<PathBuf>,
-    /// Rewrite URL prefixes, e.g. https://files.pythonhosted.org/=https://pypi.internal/files/
-    #[arg(long, value_name = "FROM=TO")]
-    pub rewrite: Vec<String>,
+    #[command(flatten)]
+    pub net: NetArgs,
     /// Rebuild every layer even when the layer cache has it.
     #[arg(long)]
     pub no_layer_cache: bool,
@@ -54,12 +47,7 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     if let Some(t) = args.threads {
         opts.threads = t.max(1);
     }
-    opts.fetch.offline = args.offline;
-    opts.fetch.mirrors = args.mirror.clone();
-    for r in &args.rewrite {
-        let (from, to) = r.split_once('=').with_context(|| format!("--rewrite `{r}` is not FROM=TO"))?;
-        opts.fetch.rewrites.push((from.to_string(), to.to_string()));
-    }
+    opts.fetch = fetch_options(&args.net)?;
     opts.no_layer_cache = args.no_layer_cache;
     opts.source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) if !v.trim().is_empty() => Some(v.trim().parse().with_context(|| format!("SOURCE_DATE_EPOCH=`{v}` is not a whole number of seconds"))?),

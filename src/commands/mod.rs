@@ -2,6 +2,7 @@
 //! in the library.
 
 pub mod build;
+pub mod fetch;
 pub mod inspect;
 pub mod progress;
 
@@ -14,4 +15,33 @@ pub fn out(line: &str) -> anyhow::Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
         r => Ok(r?),
     }
+}
+
+/// Network options shared by the commands that fetch.
+#[derive(Debug, clap::Args)]
+pub struct NetArgs {
+    /// Never open a network connection; artifacts must be cached or in a mirror.
+    #[arg(long)]
+    pub offline: bool,
+    /// A mirror directory (from `strata fetch`), searched before the network. Repeatable.
+    #[arg(long, value_name = "DIR")]
+    pub mirror: Vec<std::path::PathBuf>,
+    /// Rewrite a URL prefix, e.g. https://files.pythonhosted.org/=https://pypi.internal/files/. Repeatable.
+    #[arg(long, value_name = "FROM=TO")]
+    pub rewrite: Vec<String>,
+}
+
+/// Fetch options from the configuration file plus the command line.
+pub fn fetch_options(net: &NetArgs) -> anyhow::Result<strata::fetch::FetchOptions> {
+    use anyhow::Context as _;
+    let (cfg, _) = strata::config::load().map_err(anyhow::Error::msg)?;
+    let mut o = strata::fetch::FetchOptions { offline: net.offline || cfg.offline, ..Default::default() };
+    o.mirrors = net.mirror.clone();
+    o.mirrors.extend(cfg.mirrors);
+    for r in &net.rewrite {
+        let (from, to) = r.split_once('=').with_context(|| format!("--rewrite `{r}` is not FROM=TO"))?;
+        o.rewrites.push((from.to_string(), to.to_string()));
+    }
+    o.rewrites.extend(cfg.rewrite.into_iter().map(|r| (r.from, r.to)));
+    Ok(o)
 }

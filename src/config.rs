@@ -1,0 +1,95 @@
+//! The user configuration file for site settings that do not belong in specs:
+//! mirrors, URL rewrites, offline mode.
+//!
+//! Read from `$STRATA_CONFIG`, else `$XDG_CONFIG_HOME/strata/config.toml`, else
+//! `~/.config/strata/config.toml`; absent is fine. Command-line options add to
+//! (mirrors, rewrites) or override (offline) what the file says.
+//!
+//! ```toml
+//! offline = false
+//! mirrors = ["/srv/strata-mirror"]
+//! [[rewrite]]
+//! from = "https://files.pythonhosted.org/"
+//! to = "https://pypi.internal.example/files/"
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// A URL prefix rewrite.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rewrite {
+    /// Prefix to replace.
+    pub from: String,
+    /// Replacement.
+    pub to: String,
+}
+
+/// The configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Never open network connections.
+    #[serde(default)]
+    pub offline: bool,
+    /// Mirror directories searched before the network.
+    #[serde(default)]
+    pub mirrors: Vec<PathBuf>,
+    /// URL prefix rewrites, first match wins.
+    #[serde(default)]
+    pub rewrite: Vec<Rewrite>,
+}
+
+/// Where the configuration file is looked for.
+pub fn path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("STRATA_CONFIG") {
+        return Some(PathBuf::from(p));
+    }
+    if let Some(p) = std::env::var_os("XDG_CONFIG_HOME") {
+        return Some(PathBuf::from(p).join("strata/config.toml"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config/strata/config.toml"))
+}
+
+/// Loads the configuration (an absent file is the default configuration).
+pub fn load() -> Result<(Config, Option<PathBuf>), String> {
+    match path() {
+        Some(p) if p.is_file() => load_from(&p).map(|c| (c, Some(p))),
+        Some(p) if std::env::var_os("STRATA_CONFIG").is_some() => Err(format!("STRATA_CONFIG names {}, which does not exist", p.display())),
+        _ => Ok((Config::default(), None)),
+    }
+}
+
+/// Loads a configuration file.
+pub fn load_from(p: &Path) -> Result<Config, String> {
+    let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+    let mut c: Config = toml::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?;
+    // Relative mirror paths are relative to the file.
+    let base = p.parent().unwrap_or(Path::new("."));
+    for m in &mut c.mirrors {
+        if m.is_relative() {
+            *m = base.join(&*m);
+        }
+    }
+    Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_mirrors_and_rewrites_and_refuses_unknown_keys() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("c.toml");
+        std::fs::write(&p, "offline = true\nmirrors = [\"m\"]\n[[rewrite]]\nfrom = \"https://a/\"\nto = \"http://b/\"\n").unwrap();
+        let c = load_from(&p).unwrap();
+        assert!(c.offline);
+        assert_eq!(c.mirrors, vec![d.path().join("m")]);
+        assert_eq!(c.rewrite[0].to, "http://b/");
+        std::fs::write(&p, "mirror = []\n").unwrap();
+        assert!(load_from(&p).unwrap_err().contains("unknown field"));
+    }
+}

@@ -117,6 +117,16 @@ pub struct BuildResult {
 struct CacheEntry {
     key: String,
     blob: LayerBlob,
+    /// Identity of the blob file when it was written or last verified: a
+    /// blob rewritten or truncated since then is re-hashed before reuse.
+    #[serde(default)]
+    stamp: Option<(u64, u64, i64, i64)>,
+}
+
+fn stamp(p: &std::path::Path) -> Option<(u64, u64, i64, i64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(p).ok()?;
+    Some((m.ino(), m.len(), m.mtime(), m.mtime_nsec()))
 }
 
 fn layer_key(fingerprints: &[&str], comp: &Compression, epoch: u64) -> Digest {
@@ -128,17 +138,35 @@ fn layer_key(fingerprints: &[&str], comp: &Compression, epoch: u64) -> Digest {
     Digest::of(s.as_bytes())
 }
 
-fn cache_lookup(store: &Store, key: &Digest) -> Option<LayerBlob> {
+/// A cached layer, re-hashed first when its file changed since it was
+/// recorded; a corrupt blob is deleted and `None` returned so it is rebuilt.
+fn cache_lookup(store: &Store, key: &Digest, reporter: &dyn Reporter) -> Option<LayerBlob> {
     let p = store.layers_dir().join(format!("{}.json", key.hex()));
-    let bytes = std::fs::read(p).ok()?;
+    let bytes = std::fs::read(&p).ok()?;
     let e: CacheEntry = serde_json::from_slice(&bytes).ok()?;
-    let meta = std::fs::metadata(store.path(&e.blob.digest)).ok()?;
-    (meta.len() == e.blob.size).then_some(e.blob)
+    let blob_path = store.path(&e.blob.digest);
+    let now = stamp(&blob_path)?;
+    if e.stamp == Some(now) && now.1 == e.blob.size {
+        return Some(e.blob);
+    }
+    match store.verify(&e.blob.digest) {
+        Ok(true) if now.1 == e.blob.size => {
+            cache_store(store, key, &e.blob);
+            Some(e.blob)
+        }
+        _ => {
+            reporter.warn(&format!("layer cache: blob {} was corrupt or changed; rebuilding it", e.blob.digest));
+            let _ = std::fs::remove_file(&blob_path);
+            let _ = std::fs::remove_file(&p);
+            None
+        }
+    }
 }
 
 fn cache_store(store: &Store, key: &Digest, blob: &LayerBlob) {
     let p = store.layers_dir().join(format!("{}.json", key.hex()));
-    if let Ok(bytes) = serde_json::to_vec(&CacheEntry { key: key.to_string(), blob: blob.clone() }) {
+    let entry = CacheEntry { key: key.to_string(), blob: blob.clone(), stamp: stamp(&store.path(&blob.digest)) };
+    if let Ok(bytes) = serde_json::to_vec(&entry) {
         let _ = crate::image::layout::atomic_write(&p, &bytes);
     }
 }
@@ -212,7 +240,7 @@ pub fn build(spec: &LoadedSpec, opts: &BuildOptions, reporter: Arc<dyn Reporter>
         for (name, parts) in groups {
             let fps: Vec<&str> = parts.iter().map(|p| p.fingerprint.as_str()).collect();
             let key = layer_key(&fps, &comp, epoch);
-            let cached = if opts.no_layer_cache { None } else { cache_lookup(&store, &key) };
+            let cached = if opts.no_layer_cache { None } else { cache_lookup(&store, &key, reporter.as_ref()) };
             let (blob, was_cached) = match cached {
                 Some(b) => {
                     reporter.info(&format!("layer {name}: cached {}", b.digest));
@@ -276,4 +304,28 @@ fn runtime_config(spec: &LoadedSpec) -> Result<RuntimeConfig, BuildError> {
         rc.env.insert("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
     }
     Ok(rc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compress::Algorithm;
+
+    #[test]
+    fn layer_key_changes_with_every_input_and_only_then() {
+        let gz6 = Compression { algorithm: Algorithm::Gzip, level: 6 };
+        let base = layer_key(&["files-v1\nfile /a text sha256:aa 644 0 0 None\n"], &gz6, 0);
+        assert_eq!(base, layer_key(&["files-v1\nfile /a text sha256:aa 644 0 0 None\n"], &gz6, 0));
+        let variants = [
+            layer_key(&["files-v1\nfile /a text sha256:ab 644 0 0 None\n"], &gz6, 0),
+            layer_key(&["files-v1\nfile /a text sha256:aa 755 0 0 None\n"], &gz6, 0),
+            layer_key(&["files-v1\nfile /a text sha256:aa 644 0 0 None\n"], &Compression { algorithm: Algorithm::Gzip, level: 9 }, 0),
+            layer_key(&["files-v1\nfile /a text sha256:aa 644 0 0 None\n"], &Compression { algorithm: Algorithm::Zstd, level: 6 }, 0),
+            layer_key(&["files-v1\nfile /a text sha256:aa 644 0 0 None\n"], &gz6, 1),
+            layer_key(&["files-v1\nfile /a text sha256:aa 644 0 0 None\n", "accounts-v1\n"], &gz6, 0),
+        ];
+        for v in variants {
+            assert_ne!(v, base);
+        }
+    }
 }

@@ -518,3 +518,60 @@ fn concurrent_builds_share_one_cache_safely() {
     // The per-artifact lock lets one process download while the others wait.
     assert_eq!(srv.hits("/a.tar.gz"), 1);
 }
+
+#[test]
+fn a_corrupted_layer_cache_entry_is_detected_and_rebuilt() {
+    let t = tempfile::tempdir().unwrap();
+    let cache = t.path().join("c");
+    let o = build(&hello_spec(), &format!("oci:{}", t.path().join("a").display()), &cache);
+    assert!(o.status.success());
+    // Corrupt one cached layer blob in place (same size, different bytes).
+    let v: serde_json::Value = {
+        let o = run(strata().args(["inspect", "--json", &format!("oci:{}", t.path().join("a").display())]));
+        serde_json::from_str(&stdout(&o)).unwrap()
+    };
+    let layer = v["manifest"]["layers"][1]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
+    let blob = cache.join("cas/sha256").join(&layer);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&blob, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(&blob, &bytes).unwrap();
+
+    let o = run(strata().args(["build", "--json"]).arg(hello_spec()).arg("-o").arg(format!("oci:{}", t.path().join("b").display())).arg("--cache").arg(&cache));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("was corrupt or changed; rebuilding"), "{}", stderr(&o));
+    let s: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(s["manifest_digest"], HELLO_DIGEST);
+    assert_eq!(s["layers"][1]["cached"], false);
+    assert_eq!(s["layers"][0]["cached"], true);
+    // The rebuilt blob is intact.
+    assert_eq!(sha256_hex(&std::fs::read(&blob).unwrap()), layer);
+}
+
+#[test]
+fn changing_one_input_rebuilds_only_its_layer() {
+    let t = tempfile::tempdir().unwrap();
+    let spec = t.path().join("s.yaml");
+    std::fs::write(t.path().join("conf"), "v=1\n").unwrap();
+    std::fs::write(&spec, "version: 1\nname: x\nlayers:\n  - name: one\n    files: [{path: /one, content: \"1\"}]\n  - name: two\n    files: [{path: /etc/conf, source: conf}]\n").unwrap();
+    let cache = t.path().join("c");
+    let go = |out: &str| -> serde_json::Value {
+        let o = run(strata().args(["build", "--json"]).arg(&spec).arg("-o").arg(format!("oci:{}", t.path().join(out).display())).arg("--cache").arg(&cache));
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_str(&stdout(&o)).unwrap()
+    };
+    let a = go("a");
+    std::fs::write(t.path().join("conf"), "v=2\n").unwrap();
+    let b = go("b");
+    assert_eq!(b["layers"][0]["cached"], true);
+    assert_eq!(b["layers"][1]["cached"], false);
+    assert_eq!(a["layers"][0]["digest"], b["layers"][0]["digest"]);
+    assert_ne!(a["layers"][1]["digest"], b["layers"][1]["digest"]);
+    // A change back is served from the cache again.
+    std::fs::write(t.path().join("conf"), "v=1\n").unwrap();
+    let c = go("c");
+    assert_eq!(c["manifest_digest"], a["manifest_digest"]);
+    assert!(c["layers"].as_array().unwrap().iter().all(|l| l["cached"] == true));
+}

@@ -571,7 +571,7 @@ fn changing_one_input_rebuilds_only_its_layer() {
     assert_ne!(a["layers"][1]["digest"], b["layers"][1]["digest"]);
     // A change back is served from the cache again.
     std::fs::write(t.path().join("conf"), "v=1\n").unwrap();
-    let c = go("c");
+    let c = go("out-c");
     assert_eq!(c["manifest_digest"], a["manifest_digest"]);
     assert!(c["layers"].as_array().unwrap().iter().all(|l| l["cached"] == true));
 }

@@ -35,6 +35,9 @@ pub struct BuildOptions {
     pub source_date_epoch: Option<u64>,
     /// Ignore the layer cache (always rebuild layers).
     pub no_layer_cache: bool,
+    /// The `strata-verify` binary for specs with a `gpu:` section
+    /// (default: `strata-verify` next to the running executable).
+    pub verifier: Option<PathBuf>,
 }
 
 impl Default for BuildOptions {
@@ -45,6 +48,7 @@ impl Default for BuildOptions {
             fetch: FetchOptions::default(),
             source_date_epoch: None,
             no_layer_cache: false,
+            verifier: None,
         }
     }
 }
@@ -277,7 +281,34 @@ pub fn build(spec: &LoadedSpec, opts: &BuildOptions, reporter: Arc<dyn Reporter>
         }
     }
 
-    let runtime = runtime_config(spec)?;
+    let mut runtime = runtime_config(spec)?;
+    if let Some(v) = verifier_plan(spec, opts)? {
+        let key = layer_key(&[v.fingerprint.as_str()], &comp, epoch);
+        let name = "strata-verify".to_string();
+        let cached = if opts.no_layer_cache { None } else { cache_lookup(&store, &key, reporter.as_ref()) };
+        let (blob, was_cached) = match cached {
+            Some(b) => (b, true),
+            None => {
+                let mut tree = Tree::new();
+                let origin: Arc<str> = Arc::from(format!("verifier {}", v.path.display()));
+                let mut entry = crate::tree::Entry::file(crate::tree::Content::LocalFile(v.path.clone()), v.size, 0o755, &origin);
+                if let crate::tree::Kind::File { sha256, .. } = &mut entry.kind {
+                    *sha256 = Some(v.sha256);
+                }
+                tree.insert(crate::tree::TreePath::from_image_path(VERIFIER_PATH).map_err(|e| BuildError::Other(e.to_string()))?, entry)
+                    .map_err(|e| BuildError::Other(e.to_string()))?;
+                let blob = write_layer(&tree, &settings, &store, &|_| {}).map_err(|source| BuildError::Layer { layer: name.clone(), source })?;
+                cache_store(&store, &key, &blob);
+                (blob, false)
+            }
+        };
+        let mut ann = BTreeMap::new();
+        ann.insert("dev.strata.layer.name".to_string(), name.clone());
+        ann.insert("dev.strata.layer.compression".to_string(), comp.describe());
+        image_layers.push(ImageLayer { blob: blob.clone(), created_by: format!("strata: {name}"), annotations: ann });
+        summaries.push(LayerSummary { name, blob, cached: was_cached });
+        wrap_entrypoint(&mut runtime, spec, &v);
+    }
     let (os, arch, variant) = parse_platform(spec.spec.platform.as_deref().unwrap_or("linux/amd64"))
         .ok_or_else(|| BuildError::Other("invalid platform".into()))?;
     let mut annotations = spec.spec.annotations.clone();
@@ -285,6 +316,64 @@ pub fn build(spec: &LoadedSpec, opts: &BuildOptions, reporter: Arc<dyn Reporter>
     annotations.insert("org.opencontainers.image.title".into(), spec.spec.name.clone());
     let image = assemble(image_layers, &runtime, (&os, &arch, variant.as_deref()), epoch, &annotations)?;
     Ok(BuildResult { image, layers: summaries, fetch, epoch })
+}
+
+/// Where the verifier is installed in images.
+pub const VERIFIER_PATH: &str = "/usr/local/bin/strata-verify";
+
+/// The verifier binary chosen for a build.
+#[derive(Debug, Clone)]
+pub struct VerifierPlan {
+    /// The local file.
+    pub path: PathBuf,
+    /// Its digest.
+    pub sha256: Digest,
+    /// Its size.
+    pub size: u64,
+    /// Layer fingerprint.
+    pub fingerprint: String,
+}
+
+/// The verifier a spec's `gpu:` section asks for, located and hashed; `None`
+/// when the spec has no `gpu:` section or says `verify: off`.
+pub fn verifier_plan(spec: &LoadedSpec, opts: &BuildOptions) -> Result<Option<VerifierPlan>, BuildError> {
+    let Some(gpu) = &spec.spec.gpu else { return Ok(None) };
+    if gpu.verify.as_deref() == Some("off") {
+        return Ok(None);
+    }
+    let path = match &opts.verifier {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()
+            .ok()
+            .and_then(|e| e.parent().map(|d| d.join("strata-verify")))
+            .unwrap_or_else(|| PathBuf::from("strata-verify")),
+    };
+    let f = std::fs::File::open(&path).map_err(|e| {
+        BuildError::Other(format!(
+            "{}: the spec has a `gpu:` section, so the image gets strata-verify as its entrypoint, but the binary cannot be read at {}: {e}\nhint: build it with `verifier/build-reproducible.sh` (or `cargo build --release -p strata-verify`) and pass `--verifier PATH`, or set `gpu.verify: off`",
+            spec.path.display(),
+            path.display()
+        ))
+    })?;
+    let (sha256, size) = crate::digest::hash_reader(std::io::BufReader::new(f)).map_err(|e| BuildError::Other(format!("reading {}: {e}", path.display())))?;
+    let fingerprint = format!("verifier-v1 {sha256} {VERIFIER_PATH} 0755\n");
+    Ok(Some(VerifierPlan { path, sha256, size, fingerprint }))
+}
+
+/// Makes the verifier the entrypoint (`strata-verify -- <entrypoint>`), keeps
+/// `cmd`, and records what it must check in the environment and labels.
+fn wrap_entrypoint(rc: &mut RuntimeConfig, spec: &LoadedSpec, v: &VerifierPlan) {
+    let Some(gpu) = &spec.spec.gpu else { return };
+    let mut ep = vec![VERIFIER_PATH.to_string(), "--".to_string()];
+    ep.extend(rc.entrypoint.take().unwrap_or_default());
+    rc.entrypoint = Some(ep);
+    let arch = gpu.arch.clone().unwrap_or_else(|| vec!["sm_80".into(), "sm_90".into()]);
+    rc.env.entry("STRATA_CUDA_VERSION".into()).or_insert_with(|| gpu.cuda.clone());
+    rc.env.entry("STRATA_ALLOWED_SM".into()).or_insert_with(|| arch.join(","));
+    rc.env.entry("STRATA_VERIFY".into()).or_insert_with(|| gpu.verify.clone().unwrap_or_else(|| "quick".into()));
+    rc.labels.insert("dev.strata.verifier.sha256".into(), v.sha256.to_string());
+    rc.labels.insert("dev.strata.gpu.cuda".into(), gpu.cuda.clone());
+    rc.labels.insert("dev.strata.gpu.arch".into(), arch.join(","));
 }
 
 fn runtime_config(spec: &LoadedSpec) -> Result<RuntimeConfig, BuildError> {

@@ -31,6 +31,10 @@ pub struct BuildArgs {
     pub threads: Option<usize>,
     #[command(flatten)]
     pub net: NetArgs,
+    /// The strata-verify binary added to images with a `gpu:` section.
+    /// Default: strata-verify next to this executable.
+    #[arg(long, env = "STRATA_VERIFIER", value_name = "PATH")]
+    pub verifier: Option<PathBuf>,
     /// Rebuild every layer even when the layer cache has it.
     #[arg(long)]
     pub no_layer_cache: bool,
@@ -49,6 +53,7 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     }
     opts.fetch = fetch_options(&args.net)?;
     opts.no_layer_cache = args.no_layer_cache;
+    opts.verifier = args.verifier.clone();
     opts.source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) if !v.trim().is_empty() => Some(v.trim().parse().with_context(|| format!("SOURCE_DATE_EPOCH=`{v}` is not a whole number of seconds"))?),
         _ => None,

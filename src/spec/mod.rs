@@ -345,6 +345,26 @@ fn check_image(path: &Path, text: &str, index: &HashMap<String, (usize, usize)>,
             }
         }
     }
+    if let Some(gpu) = &spec.gpu {
+        let cuda_ok = gpu.cuda.split('.').count() == 2 && gpu.cuda.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        if !cuda_ok {
+            return Err(err("gpu.cuda", format!("CUDA version `{}` is not MAJOR.MINOR", gpu.cuda), Some("e.g. `cuda: \"12.8\"` (quoted, or YAML reads 12.10 as 12.1)".into())));
+        }
+        if let Some(v) = &gpu.verify {
+            if !["quick", "full", "warn", "off"].contains(&v.as_str()) {
+                return Err(err("gpu.verify", format!("`{v}` is not a verify policy"), Some("use quick, full, warn or off".into())));
+            }
+        }
+        for (i, a) in gpu.arch.iter().flatten().enumerate() {
+            let ok = a.strip_prefix("sm_").map(|n| {
+                let n = n.strip_suffix('a').unwrap_or(n);
+                n.len() >= 2 && n.bytes().all(|b| b.is_ascii_digit())
+            });
+            if ok != Some(true) {
+                return Err(err(&format!("gpu.arch[{i}]"), format!("`{a}` is not a compute capability like `sm_80` or `sm_90`"), None));
+            }
+        }
+    }
     if let Some(tag) = &spec.tag {
         if !valid_tag(tag) {
             return Err(err("tag", format!("`{tag}` is not a valid tag"), Some("tags are up to 128 characters of [A-Za-z0-9_.-], not starting with `.` or `-`".into())));

@@ -369,7 +369,9 @@ pub struct GpuSpec {
     /// Optional. Allowed compute capabilities. Default: `[sm_80, sm_90]`.
     #[serde(default)]
     pub arch: Option<Vec<String>>,
-    /// Optional. `quick`, `full` or `off`. Default: `quick`.
+    /// Optional. Start-up check policy baked into the image as `STRATA_VERIFY`:
+    /// `quick`, `full`, `warn` (report, never block) or `off` (no verifier is
+    /// added). Default: `quick`.
     #[serde(default)]
     pub verify: Option<String>,
 }

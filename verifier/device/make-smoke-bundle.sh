@@ -15,11 +15,11 @@ trap 'rm -rf "$work"' EXIT
 rm -rf "$out"
 mkdir -p "$out" "$work/x" "$work/base"
 
-(cd "$work" && apt-get download libc6 libgcc-s1 libstdc++6 dash runc libseccomp2 >/dev/null 2>&1)
+(cd "$work" && apt-get download libc6 libgcc-s1 libstdc++6 zlib1g dash runc libseccomp2 >/dev/null 2>&1)
 for d in "$work"/*.deb; do dpkg -x "$d" "$work/x"; done
 
 # The runtime files: glibc's loader and the libraries the verifier and the
-# CUDA libraries link against, libstdc++, and /bin/sh.
+# CUDA libraries link against, libstdc++, zlib, and /bin/sh.
 b="$work/base"
 mkdir -p "$b/lib/x86_64-linux-gnu" "$b/lib64" "$b/usr/lib/x86_64-linux-gnu" "$b/bin"
 for f in ld-linux-x86-64.so.2 libc.so.6 libdl.so.2 libm.so.6 libpthread.so.0 librt.so.1 libresolv.so.2 libgcc_s.so.1; do
@@ -27,6 +27,8 @@ for f in ld-linux-x86-64.so.2 libc.so.6 libdl.so.2 libm.so.6 libpthread.so.0 lib
 done
 ln -s /lib/x86_64-linux-gnu/ld-linux-x86-64.so.2 "$b/lib64/ld-linux-x86-64.so.2"
 cp -a "$work/x/usr/lib/x86_64-linux-gnu/"libstdc++.so.6* "$b/usr/lib/x86_64-linux-gnu/"
+# zlib: a Debian image with Python has it, and cuDNN 9 needs it.
+cp -a "$work/x/lib/x86_64-linux-gnu/"libz.so.1* "$b/lib/x86_64-linux-gnu/"
 cp -a "$work/x/bin/dash" "$b/bin/dash"
 ln -s dash "$b/bin/sh"
 tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@1700000000 -cf "$out/base.tar" -C "$b" .

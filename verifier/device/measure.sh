@@ -79,7 +79,8 @@ done
 echo "torch wall s:$times"
 
 section "full level"
-"$BIN" --level full --json-file "$OUT/full.json" 2>&1 | grep -vE '^  (lib|  )' | head -60
+# CUBLASLT_LOG_LEVEL=2: cuBLASLt prints the reason of any error it returns.
+CUBLASLT_LOG_LEVEL=2 "$BIN" --level full --json-file "$OUT/full.json" 2>&1 | grep -vE '^  (lib|  )' | head -60
 
 section "failure words"
 echo "--- allowed set sm_80 only (strict: command must not run)"
@@ -107,5 +108,8 @@ if [ -d .carry/smoke/bundle ]; then
     echo "--- same bundle, chroot"
     verifier/device/run-bundle.sh --chroot "${extra[@]}" .carry/smoke/bundle 2>&1 | tail -4
     echo "chroot exit $?"
+    echo "--- same bundle without zlib (chroot): a dependency of cuDNN missing from the image"
+    rm -rf /tmp/nozlib && cp -a .carry/smoke/bundle /tmp/nozlib && rm -f /tmp/nozlib/rootfs/lib/x86_64-linux-gnu/libz.so*
+    verifier/device/run-bundle.sh --chroot "${extra[@]}" /tmp/nozlib 2>&1 | grep -E "cudnn|verdict|not starting"
 fi
 section done

@@ -98,6 +98,16 @@ pub fn without_stub_dirs(ld_library_path: &str) -> String {
         .join(":")
 }
 
+/// In the re-executed verifier: the `LD_LIBRARY_PATH` the container was
+/// started with (None inside when it was unset). None when not re-executed.
+pub fn original_ld_library_path() -> Option<Option<String>> {
+    if !is_reexec() {
+        return None;
+    }
+    let saved = std::env::var(SAVED_LD_PATH).ok()?;
+    Some(if saved == UNSET { None } else { Some(saved) })
+}
+
 /// True when this process is the re-executed verifier.
 pub fn is_reexec() -> bool {
     std::env::var_os(REEXEC_MARK).is_some()

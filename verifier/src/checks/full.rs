@@ -43,7 +43,7 @@ fn gemm(module: &Module, info: &GpuInfo, blas: &crate::ffi::cublas::Cublas, ws: 
     let (ab, cd, comp) = types;
     fill_random(module, &bufs.a, ab, 11, info.sms)?;
     fill_random(module, &bufs.b, ab, 22, info.sms)?;
-    let scales = if ab == dtype::R_8F_E4M3 { Some((bufs.scales.ptr, bufs.scales.ptr + 4)) } else { None };
+    let scales = if ab == dtype::R_8F_E4M3 { Some((bufs.scales.ptr, bufs.scales.ptr + 256)) } else { None };
     let plan = LtGemm::plan(blas, LtSpec { m: N, n: N, k: N, ab_type: ab, cd_type: cd, compute: comp }, scales, ws.ptr, ws.bytes)?;
     // Warm-up: clocks ramp up and cuBLASLt loads its kernel.
     for _ in 0..5 {
@@ -68,7 +68,12 @@ pub fn run(module: &Module, info: &GpuInfo, libs: &Libs, workspace: Option<&DevB
         (Some(blas), Some(ws)) => {
             let n2 = (N * N) as usize;
             let bufs = (|| -> Result<Bufs, driver::CuError> {
-                let scales = DevBuf::from_slice(&[1.0f32, 1.0f32])?;
+                // Two scale factors of 1.0, 256 bytes apart: cuBLASLt's FP8
+                // kernels want every pointer 16-byte aligned, scales included.
+                let mut ones = [0f32; 128];
+                ones[0] = 1.0;
+                ones[64] = 1.0;
+                let scales = DevBuf::from_slice(&ones)?;
                 Ok(Bufs { a: DevBuf::alloc(n2 * 4)?, b: DevBuf::alloc(n2 * 4)?, d: DevBuf::alloc(n2 * 4)?, scales })
             })();
             match bufs {

@@ -96,7 +96,20 @@ pub fn run(opts: &Options, env: &BTreeMap<String, String>, report: &mut Report) 
 
     let nodes = device_nodes(Path::new("/dev"));
     let t = Instant::now();
-    report.checks.push(env::preflight(env, &nodes).ms(ms(t)));
+    // After the stub-avoiding restart, judge the environment the container
+    // was really started with.
+    let restarted = crate::handover::original_ld_library_path();
+    let mut seen_env = env.clone();
+    match &restarted {
+        Some(Some(orig)) => {
+            seen_env.insert("LD_LIBRARY_PATH".into(), orig.clone());
+        }
+        Some(None) => {
+            seen_env.remove("LD_LIBRARY_PATH");
+        }
+        None => {}
+    }
+    report.checks.push(env::preflight(&seen_env, &nodes).ms(ms(t)));
 
     // libcuda, found the way CUDA programs find it.
     let t = Instant::now();
@@ -109,7 +122,12 @@ pub fn run(opts: &Options, env: &BTreeMap<String, String>, report: &mut Report) 
     };
     let version_text = libcuda.version.as_ref().map(|v| v.to_string()).unwrap_or_else(|| "unknown version".into());
     let c = if libcuda.via_loader {
-        Check::pass("libcuda", format!("{} (driver {version_text})", libcuda.path.display()))
+        let note = if restarted.is_some() {
+            "; restarted once without the CUDA stubs directory, which made libcuda.so resolve to the stub"
+        } else {
+            ""
+        };
+        Check::pass("libcuda", format!("{} (driver {version_text}){note}", libcuda.path.display()))
     } else {
         let dir = libcuda.path.parent().map(|d| d.display().to_string()).unwrap_or_default();
         Check::fail(

@@ -21,6 +21,8 @@ pub struct Cudnn {
     destroy: Destroy,
     error_string: ErrStr,
     checks: Vec<(&'static str, Check)>,
+    /// Sub-libraries opened ahead of cuDNN (kept open).
+    pub parts: Vec<Lib>,
 }
 
 // SAFETY: function pointers and a library handle; cuDNN is thread-safe for
@@ -44,9 +46,32 @@ const CHECKS: &[&str] = &[
     "cudnnAdvTrainVersionCheck",
 ];
 
+/// The sub-libraries cuDNN opens itself on first use, per major version.
+/// cuDNN 9 prints "Invalid handle. Cannot load symbol ..." and aborts the
+/// process when one of them (or a dependency such as libz.so.1) cannot be
+/// loaded, so they are opened here first, where failure is an error value.
+fn parts(major: &str) -> &'static [&'static str] {
+    match major {
+        "9" => &["graph", "ops", "cnn", "adv"],
+        _ => &["ops_infer", "ops_train", "cnn_infer", "cnn_train", "adv_infer", "adv_train"],
+    }
+}
+
 impl Cudnn {
-    /// Opens `path` and resolves the functions.
+    /// Opens the sub-libraries beside `path`, then `path`, and resolves the
+    /// functions.
     pub fn load(path: &Path) -> Result<Self, FfiError> {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let major = name.rsplit('.').next().unwrap_or("9").to_string();
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let mut opened = Vec::new();
+        for part in parts(&major) {
+            let p = dir.join(format!("libcudnn_{part}.so.{major}"));
+            if !p.exists() {
+                return Err(FfiError::Open { path: p, message: "missing: cuDNN would abort the process when it needs it".into() });
+            }
+            opened.push(Lib::open_lazy(&p)?);
+        }
         let lib = Lib::open(path)?;
         // SAFETY: signatures from cudnn_graph.h / cudnn_ops.h (9.x) and
         // cudnn_*_infer.h (8.x).
@@ -60,6 +85,7 @@ impl Cudnn {
                 error_string: lib.sym("cudnnGetErrorString")?,
                 checks,
                 lib,
+                parts: opened,
             })
         }
     }

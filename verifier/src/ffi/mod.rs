@@ -9,7 +9,7 @@ pub mod cudnn;
 pub mod nccl;
 pub mod nvml;
 
-use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_NOW};
+use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_LAZY, RTLD_NOW};
 use std::path::{Path, PathBuf};
 
 /// A library that could not be opened or lacks a function.
@@ -45,9 +45,20 @@ impl Lib {
     /// soname (cuDNN asking for libcublasLt.so.12, say) reuse this copy
     /// instead of searching the loader path for another one.
     pub fn open(path: &Path) -> Result<Self, FfiError> {
+        Self::open_with(path, RTLD_NOW | RTLD_GLOBAL)
+    }
+
+    /// Opens `path` with RTLD_LAZY | RTLD_GLOBAL: dependencies are resolved
+    /// (a missing one is an error here) but symbols bind on first use, as
+    /// when a library opens its own plug-ins.
+    pub fn open_lazy(path: &Path) -> Result<Self, FfiError> {
+        Self::open_with(path, RTLD_LAZY | RTLD_GLOBAL)
+    }
+
+    fn open_with(path: &Path, flags: std::ffi::c_int) -> Result<Self, FfiError> {
         // SAFETY: loading a library runs its initialisers; these are the
         // image's own CUDA libraries, loaded exactly as PyTorch loads them.
-        let lib = unsafe { Library::open(Some(path), RTLD_NOW | RTLD_GLOBAL) }
+        let lib = unsafe { Library::open(Some(path), flags) }
             .map_err(|e| FfiError::Open { path: path.to_path_buf(), message: crate::discover::dl_error_text(&e) })?;
         Ok(Lib { lib, path: path.to_path_buf() })
     }

@@ -16,3 +16,4 @@ pub mod image;
 pub mod build;
 pub mod config;
 pub mod mirror;
+pub mod diff;

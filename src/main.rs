@@ -44,6 +44,7 @@ enum Command {
     Build(commands::build::BuildArgs),
     Inspect(commands::inspect::InspectArgs),
     Fetch(commands::fetch::FetchArgs),
+    Diff(commands::diff::DiffArgs),
     /// Print the JSON Schema of image specs (or, with --layer, of layer files).
     #[command(hide = true)]
     Schema {
@@ -60,6 +61,16 @@ fn main() -> ExitCode {
         Command::Build(a) => commands::build::run(a, &cli.global),
         Command::Inspect(a) => commands::inspect::run(a),
         Command::Fetch(a) => commands::fetch::run(a, &cli.global),
+        Command::Diff(a) => {
+            return match commands::diff::run(a) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(e) => {
+                    eprintln!("error: {}", render_error(&e));
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Schema { layer } => {
             let v = if layer { strata::spec::layer_schema() } else { strata::spec::image_schema() };
             serde_json::to_string_pretty(&v).map_err(anyhow::Error::from).and_then(|s| commands::out(&s))

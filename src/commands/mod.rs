@@ -2,6 +2,7 @@
 //! in the library.
 
 pub mod build;
+pub mod diff;
 pub mod fetch;
 pub mod inspect;
 pub mod progress;

@@ -17,3 +17,4 @@ pub mod build;
 pub mod config;
 pub mod mirror;
 pub mod diff;
+pub mod audit;

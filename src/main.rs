@@ -45,6 +45,7 @@ enum Command {
     Inspect(commands::inspect::InspectArgs),
     Fetch(commands::fetch::FetchArgs),
     Diff(commands::diff::DiffArgs),
+    Audit(commands::audit::AuditArgs),
     /// Print the JSON Schema of image specs (or, with --layer, of layer files).
     #[command(hide = true)]
     Schema {
@@ -61,16 +62,8 @@ fn main() -> ExitCode {
         Command::Build(a) => commands::build::run(a, &cli.global),
         Command::Inspect(a) => commands::inspect::run(a),
         Command::Fetch(a) => commands::fetch::run(a, &cli.global),
-        Command::Diff(a) => {
-            return match commands::diff::run(a) {
-                Ok(true) => ExitCode::SUCCESS,
-                Ok(false) => ExitCode::from(1),
-                Err(e) => {
-                    eprintln!("error: {}", render_error(&e));
-                    ExitCode::from(2)
-                }
-            }
-        }
+        Command::Diff(a) => return tri_state(commands::diff::run(a)),
+        Command::Audit(a) => return tri_state(commands::audit::run(a, &cli.global)),
         Command::Schema { layer } => {
             let v = if layer { strata::spec::layer_schema() } else { strata::spec::image_schema() };
             serde_json::to_string_pretty(&v).map_err(anyhow::Error::from).and_then(|s| commands::out(&s))
@@ -81,6 +74,18 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {}", render_error(&e));
             ExitCode::from(1)
+        }
+    }
+}
+
+/// diff(1)-style exit status: 0 same, 1 different, 2 trouble.
+fn tri_state(r: anyhow::Result<bool>) -> ExitCode {
+    match r {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {}", render_error(&e));
+            ExitCode::from(2)
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Subcommands. Each parses nothing itself (clap does) and prints; the work is
 //! in the library.
 
+pub mod audit;
 pub mod build;
 pub mod diff;
 pub mod fetch;

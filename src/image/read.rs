@@ -315,3 +315,30 @@ impl ImageSource for DockerArchive {
         Err(ReadError::Invalid(format!("{}: blob {digest} is missing from the archive", self.shown)))
     }
 }
+
+/// An image just built: manifest and config in memory, layers in the store.
+pub struct BuiltSource {
+    /// The image.
+    pub image: crate::image::BuiltImage,
+    /// The store holding its layers.
+    pub store: crate::store::Store,
+    /// How to name it.
+    pub name: String,
+}
+
+impl ImageSource for BuiltSource {
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+    fn manifest(&self) -> Result<ManifestRef, ReadError> {
+        Ok(ManifestRef { bytes: self.image.manifest.bytes.clone(), digest: self.image.manifest.digest, media_type: MANIFEST_MEDIA_TYPE.into(), native: true })
+    }
+    fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send + '_>, ReadError> {
+        if *digest == self.image.config.digest {
+            return Ok(Box::new(io::Cursor::new(self.image.config.bytes.clone())));
+        }
+        let p = self.store.path(digest);
+        let f = File::open(&p).map_err(ioe("opening", &p))?;
+        Ok(Box::new(io::BufReader::new(f)))
+    }
+}

@@ -36,6 +36,23 @@ fn sync_all(ctxs: &[Context]) -> Result<(), String> {
     Ok(())
 }
 
+/// One stream per GPU, created in its context (NCCL's own examples give each
+/// device its own stream rather than the legacy default stream).
+fn streams(ctxs: &[Context]) -> Result<Vec<*mut std::ffi::c_void>, String> {
+    let mut out = Vec::new();
+    for c in ctxs {
+        set(c)?;
+        let mut s: sys::CUstream = std::ptr::null_mut();
+        // SAFETY: out pointer; flags 0 (default).
+        let r = unsafe { sys::cuStreamCreate(&mut s, 0) };
+        if r as i32 != 0 {
+            return Err(format!("cuStreamCreate returned {}", driver::error_name(r as i32)));
+        }
+        out.push(s as *mut std::ffi::c_void);
+    }
+    Ok(out)
+}
+
 /// Runs the NCCL checks over `ctxs` (one primary context per GPU, in ordinal order).
 pub fn run(nccl: &Nccl, ctxs: &[Context], gpus: &[GpuInfo], level: Level) -> Vec<Check> {
     let mut out = Vec::new();
@@ -51,6 +68,13 @@ pub fn run(nccl: &Nccl, ctxs: &[Context], gpus: &[GpuInfo], level: Level) -> Vec
     };
     let init_ms = t.elapsed().as_secs_f64() * 1e3;
     let t = Instant::now();
+    let streams = match streams(ctxs) {
+        Ok(s) => s,
+        Err(e) => {
+            out.push(Check::fail("nccl-allreduce", e));
+            return out;
+        }
+    };
     let count = 1usize << 20;
     let correct = (|| -> Result<String, String> {
         let mut bufs = Vec::new();
@@ -64,7 +88,7 @@ pub fn run(nccl: &Nccl, ctxs: &[Context], gpus: &[GpuInfo], level: Level) -> Vec
         }
         sync_all(ctxs)?;
         let ptrs: Vec<(u64, u64)> = bufs.iter().map(|(s, r)| (s.ptr, r.ptr)).collect();
-        comms.all_reduce_f32(&ptrs, count)?;
+        comms.all_reduce_f32(&ptrs, &streams, count)?;
         sync_all(ctxs)?;
         let want = (n * (n + 1) / 2) as f32;
         for (i, c) in ctxs.iter().enumerate() {
@@ -96,13 +120,13 @@ pub fn run(nccl: &Nccl, ctxs: &[Context], gpus: &[GpuInfo], level: Level) -> Vec
             }
             let ptrs: Vec<(u64, u64)> = bufs.iter().map(|(s, r)| (s.ptr, r.ptr)).collect();
             for _ in 0..2 {
-                comms.all_reduce_f32(&ptrs, count)?;
+                comms.all_reduce_f32(&ptrs, &streams, count)?;
             }
             sync_all(ctxs)?;
             let iters = 5;
             let start = Instant::now();
             for _ in 0..iters {
-                comms.all_reduce_f32(&ptrs, count)?;
+                comms.all_reduce_f32(&ptrs, &streams, count)?;
             }
             sync_all(ctxs)?;
             let secs = start.elapsed().as_secs_f64() / f64::from(iters);

@@ -91,15 +91,15 @@ pub struct Comms<'a> {
 
 impl Comms<'_> {
     /// Sum-all-reduce of `count` floats: `bufs[i] = (send, recv)` device
-    /// pointers on GPU i. Issued as one group from this thread; the caller
-    /// synchronises each GPU afterwards.
-    pub fn all_reduce_f32(&self, bufs: &[(u64, u64)], count: usize) -> Result<(), String> {
+    /// pointers on GPU i, run on `streams[i]`. Issued as one group from this
+    /// thread; the caller synchronises the streams afterwards.
+    pub fn all_reduce_f32(&self, bufs: &[(u64, u64)], streams: &[*mut c_void], count: usize) -> Result<(), String> {
         // SAFETY: group calls per nccl.h; one buffer pair per communicator.
         unsafe {
             self.nccl.check("ncclGroupStart", (self.nccl.group_start)())?;
             let mut first_err = Ok(());
-            for (comm, (send, recv)) in self.comms.iter().zip(bufs) {
-                let r = (self.nccl.all_reduce)(*send as *const c_void, *recv as *mut c_void, count, FLOAT32, SUM, *comm, std::ptr::null_mut());
+            for ((comm, (send, recv)), stream) in self.comms.iter().zip(bufs).zip(streams) {
+                let r = (self.nccl.all_reduce)(*send as *const c_void, *recv as *mut c_void, count, FLOAT32, SUM, *comm, *stream);
                 if first_err.is_ok() {
                     first_err = self.nccl.check("ncclAllReduce", r);
                 }

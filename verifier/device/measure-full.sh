@@ -19,13 +19,8 @@ echo "=== full, all GPUs (CUBLASLT_LOG_LEVEL=1: cuBLASLt prints the reason of an
 CUBLASLT_LOG_LEVEL=1 "$BIN" --level full --json-file "$OUT/full-all.json" 2>&1 | grep -v '^  lib'
 echo "=== full, GPU 0 alone"
 CUDA_VISIBLE_DEVICES=0 CUBLASLT_LOG_LEVEL=1 "$BIN" --level full --json-file "$OUT/full-gpu0.json" 2>&1 | grep -E 'gemm|hbm|verdict'
-echo "=== quick wall, GPU 0 alone and all GPUs, 5 runs each"
-for vis in 0 all; do
-    times=""
-    for i in 1 2 3 4 5; do
-        t0=$(date +%s.%N)
-        if [ $vis = all ]; then "$BIN" >/dev/null 2>&1; else CUDA_VISIBLE_DEVICES=0 "$BIN" >/dev/null 2>&1; fi
-        t1=$(date +%s.%N); times="$times $(awk "BEGIN{printf \"%.3f\", $t1 - $t0}")"
-    done
-    echo "GPUs=$vis wall s:$times"
-done
+echo "=== start-up until the command has run: strata-verify -- true (GPU 0 alone, all GPUs), torch; 5 runs each"
+wall() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null 2>&1; t1=$(date +%s.%N); awk "BEGIN{printf \" %.3f\", $t1 - $t0}"; }
+echo "GPU 0 alone wall s:$(for i in 1 2 3 4 5; do CUDA_VISIBLE_DEVICES=0 wall "$BIN" -- true; done)"
+echo "all GPUs wall s:$(for i in 1 2 3 4 5; do wall "$BIN" -- true; done)"
+echo "torch (all GPUs) wall s:$(for i in 1 2 3 4 5; do wall python3 -c 'import torch; torch.cuda.is_available(); torch.ones(1).cuda()'; done)"

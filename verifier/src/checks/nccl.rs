@@ -150,5 +150,9 @@ pub fn run(nccl: &Nccl, ctxs: &[Context], gpus: &[GpuInfo], level: Level) -> Vec
         };
         out.push(c.ms(t.elapsed().as_secs_f64() * 1e3));
     }
+    // The process is about to become the user's command (execve) or exit,
+    // either of which releases the communicators with everything else;
+    // ncclCommDestroy first would only add its own teardown to the start-up.
+    std::mem::forget(comms);
     out
 }

@@ -115,6 +115,8 @@ pub struct BuildResult {
     pub fetch: FetchSummary,
     /// Epoch used.
     pub epoch: u64,
+    /// Packages per layer, for the SBOM.
+    pub packages: Vec<crate::sbom::LayerPackages>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -212,6 +214,7 @@ pub fn build(spec: &LoadedSpec, opts: &BuildOptions, reporter: Arc<dyn Reporter>
 
     let mut image_layers = Vec::new();
     let mut summaries = Vec::new();
+    let mut packages: Vec<crate::sbom::LayerPackages> = Vec::new();
     for resolved in &spec.layers {
         let lname = resolved.display_name();
         let src_err = |source: SourceError| BuildError::Source {
@@ -242,6 +245,7 @@ pub fn build(spec: &LoadedSpec, opts: &BuildOptions, reporter: Arc<dyn Reporter>
             vec![(lname.clone(), planned.into_iter().flatten().collect())]
         };
         for (name, parts) in groups {
+            let layer_packages: Vec<crate::sbom::Package> = parts.iter().flat_map(|p| p.packages.clone()).collect();
             let fps: Vec<&str> = parts.iter().map(|p| p.fingerprint.as_str()).collect();
             let key = layer_key(&fps, &comp, epoch);
             let cached = if opts.no_layer_cache { None } else { cache_lookup(&store, &key, reporter.as_ref()) };
@@ -277,6 +281,9 @@ pub fn build(spec: &LoadedSpec, opts: &BuildOptions, reporter: Arc<dyn Reporter>
             ann.insert("dev.strata.layer.name".to_string(), name.clone());
             ann.insert("dev.strata.layer.compression".to_string(), comp.describe());
             image_layers.push(ImageLayer { blob: blob.clone(), created_by: format!("strata: {name}"), annotations: ann });
+            if !layer_packages.is_empty() {
+                packages.push(crate::sbom::LayerPackages { index: image_layers.len(), name: name.clone(), digest: blob.digest, packages: layer_packages });
+            }
             summaries.push(LayerSummary { name, blob, cached: was_cached });
         }
     }
@@ -306,6 +313,20 @@ pub fn build(spec: &LoadedSpec, opts: &BuildOptions, reporter: Arc<dyn Reporter>
         ann.insert("dev.strata.layer.name".to_string(), name.clone());
         ann.insert("dev.strata.layer.compression".to_string(), comp.describe());
         image_layers.push(ImageLayer { blob: blob.clone(), created_by: format!("strata: {name}"), annotations: ann });
+        packages.push(crate::sbom::LayerPackages {
+            index: image_layers.len(),
+            name: name.clone(),
+            digest: blob.digest,
+            packages: vec![crate::sbom::Package {
+                kind: crate::sbom::PackageKind::File,
+                name: "strata-verify".into(),
+                version: Some(env!("CARGO_PKG_VERSION").into()),
+                purl: Some(format!("pkg:generic/strata-verify@{}?checksum=sha256:{}", env!("CARGO_PKG_VERSION"), v.sha256.hex())),
+                sha256: Some(v.sha256),
+                download: None,
+                license: Some("Apache-2.0".into()),
+            }],
+        });
         summaries.push(LayerSummary { name, blob, cached: was_cached });
         wrap_entrypoint(&mut runtime, spec, &v);
     }
@@ -315,7 +336,7 @@ pub fn build(spec: &LoadedSpec, opts: &BuildOptions, reporter: Arc<dyn Reporter>
     annotations.insert("org.opencontainers.image.created".into(), crate::image::rfc3339(epoch));
     annotations.insert("org.opencontainers.image.title".into(), spec.spec.name.clone());
     let image = assemble(image_layers, &runtime, (&os, &arch, variant.as_deref()), epoch, &annotations)?;
-    Ok(BuildResult { image, layers: summaries, fetch, epoch })
+    Ok(BuildResult { image, layers: summaries, fetch, epoch, packages })
 }
 
 /// Where the verifier is installed in images.

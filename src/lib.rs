@@ -18,3 +18,4 @@ pub mod config;
 pub mod mirror;
 pub mod diff;
 pub mod audit;
+pub mod sbom;

@@ -61,7 +61,10 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let result = build(&spec, &opts, reporter.clone())?;
     let tag = spec.spec.tag.clone().unwrap_or_else(|| "latest".into());
-    write(&result.image, &strata::store::Store::open(&opts.cache)?, &output, &spec.spec.name, &tag)
+    let doc = strata::sbom::spdx(&spec.spec.name, &tag, &result.image.manifest.digest, result.epoch, &result.packages);
+    let doc = strata::image::canonical::to_vec(&doc)?;
+    let sbom = strata::image::layout::sbom_attachment(&result.image, &doc, result.epoch)?;
+    write(&result.image, &strata::store::Store::open(&opts.cache)?, &output, &spec.spec.name, &tag, Some(&sbom))
         .with_context(|| format!("writing {}", output.display()))?;
     let digest = result.image.manifest.digest;
     if !global.quiet {

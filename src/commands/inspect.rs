@@ -15,10 +15,19 @@ pub struct InspectArgs {
     /// Print manifest and config as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Print the image's SBOM (SPDX 2.3 JSON) instead.
+    #[arg(long, conflicts_with = "json")]
+    pub sbom: bool,
 }
 
 pub fn run(args: InspectArgs) -> anyhow::Result<()> {
     let src = strata::image::read::open(&args.source)?;
+    if args.sbom {
+        let doc = src.sbom()?.ok_or_else(|| anyhow::anyhow!("{}: no SBOM is attached to this image\nhint: images built by strata carry one; for docker-archive outputs it is the file FILE.spdx.json beside the archive", args.source))?;
+        let v: Value = serde_json::from_slice(&doc)?;
+        out(&serde_json::to_string_pretty(&v)?)?;
+        return Ok(());
+    }
     let m = src.manifest()?;
     let manifest: Value = serde_json::from_slice(&m.bytes)?;
     let cfg_digest = manifest

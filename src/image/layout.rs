@@ -139,19 +139,80 @@ fn blobs<'a>(img: &'a BuiltImage, store: &Store) -> Vec<(Digest, u64, BlobSrc<'a
 
 const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 
-/// Writes the image to `output`; `default_tag` is used when the output names none.
-pub fn write(img: &BuiltImage, store: &Store, output: &Output, default_name: &str, default_tag: &str) -> Result<(), OutputError> {
+/// Media type of the OCI empty descriptor's blob `{}`.
+pub const EMPTY_MEDIA_TYPE: &str = "application/vnd.oci.empty.v1+json";
+/// Annotation on an image's index entry naming its SBOM artifact manifest
+/// (kept among the layout's blobs, not listed as an image of its own, so
+/// tools that expect one image per layout keep working).
+pub const SBOM_ANNOTATION: &str = "dev.strata.sbom";
+
+/// An OCI artifact that refers to an image (`subject`), e.g. its SBOM.
+#[derive(Debug, Clone)]
+pub struct Attachment {
+    /// The artifact manifest.
+    pub manifest: crate::image::JsonBlob,
+    /// Its blobs (empty config, payload).
+    pub blobs: Vec<(Digest, Vec<u8>)>,
+    /// Its artifact type.
+    pub artifact_type: String,
+    /// The document itself (also among `blobs`).
+    pub document: Vec<u8>,
+}
+
+/// The SBOM of `img` as an OCI artifact manifest whose subject is the image.
+pub fn sbom_attachment(img: &BuiltImage, sbom: &[u8], epoch: u64) -> Result<Attachment, OutputError> {
+    let empty = b"{}".to_vec();
+    let empty_d = Digest::of(&empty);
+    let sbom_d = Digest::of(sbom);
+    let m = json!({
+        "schemaVersion": 2,
+        "mediaType": crate::image::MANIFEST_MEDIA_TYPE,
+        "artifactType": crate::sbom::SPDX_MEDIA_TYPE,
+        "config": {"mediaType": EMPTY_MEDIA_TYPE, "digest": empty_d.to_string(), "size": 2},
+        "layers": [{"mediaType": crate::sbom::SPDX_MEDIA_TYPE, "digest": sbom_d.to_string(), "size": sbom.len()}],
+        "subject": {"mediaType": crate::image::MANIFEST_MEDIA_TYPE, "digest": img.manifest.digest.to_string(), "size": img.manifest.bytes.len()},
+        "annotations": {"org.opencontainers.image.created": crate::image::rfc3339(epoch)},
+    });
+    let bytes = canonical::to_vec(&m).map_err(|e| OutputError::Other(e.to_string()))?;
+    let digest = Digest::of(&bytes);
+    Ok(Attachment {
+        manifest: crate::image::JsonBlob { bytes, digest },
+        blobs: vec![(empty_d, empty), (sbom_d, sbom.to_vec())],
+        artifact_type: crate::sbom::SPDX_MEDIA_TYPE.into(),
+        document: sbom.to_vec(),
+    })
+}
+
+fn image_entry(img: &BuiltImage, tag: &str, sbom: Option<&Attachment>) -> Result<serde_json::Value, OutputError> {
+    let mut ann = BTreeMap::new();
+    ann.insert(REF_NAME.to_string(), tag.to_string());
+    if let Some(a) = sbom {
+        ann.insert(SBOM_ANNOTATION.to_string(), a.manifest.digest.to_string());
+    }
+    serde_json::to_value(img.manifest_descriptor(ann)).map_err(|e| OutputError::Other(e.to_string()))
+}
+
+/// Writes the image to `output`; `default_tag` is used when the output names
+/// none. An SBOM is stored in layouts and oci-archives as an artifact that
+/// refers to the image, and beside docker-archives as `FILE.spdx.json`.
+pub fn write(img: &BuiltImage, store: &Store, output: &Output, default_name: &str, default_tag: &str, sbom: Option<&Attachment>) -> Result<(), OutputError> {
     match output {
-        Output::OciDir { dir, tag } => write_oci_dir(img, store, dir, tag.as_deref().unwrap_or(default_tag)),
-        Output::OciArchive { file, tag } => write_archive(file, |w| oci_archive_entries(img, store, tag.as_deref().unwrap_or(default_tag), w)),
+        Output::OciDir { dir, tag } => write_oci_dir(img, store, dir, tag.as_deref().unwrap_or(default_tag), sbom),
+        Output::OciArchive { file, tag } => write_archive(file, |w| oci_archive_entries(img, store, tag.as_deref().unwrap_or(default_tag), sbom, w)),
         Output::DockerArchive { file, reference } => {
             let r = reference.clone().unwrap_or_else(|| format!("{default_name}:{default_tag}"));
-            write_archive(file, |w| docker_archive_entries(img, store, &r, w))
+            write_archive(file, |w| docker_archive_entries(img, store, &r, w))?;
+            if let Some(a) = sbom {
+                let mut side = file.as_os_str().to_owned();
+                side.push(".spdx.json");
+                atomic_write(Path::new(&side), &a.document)?;
+            }
+            Ok(())
         }
     }
 }
 
-fn write_oci_dir(img: &BuiltImage, store: &Store, dir: &Path, tag: &str) -> Result<(), OutputError> {
+fn write_oci_dir(img: &BuiltImage, store: &Store, dir: &Path, tag: &str, sbom: Option<&Attachment>) -> Result<(), OutputError> {
     let fresh = !dir.exists() || fs::read_dir(dir).map_err(ioe("reading", dir))?.next().is_none();
     if !fresh && !dir.join("oci-layout").is_file() {
         return Err(OutputError::NotALayout(dir.to_path_buf()));
@@ -162,7 +223,7 @@ fn write_oci_dir(img: &BuiltImage, store: &Store, dir: &Path, tag: &str) -> Resu
         fs::create_dir_all(parent).map_err(ioe("creating", parent))?;
         let tmp = tempfile::Builder::new().prefix(".strata-layout-").tempdir_in(parent).map_err(ioe("creating temporary directory in", parent))?;
         set_mode(tmp.path(), 0o755)?;
-        fill_layout(img, store, tmp.path(), tag, None)?;
+        fill_layout(img, store, tmp.path(), tag, None, sbom)?;
         let tmp_path = tmp.keep();
         fs::rename(&tmp_path, dir).map_err(ioe("renaming layout into", dir))?;
         return Ok(());
@@ -172,13 +233,13 @@ fn write_oci_dir(img: &BuiltImage, store: &Store, dir: &Path, tag: &str) -> Resu
     } else {
         None
     };
-    fill_layout(img, store, dir, tag, existing.as_deref())
+    fill_layout(img, store, dir, tag, existing.as_deref(), sbom)
 }
 
-fn fill_layout(img: &BuiltImage, store: &Store, dir: &Path, tag: &str, existing_index: Option<&[u8]>) -> Result<(), OutputError> {
+fn fill_layout(img: &BuiltImage, store: &Store, dir: &Path, tag: &str, existing_index: Option<&[u8]>, sbom: Option<&Attachment>) -> Result<(), OutputError> {
     let bdir = dir.join("blobs/sha256");
     fs::create_dir_all(&bdir).map_err(ioe("creating", &bdir))?;
-    for (d, _, src) in blobs(img, store) {
+    for (d, _, src) in blobs(img, store).into_iter().chain(attachment_blobs(sbom)) {
         let dest = bdir.join(d.hex());
         if dest.is_file() {
             continue;
@@ -210,9 +271,7 @@ fn fill_layout(img: &BuiltImage, store: &Store, dir: &Path, tag: &str, existing_
             }
         }
     }
-    let mut ann = BTreeMap::new();
-    ann.insert(REF_NAME.to_string(), tag.to_string());
-    manifests.push(serde_json::to_value(img.manifest_descriptor(ann)).map_err(|e| OutputError::Other(e.to_string()))?);
+    manifests.push(image_entry(img, tag, sbom)?);
     let index = json!({"schemaVersion": 2, "mediaType": crate::image::INDEX_MEDIA_TYPE, "manifests": manifests});
     let bytes = canonical::to_vec(&index).map_err(|e| OutputError::Other(e.to_string()))?;
     atomic_write(&dir.join("index.json"), &bytes)
@@ -273,13 +332,26 @@ fn write_archive<'a>(file: &Path, entries: impl FnOnce(&mut Entries<'a>) -> Resu
     Ok(())
 }
 
-fn oci_archive_entries<'a>(img: &'a BuiltImage, store: &Store, tag: &str, out: &mut Entries<'a>) -> Result<(), OutputError> {
-    for (d, size, src) in blobs(img, store) {
-        out.push((format!("blobs/sha256/{}", d.hex()), size, src));
+fn attachment_blobs(a: Option<&Attachment>) -> Vec<(Digest, u64, BlobSrc<'static>)> {
+    let mut v = Vec::new();
+    if let Some(a) = a {
+        v.push((a.manifest.digest, a.manifest.bytes.len() as u64, BlobSrc::Owned(a.manifest.bytes.clone())));
+        for (d, b) in &a.blobs {
+            v.push((*d, b.len() as u64, BlobSrc::Owned(b.clone())));
+        }
     }
-    let mut ann = BTreeMap::new();
-    ann.insert(REF_NAME.to_string(), tag.to_string());
-    let index = crate::image::index_bytes(vec![img.manifest_descriptor(ann)]).map_err(|e| OutputError::Other(e.to_string()))?;
+    v
+}
+
+fn oci_archive_entries<'a>(img: &'a BuiltImage, store: &Store, tag: &str, sbom: Option<&Attachment>, out: &mut Entries<'a>) -> Result<(), OutputError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for (d, size, src) in blobs(img, store).into_iter().chain(attachment_blobs(sbom)) {
+        if seen.insert(d) {
+            out.push((format!("blobs/sha256/{}", d.hex()), size, src));
+        }
+    }
+    let entries = vec![image_entry(img, tag, sbom)?];
+    let index = canonical::to_vec(&json!({"schemaVersion": 2, "mediaType": crate::image::INDEX_MEDIA_TYPE, "manifests": entries})).map_err(|e| OutputError::Other(e.to_string()))?;
     out.push(("index.json".into(), index.len() as u64, BlobSrc::Owned(index)));
     out.push(("oci-layout".into(), OCI_LAYOUT.len() as u64, BlobSrc::Bytes(OCI_LAYOUT)));
     Ok(())

@@ -60,6 +60,10 @@ pub trait ImageSource: Send + Sync {
     fn manifest(&self) -> Result<ManifestRef, ReadError>;
     /// Opens a blob by digest.
     fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send + '_>, ReadError>;
+    /// The SBOM (SPDX JSON) attached to the selected image, if any.
+    fn sbom(&self) -> Result<Option<Vec<u8>>, ReadError> {
+        Ok(None)
+    }
     /// Reads a small blob (configs, manifests) whole, checking its digest.
     fn blob_bytes(&self, digest: &Digest) -> Result<Vec<u8>, ReadError> {
         let mut v = Vec::new();
@@ -105,6 +109,32 @@ fn split_tag(rest: &str) -> (String, Option<String>) {
 
 /// Picks a manifest from index bytes: by tag when given, else the only one.
 fn select_from_index(index: &[u8], tag: Option<&str>, shown: &str) -> Result<(Digest, String), ReadError> {
+    let chosen = select_entry(index, tag, shown)?;
+    let digest = chosen
+        .get("digest")
+        .and_then(Value::as_str)
+        .and_then(|d| Digest::parse(d).ok())
+        .ok_or_else(|| ReadError::Invalid(format!("{shown}: index entry without a sha256 digest")))?;
+    let mt = chosen.get("mediaType").and_then(Value::as_str).unwrap_or(MANIFEST_MEDIA_TYPE).to_string();
+    Ok((digest, mt))
+}
+
+/// The SBOM named by an index entry's `dev.strata.sbom` annotation.
+fn sbom_of_entry(src: &dyn ImageSource, entry: &Value) -> Result<Option<Vec<u8>>, ReadError> {
+    let Some(d) = entry.pointer("/annotations/dev.strata.sbom").and_then(Value::as_str).and_then(|d| Digest::parse(d).ok()) else {
+        return Ok(None);
+    };
+    let m: Value = serde_json::from_slice(&src.blob_bytes(&d)?).map_err(|e| ReadError::Invalid(format!("SBOM manifest {d}: {e}")))?;
+    let layer = m
+        .pointer("/layers/0/digest")
+        .and_then(Value::as_str)
+        .and_then(|d| Digest::parse(d).ok())
+        .ok_or_else(|| ReadError::Invalid(format!("SBOM manifest {d} has no document layer")))?;
+    Ok(Some(src.blob_bytes(&layer)?))
+}
+
+/// The index entry of the selected image.
+fn select_entry(index: &[u8], tag: Option<&str>, shown: &str) -> Result<Value, ReadError> {
     let v: Value = serde_json::from_slice(index).map_err(|e| ReadError::Invalid(format!("{shown}: index.json is not valid JSON: {e}")))?;
     let list = v.get("manifests").and_then(Value::as_array).cloned().unwrap_or_default();
     let tag_of = |m: &Value| m.get("annotations").and_then(|a| a.get(REF_NAME)).and_then(Value::as_str).map(str::to_string);
@@ -122,13 +152,7 @@ fn select_from_index(index: &[u8], tag: Option<&str>, shown: &str) -> Result<(Di
             }
         },
     };
-    let digest = chosen
-        .get("digest")
-        .and_then(Value::as_str)
-        .and_then(|d| Digest::parse(d).ok())
-        .ok_or_else(|| ReadError::Invalid(format!("{shown}: index entry without a sha256 digest")))?;
-    let mt = chosen.get("mediaType").and_then(Value::as_str).unwrap_or(MANIFEST_MEDIA_TYPE).to_string();
-    Ok((digest, mt))
+    Ok(chosen.clone())
 }
 
 /// Follows a nested index to the linux/amd64 (or only) manifest.
@@ -173,6 +197,12 @@ impl ImageSource for OciDir {
         let index = std::fs::read(&p).map_err(ioe("reading", &p))?;
         let (d, mt) = select_from_index(&index, self.tag.as_deref(), &self.shown)?;
         resolve_manifest(self, d, mt)
+    }
+    fn sbom(&self) -> Result<Option<Vec<u8>>, ReadError> {
+        let p = self.dir.join("index.json");
+        let index = std::fs::read(&p).map_err(ioe("reading", &p))?;
+        let entry = select_entry(&index, self.tag.as_deref(), &self.shown)?;
+        sbom_of_entry(self, &entry)
     }
     fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send + '_>, ReadError> {
         let p = self.dir.join("blobs/sha256").join(digest.hex());
@@ -241,6 +271,11 @@ impl ImageSource for OciArchive {
         let index = self.idx.read_member("index.json")?.ok_or_else(|| ReadError::Invalid(format!("{}: no index.json (not an oci-archive?)", self.shown)))?;
         let (d, mt) = select_from_index(&index, self.tag.as_deref(), &self.shown)?;
         resolve_manifest(self, d, mt)
+    }
+    fn sbom(&self) -> Result<Option<Vec<u8>>, ReadError> {
+        let index = self.idx.read_member("index.json")?.ok_or_else(|| ReadError::Invalid(format!("{}: no index.json", self.shown)))?;
+        let entry = select_entry(&index, self.tag.as_deref(), &self.shown)?;
+        sbom_of_entry(self, &entry)
     }
     fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send + '_>, ReadError> {
         self.idx

@@ -100,7 +100,7 @@ impl Source for Accounts<'_> {
             }
             Ok(())
         };
-        Ok(vec![Part { name: None, fingerprint: fp, populate: Box::new(populate) }])
+        Ok(vec![Part { name: None, fingerprint: fp, populate: Box::new(populate), packages: Vec::new() }])
     }
 }
 

@@ -83,6 +83,6 @@ impl Source for Files<'_> {
             }
             Ok(())
         };
-        Ok(vec![Part { name: None, fingerprint: fp, populate: Box::new(populate) }])
+        Ok(vec![Part { name: None, fingerprint: fp, populate: Box::new(populate), packages: Vec::new() }])
     }
 }

@@ -85,6 +85,8 @@ pub struct Part<'s> {
     pub fingerprint: String,
     /// Deferred tree filling.
     pub populate: Populate<'s>,
+    /// Packages this part installs, for the SBOM.
+    pub packages: Vec<crate::sbom::Package>,
 }
 
 /// A layer source.

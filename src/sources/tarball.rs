@@ -91,6 +91,12 @@ impl Source for Tarball<'_> {
             }
             Ok(())
         };
-        Ok(vec![Part { name: None, fingerprint: fp, populate: Box::new(populate) }])
+        let file_name = match (&s.url, &s.path) {
+            (Some(u), _) => u.rsplit('/').next().unwrap_or(u).to_string(),
+            (_, Some(p)) => std::path::Path::new(p).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| p.clone()),
+            _ => "tarball".into(),
+        };
+        let packages = vec![crate::sbom::Package::tarball(s.url.as_deref(), &file_name, Some(content))];
+        Ok(vec![Part { name: None, fingerprint: fp, populate: Box::new(populate), packages }])
     }
 }

@@ -58,7 +58,7 @@ pub fn run(args: AuditArgs, global: &GlobalArgs) -> anyhow::Result<bool> {
         out(&format!("different: the rebuild of {} is {}, {} is {}", args.spec.display(), report.a_manifest, args.image, report.b_manifest))?;
         out(&format!("first difference: {}", verdict.first_difference.as_deref().unwrap_or("?")))?;
         out(&format!("likely cause: {}", verdict.likely_cause.as_deref().unwrap_or("?")))?;
-        out(&format!("full comparison: strata diff (rebuild) {}  — or rerun with --json", args.image))?;
+        out("full comparison: rerun with --json")?;
     }
     Ok(verdict.identical)
 }

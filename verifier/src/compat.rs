@@ -20,7 +20,9 @@ pub struct DottedVersion {
 
 /// A version string that is not made of digits and dots.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{found}` is not a version: expected digits separated by dots, such as 12.8 or 580.159.04")]
+#[error(
+    "`{found}` is not a version: expected digits separated by dots, such as 12.8 or 580.159.04"
+)]
 pub struct VersionError {
     /// The text that failed to parse.
     pub found: String,
@@ -31,7 +33,9 @@ impl DottedVersion {
     /// skipped, as the runtime's own parser does.
     pub fn parse(text: &str) -> Result<Self, VersionError> {
         let text = text.trim();
-        let err = || VersionError { found: text.to_string() };
+        let err = || VersionError {
+            found: text.to_string(),
+        };
         if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
             return Err(err());
         }
@@ -42,7 +46,10 @@ impl DottedVersion {
         if parts.is_empty() {
             return Err(err());
         }
-        Ok(DottedVersion { parts, text: text.to_string() })
+        Ok(DottedVersion {
+            parts,
+            text: text.to_string(),
+        })
     }
 
     /// The components with trailing zeros removed: the canonical form used for
@@ -96,7 +103,9 @@ impl CudaVersion {
     /// ignored: driver requirements only depend on major.minor).
     pub fn parse(text: &str) -> Result<Self, VersionError> {
         let v = DottedVersion::parse(text)?;
-        let err = || VersionError { found: text.trim().to_string() };
+        let err = || VersionError {
+            found: text.trim().to_string(),
+        };
         let major = u32::try_from(v.major()).map_err(|_| err())?;
         let minor = u32::try_from(v.minor()).map_err(|_| err())?;
         Ok(CudaVersion { major, minor })
@@ -106,7 +115,10 @@ impl CudaVersion {
     /// 12080 → 12.8).
     pub fn from_driver_api(value: i32) -> Self {
         let value = value.max(0) as u32;
-        CudaVersion { major: value / 1000, minor: (value % 1000) / 10 }
+        CudaVersion {
+            major: value / 1000,
+            minor: (value % 1000) / 10,
+        }
     }
 }
 
@@ -120,22 +132,89 @@ impl fmt::Display for CudaVersion {
 /// Toolkit release notes. A release missing here (12.7 was never shipped)
 /// takes the next listed release's minimum.
 pub const MIN_DRIVER: &[(CudaVersion, &str)] = &[
-    (CudaVersion { major: 12, minor: 0 }, "525.60.13"),
-    (CudaVersion { major: 12, minor: 1 }, "530.30.02"),
-    (CudaVersion { major: 12, minor: 2 }, "535.54.03"),
-    (CudaVersion { major: 12, minor: 3 }, "545.23.06"),
-    (CudaVersion { major: 12, minor: 4 }, "550.54.14"),
-    (CudaVersion { major: 12, minor: 5 }, "555.42.02"),
-    (CudaVersion { major: 12, minor: 6 }, "560.28.03"),
-    (CudaVersion { major: 12, minor: 8 }, "570.26"),
-    (CudaVersion { major: 12, minor: 9 }, "575.51.03"),
-    (CudaVersion { major: 13, minor: 0 }, "580.65.06"),
-    (CudaVersion { major: 13, minor: 1 }, "590.44.01"),
+    (
+        CudaVersion {
+            major: 12,
+            minor: 0,
+        },
+        "525.60.13",
+    ),
+    (
+        CudaVersion {
+            major: 12,
+            minor: 1,
+        },
+        "530.30.02",
+    ),
+    (
+        CudaVersion {
+            major: 12,
+            minor: 2,
+        },
+        "535.54.03",
+    ),
+    (
+        CudaVersion {
+            major: 12,
+            minor: 3,
+        },
+        "545.23.06",
+    ),
+    (
+        CudaVersion {
+            major: 12,
+            minor: 4,
+        },
+        "550.54.14",
+    ),
+    (
+        CudaVersion {
+            major: 12,
+            minor: 5,
+        },
+        "555.42.02",
+    ),
+    (
+        CudaVersion {
+            major: 12,
+            minor: 6,
+        },
+        "560.28.03",
+    ),
+    (
+        CudaVersion {
+            major: 12,
+            minor: 8,
+        },
+        "570.26",
+    ),
+    (
+        CudaVersion {
+            major: 12,
+            minor: 9,
+        },
+        "575.51.03",
+    ),
+    (
+        CudaVersion {
+            major: 13,
+            minor: 0,
+        },
+        "580.65.06",
+    ),
+    (
+        CudaVersion {
+            major: 13,
+            minor: 1,
+        },
+        "590.44.01",
+    ),
 ];
 
 /// Oldest driver of each CUDA major that runs that major's applications
 /// through minor-version compatibility (CUDA compatibility guide).
-pub const MINOR_COMPAT_FLOOR: &[(u32, &str)] = &[(11, "450.80.02"), (12, "525.60.13"), (13, "580.65.06")];
+pub const MINOR_COMPAT_FLOOR: &[(u32, &str)] =
+    &[(11, "450.80.02"), (12, "525.60.13"), (13, "580.65.06")];
 
 /// The minimum driver for native support of `cuda`, when the table knows it.
 pub fn min_driver_for(cuda: CudaVersion) -> Option<&'static str> {
@@ -147,7 +226,10 @@ pub fn min_driver_for(cuda: CudaVersion) -> Option<&'static str> {
 
 /// The minor-version-compatibility floor for a CUDA major.
 pub fn minor_compat_floor(major: u32) -> Option<&'static str> {
-    MINOR_COMPAT_FLOOR.iter().find(|(m, _)| *m == major).map(|(_, d)| *d)
+    MINOR_COMPAT_FLOOR
+        .iter()
+        .find(|(m, _)| *m == major)
+        .map(|(_, d)| *d)
 }
 
 /// How a driver relates to the CUDA version an image was built for.
@@ -177,9 +259,14 @@ pub fn evaluate(image: CudaVersion, driver_api: CudaVersion) -> Compat {
     if driver_api >= image {
         Compat::Native
     } else if driver_api.major == image.major {
-        Compat::MinorCompat { native_driver: min_driver_for(image) }
+        Compat::MinorCompat {
+            native_driver: min_driver_for(image),
+        }
     } else {
-        Compat::TooOld { native_driver: min_driver_for(image), floor: minor_compat_floor(image.major) }
+        Compat::TooOld {
+            native_driver: min_driver_for(image),
+            floor: minor_compat_floor(image.major),
+        }
     }
 }
 
@@ -231,16 +318,43 @@ mod tests {
 
     #[test]
     fn driver_api_integers_decode() {
-        assert_eq!(CudaVersion::from_driver_api(13000), CudaVersion { major: 13, minor: 0 });
-        assert_eq!(CudaVersion::from_driver_api(12080), CudaVersion { major: 12, minor: 8 });
-        assert_eq!(CudaVersion::from_driver_api(11040), CudaVersion { major: 11, minor: 4 });
+        assert_eq!(
+            CudaVersion::from_driver_api(13000),
+            CudaVersion {
+                major: 13,
+                minor: 0
+            }
+        );
+        assert_eq!(
+            CudaVersion::from_driver_api(12080),
+            CudaVersion {
+                major: 12,
+                minor: 8
+            }
+        );
+        assert_eq!(
+            CudaVersion::from_driver_api(11040),
+            CudaVersion {
+                major: 11,
+                minor: 4
+            }
+        );
     }
 
     #[test]
     fn table_lookup_uses_next_release_for_gaps() {
-        assert_eq!(min_driver_for(CudaVersion::parse("12.8").unwrap()), Some("570.26"));
-        assert_eq!(min_driver_for(CudaVersion::parse("12.7").unwrap()), Some("570.26"));
-        assert_eq!(min_driver_for(CudaVersion::parse("13.0").unwrap()), Some("580.65.06"));
+        assert_eq!(
+            min_driver_for(CudaVersion::parse("12.8").unwrap()),
+            Some("570.26")
+        );
+        assert_eq!(
+            min_driver_for(CudaVersion::parse("12.7").unwrap()),
+            Some("570.26")
+        );
+        assert_eq!(
+            min_driver_for(CudaVersion::parse("13.0").unwrap()),
+            Some("580.65.06")
+        );
         assert_eq!(min_driver_for(CudaVersion::parse("13.9").unwrap()), None);
         assert_eq!(min_driver_for(CudaVersion::parse("11.8").unwrap()), None);
     }
@@ -258,20 +372,36 @@ mod tests {
         let c = |s: &str| CudaVersion::parse(s).unwrap();
         assert_eq!(evaluate(c("12.8"), c("13.0")), Compat::Native);
         assert_eq!(evaluate(c("12.8"), c("12.8")), Compat::Native);
-        assert_eq!(evaluate(c("12.8"), c("12.2")), Compat::MinorCompat { native_driver: Some("570.26") });
+        assert_eq!(
+            evaluate(c("12.8"), c("12.2")),
+            Compat::MinorCompat {
+                native_driver: Some("570.26")
+            }
+        );
         assert_eq!(
             evaluate(c("13.0"), c("12.9")),
-            Compat::TooOld { native_driver: Some("580.65.06"), floor: Some("580.65.06") }
+            Compat::TooOld {
+                native_driver: Some("580.65.06"),
+                floor: Some("580.65.06")
+            }
         );
     }
 
     #[test]
     fn driver_version_from_file_names_and_proc() {
-        assert_eq!(driver_version_from_libcuda_name("libcuda.so.580.159.04").unwrap().as_str(), "580.159.04");
+        assert_eq!(
+            driver_version_from_libcuda_name("libcuda.so.580.159.04")
+                .unwrap()
+                .as_str(),
+            "580.159.04"
+        );
         assert!(driver_version_from_libcuda_name("libcuda.so.1").is_none());
         assert!(driver_version_from_libcuda_name("libcuda.so").is_none());
         let proc_text = "NVRM version: NVIDIA UNIX x86_64 Kernel Module  580.159.04  Thu Oct  2 2025\nGCC version:  gcc 13\n";
-        assert_eq!(driver_version_from_proc(proc_text).unwrap().as_str(), "580.159.04");
+        assert_eq!(
+            driver_version_from_proc(proc_text).unwrap().as_str(),
+            "580.159.04"
+        );
         assert!(driver_version_from_proc("garbage").is_none());
     }
 }

@@ -41,7 +41,11 @@ pub struct DeviceNodes {
 
 /// Reads `/dev` (or another directory, for tests).
 pub fn device_nodes(dev: &Path) -> DeviceNodes {
-    let mut nodes = DeviceNodes { ctl: dev.join("nvidiactl").exists(), uvm: dev.join("nvidia-uvm").exists(), gpus: Vec::new() };
+    let mut nodes = DeviceNodes {
+        ctl: dev.join("nvidiactl").exists(),
+        uvm: dev.join("nvidia-uvm").exists(),
+        gpus: Vec::new(),
+    };
     if let Ok(entries) = std::fs::read_dir(dev) {
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -162,7 +166,10 @@ pub fn load_libcuda() -> Result<Libcuda, LibcudaError> {
                 }
             }
             let Some(path) = found else {
-                return Err(LibcudaError::NotFound { loader_error, searched: LIBCUDA_DIRS.join(", ") });
+                return Err(LibcudaError::NotFound {
+                    loader_error,
+                    searched: LIBCUDA_DIRS.join(", "),
+                });
             };
             if is_stub_path(&path) {
                 return Err(LibcudaError::Stub { path });
@@ -170,7 +177,12 @@ pub fn load_libcuda() -> Result<Libcuda, LibcudaError> {
             // SAFETY: as above.
             match unsafe { Library::open(Some(&path), RTLD_NOW | RTLD_GLOBAL) } {
                 Ok(lib) => (lib, false, Some(loader_error)),
-                Err(e) => return Err(LibcudaError::LoadFailed { path, message: dl_error_text(&e) }),
+                Err(e) => {
+                    return Err(LibcudaError::LoadFailed {
+                        path,
+                        message: dl_error_text(&e),
+                    })
+                }
             }
         }
     };
@@ -179,12 +191,22 @@ pub fn load_libcuda() -> Result<Libcuda, LibcudaError> {
         return Err(LibcudaError::Stub { path });
     }
     let version = version_of(&path);
-    Ok(Libcuda { lib, path, via_loader, version, loader_error })
+    Ok(Libcuda {
+        lib,
+        path,
+        via_loader,
+        version,
+        loader_error,
+    })
 }
 
 /// `LD_LIBRARY_PATH` entries that point into a CUDA `stubs` directory.
 pub fn stub_dirs_in(ld_library_path: &str) -> Vec<String> {
-    ld_library_path.split(':').filter(|d| !d.is_empty() && is_stub_path(Path::new(d))).map(str::to_string).collect()
+    ld_library_path
+        .split(':')
+        .filter(|d| !d.is_empty() && is_stub_path(Path::new(d)))
+        .map(str::to_string)
+        .collect()
 }
 
 fn list_dir_sorted(dir: &Path) -> Vec<PathBuf> {
@@ -200,7 +222,10 @@ fn list_dir_sorted(dir: &Path) -> Vec<PathBuf> {
 fn site_packages_under(lib_dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for entry in list_dir_sorted(lib_dir) {
-        let name = entry.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = entry
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if name.starts_with("python3") {
             for sp in ["site-packages", "dist-packages"] {
                 let d = entry.join(sp);
@@ -247,7 +272,9 @@ pub fn site_packages_dirs(env: &BTreeMap<String, String>) -> Vec<PathBuf> {
 
 fn dedup_canonical(dirs: Vec<PathBuf>) -> Vec<PathBuf> {
     let mut seen = std::collections::BTreeSet::new();
-    dirs.into_iter().filter(|d| seen.insert(std::fs::canonicalize(d).unwrap_or_else(|_| d.clone()))).collect()
+    dirs.into_iter()
+        .filter(|d| seen.insert(std::fs::canonicalize(d).unwrap_or_else(|_| d.clone())))
+        .collect()
 }
 
 /// Directories searched for the image's CUDA libraries, most preferred first:
@@ -306,7 +333,11 @@ pub fn find_lib(dirs: &[PathBuf], names: &[String], names_first: bool) -> Option
 
 /// Every shared object mapped into this process, in load order.
 pub fn loaded_objects() -> Vec<PathBuf> {
-    unsafe extern "C" fn collect(info: *mut libc::dl_phdr_info, _size: libc::size_t, data: *mut c_void) -> libc::c_int {
+    unsafe extern "C" fn collect(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        data: *mut c_void,
+    ) -> libc::c_int {
         // SAFETY: the loader passes a valid info pointer and our own Vec.
         let out = unsafe { &mut *(data as *mut Vec<PathBuf>) };
         let name = unsafe { (*info).dlpi_name };
@@ -328,8 +359,19 @@ pub fn loaded_objects() -> Vec<PathBuf> {
 /// libraries, NCCL and the driver's own.
 pub fn is_gpu_library(file_name: &str) -> bool {
     const STEMS: &[&str] = &[
-        "libcuda", "libcublas", "libcudnn", "libnccl", "libnvidia", "libnvrtc", "libnvjitlink", "libcudart",
-        "libcusparse", "libcufft", "libcurand", "libcusolver", "libnvml",
+        "libcuda",
+        "libcublas",
+        "libcudnn",
+        "libnccl",
+        "libnvidia",
+        "libnvrtc",
+        "libnvjitlink",
+        "libcudart",
+        "libcusparse",
+        "libcufft",
+        "libcurand",
+        "libcusolver",
+        "libnvml",
     ];
     let lower = file_name.to_ascii_lowercase();
     STEMS.iter().any(|s| lower.starts_with(s))
@@ -356,8 +398,12 @@ mod tests {
 
     #[test]
     fn stub_paths() {
-        assert!(is_stub_path(Path::new("/usr/local/cuda/lib64/stubs/libcuda.so")));
-        assert!(!is_stub_path(Path::new("/usr/local/nvidia/lib64/libcuda.so.1")));
+        assert!(is_stub_path(Path::new(
+            "/usr/local/cuda/lib64/stubs/libcuda.so"
+        )));
+        assert!(!is_stub_path(Path::new(
+            "/usr/local/nvidia/lib64/libcuda.so.1"
+        )));
         assert_eq!(
             stub_dirs_in("/usr/local/nvidia/lib64::/usr/local/cuda/lib64/stubs"),
             vec!["/usr/local/cuda/lib64/stubs".to_string()]
@@ -366,7 +412,10 @@ mod tests {
 
     #[test]
     fn file_name_versions() {
-        assert_eq!(version_from_file_name("libcublas.so.12.8.4.1").as_deref(), Some("12.8.4.1"));
+        assert_eq!(
+            version_from_file_name("libcublas.so.12.8.4.1").as_deref(),
+            Some("12.8.4.1")
+        );
         assert_eq!(version_from_file_name("libnccl.so.2").as_deref(), Some("2"));
         assert_eq!(version_from_file_name("libcudnn.so"), None);
         assert_eq!(version_from_file_name("libfoo.so.1.0-beta"), None);
@@ -387,8 +436,14 @@ mod tests {
         std::fs::write(b.join("libcublas.so.12"), b"").unwrap();
         let dirs = vec![a.clone(), b.clone()];
         let names = vec!["libcublas.so.12".to_string(), "libcublas.so.13".to_string()];
-        assert_eq!(find_lib(&dirs, &names, true), Some(b.join("libcublas.so.12")));
-        assert_eq!(find_lib(&dirs, &names, false), Some(a.join("libcublas.so.13")));
+        assert_eq!(
+            find_lib(&dirs, &names, true),
+            Some(b.join("libcublas.so.12"))
+        );
+        assert_eq!(
+            find_lib(&dirs, &names, false),
+            Some(a.join("libcublas.so.13"))
+        );
         assert_eq!(find_lib(&dirs, &["libnccl.so.2".to_string()], true), None);
         std::fs::remove_dir_all(&root).unwrap();
     }
@@ -397,13 +452,23 @@ mod tests {
     fn device_nodes_are_read_from_the_given_dir() {
         let root = std::env::temp_dir().join(format!("strata-verify-dev-{}", std::process::id()));
         std::fs::create_dir_all(&root).unwrap();
-        for n in ["nvidiactl", "nvidia0", "nvidia10", "nvidia2", "nvidia-uvm-tools"] {
+        for n in [
+            "nvidiactl",
+            "nvidia0",
+            "nvidia10",
+            "nvidia2",
+            "nvidia-uvm-tools",
+        ] {
             std::fs::write(root.join(n), b"").unwrap();
         }
         let nodes = device_nodes(&root);
         assert!(nodes.ctl);
         assert!(!nodes.uvm);
-        let names: Vec<_> = nodes.gpus.iter().map(|p| p.rsplit('/').next().unwrap().to_string()).collect();
+        let names: Vec<_> = nodes
+            .gpus
+            .iter()
+            .map(|p| p.rsplit('/').next().unwrap().to_string())
+            .collect();
         assert_eq!(names, vec!["nvidia0", "nvidia2", "nvidia10"]);
         std::fs::remove_dir_all(&root).unwrap();
     }
@@ -411,6 +476,9 @@ mod tests {
     #[test]
     fn loaded_objects_include_libc() {
         let objs = loaded_objects();
-        assert!(objs.iter().any(|p| p.to_string_lossy().contains("libc.so")), "{objs:?}");
+        assert!(
+            objs.iter().any(|p| p.to_string_lossy().contains("libc.so")),
+            "{objs:?}"
+        );
     }
 }

@@ -70,7 +70,9 @@ pub fn error_name(code: i32) -> String {
             None
         }
     });
-    name.ok().flatten().unwrap_or_else(|| format!("CUresult {code}"))
+    name.ok()
+        .flatten()
+        .unwrap_or_else(|| format!("CUresult {code}"))
 }
 
 /// The first of `names` that libcuda exports, through cudarc's handle. Used
@@ -90,7 +92,11 @@ fn raw_sym<F: Copy>(names: &[&str]) -> Option<F> {
 }
 
 fn err(call: &'static str, code: i32) -> CuError {
-    CuError { call, code, name: error_name(code) }
+    CuError {
+        call,
+        code,
+        name: error_name(code),
+    }
 }
 
 fn check(call: &'static str, r: sys::CUresult) -> Result<(), CuError> {
@@ -106,8 +112,11 @@ fn check(call: &'static str, r: sys::CUresult) -> Result<(), CuError> {
 /// address of its `cuInit`. Loads cudarc's library handle if needed.
 pub fn cudarc_libcuda_path() -> Result<std::path::PathBuf, String> {
     contained(|| unsafe {
-        let sym = sys::culib().get::<*mut c_void>(b"cuInit\0").map_err(|e| e.to_string())?;
-        crate::discover::file_of_address(*sym as usize).ok_or_else(|| "dladdr found no file for cuInit".to_string())
+        let sym = sys::culib()
+            .get::<*mut c_void>(b"cuInit\0")
+            .map_err(|e| e.to_string())?;
+        crate::discover::file_of_address(*sym as usize)
+            .ok_or_else(|| "dladdr found no file for cuInit".to_string())
     })?
 }
 
@@ -115,20 +124,28 @@ pub fn cudarc_libcuda_path() -> Result<std::path::PathBuf, String> {
 pub fn init() -> Result<(), CuError> {
     type F = unsafe extern "C" fn(c_uint) -> c_int;
     let code = contained(|| unsafe {
-        let f: F = *sys::culib().get::<F>(b"cuInit\0").map_err(|e| e.to_string())?;
+        let f: F = *sys::culib()
+            .get::<F>(b"cuInit\0")
+            .map_err(|e| e.to_string())?;
         Ok::<c_int, String>(f(0))
     });
     match code {
         Ok(Ok(0)) => Ok(()),
         Ok(Ok(c)) => Err(err("cuInit", c)),
-        Ok(Err(m)) | Err(m) => Err(CuError { call: "cuInit", code: -1, name: m }),
+        Ok(Err(m)) | Err(m) => Err(CuError {
+            call: "cuInit",
+            code: -1,
+            name: m,
+        }),
     }
 }
 
 /// `cuDriverGetVersion`: e.g. 13000 for CUDA 13.0.
 pub fn driver_version() -> Result<i32, CuError> {
     let mut v: c_int = 0;
-    check("cuDriverGetVersion", unsafe { sys::cuDriverGetVersion(&mut v) })?;
+    check("cuDriverGetVersion", unsafe {
+        sys::cuDriverGetVersion(&mut v)
+    })?;
     Ok(v)
 }
 
@@ -152,14 +169,18 @@ impl Device {
     /// `cuDeviceGet`.
     pub fn get(ordinal: i32) -> Result<Self, CuError> {
         let mut dev: CUdevice = 0;
-        check("cuDeviceGet", unsafe { sys::cuDeviceGet(&mut dev, ordinal) })?;
+        check("cuDeviceGet", unsafe {
+            sys::cuDeviceGet(&mut dev, ordinal)
+        })?;
         Ok(Device { ordinal, dev })
     }
 
     /// `cuDeviceGetAttribute`.
     pub fn attribute(&self, attr: sys::CUdevice_attribute) -> Result<i32, CuError> {
         let mut v: c_int = 0;
-        check("cuDeviceGetAttribute", unsafe { sys::cuDeviceGetAttribute(&mut v, attr, self.dev) })?;
+        check("cuDeviceGetAttribute", unsafe {
+            sys::cuDeviceGetAttribute(&mut v, attr, self.dev)
+        })?;
         Ok(v)
     }
 
@@ -175,7 +196,11 @@ impl Device {
     pub fn name(&self) -> Result<String, CuError> {
         let mut buf = [0u8; 256];
         check("cuDeviceGetName", unsafe {
-            sys::cuDeviceGetName(buf.as_mut_ptr() as *mut c_char, buf.len() as c_int, self.dev)
+            sys::cuDeviceGetName(
+                buf.as_mut_ptr() as *mut c_char,
+                buf.len() as c_int,
+                self.dev,
+            )
         })?;
         Ok(c_buf_to_string(&buf))
     }
@@ -183,30 +208,47 @@ impl Device {
     /// `cuDeviceTotalMem`.
     pub fn total_mem(&self) -> Result<u64, CuError> {
         let mut bytes: usize = 0;
-        check("cuDeviceTotalMem", unsafe { sys::cuDeviceTotalMem_v2(&mut bytes, self.dev) })?;
+        check("cuDeviceTotalMem", unsafe {
+            sys::cuDeviceTotalMem_v2(&mut bytes, self.dev)
+        })?;
         Ok(bytes as u64)
     }
 
     /// `GPU-xxxxxxxx-xxxx-...`, the form `nvidia-smi -L` prints.
     pub fn uuid(&self) -> Result<String, CuError> {
         type F = unsafe extern "C" fn(*mut [u8; 16], CUdevice) -> c_int;
-        let f: F = raw_sym(&["cuDeviceGetUuid_v2", "cuDeviceGetUuid"])
-            .ok_or(CuError { call: "cuDeviceGetUuid", code: -1, name: "symbol not found".into() })?;
+        let f: F = raw_sym(&["cuDeviceGetUuid_v2", "cuDeviceGetUuid"]).ok_or(CuError {
+            call: "cuDeviceGetUuid",
+            code: -1,
+            name: "symbol not found".into(),
+        })?;
         let mut b = [0u8; 16];
         // SAFETY: 16-byte out buffer, the layout of CUuuid.
         let code = unsafe { f(&mut b, self.dev) };
         if code != 0 {
             return Err(err("cuDeviceGetUuid", code));
         }
-        let hex = |r: std::ops::Range<usize>| b[r].iter().map(|x| format!("{x:02x}")).collect::<String>();
-        Ok(format!("GPU-{}-{}-{}-{}-{}", hex(0..4), hex(4..6), hex(6..8), hex(8..10), hex(10..16)))
+        let hex =
+            |r: std::ops::Range<usize>| b[r].iter().map(|x| format!("{x:02x}")).collect::<String>();
+        Ok(format!(
+            "GPU-{}-{}-{}-{}-{}",
+            hex(0..4),
+            hex(4..6),
+            hex(6..8),
+            hex(8..10),
+            hex(10..16)
+        ))
     }
 
     /// `cuDeviceGetPCIBusId`, e.g. `0000:00:1E.0`.
     pub fn pci_bus_id(&self) -> Result<String, CuError> {
         let mut buf = [0u8; 64];
         check("cuDeviceGetPCIBusId", unsafe {
-            sys::cuDeviceGetPCIBusId(buf.as_mut_ptr() as *mut c_char, buf.len() as c_int, self.dev)
+            sys::cuDeviceGetPCIBusId(
+                buf.as_mut_ptr() as *mut c_char,
+                buf.len() as c_int,
+                self.dev,
+            )
         })?;
         Ok(c_buf_to_string(&buf))
     }
@@ -236,7 +278,9 @@ impl Context {
     /// `cuDevicePrimaryCtxRetain` + `cuCtxSetCurrent`.
     pub fn primary(device: &Device) -> Result<Self, CuError> {
         let mut ctx: sys::CUcontext = std::ptr::null_mut();
-        check("cuDevicePrimaryCtxRetain", unsafe { sys::cuDevicePrimaryCtxRetain(&mut ctx, device.dev) })?;
+        check("cuDevicePrimaryCtxRetain", unsafe {
+            sys::cuDevicePrimaryCtxRetain(&mut ctx, device.dev)
+        })?;
         let c = Context { ctx };
         c.make_current()?;
         Ok(c)
@@ -251,7 +295,9 @@ impl Context {
 /// `cuMemGetInfo`: (free, total) bytes of the current context's device.
 pub fn mem_info() -> Result<(u64, u64), CuError> {
     let (mut free, mut total) = (0usize, 0usize);
-    check("cuMemGetInfo", unsafe { sys::cuMemGetInfo_v2(&mut free, &mut total) })?;
+    check("cuMemGetInfo", unsafe {
+        sys::cuMemGetInfo_v2(&mut free, &mut total)
+    })?;
     Ok((free as u64, total as u64))
 }
 
@@ -273,7 +319,9 @@ impl DevBuf {
     /// `cuMemAlloc` in the current context.
     pub fn alloc(bytes: usize) -> Result<Self, CuError> {
         let mut ptr: CUdeviceptr = 0;
-        check("cuMemAlloc", unsafe { sys::cuMemAlloc_v2(&mut ptr, bytes.max(1)) })?;
+        check("cuMemAlloc", unsafe {
+            sys::cuMemAlloc_v2(&mut ptr, bytes.max(1))
+        })?;
         Ok(DevBuf { ptr, bytes })
     }
 
@@ -288,19 +336,25 @@ impl DevBuf {
     pub fn upload<T: Copy>(&self, data: &[T]) -> Result<(), CuError> {
         let bytes = std::mem::size_of_val(data);
         assert!(bytes <= self.bytes, "upload larger than the buffer");
-        check("cuMemcpyHtoD", unsafe { sys::cuMemcpyHtoD_v2(self.ptr, data.as_ptr() as *const c_void, bytes) })
+        check("cuMemcpyHtoD", unsafe {
+            sys::cuMemcpyHtoD_v2(self.ptr, data.as_ptr() as *const c_void, bytes)
+        })
     }
 
     /// `cuMemcpyDtoH` of the first `out.len()` elements.
     pub fn download<T: Copy>(&self, out: &mut [T]) -> Result<(), CuError> {
         let bytes = std::mem::size_of_val(out);
         assert!(bytes <= self.bytes, "download larger than the buffer");
-        check("cuMemcpyDtoH", unsafe { sys::cuMemcpyDtoH_v2(out.as_mut_ptr() as *mut c_void, self.ptr, bytes) })
+        check("cuMemcpyDtoH", unsafe {
+            sys::cuMemcpyDtoH_v2(out.as_mut_ptr() as *mut c_void, self.ptr, bytes)
+        })
     }
 
     /// `cuMemsetD8`.
     pub fn fill_bytes(&self, value: u8) -> Result<(), CuError> {
-        check("cuMemsetD8", unsafe { sys::cuMemsetD8_v2(self.ptr, value, self.bytes) })
+        check("cuMemsetD8", unsafe {
+            sys::cuMemsetD8_v2(self.ptr, value, self.bytes)
+        })
     }
 }
 
@@ -329,37 +383,72 @@ pub struct Module {
 impl Module {
     /// `cuModuleLoadDataEx` with the JIT error log captured.
     pub fn load_ptx(ptx: &str) -> Result<Self, JitError> {
-        type F = unsafe extern "C" fn(*mut sys::CUmodule, *const c_void, c_uint, *mut c_int, *mut *mut c_void) -> c_int;
+        type F = unsafe extern "C" fn(
+            *mut sys::CUmodule,
+            *const c_void,
+            c_uint,
+            *mut c_int,
+            *mut *mut c_void,
+        ) -> c_int;
         let image = CString::new(ptx).map_err(|_| JitError {
-            error: CuError { call: "cuModuleLoadDataEx", code: -1, name: "PTX text contains a NUL byte".into() },
+            error: CuError {
+                call: "cuModuleLoadDataEx",
+                code: -1,
+                name: "PTX text contains a NUL byte".into(),
+            },
             log: String::new(),
         })?;
         let mut log = vec![0u8; 16 * 1024];
         // CU_JIT_ERROR_LOG_BUFFER = 5, CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES = 6.
         let mut options: [c_int; 2] = [5, 6];
-        let mut values: [*mut c_void; 2] = [log.as_mut_ptr() as *mut c_void, log.len() as *mut c_void];
+        let mut values: [*mut c_void; 2] =
+            [log.as_mut_ptr() as *mut c_void, log.len() as *mut c_void];
         let mut raw: sys::CUmodule = std::ptr::null_mut();
         let code = contained(|| unsafe {
-            let f: F = *sys::culib().get::<F>(b"cuModuleLoadDataEx\0").map_err(|e| e.to_string())?;
-            Ok::<c_int, String>(f(&mut raw, image.as_ptr() as *const c_void, 2, options.as_mut_ptr(), values.as_mut_ptr()))
+            let f: F = *sys::culib()
+                .get::<F>(b"cuModuleLoadDataEx\0")
+                .map_err(|e| e.to_string())?;
+            Ok::<c_int, String>(f(
+                &mut raw,
+                image.as_ptr() as *const c_void,
+                2,
+                options.as_mut_ptr(),
+                values.as_mut_ptr(),
+            ))
         });
         let code = match code {
             Ok(Ok(c)) => c,
             Ok(Err(m)) | Err(m) => {
-                return Err(JitError { error: CuError { call: "cuModuleLoadDataEx", code: -1, name: m }, log: String::new() })
+                return Err(JitError {
+                    error: CuError {
+                        call: "cuModuleLoadDataEx",
+                        code: -1,
+                        name: m,
+                    },
+                    log: String::new(),
+                })
             }
         };
         if code != 0 {
-            return Err(JitError { error: err("cuModuleLoadDataEx", code), log: c_buf_to_string(&log).trim().to_string() });
+            return Err(JitError {
+                error: err("cuModuleLoadDataEx", code),
+                log: c_buf_to_string(&log).trim().to_string(),
+            });
         }
         Ok(Module { raw })
     }
 
     /// `cuModuleGetFunction`.
     pub fn function(&self, name: &str) -> Result<CUfunction, CuError> {
-        let cname = CString::new(name).map_err(|_| CuError { call: "cuModuleGetFunction", code: -1, name: "NUL in name".into() })?;
+        let cname = CString::new(name).map_err(|_| CuError {
+            call: "cuModuleGetFunction",
+            code: -1,
+            name: "NUL in name".into(),
+        })?;
         let mut f: CUfunction = std::ptr::null_mut();
-        check("cuModuleGetFunction", unsafe { sys::cuModuleGetFunction(&mut f, self.raw, cname.as_ptr()) })?;
+        check("cuModuleGetFunction", unsafe {
+            sys::cuModuleGetFunction(&mut f, self.raw, cname.as_ptr())
+        })?;
         Ok(f)
     }
 }
@@ -375,15 +464,35 @@ pub fn arg<T>(value: &T) -> *mut c_void {
 /// `f` must be a function of a loaded module, and `params` must point to
 /// values of exactly the kernel's parameter types, with every device pointer
 /// among them valid for what the kernel reads and writes.
-pub unsafe fn launch(f: CUfunction, grid: u32, block: u32, smem: u32, params: &mut [*mut c_void]) -> Result<(), CuError> {
+pub unsafe fn launch(
+    f: CUfunction,
+    grid: u32,
+    block: u32,
+    smem: u32,
+    params: &mut [*mut c_void],
+) -> Result<(), CuError> {
     check("cuLaunchKernel", unsafe {
-        sys::cuLaunchKernel(f, grid, 1, 1, block, 1, 1, smem, std::ptr::null_mut(), params.as_mut_ptr(), std::ptr::null_mut())
+        sys::cuLaunchKernel(
+            f,
+            grid,
+            1,
+            1,
+            block,
+            1,
+            1,
+            smem,
+            std::ptr::null_mut(),
+            params.as_mut_ptr(),
+            std::ptr::null_mut(),
+        )
     })
 }
 
 /// `cuMemcpyDtoDAsync` on the default stream.
 pub fn copy_d2d(dst: CUdeviceptr, src: CUdeviceptr, bytes: usize) -> Result<(), CuError> {
-    check("cuMemcpyDtoDAsync", unsafe { sys::cuMemcpyDtoDAsync_v2(dst, src, bytes, std::ptr::null_mut()) })
+    check("cuMemcpyDtoDAsync", unsafe {
+        sys::cuMemcpyDtoDAsync_v2(dst, src, bytes, std::ptr::null_mut())
+    })
 }
 
 /// Times `iters` runs of `body` on the default stream with CUDA events and
@@ -396,16 +505,28 @@ pub fn time_ms(iters: u32, mut body: impl FnMut() -> Result<(), String>) -> Resu
         check("cuEventCreate", sys::cuEventCreate(&mut stop, 0)).map_err(|e| e.to_string())?;
     }
     let result = (|| {
-        unsafe { check("cuEventRecord", sys::cuEventRecord(start, std::ptr::null_mut())).map_err(|e| e.to_string())? };
+        unsafe {
+            check(
+                "cuEventRecord",
+                sys::cuEventRecord(start, std::ptr::null_mut()),
+            )
+            .map_err(|e| e.to_string())?
+        };
         for _ in 0..iters {
             body()?;
         }
         unsafe {
-            check("cuEventRecord", sys::cuEventRecord(stop, std::ptr::null_mut())).map_err(|e| e.to_string())?;
-            check("cuEventSynchronize", sys::cuEventSynchronize(stop)).map_err(|e| e.to_string())?;
+            check(
+                "cuEventRecord",
+                sys::cuEventRecord(stop, std::ptr::null_mut()),
+            )
+            .map_err(|e| e.to_string())?;
+            check("cuEventSynchronize", sys::cuEventSynchronize(stop))
+                .map_err(|e| e.to_string())?;
         }
         type F = unsafe extern "C" fn(*mut f32, sys::CUevent, sys::CUevent) -> c_int;
-        let f: F = raw_sym(&["cuEventElapsedTime_v2", "cuEventElapsedTime"]).ok_or("libcuda exports no cuEventElapsedTime")?;
+        let f: F = raw_sym(&["cuEventElapsedTime_v2", "cuEventElapsedTime"])
+            .ok_or("libcuda exports no cuEventElapsedTime")?;
         let mut ms: f32 = 0.0;
         // SAFETY: two recorded events of this context and an out pointer.
         let code = unsafe { f(&mut ms, start, stop) };

@@ -124,8 +124,14 @@ pub fn reexec_without_stubs() -> io::Error {
     let mut cmd = Command::new(exe);
     cmd.args(std::env::args_os().skip(1));
     cmd.env(REEXEC_MARK, "1");
-    cmd.env(SAVED_LD_PATH, original.clone().unwrap_or_else(|| UNSET.to_string()));
-    cmd.env("LD_LIBRARY_PATH", without_stub_dirs(original.as_deref().unwrap_or("")));
+    cmd.env(
+        SAVED_LD_PATH,
+        original.clone().unwrap_or_else(|| UNSET.to_string()),
+    );
+    cmd.env(
+        "LD_LIBRARY_PATH",
+        without_stub_dirs(original.as_deref().unwrap_or("")),
+    );
     cmd.exec()
 }
 
@@ -144,7 +150,11 @@ mod tests {
 
     #[test]
     fn exec_of_a_missing_program_reports_127() {
-        let (e, status) = exec(&[OsString::from("/nonexistent/strata-verify-test")], "pass", &open_fds());
+        let (e, status) = exec(
+            &[OsString::from("/nonexistent/strata-verify-test")],
+            "pass",
+            &open_fds(),
+        );
         assert_eq!(status, 127, "{e}");
         let (_, status) = exec(&[], "pass", &open_fds());
         assert_eq!(status, 2);
@@ -153,6 +163,9 @@ mod tests {
     #[test]
     fn open_fds_sees_stdio() {
         let fds = open_fds();
-        assert!(fds.contains(&0) || fds.contains(&1) || fds.contains(&2), "{fds:?}");
+        assert!(
+            fds.contains(&0) || fds.contains(&1) || fds.contains(&2),
+            "{fds:?}"
+        );
     }
 }

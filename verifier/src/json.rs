@@ -157,7 +157,10 @@ mod tests {
     fn keys_are_sorted_and_strings_escaped() {
         let v = obj([
             ("b", Json::from("line\n\"q\"\u{1}")),
-            ("a", Json::Arr(vec![Json::Int(1), Json::Null, Json::Bool(true)])),
+            (
+                "a",
+                Json::Arr(vec![Json::Int(1), Json::Null, Json::Bool(true)]),
+            ),
             ("c", obj(Vec::<(String, Json)>::new())),
         ]);
         let s = to_string(&v);

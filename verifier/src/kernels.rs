@@ -16,16 +16,24 @@ pub const PTX_SM90A: &str = include_str!("../kernels/verify_sm90a.ptx");
 pub fn ptx(name: &str) -> Cow<'static, str> {
     #[cfg(feature = "dev-kernels")]
     if let Some(dir) = std::env::var_os("STRATA_VERIFY_DEV_KERNELS") {
-        if let Ok(text) = std::fs::read_to_string(std::path::Path::new(&dir).join(format!("{name}.ptx"))) {
+        if let Ok(text) =
+            std::fs::read_to_string(std::path::Path::new(&dir).join(format!("{name}.ptx")))
+        {
             return Cow::Owned(text);
         }
     }
-    Cow::Borrowed(if name == "verify_sm90a" { PTX_SM90A } else { PTX_SM80 })
+    Cow::Borrowed(if name == "verify_sm90a" {
+        PTX_SM90A
+    } else {
+        PTX_SM80
+    })
 }
 
 /// The `.version` line of a PTX text, for reports.
 pub fn ptx_version(ptx: &str) -> Option<&str> {
-    ptx.lines().find_map(|l| l.trim().strip_prefix(".version ")).map(str::trim)
+    ptx.lines()
+        .find_map(|l| l.trim().strip_prefix(".version "))
+        .map(str::trim)
 }
 
 /// Same function as `mix` in verify_sm80.cu.
@@ -49,10 +57,16 @@ pub fn bf16(v: i32) -> u16 {
 pub fn mma_case() -> (Vec<u16>, Vec<u16>, Vec<f32>) {
     let a_val = |m: i32, k: i32| (m * 7 + k * 3) % 9 - 4;
     let b_val = |n: i32, k: i32| (n * 3 + k * 5) % 7 - 3;
-    let a = (0..16).flat_map(|m| (0..16).map(move |k| bf16(a_val(m, k)))).collect();
-    let b = (0..8).flat_map(|n| (0..16).map(move |k| bf16(b_val(n, k)))).collect();
+    let a = (0..16)
+        .flat_map(|m| (0..16).map(move |k| bf16(a_val(m, k))))
+        .collect();
+    let b = (0..8)
+        .flat_map(|n| (0..16).map(move |k| bf16(b_val(n, k))))
+        .collect();
     let d = (0..16)
-        .flat_map(|m| (0..8).map(move |n| (0..16).map(|k| a_val(m, k) * b_val(n, k)).sum::<i32>() as f32))
+        .flat_map(|m| {
+            (0..8).map(move |n| (0..16).map(|k| a_val(m, k) * b_val(n, k)).sum::<i32>() as f32)
+        })
         .collect();
     (a, b, d)
 }
@@ -62,10 +76,16 @@ pub fn mma_case() -> (Vec<u16>, Vec<u16>, Vec<f32>) {
 pub fn wgmma_case() -> (Vec<u16>, Vec<u16>, Vec<f32>) {
     let a_val = |m: i32, k: i32| (m * 3 + k * 5) % 7 - 3;
     let b_val = |n: i32, k: i32| (n * 5 + k * 3) % 9 - 4;
-    let a = (0..64).flat_map(|m| (0..32).map(move |k| bf16(a_val(m, k)))).collect();
-    let b = (0..8).flat_map(|n| (0..32).map(move |k| bf16(b_val(n, k)))).collect();
+    let a = (0..64)
+        .flat_map(|m| (0..32).map(move |k| bf16(a_val(m, k))))
+        .collect();
+    let b = (0..8)
+        .flat_map(|n| (0..32).map(move |k| bf16(b_val(n, k))))
+        .collect();
     let d = (0..64)
-        .flat_map(|m| (0..8).map(move |n| (0..32).map(|k| a_val(m, k) * b_val(n, k)).sum::<i32>() as f32))
+        .flat_map(|m| {
+            (0..8).map(move |n| (0..32).map(|k| a_val(m, k) * b_val(n, k)).sum::<i32>() as f32)
+        })
         .collect();
     (a, b, d)
 }
@@ -79,8 +99,12 @@ pub const WGMMA_LBO_SBO: (u32, u32) = (128, 512);
 /// contiguous), `b` is k×n column-major. Returns (a, b, d) with d m×n
 /// column-major; every value is exact in bf16, TF32 and FP32.
 pub fn small_gemm_case(m: usize, n: usize, k: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 + i / k) % 9) as f32 - 4.0).collect();
-    let b: Vec<f32> = (0..n * k).map(|i| ((i * 5 + i / k * 3) % 7) as f32 - 3.0).collect();
+    let a: Vec<f32> = (0..m * k)
+        .map(|i| ((i * 7 + i / k) % 9) as f32 - 4.0)
+        .collect();
+    let b: Vec<f32> = (0..n * k)
+        .map(|i| ((i * 5 + i / k * 3) % 7) as f32 - 3.0)
+        .collect();
     let mut d = vec![0f32; m * n];
     for j in 0..n {
         for i in 0..m {
@@ -155,7 +179,10 @@ mod tests {
 
     #[test]
     fn ptx_version_line() {
-        assert_eq!(ptx_version("//x\n.version 7.0\n.target sm_80\n"), Some("7.0"));
+        assert_eq!(
+            ptx_version("//x\n.version 7.0\n.target sm_80\n"),
+            Some("7.0")
+        );
         assert_eq!(ptx_version("nothing"), None);
     }
 }

@@ -22,8 +22,9 @@ fn main() {
     std::panic::set_hook(Box::new(|_| {}));
 
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
-    let env: BTreeMap<String, String> =
-        std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect();
+    let env: BTreeMap<String, String> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
     let opts = match policy::parse(&args, &env) {
         Ok(o) => o,
         Err(e) => {
@@ -52,9 +53,15 @@ fn main() {
         Ok(Next::Done) => {}
         Ok(Next::Reexec) => {
             let e = handover::reexec_without_stubs();
-            report.checks.push(Check::fail("libcuda", format!("could not restart without the CUDA stubs directory: {e}")));
+            report.checks.push(Check::fail(
+                "libcuda",
+                format!("could not restart without the CUDA stubs directory: {e}"),
+            ));
         }
-        Err(msg) => report.checks.push(Check::fail("internal", format!("strata-verify stopped unexpectedly: {msg}"))),
+        Err(msg) => report.checks.push(Check::fail(
+            "internal",
+            format!("strata-verify stopped unexpectedly: {msg}"),
+        )),
     }
     report.total_ms = started.elapsed().as_secs_f64() * 1e3;
 
@@ -68,30 +75,46 @@ fn main() {
     }
     if let Some(path) = &opts.json_file {
         if let Err(e) = std::fs::write(path, &json_text) {
-            eprintln!("strata-verify: cannot write the JSON report to {}: {e}", path.display());
+            eprintln!(
+                "strata-verify: cannot write the JSON report to {}: {e}",
+                path.display()
+            );
         }
     }
 
     let verdict = report.verdict();
     if verdict == Status::Fail && opts.policy.mode == Mode::Strict {
-        let what = if opts.command.is_empty() { String::new() } else { format!(" `{}`", opts.command[0].to_string_lossy()) };
+        let what = if opts.command.is_empty() {
+            String::new()
+        } else {
+            format!(" `{}`", opts.command[0].to_string_lossy())
+        };
         eprintln!(
             "strata-verify: GPU verification failed; not starting{what} (exit 1). The FAIL lines above give the cause and the fix; STRATA_VERIFY=warn starts the command anyway."
         );
         exit(1);
     }
     if verdict == Status::Fail {
-        eprintln!("strata-verify: GPU verification failed; starting the command anyway (policy warn).");
+        eprintln!(
+            "strata-verify: GPU verification failed; starting the command anyway (policy warn)."
+        );
     }
     run_command(&opts.command, verdict.key(), &inherited);
 }
 
 /// Becomes `command` (never returns on success); exits 0 when there is none.
-fn run_command(command: &[OsString], result: &str, inherited: &std::collections::BTreeSet<i32>) -> ! {
+fn run_command(
+    command: &[OsString],
+    result: &str,
+    inherited: &std::collections::BTreeSet<i32>,
+) -> ! {
     if command.is_empty() {
         exit(0);
     }
     let (e, status) = handover::exec(command, result, inherited);
-    eprintln!("strata-verify: cannot run `{}`: {e}", command[0].to_string_lossy());
+    eprintln!(
+        "strata-verify: cannot run `{}`: {e}",
+        command[0].to_string_lossy()
+    );
     exit(status);
 }

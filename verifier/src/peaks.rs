@@ -32,26 +32,61 @@ pub const FP8_FRACTION: f64 = 0.55;
 pub const HBM_FRACTION: f64 = 0.75;
 
 /// A100 SXM4 40 GB.
-pub const A100_SXM_40: GpuModel =
-    GpuModel { name: "A100 SXM4 40GB", bf16_tflops: 312.0, tf32_tflops: 156.0, fp8_tflops: None, hbm_gbs: 1555.0 };
+pub const A100_SXM_40: GpuModel = GpuModel {
+    name: "A100 SXM4 40GB",
+    bf16_tflops: 312.0,
+    tf32_tflops: 156.0,
+    fp8_tflops: None,
+    hbm_gbs: 1555.0,
+};
 /// A100 SXM4 80 GB.
-pub const A100_SXM_80: GpuModel =
-    GpuModel { name: "A100 SXM4 80GB", bf16_tflops: 312.0, tf32_tflops: 156.0, fp8_tflops: None, hbm_gbs: 2039.0 };
+pub const A100_SXM_80: GpuModel = GpuModel {
+    name: "A100 SXM4 80GB",
+    bf16_tflops: 312.0,
+    tf32_tflops: 156.0,
+    fp8_tflops: None,
+    hbm_gbs: 2039.0,
+};
 /// A100 PCIe 40 GB.
-pub const A100_PCIE_40: GpuModel =
-    GpuModel { name: "A100 PCIe 40GB", bf16_tflops: 312.0, tf32_tflops: 156.0, fp8_tflops: None, hbm_gbs: 1555.0 };
+pub const A100_PCIE_40: GpuModel = GpuModel {
+    name: "A100 PCIe 40GB",
+    bf16_tflops: 312.0,
+    tf32_tflops: 156.0,
+    fp8_tflops: None,
+    hbm_gbs: 1555.0,
+};
 /// A100 PCIe 80 GB.
-pub const A100_PCIE_80: GpuModel =
-    GpuModel { name: "A100 PCIe 80GB", bf16_tflops: 312.0, tf32_tflops: 156.0, fp8_tflops: None, hbm_gbs: 1935.0 };
+pub const A100_PCIE_80: GpuModel = GpuModel {
+    name: "A100 PCIe 80GB",
+    bf16_tflops: 312.0,
+    tf32_tflops: 156.0,
+    fp8_tflops: None,
+    hbm_gbs: 1935.0,
+};
 /// H100 SXM5 80 GB.
-pub const H100_SXM: GpuModel =
-    GpuModel { name: "H100 SXM5 80GB", bf16_tflops: 989.4, tf32_tflops: 494.7, fp8_tflops: Some(1978.9), hbm_gbs: 3350.0 };
+pub const H100_SXM: GpuModel = GpuModel {
+    name: "H100 SXM5 80GB",
+    bf16_tflops: 989.4,
+    tf32_tflops: 494.7,
+    fp8_tflops: Some(1978.9),
+    hbm_gbs: 3350.0,
+};
 /// H100 PCIe 80 GB.
-pub const H100_PCIE: GpuModel =
-    GpuModel { name: "H100 PCIe 80GB", bf16_tflops: 756.0, tf32_tflops: 378.0, fp8_tflops: Some(1513.0), hbm_gbs: 2000.0 };
+pub const H100_PCIE: GpuModel = GpuModel {
+    name: "H100 PCIe 80GB",
+    bf16_tflops: 756.0,
+    tf32_tflops: 378.0,
+    fp8_tflops: Some(1513.0),
+    hbm_gbs: 2000.0,
+};
 /// H200 SXM 141 GB.
-pub const H200: GpuModel =
-    GpuModel { name: "H200 SXM 141GB", bf16_tflops: 989.4, tf32_tflops: 494.7, fp8_tflops: Some(1978.9), hbm_gbs: 4800.0 };
+pub const H200: GpuModel = GpuModel {
+    name: "H200 SXM 141GB",
+    bf16_tflops: 989.4,
+    tf32_tflops: 494.7,
+    fp8_tflops: Some(1978.9),
+    hbm_gbs: 4800.0,
+};
 
 /// Identifies a GPU from the driver's name, SM count and memory size.
 /// Returns None for models without a table entry (their figures are
@@ -96,14 +131,29 @@ mod tests {
 
     #[test]
     fn names_the_driver_reports() {
-        assert_eq!(identify("NVIDIA H100 80GB HBM3", 132, 80 * GIB), Some(H100_SXM));
+        assert_eq!(
+            identify("NVIDIA H100 80GB HBM3", 132, 80 * GIB),
+            Some(H100_SXM)
+        );
         assert_eq!(identify("NVIDIA H100 PCIe", 114, 80 * GIB), Some(H100_PCIE));
         assert_eq!(identify("NVIDIA H100 NVL", 132, 94 * GIB), None);
         assert_eq!(identify("NVIDIA H200", 132, 141 * GIB), Some(H200));
-        assert_eq!(identify("NVIDIA A100-SXM4-80GB", 108, 80 * GIB), Some(A100_SXM_80));
-        assert_eq!(identify("NVIDIA A100-SXM4-40GB", 108, 40 * GIB), Some(A100_SXM_40));
-        assert_eq!(identify("NVIDIA A100 80GB PCIe", 108, 80 * GIB), Some(A100_PCIE_80));
-        assert_eq!(identify("NVIDIA A100-PCIE-40GB", 108, 40 * GIB), Some(A100_PCIE_40));
+        assert_eq!(
+            identify("NVIDIA A100-SXM4-80GB", 108, 80 * GIB),
+            Some(A100_SXM_80)
+        );
+        assert_eq!(
+            identify("NVIDIA A100-SXM4-40GB", 108, 40 * GIB),
+            Some(A100_SXM_40)
+        );
+        assert_eq!(
+            identify("NVIDIA A100 80GB PCIe", 108, 80 * GIB),
+            Some(A100_PCIE_80)
+        );
+        assert_eq!(
+            identify("NVIDIA A100-PCIE-40GB", 108, 40 * GIB),
+            Some(A100_PCIE_40)
+        );
         assert_eq!(identify("NVIDIA GeForce RTX 4090", 128, 24 * GIB), None);
     }
 

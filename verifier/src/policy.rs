@@ -58,7 +58,10 @@ pub struct Policy {
 
 impl Default for Policy {
     fn default() -> Self {
-        Policy { level: Level::Quick, mode: Mode::Strict }
+        Policy {
+            level: Level::Quick,
+            mode: Mode::Strict,
+        }
     }
 }
 
@@ -147,7 +150,13 @@ pub struct Sm {
 
 impl std::fmt::Display for Sm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "sm_{}{}{}", self.major, self.minor, if self.arch_specific { "a" } else { "" })
+        write!(
+            f,
+            "sm_{}{}{}",
+            self.major,
+            self.minor,
+            if self.arch_specific { "a" } else { "" }
+        )
     }
 }
 
@@ -198,39 +207,71 @@ pub fn parse_allowed_sm(value: &str, origin: &str) -> Result<Vec<Sm>, SmError> {
         if entry.is_empty() {
             continue;
         }
-        let err = || SmError { origin: origin.into(), value: value.into(), entry: entry.into() };
+        let err = || SmError {
+            origin: origin.into(),
+            value: value.into(),
+            entry: entry.into(),
+        };
         let lower = entry.to_ascii_lowercase();
-        let body = lower.strip_prefix("sm_").or_else(|| lower.strip_prefix("compute_")).unwrap_or(&lower);
+        let body = lower
+            .strip_prefix("sm_")
+            .or_else(|| lower.strip_prefix("compute_"))
+            .unwrap_or(&lower);
         let (body, arch_specific) = match body.strip_suffix('a') {
             Some(b) => (b, true),
             None => (body, false),
         };
         let (major, minor) = if let Some((ma, mi)) = body.split_once('.') {
-            (ma.parse::<u32>().map_err(|_| err())?, mi.parse::<u32>().map_err(|_| err())?)
+            (
+                ma.parse::<u32>().map_err(|_| err())?,
+                mi.parse::<u32>().map_err(|_| err())?,
+            )
         } else {
             if body.len() < 2 || !body.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(err());
             }
             let (ma, mi) = body.split_at(body.len() - 1);
-            (ma.parse::<u32>().map_err(|_| err())?, mi.parse::<u32>().map_err(|_| err())?)
+            (
+                ma.parse::<u32>().map_err(|_| err())?,
+                mi.parse::<u32>().map_err(|_| err())?,
+            )
         };
         if major == 0 || minor > 9 {
             return Err(err());
         }
-        let sm = Sm { major, minor, arch_specific };
+        let sm = Sm {
+            major,
+            minor,
+            arch_specific,
+        };
         if !out.contains(&sm) {
             out.push(sm);
         }
     }
     if out.is_empty() {
-        return Err(SmError { origin: origin.into(), value: value.into(), entry: String::new() });
+        return Err(SmError {
+            origin: origin.into(),
+            value: value.into(),
+            entry: String::new(),
+        });
     }
     Ok(out)
 }
 
 /// The default allowed set when the image declares none: A100 and H100/H200.
 pub fn default_allowed_sm() -> Vec<Sm> {
-    vec![Sm { major: 8, minor: 0, arch_specific: false }, Sm { major: 9, minor: 0, arch_specific: false }]
+    vec![
+        Sm {
+            major: 8,
+            minor: 0,
+            arch_specific: false,
+        },
+        Sm {
+            major: 9,
+            minor: 0,
+            arch_specific: false,
+        },
+    ]
 }
 
 /// What the binary was asked to do.
@@ -308,7 +349,10 @@ pub enum UsageError {
 }
 
 fn truthy(value: &str) -> bool {
-    !matches!(value.trim().to_ascii_lowercase().as_str(), "" | "0" | "false" | "no" | "off")
+    !matches!(
+        value.trim().to_ascii_lowercase().as_str(),
+        "" | "0" | "false" | "no" | "off"
+    )
 }
 
 /// Reads flags (`args` without the program name) and the environment.
@@ -321,7 +365,10 @@ pub fn parse(args: &[OsString], env: &BTreeMap<String, String>) -> Result<Option
             policy_origin = "STRATA_VERIFY".into();
         }
     }
-    let mut json_file = env.get("STRATA_VERIFY_JSON").filter(|v| !v.is_empty()).map(PathBuf::from);
+    let mut json_file = env
+        .get("STRATA_VERIFY_JSON")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
     let mut cuda_text = env
         .get("STRATA_CUDA_VERSION")
         .filter(|v| !v.trim().is_empty())
@@ -332,7 +379,12 @@ pub fn parse(args: &[OsString], env: &BTreeMap<String, String>) -> Result<Option
         .map(|v| ("STRATA_ALLOWED_SM".to_string(), v.clone()));
     let mut lib_dirs: Vec<PathBuf> = env
         .get("STRATA_VERIFY_LIB_PATH")
-        .map(|v| v.split(':').filter(|p| !p.is_empty()).map(PathBuf::from).collect())
+        .map(|v| {
+            v.split(':')
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+                .collect()
+        })
         .unwrap_or_default();
 
     let mut action = Action::Run;
@@ -347,7 +399,9 @@ pub fn parse(args: &[OsString], env: &BTreeMap<String, String>) -> Result<Option
             .ok_or_else(|| UsageError::NotUtf8(name.into()))
     };
     while i < args.len() {
-        let arg = args[i].to_str().ok_or_else(|| UsageError::StrayArgument(args[i].to_string_lossy().into()))?;
+        let arg = args[i]
+            .to_str()
+            .ok_or_else(|| UsageError::StrayArgument(args[i].to_string_lossy().into()))?;
         if arg == "--" {
             command = args[i + 1..].to_vec();
             break;
@@ -404,9 +458,12 @@ pub fn parse(args: &[OsString], env: &BTreeMap<String, String>) -> Result<Option
     }
 
     let cuda = match cuda_text {
-        Some((origin, value)) => Some(
-            CudaVersion::parse(&value).map_err(|_| UsageError::Cuda { origin: origin.clone(), value: value.clone() })?,
-        ),
+        Some((origin, value)) => {
+            Some(CudaVersion::parse(&value).map_err(|_| UsageError::Cuda {
+                origin: origin.clone(),
+                value: value.clone(),
+            })?)
+        }
         None => None,
     };
     let (allowed_sm, allowed_sm_declared) = match sm_text {
@@ -418,7 +475,10 @@ pub fn parse(args: &[OsString], env: &BTreeMap<String, String>) -> Result<Option
         .filter(|(k, _)| k.starts_with("NVIDIA_REQUIRE_"))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let disable_require = env.get("NVIDIA_DISABLE_REQUIRE").map(|v| truthy(v)).unwrap_or(false);
+    let disable_require = env
+        .get("NVIDIA_DISABLE_REQUIRE")
+        .map(|v| truthy(v))
+        .unwrap_or(false);
 
     Ok(Options {
         action,
@@ -467,7 +527,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn args(list: &[&str]) -> Vec<OsString> {
@@ -477,19 +540,49 @@ mod tests {
     #[test]
     fn policy_words() {
         assert_eq!(parse_policy("", "X").unwrap(), Policy::default());
-        assert_eq!(parse_policy("quick", "X").unwrap(), Policy { level: Level::Quick, mode: Mode::Strict });
-        assert_eq!(parse_policy("FULL", "X").unwrap(), Policy { level: Level::Full, mode: Mode::Strict });
-        assert_eq!(parse_policy("warn", "X").unwrap(), Policy { level: Level::Quick, mode: Mode::Warn });
-        assert_eq!(parse_policy(" full , warn ", "X").unwrap(), Policy { level: Level::Full, mode: Mode::Warn });
+        assert_eq!(
+            parse_policy("quick", "X").unwrap(),
+            Policy {
+                level: Level::Quick,
+                mode: Mode::Strict
+            }
+        );
+        assert_eq!(
+            parse_policy("FULL", "X").unwrap(),
+            Policy {
+                level: Level::Full,
+                mode: Mode::Strict
+            }
+        );
+        assert_eq!(
+            parse_policy("warn", "X").unwrap(),
+            Policy {
+                level: Level::Quick,
+                mode: Mode::Warn
+            }
+        );
+        assert_eq!(
+            parse_policy(" full , warn ", "X").unwrap(),
+            Policy {
+                level: Level::Full,
+                mode: Mode::Warn
+            }
+        );
         assert_eq!(parse_policy("off", "X").unwrap().mode, Mode::Off);
-        assert_eq!(parse_policy("quick,quick", "X").unwrap().level, Level::Quick);
+        assert_eq!(
+            parse_policy("quick,quick", "X").unwrap().level,
+            Level::Quick
+        );
     }
 
     #[test]
     fn policy_errors_name_the_variable_and_the_word() {
         let e = parse_policy("quik", "STRATA_VERIFY").unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("STRATA_VERIFY=`quik`") && msg.contains("unknown word `quik`"), "{msg}");
+        assert!(
+            msg.contains("STRATA_VERIFY=`quik`") && msg.contains("unknown word `quik`"),
+            "{msg}"
+        );
         let e = parse_policy("quick,full", "STRATA_VERIFY").unwrap_err();
         assert!(matches!(e, PolicyError::Conflict { .. }), "{e}");
         assert!(parse_policy("warn,off", "X").is_err());
@@ -498,22 +591,53 @@ mod tests {
 
     #[test]
     fn flags_override_environment() {
-        let e = env(&[("STRATA_VERIFY", "full,warn"), ("STRATA_CUDA_VERSION", "12.8")]);
+        let e = env(&[
+            ("STRATA_VERIFY", "full,warn"),
+            ("STRATA_CUDA_VERSION", "12.8"),
+        ]);
         let o = parse(&args(&[]), &e).unwrap();
-        assert_eq!(o.policy, Policy { level: Level::Full, mode: Mode::Warn });
+        assert_eq!(
+            o.policy,
+            Policy {
+                level: Level::Full,
+                mode: Mode::Warn
+            }
+        );
         assert_eq!(o.policy_origin, "STRATA_VERIFY");
-        assert_eq!(o.cuda, Some(CudaVersion { major: 12, minor: 8 }));
+        assert_eq!(
+            o.cuda,
+            Some(CudaVersion {
+                major: 12,
+                minor: 8
+            })
+        );
         let o = parse(&args(&["--level", "quick", "--strict", "--cuda=13.0"]), &e).unwrap();
-        assert_eq!(o.policy, Policy { level: Level::Quick, mode: Mode::Strict });
+        assert_eq!(
+            o.policy,
+            Policy {
+                level: Level::Quick,
+                mode: Mode::Strict
+            }
+        );
         assert_eq!(o.policy_origin, "flags");
-        assert_eq!(o.cuda, Some(CudaVersion { major: 13, minor: 0 }));
+        assert_eq!(
+            o.cuda,
+            Some(CudaVersion {
+                major: 13,
+                minor: 0
+            })
+        );
         let o = parse(&args(&["--policy", "off"]), &e).unwrap();
         assert_eq!(o.policy.mode, Mode::Off);
     }
 
     #[test]
     fn command_after_double_dash_is_kept_verbatim() {
-        let o = parse(&args(&["--json", "--", "python", "--level", "x", "--"]), &BTreeMap::new()).unwrap();
+        let o = parse(
+            &args(&["--json", "--", "python", "--level", "x", "--"]),
+            &BTreeMap::new(),
+        )
+        .unwrap();
         assert!(o.json_stdout);
         assert_eq!(o.command, args(&["python", "--level", "x", "--"]));
         let o = parse(&args(&["--"]), &BTreeMap::new()).unwrap();
@@ -523,15 +647,30 @@ mod tests {
     #[test]
     fn usage_errors() {
         let none = BTreeMap::new();
-        assert_eq!(parse(&args(&["python"]), &none).unwrap_err(), UsageError::StrayArgument("python".into()));
-        assert_eq!(parse(&args(&["--frobnicate"]), &none).unwrap_err(), UsageError::UnknownFlag("--frobnicate".into()));
-        assert_eq!(parse(&args(&["--level"]), &none).unwrap_err(), UsageError::MissingValue("--level".into()));
-        assert!(matches!(parse(&args(&["--level", "slow"]), &none), Err(UsageError::Level(_))));
+        assert_eq!(
+            parse(&args(&["python"]), &none).unwrap_err(),
+            UsageError::StrayArgument("python".into())
+        );
+        assert_eq!(
+            parse(&args(&["--frobnicate"]), &none).unwrap_err(),
+            UsageError::UnknownFlag("--frobnicate".into())
+        );
+        assert_eq!(
+            parse(&args(&["--level"]), &none).unwrap_err(),
+            UsageError::MissingValue("--level".into())
+        );
+        assert!(matches!(
+            parse(&args(&["--level", "slow"]), &none),
+            Err(UsageError::Level(_))
+        ));
         let bad_cuda = env(&[("STRATA_CUDA_VERSION", "twelve")]);
         let msg = parse(&args(&[]), &bad_cuda).unwrap_err().to_string();
         assert!(msg.contains("STRATA_CUDA_VERSION=`twelve`"), "{msg}");
         let bad_policy = env(&[("STRATA_VERIFY", "fast")]);
-        assert!(matches!(parse(&args(&[]), &bad_policy), Err(UsageError::Policy(_))));
+        assert!(matches!(
+            parse(&args(&[]), &bad_policy),
+            Err(UsageError::Policy(_))
+        ));
     }
 
     #[test]
@@ -540,14 +679,41 @@ mod tests {
         assert_eq!(
             s,
             vec![
-                Sm { major: 8, minor: 0, arch_specific: false },
-                Sm { major: 9, minor: 0, arch_specific: true },
-                Sm { major: 8, minor: 6, arch_specific: false },
-                Sm { major: 7, minor: 5, arch_specific: false },
-                Sm { major: 9, minor: 0, arch_specific: false },
+                Sm {
+                    major: 8,
+                    minor: 0,
+                    arch_specific: false
+                },
+                Sm {
+                    major: 9,
+                    minor: 0,
+                    arch_specific: true
+                },
+                Sm {
+                    major: 8,
+                    minor: 6,
+                    arch_specific: false
+                },
+                Sm {
+                    major: 7,
+                    minor: 5,
+                    arch_specific: false
+                },
+                Sm {
+                    major: 9,
+                    minor: 0,
+                    arch_specific: false
+                },
             ]
         );
-        assert_eq!(parse_allowed_sm("sm_100", "X").unwrap()[0], Sm { major: 10, minor: 0, arch_specific: false });
+        assert_eq!(
+            parse_allowed_sm("sm_100", "X").unwrap()[0],
+            Sm {
+                major: 10,
+                minor: 0,
+                arch_specific: false
+            }
+        );
         for bad in ["sm_x0", "8", "sm_", "", "sm_8.10"] {
             assert!(parse_allowed_sm(bad, "STRATA_ALLOWED_SM").is_err(), "{bad}");
         }
@@ -580,7 +746,14 @@ mod tests {
         assert_eq!(o.requirements.len(), 2);
         assert_eq!(o.requirements[0].0, "NVIDIA_REQUIRE_ARCH");
         assert!(!o.disable_require);
-        assert_eq!(o.lib_dirs, vec![PathBuf::from("/c"), PathBuf::from("/a"), PathBuf::from("/b")]);
+        assert_eq!(
+            o.lib_dirs,
+            vec![
+                PathBuf::from("/c"),
+                PathBuf::from("/a"),
+                PathBuf::from("/b")
+            ]
+        );
         assert_eq!(o.allowed_sm, default_allowed_sm());
         assert!(!o.allowed_sm_declared);
         let o = parse(&args(&[]), &env(&[("NVIDIA_DISABLE_REQUIRE", "1")])).unwrap();

@@ -75,7 +75,15 @@ pub struct Check {
 impl Check {
     /// A new check with the given status and detail.
     pub fn new(name: &str, status: Status, detail: impl Into<String>) -> Self {
-        Check { name: name.to_string(), gpu: None, status, ms: 0.0, detail: detail.into(), figure: None, fix: None }
+        Check {
+            name: name.to_string(),
+            gpu: None,
+            status,
+            ms: 0.0,
+            detail: detail.into(),
+            figure: None,
+            fix: None,
+        }
     }
 
     /// Passing check.
@@ -219,7 +227,12 @@ impl Report {
 
     /// The worst status of any check (Pass when all passed or skipped).
     pub fn verdict(&self) -> Status {
-        self.checks.iter().map(|c| c.status).filter(|s| *s != Status::Skip).max().unwrap_or(Status::Pass)
+        self.checks
+            .iter()
+            .map(|c| c.status)
+            .filter(|s| *s != Status::Skip)
+            .max()
+            .unwrap_or(Status::Pass)
     }
 
     fn count(&self, status: Status) -> usize {
@@ -237,9 +250,22 @@ impl Report {
             self.policy.mode.as_str(),
             self.policy_origin
         );
-        let width = self.checks.iter().map(|c| c.label().len()).max().unwrap_or(0).max(12);
+        let width = self
+            .checks
+            .iter()
+            .map(|c| c.label().len())
+            .max()
+            .unwrap_or(0)
+            .max(12);
         for c in &self.checks {
-            let _ = write!(out, "  {}  {:<width$} {:>8.1} ms  {}", c.status.word(), c.label(), c.ms, c.detail);
+            let _ = write!(
+                out,
+                "  {}  {:<width$} {:>8.1} ms  {}",
+                c.status.word(),
+                c.label(),
+                c.ms,
+                c.detail
+            );
             if let Some(f) = &c.figure {
                 let _ = write!(out, " [{}]", figure_text(f));
             }
@@ -247,9 +273,20 @@ impl Report {
         }
         if !self.libraries.is_empty() {
             out.push_str("libraries in this process:\n");
-            let w = self.libraries.iter().map(|l| l.name.len()).max().unwrap_or(0);
+            let w = self
+                .libraries
+                .iter()
+                .map(|l| l.name.len())
+                .max()
+                .unwrap_or(0);
             for l in &self.libraries {
-                let _ = writeln!(out, "  {:<w$}  {:<12}  {}", l.name, l.version.as_deref().unwrap_or("?"), l.path);
+                let _ = writeln!(
+                    out,
+                    "  {:<w$}  {:<12}  {}",
+                    l.name,
+                    l.version.as_deref().unwrap_or("?"),
+                    l.path
+                );
             }
         }
         let verdict = self.verdict();
@@ -263,7 +300,11 @@ impl Report {
             self.count(Status::Skip),
             self.total_ms
         );
-        for c in self.checks.iter().filter(|c| matches!(c.status, Status::Fail | Status::Warn)) {
+        for c in self
+            .checks
+            .iter()
+            .filter(|c| matches!(c.status, Status::Fail | Status::Warn))
+        {
             let _ = writeln!(out, "{} {}: {}", c.status.word(), c.label(), c.detail);
             if let Some(fix) = &c.fix {
                 let _ = writeln!(out, "  fix: {fix}");
@@ -309,9 +350,15 @@ impl Report {
                 obj([
                     ("index", Json::Int(i64::from(g.index))),
                     ("name", g.name.as_str().into()),
-                    ("compute_capability", format!("{}.{}", g.cc.0, g.cc.1).into()),
+                    (
+                        "compute_capability",
+                        format!("{}.{}", g.cc.0, g.cc.1).into(),
+                    ),
                     ("sms", Json::Int(i64::from(g.sms))),
-                    ("memory_bytes", Json::Int(i64::try_from(g.memory_bytes).unwrap_or(i64::MAX))),
+                    (
+                        "memory_bytes",
+                        Json::Int(i64::try_from(g.memory_bytes).unwrap_or(i64::MAX)),
+                    ),
                     ("uuid", g.uuid.as_str().into()),
                     ("pci_bus_id", g.pci_bus_id.as_str().into()),
                     ("brand", g.brand.clone().into()),
@@ -341,7 +388,10 @@ impl Report {
                 "image",
                 obj([
                     ("cuda", self.image_cuda.clone().into()),
-                    ("allowed_sm", Json::Arr(self.allowed_sm.iter().map(|s| s.as_str().into()).collect())),
+                    (
+                        "allowed_sm",
+                        Json::Arr(self.allowed_sm.iter().map(|s| s.as_str().into()).collect()),
+                    ),
                 ]),
             ),
             (
@@ -380,7 +430,13 @@ mod tests {
     use crate::policy::{Level, Mode};
 
     fn sample() -> Report {
-        let mut r = Report::new(Policy { level: Level::Full, mode: Mode::Strict }, "STRATA_VERIFY");
+        let mut r = Report::new(
+            Policy {
+                level: Level::Full,
+                mode: Mode::Strict,
+            },
+            "STRATA_VERIFY",
+        );
         r.tool_version = "0.0.0-test";
         r.image_cuda = Some("12.8".into());
         r.allowed_sm = vec!["sm_80".into(), "sm_90".into()];
@@ -389,14 +445,21 @@ mod tests {
             cuda: Some("13.0".into()),
             libcuda: Some("/usr/local/nvidia/lib64/libcuda.so.580.159.04".into()),
         };
-        r.checks.push(Check::pass("cuinit", "driver API 13.0, 1 GPU").ms(203.25));
+        r.checks
+            .push(Check::pass("cuinit", "driver API 13.0, 1 GPU").ms(203.25));
         r.checks.push(
             Check::pass("gemm-bf16", "cuBLASLt 8192^3")
                 .gpu(0)
                 .ms(30.0)
-                .figure(Figure { value: 796.04, unit: "TFLOP/s", threshold: Some(692.6), peak: Some(989.4) }),
+                .figure(Figure {
+                    value: 796.04,
+                    unit: "TFLOP/s",
+                    threshold: Some(692.6),
+                    peak: Some(989.4),
+                }),
         );
-        r.checks.push(Check::skip("nccl-allreduce", "1 GPU visible").ms(0.0));
+        r.checks
+            .push(Check::skip("nccl-allreduce", "1 GPU visible").ms(0.0));
         r.libraries.push(LibraryInfo {
             name: "cuBLAS".into(),
             path: "/x/libcublas.so.12.8.4.1".into(),
@@ -414,7 +477,10 @@ mod tests {
         assert_eq!(r.verdict(), Status::Warn);
         r.checks.push(Check::fail("z", "w"));
         assert_eq!(r.verdict(), Status::Fail);
-        let only_skips = Report { checks: vec![Check::skip("a", "b")], ..sample() };
+        let only_skips = Report {
+            checks: vec![Check::skip("a", "b")],
+            ..sample()
+        };
         assert_eq!(only_skips.verdict(), Status::Pass);
     }
 
@@ -437,7 +503,9 @@ verdict: PASS (2 passed, 0 warnings, 0 failed, 1 skipped) in 612 ms
     fn failures_are_repeated_with_their_fix() {
         let mut r = sample();
         r.checks.push(
-            Check::fail("arch", "sm_90 is not in the allowed set sm_80").gpu(0).fix("rebuild with gpu.arch: [sm_90]"),
+            Check::fail("arch", "sm_90 is not in the allowed set sm_80")
+                .gpu(0)
+                .fix("rebuild with gpu.arch: [sm_90]"),
         );
         let text = r.render_text();
         assert!(text.contains("verdict: FAIL"), "{text}");

@@ -109,7 +109,9 @@ pub enum RuleError {
         key: String,
     },
     /// A version key compared with something that is not a version.
-    #[error("`{condition}` compares {key} with `{value}`, which is not a version (digits and dots)")]
+    #[error(
+        "`{condition}` compares {key} with `{value}`, which is not a version (digits and dots)"
+    )]
     BadVersion {
         /// The offending condition.
         condition: String,
@@ -127,7 +129,9 @@ pub enum RuleError {
 }
 
 fn parse_condition(text: &str) -> Result<Condition, RuleError> {
-    let bad = || RuleError::BadCondition { condition: text.to_string() };
+    let bad = || RuleError::BadCondition {
+        condition: text.to_string(),
+    };
     let op_start = text.find(['<', '>', '=', '!']).ok_or_else(bad)?;
     if op_start == 0 {
         return Err(bad());
@@ -153,11 +157,18 @@ fn parse_condition(text: &str) -> Result<Condition, RuleError> {
         "driver" => Key::Driver,
         "arch" => Key::Arch,
         "brand" => Key::Brand,
-        _ => return Err(RuleError::UnknownKey { condition: text.to_string(), key: key_text.to_string() }),
+        _ => {
+            return Err(RuleError::UnknownKey {
+                condition: text.to_string(),
+                key: key_text.to_string(),
+            })
+        }
     };
     match key {
         Key::Brand if !matches!(op, Op::Eq | Op::Ne) => {
-            return Err(RuleError::BrandOrder { condition: text.to_string() });
+            return Err(RuleError::BrandOrder {
+                condition: text.to_string(),
+            });
         }
         Key::Brand => {}
         _ => {
@@ -170,7 +181,11 @@ fn parse_condition(text: &str) -> Result<Condition, RuleError> {
             }
         }
     }
-    Ok(Condition { key, op, value: value.to_string() })
+    Ok(Condition {
+        key,
+        op,
+        value: value.to_string(),
+    })
 }
 
 /// Parses an expression. An empty expression is satisfied by anything.
@@ -243,7 +258,10 @@ impl Expr {
     pub fn evaluate(&self, facts: &Facts) -> Outcome {
         let mut unknown = Vec::new();
         if self.alternatives.is_empty() {
-            return Outcome { satisfied: true, unknown };
+            return Outcome {
+                satisfied: true,
+                unknown,
+            };
         }
         for alt in &self.alternatives {
             let mut all = true;
@@ -262,19 +280,30 @@ impl Expr {
                 }
             }
             if all {
-                return Outcome { satisfied: true, unknown };
+                return Outcome {
+                    satisfied: true,
+                    unknown,
+                };
             }
         }
         unknown.sort();
         unknown.dedup();
-        Outcome { satisfied: false, unknown }
+        Outcome {
+            satisfied: false,
+            unknown,
+        }
     }
 
     /// The first alternative, as the runtime quotes it in its error message.
     pub fn first_alternative(&self) -> String {
         self.alternatives
             .first()
-            .map(|alt| alt.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(","))
+            .map(|alt| {
+                alt.iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
             .unwrap_or_default()
     }
 }
@@ -324,9 +353,15 @@ mod tests {
         assert_eq!(e.alternatives.len(), 4);
         assert_eq!(e.alternatives[1].len(), 3);
         // New driver: first alternative.
-        assert!(e.evaluate(&facts("13.0", "580.159.04", "9.0", "nvidia")).satisfied);
+        assert!(
+            e.evaluate(&facts("13.0", "580.159.04", "9.0", "nvidia"))
+                .satisfied
+        );
         // R535 tesla: CUDA 12.2 only, but the LTS branch alternative holds.
-        assert!(e.evaluate(&facts("12.2", "535.161.08", "8.0", "tesla")).satisfied);
+        assert!(
+            e.evaluate(&facts("12.2", "535.161.08", "8.0", "tesla"))
+                .satisfied
+        );
         // R535 geforce: no alternative holds.
         let out = e.evaluate(&facts("12.2", "535.161.08", "8.6", "geforce"));
         assert!(!out.satisfied);
@@ -337,13 +372,22 @@ mod tests {
     #[test]
     fn brand_is_case_insensitive_and_arch_is_a_version() {
         let e = parse("brand=Tesla,arch>=8.0").unwrap();
-        assert!(e.evaluate(&facts("12.8", "570.1", "9.0", "tesla")).satisfied);
-        assert!(!e.evaluate(&facts("12.8", "570.1", "7.5", "tesla")).satisfied);
+        assert!(
+            e.evaluate(&facts("12.8", "570.1", "9.0", "tesla"))
+                .satisfied
+        );
+        assert!(
+            !e.evaluate(&facts("12.8", "570.1", "7.5", "tesla"))
+                .satisfied
+        );
         let e = parse("arch=9.0").unwrap();
         assert!(e.evaluate(&facts("12.8", "570.1", "9.0.0", "x")).satisfied);
         assert!(!e.evaluate(&facts("12.8", "570.1", "9.1", "x")).satisfied);
         let e = parse("brand!=geforce").unwrap();
-        assert!(e.evaluate(&facts("12.8", "570.1", "9.0", "tesla")).satisfied);
+        assert!(
+            e.evaluate(&facts("12.8", "570.1", "9.0", "tesla"))
+                .satisfied
+        );
     }
 
     #[test]
@@ -355,7 +399,12 @@ mod tests {
     #[test]
     fn unknown_facts_count_as_false_and_are_reported() {
         let e = parse("brand=tesla,driver>=535 cuda>=12.0").unwrap();
-        let f = Facts { cuda: Some("11.8".into()), driver: Some("535.1".into()), arch: None, brand: None };
+        let f = Facts {
+            cuda: Some("11.8".into()),
+            driver: Some("535.1".into()),
+            arch: None,
+            brand: None,
+        };
         let out = e.evaluate(&f);
         assert!(!out.satisfied);
         assert_eq!(out.unknown, vec!["brand=tesla".to_string()]);
@@ -363,15 +412,24 @@ mod tests {
 
     #[test]
     fn malformed_expressions_are_errors_with_the_offending_text() {
-        assert!(matches!(parse("cuda>>12"), Err(RuleError::BadCondition { .. })));
+        assert!(matches!(
+            parse("cuda>>12"),
+            Err(RuleError::BadCondition { .. })
+        ));
         assert!(matches!(parse("cuda"), Err(RuleError::BadCondition { .. })));
         assert!(matches!(parse(">=12"), Err(RuleError::BadCondition { .. })));
-        assert!(matches!(parse("cuda>="), Err(RuleError::BadCondition { .. })));
+        assert!(matches!(
+            parse("cuda>="),
+            Err(RuleError::BadCondition { .. })
+        ));
         let e = parse("gpu>=1").unwrap_err();
         assert!(e.to_string().contains("unknown key `gpu`"), "{e}");
         let e = parse("cuda>=twelve").unwrap_err();
         assert!(e.to_string().contains("`twelve`"), "{e}");
-        assert!(matches!(parse("brand>=tesla"), Err(RuleError::BrandOrder { .. })));
+        assert!(matches!(
+            parse("brand>=tesla"),
+            Err(RuleError::BrandOrder { .. })
+        ));
     }
 
     #[test]

@@ -8,7 +8,13 @@ use std::process::{Command, Output};
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_strata-verify"));
     // Start from a clean policy whatever the developer's shell has.
-    for var in ["STRATA_VERIFY", "STRATA_VERIFY_JSON", "STRATA_CUDA_VERSION", "STRATA_ALLOWED_SM", "NVIDIA_REQUIRE_CUDA"] {
+    for var in [
+        "STRATA_VERIFY",
+        "STRATA_VERIFY_JSON",
+        "STRATA_CUDA_VERSION",
+        "STRATA_ALLOWED_SM",
+        "NVIDIA_REQUIRE_CUDA",
+    ] {
         c.env_remove(var);
     }
     c
@@ -31,7 +37,10 @@ fn marker(name: &str) -> PathBuf {
 }
 
 fn text(o: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -42,16 +51,30 @@ fn strict_mode_without_driver_fails_and_does_not_run_the_command() {
     }
     let mark = marker("strict");
     let o = bin()
-        .args(["--", "sh", "-c", &format!("echo ran; touch {}", mark.display())])
+        .args([
+            "--",
+            "sh",
+            "-c",
+            &format!("echo ran; touch {}", mark.display()),
+        ])
         .output()
         .unwrap();
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(1), "stdout: {out}\nstderr: {err}");
-    assert!(!mark.exists(), "the command ran although verification failed");
+    assert!(
+        !mark.exists(),
+        "the command ran although verification failed"
+    );
     assert!(!out.contains("ran"));
     assert!(err.contains("FAIL  libcuda"), "{err}");
-    assert!(err.contains("NVIDIA driver libraries were not injected"), "{err}");
-    assert!(err.contains("fix: start the container with GPU access: `docker run --gpus all"), "{err}");
+    assert!(
+        err.contains("NVIDIA driver libraries were not injected"),
+        "{err}"
+    );
+    assert!(
+        err.contains("fix: start the container with GPU access: `docker run --gpus all"),
+        "{err}"
+    );
     assert!(err.contains("not starting `sh` (exit 1)"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
@@ -70,7 +93,15 @@ fn warn_mode_without_driver_reports_then_runs_the_command() {
         if how.is_empty() {
             cmd.arg("--warn");
         }
-        let o = cmd.args(["--", "sh", "-c", "echo ran result=$STRATA_VERIFY_RESULT; exit 7"]).output().unwrap();
+        let o = cmd
+            .args([
+                "--",
+                "sh",
+                "-c",
+                "echo ran result=$STRATA_VERIFY_RESULT; exit 7",
+            ])
+            .output()
+            .unwrap();
         let (out, err) = text(&o);
         // The command's own exit status comes back: the process became it.
         assert_eq!(o.status.code(), Some(7), "stdout: {out}\nstderr: {err}");
@@ -82,7 +113,11 @@ fn warn_mode_without_driver_reports_then_runs_the_command() {
 
 #[test]
 fn off_runs_the_command_without_checking() {
-    let o = bin().env("STRATA_VERIFY", "off").args(["--", "sh", "-c", "echo $STRATA_VERIFY_RESULT"]).output().unwrap();
+    let o = bin()
+        .env("STRATA_VERIFY", "off")
+        .args(["--", "sh", "-c", "echo $STRATA_VERIFY_RESULT"])
+        .output()
+        .unwrap();
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(0), "{err}");
     assert_eq!(out, "off\n");
@@ -96,10 +131,17 @@ fn json_report_on_stdout_and_in_a_file() {
         return;
     }
     let file = marker("json");
-    let o = bin().env("STRATA_VERIFY_JSON", &file).args(["--json", "--warn"]).output().unwrap();
+    let o = bin()
+        .env("STRATA_VERIFY_JSON", &file)
+        .args(["--json", "--warn"])
+        .output()
+        .unwrap();
     let (out, _) = text(&o);
     assert_eq!(o.status.code(), Some(0));
-    assert!(out.contains("\"schema\": \"strata-verify/report/v1\""), "{out}");
+    assert!(
+        out.contains("\"schema\": \"strata-verify/report/v1\""),
+        "{out}"
+    );
     assert!(out.contains("\"verdict\": \"fail\""), "{out}");
     assert!(out.contains("\"name\": \"libcuda\""), "{out}");
     assert_eq!(std::fs::read_to_string(&file).unwrap(), out);
@@ -113,8 +155,15 @@ fn usage_errors_exit_2_and_missing_commands_127() {
     assert!(text(&o).1.contains("put the command to run after `--`"));
     let o = bin().env("STRATA_VERIFY", "fast").output().unwrap();
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o).1.contains("STRATA_VERIFY=`fast`"), "{}", text(&o).1);
-    let o = bin().args(["--off", "--", "/nonexistent/command"]).output().unwrap();
+    assert!(
+        text(&o).1.contains("STRATA_VERIFY=`fast`"),
+        "{}",
+        text(&o).1
+    );
+    let o = bin()
+        .args(["--off", "--", "/nonexistent/command"])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(127));
     assert!(text(&o).1.contains("cannot run `/nonexistent/command`"));
     let o = bin().arg("--help").output().unwrap();

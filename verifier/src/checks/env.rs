@@ -37,7 +37,12 @@ pub fn preflight(env: &BTreeMap<String, String>, nodes: &DeviceNodes) -> Check {
     } else {
         format!("device nodes {}", node_names.join(" "))
     });
-    for var in ["NVIDIA_VISIBLE_DEVICES", "CUDA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES", "CUDA_MODULE_LOADING"] {
+    for var in [
+        "NVIDIA_VISIBLE_DEVICES",
+        "CUDA_VISIBLE_DEVICES",
+        "NVIDIA_DRIVER_CAPABILITIES",
+        "CUDA_MODULE_LOADING",
+    ] {
         if let Some(v) = env.get(var) {
             parts.push(format!("{var}={v}"));
         }
@@ -46,15 +51,32 @@ pub fn preflight(env: &BTreeMap<String, String>, nodes: &DeviceNodes) -> Check {
     let mut fixes = Vec::new();
     let stubs = stub_dirs_in(env.get("LD_LIBRARY_PATH").map(String::as_str).unwrap_or(""));
     if !stubs.is_empty() {
-        warnings.push(format!("LD_LIBRARY_PATH contains the CUDA stub directory {}", stubs.join(", ")));
+        warnings.push(format!(
+            "LD_LIBRARY_PATH contains the CUDA stub directory {}",
+            stubs.join(", ")
+        ));
         fixes.push("remove the stubs directory from LD_LIBRARY_PATH: it is for linking only and shadows the driver's libcuda".to_string());
     }
-    let intrusive: Vec<&str> = INTRUSIVE_VARS.iter().copied().filter(|v| env.contains_key(*v)).collect();
+    let intrusive: Vec<&str> = INTRUSIVE_VARS
+        .iter()
+        .copied()
+        .filter(|v| env.contains_key(*v))
+        .collect();
     if !intrusive.is_empty() {
-        warnings.push(format!("debugging/profiling variables are set: {}", intrusive.join(", ")));
-        fixes.push(format!("unset {} unless you mean to debug or profile", intrusive.join(" ")));
+        warnings.push(format!(
+            "debugging/profiling variables are set: {}",
+            intrusive.join(", ")
+        ));
+        fixes.push(format!(
+            "unset {} unless you mean to debug or profile",
+            intrusive.join(" ")
+        ));
     }
-    if env.get("NVIDIA_TF32_OVERRIDE").map(|v| v.trim() == "0").unwrap_or(false) {
+    if env
+        .get("NVIDIA_TF32_OVERRIDE")
+        .map(|v| v.trim() == "0")
+        .unwrap_or(false)
+    {
         warnings.push("NVIDIA_TF32_OVERRIDE=0 turns TF32 off in every NVIDIA library".to_string());
         fixes.push("unset NVIDIA_TF32_OVERRIDE to keep TF32 tensor-core math".to_string());
     }
@@ -65,7 +87,11 @@ pub fn preflight(env: &BTreeMap<String, String>, nodes: &DeviceNodes) -> Check {
         }
         _ => {}
     }
-    let detail = if warnings.is_empty() { parts.join("; ") } else { format!("{}; {}", warnings.join("; "), parts.join("; ")) };
+    let detail = if warnings.is_empty() {
+        parts.join("; ")
+    } else {
+        format!("{}; {}", warnings.join("; "), parts.join("; "))
+    };
     if warnings.is_empty() {
         Check::pass("environment", detail)
     } else {
@@ -74,7 +100,11 @@ pub fn preflight(env: &BTreeMap<String, String>, nodes: &DeviceNodes) -> Check {
 }
 
 /// The failing `libcuda` check, in words that depend on what is missing.
-pub fn libcuda_failure(e: &LibcudaError, nodes: &DeviceNodes, env: &BTreeMap<String, String>) -> Check {
+pub fn libcuda_failure(
+    e: &LibcudaError,
+    nodes: &DeviceNodes,
+    env: &BTreeMap<String, String>,
+) -> Check {
     const RUN_WITH_GPUS: &str = "start the container with GPU access: `docker run --gpus all ...`, `podman run --device nvidia.com/gpu=all ...` (CDI), or a Kubernetes pod requesting nvidia.com/gpu; the host needs the NVIDIA driver and the NVIDIA Container Toolkit";
     match e {
         LibcudaError::NotFound { .. } => {
@@ -110,15 +140,25 @@ mod tests {
     use crate::report::Status;
 
     fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn clean_environment_passes_and_lists_nodes() {
-        let nodes = DeviceNodes { ctl: true, uvm: true, gpus: vec!["/dev/nvidia0".into()] };
+        let nodes = DeviceNodes {
+            ctl: true,
+            uvm: true,
+            gpus: vec!["/dev/nvidia0".into()],
+        };
         let c = preflight(&env(&[("NVIDIA_VISIBLE_DEVICES", "all")]), &nodes);
         assert_eq!(c.status, Status::Pass);
-        assert_eq!(c.detail, "device nodes /dev/nvidiactl /dev/nvidia-uvm /dev/nvidia0; NVIDIA_VISIBLE_DEVICES=all");
+        assert_eq!(
+            c.detail,
+            "device nodes /dev/nvidiactl /dev/nvidia-uvm /dev/nvidia0; NVIDIA_VISIBLE_DEVICES=all"
+        );
     }
 
     #[test]
@@ -130,7 +170,12 @@ mod tests {
         ]);
         let c = preflight(&e, &DeviceNodes::default());
         assert_eq!(c.status, Status::Warn);
-        assert!(c.detail.contains("stub directory /usr/local/cuda/lib64/stubs"), "{}", c.detail);
+        assert!(
+            c.detail
+                .contains("stub directory /usr/local/cuda/lib64/stubs"),
+            "{}",
+            c.detail
+        );
         assert!(c.detail.contains("NVIDIA_TF32_OVERRIDE=0"));
         assert!(c.detail.contains("CUDA_INJECTION64_PATH"));
         assert!(c.fix.unwrap().contains("unset NVIDIA_TF32_OVERRIDE"));
@@ -138,17 +183,36 @@ mod tests {
 
     #[test]
     fn missing_driver_words_depend_on_device_nodes() {
-        let e = LibcudaError::NotFound { loader_error: "libcuda.so.1: cannot open shared object file".into(), searched: "/usr/lib".into() };
+        let e = LibcudaError::NotFound {
+            loader_error: "libcuda.so.1: cannot open shared object file".into(),
+            searched: "/usr/lib".into(),
+        };
         let c = libcuda_failure(&e, &DeviceNodes::default(), &BTreeMap::new());
         assert_eq!(c.status, Status::Fail);
         assert!(c.detail.starts_with("no GPU is visible in this container and the NVIDIA driver libraries were not injected"), "{}", c.detail);
         assert!(c.fix.as_deref().unwrap().contains("--gpus all"));
-        let nodes = DeviceNodes { ctl: true, uvm: false, gpus: vec!["/dev/nvidia0".into()] };
+        let nodes = DeviceNodes {
+            ctl: true,
+            uvm: false,
+            gpus: vec!["/dev/nvidia0".into()],
+        };
         let c = libcuda_failure(&e, &nodes, &BTreeMap::new());
-        assert!(c.detail.starts_with("GPU device nodes are present but the driver's libraries were not injected"));
-        assert!(c.fix.as_deref().unwrap().contains("NVIDIA_DRIVER_CAPABILITIES"));
-        let stub = LibcudaError::Stub { path: "/usr/local/cuda/lib64/stubs/libcuda.so".into() };
+        assert!(c.detail.starts_with(
+            "GPU device nodes are present but the driver's libraries were not injected"
+        ));
+        assert!(c
+            .fix
+            .as_deref()
+            .unwrap()
+            .contains("NVIDIA_DRIVER_CAPABILITIES"));
+        let stub = LibcudaError::Stub {
+            path: "/usr/local/cuda/lib64/stubs/libcuda.so".into(),
+        };
         let c = libcuda_failure(&stub, &nodes, &BTreeMap::new());
-        assert!(c.detail.contains("stub") && c.detail.contains("34"), "{}", c.detail);
+        assert!(
+            c.detail.contains("stub") && c.detail.contains("34"),
+            "{}",
+            c.detail
+        );
     }
 }

@@ -19,9 +19,22 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn judged(name: &str, value: f64, unit: &'static str, peak: Option<f64>, fraction: f64, what: String, model: Option<GpuModel>) -> Check {
+fn judged(
+    name: &str,
+    value: f64,
+    unit: &'static str,
+    peak: Option<f64>,
+    fraction: f64,
+    what: String,
+    model: Option<GpuModel>,
+) -> Check {
     let threshold = peak.map(|p| p * fraction);
-    let fig = Figure { value, unit, threshold, peak };
+    let fig = Figure {
+        value,
+        unit,
+        threshold,
+        peak,
+    };
     match (threshold, model) {
         (Some(t), Some(m)) if value < t => Check::fail(name, format!("{what} on {}: {value:.1} {unit} is below {:.0}% of the datasheet peak", m.name, fraction * 100.0))
             .fix("the GPU is throttled (power, thermal, clocks) or shared; check nvidia-smi -q -d PERFORMANCE,CLOCK on the host")
@@ -39,12 +52,36 @@ struct Bufs {
 }
 
 /// Times one GEMM type; `types` is (A/B type, C/D type, compute type).
-fn gemm(module: &Module, info: &GpuInfo, blas: &crate::ffi::cublas::Cublas, ws: &DevBuf, bufs: &Bufs, types: (i32, i32, i32)) -> Result<(f64, usize), String> {
+fn gemm(
+    module: &Module,
+    info: &GpuInfo,
+    blas: &crate::ffi::cublas::Cublas,
+    ws: &DevBuf,
+    bufs: &Bufs,
+    types: (i32, i32, i32),
+) -> Result<(f64, usize), String> {
     let (ab, cd, comp) = types;
     fill_random(module, &bufs.a, ab, 11, info.sms)?;
     fill_random(module, &bufs.b, ab, 22, info.sms)?;
-    let scales = if ab == dtype::R_8F_E4M3 { Some((bufs.scales.ptr, bufs.scales.ptr + 256)) } else { None };
-    let plan = LtGemm::plan(blas, LtSpec { m: N, n: N, k: N, ab_type: ab, cd_type: cd, compute: comp }, scales, ws.ptr, ws.bytes)?;
+    let scales = if ab == dtype::R_8F_E4M3 {
+        Some((bufs.scales.ptr, bufs.scales.ptr + 256))
+    } else {
+        None
+    };
+    let plan = LtGemm::plan(
+        blas,
+        LtSpec {
+            m: N,
+            n: N,
+            k: N,
+            ab_type: ab,
+            cd_type: cd,
+            compute: comp,
+        },
+        scales,
+        ws.ptr,
+        ws.bytes,
+    )?;
     // Warm-up: clocks ramp up and cuBLASLt loads its kernel.
     for _ in 0..5 {
         plan.run(bufs.a.ptr, bufs.b.ptr, bufs.d.ptr)?;
@@ -74,19 +111,51 @@ pub fn run(module: &Module, info: &GpuInfo, libs: &Libs, workspace: Option<&DevB
                 ones[0] = 1.0;
                 ones[64] = 1.0;
                 let scales = DevBuf::from_slice(&ones)?;
-                Ok(Bufs { a: DevBuf::alloc(n2 * 4)?, b: DevBuf::alloc(n2 * 4)?, d: DevBuf::alloc(n2 * 4)?, scales })
+                Ok(Bufs {
+                    a: DevBuf::alloc(n2 * 4)?,
+                    b: DevBuf::alloc(n2 * 4)?,
+                    d: DevBuf::alloc(n2 * 4)?,
+                    scales,
+                })
             })();
             match bufs {
                 Err(e) => {
                     for name in gemm_names {
-                        out.push(Check::fail(name, format!("cannot allocate 768 MiB for the {N}^3 GEMMs: {e}")));
+                        out.push(Check::fail(
+                            name,
+                            format!("cannot allocate 768 MiB for the {N}^3 GEMMs: {e}"),
+                        ));
                     }
                 }
                 Ok(bufs) => {
                     let cases = [
-                        ("gemm-bf16", dtype::R_16BF, dtype::R_16BF, compute::F32, "bf16", model.map(|m| m.bf16_tflops), peaks::BF16_FRACTION),
-                        ("gemm-tf32", dtype::R_32F, dtype::R_32F, compute::F32_FAST_TF32, "TF32", model.map(|m| m.tf32_tflops), peaks::TF32_FRACTION),
-                        ("gemm-fp8", dtype::R_8F_E4M3, dtype::R_16BF, compute::F32, "FP8 e4m3", model.and_then(|m| m.fp8_tflops), peaks::FP8_FRACTION),
+                        (
+                            "gemm-bf16",
+                            dtype::R_16BF,
+                            dtype::R_16BF,
+                            compute::F32,
+                            "bf16",
+                            model.map(|m| m.bf16_tflops),
+                            peaks::BF16_FRACTION,
+                        ),
+                        (
+                            "gemm-tf32",
+                            dtype::R_32F,
+                            dtype::R_32F,
+                            compute::F32_FAST_TF32,
+                            "TF32",
+                            model.map(|m| m.tf32_tflops),
+                            peaks::TF32_FRACTION,
+                        ),
+                        (
+                            "gemm-fp8",
+                            dtype::R_8F_E4M3,
+                            dtype::R_16BF,
+                            compute::F32,
+                            "FP8 e4m3",
+                            model.and_then(|m| m.fp8_tflops),
+                            peaks::FP8_FRACTION,
+                        ),
                     ];
                     for (name, ab, cd, comp, label, peak, fraction) in cases {
                         let t = Instant::now();
@@ -95,7 +164,15 @@ pub fn run(module: &Module, info: &GpuInfo, libs: &Libs, workspace: Option<&DevB
                             continue;
                         }
                         let c = match gemm(module, info, blas, ws, &bufs, (ab, cd, comp)) {
-                            Ok((tflops, _)) => judged(name, tflops, "TFLOP/s", peak, fraction, format!("cuBLASLt {label} {N}x{N}x{N}, median of {BATCHES}x10"), model),
+                            Ok((tflops, _)) => judged(
+                                name,
+                                tflops,
+                                "TFLOP/s",
+                                peak,
+                                fraction,
+                                format!("cuBLASLt {label} {N}x{N}x{N}, median of {BATCHES}x10"),
+                                model,
+                            ),
                             Err(e) => Check::fail(name, format!("cuBLASLt {label} {N}^3: {e}")),
                         };
                         out.push(c.ms(t.elapsed().as_secs_f64() * 1e3));
@@ -128,7 +205,8 @@ fn hbm(module: &Module, info: &GpuInfo, model: Option<GpuModel>) -> Check {
         let mut kernel = || {
             let mut params = [arg(&src.ptr), arg(&dst.ptr), arg(&n16)];
             // SAFETY: copy_u4(const uint4*, uint4*, uint64_t); both buffers hold n16 16-byte words.
-            unsafe { driver::launch(copy, info.sms.max(1) * 8, 512, 0, &mut params) }.map_err(|e| e.to_string())
+            unsafe { driver::launch(copy, info.sms.max(1) * 8, 512, 0, &mut params) }
+                .map_err(|e| e.to_string())
         };
         let memcpy = || driver::copy_d2d(dst.ptr, src.ptr, bytes).map_err(|e| e.to_string());
         let iters = 10u32;
@@ -155,7 +233,15 @@ fn hbm(module: &Module, info: &GpuInfo, model: Option<GpuModel>) -> Check {
                 memcpy,
                 kernel
             );
-            judged("hbm-copy", best, "TB/s", model.map(|m| m.hbm_gbs / 1000.0), peaks::HBM_FRACTION, what, model)
+            judged(
+                "hbm-copy",
+                best,
+                "TB/s",
+                model.map(|m| m.hbm_gbs / 1000.0),
+                peaks::HBM_FRACTION,
+                what,
+                model,
+            )
         }
         Err(e) => Check::fail("hbm-copy", e),
     }

@@ -45,10 +45,23 @@ const GIB: f64 = (1u64 << 30) as f64;
 /// Runs every per-GPU check; never panics (a panic inside becomes a failed
 /// `internal` check).
 pub fn run(job: &GpuJob<'_>) -> GpuOutcome {
-    let mut out = GpuOutcome { info: GpuInfo { index: job.ordinal as u32, ..Default::default() }, checks: Vec::new(), context: None };
+    let mut out = GpuOutcome {
+        info: GpuInfo {
+            index: job.ordinal as u32,
+            ..Default::default()
+        },
+        checks: Vec::new(),
+        context: None,
+    };
     let result = driver::contained(|| run_inner(job, &mut out));
     if let Err(msg) = result {
-        out.checks.push(Check::fail("internal", format!("a driver call failed unexpectedly: {msg}")).gpu(job.ordinal as u32));
+        out.checks.push(
+            Check::fail(
+                "internal",
+                format!("a driver call failed unexpectedly: {msg}"),
+            )
+            .gpu(job.ordinal as u32),
+        );
     }
     out
 }
@@ -68,16 +81,30 @@ fn run_inner(job: &GpuJob<'_>, out: &mut GpuOutcome) {
         }
     };
     let info = out.info.clone();
-    let mode = dev.attribute(Attr::CU_DEVICE_ATTRIBUTE_COMPUTE_MODE).unwrap_or(0);
-    let ecc = dev.attribute(Attr::CU_DEVICE_ATTRIBUTE_ECC_ENABLED).unwrap_or(0);
+    let mode = dev
+        .attribute(Attr::CU_DEVICE_ATTRIBUTE_COMPUTE_MODE)
+        .unwrap_or(0);
+    let ecc = dev
+        .attribute(Attr::CU_DEVICE_ATTRIBUTE_ECC_ENABLED)
+        .unwrap_or(0);
     let detail = format!(
         "{}, sm_{}{}, {} SMs, {:.1} GiB, ECC {}, PCI {}, {}",
-        info.name, info.cc.0, info.cc.1, info.sms, info.memory_bytes as f64 / GIB, if ecc != 0 { "on" } else { "off" }, info.pci_bus_id, info.uuid
+        info.name,
+        info.cc.0,
+        info.cc.1,
+        info.sms,
+        info.memory_bytes as f64 / GIB,
+        if ecc != 0 { "on" } else { "off" },
+        info.pci_bus_id,
+        info.uuid
     );
     // CU_COMPUTEMODE_PROHIBITED = 2.
     let c = if mode == 2 {
-        Check::fail("device", format!("{detail}: compute mode is Prohibited, no process may use this GPU"))
-            .fix("set the compute mode to Default on the host (nvidia-smi -c DEFAULT)")
+        Check::fail(
+            "device",
+            format!("{detail}: compute mode is Prohibited, no process may use this GPU"),
+        )
+        .fix("set the compute mode to Default on the host (nvidia-smi -c DEFAULT)")
     } else {
         Check::pass("device", detail)
     };
@@ -91,18 +118,36 @@ fn run_inner(job: &GpuJob<'_>, out: &mut GpuOutcome) {
     let ctx = match Context::primary(&dev) {
         Ok(c) => c,
         Err(e) => {
-            let (cause, fix) = driver::explain(e.code).unwrap_or(("the GPU could not be opened", "check nvidia-smi on the host"));
-            push(out, Check::fail("context", format!("{e}: {cause}")).fix(fix).ms(ms(t)));
+            let (cause, fix) = driver::explain(e.code).unwrap_or((
+                "the GPU could not be opened",
+                "check nvidia-smi on the host",
+            ));
+            push(
+                out,
+                Check::fail("context", format!("{e}: {cause}"))
+                    .fix(fix)
+                    .ms(ms(t)),
+            );
             return;
         }
     };
     out.context = Some(ctx);
     let (free, total) = driver::mem_info().unwrap_or((0, 0));
     let used = total.saturating_sub(free);
-    let detail = format!("{:.1} of {:.1} GiB free", free as f64 / GIB, total as f64 / GIB);
+    let detail = format!(
+        "{:.1} of {:.1} GiB free",
+        free as f64 / GIB,
+        total as f64 / GIB
+    );
     let c = if total > 0 && (free as f64) < 0.9 * total as f64 {
-        Check::warn("context", format!("{detail}: {:.1} GiB is already in use by another process", used as f64 / GIB))
-            .fix("another process holds memory on this GPU; check nvidia-smi on the host")
+        Check::warn(
+            "context",
+            format!(
+                "{detail}: {:.1} GiB is already in use by another process",
+                used as f64 / GIB
+            ),
+        )
+        .fix("another process holds memory on this GPU; check nvidia-smi on the host")
     } else {
         Check::pass("context", detail)
     };
@@ -114,15 +159,39 @@ fn run_inner(job: &GpuJob<'_>, out: &mut GpuOutcome) {
     let module = match Module::load_ptx(&ptx80) {
         Ok(m) => m,
         Err(e) => {
-            let (cause, fix) = driver::explain(e.error.code).unwrap_or(("the driver could not compile the embedded kernels", "check the driver version"));
-            let log = if e.log.is_empty() { String::new() } else { format!("; JIT log: {}", e.log.lines().take(3).collect::<Vec<_>>().join(" | ")) };
-            push(out, Check::fail("jit-sm80", format!("{}: {cause}{log}", e.error)).fix(fix).ms(ms(t)));
+            let (cause, fix) = driver::explain(e.error.code).unwrap_or((
+                "the driver could not compile the embedded kernels",
+                "check the driver version",
+            ));
+            let log = if e.log.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; JIT log: {}",
+                    e.log.lines().take(3).collect::<Vec<_>>().join(" | ")
+                )
+            };
+            push(
+                out,
+                Check::fail("jit-sm80", format!("{}: {cause}{log}", e.error))
+                    .fix(fix)
+                    .ms(ms(t)),
+            );
             return;
         }
     };
     push(
         out,
-        Check::pass("jit-sm80", format!("PTX {} (sm_80) JIT-compiled for sm_{}{}", kernels::ptx_version(&ptx80).unwrap_or("?"), info.cc.0, info.cc.1)).ms(ms(t)),
+        Check::pass(
+            "jit-sm80",
+            format!(
+                "PTX {} (sm_80) JIT-compiled for sm_{}{}",
+                kernels::ptx_version(&ptx80).unwrap_or("?"),
+                info.cc.0,
+                info.cc.1
+            ),
+        )
+        .ms(ms(t)),
     );
 
     let t = Instant::now();
@@ -138,7 +207,10 @@ fn run_inner(job: &GpuJob<'_>, out: &mut GpuOutcome) {
     let t = Instant::now();
     push(out, cublas_tf32_check(&libs).ms(ms(t)));
     let t = Instant::now();
-    push(out, cublaslt_bf16_check(&libs, workspace.as_ref()).ms(ms(t)));
+    push(
+        out,
+        cublaslt_bf16_check(&libs, workspace.as_ref()).ms(ms(t)),
+    );
     let t = Instant::now();
     let c = match &libs.cudnn {
         Some(dnn) => match dnn.handle_roundtrip() {
@@ -160,7 +232,9 @@ fn describe(job: &GpuJob<'_>, info: &mut GpuInfo) -> Result<Device, driver::CuEr
     let dev = Device::get(job.ordinal)?;
     info.name = dev.name()?;
     info.cc = dev.compute_capability()?;
-    info.sms = dev.attribute(Attr::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?.max(0) as u32;
+    info.sms = dev
+        .attribute(Attr::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?
+        .max(0) as u32;
     info.memory_bytes = dev.total_mem()?;
     info.uuid = dev.uuid().unwrap_or_default();
     info.pci_bus_id = dev.pci_bus_id().unwrap_or_default();
@@ -182,7 +256,10 @@ fn require_check(job: &GpuJob<'_>, info: &GpuInfo) -> Check {
         facts.cuda.as_deref().unwrap_or("?"),
         facts.driver.as_deref().unwrap_or("?"),
         facts.arch.as_deref().unwrap_or("?"),
-        facts.brand.as_deref().unwrap_or("unknown (NVML not consulted)")
+        facts
+            .brand
+            .as_deref()
+            .unwrap_or("unknown (NVML not consulted)")
     );
     let mut failed = Vec::new();
     let mut passed = Vec::new();
@@ -191,15 +268,24 @@ fn require_check(job: &GpuJob<'_>, info: &GpuInfo) -> Check {
         if outcome.satisfied {
             passed.push(name.clone());
         } else {
-            let mut why = format!("{name}: unsatisfied condition: {}", expr.first_alternative());
+            let mut why = format!(
+                "{name}: unsatisfied condition: {}",
+                expr.first_alternative()
+            );
             if !outcome.unknown.is_empty() {
-                why.push_str(&format!(" (could not evaluate {})", outcome.unknown.join(", ")));
+                why.push_str(&format!(
+                    " (could not evaluate {})",
+                    outcome.unknown.join(", ")
+                ));
             }
             failed.push(why);
         }
     }
     if failed.is_empty() {
-        Check::pass("require", format!("{} satisfied ({describe})", passed.join(", ")))
+        Check::pass(
+            "require",
+            format!("{} satisfied ({describe})", passed.join(", ")),
+        )
     } else {
         Check::fail("require", format!("{} ({describe})", failed.join("; ")))
             .fix("please update your driver to a newer version, or use an image built for an earlier CUDA version; NVIDIA_DISABLE_REQUIRE=1 skips this check")
@@ -208,7 +294,11 @@ fn require_check(job: &GpuJob<'_>, info: &GpuInfo) -> Check {
 
 fn arch_check(job: &GpuJob<'_>, info: &GpuInfo) -> Check {
     let allowed: Vec<String> = job.opts.allowed_sm.iter().map(|s| s.to_string()).collect();
-    let origin = if job.opts.allowed_sm_declared { "the image's allowed set" } else { "the default allowed set" };
+    let origin = if job.opts.allowed_sm_declared {
+        "the image's allowed set"
+    } else {
+        "the default allowed set"
+    };
     let sm = format!("sm_{}{}", info.cc.0, info.cc.1);
     match match_sm(&job.opts.allowed_sm, info.cc.0, info.cc.1) {
         SmMatch::Exact => Check::pass("arch", format!("{sm} is in {origin} {}", allowed.join(","))),
@@ -219,10 +309,23 @@ fn arch_check(job: &GpuJob<'_>, info: &GpuInfo) -> Check {
     }
 }
 
-fn fill(module: &Module, buf: &DevBuf, seed: u32, and_mask: u32, or_mask: u32, sms: u32) -> Result<(), String> {
+fn fill(
+    module: &Module,
+    buf: &DevBuf,
+    seed: u32,
+    and_mask: u32,
+    or_mask: u32,
+    sms: u32,
+) -> Result<(), String> {
     let f = module.function("fill_pattern").map_err(|e| e.to_string())?;
     let n = (buf.bytes / 4) as u64;
-    let mut params = [arg(&buf.ptr), arg(&n), arg(&seed), arg(&and_mask), arg(&or_mask)];
+    let mut params = [
+        arg(&buf.ptr),
+        arg(&n),
+        arg(&seed),
+        arg(&and_mask),
+        arg(&or_mask),
+    ];
     // SAFETY: fill_pattern(uint32_t*, uint64_t, uint32_t, uint32_t, uint32_t); n words fit in buf.
     unsafe { driver::launch(f, sms.max(1) * 8, 256, 0, &mut params) }.map_err(|e| e.to_string())
 }
@@ -230,7 +333,13 @@ fn fill(module: &Module, buf: &DevBuf, seed: u32, and_mask: u32, or_mask: u32, s
 /// Fills `buf` with random values of one type, in ±[0.5, 1): bf16 pairs,
 /// f32, or e4m3 quadruples (sign and mantissa random, exponent fixed, so
 /// never NaN, never zero).
-pub fn fill_random(module: &Module, buf: &DevBuf, elem: i32, seed: u32, sms: u32) -> Result<(), String> {
+pub fn fill_random(
+    module: &Module,
+    buf: &DevBuf,
+    elem: i32,
+    seed: u32,
+    sms: u32,
+) -> Result<(), String> {
     let (and_mask, or_mask) = match elem {
         dtype::R_16BF => (0x807F_807F, 0x3F00_3F00),
         dtype::R_8F_E4M3 => (0x8787_8787, 0x3030_3030),
@@ -239,11 +348,26 @@ pub fn fill_random(module: &Module, buf: &DevBuf, elem: i32, seed: u32, sms: u32
     fill(module, buf, seed, and_mask, or_mask, sms)
 }
 
-fn count_mismatches(module: &Module, buf: &DevBuf, words: u64, seed: u32, sms: u32) -> Result<u64, String> {
-    let f = module.function("check_pattern").map_err(|e| e.to_string())?;
+fn count_mismatches(
+    module: &Module,
+    buf: &DevBuf,
+    words: u64,
+    seed: u32,
+    sms: u32,
+) -> Result<u64, String> {
+    let f = module
+        .function("check_pattern")
+        .map_err(|e| e.to_string())?;
     let errors = DevBuf::from_slice(&[0u64]).map_err(|e| e.to_string())?;
     let (and_mask, or_mask) = (u32::MAX, 0u32);
-    let mut params = [arg(&buf.ptr), arg(&words), arg(&seed), arg(&and_mask), arg(&or_mask), arg(&errors.ptr)];
+    let mut params = [
+        arg(&buf.ptr),
+        arg(&words),
+        arg(&seed),
+        arg(&and_mask),
+        arg(&or_mask),
+        arg(&errors.ptr),
+    ];
     // SAFETY: check_pattern(const uint32_t*, uint64_t, uint32_t x3, unsigned long long*);
     // `words` fit in buf and `errors` holds one u64.
     unsafe { driver::launch(f, sms.max(1) * 8, 256, 0, &mut params) }.map_err(|e| e.to_string())?;
@@ -269,7 +393,11 @@ fn memory_check(module: &Module, free: u64, sms: u32) -> Check {
         let mut host = vec![0u32; probe];
         buf.download(&mut host).map_err(|e| e.to_string())?;
         let seed = 0xA5A5_5A5Au32;
-        let host_bad = host.iter().enumerate().filter(|(i, v)| **v != kernels::mix(*i as u64, seed)).count() as u64;
+        let host_bad = host
+            .iter()
+            .enumerate()
+            .filter(|(i, v)| **v != kernels::mix(*i as u64, seed))
+            .count() as u64;
         let seed = 0x0DD0_F00Du32;
         let up: Vec<u32> = (0..probe as u64).map(|i| kernels::mix(i, seed)).collect();
         buf.upload(&up).map_err(|e| e.to_string())?;
@@ -279,7 +407,11 @@ fn memory_check(module: &Module, free: u64, sms: u32) -> Check {
                 "{bad} words wrong after GPU write/read, {host_bad} after the copy to the host, {up_bad} after the copy from the host"
             ));
         }
-        Ok(format!("{} MiB written and read back twice on the GPU, {} MiB each way over PCIe: 0 errors", bytes >> 20, (probe * 4) >> 20))
+        Ok(format!(
+            "{} MiB written and read back twice on the GPU, {} MiB each way over PCIe: 0 errors",
+            bytes >> 20,
+            (probe * 4) >> 20
+        ))
     };
     match run() {
         Ok(d) => Check::pass("memory", d),
@@ -295,7 +427,9 @@ fn mma_check(module: &Module, sms: u32) -> Check {
         let db = DevBuf::from_slice(&b).map_err(|e| e.to_string())?;
         let dd = DevBuf::alloc(blocks as usize * 128 * 4).map_err(|e| e.to_string())?;
         dd.fill_bytes(0xFF).map_err(|e| e.to_string())?;
-        let f = module.function("mma_bf16_m16n8k16").map_err(|e| e.to_string())?;
+        let f = module
+            .function("mma_bf16_m16n8k16")
+            .map_err(|e| e.to_string())?;
         let mut params = [arg(&da.ptr), arg(&db.ptr), arg(&dd.ptr)];
         // SAFETY: mma_bf16_m16n8k16(const uint16_t*, const uint16_t*, float*); a has 256,
         // b 128 elements, d holds 128 floats per block.
@@ -312,27 +446,50 @@ fn mma_check(module: &Module, sms: u32) -> Check {
             }
         }
         match first {
-            None => Ok(format!("bf16 mma.sync m16n8k16 on {blocks} blocks: {} values exact", got.len())),
-            Some((blk, i, g, w)) => Err(format!("{bad} of {} values wrong; first: block {blk} element {i} = {g}, expected {w}", got.len())),
+            None => Ok(format!(
+                "bf16 mma.sync m16n8k16 on {blocks} blocks: {} values exact",
+                got.len()
+            )),
+            Some((blk, i, g, w)) => Err(format!(
+                "{bad} of {} values wrong; first: block {blk} element {i} = {g}, expected {w}",
+                got.len()
+            )),
         }
     };
     match run() {
         Ok(d) => Check::pass("mma-sm80", d),
-        Err(e) => Check::fail("mma-sm80", e).fix("the tensor cores return wrong results: drain the node and run dcgmi diag -r 3"),
+        Err(e) => Check::fail("mma-sm80", e)
+            .fix("the tensor cores return wrong results: drain the node and run dcgmi diag -r 3"),
     }
 }
 
 fn wgmma_check(info: &GpuInfo) -> Check {
     if info.cc != (9, 0) {
-        return Check::skip("wgmma-sm90a", format!("wgmma needs compute capability 9.0; this GPU is {}.{}", info.cc.0, info.cc.1));
+        return Check::skip(
+            "wgmma-sm90a",
+            format!(
+                "wgmma needs compute capability 9.0; this GPU is {}.{}",
+                info.cc.0, info.cc.1
+            ),
+        );
     }
     let t = Instant::now();
     let ptx = kernels::ptx("verify_sm90a");
     let module = match Module::load_ptx(&ptx) {
         Ok(m) => m,
         Err(e) => {
-            let (cause, fix) = driver::explain(e.error.code).unwrap_or(("the driver could not compile the sm_90a kernel", "check the driver version"));
-            let log = if e.log.is_empty() { String::new() } else { format!("; JIT log: {}", e.log.lines().take(3).collect::<Vec<_>>().join(" | ")) };
+            let (cause, fix) = driver::explain(e.error.code).unwrap_or((
+                "the driver could not compile the sm_90a kernel",
+                "check the driver version",
+            ));
+            let log = if e.log.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; JIT log: {}",
+                    e.log.lines().take(3).collect::<Vec<_>>().join(" | ")
+                )
+            };
             return Check::fail("wgmma-sm90a", format!("{}: {cause}{log}", e.error)).fix(fix);
         }
     };
@@ -344,14 +501,22 @@ fn wgmma_check(info: &GpuInfo) -> Check {
         let db = DevBuf::from_slice(&b).map_err(|e| e.to_string())?;
         let dd = DevBuf::alloc(blocks as usize * 512 * 4).map_err(|e| e.to_string())?;
         dd.fill_bytes(0xFF).map_err(|e| e.to_string())?;
-        let f = module.function("wgmma_bf16_m64n8k32").map_err(|e| e.to_string())?;
+        let f = module
+            .function("wgmma_bf16_m64n8k32")
+            .map_err(|e| e.to_string())?;
         #[allow(unused_mut)]
         let (mut lbo, mut sbo) = kernels::WGMMA_LBO_SBO;
         #[cfg(feature = "dev-kernels")]
         if std::env::var_os("STRATA_VERIFY_DEV_WGMMA_SWAP").is_some() {
             std::mem::swap(&mut lbo, &mut sbo);
         }
-        let mut params = [arg(&da.ptr), arg(&db.ptr), arg(&dd.ptr), arg(&lbo), arg(&sbo)];
+        let mut params = [
+            arg(&da.ptr),
+            arg(&db.ptr),
+            arg(&dd.ptr),
+            arg(&lbo),
+            arg(&sbo),
+        ];
         // SAFETY: wgmma_bf16_m64n8k32(const uint16_t*, const uint16_t*, float*, uint32_t, uint32_t);
         // a has 2048, b 256 elements, d holds 512 floats per block.
         unsafe { driver::launch(f, blocks, 128, 0, &mut params) }.map_err(|e| e.to_string())?;
@@ -395,8 +560,14 @@ fn cublas_tf32_check(libs: &Libs) -> Check {
         let mut got = vec![0f32; m * n];
         dc.download(&mut got).map_err(|e| e.to_string())?;
         match kernels::compare_exact(&got, &want) {
-            (0, _) => Ok(format!("cublasGemmEx TF32 {m}x{n}x{k}: {} values exact", m * n)),
-            (bad, Some((i, g, w))) => Err(format!("{bad} of {} values wrong; first at {i}: {g}, expected {w}", m * n)),
+            (0, _) => Ok(format!(
+                "cublasGemmEx TF32 {m}x{n}x{k}: {} values exact",
+                m * n
+            )),
+            (bad, Some((i, g, w))) => Err(format!(
+                "{bad} of {} values wrong; first at {i}: {g}, expected {w}",
+                m * n
+            )),
             (bad, None) => Err(format!("{bad} values wrong")),
         }
     };
@@ -420,15 +591,28 @@ fn cublaslt_bf16_check(libs: &Libs, workspace: Option<&DevBuf>) -> Check {
         let db = DevBuf::from_slice(&b16).map_err(|e| e.to_string())?;
         let dd = DevBuf::alloc(m * n * 4).map_err(|e| e.to_string())?;
         dd.fill_bytes(0xFF).map_err(|e| e.to_string())?;
-        let spec = LtSpec { m: m as u64, n: n as u64, k: k as u64, ab_type: dtype::R_16BF, cd_type: dtype::R_32F, compute: compute::F32 };
+        let spec = LtSpec {
+            m: m as u64,
+            n: n as u64,
+            k: k as u64,
+            ab_type: dtype::R_16BF,
+            cd_type: dtype::R_32F,
+            compute: compute::F32,
+        };
         let plan = LtGemm::plan(blas, spec, None, ws.ptr, ws.bytes)?;
         plan.run(da.ptr, db.ptr, dd.ptr)?;
         driver::synchronize().map_err(|e| e.to_string())?;
         let mut got = vec![0f32; m * n];
         dd.download(&mut got).map_err(|e| e.to_string())?;
         match kernels::compare_exact(&got, &want) {
-            (0, _) => Ok(format!("cublasLtMatmul bf16 {m}x{n}x{k}: {} values exact", m * n)),
-            (bad, Some((i, g, w))) => Err(format!("{bad} of {} values wrong; first at {i}: {g}, expected {w}", m * n)),
+            (0, _) => Ok(format!(
+                "cublasLtMatmul bf16 {m}x{n}x{k}: {} values exact",
+                m * n
+            )),
+            (bad, Some((i, g, w))) => Err(format!(
+                "{bad} of {} values wrong; first at {i}: {g}, expected {w}",
+                m * n
+            )),
             (bad, None) => Err(format!("{bad} values wrong")),
         }
     };

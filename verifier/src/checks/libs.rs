@@ -48,13 +48,19 @@ fn dirs_text(dirs: &[PathBuf]) -> String {
     if dirs.is_empty() {
         return "no candidate directory exists".into();
     }
-    dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+    dirs.iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn cublas_check(dirs: &[PathBuf], image: Option<CudaVersion>) -> (Check, Option<Cublas>) {
     let t = Instant::now();
     let (majors, names_first) = majors(image);
-    let lt_names: Vec<String> = majors.iter().map(|m| format!("libcublasLt.so.{m}")).collect();
+    let lt_names: Vec<String> = majors
+        .iter()
+        .map(|m| format!("libcublasLt.so.{m}"))
+        .collect();
     let Some(lt_path) = find_lib(dirs, &lt_names, names_first) else {
         return (
             Check::fail("cublas", format!("no libcublasLt.so.{{13,12,11}} in the image (searched {})", dirs_text(dirs)))
@@ -64,12 +70,26 @@ fn cublas_check(dirs: &[PathBuf], image: Option<CudaVersion>) -> (Check, Option<
         );
     };
     // cuBLAS of the same major, preferably next to cuBLASLt.
-    let suffix = lt_path.file_name().map(|n| n.to_string_lossy().replace("libcublasLt", "libcublas")).unwrap_or_default();
+    let suffix = lt_path
+        .file_name()
+        .map(|n| n.to_string_lossy().replace("libcublasLt", "libcublas"))
+        .unwrap_or_default();
     let sibling = lt_path.with_file_name(&suffix);
-    let blas_path = if sibling.is_file() { Some(sibling) } else { find_lib(dirs, std::slice::from_ref(&suffix), true) };
+    let blas_path = if sibling.is_file() {
+        Some(sibling)
+    } else {
+        find_lib(dirs, std::slice::from_ref(&suffix), true)
+    };
     let Some(blas_path) = blas_path else {
         return (
-            Check::fail("cublas", format!("{} found but no {suffix} beside it or elsewhere", lt_path.display())).ms(ms_since(t)),
+            Check::fail(
+                "cublas",
+                format!(
+                    "{} found but no {suffix} beside it or elsewhere",
+                    lt_path.display()
+                ),
+            )
+            .ms(ms_since(t)),
             None,
         );
     };
@@ -84,8 +104,15 @@ fn cublas_check(dirs: &[PathBuf], image: Option<CudaVersion>) -> (Check, Option<
     let lt = blas.lt_version();
     let lt_text = format!("{}.{}.{}", lt / 10000, (lt % 10000) / 100, lt % 100);
     let blas_text = format!("{ma}.{mi}.{pa}");
-    let dir = blas_path.parent().map(Path::display).map(|d| d.to_string()).unwrap_or_default();
-    let mut check = Check::pass("cublas", format!("cuBLAS {blas_text} and cuBLASLt {lt_text} from {dir}"));
+    let dir = blas_path
+        .parent()
+        .map(Path::display)
+        .map(|d| d.to_string())
+        .unwrap_or_default();
+    let mut check = Check::pass(
+        "cublas",
+        format!("cuBLAS {blas_text} and cuBLASLt {lt_text} from {dir}"),
+    );
     if lt_text != blas_text {
         check = Check::fail("cublas", format!("cuBLAS {blas_text} ({}) and cuBLASLt {lt_text} ({}) are from different releases", blas_path.display(), lt_path.display()))
             .fix("install cuBLAS and cuBLASLt from the same package (they ship together in nvidia-cublas-cuXX)");
@@ -102,9 +129,18 @@ fn cudnn_check(dirs: &[PathBuf], image: Option<CudaVersion>) -> (Check, Option<C
     let t = Instant::now();
     let names = vec!["libcudnn.so.9".to_string(), "libcudnn.so.8".to_string()];
     let Some(path) = find_lib(dirs, &names, true) else {
-        return (Check::warn("cudnn", format!("no libcudnn.so.9 or .8 in the image (searched {})", dirs_text(dirs)))
+        return (
+            Check::warn(
+                "cudnn",
+                format!(
+                    "no libcudnn.so.9 or .8 in the image (searched {})",
+                    dirs_text(dirs)
+                ),
+            )
             .fix("install cuDNN (the nvidia-cudnn-cu12 wheel) if the workload needs it")
-            .ms(ms_since(t)), None);
+            .ms(ms_since(t)),
+            None,
+        );
     };
     let lib = match Cudnn::load(&path) {
         Ok(l) => l,
@@ -121,10 +157,22 @@ fn cudnn_check(dirs: &[PathBuf], image: Option<CudaVersion>) -> (Check, Option<C
                 .ms(ms_since(t)), Some(lib));
         }
     };
-    let short: Vec<&str> = checks.iter().map(|n| n.trim_start_matches("cudnn").trim_end_matches("VersionCheck")).collect();
+    let short: Vec<&str> = checks
+        .iter()
+        .map(|n| {
+            n.trim_start_matches("cudnn")
+                .trim_end_matches("VersionCheck")
+        })
+        .collect();
     let mut check = Check::pass(
         "cudnn",
-        format!("cuDNN {ma}.{mi}.{pa} for CUDA {cudart_v} from {}; version checks {} passed", path.parent().map(|p| p.display().to_string()).unwrap_or_default(), short.join("/")),
+        format!(
+            "cuDNN {ma}.{mi}.{pa} for CUDA {cudart_v} from {}; version checks {} passed",
+            path.parent()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            short.join("/")
+        ),
     );
     if let Some(img) = image {
         if cudart_v.major != img.major {
@@ -140,22 +188,42 @@ fn nccl_check(dirs: &[PathBuf]) -> (Check, Option<Nccl>) {
     // pip's nvidia-nccl wheels ship only libnccl.so.2.
     let names = vec!["libnccl.so.2".to_string(), "libnccl.so".to_string()];
     let Some(path) = find_lib(dirs, &names, true) else {
-        return (Check::warn("nccl", format!("no libnccl.so.2 in the image (searched {})", dirs_text(dirs)))
+        return (
+            Check::warn(
+                "nccl",
+                format!(
+                    "no libnccl.so.2 in the image (searched {})",
+                    dirs_text(dirs)
+                ),
+            )
             .fix("install NCCL (the nvidia-nccl-cu12 wheel) for multi-GPU training")
-            .ms(ms_since(t)), None);
+            .ms(ms_since(t)),
+            None,
+        );
     };
     let lib = match Nccl::load(&path) {
         Ok(l) => l,
         Err(e) => return (Check::fail("nccl", e.to_string()).ms(ms_since(t)), None),
     };
     match lib.version() {
-        Ok(v) => (Check::pass("nccl", format!("NCCL {} from {}", nccl::decode_version(v), path.display())).ms(ms_since(t)), Some(lib)),
+        Ok(v) => (
+            Check::pass(
+                "nccl",
+                format!("NCCL {} from {}", nccl::decode_version(v), path.display()),
+            )
+            .ms(ms_since(t)),
+            Some(lib),
+        ),
         Err(e) => (Check::fail("nccl", e).ms(ms_since(t)), None),
     }
 }
 
 /// Finds and loads the image's libraries.
-pub fn load(extra_dirs: &[PathBuf], env: &BTreeMap<String, String>, image: Option<CudaVersion>) -> Libs {
+pub fn load(
+    extra_dirs: &[PathBuf],
+    env: &BTreeMap<String, String>,
+    image: Option<CudaVersion>,
+) -> Libs {
     let dirs = image_lib_dirs(extra_dirs, env);
     let mut libs = Libs::default();
     let (c, blas) = cublas_check(&dirs, image);
@@ -176,7 +244,10 @@ mod tests {
 
     #[test]
     fn declared_major_goes_first() {
-        let (m, first) = majors(Some(CudaVersion { major: 12, minor: 8 }));
+        let (m, first) = majors(Some(CudaVersion {
+            major: 12,
+            minor: 8,
+        }));
         assert_eq!(m, vec![12, 13, 11]);
         assert!(first);
         let (m, first) = majors(None);
@@ -186,7 +257,8 @@ mod tests {
 
     #[test]
     fn missing_libraries_are_reported_not_panicked() {
-        let empty = std::env::temp_dir().join(format!("strata-verify-nolibs-{}", std::process::id()));
+        let empty =
+            std::env::temp_dir().join(format!("strata-verify-nolibs-{}", std::process::id()));
         std::fs::create_dir_all(&empty).unwrap();
         let (c, lib) = cublas_check(std::slice::from_ref(&empty), None);
         assert!(lib.is_none());

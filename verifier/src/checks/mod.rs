@@ -36,7 +36,10 @@ pub struct Latch<T> {
 
 impl<T> Default for Latch<T> {
     fn default() -> Self {
-        Latch { value: Mutex::new(None), ready: Condvar::new() }
+        Latch {
+            value: Mutex::new(None),
+            ready: Condvar::new(),
+        }
     }
 }
 
@@ -78,7 +81,9 @@ fn kernel_module_version() -> Option<DottedVersion> {
             return Some(v);
         }
     }
-    std::fs::read_to_string("/sys/module/nvidia/version").ok().and_then(|t| DottedVersion::parse(t.trim()).ok())
+    std::fs::read_to_string("/sys/module/nvidia/version")
+        .ok()
+        .and_then(|t| DottedVersion::parse(t.trim()).ok())
 }
 
 fn find_nvml(libcuda: &Path) -> Option<PathBuf> {
@@ -86,7 +91,10 @@ fn find_nvml(libcuda: &Path) -> Option<PathBuf> {
     if let Some(p) = beside.filter(|p| p.exists()) {
         return Some(p);
     }
-    discover::LIBCUDA_DIRS.iter().map(|d| Path::new(d).join("libnvidia-ml.so.1")).find(|p| p.exists())
+    discover::LIBCUDA_DIRS
+        .iter()
+        .map(|d| Path::new(d).join("libnvidia-ml.so.1"))
+        .find(|p| p.exists())
 }
 
 /// Runs the checks the options ask for.
@@ -109,27 +117,42 @@ pub fn run(opts: &Options, env: &BTreeMap<String, String>, report: &mut Report) 
         }
         None => {}
     }
-    report.checks.push(env::preflight(&seen_env, &nodes).ms(ms(t)));
+    report
+        .checks
+        .push(env::preflight(&seen_env, &nodes).ms(ms(t)));
 
     // libcuda, found the way CUDA programs find it.
     let t = Instant::now();
     let libcuda = match discover::load_libcuda() {
         Ok(l) => l,
         Err(e) => {
-            report.checks.push(env::libcuda_failure(&e, &nodes, env).ms(ms(t)));
+            report
+                .checks
+                .push(env::libcuda_failure(&e, &nodes, env).ms(ms(t)));
             return Next::Done;
         }
     };
-    let version_text = libcuda.version.as_ref().map(|v| v.to_string()).unwrap_or_else(|| "unknown version".into());
+    let version_text = libcuda
+        .version
+        .as_ref()
+        .map(|v| v.to_string())
+        .unwrap_or_else(|| "unknown version".into());
     let c = if libcuda.via_loader {
         let note = if restarted.is_some() {
             "; restarted once without the CUDA stubs directory, which made libcuda.so resolve to the stub"
         } else {
             ""
         };
-        Check::pass("libcuda", format!("{} (driver {version_text}){note}", libcuda.path.display()))
+        Check::pass(
+            "libcuda",
+            format!("{} (driver {version_text}){note}", libcuda.path.display()),
+        )
     } else {
-        let dir = libcuda.path.parent().map(|d| d.display().to_string()).unwrap_or_default();
+        let dir = libcuda
+            .path
+            .parent()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
         Check::fail(
             "libcuda",
             format!(
@@ -158,7 +181,10 @@ pub fn run(opts: &Options, env: &BTreeMap<String, String>, report: &mut Report) 
             return Next::Done;
         }
         Err(e) => {
-            report.checks.push(Check::fail("libcuda", format!("the driver bindings cannot open libcuda: {e}")));
+            report.checks.push(Check::fail(
+                "libcuda",
+                format!("the driver bindings cannot open libcuda: {e}"),
+            ));
             return Next::Done;
         }
     }
@@ -167,10 +193,14 @@ pub fn run(opts: &Options, env: &BTreeMap<String, String>, report: &mut Report) 
     let latch: Latch<libs::Libs> = Latch::default();
     std::thread::scope(|scope| {
         let loader = scope.spawn(|| {
-            let loaded = driver::contained(|| libs::load(&opts.lib_dirs, env, opts.cuda)).unwrap_or_else(|msg| libs::Libs {
-                checks: vec![Check::fail("libraries", format!("loading the image's libraries crashed: {msg}"))],
-                ..Default::default()
-            });
+            let loaded = driver::contained(|| libs::load(&opts.lib_dirs, env, opts.cuda))
+                .unwrap_or_else(|msg| libs::Libs {
+                    checks: vec![Check::fail(
+                        "libraries",
+                        format!("loading the image's libraries crashed: {msg}"),
+                    )],
+                    ..Default::default()
+                });
             latch.set(loaded);
         });
         gpu_phase(opts, report, &libcuda, &latch);
@@ -190,24 +220,45 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-fn gpu_phase(opts: &Options, report: &mut Report, libcuda: &discover::Libcuda, latch: &Latch<libs::Libs>) {
+fn gpu_phase(
+    opts: &Options,
+    report: &mut Report,
+    libcuda: &discover::Libcuda,
+    latch: &Latch<libs::Libs>,
+) {
     let t = Instant::now();
     if let Err(e) = driver::init() {
-        let (cause, fix) = driver::explain(e.code).unwrap_or(("the driver did not initialise", "check nvidia-smi on the host"));
-        report.checks.push(Check::fail("cuinit", format!("{e}: {cause}")).fix(fix).ms(ms(t)));
+        let (cause, fix) = driver::explain(e.code).unwrap_or((
+            "the driver did not initialise",
+            "check nvidia-smi on the host",
+        ));
+        report.checks.push(
+            Check::fail("cuinit", format!("{e}: {cause}"))
+                .fix(fix)
+                .ms(ms(t)),
+        );
         push_lib_checks(report, latch);
         return;
     }
     let count = driver::device_count().unwrap_or(0);
     let api = driver::driver_version().map(CudaVersion::from_driver_api);
-    report.checks.push(Check::pass("cuinit", format!("{count} GPU(s) visible")).ms(ms(t)));
+    report
+        .checks
+        .push(Check::pass("cuinit", format!("{count} GPU(s) visible")).ms(ms(t)));
 
     // Driver facts.
     let t = Instant::now();
     let module_version = kernel_module_version();
     let lib_version = libcuda.version.clone();
-    let needs_brand = opts.requirements.iter().any(|(_, v)| v.to_ascii_lowercase().contains("brand"));
-    let nvml = if needs_brand && !opts.disable_require { find_nvml(&libcuda.path).and_then(|p| Nvml::open(&p).ok()) } else { None };
+    let needs_brand = opts
+        .requirements
+        .iter()
+        .any(|(_, v)| v.to_ascii_lowercase().contains("brand"));
+    let nvml = if needs_brand && !opts.disable_require {
+        find_nvml(&libcuda.path).and_then(|p| Nvml::open(&p).ok())
+    } else {
+        None
+    };
     let driver_version = lib_version
         .as_ref()
         .map(|v| v.to_string())
@@ -218,21 +269,37 @@ fn gpu_phase(opts: &Options, report: &mut Report, libcuda: &discover::Libcuda, l
         Ok(api) => {
             report.driver.cuda = Some(api.to_string());
             let module = match (&module_version, &lib_version) {
-                (Some(m), Some(l)) if m.compare(l).is_eq() => "libcuda and kernel module agree".to_string(),
-                (Some(m), Some(l)) => format!("libcuda {l}, kernel module {m} (a cuda-compat libcuda?)"),
+                (Some(m), Some(l)) if m.compare(l).is_eq() => {
+                    "libcuda and kernel module agree".to_string()
+                }
+                (Some(m), Some(l)) => {
+                    format!("libcuda {l}, kernel module {m} (a cuda-compat libcuda?)")
+                }
                 (Some(m), None) => format!("kernel module {m}"),
                 _ => "kernel module version not readable".to_string(),
             };
             report.checks.push(
-                Check::pass("driver", format!("driver {}, CUDA {api} ({module})", driver_version.as_deref().unwrap_or("?"))).ms(ms(t)),
+                Check::pass(
+                    "driver",
+                    format!(
+                        "driver {}, CUDA {api} ({module})",
+                        driver_version.as_deref().unwrap_or("?")
+                    ),
+                )
+                .ms(ms(t)),
             );
         }
-        Err(e) => report.checks.push(Check::fail("driver", e.to_string()).ms(ms(t))),
+        Err(e) => report
+            .checks
+            .push(Check::fail("driver", e.to_string()).ms(ms(t))),
     }
 
     // Image CUDA against the driver.
     let c = match (opts.cuda, &api) {
-        (None, _) => Check::skip("cuda-compat", "the image declares no CUDA version (STRATA_CUDA_VERSION)"),
+        (None, _) => Check::skip(
+            "cuda-compat",
+            "the image declares no CUDA version (STRATA_CUDA_VERSION)",
+        ),
         (Some(_), Err(_)) => Check::skip("cuda-compat", "driver CUDA version unknown"),
         (Some(img), Ok(api)) => compat_check(img, *api, driver_version.as_deref()),
     };
@@ -250,7 +317,9 @@ fn gpu_phase(opts: &Options, report: &mut Report, libcuda: &discover::Libcuda, l
     if !bad.is_empty() && !opts.disable_require {
         report.checks.push(Check::fail("require-syntax", bad.join("; ")).fix("correct the expression (space = OR, comma = AND, e.g. cuda>=12.8 brand=tesla,driver>=535)"));
     }
-    let uses_brand = requirements.iter().any(|(_, e)| e.alternatives.iter().flatten().any(|c| c.key == Key::Brand));
+    let uses_brand = requirements
+        .iter()
+        .any(|(_, e)| e.alternatives.iter().flatten().any(|c| c.key == Key::Brand));
 
     if count <= 0 {
         report.checks.push(
@@ -265,8 +334,11 @@ fn gpu_phase(opts: &Options, report: &mut Report, libcuda: &discover::Libcuda, l
     let jobs: Vec<gpu::GpuJob<'_>> = (0..count)
         .map(|ordinal| {
             let brand = if uses_brand {
-                let pci = driver::Device::get(ordinal).and_then(|d| d.pci_bus_id()).ok();
-                pci.and_then(|p| nvml.as_ref().and_then(|n| n.brand(&p))).map(|b| require::brand_name(b).to_string())
+                let pci = driver::Device::get(ordinal)
+                    .and_then(|d| d.pci_bus_id())
+                    .ok();
+                pci.and_then(|p| nvml.as_ref().and_then(|n| n.brand(&p)))
+                    .map(|b| require::brand_name(b).to_string())
             } else {
                 None
             };
@@ -285,14 +357,21 @@ fn gpu_phase(opts: &Options, report: &mut Report, libcuda: &discover::Libcuda, l
         })
         .collect();
     let outcomes: Vec<gpu::GpuOutcome> = std::thread::scope(|s| {
-        let handles: Vec<_> = jobs.iter().map(|job| s.spawn(move || gpu::run(job))).collect();
+        let handles: Vec<_> = jobs
+            .iter()
+            .map(|job| s.spawn(move || gpu::run(job)))
+            .collect();
         handles
             .into_iter()
             .zip(&jobs)
             .map(|(h, job)| {
                 h.join().unwrap_or_else(|p| gpu::GpuOutcome {
-                    info: crate::report::GpuInfo { index: job.ordinal as u32, ..Default::default() },
-                    checks: vec![Check::fail("internal", driver::panic_message(p.as_ref())).gpu(job.ordinal as u32)],
+                    info: crate::report::GpuInfo {
+                        index: job.ordinal as u32,
+                        ..Default::default()
+                    },
+                    checks: vec![Check::fail("internal", driver::panic_message(p.as_ref()))
+                        .gpu(job.ordinal as u32)],
                     context: None,
                 })
             })
@@ -310,14 +389,28 @@ fn gpu_phase(opts: &Options, report: &mut Report, libcuda: &discover::Libcuda, l
 
     let t = Instant::now();
     match (&libs.nccl, contexts.len()) {
-        (_, n) if n < 2 => report.checks.push(Check::skip("nccl-allreduce", format!("{n} GPU visible; the all-reduce needs two or more")).ms(ms(t))),
-        (None, _) => report.checks.push(Check::skip("nccl-allreduce", "NCCL not loaded")),
+        (_, n) if n < 2 => report.checks.push(
+            Check::skip(
+                "nccl-allreduce",
+                format!("{n} GPU visible; the all-reduce needs two or more"),
+            )
+            .ms(ms(t)),
+        ),
+        (None, _) => report
+            .checks
+            .push(Check::skip("nccl-allreduce", "NCCL not loaded")),
         (Some(nc), n) if n == count as usize => {
-            let checks = driver::contained(|| nccl::run(nc, &contexts, &report.gpus, opts.policy.level))
-                .unwrap_or_else(|m| vec![Check::fail("nccl-allreduce", format!("NCCL crashed: {m}"))]);
+            let checks =
+                driver::contained(|| nccl::run(nc, &contexts, &report.gpus, opts.policy.level))
+                    .unwrap_or_else(|m| {
+                        vec![Check::fail("nccl-allreduce", format!("NCCL crashed: {m}"))]
+                    });
             report.checks.extend(checks);
         }
-        (Some(_), n) => report.checks.push(Check::skip("nccl-allreduce", format!("only {n} of {count} GPUs could be opened"))),
+        (Some(_), n) => report.checks.push(Check::skip(
+            "nccl-allreduce",
+            format!("only {n} of {count} GPUs could be opened"),
+        )),
     }
 }
 
@@ -356,11 +449,18 @@ fn loaded_gpu_libraries() -> Vec<LibraryInfo> {
     let mut out = Vec::new();
     for p in discover::loaded_objects() {
         let real = std::fs::canonicalize(&p).unwrap_or(p.clone());
-        let name = real.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = real
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if !is_gpu_library(&name) || !seen.insert(real.clone()) {
             continue;
         }
-        out.push(LibraryInfo { name: library_stem(&name).to_string(), path: real.display().to_string(), version: version_from_file_name(&name) });
+        out.push(LibraryInfo {
+            name: library_stem(&name).to_string(),
+            path: real.display().to_string(),
+            version: version_from_file_name(&name),
+        });
     }
     out.sort_by(|a, b| a.name.cmp(&b.name).then(a.path.cmp(&b.path)));
     out
@@ -371,11 +471,24 @@ fn loaded_gpu_libraries() -> Vec<LibraryInfo> {
 fn duplicates_check(libs: &[LibraryInfo]) -> Check {
     let mut by_name: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for l in libs {
-        by_name.entry(l.name.as_str()).or_default().push(l.path.as_str());
+        by_name
+            .entry(l.name.as_str())
+            .or_default()
+            .push(l.path.as_str());
     }
-    let dups: Vec<String> = by_name.iter().filter(|(_, v)| v.len() > 1).map(|(k, v)| format!("{k}: {}", v.join(" and "))).collect();
+    let dups: Vec<String> = by_name
+        .iter()
+        .filter(|(_, v)| v.len() > 1)
+        .map(|(k, v)| format!("{k}: {}", v.join(" and ")))
+        .collect();
     if dups.is_empty() {
-        Check::pass("loaded-libraries", format!("{} GPU libraries in the process, each from one file", libs.len()))
+        Check::pass(
+            "loaded-libraries",
+            format!(
+                "{} GPU libraries in the process, each from one file",
+                libs.len()
+            ),
+        )
     } else {
         Check::warn("loaded-libraries", format!("the same library is loaded from two files: {}", dups.join("; ")))
             .fix("keep one CUDA installation on the library path (pip wheels or /usr/local/cuda, not both)")
@@ -401,19 +514,33 @@ mod tests {
     #[test]
     fn compat_words() {
         let c = |s: &str| CudaVersion::parse(s).unwrap();
-        assert_eq!(compat_check(c("12.8"), c("13.0"), Some("580.159.04")).status, Status::Pass);
+        assert_eq!(
+            compat_check(c("12.8"), c("13.0"), Some("580.159.04")).status,
+            Status::Pass
+        );
         let w = compat_check(c("12.8"), c("12.2"), Some("535.104.05"));
         assert_eq!(w.status, Status::Warn);
         assert!(w.fix.unwrap().contains("570.26"));
         let f = compat_check(c("13.0"), c("12.8"), Some("570.86"));
         assert_eq!(f.status, Status::Fail);
-        assert!(f.detail.contains("needs driver 580.65.06 or newer"), "{}", f.detail);
+        assert!(
+            f.detail.contains("needs driver 580.65.06 or newer"),
+            "{}",
+            f.detail
+        );
     }
 
     #[test]
     fn duplicate_libraries_warn() {
-        let l = |n: &str, p: &str| LibraryInfo { name: n.into(), path: p.into(), version: None };
-        assert_eq!(duplicates_check(&[l("libcublasLt", "/a"), l("libcudnn", "/b")]).status, Status::Pass);
+        let l = |n: &str, p: &str| LibraryInfo {
+            name: n.into(),
+            path: p.into(),
+            version: None,
+        };
+        assert_eq!(
+            duplicates_check(&[l("libcublasLt", "/a"), l("libcudnn", "/b")]).status,
+            Status::Pass
+        );
         let c = duplicates_check(&[l("libcublasLt", "/a/x"), l("libcublasLt", "/b/x")]);
         assert_eq!(c.status, Status::Warn);
         assert!(c.detail.contains("/a/x and /b/x"));

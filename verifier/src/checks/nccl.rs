@@ -24,7 +24,10 @@ fn memset_f32(buf: &DevBuf, value: f32) -> Result<(), String> {
     if r as i32 == 0 {
         Ok(())
     } else {
-        Err(format!("cuMemsetD32 returned {}", driver::error_name(r as i32)))
+        Err(format!(
+            "cuMemsetD32 returned {}",
+            driver::error_name(r as i32)
+        ))
     }
 }
 
@@ -46,7 +49,10 @@ fn streams(ctxs: &[Context]) -> Result<Vec<*mut std::ffi::c_void>, String> {
         // SAFETY: out pointer; flags 0 (default).
         let r = unsafe { sys::cuStreamCreate(&mut s, 0) };
         if r as i32 != 0 {
-            return Err(format!("cuStreamCreate returned {}", driver::error_name(r as i32)));
+            return Err(format!(
+                "cuStreamCreate returned {}",
+                driver::error_name(r as i32)
+            ));
         }
         out.push(s as *mut std::ffi::c_void);
     }
@@ -99,7 +105,9 @@ pub fn run(nccl: &Nccl, ctxs: &[Context], gpus: &[GpuInfo], level: Level) -> Vec
                 return Err(format!("GPU {i} element {j} is {v}, expected {want}"));
             }
         }
-        Ok(format!("sum over {n} GPUs of {count} floats exact (communicator set-up {init_ms:.0} ms)"))
+        Ok(format!(
+            "sum over {n} GPUs of {count} floats exact (communicator set-up {init_ms:.0} ms)"
+        ))
     })();
     out.push(match correct {
         Ok(d) => Check::pass("nccl-allreduce", d),
@@ -139,7 +147,12 @@ pub fn run(nccl: &Nccl, ctxs: &[Context], gpus: &[GpuInfo], level: Level) -> Vec
         let c = match bw {
             Ok(busbw) => {
                 let threshold = sxm.then_some(NVLINK_MIN_BUSBW_GBS);
-                let fig = Figure { value: busbw, unit: "GB/s", threshold, peak: None };
+                let fig = Figure {
+                    value: busbw,
+                    unit: "GB/s",
+                    threshold,
+                    peak: None,
+                };
                 match threshold {
                     Some(t) if busbw < t => Check::fail("nccl-busbw", format!("all-reduce of 256 MiB over {n} GPUs: bus bandwidth below what NVLink gives"))
                         .fix("the GPUs are not using NVLink (check nvidia-smi topo -m and NCCL_P2P_DISABLE)").figure(fig),

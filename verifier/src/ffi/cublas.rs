@@ -86,17 +86,59 @@ type Destroy = unsafe extern "C" fn(Handle) -> i32;
 type SetMath = unsafe extern "C" fn(Handle, i32) -> i32;
 type GetProperty = unsafe extern "C" fn(i32, *mut c_int) -> i32;
 type GemmEx = unsafe extern "C" fn(
-    Handle, i32, i32, c_int, c_int, c_int, *const c_void, *const c_void, i32, c_int, *const c_void, i32, c_int,
-    *const c_void, *mut c_void, i32, c_int, i32, i32,
+    Handle,
+    i32,
+    i32,
+    c_int,
+    c_int,
+    c_int,
+    *const c_void,
+    *const c_void,
+    i32,
+    c_int,
+    *const c_void,
+    i32,
+    c_int,
+    *const c_void,
+    *mut c_void,
+    i32,
+    c_int,
+    i32,
+    i32,
 ) -> i32;
 type LtVersion = unsafe extern "C" fn() -> usize;
 type DescCreate = unsafe extern "C" fn(*mut Handle, i32, i32) -> i32;
 type SetAttr = unsafe extern "C" fn(Handle, i32, *const c_void, usize) -> i32;
 type LayoutCreate = unsafe extern "C" fn(*mut Handle, i32, u64, u64, i64) -> i32;
-type Heur = unsafe extern "C" fn(Handle, Handle, Handle, Handle, Handle, Handle, Handle, c_int, *mut Heuristic, *mut c_int) -> i32;
+type Heur = unsafe extern "C" fn(
+    Handle,
+    Handle,
+    Handle,
+    Handle,
+    Handle,
+    Handle,
+    Handle,
+    c_int,
+    *mut Heuristic,
+    *mut c_int,
+) -> i32;
 type LtMatmul = unsafe extern "C" fn(
-    Handle, Handle, *const c_void, *const c_void, Handle, *const c_void, Handle, *const c_void, *const c_void, Handle,
-    *mut c_void, Handle, *const Algo, *mut c_void, usize, *mut c_void,
+    Handle,
+    Handle,
+    *const c_void,
+    *const c_void,
+    Handle,
+    *const c_void,
+    Handle,
+    *const c_void,
+    *const c_void,
+    Handle,
+    *mut c_void,
+    Handle,
+    *const Algo,
+    *mut c_void,
+    usize,
+    *mut c_void,
 ) -> i32;
 
 /// cuBLAS + cuBLASLt, loaded from the image.
@@ -169,7 +211,9 @@ impl Cublas {
         let mut v = [0 as c_int; 3];
         for (i, slot) in v.iter_mut().enumerate() {
             // SAFETY: libraryPropertyType 0..2 with an out pointer.
-            ok("cublasGetProperty", unsafe { (self.get_property)(i as i32, slot) })?;
+            ok("cublasGetProperty", unsafe {
+                (self.get_property)(i as i32, slot)
+            })?;
         }
         Ok((v[0], v[1], v[2]))
     }
@@ -197,13 +241,25 @@ impl Cublas {
                 ok(
                     "cublasGemmEx",
                     (self.gemm_ex)(
-                        h, OP_T, OP_N, m, n, k,
+                        h,
+                        OP_T,
+                        OP_N,
+                        m,
+                        n,
+                        k,
                         &alpha as *const f32 as *const c_void,
-                        a as *const c_void, dtype::R_32F, k,
-                        b as *const c_void, dtype::R_32F, k,
+                        a as *const c_void,
+                        dtype::R_32F,
+                        k,
+                        b as *const c_void,
+                        dtype::R_32F,
+                        k,
                         &beta as *const f32 as *const c_void,
-                        c as *mut c_void, dtype::R_32F, m,
-                        compute::F32_FAST_TF32, GEMM_DEFAULT,
+                        c as *mut c_void,
+                        dtype::R_32F,
+                        m,
+                        compute::F32_FAST_TF32,
+                        GEMM_DEFAULT,
                     ),
                 )
             })
@@ -249,7 +305,13 @@ pub struct LtGemm<'a> {
 impl<'a> LtGemm<'a> {
     /// Creates descriptors and asks the heuristic for an algorithm.
     /// `scales` (device pointers to one f32 each) are required for FP8.
-    pub fn plan(blas: &'a Cublas, spec: LtSpec, scales: Option<(u64, u64)>, workspace: u64, workspace_size: usize) -> Result<Self, String> {
+    pub fn plan(
+        blas: &'a Cublas,
+        spec: LtSpec,
+        scales: Option<(u64, u64)>,
+        workspace: u64,
+        workspace_size: usize,
+    ) -> Result<Self, String> {
         let mut g = LtGemm {
             blas,
             handle: std::ptr::null_mut(),
@@ -264,31 +326,82 @@ impl<'a> LtGemm<'a> {
         // by `g` and destroyed in Drop even on early return.
         unsafe {
             ok("cublasLtCreate", (blas.lt_create)(&mut g.handle))?;
-            ok("cublasLtMatmulDescCreate", (blas.desc_create)(&mut g.desc, spec.compute, dtype::R_32F))?;
+            ok(
+                "cublasLtMatmulDescCreate",
+                (blas.desc_create)(&mut g.desc, spec.compute, dtype::R_32F),
+            )?;
             let (ta, tb) = (OP_T, OP_N);
-            ok("cublasLtMatmulDescSetAttribute(TRANSA)", (blas.desc_set)(g.desc, DESC_TRANSA, &ta as *const i32 as *const c_void, 4))?;
-            ok("cublasLtMatmulDescSetAttribute(TRANSB)", (blas.desc_set)(g.desc, DESC_TRANSB, &tb as *const i32 as *const c_void, 4))?;
+            ok(
+                "cublasLtMatmulDescSetAttribute(TRANSA)",
+                (blas.desc_set)(g.desc, DESC_TRANSA, &ta as *const i32 as *const c_void, 4),
+            )?;
+            ok(
+                "cublasLtMatmulDescSetAttribute(TRANSB)",
+                (blas.desc_set)(g.desc, DESC_TRANSB, &tb as *const i32 as *const c_void, 4),
+            )?;
             if let Some((sa, sb)) = scales {
-                ok("cublasLtMatmulDescSetAttribute(A_SCALE)", (blas.desc_set)(g.desc, DESC_A_SCALE_POINTER, &sa as *const u64 as *const c_void, 8))?;
-                ok("cublasLtMatmulDescSetAttribute(B_SCALE)", (blas.desc_set)(g.desc, DESC_B_SCALE_POINTER, &sb as *const u64 as *const c_void, 8))?;
+                ok(
+                    "cublasLtMatmulDescSetAttribute(A_SCALE)",
+                    (blas.desc_set)(
+                        g.desc,
+                        DESC_A_SCALE_POINTER,
+                        &sa as *const u64 as *const c_void,
+                        8,
+                    ),
+                )?;
+                ok(
+                    "cublasLtMatmulDescSetAttribute(B_SCALE)",
+                    (blas.desc_set)(
+                        g.desc,
+                        DESC_B_SCALE_POINTER,
+                        &sb as *const u64 as *const c_void,
+                        8,
+                    ),
+                )?;
             }
-            let dims = [(spec.ab_type, spec.k, spec.m), (spec.ab_type, spec.k, spec.n), (spec.cd_type, spec.m, spec.n)];
+            let dims = [
+                (spec.ab_type, spec.k, spec.m),
+                (spec.ab_type, spec.k, spec.n),
+                (spec.cd_type, spec.m, spec.n),
+            ];
             for (slot, (t, rows, cols)) in g.layouts.iter_mut().zip(dims) {
-                ok("cublasLtMatrixLayoutCreate", (blas.layout_create)(slot, t, rows, cols, rows as i64))?;
+                ok(
+                    "cublasLtMatrixLayoutCreate",
+                    (blas.layout_create)(slot, t, rows, cols, rows as i64),
+                )?;
             }
             let mut pref: Handle = std::ptr::null_mut();
-            ok("cublasLtMatmulPreferenceCreate", (blas.pref_create)(&mut pref))?;
+            ok(
+                "cublasLtMatmulPreferenceCreate",
+                (blas.pref_create)(&mut pref),
+            )?;
             let ws = workspace_size as u64;
             let mut found: c_int = 0;
             let mut heur = Heuristic::default();
             let r = ok(
                 "cublasLtMatmulPreferenceSetAttribute",
-                (blas.pref_set)(pref, PREF_MAX_WORKSPACE_BYTES, &ws as *const u64 as *const c_void, 8),
+                (blas.pref_set)(
+                    pref,
+                    PREF_MAX_WORKSPACE_BYTES,
+                    &ws as *const u64 as *const c_void,
+                    8,
+                ),
             )
             .and_then(|_| {
                 ok(
                     "cublasLtMatmulAlgoGetHeuristic",
-                    (blas.heuristic)(g.handle, g.desc, g.layouts[0], g.layouts[1], g.layouts[2], g.layouts[2], pref, 1, &mut heur, &mut found),
+                    (blas.heuristic)(
+                        g.handle,
+                        g.desc,
+                        g.layouts[0],
+                        g.layouts[1],
+                        g.layouts[2],
+                        g.layouts[2],
+                        pref,
+                        1,
+                        &mut heur,
+                        &mut found,
+                    ),
                 )
             });
             (blas.pref_destroy)(pref);
@@ -309,10 +422,22 @@ impl<'a> LtGemm<'a> {
         // SAFETY: descriptors from plan(); device pointers sized by the caller.
         ok("cublasLtMatmul", unsafe {
             (self.blas.matmul)(
-                self.handle, self.desc,
-                &alpha as *const f32 as *const c_void, a as *const c_void, self.layouts[0], b as *const c_void, self.layouts[1],
-                &beta as *const f32 as *const c_void, d as *const c_void, self.layouts[2], d as *mut c_void, self.layouts[2],
-                &self.algo, self.workspace as *mut c_void, self.workspace_size, std::ptr::null_mut(),
+                self.handle,
+                self.desc,
+                &alpha as *const f32 as *const c_void,
+                a as *const c_void,
+                self.layouts[0],
+                b as *const c_void,
+                self.layouts[1],
+                &beta as *const f32 as *const c_void,
+                d as *const c_void,
+                self.layouts[2],
+                d as *mut c_void,
+                self.layouts[2],
+                &self.algo,
+                self.workspace as *mut c_void,
+                self.workspace_size,
+                std::ptr::null_mut(),
             )
         })
     }

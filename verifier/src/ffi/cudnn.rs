@@ -53,7 +53,14 @@ const CHECKS: &[&str] = &[
 fn parts(major: &str) -> &'static [&'static str] {
     match major {
         "9" => &["graph", "ops", "cnn", "adv"],
-        _ => &["ops_infer", "ops_train", "cnn_infer", "cnn_train", "adv_infer", "adv_train"],
+        _ => &[
+            "ops_infer",
+            "ops_train",
+            "cnn_infer",
+            "cnn_train",
+            "adv_infer",
+            "adv_train",
+        ],
     }
 }
 
@@ -61,14 +68,20 @@ impl Cudnn {
     /// Opens the sub-libraries beside `path`, then `path`, and resolves the
     /// functions.
     pub fn load(path: &Path) -> Result<Self, FfiError> {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let major = name.rsplit('.').next().unwrap_or("9").to_string();
         let dir = path.parent().unwrap_or(Path::new("."));
         let mut opened = Vec::new();
         for part in parts(&major) {
             let p = dir.join(format!("libcudnn_{part}.so.{major}"));
             if !p.exists() {
-                return Err(FfiError::Open { path: p, message: "missing: cuDNN would abort the process when it needs it".into() });
+                return Err(FfiError::Open {
+                    path: p,
+                    message: "missing: cuDNN would abort the process when it needs it".into(),
+                });
             }
             opened.push(Lib::open_lazy(&p)?);
         }
@@ -76,7 +89,10 @@ impl Cudnn {
         // SAFETY: signatures from cudnn_graph.h / cudnn_ops.h (9.x) and
         // cudnn_*_infer.h (8.x).
         unsafe {
-            let checks = CHECKS.iter().filter_map(|n| lib.sym_opt::<Check>(n).map(|f| (*n, f))).collect();
+            let checks = CHECKS
+                .iter()
+                .filter_map(|n| lib.sym_opt::<Check>(n).map(|f| (*n, f)))
+                .collect();
             Ok(Cudnn {
                 get_version: lib.sym("cudnnGetVersion")?,
                 get_cudart_version: lib.sym("cudnnGetCudartVersion")?,
@@ -117,7 +133,10 @@ impl Cudnn {
     /// names that passed, or the first failure in words.
     pub fn version_checks(&self) -> Result<Vec<&'static str>, String> {
         if self.checks.is_empty() {
-            return Err(format!("{} exports no cudnn*VersionCheck function", self.lib.path.display()));
+            return Err(format!(
+                "{} exports no cudnn*VersionCheck function",
+                self.lib.path.display()
+            ));
         }
         let mut passed = Vec::new();
         for (name, f) in &self.checks {

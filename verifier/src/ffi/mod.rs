@@ -58,9 +58,14 @@ impl Lib {
     fn open_with(path: &Path, flags: std::ffi::c_int) -> Result<Self, FfiError> {
         // SAFETY: loading a library runs its initialisers; these are the
         // image's own CUDA libraries, loaded exactly as PyTorch loads them.
-        let lib = unsafe { Library::open(Some(path), flags) }
-            .map_err(|e| FfiError::Open { path: path.to_path_buf(), message: crate::discover::dl_error_text(&e) })?;
-        Ok(Lib { lib, path: path.to_path_buf() })
+        let lib = unsafe { Library::open(Some(path), flags) }.map_err(|e| FfiError::Open {
+            path: path.to_path_buf(),
+            message: crate::discover::dl_error_text(&e),
+        })?;
+        Ok(Lib {
+            lib,
+            path: path.to_path_buf(),
+        })
     }
 
     /// Resolves `name` as a function pointer of type `F`.
@@ -73,7 +78,10 @@ impl Lib {
         // SAFETY: the caller vouches for the signature.
         unsafe { self.lib.get::<F>(cname.as_slice()) }
             .map(|s| *s)
-            .map_err(|_| FfiError::Symbol { path: self.path.clone(), symbol: name.to_string() })
+            .map_err(|_| FfiError::Symbol {
+                path: self.path.clone(),
+                symbol: name.to_string(),
+            })
     }
 
     /// Like [`Lib::sym`] but None when absent (for functions that only some

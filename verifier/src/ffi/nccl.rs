@@ -8,7 +8,8 @@ use std::path::Path;
 type Comm = *mut c_void;
 type GetVersion = unsafe extern "C" fn(*mut c_int) -> i32;
 type InitAll = unsafe extern "C" fn(*mut Comm, c_int, *const c_int) -> i32;
-type AllReduce = unsafe extern "C" fn(*const c_void, *mut c_void, usize, i32, i32, Comm, *mut c_void) -> i32;
+type AllReduce =
+    unsafe extern "C" fn(*const c_void, *mut c_void, usize, i32, i32, Comm, *mut c_void) -> i32;
 type Group = unsafe extern "C" fn() -> i32;
 type CommDestroy = unsafe extern "C" fn(Comm) -> i32;
 type ErrStr = unsafe extern "C" fn(i32) -> *const c_char;
@@ -61,7 +62,11 @@ impl Nccl {
         }
         // SAFETY: ncclGetErrorString returns a static string.
         let p = unsafe { (self.error_string)(r) };
-        let text = if p.is_null() { String::new() } else { unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned() };
+        let text = if p.is_null() {
+            String::new()
+        } else {
+            unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+        };
         Err(format!("{call} returned {r} ({text})"))
     }
 
@@ -78,7 +83,9 @@ impl Nccl {
         let mut comms: Vec<Comm> = vec![std::ptr::null_mut(); n];
         let devs: Vec<c_int> = (0..n as c_int).collect();
         // SAFETY: arrays of length n.
-        self.check("ncclCommInitAll", unsafe { (self.init_all)(comms.as_mut_ptr(), n as c_int, devs.as_ptr()) })?;
+        self.check("ncclCommInitAll", unsafe {
+            (self.init_all)(comms.as_mut_ptr(), n as c_int, devs.as_ptr())
+        })?;
         Ok(Comms { nccl: self, comms })
     }
 }
@@ -93,13 +100,27 @@ impl Comms<'_> {
     /// Sum-all-reduce of `count` floats: `bufs[i] = (send, recv)` device
     /// pointers on GPU i, run on `streams[i]`. Issued as one group from this
     /// thread; the caller synchronises the streams afterwards.
-    pub fn all_reduce_f32(&self, bufs: &[(u64, u64)], streams: &[*mut c_void], count: usize) -> Result<(), String> {
+    pub fn all_reduce_f32(
+        &self,
+        bufs: &[(u64, u64)],
+        streams: &[*mut c_void],
+        count: usize,
+    ) -> Result<(), String> {
         // SAFETY: group calls per nccl.h; one buffer pair per communicator.
         unsafe {
-            self.nccl.check("ncclGroupStart", (self.nccl.group_start)())?;
+            self.nccl
+                .check("ncclGroupStart", (self.nccl.group_start)())?;
             let mut first_err = Ok(());
             for ((comm, (send, recv)), stream) in self.comms.iter().zip(bufs).zip(streams) {
-                let r = (self.nccl.all_reduce)(*send as *const c_void, *recv as *mut c_void, count, FLOAT32, SUM, *comm, *stream);
+                let r = (self.nccl.all_reduce)(
+                    *send as *const c_void,
+                    *recv as *mut c_void,
+                    count,
+                    FLOAT32,
+                    SUM,
+                    *comm,
+                    *stream,
+                );
                 if first_err.is_ok() {
                     first_err = self.nccl.check("ncclAllReduce", r);
                 }

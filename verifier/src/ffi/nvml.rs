@@ -53,7 +53,11 @@ impl Nvml {
         if unsafe { (self.driver_version)(buf.as_mut_ptr(), buf.len() as c_uint) } != 0 {
             return None;
         }
-        let bytes: Vec<u8> = buf.iter().take_while(|c| **c != 0).map(|c| *c as u8).collect();
+        let bytes: Vec<u8> = buf
+            .iter()
+            .take_while(|c| **c != 0)
+            .map(|c| *c as u8)
+            .collect();
         Some(String::from_utf8_lossy(&bytes).into_owned())
     }
 

@@ -244,6 +244,10 @@ pub fn read_data(r: impl Read, what: &str, opts: ExtractOptions, origin: &Arc<st
         } else {
             return Err(msg(what, format!("{raw} is a {et:?} entry; layers hold only files, directories and links")));
         };
+        if matches!(kind, Kind::File { .. }) && tree.get(&path).is_some() {
+            // Comparing with a duplicate reads this file's bytes back from the spool.
+            spool_w.flush().map_err(SourceError::io("writing spool file in", scratch))?;
+        }
         tree.insert(path, Entry { kind, mode, uid, gid, mtime: None, origin: origin.clone() })?;
     }
     spool_w.flush().map_err(SourceError::io("writing spool file in", scratch))?;

@@ -99,10 +99,20 @@ impl Source for Debs<'_> {
         let standins = self.spec.standins.unwrap_or(true);
         let mut fp = format!("debs-v1 merged_usr={merged_usr} standins={standins}\n");
         let mut list = Vec::new();
+        let mut packages = Vec::new();
         for p in &pins.packages {
             let d = Digest::parse(&p.sha256).map_err(|e| SourceError::Message(format!("lock: package {}: {e}", p.name)))?;
             fp.push_str(&format!("{} {} {} {}\n", p.name, p.version, p.arch, d.hex()));
             list.push((p, d));
+            packages.push(crate::sbom::Package {
+                kind: crate::sbom::PackageKind::Deb,
+                name: p.name.clone(),
+                version: Some(p.version.clone()),
+                purl: Some(format!("pkg:deb/debian/{}@{}?arch={}", crate::sbom::purl_escape(&p.name), crate::sbom::purl_escape(&p.version), crate::sbom::purl_escape(&p.arch))),
+                sha256: Some(d),
+                download: Some(crate::report::redact_url(&p.url)),
+                license: None,
+            });
         }
         let populate = move |ctx: &Context<'_>, tree: &mut crate::tree::Tree| -> Result<(), SourceError> {
             let opts = extract::ExtractOptions { merged_usr };
@@ -124,6 +134,6 @@ impl Source for Debs<'_> {
             }
             Ok(())
         };
-        Ok(vec![Part { name: None, fingerprint: fp, populate: Box::new(populate) }])
+        Ok(vec![Part { name: None, fingerprint: fp, populate: Box::new(populate), packages }])
     }
 }

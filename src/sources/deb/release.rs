@@ -63,11 +63,13 @@ pub fn verify_inrelease(bytes: &[u8], keyring: &Keyring, url: &str) -> Result<St
         .map_err(|e| format!("{url}: not an OpenPGP clear-signed InRelease file ({e})\nhint: check that the URL is a Debian archive root (it must have dists/SUITE/InRelease)"))?;
     let mut issuers = Vec::new();
     for sig in msg.signatures() {
-        for fp in sig.issuer_fingerprint() {
+        let fps = sig.issuer_fingerprint();
+        for fp in &fps {
             issuers.push(format!("{fp:X}"));
         }
-        for id in sig.issuer_key_id() {
-            issuers.push(format!("{id:?}").to_uppercase());
+        // Key ids are the low 64 bits of v4 fingerprints: list them only when no fingerprint was given.
+        for id in sig.issuer_key_id().into_iter().filter(|_| fps.is_empty()) {
+            issuers.push(hex::encode_upper(id.as_ref()));
         }
     }
     for key in &keyring.keys {

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use crate::archive::decompress;
 use crate::digest::Digest;
-use crate::fetch::{Artifact, FetchError, FetchOptions, Fetcher};
 use crate::lock::{debs_inputs, DebPin, DebsLock, LockedArchive};
 use crate::report::{redact_url, Reporter};
 use crate::spec::{DebsSpec, ResolvedLayer};
@@ -163,15 +162,21 @@ pub fn lock_layer(layer: &ResolvedLayer, spec: &DebsSpec, cx: &LockContext<'_>) 
                 } else {
                     format!("{}/dists/{suite}/{path}", archive.url.0)
                 };
-                let fetcher = Fetcher::new(cx.store.clone(), FetchOptions::default(), cx.reporter.clone());
-                let art = Artifact { name: format!("{suite}/{path}"), url: url.clone(), sha256: digest, size: Some(size) };
-                fetcher.fetch_all(std::slice::from_ref(&art)).map_err(|e| match e {
-                    FetchError::Mismatch { expected, found, .. } => format!(
-                        "{}: Packages index does not match the signed Release\n  expected: sha256 {expected} ({size} bytes)\n  found:    sha256 {found}\nhint: the mirror is being updated or is corrupt; retry later or use another mirror",
-                        redact_url(&url)
-                    ),
-                    other => other.to_string(),
-                })?;
+                if !cx.store.contains(&digest) {
+                    cx.reporter.info(&format!("fetching {}", redact_url(&url)));
+                    let bytes = http_get(&url, cx.timeout).map_err(|e| {
+                        format!("GET {}: {}\nhint: the mirror may be in the middle of an update; retry later or use another mirror", redact_url(&url), e.message)
+                    })?;
+                    let found = Digest::of(&bytes);
+                    if found != digest || bytes.len() as u64 != size {
+                        return Err(format!(
+                            "{}: the Packages index does not match the signed Release\n  expected: {digest} ({size} bytes)\n  found:    {found} ({} bytes)\nhint: the mirror is being updated or is corrupt; retry later or use another mirror",
+                            redact_url(&url),
+                            bytes.len()
+                        ));
+                    }
+                    cx.store.put_bytes(&bytes).map_err(|e| e.to_string())?;
+                }
                 let file = fs_err::File::open(cx.store.path(&digest)).map_err(|e| e.to_string())?;
                 let mut text = String::new();
                 decompress(std::io::BufReader::new(file), &path)

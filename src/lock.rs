@@ -53,7 +53,6 @@ pub enum LockError {
 
 /// A lock file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Lock {
     /// Format version: 1.
     pub version: u32,

@@ -188,8 +188,9 @@ pub fn resolve<'u>(u: &'u Universe, req: &Request) -> Result<Resolution<'u>, Str
                 }
             }
         }
-        if pick.is_none() && excluded_providers == usable.len() {
-            notes.push(format!("excluded: {} (needed by {by}; every provider is excluded)", group_text(&group)));
+        if pick.is_none() && (excluded_providers > 0 || usable.len() < group.len()) {
+            // Nothing installable is left once the excluded names are taken out.
+            notes.push(format!("excluded: {} (needed by {by}; every installable alternative is excluded)", group_text(&group)));
             continue;
         }
         let Some(c) = pick else {
@@ -386,14 +387,14 @@ Package: bar\nVersion: 9\nProvides: foo-abi\n";
         let r = resolve(&u, &q).unwrap();
         assert!(names(&r).contains(&"gawk=5".to_string()));
         assert!(!r.packages.contains_key("exim"));
-        assert!(r.notes.iter().any(|n| n.starts_with("excluded: mail-transport-agent | exim (needed by app 1.0)")), "{:?}", r.notes);
+        assert!(r.notes.iter().any(|n| n.starts_with("excluded: mail-transport-agent | exim (needed by app 1.0; every installable")), "{:?}", r.notes);
         // Excluding every provider of a virtual package skips the dependency.
         q.exclude.insert("gawk".into());
         q.exclude.insert("mawk".into());
         q.prefer.clear();
         let r = resolve(&u, &q).unwrap();
         assert!(!r.packages.contains_key("mawk") && !r.packages.contains_key("gawk"));
-        assert!(r.notes.iter().any(|n| n.contains("awk (needed by app 1.0; every provider is excluded)")), "{:?}", r.notes);
+        assert!(r.notes.iter().any(|n| n.contains("awk (needed by app 1.0; every installable alternative is excluded)")), "{:?}", r.notes);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::compress::Compression;
 use crate::digest::Digest;
 use crate::fetch::{Artifact, FetchError, FetchOptions, FetchSummary, Fetcher};
 use crate::image::{assemble, BuiltImage, ImageError, ImageLayer, RuntimeConfig};
+use crate::lock::Lock;
 use crate::layer::{write_layer, LayerBlob, LayerError, LayerSettings};
 use crate::report::{task_id, Reporter, TaskKind};
 use crate::sources::{sources_of, Context, Part, SourceError};
@@ -185,11 +186,11 @@ pub fn compression_of(spec: &LoadedSpec) -> Compression {
     }
 }
 
-/// All artifacts a spec needs.
-pub fn artifacts_of(spec: &LoadedSpec) -> Vec<Artifact> {
+/// All artifacts a spec needs, with pins from its lock file.
+pub fn artifacts_of(spec: &LoadedSpec, lock: Option<&Lock>) -> Vec<Artifact> {
     let mut v = Vec::new();
     for l in &spec.layers {
-        for s in sources_of(l) {
+        for s in sources_of(l, lock) {
             v.extend(s.artifacts());
         }
     }
@@ -202,7 +203,9 @@ pub fn build(spec: &LoadedSpec, opts: &BuildOptions, reporter: Arc<dyn Reporter>
     let epoch = opts.source_date_epoch.or(spec.spec.epoch).unwrap_or(0);
     let comp = compression_of(spec);
 
-    let artifacts = artifacts_of(spec);
+    let lock = crate::lock::load_for(spec).map_err(|e| BuildError::Other(e.to_string()))?;
+    crate::lock::check_spec(spec, lock.as_ref()).map_err(|e| BuildError::Other(e.to_string()))?;
+    let artifacts = artifacts_of(spec, lock.as_ref());
     let fetch = {
         let _s = info_span!("fetch", artifacts = artifacts.len()).entered();
         Fetcher::new(store.clone(), opts.fetch.clone(), reporter.clone()).fetch_all(&artifacts)?
@@ -223,7 +226,7 @@ pub fn build(spec: &LoadedSpec, opts: &BuildOptions, reporter: Arc<dyn Reporter>
             node: resolved.node.clone(),
             source,
         };
-        let sources = sources_of(resolved);
+        let sources = sources_of(resolved, lock.as_ref());
         let mut planned: Vec<Vec<Part<'_>>> = Vec::new();
         for s in &sources {
             planned.push(s.plan().map_err(src_err)?);

@@ -100,7 +100,7 @@ fn attempts_note(n: u32) -> String {
 
 fn status_hint(status: u16) -> &'static str {
     match status {
-        404 | 410 => "\nhint: the file is gone from this URL; if it was superseded upstream, re-lock (`strata lock SPEC`) or fetch it from a mirror (`--mirror DIR`)",
+        404 | 410 => "\nhint: the file is gone from this URL; if it was superseded upstream, re-lock (`strata lock SPEC`) or build from a mirror that still has it (`--mirror DIR`, filled by `strata fetch SPEC --into DIR`)",
         401 | 403 => "\nhint: the server refused access; check credentials or use a mirror",
         _ => "",
     }

@@ -19,3 +19,4 @@ pub mod mirror;
 pub mod diff;
 pub mod audit;
 pub mod sbom;
+pub mod lock;

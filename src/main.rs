@@ -46,6 +46,7 @@ enum Command {
     Fetch(commands::fetch::FetchArgs),
     Diff(commands::diff::DiffArgs),
     Audit(commands::audit::AuditArgs),
+    Lock(commands::lock::LockArgs),
     /// Print the JSON Schema of image specs (or, with --layer, of layer files).
     #[command(hide = true)]
     Schema {
@@ -64,6 +65,7 @@ fn main() -> ExitCode {
         Command::Fetch(a) => commands::fetch::run(a, &cli.global),
         Command::Diff(a) => return tri_state(commands::diff::run(a)),
         Command::Audit(a) => return tri_state(commands::audit::run(a, &cli.global)),
+        Command::Lock(a) => commands::lock::run(a, &cli.global),
         Command::Schema { layer } => {
             let v = if layer { strata::spec::layer_schema() } else { strata::spec::image_schema() };
             serde_json::to_string_pretty(&v).map_err(anyhow::Error::from).and_then(|s| commands::out(&s))

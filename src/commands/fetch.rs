@@ -47,7 +47,9 @@ pub fn run(args: FetchArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let (Some(spec_path), Some(into)) = (&args.spec, &args.into) else { unreachable!("clap enforces SPEC and --into") };
     let reporter = Arc::new(CliReporter::new(global.quiet));
     let spec = strata::spec::load(spec_path)?;
-    let artifacts = strata::build::artifacts_of(&spec);
+    let lock = strata::lock::load_for(&spec)?;
+    strata::lock::check_spec(&spec, lock.as_ref())?;
+    let artifacts = strata::build::artifacts_of(&spec, lock.as_ref());
     let store = strata::store::Store::open(global.cache_dir())?;
     let opts = fetch_options(&args.net)?;
     let fetched = strata::fetch::Fetcher::new(store.clone(), opts, reporter).fetch_all(&artifacts)?;

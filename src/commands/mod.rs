@@ -6,6 +6,7 @@ pub mod build;
 pub mod diff;
 pub mod fetch;
 pub mod inspect;
+pub mod lock;
 pub mod progress;
 
 use std::io::Write;

@@ -7,12 +7,14 @@
 //! cache already holds a layer with that fingerprint.
 
 pub mod accounts;
+pub mod deb;
 pub mod files;
 pub mod tarball;
 
 use std::path::PathBuf;
 
 use crate::fetch::Artifact;
+use crate::lock::Lock;
 use crate::report::Reporter;
 use crate::spec::ResolvedLayer;
 use crate::store::{Store, StoreError};
@@ -102,10 +104,16 @@ pub trait Source {
     fn plan(&self) -> Result<Vec<Part<'_>>, SourceError>;
 }
 
-/// The sources of one resolved layer entry, in a fixed order.
-pub fn sources_of(layer: &ResolvedLayer) -> Vec<Box<dyn Source + '_>> {
-    let mut v: Vec<Box<dyn Source + '_>> = Vec::new();
+/// The sources of one resolved layer entry, in a fixed order. `lock` is the
+/// spec's lock file: sources that install pinned artifacts take their pins
+/// from it (see [`crate::lock`]).
+pub fn sources_of<'a>(layer: &'a ResolvedLayer, lock: Option<&'a Lock>) -> Vec<Box<dyn Source + 'a>> {
+    let mut v: Vec<Box<dyn Source + 'a>> = Vec::new();
     let e = &layer.entry;
+    if let Some(d) = &e.debs {
+        let pins = lock.and_then(|l| l.debs.get(&crate::lock::layer_key(layer)));
+        v.push(Box::new(deb::Debs { spec: d, layer, pins }));
+    }
     if !e.dirs.is_empty() || !e.files.is_empty() || !e.symlinks.is_empty() {
         v.push(Box::new(files::Files { layer }));
     }

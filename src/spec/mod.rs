@@ -124,7 +124,7 @@ pub fn load(path: &Path) -> Result<LoadedSpec, SpecError> {
             Some(&text),
             locate::find(&index, "layers"),
             "the image has no layers".into(),
-            Some("add at least one entry under `layers:` (files, dirs, tarball, ... or an include)".into()),
+            Some("add at least one entry under `layers:` (files, dirs, tarball, debs, ... or an include)".into()),
         ));
     }
     Ok(LoadedSpec { path: path.to_path_buf(), spec, layers, sources })
@@ -236,7 +236,7 @@ fn expand(
         }
         if !entry.has_sources() {
             return Err(err("", "this layer entry has no source".into(),
-                Some("give it `files`, `dirs`, `symlinks`, `tarball` or `accounts`, or `include:` a layer file".into())));
+                Some("give it `files`, `dirs`, `symlinks`, `tarball`, `accounts` or `debs`, or `include:` a layer file".into())));
         }
         check_entry(entry, base).map_err(|(sub, m, h)| err(&sub, m, h))?;
         out.push(ResolvedLayer { entry: entry.clone(), base_dir: base.to_path_buf(), file: file.to_path_buf(), node });

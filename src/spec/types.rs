@@ -206,12 +206,16 @@ pub struct LayerEntry {
     /// Optional. Users and groups: writes `/etc/passwd` and `/etc/group`.
     #[serde(default)]
     pub accounts: Option<AccountsSpec>,
+    /// Optional. Debian packages, resolved by `strata lock` into pinned
+    /// `.deb`s and unpacked without dpkg (see docs/debian.md).
+    #[serde(default)]
+    pub debs: Option<DebsSpec>,
 }
 
 impl LayerEntry {
     /// True when no source is given.
     pub fn has_sources(&self) -> bool {
-        !self.files.is_empty() || !self.dirs.is_empty() || !self.symlinks.is_empty() || self.tarball.is_some() || self.accounts.is_some()
+        !self.files.is_empty() || !self.dirs.is_empty() || !self.symlinks.is_empty() || self.tarball.is_some() || self.accounts.is_some() || self.debs.is_some()
     }
 }
 
@@ -408,3 +412,122 @@ pub struct ConfigSpec {
     #[serde(default)]
     pub stop_signal: Option<String>,
 }
+
+/// Debian packages for one layer. `strata lock` resolves `packages` with
+/// their dependencies against the archives and pins every `.deb` in the lock
+/// file; `strata build` installs exactly the pinned set.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DebsSpec {
+    /// Required. Packages to install, each a Debian relation: a name
+    /// (`tzdata`), optionally with a version constraint (`libc6 (>= 2.36)`)
+    /// or alternatives (`mawk | gawk`). Their Pre-Depends and Depends are
+    /// added by `strata lock`.
+    pub packages: Vec<DebRelation>,
+    /// Optional. Package names never installed, even when a dependency asks
+    /// for them (e.g. `debconf`, `readline-common`). A dependency whose
+    /// alternatives are all excluded is skipped and noted in the lock.
+    #[serde(default)]
+    pub exclude: Vec<DebName>,
+    /// Optional. Provider preferences for virtual packages, e.g.
+    /// `{awk: mawk}`. Without one, the provider with the highest priority
+    /// (required, important, standard, optional, extra), then the smallest
+    /// name, is chosen.
+    #[serde(default)]
+    pub prefer: BTreeMap<String, DebName>,
+    /// Optional. Where packages come from, searched together (the highest
+    /// version that satisfies a relation wins). Default: Debian bookworm
+    /// (`http://deb.debian.org/debian`, suites `bookworm`, `bookworm-updates`)
+    /// and bookworm-security (`http://deb.debian.org/debian-security`,
+    /// suite `bookworm-security`, optional).
+    #[serde(default)]
+    pub archives: Option<Vec<DebArchive>>,
+    /// Optional. Debian architecture. Default: `amd64`.
+    #[serde(default)]
+    pub arch: Option<String>,
+    /// Optional. OpenPGP keyring (binary or armored) that signs the
+    /// archives' `InRelease` files, relative to this file. Default: the
+    /// Debian archive keyring shipped with strata (`keys/debian-archive-keyring.gpg`).
+    #[serde(default)]
+    pub keyring: Option<String>,
+    /// Optional. Move `/bin`, `/sbin`, `/lib*` into `/usr` and link them
+    /// (Debian's merged-/usr layout). Default: true.
+    #[serde(default)]
+    pub merged_usr: Option<bool>,
+    /// Optional. Add the declarative stand-ins for maintainer scripts
+    /// (CA bundle, ld.so.cache, /tmp, python dist-packages, ...). Default: true.
+    #[serde(default)]
+    pub standins: Option<bool>,
+}
+
+/// One Debian archive.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DebArchive {
+    /// Required. Archive root URL (the directory holding `dists/` and `pool/`),
+    /// e.g. `http://deb.debian.org/debian`.
+    pub url: ArchiveUrl,
+    /// Required. Suites (distributions), e.g. `[bookworm, bookworm-updates]`.
+    pub suites: Vec<String>,
+    /// Optional. Components. Default: `[main]`.
+    #[serde(default)]
+    pub components: Vec<String>,
+    /// Optional. When true, `strata lock` skips this archive with a warning
+    /// if it cannot be reached. Default: false.
+    #[serde(default)]
+    pub optional: bool,
+}
+
+/// A Debian relation as written in `packages:` (`name`, `name (>= 1.0)`, `a | b`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DebRelation(pub String);
+
+impl<'de> Deserialize<'de> for DebRelation {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let groups = crate::sources::deb::control::parse_relations(&s).map_err(serde::de::Error::custom)?;
+        if groups.len() != 1 {
+            return Err(serde::de::Error::custom(format!(
+                "`{s}` must be one package relation (write one list item per package, not a comma-separated list)"
+            )));
+        }
+        Ok(DebRelation(s))
+    }
+}
+
+/// A Debian package name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct DebName(pub String);
+
+impl<'de> Deserialize<'de> for DebName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let ok = s.len() >= 2
+            && s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
+        if !ok {
+            return Err(serde::de::Error::custom(format!(
+                "`{s}` is not a Debian package name (lower-case letters, digits, `+`, `-`, `.`)"
+            )));
+        }
+        Ok(DebName(s))
+    }
+}
+
+/// An `http://` or `https://` URL without a trailing slash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ArchiveUrl(pub String);
+
+impl<'de> Deserialize<'de> for ArchiveUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if !(s.starts_with("http://") || s.starts_with("https://")) || url::Url::parse(&s).is_err() {
+            return Err(serde::de::Error::custom(format!("`{s}` is not an http(s) archive URL such as `http://deb.debian.org/debian`")));
+        }
+        Ok(ArchiveUrl(s.trim_end_matches('/').to_string()))
+    }
+}
+
+string_schema!(DebRelation, "DebRelation", {"type": "string", "description": "Debian relation: `name`, `name (>= version)`, or alternatives `a | b`."});
+string_schema!(DebName, "DebName", {"type": "string", "pattern": "^[a-z0-9][a-z0-9+.-]+$", "description": "Debian package name."});
+string_schema!(ArchiveUrl, "ArchiveUrl", {"type": "string", "pattern": "^https?://", "description": "Debian archive root URL."});

@@ -1,0 +1,65 @@
+//! `strata lock`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+use strata::lock::{lock_path, lock_spec, LockOptions};
+
+use super::progress::CliReporter;
+use crate::GlobalArgs;
+
+/// Resolve the spec's package names into pinned URLs + sha256 and write SPEC.lock.
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// The image spec (YAML). The lock is written beside it with the extension `.lock`.
+    pub spec: PathBuf,
+    /// Resolve and compare with the existing lock without writing; exit 1 if it would change.
+    #[arg(long)]
+    pub check: bool,
+    /// Seconds to wait for an archive to accept a connection.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub timeout: u64,
+}
+
+pub fn run(args: LockArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let reporter = Arc::new(CliReporter::new(global.quiet));
+    let spec = strata::spec::load(&args.spec)?;
+    let started = std::time::Instant::now();
+    let opts = LockOptions { cache: global.cache_dir(), timeout: std::time::Duration::from_secs(args.timeout.max(1)) };
+    let lock = lock_spec(&spec, &opts, reporter)?;
+    let path = lock_path(&args.spec);
+    let shown = args.spec.display().to_string();
+    let text = lock.to_text(&shown).map_err(anyhow::Error::msg)?;
+    let old = std::fs::read_to_string(&path).ok();
+    let unchanged = old.as_deref() == Some(text.as_str());
+    if args.check {
+        if unchanged {
+            if !global.quiet {
+                eprintln!("{} is up to date", path.display());
+            }
+            return Ok(());
+        }
+        anyhow::bail!("{} is out of date (or missing) for {}\nhint: run `strata lock {}` and commit the result", path.display(), shown, shown);
+    }
+    if !unchanged {
+        lock.write(&path, &shown)?;
+    }
+    if !global.quiet {
+        let pkgs: usize = lock.debs.values().map(|d| d.packages.len()).sum();
+        for (k, d) in &lock.debs {
+            for n in &d.notes {
+                eprintln!("note: layer `{k}`: {n}");
+            }
+        }
+        eprintln!(
+            "{} {} ({} debs layer(s), {} packages) in {:.1}s",
+            if unchanged { "unchanged" } else { "wrote" },
+            path.display(),
+            lock.debs.len(),
+            pkgs,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}

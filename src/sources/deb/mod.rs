@@ -1,0 +1,139 @@
+//! `debs:`: Debian packages, resolved at lock time and unpacked at build
+//! time without dpkg or root (docs/debian.md).
+//!
+//! - [`version`]: dpkg version ordering.
+//! - [`control`]: deb822 paragraphs and dependency relations.
+//! - [`release`]: the keyring, `InRelease` signatures, `Release` hashes.
+//! - [`resolve`]: dependency resolution over the Packages index.
+//! - [`repo`]: lock time: fetch, verify, resolve → pins.
+//! - [`extract`]: `.deb` (ar + control.tar + data.tar) → layer tree, status.d.
+//! - [`ldcache`]: the `/etc/ld.so.cache` writer.
+//! - [`standins`]: what maintainer scripts would have done.
+
+pub mod control;
+pub mod extract;
+pub mod ldcache;
+pub mod release;
+pub mod repo;
+pub mod resolve;
+pub mod standins;
+pub mod version;
+
+use crate::digest::Digest;
+use crate::fetch::Artifact;
+use crate::lock::DebsLock;
+use crate::spec::{ArchiveUrl, DebArchive, DebsSpec, ResolvedLayer};
+
+use super::{Context, Part, Source, SourceError};
+
+/// The default Debian archive.
+pub const DEFAULT_ARCHIVE: &str = "https://deb.debian.org/debian";
+/// The default security archive.
+pub const DEFAULT_SECURITY_ARCHIVE: &str = "https://deb.debian.org/debian-security";
+/// The default architecture.
+pub const DEFAULT_ARCH: &str = "amd64";
+
+/// The archives of a `debs:` entry (the defaults when none are given).
+pub fn archives_of(spec: &DebsSpec) -> Vec<DebArchive> {
+    match &spec.archives {
+        Some(a) => a.clone(),
+        None => vec![
+            DebArchive { url: ArchiveUrl(DEFAULT_ARCHIVE.into()), suites: vec!["bookworm".into(), "bookworm-updates".into()], components: vec!["main".into()], optional: false },
+            DebArchive { url: ArchiveUrl(DEFAULT_SECURITY_ARCHIVE.into()), suites: vec!["bookworm-security".into()], components: vec!["main".into()], optional: true },
+        ],
+    }
+}
+
+/// The architecture of a `debs:` entry.
+pub fn arch_of(spec: &DebsSpec) -> String {
+    spec.arch.clone().unwrap_or_else(|| DEFAULT_ARCH.to_string())
+}
+
+/// The `debs:` source of one layer entry, with its pins from the lock file.
+pub struct Debs<'a> {
+    /// Its spec.
+    pub spec: &'a DebsSpec,
+    /// The layer entry.
+    pub layer: &'a ResolvedLayer,
+    /// The pins (`None` when the lock has no entry for this layer).
+    pub pins: Option<&'a DebsLock>,
+}
+
+impl Debs<'_> {
+    fn pins(&self) -> Result<&DebsLock, SourceError> {
+        self.pins.ok_or_else(|| {
+            SourceError::Message(format!(
+                "no lock entry for the `debs:` of layer `{}`\nhint: run `strata lock SPEC` to pin the packages",
+                crate::lock::layer_key(self.layer)
+            ))
+        })
+    }
+}
+
+impl Source for Debs<'_> {
+    fn describe(&self) -> String {
+        match self.pins {
+            Some(p) => format!("debs ({} packages)", p.packages.len()),
+            None => "debs (not locked)".into(),
+        }
+    }
+
+    fn artifacts(&self) -> Vec<Artifact> {
+        let Some(pins) = self.pins else { return Vec::new() };
+        pins.packages
+            .iter()
+            .filter_map(|p| {
+                Some(Artifact {
+                    name: format!("{}_{}_{}.deb", p.name, p.version, p.arch),
+                    url: p.url.clone(),
+                    sha256: Digest::parse(&p.sha256).ok()?,
+                    size: Some(p.size),
+                })
+            })
+            .collect()
+    }
+
+    fn plan(&self) -> Result<Vec<Part<'_>>, SourceError> {
+        let pins = self.pins()?;
+        let merged_usr = self.spec.merged_usr.unwrap_or(true);
+        let standins = self.spec.standins.unwrap_or(true);
+        let mut fp = format!("debs-v1 merged_usr={merged_usr} standins={standins}\n");
+        let mut list = Vec::new();
+        let mut packages = Vec::new();
+        for p in &pins.packages {
+            let d = Digest::parse(&p.sha256).map_err(|e| SourceError::Message(format!("lock: package {}: {e}", p.name)))?;
+            fp.push_str(&format!("{} {} {} {}\n", p.name, p.version, p.arch, d.hex()));
+            list.push((p, d));
+            packages.push(crate::sbom::Package {
+                kind: crate::sbom::PackageKind::Deb,
+                name: p.name.clone(),
+                version: Some(p.version.clone()),
+                purl: Some(format!("pkg:deb/debian/{}@{}?arch={}", crate::sbom::purl_escape(&p.name), crate::sbom::purl_escape(&p.version), crate::sbom::purl_escape(&p.arch))),
+                sha256: Some(d),
+                download: Some(crate::report::redact_url(&p.url)),
+                license: None,
+            });
+        }
+        let populate = move |ctx: &Context<'_>, tree: &mut crate::tree::Tree| -> Result<(), SourceError> {
+            let opts = extract::ExtractOptions { merged_usr };
+            for (pin, digest) in &list {
+                let label = format!("{}_{}_{}.deb", pin.name, pin.version, pin.arch);
+                let meta = extract::extract_deb(&ctx.store.path(digest), Some(digest), &label, opts, &ctx.scratch, tree)?;
+                if meta.package != pin.name || meta.version != pin.version {
+                    return Err(SourceError::Message(format!(
+                        "{label}: the .deb's control file says {} {}, the lock says {} {}\nhint: the lock file was edited or the archive is inconsistent; run `strata lock SPEC` again",
+                        meta.package, meta.version, pin.name, pin.version
+                    )));
+                }
+                extract::register(&meta, tree)?;
+            }
+            if standins {
+                standins::apply(tree, merged_usr)?;
+            } else if merged_usr {
+                standins::apply_merged_usr_links(tree)?;
+            }
+            Ok(())
+        };
+        Ok(vec![Part { name: None, fingerprint: fp, populate: Box::new(populate), packages }])
+    }
+}

@@ -1,0 +1,428 @@
+//! Dependency resolution over a Packages index: breadth-first from the
+//! requested packages over Pre-Depends and Depends, alternatives tried in
+//! order, virtual packages through Provides, versions compared as dpkg does,
+//! excluded names never installed. No backtracking: the first satisfiable
+//! alternative wins, which is what apt does for a fresh install and keeps the
+//! result easy to predict. Conflicts and Breaks are not evaluated.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use crate::digest::Digest;
+
+use super::control::{parse_relations, Alternatives, Paragraph, Relation};
+use super::version::{Op, Version};
+
+/// One installable package version from an index.
+#[derive(Debug, Clone)]
+pub struct Candidate {
+    /// Name.
+    pub name: String,
+    /// Version.
+    pub version: Version,
+    /// Architecture (`all` or the target).
+    pub arch: String,
+    /// Priority rank: 0 required, 1 important, 2 standard, 3 optional, 4 extra/other.
+    pub priority: u8,
+    /// `Pre-Depends` then `Depends`, unparsed.
+    pub depends: String,
+    /// Parsed `Provides`.
+    pub provides: Vec<Relation>,
+    /// Pool path.
+    pub filename: String,
+    /// Size of the .deb.
+    pub size: u64,
+    /// sha256 of the .deb.
+    pub sha256: Digest,
+    /// Index of the archive it came from.
+    pub archive: usize,
+}
+
+impl Candidate {
+    /// Builds a candidate from a Packages paragraph; `None` for other
+    /// architectures. `what` names the index in errors.
+    pub fn from_paragraph(p: &Paragraph, arch: &str, archive: usize, what: &str) -> Result<Option<Candidate>, String> {
+        let field = |k: &str| p.get(k).ok_or_else(|| format!("{what}: package {} has no `{k}` field", p.get("Package").unwrap_or("?")));
+        let a = field("Architecture")?;
+        if a != arch && a != "all" {
+            return Ok(None);
+        }
+        let name = field("Package")?.to_string();
+        let version = Version::parse(field("Version")?).map_err(|e| format!("{what}: package {name}: {e}"))?;
+        let mut depends = String::new();
+        for k in ["Pre-Depends", "Depends"] {
+            if let Some(d) = p.get(k) {
+                if !depends.is_empty() {
+                    depends.push_str(", ");
+                }
+                depends.push_str(d);
+            }
+        }
+        let provides = match p.get("Provides") {
+            Some(s) => parse_relations(s).map_err(|e| format!("{what}: package {name}: Provides: {e}"))?.into_iter().flatten().collect(),
+            None => Vec::new(),
+        };
+        let priority = match p.get("Priority").unwrap_or("") {
+            "required" => 0,
+            "important" => 1,
+            "standard" => 2,
+            "optional" => 3,
+            _ => 4,
+        };
+        let sha256 = Digest::parse(field("SHA256")?).map_err(|e| format!("{what}: package {name}: SHA256: {e}"))?;
+        let size = field("Size")?.parse::<u64>().map_err(|_| format!("{what}: package {name}: Size is not a number"))?;
+        let filename = field("Filename")?.to_string();
+        if filename.starts_with('/') || filename.split('/').any(|c| c == "..") {
+            return Err(format!("{what}: package {name}: Filename `{filename}` escapes the archive root"));
+        }
+        Ok(Some(Candidate { name, version, arch: a.to_string(), priority, depends, provides, filename, size, sha256, archive }))
+    }
+}
+
+/// All candidates of the configured archives.
+#[derive(Debug, Default)]
+pub struct Universe {
+    by_name: BTreeMap<String, Vec<Candidate>>,
+    providers: BTreeMap<String, Vec<(String, Version)>>,
+}
+
+impl Universe {
+    /// Adds a candidate; an identical name+version already present (from an
+    /// earlier archive or suite) is kept instead.
+    pub fn add(&mut self, c: Candidate) {
+        let list = self.by_name.entry(c.name.clone()).or_default();
+        if list.iter().any(|x| x.version == c.version) {
+            return;
+        }
+        for p in &c.provides {
+            self.providers.entry(p.name.clone()).or_default().push((c.name.clone(), c.version.clone()));
+        }
+        list.push(c);
+    }
+
+    /// Number of package versions.
+    pub fn len(&self) -> usize {
+        self.by_name.values().map(Vec::len).sum()
+    }
+
+    /// True when empty.
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+}
+
+/// What to resolve.
+#[derive(Debug, Default, Clone)]
+pub struct Request {
+    /// Root relations (each a group of alternatives).
+    pub roots: Vec<Alternatives>,
+    /// Names never installed.
+    pub exclude: BTreeSet<String>,
+    /// Virtual name → preferred provider.
+    pub prefer: BTreeMap<String, String>,
+}
+
+/// The result: chosen packages by name, plus notes for the lock file.
+#[derive(Debug)]
+pub struct Resolution<'u> {
+    /// Chosen candidates, sorted by name.
+    pub packages: BTreeMap<String, &'u Candidate>,
+    /// Excluded dependencies and provider choices.
+    pub notes: Vec<String>,
+}
+
+fn group_text(g: &[Relation]) -> String {
+    g.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(" | ")
+}
+
+/// Resolves a request. Errors name the relation, who needs it, what the
+/// archive has, and how to fix it.
+pub fn resolve<'u>(u: &'u Universe, req: &Request) -> Result<Resolution<'u>, String> {
+    let mut chosen: BTreeMap<String, &'u Candidate> = BTreeMap::new();
+    let mut why: BTreeMap<String, String> = BTreeMap::new();
+    let mut notes = Vec::new();
+    let mut queue: VecDeque<(Alternatives, String)> = req.roots.iter().map(|g| (g.clone(), "the spec".to_string())).collect();
+    for (virt, prov) in &req.prefer {
+        if !u.providers.get(virt).is_some_and(|ps| ps.iter().any(|(n, _)| n == prov)) && !u.by_name.contains_key(virt) {
+            return Err(format!(
+                "`prefer: {{{virt}: {prov}}}`: no package in the archives provides `{virt}`\nhint: check the spelling, or remove the preference"
+            ));
+        }
+    }
+    while let Some((group, by)) = queue.pop_front() {
+        if group.iter().any(|r| satisfied(u, &chosen, r)) {
+            continue;
+        }
+        let usable: Vec<&Relation> = group.iter().filter(|r| !req.exclude.contains(&r.name)).collect();
+        if usable.is_empty() {
+            notes.push(format!("excluded: {} (needed by {by})", group_text(&group)));
+            continue;
+        }
+        let mut pick: Option<&'u Candidate> = None;
+        let mut tried = Vec::new();
+        let mut excluded_providers = 0;
+        for r in &usable {
+            match best_real(u, &chosen, &req.exclude, r) {
+                Ok(Some(c)) => {
+                    pick = Some(c);
+                    break;
+                }
+                Ok(None) => {}
+                Err(why_not) => {
+                    tried.push(why_not);
+                    continue;
+                }
+            }
+            match provider(u, &chosen, req, r)? {
+                Some((c, note)) => {
+                    if let Some(n) = note {
+                        notes.push(n);
+                    }
+                    pick = Some(c);
+                    break;
+                }
+                None => {
+                    if only_excluded_providers(u, req, r) {
+                        excluded_providers += 1;
+                    }
+                    tried.push(describe_missing(u, r));
+                }
+            }
+        }
+        if pick.is_none() && (excluded_providers > 0 || usable.len() < group.len()) {
+            // Nothing installable is left once the excluded names are taken out.
+            notes.push(format!("excluded: {} (needed by {by}; every installable alternative is excluded)", group_text(&group)));
+            continue;
+        }
+        let Some(c) = pick else {
+            let needed = if by == "the spec" { "requested by the spec".to_string() } else { format!("needed by {by}") };
+            return Err(format!(
+                "cannot satisfy `{}` ({needed})\n  {}\nhint: relax the version constraint, add an archive or suite that has it, or `exclude:` it if the image works without it",
+                group_text(&group),
+                tried.join("\n  ")
+            ));
+        };
+        why.insert(c.name.clone(), by.clone());
+        chosen.insert(c.name.clone(), c);
+        let deps = parse_relations(&c.depends).map_err(|e| format!("package {} {}: Depends: {e}", c.name, c.version))?;
+        for g in deps {
+            queue.push_back((g, format!("{} {}", c.name, c.version)));
+        }
+    }
+    Ok(Resolution { packages: chosen, notes })
+}
+
+fn satisfied(u: &Universe, chosen: &BTreeMap<String, &Candidate>, r: &Relation) -> bool {
+    if let Some(c) = chosen.get(&r.name) {
+        if r.accepts(&c.version) {
+            return true;
+        }
+    }
+    u.providers.get(&r.name).is_some_and(|ps| {
+        ps.iter().any(|(pname, pver)| {
+            chosen.get(pname).is_some_and(|c| &c.version == pver && provides_ok(c, r))
+        })
+    })
+}
+
+/// Whether candidate `c` provides `r` (by name and, for versioned
+/// relations, by a versioned Provides that satisfies it).
+fn provides_ok(c: &Candidate, r: &Relation) -> bool {
+    c.provides.iter().any(|p| {
+        p.name == r.name
+            && match (&r.constraint, &p.constraint) {
+                (None, _) => true,
+                (Some(_), Some((Op::Eq, pv))) => r.accepts(pv),
+                (Some(_), _) => false,
+            }
+    })
+}
+
+/// The highest version of the real package `r.name` that satisfies `r`.
+/// Err when the package was already chosen at a version that does not.
+fn best_real<'u>(u: &'u Universe, chosen: &BTreeMap<String, &'u Candidate>, exclude: &BTreeSet<String>, r: &Relation) -> Result<Option<&'u Candidate>, String> {
+    if exclude.contains(&r.name) {
+        return Ok(None);
+    }
+    if let Some(c) = chosen.get(&r.name) {
+        return if r.accepts(&c.version) {
+            Ok(Some(c))
+        } else {
+            Err(format!("{r}: {} {} was already chosen (no backtracking); pin a version both accept", c.name, c.version))
+        };
+    }
+    Ok(u.by_name.get(&r.name).and_then(|list| list.iter().filter(|c| r.accepts(&c.version)).max_by(|a, b| a.version.cmp(&b.version))))
+}
+
+/// A provider for a virtual relation, with a note when there was a choice.
+fn provider<'u>(u: &'u Universe, chosen: &BTreeMap<String, &'u Candidate>, req: &Request, r: &Relation) -> Result<Option<(&'u Candidate, Option<String>)>, String> {
+    let Some(ps) = u.providers.get(&r.name) else { return Ok(None) };
+    let mut cands: Vec<&'u Candidate> = Vec::new();
+    for (pname, pver) in ps {
+        if req.exclude.contains(pname) {
+            continue;
+        }
+        if let Some(c) = u.by_name.get(pname).and_then(|l| l.iter().find(|c| &c.version == pver)) {
+            if provides_ok(c, r) && chosen.get(pname).is_none_or(|x| x.version == c.version) {
+                cands.push(c);
+            }
+        }
+    }
+    // One version per provider: the highest.
+    let mut best: BTreeMap<&str, &'u Candidate> = BTreeMap::new();
+    for c in cands {
+        let e = best.entry(c.name.as_str()).or_insert(c);
+        if c.version > e.version {
+            *e = c;
+        }
+    }
+    if best.is_empty() {
+        return Ok(None);
+    }
+    if let Some(p) = req.prefer.get(&r.name) {
+        return match best.get(p.as_str()) {
+            Some(c) => Ok(Some((c, None))),
+            None => Err(format!(
+                "`prefer: {{{}: {p}}}`, but {p} does not provide `{r}` here\n  providers: {}\nhint: prefer one of the providers listed",
+                r.name,
+                best.keys().copied().collect::<Vec<_>>().join(", ")
+            )),
+        };
+    }
+    let mut list: Vec<&'u Candidate> = best.values().copied().collect();
+    list.sort_by(|a, b| (a.priority, &a.name).cmp(&(b.priority, &b.name)));
+    let first = list[0];
+    let note = (list.len() > 1).then(|| {
+        format!(
+            "provider: {} for `{}` (highest priority among {}; set `prefer:` to choose another)",
+            first.name,
+            r.name,
+            list.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+        )
+    });
+    Ok(Some((first, note)))
+}
+
+/// True when `r` names no real package and all its providers are excluded.
+fn only_excluded_providers(u: &Universe, req: &Request, r: &Relation) -> bool {
+    !u.by_name.contains_key(&r.name) && u.providers.get(&r.name).is_some_and(|ps| !ps.is_empty() && ps.iter().all(|(n, _)| req.exclude.contains(n)))
+}
+
+fn describe_missing(u: &Universe, r: &Relation) -> String {
+    match u.by_name.get(&r.name) {
+        Some(list) => {
+            let mut vs: Vec<&Version> = list.iter().map(|c| &c.version).collect();
+            vs.sort();
+            format!("{r}: the archives have {} {}", r.name, vs.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", "))
+        }
+        None => format!("{r}: no package of that name, and none provides it"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::deb::control::{parse_paragraphs, parse_relation};
+
+    fn universe(text: &str) -> Universe {
+        let mut u = Universe::default();
+        for p in parse_paragraphs(text, "test").unwrap() {
+            let mut p = p;
+            // Fill the fields every index has.
+            let mut extra = String::new();
+            for (k, v) in [("Architecture", "amd64"), ("SHA256", "0000000000000000000000000000000000000000000000000000000000000000"), ("Size", "1"), ("Filename", "pool/x.deb")] {
+                if p.get(k).is_none() {
+                    extra.push_str(&format!("{k}: {v}\n"));
+                }
+            }
+            if !extra.is_empty() {
+                let mut t: String = p.fields().iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
+                t.push_str(&extra);
+                p = parse_paragraphs(&t, "t").unwrap().remove(0);
+            }
+            if let Some(c) = Candidate::from_paragraph(&p, "amd64", 0, "test").unwrap() {
+                u.add(c);
+            }
+        }
+        u
+    }
+
+    fn req(roots: &[&str]) -> Request {
+        Request { roots: roots.iter().map(|r| vec![parse_relation(r).unwrap()]).collect(), ..Request::default() }
+    }
+
+    fn names(r: &Resolution<'_>) -> Vec<String> {
+        r.packages.iter().map(|(n, c)| format!("{n}={}", c.version)).collect()
+    }
+
+    const IDX: &str = "\
+Package: app\nVersion: 1.0\nDepends: libc (>= 2), awk, mail-transport-agent | exim, cyc-a\n\n\
+Package: libc\nVersion: 1.5\n\n\
+Package: libc\nVersion: 2.1\n\n\
+Package: libc\nVersion: 3.0\nArchitecture: arm64\n\n\
+Package: gawk\nVersion: 5\nProvides: awk\nPriority: optional\n\n\
+Package: mawk\nVersion: 1.3\nProvides: awk\nPriority: required\n\n\
+Package: exim\nVersion: 4\n\n\
+Package: cyc-a\nVersion: 1\nDepends: cyc-b\n\n\
+Package: cyc-b\nVersion: 1\nPre-Depends: cyc-a (= 1)\n\n\
+Package: old\nVersion: 1\nDepends: libc (<< 2)\n\n\
+Package: vers\nVersion: 1\nDepends: foo-abi (>= 2)\n\n\
+Package: foo\nVersion: 9\nProvides: foo-abi (= 2)\n\n\
+Package: bar\nVersion: 9\nProvides: foo-abi\n";
+
+    #[test]
+    fn alternatives_virtuals_versions_cycles() {
+        let u = universe(IDX);
+        let r = resolve(&u, &req(&["app"])).unwrap();
+        assert_eq!(names(&r), ["app=1.0", "cyc-a=1", "cyc-b=1", "exim=4", "libc=2.1", "mawk=1.3"]);
+        assert_eq!(r.notes.len(), 1, "{:?}", r.notes);
+        assert!(r.notes[0].contains("provider: mawk for `awk`"), "{:?}", r.notes);
+    }
+
+    #[test]
+    fn preferences_and_excludes() {
+        let u = universe(IDX);
+        let mut q = req(&["app"]);
+        q.prefer.insert("awk".into(), "gawk".into());
+        q.exclude.insert("exim".into());
+        let r = resolve(&u, &q).unwrap();
+        assert!(names(&r).contains(&"gawk=5".to_string()));
+        assert!(!r.packages.contains_key("exim"));
+        assert!(r.notes.iter().any(|n| n.starts_with("excluded: mail-transport-agent | exim (needed by app 1.0; every installable")), "{:?}", r.notes);
+        // Excluding every provider of a virtual package skips the dependency.
+        q.exclude.insert("gawk".into());
+        q.exclude.insert("mawk".into());
+        q.prefer.clear();
+        let r = resolve(&u, &q).unwrap();
+        assert!(!r.packages.contains_key("mawk") && !r.packages.contains_key("gawk"));
+        assert!(r.notes.iter().any(|n| n.contains("awk (needed by app 1.0; every installable alternative is excluded)")), "{:?}", r.notes);
+    }
+
+    #[test]
+    fn versioned_virtual_needs_versioned_provides() {
+        let u = universe(IDX);
+        let r = resolve(&u, &req(&["vers"])).unwrap();
+        assert_eq!(names(&r), ["foo=9", "vers=1"]);
+    }
+
+    #[test]
+    fn version_constraints_pick_the_highest_match_or_fail() {
+        let u = universe(IDX);
+        let r = resolve(&u, &req(&["libc (<< 2)"])).unwrap();
+        assert_eq!(names(&r), ["libc=1.5"]);
+        let e = resolve(&u, &req(&["libc (>= 3)"])).unwrap_err();
+        assert!(e.contains("cannot satisfy `libc (>= 3)` (requested by the spec)") && e.contains("the archives have libc 1.5, 2.1"), "{e}");
+        let e = resolve(&u, &req(&["app", "old"])).unwrap_err();
+        assert!(e.contains("libc 2.1 was already chosen"), "{e}");
+        let e = resolve(&u, &req(&["nosuch"])).unwrap_err();
+        assert!(e.contains("no package of that name"), "{e}");
+    }
+
+    #[test]
+    fn output_does_not_depend_on_index_order() {
+        let mut paras: Vec<&str> = IDX.split("\n\n").collect();
+        paras.reverse();
+        let u2 = universe(&paras.join("\n\n"));
+        let u = universe(IDX);
+        assert_eq!(names(&resolve(&u, &req(&["app"])).unwrap()), names(&resolve(&u2, &req(&["app"])).unwrap()));
+    }
+}

@@ -181,7 +181,13 @@ fn cache_store(store: &Store, key: &Digest, blob: &LayerBlob) {
 /// The compression settings of a spec.
 pub fn compression_of(spec: &LoadedSpec) -> Compression {
     match &spec.spec.compression {
-        Some(c) => Compression { algorithm: c.algorithm, level: c.level.unwrap_or_else(|| Compression::default_level(c.algorithm)) },
+        Some(c) => {
+            let mut comp = Compression::new(c.algorithm, c.level.unwrap_or_else(|| Compression::default_level(c.algorithm)));
+            if let Some(s) = c.splice {
+                comp.splice = s && c.algorithm == crate::compress::Algorithm::Gzip;
+            }
+            comp
+        }
         None => Compression::DEFAULT,
     }
 }
@@ -426,16 +432,17 @@ mod tests {
 
     #[test]
     fn layer_key_changes_with_every_input_and_only_then() {
-        let gz6 = Compression { algorithm: Algorithm::Gzip, level: 6 };
+        let gz6 = Compression::new(Algorithm::Gzip, 6);
         let base = layer_key(&["files-v1\nfile /a text sha256:aa 644 0 0 None\n"], &gz6, 0);
         assert_eq!(base, layer_key(&["files-v1\nfile /a text sha256:aa 644 0 0 None\n"], &gz6, 0));
         let variants = [
             layer_key(&["files-v1\nfile /a text sha256:ab 644 0 0 None\n"], &gz6, 0),
             layer_key(&["files-v1\nfile /a text sha256:aa 755 0 0 None\n"], &gz6, 0),
-            layer_key(&["files-v1\nfile /a text sha256:aa 644 0 0 None\n"], &Compression { algorithm: Algorithm::Gzip, level: 9 }, 0),
-            layer_key(&["files-v1\nfile /a text sha256:aa 644 0 0 None\n"], &Compression { algorithm: Algorithm::Zstd, level: 6 }, 0),
+            layer_key(&["files-v1\nfile /a text sha256:aa 644 0 0 None\n"], &Compression::new(Algorithm::Gzip, 9), 0),
+            layer_key(&["files-v1\nfile /a text sha256:aa 644 0 0 None\n"], &Compression::new(Algorithm::Zstd, 6), 0),
             layer_key(&["files-v1\nfile /a text sha256:aa 644 0 0 None\n"], &gz6, 1),
             layer_key(&["files-v1\nfile /a text sha256:aa 644 0 0 None\n", "accounts-v1\n"], &gz6, 0),
+            layer_key(&["files-v1\nfile /a text sha256:aa 644 0 0 None\n"], &Compression { splice: false, ..gz6 }, 0),
         ];
         for v in variants {
             assert_ne!(v, base);

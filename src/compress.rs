@@ -45,11 +45,19 @@ pub struct Compression {
     pub algorithm: Algorithm,
     /// The level (gzip 1–9, zstd 1–19; ignored for none).
     pub level: i32,
+    /// gzip only: carry files that already are raw deflate streams (wheel
+    /// members) as gzip members of their own instead of compressing again.
+    pub splice: bool,
 }
 
 impl Compression {
-    /// gzip level 6, the default.
-    pub const DEFAULT: Compression = Compression { algorithm: Algorithm::Gzip, level: 6 };
+    /// gzip level 6 with splicing, the default.
+    pub const DEFAULT: Compression = Compression { algorithm: Algorithm::Gzip, level: 6, splice: true };
+
+    /// The algorithm at its default level (splicing on for gzip).
+    pub fn new(algorithm: Algorithm, level: i32) -> Compression {
+        Compression { algorithm, level, splice: algorithm == Algorithm::Gzip }
+    }
 
     /// The default level of an algorithm.
     pub fn default_level(algorithm: Algorithm) -> i32 {
@@ -74,8 +82,11 @@ impl Compression {
     pub fn describe(&self) -> String {
         match self.algorithm {
             Algorithm::Gzip => format!(
-                "gzip level={} impl=zlib-rs block={} dict={} os=3 mtime=0",
-                self.level, GZIP_BLOCK_SIZE, GZIP_DICT_SIZE
+                "gzip level={} impl=zlib-rs block={} dict={} os=3 mtime=0{}",
+                self.level,
+                GZIP_BLOCK_SIZE,
+                GZIP_DICT_SIZE,
+                if self.splice { format!(" members=spliced-deflate,plain<={}", crate::layer::PLAIN_MEMBER_MAX) } else { String::new() }
             ),
             Algorithm::Zstd => format!("zstd level={} impl=libzstd-{} mt=1+", self.level, zstd::zstd_safe::version_string()),
             Algorithm::None => "none".to_string(),
@@ -414,7 +425,7 @@ mod tests {
     fn zstd_bytes_do_not_depend_on_thread_count() {
         let data = sample(9 * GZIP_BLOCK_SIZE);
         let run = |threads| {
-            let mut c = Compressor::new(Compression { algorithm: Algorithm::Zstd, level: 3 }, threads, Vec::new()).unwrap();
+            let mut c = Compressor::new(Compression::new(Algorithm::Zstd, 3), threads, Vec::new()).unwrap();
             c.write_all(&data).unwrap();
             c.finish().unwrap()
         };

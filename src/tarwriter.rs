@@ -113,8 +113,44 @@ impl<W: Write> TarWriter<W> {
         self.out.write_all(&h)
     }
 
+    /// The inner writer (to write an entry's data some other way after
+    /// [`TarWriter::header`]; call [`TarWriter::pad`] afterwards).
+    pub fn get_mut(&mut self) -> &mut W {
+        &mut self.out
+    }
+
+    /// Writes the padding that follows `size` bytes of entry data.
+    pub fn pad(&mut self, size: u64) -> io::Result<()> {
+        pad(&mut self.out, size)
+    }
+
     /// Writes one entry; for files, `data` must yield exactly `header.size` bytes.
     pub fn append(&mut self, header: &TarHeader<'_>, data: Option<&mut dyn Read>) -> io::Result<()> {
+        self.header(header)?;
+        if header.kind == TarType::File {
+            let data = data.ok_or_else(|| io::Error::other("file entry without data"))?;
+            let copied = io::copy(&mut data.take(header.size), &mut self.out)?;
+            if copied != header.size {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("{}: expected {} bytes, the source gave {}", header.path, header.size, copied),
+                ));
+            }
+            // A source that grew since it was measured would silently lose bytes.
+            let mut probe = [0u8; 1];
+            if data.read(&mut probe)? != 0 {
+                return Err(io::Error::other(format!(
+                    "{}: the source has more than the {} bytes recorded (did the file change during the build?)",
+                    header.path, header.size
+                )));
+            }
+            pad(&mut self.out, header.size)?;
+        }
+        Ok(())
+    }
+
+    /// Writes an entry's header block(s) only (PAX record included).
+    pub fn header(&mut self, header: &TarHeader<'_>) -> io::Result<()> {
         let mut pax = Vec::new();
         let path = header.path.as_bytes();
         let name_field: &[u8] = if path.len() > 100 {
@@ -162,27 +198,7 @@ impl<W: Write> TarWriter<W> {
             self.out.write_all(&pax)?;
             pad(&mut self.out, pax.len() as u64)?;
         }
-        self.raw_header(name_field, header.kind.flag(), header.mode, uid_field, gid_field, size_field, mtime_field, link_field)?;
-        if header.kind == TarType::File {
-            let data = data.ok_or_else(|| io::Error::other("file entry without data"))?;
-            let copied = io::copy(&mut data.take(header.size), &mut self.out)?;
-            if copied != header.size {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("{}: expected {} bytes, the source gave {}", header.path, header.size, copied),
-                ));
-            }
-            // A source that grew since it was measured would silently lose bytes.
-            let mut probe = [0u8; 1];
-            if data.read(&mut probe)? != 0 {
-                return Err(io::Error::other(format!(
-                    "{}: the source has more than the {} bytes recorded (did the file change during the build?)",
-                    header.path, header.size
-                )));
-            }
-            pad(&mut self.out, header.size)?;
-        }
-        Ok(())
+        self.raw_header(name_field, header.kind.flag(), header.mode, uid_field, gid_field, size_field, mtime_field, link_field)
     }
 
     /// Writes the end-of-archive marker and returns the inner writer.

@@ -127,6 +127,21 @@ pub trait ContentSource: Send + Sync + fmt::Debug {
     fn open(&self) -> io::Result<Box<dyn Read + Send + '_>>;
     /// Human-readable origin for error messages.
     fn describe(&self) -> String;
+    /// The bytes as an existing raw deflate stream (a deflated zip member),
+    /// which a gzip layer can carry as is instead of compressing again.
+    fn raw_deflate(&self) -> io::Result<Option<RawDeflate<'_>>> {
+        Ok(None)
+    }
+}
+
+/// A raw deflate stream (RFC 1951, no header) that inflates to a file's bytes.
+pub struct RawDeflate<'a> {
+    /// The compressed bytes, exactly `compressed_size` of them.
+    pub reader: Box<dyn Read + Send + 'a>,
+    /// Compressed length.
+    pub compressed_size: u64,
+    /// CRC-32 of the inflated bytes, as recorded by the archive (checked).
+    pub crc32: u32,
 }
 
 /// Where a regular file's bytes come from.
@@ -161,6 +176,14 @@ impl Content {
             Content::LocalFile(p) => Ok(Box::new(fs_err::File::open(p)?)),
             Content::Spool(s) => Ok(Box::new(s.reader())),
             Content::Source(s) => s.open(),
+        }
+    }
+
+    /// The bytes as a raw deflate stream, when the source has one.
+    pub fn raw_deflate(&self) -> io::Result<Option<RawDeflate<'_>>> {
+        match self {
+            Content::Source(s) => s.raw_deflate(),
+            _ => Ok(None),
         }
     }
 

@@ -76,7 +76,7 @@ fn sbom_is_deterministic_and_does_not_change_the_image_digest() {
         let out = format!("oci:{}", t.path().join(format!("o{i}")).display());
         let o = run(strata().args(["build", "-q"]).arg(&spec).args(["-o", &out, "--cache"]).arg(t.path().join(format!("c{i}"))));
         assert!(o.status.success());
-        assert_eq!(stdout(&o).trim(), "sha256:69e4c3fdf3447ce92bc15ed525fe5f84119bc16c82f548e4c3a8a61bfbcc4045");
+        assert_eq!(stdout(&o).trim(), "sha256:9d9d648a9e9da297173066e5d4649eff02ba561dabd200d60f0f120683446efe");
         docs.push(stdout(&run(strata().args(["inspect", "--sbom", &out]))));
     }
     assert_eq!(docs[0], docs[1]);

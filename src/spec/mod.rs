@@ -327,10 +327,7 @@ fn check_image(path: &Path, text: &str, index: &HashMap<String, (usize, usize)>,
         }
     }
     if let Some(c) = &spec.compression {
-        let comp = crate::compress::Compression {
-            algorithm: c.algorithm,
-            level: c.level.unwrap_or_else(|| crate::compress::Compression::default_level(c.algorithm)),
-        };
+        let comp = crate::compress::Compression::new(c.algorithm, c.level.unwrap_or_else(|| crate::compress::Compression::default_level(c.algorithm)));
         comp.validate().map_err(|m| err("compression.level", m, None))?;
     }
     if let Some(cfg) = &spec.config {

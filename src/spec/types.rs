@@ -177,6 +177,11 @@ pub struct CompressionSpec {
     /// Optional. gzip 1-9 (default 6), zstd 1-19 (default 3).
     #[serde(default)]
     pub level: Option<i32>,
+    /// Optional, gzip only. Carry files that already are raw deflate streams
+    /// (wheel members) as gzip members of their own instead of compressing
+    /// them again. Default: true.
+    #[serde(default)]
+    pub splice: Option<bool>,
 }
 
 /// One entry of `layers:`. Either `include:` alone, or any combination of

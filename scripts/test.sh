@@ -24,7 +24,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
-  echo "error: cargo is not installed; Strata needs a Rust toolchain (1.85 or newer)" >&2
+  echo "error: cargo is not installed; Strata needs a Rust toolchain (1.89 or newer)" >&2
   exit 1
 fi
 

@@ -23,7 +23,7 @@ pub fn explain(r: &Report) -> Verdict {
         return Verdict { identical: true, first_difference: None, likely_cause: None };
     }
     let v = |what: String, cause: &str| Verdict { identical: false, first_difference: Some(what), likely_cause: Some(cause.to_string()) };
-    for c in &r.config {
+    if let Some(c) = r.config.first() {
         let cause = if c.pointer == "/created" || c.pointer.ends_with("/created") {
             "epoch handling: the two builds used different epochs (spec `epoch:` or SOURCE_DATE_EPOCH)"
         } else if c.pointer.starts_with("/config/") {

@@ -202,7 +202,7 @@ impl Fetcher {
                 summary.cached += 1;
                 continue;
             }
-            if let Some(found) = self.from_mirrors(a)? {
+            if let Some(found) = self.copy_from_mirrors(a)? {
                 if found {
                     summary.from_mirror += 1;
                     continue;
@@ -245,7 +245,7 @@ impl Fetcher {
     }
 
     /// Copies the artifact from a mirror directory when one has it.
-    fn from_mirrors(&self, a: &Artifact) -> Result<Option<bool>, FetchError> {
+    fn copy_from_mirrors(&self, a: &Artifact) -> Result<Option<bool>, FetchError> {
         for m in &self.opts.mirrors {
             let candidate = m.join("sha256").join(a.sha256.hex());
             if candidate.is_file() {

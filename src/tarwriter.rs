@@ -91,6 +91,7 @@ impl<W: Write> TarWriter<W> {
         TarWriter { out }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn raw_header(&mut self, name: &[u8], kind: u8, mode: u32, uid: u64, gid: u64, size: u64, mtime: u64, link: &[u8]) -> io::Result<()> {
         let mut h = [0u8; BLOCK];
         h[..name.len()].copy_from_slice(name);

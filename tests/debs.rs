@@ -104,7 +104,7 @@ fn build_extracts_all_compressions_and_adds_stand_ins() {
         String::from_utf8(files["etc/ssl/certs/ca-certificates.crt"].2.clone()).unwrap(),
         "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----\nBBBB\n-----END CERTIFICATE-----\n"
     );
-    assert_eq!(files["etc/ca-certificates.conf"].2.ends_with(b"mozilla/A.crt\nmozilla/B.crt\n"), true);
+    assert!(files["etc/ca-certificates.conf"].2.ends_with(b"mozilla/A.crt\nmozilla/B.crt\n"));
     let cache = strata::sources::deb::ldcache::read_cache(&files["etc/ld.so.cache"].2).unwrap();
     let entries: Vec<(String, String)> = cache.iter().map(|e| (e.key.clone(), e.path.clone())).collect();
     assert_eq!(

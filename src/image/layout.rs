@@ -132,7 +132,7 @@ fn blobs<'a>(img: &'a BuiltImage, store: &Store) -> Vec<(Digest, u64, BlobSrc<'a
     for l in &img.layers {
         v.push((l.blob.digest, l.blob.size, BlobSrc::Store(store.path(&l.blob.digest))));
     }
-    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v.sort_by_key(|a| a.0);
     v.dedup_by(|a, b| a.0 == b.0);
     v
 }

@@ -23,3 +23,4 @@ pub mod diff;
 pub mod audit;
 pub mod sbom;
 pub mod lock;
+pub mod registry;

@@ -47,6 +47,8 @@ enum Command {
     Diff(commands::diff::DiffArgs),
     Audit(commands::audit::AuditArgs),
     Lock(commands::lock::LockArgs),
+    Push(commands::push::PushArgs),
+    Pull(commands::pull::PullArgs),
     /// Print the JSON Schema of image specs (or, with --layer, of layer files).
     #[command(hide = true)]
     Schema {
@@ -61,11 +63,13 @@ fn main() -> ExitCode {
     init_tracing(cli.global.verbose);
     let result = match cli.command {
         Command::Build(a) => commands::build::run(a, &cli.global),
-        Command::Inspect(a) => commands::inspect::run(a),
         Command::Fetch(a) => commands::fetch::run(a, &cli.global),
         Command::Diff(a) => return tri_state(commands::diff::run(a)),
         Command::Audit(a) => return tri_state(commands::audit::run(a, &cli.global)),
         Command::Lock(a) => commands::lock::run(a, &cli.global),
+        Command::Inspect(a) => commands::inspect::run(a, &cli.global),
+        Command::Push(a) => commands::push::run(a, &cli.global),
+        Command::Pull(a) => commands::pull::run(a, &cli.global),
         Command::Schema { layer } => {
             let v = if layer { strata::spec::layer_schema() } else { strata::spec::image_schema() };
             serde_json::to_string_pretty(&v).map_err(anyhow::Error::from).and_then(|s| commands::out(&s))

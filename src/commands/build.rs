@@ -12,6 +12,7 @@ use strata::report::human_bytes;
 
 use super::{fetch_options, out, NetArgs};
 use super::progress::CliReporter;
+use super::push::{push_source, RegistryArgs, UploadArgs};
 use crate::GlobalArgs;
 
 /// Build an image from a spec.
@@ -38,10 +39,19 @@ pub struct BuildArgs {
     /// Rebuild every layer even when the layer cache has it.
     #[arg(long)]
     pub no_layer_cache: bool,
+    /// After building, push the image to HOST[:PORT]/NAME[:TAG].
+    #[arg(long, value_name = "REF")]
+    pub push: Option<String>,
+    #[command(flatten)]
+    pub upload: UploadArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let reporter = Arc::new(CliReporter::new(global.quiet));
+    // A bad destination should fail before the build, not after.
+    let push_to = args.push.as_deref().map(strata::registry::Reference::parse).transpose()?;
     let spec = strata::spec::load(&args.spec)?;
     let output = match &args.output {
         Some(o) => Output::parse(o)?,
@@ -80,6 +90,23 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             output.display()
         );
     }
+    let pushed = match &push_to {
+        Some(dest) => {
+            // From the layout or archive just written, so its SBOM goes along
+            // as a referrer; docker-archives keep theirs beside the file.
+            let src: Box<dyn strata::image::read::ImageSource> = match &output {
+                Output::OciDir { dir, tag: t } => strata::image::read::open(&format!("oci:{}:{}", dir.display(), t.as_deref().unwrap_or(&tag)))?,
+                Output::OciArchive { file, tag: t } => strata::image::read::open(&format!("oci-archive:{}:{}", file.display(), t.as_deref().unwrap_or(&tag)))?,
+                Output::DockerArchive { .. } => Box::new(strata::image::read::BuiltSource {
+                    image: result.image.clone(),
+                    store: strata::store::Store::open(&opts.cache)?,
+                    name: output.display(),
+                }),
+            };
+            Some(push_source(src.as_ref(), dest, &args.upload, &args.registry, global)?)
+        }
+        None => None,
+    };
     if args.json {
         let summary = json!({
             "name": spec.spec.name,
@@ -90,6 +117,7 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             "epoch": result.epoch,
             "layers": result.layers,
             "fetch": {"cached": result.fetch.cached, "from_mirror": result.fetch.from_mirror, "downloaded": result.fetch.downloaded, "bytes": result.fetch.bytes},
+            "push": pushed,
         });
         out(&serde_json::to_string_pretty(&summary)?)?;
     } else {

@@ -6,11 +6,13 @@ use strata::digest::Digest;
 use strata::report::human_bytes;
 
 use super::out;
+use super::push::RegistryArgs;
+use crate::GlobalArgs;
 
 /// Show an image's manifest digest, config and layers.
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE.
+    /// oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE or docker://HOST/NAME[:TAG|@DIGEST].
     pub source: String,
     /// Print manifest and config as JSON.
     #[arg(long)]
@@ -18,10 +20,22 @@ pub struct InspectArgs {
     /// Print the image's SBOM (SPDX 2.3 JSON) instead.
     #[arg(long, conflicts_with = "json")]
     pub sbom: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
-pub fn run(args: InspectArgs) -> anyhow::Result<()> {
-    let src = strata::image::read::open(&args.source)?;
+fn open(args: &InspectArgs, global: &GlobalArgs) -> anyhow::Result<Box<dyn strata::image::read::ImageSource>> {
+    if args.source.starts_with("docker://") {
+        let r = strata::registry::Reference::parse(&args.source)?;
+        let reporter = std::sync::Arc::new(super::progress::CliReporter::new(global.quiet));
+        let client = strata::registry::Client::new(args.registry.options(global)?, reporter)?;
+        return Ok(Box::new(client.open(&r)?));
+    }
+    Ok(strata::image::read::open(&args.source)?)
+}
+
+pub fn run(args: InspectArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let src = open(&args, global)?;
     if args.sbom {
         let doc = src.sbom()?.ok_or_else(|| anyhow::anyhow!("{}: no SBOM is attached to this image\nhint: images built by strata carry one; for docker-archive outputs it is the file FILE.spdx.json beside the archive", args.source))?;
         let v: Value = serde_json::from_slice(&doc)?;
@@ -29,6 +43,7 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let m = src.manifest()?;
+    let root = src.root()?;
     let manifest: Value = serde_json::from_slice(&m.bytes)?;
     let cfg_digest = manifest
         .pointer("/config/digest")
@@ -40,6 +55,7 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
         out(&serde_json::to_string_pretty(&json!({
             "source": args.source,
             "manifest_digest": if m.native { Value::String(m.digest.to_string()) } else { Value::Null },
+            "index_digest": if root.digest != m.digest { Value::String(root.digest.to_string()) } else { Value::Null },
             "media_type": m.media_type,
             "manifest": manifest,
             "config_digest": cfg_digest.to_string(),
@@ -48,6 +64,9 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let s = |p: &str| config.pointer(p).map(|v| if let Value::String(s) = v { s.clone() } else { v.to_string() }).unwrap_or_else(|| "-".into());
+    if root.digest != m.digest {
+        out(&format!("index       {}  ({}, {} bytes)", root.digest, root.media_type, root.bytes.len()))?;
+    }
     if m.native {
         out(&format!("manifest    {}  ({}, {} bytes)", m.digest, m.media_type, m.bytes.len()))?;
     } else {

@@ -8,6 +8,8 @@ pub mod fetch;
 pub mod inspect;
 pub mod lock;
 pub mod progress;
+pub mod pull;
+pub mod push;
 
 use std::io::Write;
 

@@ -58,11 +58,21 @@ pub trait ImageSource: Send + Sync {
     fn describe(&self) -> String;
     /// The selected image's manifest.
     fn manifest(&self) -> Result<ManifestRef, ReadError>;
+    /// The top-level manifest as stored: an image index when the source
+    /// names one, else the image manifest. Push copies it whole.
+    fn root(&self) -> Result<ManifestRef, ReadError> {
+        self.manifest()
+    }
     /// Opens a blob by digest.
     fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send + '_>, ReadError>;
     /// The SBOM (SPDX JSON) attached to the selected image, if any.
     fn sbom(&self) -> Result<Option<Vec<u8>>, ReadError> {
         Ok(None)
+    }
+    /// Manifests of artifacts stored with the selected image that refer to
+    /// it (its SBOM); push sends them as referrers.
+    fn attachments(&self) -> Result<Vec<Digest>, ReadError> {
+        Ok(Vec::new())
     }
     /// Reads a small blob (configs, manifests) whole, checking its digest.
     fn blob_bytes(&self, digest: &Digest) -> Result<Vec<u8>, ReadError> {
@@ -79,8 +89,12 @@ pub trait ImageSource: Send + Sync {
     }
 }
 
-/// Opens `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]` or `docker-archive:FILE`.
+/// Opens `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`, `docker-archive:FILE` or
+/// `docker://REF` (credentials from the environment and auth files).
 pub fn open(spec: &str) -> Result<Box<dyn ImageSource>, ReadError> {
+    if spec.starts_with("docker://") {
+        return crate::registry::open_remote(spec).map_err(|e| ReadError::Invalid(e.to_string()));
+    }
     if let Some(rest) = spec.strip_prefix("oci:") {
         let (dir, tag) = split_tag(rest);
         return Ok(Box::new(OciDir { dir: dir.into(), tag, shown: spec.to_string() }));
@@ -155,6 +169,19 @@ fn select_entry(index: &[u8], tag: Option<&str>, shown: &str) -> Result<Value, R
     Ok(chosen.clone())
 }
 
+/// The artifact manifests an index entry's annotations name (its SBOM).
+fn attachments_of_entry(entry: &Value) -> Vec<Digest> {
+    entry.pointer("/annotations/dev.strata.sbom").and_then(Value::as_str).and_then(|d| Digest::parse(d).ok()).into_iter().collect()
+}
+
+/// The manifest or index an index entry names, unresolved.
+fn root_manifest(src: &dyn ImageSource, digest: Digest, mt: String) -> Result<ManifestRef, ReadError> {
+    let bytes = src.blob_bytes(&digest)?;
+    let v: Value = serde_json::from_slice(&bytes).map_err(|e| ReadError::Invalid(format!("{}: manifest {digest} is not JSON: {e}", src.describe())))?;
+    let media_type = v.get("mediaType").and_then(Value::as_str).map(str::to_string).unwrap_or(mt);
+    Ok(ManifestRef { bytes, digest, media_type, native: true })
+}
+
 /// Follows a nested index to the linux/amd64 (or only) manifest.
 fn resolve_manifest(src: &dyn ImageSource, mut digest: Digest, mut mt: String) -> Result<ManifestRef, ReadError> {
     for _ in 0..4 {
@@ -203,6 +230,17 @@ impl ImageSource for OciDir {
         let index = std::fs::read(&p).map_err(ioe("reading", &p))?;
         let entry = select_entry(&index, self.tag.as_deref(), &self.shown)?;
         sbom_of_entry(self, &entry)
+    }
+    fn attachments(&self) -> Result<Vec<Digest>, ReadError> {
+        let p = self.dir.join("index.json");
+        let index = std::fs::read(&p).map_err(ioe("reading", &p))?;
+        Ok(attachments_of_entry(&select_entry(&index, self.tag.as_deref(), &self.shown)?))
+    }
+    fn root(&self) -> Result<ManifestRef, ReadError> {
+        let p = self.dir.join("index.json");
+        let index = std::fs::read(&p).map_err(ioe("reading", &p))?;
+        let (d, mt) = select_from_index(&index, self.tag.as_deref(), &self.shown)?;
+        root_manifest(self, d, mt)
     }
     fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send + '_>, ReadError> {
         let p = self.dir.join("blobs/sha256").join(digest.hex());
@@ -276,6 +314,15 @@ impl ImageSource for OciArchive {
         let index = self.idx.read_member("index.json")?.ok_or_else(|| ReadError::Invalid(format!("{}: no index.json", self.shown)))?;
         let entry = select_entry(&index, self.tag.as_deref(), &self.shown)?;
         sbom_of_entry(self, &entry)
+    }
+    fn attachments(&self) -> Result<Vec<Digest>, ReadError> {
+        let index = self.idx.read_member("index.json")?.ok_or_else(|| ReadError::Invalid(format!("{}: no index.json", self.shown)))?;
+        Ok(attachments_of_entry(&select_entry(&index, self.tag.as_deref(), &self.shown)?))
+    }
+    fn root(&self) -> Result<ManifestRef, ReadError> {
+        let index = self.idx.read_member("index.json")?.ok_or_else(|| ReadError::Invalid(format!("{}: no index.json (not an oci-archive?)", self.shown)))?;
+        let (d, mt) = select_from_index(&index, self.tag.as_deref(), &self.shown)?;
+        root_manifest(self, d, mt)
     }
     fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send + '_>, ReadError> {
         self.idx

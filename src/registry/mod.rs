@@ -1,0 +1,387 @@
+//! A thin OCI distribution client on `reqwest`: push, pull, inspect and the
+//! referrers API, with docker/podman credentials, bearer tokens, retries
+//! and bounded concurrency. See docs/registry.md for behaviour in detail.
+//!
+//! * [`reference`] — `HOST/NAME:TAG@DIGEST` parsing.
+//! * [`creds`] — where credentials come from (flags, env, auth files, helpers).
+//! * [`auth`] — challenges, scopes, the token cache.
+//! * `client` — one registry over HTTP: scheme, auth, redirects, retries.
+//! * `ops` — blob and manifest operations, uploads.
+//! * [`push`], [`pull`], [`source`] — whole images.
+//!
+//! Library code never prints: progress and warnings go to a
+//! [`Reporter`](crate::report::Reporter), errors carry the registry,
+//! repository and a hint, and secrets are never part of any message.
+
+pub mod auth;
+pub(crate) mod client;
+pub mod creds;
+pub mod error;
+pub(crate) mod memory;
+pub(crate) mod ops;
+pub mod pull;
+pub mod push;
+pub mod reference;
+pub mod source;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tracing::debug;
+
+pub use client::{http_allowed, is_loopback};
+pub use creds::{Credential, CredentialOptions};
+pub use error::RegistryError;
+pub use ops::BlobAction;
+pub use pull::{PullOptions, PullSummary};
+pub use push::{BlobReport, PushOptions, PushSummary};
+pub use reference::Reference;
+pub use source::RemoteImage;
+
+use crate::digest::Digest;
+use crate::report::{NullReporter, Reporter};
+use client::Registry;
+use ops::{BlobSource, BytesBlob, FileBlob, Upload};
+
+/// How the client behaves.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Where credentials come from.
+    pub credentials: CredentialOptions,
+    /// Extra CA certificates (PEM bundles) trusted besides the system roots.
+    pub ca_files: Vec<PathBuf>,
+    /// Hosts (`host` or `host:port`) that may use plain HTTP or certificates
+    /// that do not verify. Loopback hosts may always use HTTP.
+    pub insecure_registries: Vec<String>,
+    /// Extra attempts after the first on connection errors, 408, 429 and 5xx.
+    pub retries: u32,
+    /// First backoff delay; doubles each retry (with jitter), at most 30 s.
+    pub backoff: Duration,
+    /// Blobs in flight at once.
+    pub concurrency: usize,
+    /// Upload in chunks of this size (raised to the registry's
+    /// `OCI-Chunk-Min-Length`); `None` = one streamed PUT per blob.
+    pub chunk_size: Option<u64>,
+    /// The file that remembers which repositories hold which blobs (mount
+    /// sources); `None` = do not remember.
+    pub memory: Option<PathBuf>,
+    /// A read that stalls this long fails (and is retried).
+    pub read_timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            credentials: CredentialOptions::default(),
+            ca_files: Vec::new(),
+            insecure_registries: Vec::new(),
+            retries: 5,
+            backoff: Duration::from_millis(500),
+            concurrency: 4,
+            chunk_size: None,
+            memory: None,
+            read_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+impl ClientOptions {
+    /// The memory file under a cache root.
+    pub fn memory_in(cache: &Path) -> PathBuf {
+        cache.join("registry/blob-locations.json")
+    }
+}
+
+/// A descriptor (for referrers and small artifacts).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    /// Media type.
+    pub media_type: String,
+    /// Digest.
+    pub digest: Digest,
+    /// Size.
+    pub size: u64,
+    /// Artifact type (OCI 1.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    /// Annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Where a referrer was recorded.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReferrerOutcome {
+    /// The artifact manifest's digest.
+    pub digest: Digest,
+    /// The manifest it refers to.
+    pub subject: Digest,
+    /// Its artifact type.
+    pub artifact_type: Option<String>,
+    /// The fallback tag (`sha256-<hex>`) updated, when the registry has no referrers API.
+    pub fallback_tag: Option<String>,
+}
+
+/// Parses sizes like `4MiB`, `5MB`, `512KiB`, `1048576`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a size (e.g. 4MiB, 5MB, 1048576)"))?;
+    let mul: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" => 1 << 30,
+        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use B, KB, KiB, MB, MiB, GB or GiB)")),
+    };
+    n.checked_mul(mul).filter(|v| *v > 0).ok_or_else(|| format!("`{s}` is not a usable size"))
+}
+
+/// A registry client: a small async runtime and the registries it talked to.
+pub struct Client {
+    rt: Arc<tokio::runtime::Runtime>,
+    opts: Arc<ClientOptions>,
+    reporter: Arc<dyn Reporter>,
+    strict: reqwest::Client,
+    lenient: reqwest::Client,
+    registries: Mutex<HashMap<String, Arc<Registry>>>,
+}
+
+fn http_client(opts: &ClientOptions, accept_invalid: bool) -> Result<reqwest::Client, RegistryError> {
+    let mut b = reqwest::Client::builder()
+        .user_agent(concat!("strata/", env!("CARGO_PKG_VERSION")))
+        // Redirects are followed by hand: streamed bodies must be re-opened
+        // and credentials must stay with the registry's origin.
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(30))
+        .read_timeout(opts.read_timeout)
+        .pool_idle_timeout(Duration::from_secs(60));
+    for f in &opts.ca_files {
+        let pem = fs_err::read(f).map_err(|e| RegistryError::Invalid(format!("--ca-file: {e}")))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| RegistryError::Invalid(format!("--ca-file {}: not a PEM certificate bundle: {e}", f.display())))?;
+        if certs.is_empty() {
+            return Err(RegistryError::Invalid(format!("--ca-file {}: no certificates found (expected PEM `BEGIN CERTIFICATE` blocks)", f.display())));
+        }
+        for c in certs {
+            b = b.add_root_certificate(c);
+        }
+    }
+    if accept_invalid {
+        b = b.danger_accept_invalid_certs(true);
+    }
+    b.build().map_err(|e| RegistryError::Invalid(format!("building the HTTP client: {}", client::error_chain(&e))))
+}
+
+impl Client {
+    /// A client; `reporter` receives progress and warnings.
+    pub fn new(opts: ClientOptions, reporter: Arc<dyn Reporter>) -> Result<Client, RegistryError> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("strata-registry")
+            .enable_all()
+            .build()
+            .map_err(|e| RegistryError::Invalid(format!("starting the async runtime: {e}")))?;
+        let strict = http_client(&opts, false)?;
+        let lenient = http_client(&opts, true)?;
+        Ok(Client { rt: Arc::new(rt), opts: Arc::new(opts), reporter, strict, lenient, registries: Mutex::new(HashMap::new()) })
+    }
+
+    /// A client that reports nothing, with options from the environment
+    /// (credentials from env and auth files).
+    pub fn from_env() -> Result<Client, RegistryError> {
+        Client::new(ClientOptions::default(), Arc::new(NullReporter))
+    }
+
+    /// The registry of a reference (credentials are looked up on first use).
+    fn registry(&self, r: &Reference) -> Result<Arc<Registry>, RegistryError> {
+        let mut map = self.registries.lock().map_err(|_| RegistryError::Invalid("registry table poisoned".into()))?;
+        if let Some(reg) = map.get(&r.registry) {
+            return Ok(reg.clone());
+        }
+        let lookup = creds::lookup(&r.registry, &r.repository, &self.opts.credentials)?;
+        match &lookup.credential {
+            Some(c) => debug!(registry = %r.registry, "credentials: {}", c.describe()),
+            None => debug!(registry = %r.registry, searched = %lookup.searched.join(", "), "no credentials; anonymous"),
+        }
+        // Only hosts named as insecure skip certificate checks; loopback merely may use HTTP.
+        let http = if client::named_insecure(&r.registry, &self.opts.insecure_registries) { self.lenient.clone() } else { self.strict.clone() };
+        let reg = Arc::new(Registry::new(&r.registry, http, lookup, self.opts.clone(), self.reporter.clone()));
+        map.insert(r.registry.clone(), reg.clone());
+        Ok(reg)
+    }
+
+    /// Opens `r` as an image source (platform linux/amd64 from an index).
+    pub fn open(&self, r: &Reference) -> Result<RemoteImage, RegistryError> {
+        self.open_platform(r, ("linux".into(), "amd64".into()))
+    }
+
+    /// Opens `r`, choosing `platform` (`os`, `architecture`) from an index.
+    pub fn open_platform(&self, r: &Reference, platform: (String, String)) -> Result<RemoteImage, RegistryError> {
+        let reg = self.registry(r)?;
+        let root = self.rt.block_on(reg.get_manifest(&r.repository, &r.manifest_reference()))?;
+        Ok(RemoteImage::new(self.rt.clone(), reg, r.clone(), root, platform))
+    }
+
+    /// The manifest (or index) `r` names: bytes, media type and digest.
+    pub fn get_manifest(&self, r: &Reference) -> Result<ops::Fetched, RegistryError> {
+        let reg = self.registry(r)?;
+        self.rt.block_on(reg.get_manifest(&r.repository, &r.manifest_reference()))
+    }
+
+    /// True when the repository of `r` has the blob.
+    pub fn blob_exists(&self, r: &Reference, d: &Digest) -> Result<bool, RegistryError> {
+        let reg = self.registry(r)?;
+        Ok(self.rt.block_on(reg.head_blob(&r.repository, d, &auth::Scopes::pull(&r.repository)))?.is_some())
+    }
+
+    fn push_blob_source(&self, r: &Reference, d: Digest, size: u64, media_type: &str, src: &dyn BlobSource) -> Result<BlobReport, RegistryError> {
+        let reg = self.registry(r)?;
+        let task = crate::report::task_id();
+        let up = Upload { repo: &r.repository, digest: d, size, source: src, mount_from: None, task, checked: false };
+        let res = self.rt.block_on(reg.upload(&up))?;
+        Ok(BlobReport { digest: d, size, media_type: media_type.into(), action: res.action, bytes_sent: res.bytes_sent, mounted_from: res.mounted_from, attempts: res.attempts })
+    }
+
+    /// Uploads a small blob from memory to the repository of `r` (skipped when present).
+    pub fn push_blob_bytes(&self, r: &Reference, bytes: &[u8], media_type: &str) -> Result<BlobReport, RegistryError> {
+        let b = Bytes::copy_from_slice(bytes);
+        self.push_blob_source(r, Digest::of(bytes), bytes.len() as u64, media_type, &BytesBlob(b))
+    }
+
+    /// Uploads a file as a blob, streaming it (checked against `digest` and `size`).
+    pub fn push_blob_file(&self, r: &Reference, path: &Path, digest: Digest, size: u64, media_type: &str) -> Result<BlobReport, RegistryError> {
+        let _guard = self.rt.enter(); // FileBlob reads on the runtime's blocking pool
+        self.push_blob_source(r, digest, size, media_type, &FileBlob { path: path.to_path_buf(), digest, size })
+    }
+
+    /// Pushes a manifest (by digest, plus `tag` when given); its blobs must be there.
+    pub fn push_manifest(&self, r: &Reference, bytes: &[u8], media_type: &str, tag: Option<&str>) -> Result<Digest, RegistryError> {
+        let reg = self.registry(r)?;
+        let b = Bytes::copy_from_slice(bytes);
+        let d = Digest::of(bytes);
+        self.rt.block_on(async {
+            reg.put_manifest(&r.repository, &d.to_string(), &b, media_type).await?;
+            if let Some(t) = tag {
+                reg.put_manifest(&r.repository, t, &b, media_type).await?;
+            }
+            Ok::<_, RegistryError>(())
+        })?;
+        Ok(d)
+    }
+
+    /// Pushes an artifact manifest whose `subject` is `subject` (its blobs
+    /// must already be in the repository: see [`Client::push_blob_bytes`]).
+    /// When the registry does not index referrers itself (no `OCI-Subject`
+    /// in the answer), the fallback tag `sha256-<subject hex>` — an image
+    /// index listing the referrers — is updated, as the distribution spec
+    /// asks. Concurrent updates of one fallback tag can lose an entry (the
+    /// spec offers no compare-and-swap).
+    pub fn push_referrer(&self, repo: &Reference, subject: &Descriptor, manifest: &[u8], media_type: &str) -> Result<ReferrerOutcome, RegistryError> {
+        let v: Value = serde_json::from_slice(manifest).map_err(|e| RegistryError::Invalid(format!("referrer manifest is not JSON: {e}")))?;
+        let named = v.pointer("/subject/digest").and_then(Value::as_str);
+        if named != Some(subject.digest.to_string().as_str()) {
+            return Err(RegistryError::Invalid(format!(
+                "the referrer manifest's `subject` ({}) is not {}",
+                named.unwrap_or("missing"),
+                subject.digest
+            )));
+        }
+        let reg = self.registry(repo)?;
+        let bytes = Bytes::copy_from_slice(manifest);
+        self.rt.block_on(put_referrer(&reg, &repo.repository, &bytes, media_type))
+    }
+
+    /// The referrers of `subject` in the repository of `repo` (the referrers
+    /// API, else the fallback tag), optionally only those of `artifact_type`.
+    pub fn referrers(&self, repo: &Reference, subject: &Digest, artifact_type: Option<&str>) -> Result<Vec<Descriptor>, RegistryError> {
+        let reg = self.registry(repo)?;
+        let descs = self.rt.block_on(list_referrers(&reg, &repo.repository, subject))?;
+        Ok(descs.into_iter().filter(|d| artifact_type.is_none() || d.artifact_type.as_deref() == artifact_type).collect())
+    }
+}
+
+/// Pushes an artifact manifest (with a `subject`) by digest; when the
+/// registry does not answer with `OCI-Subject`, adds it to the fallback tag
+/// `sha256-<subject hex>`.
+pub(crate) async fn put_referrer(reg: &Registry, r: &str, bytes: &Bytes, media_type: &str) -> Result<ReferrerOutcome, RegistryError> {
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| RegistryError::Invalid(format!("referrer manifest is not JSON: {e}")))?;
+    let subject = v
+        .pointer("/subject/digest")
+        .and_then(Value::as_str)
+        .and_then(|d| Digest::parse(d).ok())
+        .ok_or_else(|| RegistryError::Invalid("referrer manifest without a sha256 `subject`".into()))?;
+    let digest = Digest::of(bytes);
+    let artifact_type = v.get("artifactType").or_else(|| v.pointer("/config/mediaType")).and_then(Value::as_str).map(str::to_string);
+    let headers = reg.put_manifest(r, &digest.to_string(), bytes, media_type).await?;
+    if headers.get("OCI-Subject").and_then(|h| h.to_str().ok()) == Some(subject.to_string().as_str()) {
+        return Ok(ReferrerOutcome { digest, subject, artifact_type, fallback_tag: None });
+    }
+    let tag = format!("sha256-{}", subject.hex());
+    let mut list: Vec<Value> = match reg.get_manifest(r, &tag).await {
+        Ok(f) => serde_json::from_slice::<Value>(&f.bytes).ok().and_then(|v| v.get("manifests").and_then(Value::as_array).cloned()).unwrap_or_default(),
+        Err(e) if e.status() == Some(404) => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    if !list.iter().any(|m| m.get("digest").and_then(Value::as_str) == Some(digest.to_string().as_str())) {
+        let mut d = serde_json::json!({"mediaType": media_type, "digest": digest.to_string(), "size": bytes.len()});
+        if let Some(at) = &artifact_type {
+            d["artifactType"] = Value::String(at.clone());
+        }
+        if let Some(a) = v.get("annotations").filter(|a| a.as_object().is_some_and(|o| !o.is_empty())) {
+            d["annotations"] = a.clone();
+        }
+        list.push(d);
+        let index = serde_json::json!({"schemaVersion": 2, "mediaType": crate::image::INDEX_MEDIA_TYPE, "manifests": list});
+        let ib = Bytes::from(crate::image::canonical::to_vec(&index).map_err(|e| RegistryError::Invalid(e.to_string()))?);
+        reg.put_manifest(r, &tag, &ib, crate::image::INDEX_MEDIA_TYPE).await?;
+    }
+    Ok(ReferrerOutcome { digest, subject, artifact_type, fallback_tag: Some(tag) })
+}
+
+/// The referrer descriptors of `subject` in `repo` (API, else fallback tag).
+pub(crate) async fn list_referrers(reg: &Registry, repo: &str, subject: &Digest) -> Result<Vec<Descriptor>, RegistryError> {
+    let bytes = match reg.referrers_api(repo, subject).await? {
+        Some(b) => b,
+        None => match reg.get_manifest(repo, &format!("sha256-{}", subject.hex())).await {
+            Ok(f) => f.bytes,
+            Err(e) if e.status() == Some(404) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        },
+    };
+    let v: Value = serde_json::from_slice(&bytes).map_err(|e| RegistryError::Invalid(format!("referrers of {subject}: not JSON: {e}")))?;
+    let list = v.get("manifests").cloned().unwrap_or(Value::Array(Vec::new()));
+    serde_json::from_value(list).map_err(|e| RegistryError::Invalid(format!("referrers of {subject}: bad descriptor: {e}")))
+}
+
+/// Opens `docker://REF` with default options (credentials from the
+/// environment and auth files) — what `strata::image::read::open` uses.
+pub fn open_remote(spec: &str) -> Result<Box<dyn crate::image::read::ImageSource>, RegistryError> {
+    let r = Reference::parse(spec)?;
+    let client = Client::from_env()?;
+    Ok(Box::new(client.open(&r)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4MiB").unwrap(), 4 << 20);
+        assert_eq!(parse_size("5MB").unwrap(), 5_000_000);
+        assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
+        assert_eq!(parse_size("512 KiB").unwrap(), 512 << 10);
+        assert!(parse_size("0").is_err() && parse_size("4 parsecs").is_err() && parse_size("MiB").is_err());
+    }
+}

@@ -56,8 +56,8 @@ impl BlobSource for BytesBlob {
     }
 }
 
-/// Feeds a blocking reader into a stream through a small bounded channel
-/// (at most 4 MiB in flight), checking size and digest as it goes.
+/// Feeds a blocking reader into a stream through a small bounded channel,
+/// checking size and digest as it goes.
 pub(crate) fn pump<'a>(
     open: impl FnOnce() -> Result<Box<dyn std::io::Read + Send + 'a>, String>,
     digest: Digest,
@@ -78,7 +78,8 @@ pub(crate) fn pump<'a>(
     };
     let mut h = Hasher::new();
     loop {
-        let mut buf = vec![0u8; 1 << 20];
+        // 256 KiB pieces, at most 4 queued: ~1.25 MiB per blob in flight.
+        let mut buf = vec![0u8; 256 << 10];
         let mut n = 0;
         while n < buf.len() {
             match r.read(&mut buf[n..]) {

@@ -133,9 +133,12 @@ fn plan(src: &dyn ImageSource, root: &ManifestRef) -> Result<Plan, RegistryError
         }
         let media_type = v.get("mediaType").and_then(Value::as_str).unwrap_or(crate::image::MANIFEST_MEDIA_TYPE).to_string();
         // Its blobs go with the image's (each digest once).
-        let n = p.manifests.len();
+        let (n, b) = (p.manifests.len(), p.blobs.len());
         walk(src, bytes.clone(), d, media_type.clone(), &mut p, &mut seen_blobs, &mut seen_manifests, 0)?;
         p.manifests.truncate(n);
+        for blob in &mut p.blobs[b..] {
+            blob.label = format!("referrer {}", blob.label);
+        }
         p.referrers.push(PlannedManifest { digest: d, bytes, media_type });
     }
     Ok(p)

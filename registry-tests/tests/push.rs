@@ -38,6 +38,13 @@ fn open_registry_push_inspect_pull_run() {
     let v = env.json(&["inspect", &format!("oci:{}:1.0", pulled.display())]);
     assert_eq!(v["manifest_digest"], digest.as_str());
 
+    // diff and audit read docker:// through the same ImageSource
+    let o = env.run(&["diff", &format!("oci:{}", layout.display()), &format!("docker://{dest}")]);
+    assert_eq!(o.status.code(), Some(0), "identical images: {}", text(&o));
+    let spec = workspace().join("specs/hello.yaml");
+    let o = env.run(&["audit", spec.to_str().unwrap(), &format!("docker://{dest}")]);
+    assert_eq!(o.status.code(), Some(0), "the pushed image reproduces from its spec: {}", text(&o));
+
     // re-push: nothing uploaded
     let v = env.json(&["push", &format!("oci:{}", layout.display()), &dest]);
     assert_eq!(v["bytes_sent"], 0, "{v:#}");

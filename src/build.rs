@@ -15,13 +15,17 @@ use crate::image::{assemble, BuiltImage, ImageError, ImageLayer, RuntimeConfig};
 use crate::lock::Lock;
 use crate::layer::{write_layer, LayerBlob, LayerError, LayerSettings};
 use crate::report::{task_id, Reporter, TaskKind};
-use crate::sources::{sources_of, Context, Part, SourceError};
+use crate::sources::{sources_of, Context, Part, Source, SourceError};
 use crate::spec::{parse_platform, parse_port, LoadedSpec};
 use crate::store::{Store, StoreError};
 use crate::tree::Tree;
 
 /// Version of the layer format; part of every layer cache key.
 pub const FORMAT_VERSION: &str = "strata-layer-v1";
+
+/// The most layers an image may have; deeper images are refused by common
+/// container runtimes (overlayfs stacking limits).
+pub const MAX_LAYERS: usize = crate::sources::python::layering::MAX_IMAGE_LAYERS;
 
 /// Build options that do not come from the spec.
 #[derive(Debug, Clone)]
@@ -211,94 +215,104 @@ pub fn build(spec: &LoadedSpec, opts: &BuildOptions, reporter: Arc<dyn Reporter>
 
     let lock = crate::lock::load_for(spec).map_err(|e| BuildError::Other(e.to_string()))?;
     crate::lock::check_spec(spec, lock.as_ref()).map_err(|e| BuildError::Other(e.to_string()))?;
-    let artifacts = artifacts_of(spec, lock.as_ref());
+    // Every source is checked before anything is downloaded (lock files,
+    // wheel selection, the CUDA stack), so a bad spec fails in seconds.
+    let sources: Vec<Vec<Box<dyn Source + '_>>> = spec.layers.iter().map(|l| sources_of(l, lock.as_ref())).collect();
+    for (resolved, srcs) in spec.layers.iter().zip(&sources) {
+        for s in srcs {
+            s.check().map_err(|e| source_error(resolved, &resolved.display_name(), e))?;
+        }
+    }
+    check_cuda(spec, None)?;
+
+    let artifacts: Vec<Artifact> = sources.iter().flatten().flat_map(|s| s.artifacts()).collect();
     let fetch = {
         let _s = info_span!("fetch", artifacts = artifacts.len()).entered();
         Fetcher::new(store.clone(), opts.fetch.clone(), reporter.clone()).fetch_all(&artifacts)?
     };
+    check_cuda(spec, Some(&store))?;
 
     let scratch = tempfile::Builder::new().prefix("build-").tempdir_in(store.tmp_dir()).map_err(|e| BuildError::Other(format!("creating scratch directory: {e}")))?;
     let ctx = Context { store: &store, scratch: scratch.path().to_path_buf(), reporter: reporter.as_ref() };
     let settings = LayerSettings { compression: comp, threads: opts.threads.max(1), epoch };
 
-    let mut image_layers = Vec::new();
-    let mut summaries = Vec::new();
-    let mut packages: Vec<crate::sbom::LayerPackages> = Vec::new();
-    for resolved in &spec.layers {
+    // Plan every layer first: the image's layer count is known (and capped)
+    // before any layer is written.
+    let mut layers: Vec<(String, Vec<Part<'_>>, &crate::spec::ResolvedLayer)> = Vec::new();
+    for (resolved, srcs) in spec.layers.iter().zip(&sources) {
         let lname = resolved.display_name();
-        let src_err = |source: SourceError| BuildError::Source {
-            layer: lname.clone(),
-            file: resolved.file.display().to_string(),
-            node: resolved.node.clone(),
-            source,
-        };
-        let sources = sources_of(resolved, lock.as_ref());
         let mut planned: Vec<Vec<Part<'_>>> = Vec::new();
-        for s in &sources {
-            planned.push(s.plan().map_err(src_err)?);
+        for s in srcs {
+            planned.push(s.plan_with(&ctx).map_err(|e| source_error(resolved, &lname, e))?);
         }
         // A source that splits into several layers stands alone; otherwise all
         // parts of the entry merge into one layer.
-        let groups: Vec<(String, Vec<Part<'_>>)> = if planned.iter().any(|p| p.len() > 1) {
+        if planned.iter().any(|p| p.len() > 1) {
             if planned.len() > 1 {
-                return Err(src_err(SourceError::Message(
+                return Err(source_error(resolved, &lname, SourceError::Message(
                     "a source that makes several layers must be the only source of its layer entry; move the other sources to their own entry".into(),
                 )));
             }
-            planned
-                .into_iter()
-                .flatten()
-                .map(|p| (p.name.clone().map(|n| format!("{lname}/{n}")).unwrap_or_else(|| lname.clone()), vec![p]))
-                .collect()
-        } else {
-            vec![(lname.clone(), planned.into_iter().flatten().collect())]
-        };
-        for (name, parts) in groups {
-            let layer_packages: Vec<crate::sbom::Package> = parts.iter().flat_map(|p| p.packages.clone()).collect();
-            let fps: Vec<&str> = parts.iter().map(|p| p.fingerprint.as_str()).collect();
-            let key = layer_key(&fps, &comp, epoch);
-            let cached = if opts.no_layer_cache { None } else { cache_lookup(&store, &key, reporter.as_ref()) };
-            let (blob, was_cached) = match cached {
-                Some(b) => {
-                    reporter.info(&format!("layer {name}: cached {}", b.digest));
-                    (b, true)
-                }
-                None => {
-                    let mut tree = Tree::new();
-                    for p in parts {
-                        (p.populate)(&ctx, &mut tree).map_err(|e| BuildError::Source {
-                            layer: name.clone(),
-                            file: resolved.file.display().to_string(),
-                            node: resolved.node.clone(),
-                            source: e,
-                        })?;
-                    }
-                    let id = task_id();
-                    reporter.start(id, TaskKind::Layer, &name, Some(tree.file_bytes()));
-                    let blob = {
-                        let _s = info_span!("write_layer", layer = %name).entered();
-                        let rep = reporter.clone();
-                        write_layer(&tree, &settings, &store, &move |n| rep.progress(id, n))
-                            .map_err(|source| BuildError::Layer { layer: name.clone(), source })?
-                    };
-                    reporter.finish(id, &format!("{} ({})", blob.digest, crate::report::human_bytes(blob.size)));
-                    cache_store(&store, &key, &blob);
-                    (blob, false)
-                }
-            };
-            let mut ann = BTreeMap::new();
-            ann.insert("dev.strata.layer.name".to_string(), name.clone());
-            ann.insert("dev.strata.layer.compression".to_string(), comp.describe());
-            image_layers.push(ImageLayer { blob: blob.clone(), created_by: format!("strata: {name}"), annotations: ann });
-            if !layer_packages.is_empty() {
-                packages.push(crate::sbom::LayerPackages { index: image_layers.len(), name: name.clone(), digest: blob.digest, packages: layer_packages });
+            for p in planned.into_iter().flatten() {
+                let name = p.name.clone().map(|n| format!("{lname}/{n}")).unwrap_or_else(|| lname.clone());
+                layers.push((name, vec![p], resolved));
             }
-            summaries.push(LayerSummary { name, blob, cached: was_cached });
+        } else {
+            layers.push((lname.clone(), planned.into_iter().flatten().collect(), resolved));
         }
+    }
+    let verifier = verifier_plan(spec, opts)?;
+    let total = layers.len() + usize::from(verifier.is_some());
+    if total > MAX_LAYERS {
+        return Err(BuildError::Other(format!(
+            "{}: the image would have {total} layers; at most {MAX_LAYERS} are allowed (container runtimes refuse deeper images)\nhint: lower `split.max_layers` of `python:` entries or merge layer entries",
+            spec.path.display(),
+        )));
+    }
+
+    let mut image_layers = Vec::new();
+    let mut summaries = Vec::new();
+    let mut packages: Vec<crate::sbom::LayerPackages> = Vec::new();
+    for (name, parts, resolved) in layers {
+        let layer_packages: Vec<crate::sbom::Package> = parts.iter().flat_map(|p| p.packages.clone()).collect();
+        let fps: Vec<&str> = parts.iter().map(|p| p.fingerprint.as_str()).collect();
+        let key = layer_key(&fps, &comp, epoch);
+        let cached = if opts.no_layer_cache { None } else { cache_lookup(&store, &key, reporter.as_ref()) };
+        let (blob, was_cached) = match cached {
+            Some(b) => {
+                reporter.info(&format!("layer {name}: cached {}", b.digest));
+                (b, true)
+            }
+            None => {
+                let mut tree = Tree::new();
+                for p in parts {
+                    (p.populate)(&ctx, &mut tree).map_err(|e| source_error(resolved, &name, e))?;
+                }
+                let id = task_id();
+                reporter.start(id, TaskKind::Layer, &name, Some(tree.file_bytes()));
+                let blob = {
+                    let _s = info_span!("write_layer", layer = %name).entered();
+                    let rep = reporter.clone();
+                    write_layer(&tree, &settings, &store, &move |n| rep.progress(id, n))
+                        .map_err(|source| BuildError::Layer { layer: name.clone(), source })?
+                };
+                reporter.finish(id, &format!("{} ({})", blob.digest, crate::report::human_bytes(blob.size)));
+                cache_store(&store, &key, &blob);
+                (blob, false)
+            }
+        };
+        let mut ann = BTreeMap::new();
+        ann.insert("dev.strata.layer.name".to_string(), name.clone());
+        ann.insert("dev.strata.layer.compression".to_string(), comp.describe());
+        image_layers.push(ImageLayer { blob: blob.clone(), created_by: format!("strata: {name}"), annotations: ann });
+        if !layer_packages.is_empty() {
+            packages.push(crate::sbom::LayerPackages { index: image_layers.len(), name: name.clone(), digest: blob.digest, packages: layer_packages });
+        }
+        summaries.push(LayerSummary { name, blob, cached: was_cached });
     }
 
     let mut runtime = runtime_config(spec)?;
-    if let Some(v) = verifier_plan(spec, opts)? {
+    if let Some(v) = verifier {
         let key = layer_key(&[v.fingerprint.as_str()], &comp, epoch);
         let name = "strata-verify".to_string();
         let cached = if opts.no_layer_cache { None } else { cache_lookup(&store, &key, reporter.as_ref()) };
@@ -406,6 +420,33 @@ fn wrap_entrypoint(rc: &mut RuntimeConfig, spec: &LoadedSpec, v: &VerifierPlan) 
     rc.labels.insert("dev.strata.gpu.arch".into(), arch.join(","));
 }
 
+fn source_error(resolved: &crate::spec::ResolvedLayer, layer: &str, source: SourceError) -> BuildError {
+    BuildError::Source { layer: layer.to_string(), file: resolved.file.display().to_string(), node: resolved.node.clone(), source }
+}
+
+/// Checks `gpu.cuda` against the Python lock: from the lock alone when
+/// `store` is `None` (before downloading), else also against torch's pinned
+/// requirements read from the fetched wheel.
+fn check_cuda(spec: &LoadedSpec, store: Option<&Store>) -> Result<(), BuildError> {
+    let Some(gpu) = &spec.spec.gpu else { return Ok(()) };
+    let err = |e: crate::cuda::CudaError| BuildError::Other(format!("{}: {e}", spec.path.display()));
+    crate::cuda::check_gpu(gpu).map_err(err)?;
+    for l in &spec.layers {
+        let Some(p) = &l.entry.python else { continue };
+        let src = crate::sources::python::Python::new(p, l);
+        let sel = src.selection().map_err(|e| source_error(l, &l.display_name(), e))?;
+        match store {
+            None => crate::cuda::check_lock(gpu, &sel.wheels).map_err(err)?,
+            Some(store) => {
+                if let Some((version, reqs)) = crate::sources::python::wheel_requires(sel, "torch", store).map_err(|e| source_error(l, &l.display_name(), e))? {
+                    crate::cuda::check_torch_requires(gpu, &version, &reqs, &sel.wheels).map_err(err)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 fn runtime_config(spec: &LoadedSpec) -> Result<RuntimeConfig, BuildError> {
     let mut rc = RuntimeConfig::default();
     if let Some(c) = &spec.spec.config {
@@ -418,6 +459,15 @@ fn runtime_config(spec: &LoadedSpec) -> Result<RuntimeConfig, BuildError> {
         rc.volumes = c.volumes.iter().map(|v| v.0.clone()).collect();
         rc.labels = c.labels.clone();
         rc.stop_signal = c.stop_signal.clone();
+    }
+    if let Some(gpu) = &spec.spec.gpu {
+        let (labels, env) = crate::cuda::labels_and_env(gpu);
+        for (k, v) in labels {
+            rc.labels.entry(k).or_insert(v);
+        }
+        for (k, v) in env {
+            rc.env.entry(k).or_insert(v);
+        }
     }
     if !rc.env.contains_key("PATH") {
         rc.env.insert("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());

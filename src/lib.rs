@@ -24,3 +24,4 @@ pub mod audit;
 pub mod sbom;
 pub mod lock;
 pub mod registry;
+pub mod cuda;

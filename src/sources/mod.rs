@@ -9,6 +9,7 @@
 pub mod accounts;
 pub mod deb;
 pub mod files;
+pub mod python;
 pub mod tarball;
 
 use std::path::PathBuf;
@@ -102,6 +103,17 @@ pub trait Source {
     /// The layer parts. Most sources return exactly one; a source that
     /// returns several must be alone in its layer entry.
     fn plan(&self) -> Result<Vec<Part<'_>>, SourceError>;
+    /// Checks what can be checked before anything is fetched (lock files,
+    /// settings), so a bad input fails fast. Default: nothing to check.
+    fn check(&self) -> Result<(), SourceError> {
+        Ok(())
+    }
+    /// The layer parts, for sources that must read their fetched artifacts
+    /// to plan (the `python:` source reads every wheel's directory to find
+    /// conflicts across its layers). Default: [`Source::plan`].
+    fn plan_with(&self, _ctx: &Context<'_>) -> Result<Vec<Part<'_>>, SourceError> {
+        self.plan()
+    }
 }
 
 /// The sources of one resolved layer entry, in a fixed order. `lock` is the
@@ -122,6 +134,9 @@ pub fn sources_of<'a>(layer: &'a ResolvedLayer, lock: Option<&'a Lock>) -> Vec<B
     }
     if let Some(a) = &e.accounts {
         v.push(Box::new(accounts::Accounts { spec: a }));
+    }
+    if let Some(p) = &e.python {
+        v.push(Box::new(python::Python::new(p, layer)));
     }
     v
 }

@@ -236,7 +236,7 @@ fn expand(
         }
         if !entry.has_sources() {
             return Err(err("", "this layer entry has no source".into(),
-                Some("give it `files`, `dirs`, `symlinks`, `tarball`, `accounts` or `debs`, or `include:` a layer file".into())));
+                Some("give it `files`, `dirs`, `symlinks`, `tarball`, `accounts`, `debs` or `python`, or `include:` a layer file".into())));
         }
         check_entry(entry, base).map_err(|(sub, m, h)| err(&sub, m, h))?;
         out.push(ResolvedLayer { entry: entry.clone(), base_dir: base.to_path_buf(), file: file.to_path_buf(), node });
@@ -295,6 +295,13 @@ fn check_entry(entry: &LayerEntry, base: &Path) -> Result<(), Problem> {
                 return Err(("tarball.owner".into(), format!("owner `{o}` is not `uid:gid`"), Some("e.g. `owner: \"0:0\"`".into())));
             }
         }
+    }
+    if let Some(py) = &entry.python {
+        if !entry.files.is_empty() || !entry.dirs.is_empty() || !entry.symlinks.is_empty() || entry.tarball.is_some() || entry.accounts.is_some() {
+            return Err(("python".into(), "`python:` makes several layers and must be the only source of its layer entry".into(),
+                Some("move the other sources to their own entry under `layers:`".into())));
+        }
+        crate::sources::python::check_spec(py).map_err(|(sub, m, h)| (if sub.is_empty() { "python".to_string() } else { format!("python.{sub}") }, m, h))?;
     }
     if let Some(a) = &entry.accounts {
         let mut names = std::collections::BTreeSet::new();

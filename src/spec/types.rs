@@ -215,12 +215,22 @@ pub struct LayerEntry {
     /// `.deb`s and unpacked without dpkg (see docs/debian.md).
     #[serde(default)]
     pub debs: Option<DebsSpec>,
+    /// Optional. Python wheels from a PEP 751 `pylock.toml`, installed without
+    /// pip. Splits into several layers, so it must be the entry's only source.
+    #[serde(default)]
+    pub python: Option<PythonSpec>,
 }
 
 impl LayerEntry {
     /// True when no source is given.
     pub fn has_sources(&self) -> bool {
-        !self.files.is_empty() || !self.dirs.is_empty() || !self.symlinks.is_empty() || self.tarball.is_some() || self.accounts.is_some() || self.debs.is_some()
+        !self.files.is_empty()
+            || !self.dirs.is_empty()
+            || !self.symlinks.is_empty()
+            || self.tarball.is_some()
+            || self.accounts.is_some()
+            || self.debs.is_some()
+            || self.python.is_some()
     }
 }
 
@@ -373,7 +383,9 @@ pub struct UserSpec {
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GpuSpec {
-    /// Required. CUDA version of the image's libraries, e.g. `"12.8"`.
+    /// Required. CUDA version of the image's libraries, e.g. `"12.8"`. The
+    /// build checks it against the CUDA wheels (`nvidia-cuda-runtime-cu12`,
+    /// torch's pins) and records the minimum driver as a label.
     pub cuda: String,
     /// Optional. Allowed compute capabilities. Default: `[sm_80, sm_90]`.
     #[serde(default)]
@@ -383,6 +395,54 @@ pub struct GpuSpec {
     /// added). Default: `quick`.
     #[serde(default)]
     pub verify: Option<String>,
+    /// Optional. Set `NVIDIA_REQUIRE_CUDA=cuda>=<cuda>` so the NVIDIA container
+    /// toolkit refuses to start the image on an older driver. Default: false.
+    #[serde(default)]
+    pub require_cuda_env: bool,
+}
+
+/// Python wheels from a PEP 751 lock file.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PythonSpec {
+    /// Required. The lock file (`pylock.toml` or `pylock.<name>.toml`), relative
+    /// to this file. It pins every wheel by URL (or path), size and sha256;
+    /// `strata lock` writes it from `requirements`, or bring your own.
+    pub lock: String,
+    /// Optional. Top-level requirements (PEP 508) that `strata lock` resolves
+    /// with uv. Their packages also get a `REQUESTED` file.
+    #[serde(default)]
+    pub requirements: Vec<String>,
+    /// Optional (required by `strata lock`). Resolve as of this time
+    /// (`uv --exclude-newer`): RFC 3339 (`2026-11-01T00:00:00Z`) or a date.
+    #[serde(default)]
+    pub exclude_newer: Option<String>,
+    /// Optional. Package index for `strata lock`. Default: PyPI.
+    #[serde(default)]
+    pub index_url: Option<String>,
+    /// Optional. Extras that the lock's `'x' in extras` markers see.
+    #[serde(default)]
+    pub extras: Vec<String>,
+    /// Optional. How the wheels are split into layers.
+    #[serde(default)]
+    pub split: Option<PythonSplitSpec>,
+}
+
+/// How a `python:` source splits its wheels into layers.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PythonSplitSpec {
+    /// Optional. Wheels at least this large (bytes) get a layer each.
+    /// Default: 33554432 (32 MiB).
+    #[serde(default)]
+    pub own_layer_min_bytes: Option<u64>,
+    /// Optional. Buckets for the other wheels (chosen by a hash of the
+    /// package name). Default: 8.
+    #[serde(default)]
+    pub groups: Option<u32>,
+    /// Optional. Most layers this source makes, 1-127. Default: 32.
+    #[serde(default)]
+    pub max_layers: Option<u32>,
 }
 
 /// Runtime configuration written into the image config.

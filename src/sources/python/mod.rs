@@ -31,7 +31,7 @@ pub use tags::Target;
 use super::{Context, Part, Source, SourceError};
 use crate::fetch::Artifact;
 use crate::spec::{PythonSpec, ResolvedLayer};
-use crate::tree::{Content, Entry, Kind, Tree, TreePath};
+use crate::tree::{Content, Entry, Kind, Tree, TreeError, TreePath};
 use zip::ZipArchive;
 
 /// Version of the install rules; part of every python layer fingerprint.
@@ -198,7 +198,14 @@ pub fn plan_wheels(sel: &Selection, files: &[PathBuf], scheme: &Scheme, requeste
                 let mut r = src.open().map_err(|e| SourceError::Message(format!("{}: {e}", src.describe())))?;
                 std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| SourceError::Message(e.to_string()))?;
             }
-            all.insert(path.clone(), entry.clone())?;
+            all.insert(path.clone(), entry.clone()).map_err(|e| match e {
+                TreeError::Conflict { path, first_origin, second_origin, detail, .. } => SourceError::Message(format!(
+                    "{} and {} both install {path}, with different content{detail}\nhint: these packages conflict; remove one from the lock or pin versions that agree, then re-lock (identical files, like the empty nvidia/__init__.py many CUDA wheels share, are fine)",
+                    first_origin.trim_start_matches("wheel "),
+                    second_origin.trim_start_matches("wheel ")
+                )),
+                other => SourceError::Tree(other),
+            })?;
         }
         out.push(PlannedWheel { wheel: w.clone(), size, requested: req, installed });
     }

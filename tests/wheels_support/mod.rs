@@ -1,0 +1,314 @@
+//! Test helpers for the wheel tests: a zip writer that can also write the
+//! broken archives an installer must refuse, a wheel builder with a correct
+//! RECORD, a loopback HTTP server, and readers for OCI layouts.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use sha2::Digest as _;
+
+/// One zip member.
+#[derive(Clone, Debug)]
+pub struct Member {
+    pub name: String,
+    pub data: Vec<u8>,
+    /// Full Unix mode (type and permission bits).
+    pub mode: u32,
+    pub deflate: bool,
+    /// Declared uncompressed size (defaults to the real one).
+    pub declared_size: Option<u64>,
+}
+
+impl Member {
+    pub fn file(name: &str, data: impl AsRef<[u8]>, perm: u32) -> Member {
+        Member { name: name.into(), data: data.as_ref().to_vec(), mode: 0o100000 | perm, deflate: true, declared_size: None }
+    }
+    pub fn symlink(name: &str, target: &str) -> Member {
+        Member { name: name.into(), data: target.as_bytes().to_vec(), mode: 0o120777, deflate: false, declared_size: None }
+    }
+    pub fn dir(name: &str) -> Member {
+        Member { name: name.into(), data: Vec::new(), mode: 0o040755, deflate: false, declared_size: None }
+    }
+}
+
+/// Writes a zip archive. `share_data` makes the member at index `.1` reuse
+/// the local header and data of the member at index `.0` (overlapping
+/// entries, the non-recursive zip bomb).
+pub fn zip_bytes(members: &[Member], share_data: Option<(usize, usize)>) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut central = Vec::new();
+    let mut offsets = Vec::new();
+    let mut infos = Vec::new();
+    for m in members {
+        let crc = crc32fast::hash(&m.data);
+        let comp = if m.deflate {
+            let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+            e.write_all(&m.data).unwrap();
+            e.finish().unwrap()
+        } else {
+            m.data.clone()
+        };
+        let size = m.declared_size.unwrap_or(m.data.len() as u64) as u32;
+        let method: u16 = if m.deflate { 8 } else { 0 };
+        offsets.push(out.len() as u32);
+        infos.push((crc, comp.len() as u32, size, method));
+        out.extend_from_slice(&[0x50, 0x4b, 0x03, 0x04]);
+        out.extend_from_slice(&20u16.to_le_bytes());
+        out.extend_from_slice(&0x0800u16.to_le_bytes());
+        out.extend_from_slice(&method.to_le_bytes());
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out.extend_from_slice(&0x5021u16.to_le_bytes());
+        out.extend_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(&(comp.len() as u32).to_le_bytes());
+        out.extend_from_slice(&size.to_le_bytes());
+        out.extend_from_slice(&(m.name.len() as u16).to_le_bytes());
+        out.extend_from_slice(&0u16.to_le_bytes());
+        out.extend_from_slice(m.name.as_bytes());
+        out.extend_from_slice(&comp);
+    }
+    if let Some((from, to)) = share_data {
+        offsets[to] = offsets[from];
+        infos[to] = infos[from];
+    }
+    for (i, m) in members.iter().enumerate() {
+        let (crc, csize, size, method) = infos[i];
+        central.extend_from_slice(&[0x50, 0x4b, 0x01, 0x02]);
+        central.extend_from_slice(&((3u16 << 8) | 20).to_le_bytes());
+        central.extend_from_slice(&20u16.to_le_bytes());
+        central.extend_from_slice(&0x0800u16.to_le_bytes());
+        central.extend_from_slice(&method.to_le_bytes());
+        central.extend_from_slice(&0u16.to_le_bytes());
+        central.extend_from_slice(&0x5021u16.to_le_bytes());
+        central.extend_from_slice(&crc.to_le_bytes());
+        central.extend_from_slice(&csize.to_le_bytes());
+        central.extend_from_slice(&size.to_le_bytes());
+        central.extend_from_slice(&(m.name.len() as u16).to_le_bytes());
+        central.extend_from_slice(&[0; 8]);
+        central.extend_from_slice(&(m.mode << 16).to_le_bytes());
+        central.extend_from_slice(&offsets[i].to_le_bytes());
+        central.extend_from_slice(m.name.as_bytes());
+    }
+    let cd_off = out.len() as u32;
+    out.extend_from_slice(&central);
+    out.extend_from_slice(&[0x50, 0x4b, 0x05, 0x06, 0, 0, 0, 0]);
+    out.extend_from_slice(&(members.len() as u16).to_le_bytes());
+    out.extend_from_slice(&(members.len() as u16).to_le_bytes());
+    out.extend_from_slice(&(central.len() as u32).to_le_bytes());
+    out.extend_from_slice(&cd_off.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out
+}
+
+pub fn record_hash(data: &[u8]) -> String {
+    let d = sha2::Sha256::digest(data);
+    format!("sha256={}", strata::sources::python::zip::b64_encode(&d))
+}
+
+/// A wheel with a correct RECORD unless told otherwise.
+#[derive(Clone, Debug)]
+pub struct Wheel {
+    pub dist: String,
+    pub version: String,
+    pub tag: String,
+    pub purelib: bool,
+    pub members: Vec<Member>,
+    /// RECORD hashes to replace (member name → hash text).
+    pub record_override: BTreeMap<String, String>,
+    /// Members left out of RECORD.
+    pub record_omit: Vec<String>,
+    pub entry_points: Option<String>,
+    pub share_data: Option<(usize, usize)>,
+}
+
+impl Wheel {
+    pub fn new(dist: &str, version: &str) -> Wheel {
+        Wheel {
+            dist: dist.into(),
+            version: version.into(),
+            tag: "py3-none-any".into(),
+            purelib: true,
+            members: Vec::new(),
+            record_override: BTreeMap::new(),
+            record_omit: Vec::new(),
+            entry_points: None,
+            share_data: None,
+        }
+    }
+    pub fn file_name(&self) -> String {
+        format!("{}-{}-{}.whl", self.dist, self.version, self.tag)
+    }
+    pub fn info(&self) -> String {
+        format!("{}-{}.dist-info", self.dist, self.version)
+    }
+    pub fn data(&self) -> String {
+        format!("{}-{}.data", self.dist, self.version)
+    }
+    pub fn with(mut self, m: Member) -> Wheel {
+        self.members.push(m);
+        self
+    }
+    pub fn bytes(&self) -> Vec<u8> {
+        let info = self.info();
+        let mut members = self.members.clone();
+        members.push(Member::file(&format!("{info}/METADATA"), format!("Metadata-Version: 2.1\nName: {}\nVersion: {}\n", self.dist.replace('_', "-"), self.version), 0o644));
+        members.push(Member::file(
+            &format!("{info}/WHEEL"),
+            format!("Wheel-Version: 1.0\nGenerator: strata-tests\nRoot-Is-Purelib: {}\nTag: {}\n", self.purelib, self.tag),
+            0o644,
+        ));
+        if let Some(ep) = &self.entry_points {
+            members.push(Member::file(&format!("{info}/entry_points.txt"), ep, 0o644));
+        }
+        let mut record = String::new();
+        for m in &members {
+            if m.name.ends_with('/') || self.record_omit.contains(&m.name) {
+                continue;
+            }
+            let h = self.record_override.get(&m.name).cloned().unwrap_or_else(|| record_hash(&m.data));
+            record.push_str(&format!("{},{},{}\n", m.name, h, m.declared_size.unwrap_or(m.data.len() as u64)));
+        }
+        record.push_str(&format!("{info}/RECORD,,\n"));
+        members.push(Member::file(&format!("{info}/RECORD"), record, 0o664));
+        zip_bytes(&members, self.share_data)
+    }
+    pub fn write_to(&self, dir: &Path) -> PathBuf {
+        let p = dir.join(self.file_name());
+        std::fs::write(&p, self.bytes()).unwrap();
+        p
+    }
+}
+
+pub fn sha256_hex(b: &[u8]) -> String {
+    hex::encode(sha2::Sha256::digest(b))
+}
+
+/// A pylock.toml with one `wheels` entry per wheel: `(name, version, location, bytes)`
+/// where location is `url = "..."` or `path = "..."`.
+pub fn pylock(entries: &[(&str, &str, String, &[u8])]) -> String {
+    let mut s = String::from("lock-version = \"1.0\"\ncreated-by = \"strata-tests\"\nrequires-python = \">=3.11\"\n");
+    for (name, version, loc, bytes) in entries {
+        s.push_str(&format!(
+            "\n[[packages]]\nname = \"{name}\"\nversion = \"{version}\"\nwheels = [{{ {loc}, size = {}, hashes = {{ sha256 = \"{}\" }} }}]\n",
+            bytes.len(),
+            sha256_hex(bytes)
+        ));
+    }
+    s
+}
+
+/// A loopback HTTP/1.1 server answering GET /<name> from a map.
+pub struct Server {
+    pub base: String,
+    pub files: Arc<Mutex<BTreeMap<String, Vec<u8>>>>,
+    pub hits: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let files: Arc<Mutex<BTreeMap<String, Vec<u8>>>> = Arc::default();
+        let hits: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (f, h) = (files.clone(), hits.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { continue };
+                let (f, h) = (f.clone(), h.clone());
+                std::thread::spawn(move || {
+                    let mut buf = Vec::new();
+                    let mut tmp = [0u8; 1024];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut tmp) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                        }
+                    }
+                    let req = String::from_utf8_lossy(&buf);
+                    let path = req.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/').to_string();
+                    h.lock().unwrap().push(path.clone());
+                    let body = f.lock().unwrap().get(&path).cloned();
+                    let resp = match body {
+                        Some(b) => {
+                            let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", b.len()).into_bytes();
+                            r.extend_from_slice(&b);
+                            r
+                        }
+                        None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
+                    };
+                    let _ = s.write_all(&resp);
+                });
+            }
+        });
+        Server { base, files, hits }
+    }
+    pub fn put(&self, name: &str, bytes: Vec<u8>) -> String {
+        self.files.lock().unwrap().insert(name.to_string(), bytes);
+        format!("{}/{}", self.base, name)
+    }
+}
+
+/// One layer of an OCI layout: its name annotation, digest and entries
+/// (path → (type char, mode, content or link target)).
+#[derive(Debug, Clone)]
+pub struct Layer {
+    pub name: String,
+    pub digest: String,
+    pub entries: BTreeMap<String, (char, u32, Vec<u8>)>,
+}
+
+fn blob(dir: &Path, digest: &str) -> Vec<u8> {
+    std::fs::read(dir.join("blobs/sha256").join(digest.trim_start_matches("sha256:"))).unwrap()
+}
+
+/// The manifest digest, the config JSON and the layers of the only image in `dir`.
+pub fn read_layout(dir: &Path) -> (String, serde_json::Value, Vec<Layer>) {
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let mdigest = index["manifests"][0]["digest"].as_str().unwrap().to_string();
+    let manifest: serde_json::Value = serde_json::from_slice(&blob(dir, &mdigest)).unwrap();
+    let config: serde_json::Value = serde_json::from_slice(&blob(dir, manifest["config"]["digest"].as_str().unwrap())).unwrap();
+    let mut layers = Vec::new();
+    for l in manifest["layers"].as_array().unwrap() {
+        let digest = l["digest"].as_str().unwrap().to_string();
+        let name = l["annotations"]["dev.strata.layer.name"].as_str().unwrap_or("").to_string();
+        let bytes = blob(dir, &digest);
+        let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
+        let mut entries = BTreeMap::new();
+        for e in ar.entries().unwrap() {
+            let mut e = e.unwrap();
+            let path = e.path().unwrap().to_string_lossy().trim_end_matches('/').to_string();
+            let mode = e.header().mode().unwrap();
+            let kind = match e.header().entry_type() {
+                tar::EntryType::Directory => 'd',
+                tar::EntryType::Symlink => 'l',
+                tar::EntryType::Link => 'h',
+                _ => 'f',
+            };
+            let mut data = Vec::new();
+            if kind == 'l' || kind == 'h' {
+                data = e.link_name().unwrap().unwrap().to_string_lossy().into_owned().into_bytes();
+            } else {
+                e.read_to_end(&mut data).unwrap();
+            }
+            entries.insert(path, (kind, mode, data));
+        }
+        layers.push(Layer { name, digest, entries });
+    }
+    (mdigest, config, layers)
+}
+
+/// Whether an external tool exists; with STRATA_REQUIRE_TOOLS=1 a missing
+/// tool fails the test instead of skipping it.
+pub fn have_tool(cmd: &str, args: &[&str]) -> bool {
+    let ok = std::process::Command::new(cmd).args(args).output().map(|o| o.status.success()).unwrap_or(false);
+    if !ok {
+        if std::env::var("STRATA_REQUIRE_TOOLS").as_deref() == Ok("1") {
+            panic!("`{cmd}` is required (STRATA_REQUIRE_TOOLS=1) but not available");
+        }
+        eprintln!("note: skipping, `{cmd} {}` is not available", args.join(" "));
+    }
+    ok
+}

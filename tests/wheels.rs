@@ -64,9 +64,11 @@ fn materialize(tree: &Tree, root: &Path) -> Result<(), String> {
         match &e.kind {
             Kind::Dir { .. } => std::fs::create_dir_all(&dest).unwrap(),
             Kind::File { content, .. } => {
-                let mut r = content.open().map_err(|e| e.to_string())?;
+                // Errors name the content's origin, as the layer writer does.
+                let err = |e: std::io::Error| format!("{}: {e}", content.describe());
+                let mut r = content.open().map_err(err)?;
                 let mut data = Vec::new();
-                r.read_to_end(&mut data).map_err(|e| e.to_string())?;
+                r.read_to_end(&mut data).map_err(err)?;
                 std::fs::write(&dest, data).unwrap();
                 std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(e.mode)).unwrap();
             }

@@ -9,7 +9,8 @@ use strata::lock::{lock_path, lock_spec, LockOptions};
 use super::progress::CliReporter;
 use crate::GlobalArgs;
 
-/// Resolve the spec's package names into pinned URLs + sha256 and write SPEC.lock.
+/// Resolve the spec's package names into pinned URLs + sha256 and write SPEC.lock
+/// (Debian packages), and each `python:` entry's pylock.toml (with uv).
 #[derive(Debug, Args)]
 pub struct LockArgs {
     /// The image spec (YAML). The lock is written beside it with the extension `.lock`.
@@ -27,7 +28,10 @@ pub fn run(args: LockArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let spec = strata::spec::load(&args.spec)?;
     let started = std::time::Instant::now();
     let opts = LockOptions { cache: global.cache_dir(), timeout: std::time::Duration::from_secs(args.timeout.max(1)) };
-    let lock = lock_spec(&spec, &opts, reporter)?;
+    let mut lock = lock_spec(&spec, &opts, reporter)?;
+    // Python: uv rewrites the pylock of entries with `requirements:`; every
+    // pylock's sha256 is recorded so builds notice a pylock edited later.
+    let pylocks = strata::sources::python::lockfile::lock_python(&spec, &mut lock, args.check)?;
     let path = lock_path(&args.spec);
     let shown = args.spec.display().to_string();
     let text = lock.to_text(&shown).map_err(anyhow::Error::msg)?;
@@ -46,6 +50,16 @@ pub fn run(args: LockArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         lock.write(&path, &shown)?;
     }
     if !global.quiet {
+        for p in &pylocks {
+            eprintln!(
+                "{} {} ({} wheels, {}{})",
+                if p.changed { "wrote" } else { "unchanged" },
+                p.pylock,
+                p.wheels,
+                p.sha256,
+                if p.resolved { "" } else { ", brought, not resolved" }
+            );
+        }
         let pkgs: usize = lock.debs.values().map(|d| d.packages.len()).sum();
         for (k, d) in &lock.debs {
             for n in &d.notes {

@@ -136,7 +136,7 @@ pub fn sources_of<'a>(layer: &'a ResolvedLayer, lock: Option<&'a Lock>) -> Vec<B
         v.push(Box::new(accounts::Accounts { spec: a }));
     }
     if let Some(p) = &e.python {
-        v.push(Box::new(python::Python::new(p, layer)));
+        v.push(Box::new(python::Python::new(p, layer).with_lock(lock)));
     }
     v
 }

@@ -122,6 +122,8 @@ pub struct Wheel {
     pub record_omit: Vec<String>,
     pub entry_points: Option<String>,
     pub share_data: Option<(usize, usize)>,
+    /// METADATA text (default: Name and Version only).
+    pub metadata: Option<String>,
 }
 
 impl Wheel {
@@ -136,6 +138,7 @@ impl Wheel {
             record_omit: Vec::new(),
             entry_points: None,
             share_data: None,
+            metadata: None,
         }
     }
     pub fn file_name(&self) -> String {
@@ -154,7 +157,8 @@ impl Wheel {
     pub fn bytes(&self) -> Vec<u8> {
         let info = self.info();
         let mut members = self.members.clone();
-        members.push(Member::file(&format!("{info}/METADATA"), format!("Metadata-Version: 2.1\nName: {}\nVersion: {}\n", self.dist.replace('_', "-"), self.version), 0o644));
+        let metadata = self.metadata.clone().unwrap_or_else(|| format!("Metadata-Version: 2.1\nName: {}\nVersion: {}\n", self.dist.replace('_', "-"), self.version));
+        members.push(Member::file(&format!("{info}/METADATA"), metadata, 0o644));
         members.push(Member::file(
             &format!("{info}/WHEEL"),
             format!("Wheel-Version: 1.0\nGenerator: strata-tests\nRoot-Is-Purelib: {}\nTag: {}\n", self.purelib, self.tag),

@@ -12,6 +12,7 @@
 
 pub mod install;
 pub mod layering;
+pub mod lockfile;
 pub mod marker;
 pub mod pylock;
 pub mod tags;
@@ -88,6 +89,8 @@ pub struct Python<'a> {
     pub target: Target,
     /// Where wheels go.
     pub scheme: Scheme,
+    /// What the spec's lock file recorded for this entry: (pylock, sha256).
+    pub recorded: Option<(String, String)>,
     selection: OnceLock<Result<Selection, pylock::PylockError>>,
 }
 
@@ -109,7 +112,14 @@ impl<'a> Python<'a> {
     pub fn new(spec: &'a PythonSpec, layer: &'a ResolvedLayer) -> Python<'a> {
         let target = Target::default();
         let scheme = Scheme::debian(target.python);
-        Python { spec, layer, target, scheme, selection: OnceLock::new() }
+        Python { spec, layer, target, scheme, recorded: None, selection: OnceLock::new() }
+    }
+
+    /// Takes what the spec's lock file (`SPEC.lock`) recorded for this entry,
+    /// so [`Source::check`] can refuse a pylock edited since `strata lock`.
+    pub fn with_lock(mut self, lock: Option<&crate::lock::Lock>) -> Self {
+        self.recorded = lock.and_then(|l| lockfile::recorded(l, &crate::lock::layer_key(self.layer)));
+        self
     }
 
     /// The lock file's path.
@@ -227,7 +237,24 @@ impl Source for Python<'_> {
     }
 
     fn check(&self) -> Result<(), SourceError> {
-        self.selection().map(|_| ())
+        let sel = self.selection()?;
+        if let Some((pylock, sha)) = &self.recorded {
+            let hint = format!(
+                "hint: if the change is intended, run `strata lock` on the spec to record it (it re-resolves `requirements:` with uv when there are any); otherwise restore {}",
+                self.spec.lock
+            );
+            if pylock != &self.spec.lock {
+                return Err(SourceError::Message(format!("the lock file recorded `{pylock}` for this entry, but the spec now names `{}`\n{hint}", self.spec.lock)));
+            }
+            if sel.lock_sha256.to_string() != *sha {
+                return Err(SourceError::Message(format!(
+                    "{} changed since `strata lock` recorded it\n  recorded: {sha}\n  now:      {}\n{hint}",
+                    self.lock_path().display(),
+                    sel.lock_sha256
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn artifacts(&self) -> Vec<Artifact> {

@@ -4,7 +4,7 @@
 //! interpreter and platform, not the host's, and `--exclude-newer` makes the
 //! resolution repeatable. uv is found as `$STRATA_UV` or `uv` on `PATH`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use super::pylock::{self, Selection};
@@ -53,18 +53,18 @@ pub fn compile_args(spec: &PythonSpec, target: &Target, requirements_file: &Path
     Ok(args)
 }
 
-/// Runs uv for `spec` and writes its lock file (atomically, next to where it
-/// goes); returns the lock's path and its selection for the target.
-pub fn compile(spec: &PythonSpec, lock_path: &Path, target: &Target, compile_command: &str) -> Result<(PathBuf, Selection), UvError> {
+/// Runs uv for `spec` (whose lock goes to `lock_path`) and returns the lock
+/// text it wrote and that lock's selection for the target. Nothing is
+/// written at `lock_path`; the caller decides (see `lockfile`).
+pub fn compile(spec: &PythonSpec, lock_path: &Path, target: &Target, compile_command: &str) -> Result<(String, Selection), UvError> {
     if spec.requirements.is_empty() {
         return Err(UvError {
             message: format!("`python:` with lock {} has no `requirements:` to resolve", spec.lock),
             hint: Some("list the top-level packages (e.g. `requirements: [torch==2.9.0, numpy]`), or bring your own lock (see docs/python.md)".into()),
         });
     }
-    let dir = lock_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let io = |what: &str, e: std::io::Error| UvError { message: format!("{what}: {e}"), hint: None };
-    let tmp = tempfile::Builder::new().prefix(".strata-lock-").tempdir_in(dir).map_err(|e| io(&format!("creating a temporary directory in {}", dir.display()), e))?;
+    let tmp = tempfile::Builder::new().prefix("strata-lock-").tempdir().map_err(|e| io("creating a temporary directory", e))?;
     let req = tmp.path().join("requirements.in");
     let mut text = spec.requirements.join("\n");
     text.push('\n');
@@ -89,14 +89,12 @@ pub fn compile(spec: &PythonSpec, lock_path: &Path, target: &Target, compile_com
             hint: Some("check the requirements; uv resolves for the image (CPython 3.11, manylinux_2_28 x86_64), so a package needs a wheel for it".into()),
         });
     }
-    let sel = pylock::select_file(&out, target, &spec.extras.iter().cloned().collect()).map_err(|e| UvError {
+    let text = std::fs::read_to_string(&out).map_err(|e| io("reading the lock uv wrote", e))?;
+    let sel = pylock::select(lock_path, &text, target, &spec.extras.iter().cloned().collect()).map_err(|e| UvError {
         message: format!("uv wrote a lock strata cannot use: {e}"),
         hint: None,
     })?;
-    std::fs::rename(&out, lock_path).map_err(|e| io(&format!("moving the lock to {}", lock_path.display()), e))?;
-    let mut sel = sel;
-    sel.file = lock_path.to_path_buf();
-    Ok((lock_path.to_path_buf(), sel))
+    Ok((text, sel))
 }
 
 #[cfg(test)]

@@ -12,6 +12,8 @@ missing=()
 for pkg in skopeo umoci runc podman docker-registry faketime; do
   have "$pkg" || missing+=("$pkg")
 done
+# The wheel installer is compared with pip (tests/wheels.rs).
+python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "installing: ${missing[*]}" >&2

@@ -392,6 +392,27 @@ wheels = [{ path = "wheels/markupsafe-3.0.4-cp311-abi3-manylinux1_x86_64.whl", h
     }
 
     #[test]
+    fn lock_level_checks() {
+        let t = Target::default();
+        let none = BTreeSet::new();
+        let err = |text: &str| select(Path::new("pylock.toml"), text, &t, &none).unwrap_err().to_string();
+        let head = "lock-version = \"1.0\"\ncreated-by = \"t\"\n";
+        assert!(err(&format!("{head}requires-python = \">=3.12\"\n")).contains("requires Python `>=3.12`, but the image has Python 3.11.2"));
+        assert!(err("lock-version = \"2.0\"\ncreated-by = \"t\"\n").contains("lock-version `2.0` is not supported"));
+        assert!(err(&format!("{head}environments = [\"sys_platform == 'win32'\"]\n")).contains("none of the lock's environments"));
+        let pkg = |body: &str| format!("{head}[[packages]]\nname = \"x\"\nversion = \"1\"\n{body}\n");
+        assert!(err(&pkg("sdist = { url = \"https://e/x-1.tar.gz\", hashes = { sha256 = \"00\" } }")).contains("has only a source distribution"));
+        assert!(err(&pkg("vcs = { type = \"git\", url = \"https://e/x\", commit-id = \"abc\" }")).contains("comes from a VCS checkout"));
+        assert!(err(&pkg("requires-python = \"<3.11\"\nwheels = []")).contains("package `x` 1 requires Python `<3.11`"));
+        let w = "wheels = [{ url = \"https://e/x-1-py3-none-any.whl\", hashes = { sha256 = \"0000000000000000000000000000000000000000000000000000000000000000\" } }]";
+        let twice = format!("{}[[packages]]\nname = \"X\"\nversion = \"1\"\n{w}\n", pkg(w));
+        assert!(err(&twice).contains("appears twice"));
+        let md5 = "wheels = [{ url = \"https://e/x-1-py3-none-any.whl\", hashes = { md5 = \"00\" } }]";
+        assert!(err(&pkg(md5)).contains("has no sha256"));
+        assert!(err("not toml [").contains("not a valid pylock.toml"));
+    }
+
+    #[test]
     fn requirement_names_are_normalised() {
         let n = requirement_names(&["torch==2.9.0".into(), "Jupyter_Lab[dev] >=4; python_version>='3.9'".into(), " numpy".into()]);
         assert_eq!(n.into_iter().collect::<Vec<_>>(), vec!["jupyter-lab", "numpy", "torch"]);

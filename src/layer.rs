@@ -227,6 +227,11 @@ impl<W: io::Write> LayerSink for Splicer<W> {
                     .map_err(|e| bad(format!("invalid deflate data: {e}")))?;
                 let used = (inflater.total_in() - before_in) as usize;
                 let produced = (inflater.total_out() - before_out) as usize;
+                if inflater.total_out() > size {
+                    // Stop at once: a stream that inflates past its recorded size
+                    // could be a zip bomb, and would only be refused at its end.
+                    return Err(bad(format!("inflates to more than the {size} bytes recorded for it; refused (zip bomb or corrupt archive)")));
+                }
                 chunk = &chunk[used..];
                 let out = &outbuf[..produced];
                 crc.update(out);
@@ -249,6 +254,9 @@ impl<W: io::Write> LayerSink for Splicer<W> {
             let before_out = inflater.total_out();
             let status = inflater.decompress(&[], &mut outbuf, flate2::FlushDecompress::Finish).map_err(|e| bad(format!("invalid deflate data: {e}")))?;
             let produced = (inflater.total_out() - before_out) as usize;
+            if inflater.total_out() > size {
+                return Err(bad(format!("inflates to more than the {size} bytes recorded for it; refused (zip bomb or corrupt archive)")));
+            }
             crc.update(&outbuf[..produced]);
             content_hash.update(&outbuf[..produced]);
             self.tar_hash.update(&outbuf[..produced]);
@@ -271,7 +279,9 @@ impl<W: io::Write> LayerSink for Splicer<W> {
         let (found, _) = content_hash.finish();
         if let Some(expected) = sha256 {
             if expected != found {
-                return Err(bad(format!("sha256 mismatch\n  expected: {expected}\n  found:    {found}")));
+                return Err(bad(format!(
+                    "sha256 mismatch: the content does not match the hash its archive records for it (a wheel's RECORD)\n  expected: {expected}\n  found:    {found}\nhint: the archive was modified after it was built, or its record is wrong; get it from its original source"
+                )));
             }
         }
         self.out.write_all(&crc.to_le_bytes()).map_err(LayerError::Write)?;

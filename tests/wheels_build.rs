@@ -164,6 +164,46 @@ fn record_mismatch_fails_the_build_with_the_member_named() {
     insta::assert_snapshot!(p.redact(&stderr(&o)));
 }
 
+/// Members of 16 KiB and more are spliced into the gzip layer as they are
+/// (docs/reproducibility.md); they are checked on that path too.
+#[test]
+fn spliced_members_are_checked_against_record_and_their_size() {
+    let text: Vec<u8> = (0..4000u32).flat_map(|i| format!("line {i}\n").into_bytes()).collect();
+    assert!(text.len() >= 16 * 1024);
+    let p = Project::new();
+    let mut w = small("alpha", "1.0", 10).with(Member::file("alpha/big.txt", &text, 0o644));
+    w.record_override.insert("alpha/big.txt".into(), record_hash(b"other"));
+    p.lock(&[&w]);
+    p.spec("");
+    let o = p.build(&p.path("cache"), "out");
+    assert!(!o.status.success());
+    insta::assert_snapshot!("spliced_record_mismatch", p.redact(&stderr(&o)));
+
+    // A member whose stream inflates far past its declared (and RECORDed) size.
+    let p = Project::new();
+    let mut bomb = Member::file("alpha/bomb.txt", vec![b'a'; 8 << 20], 0o644);
+    bomb.declared_size = Some(20 * 1024);
+    let w = small("alpha", "1.0", 10).with(bomb);
+    p.lock(&[&w]);
+    p.spec("");
+    let o = p.build(&p.path("cache"), "out");
+    assert!(!o.status.success());
+    insta::assert_snapshot!("spliced_bomb", p.redact(&stderr(&o)));
+
+    // The same wheels with a correct RECORD build, spliced or not, to one tar.
+    let p = Project::new();
+    let w = small("alpha", "1.0", 10).with(Member::file("alpha/big.txt", &text, 0o644));
+    p.lock(&[&w]);
+    p.spec("");
+    assert!(p.build(&p.path("cache"), "spliced").status.success());
+    std::fs::write(p.path("spec.yaml"), std::fs::read_to_string(p.path("spec.yaml")).unwrap() + "compression: {algorithm: gzip, splice: false}\n").unwrap();
+    assert!(p.build(&p.path("cache"), "plain").status.success());
+    let diff_ids = |d: &str| read_layout(&p.path(d)).1["rootfs"]["diff_ids"].clone();
+    assert_eq!(diff_ids("spliced"), diff_ids("plain"));
+    let (_, _, layers) = read_layout(&p.path("spliced"));
+    assert_eq!(layers[0].entries["usr/local/lib/python3.11/dist-packages/alpha/big.txt"].2, text);
+}
+
 #[test]
 fn missing_lock_says_how_to_make_one() {
     let p = Project::new();

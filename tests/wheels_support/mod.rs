@@ -279,7 +279,7 @@ pub fn read_layout(dir: &Path) -> (String, serde_json::Value, Vec<Layer>) {
         let digest = l["digest"].as_str().unwrap().to_string();
         let name = l["annotations"]["dev.strata.layer.name"].as_str().unwrap_or("").to_string();
         let bytes = blob(dir, &digest);
-        let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
+        let mut ar = tar::Archive::new(flate2::read::MultiGzDecoder::new(&bytes[..]));
         let mut entries = BTreeMap::new();
         for e in ar.entries().unwrap() {
             let mut e = e.unwrap();

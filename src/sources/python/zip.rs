@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use sha2::Digest as _;
 
-use crate::tree::ContentSource;
+use crate::tree::{ContentSource, RawDeflate};
 
 /// Members that inflate more than this many times their compressed size are
 /// refused once they are at least [`RATIO_MIN_SIZE`] large. Large real
@@ -468,7 +468,9 @@ fn member_err(_label: &str, name: &str, msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("member `{name}`: {msg}"))
 }
 
-fn open_member(file: Arc<ZipFile>, e: &ZipEntry, expect: Option<RecordHash>) -> io::Result<MemberReader<'static>> {
+/// The offset of a member's data, after checking its local header against
+/// the central directory.
+fn data_start(file: &ZipFile, e: &ZipEntry) -> io::Result<u64> {
     let err = |m: String| member_err(&file.label, &e.name, m);
     let mut h = [0u8; 30];
     file.file.read_exact_at(&mut h, e.local_offset).map_err(|x| err(format!("reading the local header: {x}")))?;
@@ -483,8 +485,13 @@ fn open_member(file: Arc<ZipFile>, e: &ZipEntry, expect: Option<RecordHash>) -> 
         return Err(err(format!("the local header names `{}`; the central directory and local headers disagree", String::from_utf8_lossy(&name))));
     }
     let start = e.local_offset + 30 + n + x;
-    let end = start.checked_add(e.compressed).filter(|&end| end <= file.len).ok_or_else(|| err("data runs past the end of the file".into()))?;
-    let raw = PosReader { file: file.clone(), pos: start, end };
+    start.checked_add(e.compressed).filter(|&end| end <= file.len).ok_or_else(|| err("data runs past the end of the file".into()))?;
+    Ok(start)
+}
+
+fn open_member(file: Arc<ZipFile>, e: &ZipEntry, expect: Option<RecordHash>) -> io::Result<MemberReader<'static>> {
+    let start = data_start(&file, e)?;
+    let raw = PosReader { file: file.clone(), pos: start, end: start + e.compressed };
     let inner: Box<dyn Read + Send> = if e.method == 8 { Box::new(flate2::read::DeflateDecoder::new(raw)) } else { Box::new(raw) };
     Ok(MemberReader {
         inner,
@@ -564,6 +571,23 @@ pub struct ZipMember {
 impl ContentSource for ZipMember {
     fn open(&self) -> io::Result<Box<dyn Read + Send + '_>> {
         Ok(Box::new(open_member(self.file.clone(), &self.entry, self.expect.clone())?))
+    }
+
+    /// The member's deflate bytes, for gzip splicing. The layer writer
+    /// inflates them while copying and checks the size, the CRC-32 and the
+    /// tree entry's sha256 (the RECORD hash), so this is offered only when
+    /// RECORD's hash is a sha256, and only for a plausible compressed size
+    /// (at most the declared size plus deflate's worst-case overhead), so a
+    /// lying member takes the bounded reader and is refused early.
+    fn raw_deflate(&self) -> io::Result<Option<RawDeflate<'_>>> {
+        let e = &self.entry;
+        let sha256 = self.expect.as_ref().and_then(RecordHash::sha256);
+        if e.method != 8 || sha256.is_none() || e.compressed > e.size + e.size / 64 + 1024 {
+            return Ok(None);
+        }
+        let start = data_start(&self.file, e)?;
+        let reader = PosReader { file: self.file.clone(), pos: start, end: start + e.compressed };
+        Ok(Some(RawDeflate { reader: Box::new(reader), compressed_size: e.compressed, crc32: e.crc32 }))
     }
 
     fn describe(&self) -> String {

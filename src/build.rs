@@ -43,6 +43,9 @@ pub struct BuildOptions {
     /// The `strata-verify` binary for specs with a `gpu:` section
     /// (default: `strata-verify` next to the running executable).
     pub verifier: Option<PathBuf>,
+    /// Build even when the lock is missing or stale (Debian packages are then
+    /// resolved against the live archive); the image records it.
+    pub unlocked: bool,
 }
 
 impl Default for BuildOptions {
@@ -54,6 +57,7 @@ impl Default for BuildOptions {
             source_date_epoch: None,
             no_layer_cache: false,
             verifier: None,
+            unlocked: false,
         }
     }
 }
@@ -207,14 +211,44 @@ pub fn artifacts_of(spec: &LoadedSpec, lock: Option<&Lock>) -> Vec<Artifact> {
     v
 }
 
+/// The lock a build uses. Locked builds are the default: a lock, when there
+/// is one, must belong to this spec (its `[spec]` checksum), and layers that
+/// resolve names (Debian packages) need their pins. With `--unlocked` both
+/// checks only warn, and missing Debian pins are resolved now, in memory.
+fn locked(spec: &LoadedSpec, opts: &BuildOptions, reporter: Arc<dyn Reporter>) -> Result<Option<Lock>, BuildError> {
+    let e = |x: crate::lock::LockError| BuildError::Other(x.to_string());
+    let mut lock = crate::lock::load_for(spec).map_err(e)?;
+    if let Some(l) = &lock {
+        if let Err(err) = crate::lock::check_current(spec, l) {
+            if !opts.unlocked {
+                return Err(e(err));
+            }
+            reporter.warn(&format!("--unlocked: {}", err.to_string().lines().next().unwrap_or_default()));
+        }
+    }
+    if let Err(err) = crate::lock::check_spec(spec, lock.as_ref()) {
+        if !opts.unlocked {
+            return Err(e(err));
+        }
+        reporter.warn("--unlocked: resolving Debian packages against the live archive (this build is not reproducible from the spec alone)");
+        let lo = crate::lock::LockOptions { cache: opts.cache.clone(), timeout: std::time::Duration::from_secs(30) };
+        let mut fresh = crate::lock::lock_spec(spec, &lo, reporter).map_err(e)?;
+        if let Some(old) = &lock {
+            fresh.other = old.other.clone();
+            fresh.verifier = old.verifier.clone();
+        }
+        lock = Some(fresh);
+    }
+    Ok(lock)
+}
+
 /// Builds the image described by `spec`.
 pub fn build(spec: &LoadedSpec, opts: &BuildOptions, reporter: Arc<dyn Reporter>) -> Result<BuildResult, BuildError> {
     let store = Store::open(&opts.cache)?;
     let epoch = opts.source_date_epoch.or(spec.spec.epoch).unwrap_or(0);
     let comp = compression_of(spec);
 
-    let lock = crate::lock::load_for(spec).map_err(|e| BuildError::Other(e.to_string()))?;
-    crate::lock::check_spec(spec, lock.as_ref()).map_err(|e| BuildError::Other(e.to_string()))?;
+    let lock = locked(spec, opts, reporter.clone())?;
     // Every source is checked before anything is downloaded (lock files,
     // wheel selection, the CUDA stack), so a bad spec fails in seconds.
     let sources: Vec<Vec<Box<dyn Source + '_>>> = spec.layers.iter().map(|l| sources_of(l, lock.as_ref())).collect();
@@ -357,6 +391,10 @@ pub fn build(spec: &LoadedSpec, opts: &BuildOptions, reporter: Arc<dyn Reporter>
         .ok_or_else(|| BuildError::Other("invalid platform".into()))?;
     let mut annotations = spec.spec.annotations.clone();
     annotations.insert("org.opencontainers.image.created".into(), crate::image::rfc3339(epoch));
+    annotations.insert("dev.strata.spec.sha256".into(), crate::lock::spec_checksum(spec).map_err(|e| BuildError::Other(e.to_string()))?.to_string());
+    if opts.unlocked {
+        annotations.insert("dev.strata.unlocked".into(), "true: built with --unlocked; the lock was not enforced".into());
+    }
     annotations.insert("org.opencontainers.image.title".into(), spec.spec.name.clone());
     let image = assemble(image_layers, &runtime, (&os, &arch, variant.as_deref()), epoch, &annotations)?;
     Ok(BuildResult { image, layers: summaries, fetch, epoch, packages })
@@ -400,6 +438,17 @@ pub fn verifier_plan(spec: &LoadedSpec, opts: &BuildOptions) -> Result<Option<Ve
         ))
     })?;
     let (sha256, size) = crate::digest::hash_reader(std::io::BufReader::new(f)).map_err(|e| BuildError::Other(format!("reading {}: {e}", path.display())))?;
+    if let Some(pin) = crate::lock::load_for(spec).ok().flatten().and_then(|l| l.verifier) {
+        if pin.sha256 != sha256.to_string() && !opts.unlocked {
+            return Err(BuildError::Other(format!(
+                "strata-verify at {} does not match the lock {}\n  locked: {} ({} bytes)\n  found:  {sha256} ({size} bytes)\nhint: build it reproducibly with `verifier/build-reproducible.sh` and pass `--verifier target/x86_64-unknown-linux-gnu/verifier/strata-verify`, or re-lock with the binary you mean (`strata lock SPEC --verifier PATH`)",
+                path.display(),
+                crate::lock::lock_path(&spec.path).display(),
+                pin.sha256,
+                pin.size
+            )));
+        }
+    }
     let fingerprint = format!("verifier-v1 {sha256} {VERIFIER_PATH} 0755\n");
     Ok(Some(VerifierPlan { path, sha256, size, fingerprint }))
 }

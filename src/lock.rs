@@ -56,12 +56,77 @@ pub enum LockError {
 pub struct Lock {
     /// Format version: 1.
     pub version: u32,
+    /// The checksum of the normalised spec this lock was made from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<SpecLock>,
+    /// The `strata-verify` binary images with a `gpu:` section get.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verifier: Option<VerifierLock>,
     /// Debian packages per layer entry (key: [`layer_key`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub debs: BTreeMap<String, DebsLock>,
     /// Sections owned by other commands, kept as they are.
     #[serde(flatten)]
     pub other: toml::Table,
+}
+
+/// `[spec]`: which spec the lock belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpecLock {
+    /// [`spec_checksum`] of the spec and every file it includes.
+    pub checksum: String,
+}
+
+/// `[verifier]`: the pinned `strata-verify` binary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifierLock {
+    /// `sha256:` of the binary.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// The checksum of a spec as parsed: the spec file and every included layer
+/// file, each turned into canonical JSON (so comments, key order, quoting
+/// style and line endings do not matter), with its path relative to the spec.
+pub fn spec_checksum(spec: &LoadedSpec) -> Result<Digest, LockError> {
+    let base = spec.path.parent().unwrap_or(Path::new(""));
+    let mut text = String::from("strata-spec-v1\n");
+    for (i, (path, source)) in spec.sources.iter().enumerate() {
+        let value: serde_json::Value = serde_norway::from_str(source).map_err(|e| LockError::Missing(format!("{}: {e}", path.display())))?;
+        let canon = crate::image::canonical::to_vec(&value).map_err(|e| LockError::Missing(e.to_string()))?;
+        // The spec's own file name does not matter; included files are named
+        // relative to it.
+        let rel = if i == 0 { "SPEC".to_string() } else { path.strip_prefix(base).unwrap_or(path).to_string_lossy().replace('\\', "/") };
+        text.push_str(&rel);
+        text.push('\n');
+        text.push_str(&String::from_utf8_lossy(&canon));
+        text.push('\n');
+    }
+    Ok(Digest::of(text.as_bytes()))
+}
+
+/// Checks that `lock` was made from this spec (its `[spec]` checksum).
+pub fn check_current(spec: &LoadedSpec, lock: &Lock) -> Result<(), LockError> {
+    let lp = lock_path(&spec.path);
+    let now = spec_checksum(spec)?.to_string();
+    let hint = format!(
+        "hint: run `strata lock {}` and commit {} (or build with `--unlocked` for an experiment; the image then says so)",
+        spec.path.display(),
+        lp.display()
+    );
+    match &lock.spec {
+        Some(s) if s.checksum == now => Ok(()),
+        Some(s) => Err(LockError::Missing(format!(
+            "{} is stale: {} changed since it was locked\n  locked spec: {}\n  spec now:    {now}\n{hint}",
+            lp.display(),
+            spec.path.display(),
+            s.checksum
+        ))),
+        None => Err(LockError::Missing(format!("{} has no [spec] checksum (it predates locked builds)\n{hint}", lp.display()))),
+    }
 }
 
 /// The pinned Debian packages of one layer entry.

@@ -76,7 +76,7 @@ fn sbom_is_deterministic_and_does_not_change_the_image_digest() {
         let out = format!("oci:{}", t.path().join(format!("o{i}")).display());
         let o = run(strata().args(["build", "-q"]).arg(&spec).args(["-o", &out, "--cache"]).arg(t.path().join(format!("c{i}"))));
         assert!(o.status.success());
-        assert_eq!(stdout(&o).trim(), "sha256:9d9d648a9e9da297173066e5d4649eff02ba561dabd200d60f0f120683446efe");
+        assert_eq!(stdout(&o).trim(), "sha256:1cd902a021c6a674dfeef3550eea95bc461538e62e6ed43e9d7992db16bd4dc4");
         docs.push(stdout(&run(strata().args(["inspect", "--sbom", &out]))));
     }
     assert_eq!(docs[0], docs[1]);

@@ -36,6 +36,10 @@ pub struct BuildArgs {
     /// Default: strata-verify next to this executable.
     #[arg(long, env = "STRATA_VERIFIER", value_name = "PATH")]
     pub verifier: Option<PathBuf>,
+    /// Build even when the lock is missing or stale (an experiment: the image's
+    /// annotations say so, and Debian packages are resolved against the live archive).
+    #[arg(long)]
+    pub unlocked: bool,
     /// Rebuild every layer even when the layer cache has it.
     #[arg(long)]
     pub no_layer_cache: bool,
@@ -64,6 +68,7 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     opts.fetch = fetch_options(&args.net)?;
     opts.no_layer_cache = args.no_layer_cache;
     opts.verifier = args.verifier.clone();
+    opts.unlocked = args.unlocked;
     opts.source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(v) if !v.trim().is_empty() => Some(v.trim().parse().with_context(|| format!("SOURCE_DATE_EPOCH=`{v}` is not a whole number of seconds"))?),
         _ => None,

@@ -18,6 +18,10 @@ pub struct LockArgs {
     /// Resolve and compare with the existing lock without writing; exit 1 if it would change.
     #[arg(long)]
     pub check: bool,
+    /// The strata-verify binary to pin for specs with a `gpu:` section.
+    /// Default: strata-verify next to this executable.
+    #[arg(long, env = "STRATA_VERIFIER", value_name = "PATH")]
+    pub verifier: Option<PathBuf>,
     /// Seconds to wait for an archive to accept a connection.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     pub timeout: u64,
@@ -32,6 +36,10 @@ pub fn run(args: LockArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     // Python: uv rewrites the pylock of entries with `requirements:`; every
     // pylock's sha256 is recorded so builds notice a pylock edited later.
     let pylocks = strata::sources::python::lockfile::lock_python(&spec, &mut lock, args.check)?;
+    // The spec itself, and the verifier binary images with `gpu:` get.
+    lock.spec = Some(strata::lock::SpecLock { checksum: strata::lock::spec_checksum(&spec)?.to_string() });
+    let vopts = strata::build::BuildOptions { verifier: args.verifier.clone(), unlocked: true, ..Default::default() };
+    lock.verifier = strata::build::verifier_plan(&spec, &vopts)?.map(|v| strata::lock::VerifierLock { sha256: v.sha256.to_string(), size: v.size });
     let path = lock_path(&args.spec);
     let shown = args.spec.display().to_string();
     let text = lock.to_text(&shown).map_err(anyhow::Error::msg)?;

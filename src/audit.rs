@@ -79,6 +79,14 @@ pub fn explain(r: &Report) -> Verdict {
             }
         }
     }
+    if let Some((a, b)) = &r.spec_checksums {
+        if r.manifest_annotations.is_empty() {
+            return v(
+                format!("manifest annotation dev.strata.spec.sha256: rebuilt {a} vs published {b}"),
+                "the published image was built from another version of the spec (its content is otherwise identical)",
+            );
+        }
+    }
     if let Some(c) = r.manifest_annotations.first() {
         let cause = if c.pointer.contains("created") { "epoch handling: different epochs" } else { "manifest annotations differ: the spec's `annotations:` or name" };
         return v(format!("manifest annotation {}: rebuilt {} vs published {}", c.pointer, c.a, c.b), cause);

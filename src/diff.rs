@@ -147,8 +147,11 @@ pub struct Report {
     pub b_manifest: String,
     /// True when the manifests are byte-identical.
     pub identical: bool,
-    /// Manifest-level annotation differences.
+    /// Manifest-level annotation differences (provenance excluded).
     pub manifest_annotations: Vec<ConfigChange>,
+    /// The spec checksums (`dev.strata.spec.sha256`) when they differ: not a
+    /// difference in the image's content, but where it came from.
+    pub spec_checksums: Option<(Value, Value)>,
     /// Config differences (rootfs and history are covered per layer).
     pub config: Vec<ConfigChange>,
     /// Per-layer comparison.
@@ -156,8 +159,18 @@ pub struct Report {
 }
 
 impl Report {
-    /// Number of differences found.
+    /// Number of differences found (a differing spec checksum counts only
+    /// when nothing else differs).
     pub fn difference_count(&self) -> usize {
+        let n = self.content_difference_count();
+        if n == 0 && self.spec_checksums.is_some() {
+            1
+        } else {
+            n
+        }
+    }
+
+    fn content_difference_count(&self) -> usize {
         self.manifest_annotations.len()
             + self.config.len()
             + self
@@ -204,6 +217,9 @@ pub fn compare(a: &dyn ImageSource, b: &dyn ImageSource) -> Result<Report, DiffE
 
     let mut manifest_annotations = Vec::new();
     json_diff("/annotations", ja.get("annotations").unwrap_or(&Value::Null), jb.get("annotations").unwrap_or(&Value::Null), &mut manifest_annotations);
+    let provenance = "/annotations/dev.strata.spec.sha256";
+    let spec_checksums = manifest_annotations.iter().find(|c| c.pointer == provenance).map(|c| (c.a.clone(), c.b.clone()));
+    manifest_annotations.retain(|c| c.pointer != provenance);
     let strip = |c: &Value| {
         let mut c = c.clone();
         if let Some(o) = c.as_object_mut() {
@@ -262,6 +278,7 @@ pub fn compare(a: &dyn ImageSource, b: &dyn ImageSource) -> Result<Report, DiffE
         b_manifest: mb.digest.to_string(),
         identical: ma.bytes == mb.bytes,
         manifest_annotations,
+        spec_checksums,
         config,
         layers,
     })
@@ -427,6 +444,9 @@ pub fn render(r: &Report) -> String {
                 }
             }
         }
+    }
+    if let Some((a, b)) = &r.spec_checksums {
+        s.push_str(&format!("provenance: built from different specs (dev.strata.spec.sha256 {a} → {b})\n"));
     }
     s.push_str(&format!("{} difference(s)\n", r.difference_count()));
     s

@@ -243,3 +243,33 @@ fn two_packages_with_different_content_at_one_path_conflict() {
     );
     snapshot("debs_conflict", &err);
 }
+
+#[test]
+fn sbom_lists_every_locked_deb_with_its_sha256_and_purl() {
+    let (_server, project, _) = locked_project();
+    let out = project.strata(&["build", "spec.yaml", "-o", "oci:out"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let sbom = project.strata(&["inspect", "--sbom", "oci:out"]);
+    assert!(sbom.status.success(), "{}", String::from_utf8_lossy(&sbom.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&sbom.stdout).unwrap();
+    let lock: toml::Table = toml::from_str(&std::fs::read_to_string(project.path("spec.lock")).unwrap()).unwrap();
+    let mut locked = 0;
+    for layer in lock["debs"].as_table().unwrap().values() {
+        for p in layer["packages"].as_array().unwrap() {
+            locked += 1;
+            let sha = p["sha256"].as_str().unwrap();
+            let name = p["name"].as_str().unwrap();
+            let pkg = doc["packages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|q| q["checksums"][0]["checksumValue"] == sha)
+                .unwrap_or_else(|| panic!("{name} ({sha}) is missing from the SBOM"));
+            assert_eq!(pkg["name"], name);
+            assert_eq!(pkg["versionInfo"], p["version"].as_str().unwrap());
+            let purl = pkg["externalRefs"][0]["referenceLocator"].as_str().unwrap();
+            assert!(purl.starts_with(&format!("pkg:deb/debian/{name}@")), "{purl}");
+        }
+    }
+    assert!(locked >= 5);
+}

@@ -94,7 +94,7 @@ fn build_extracts_all_compressions_and_adds_stand_ins() {
     assert_eq!(files["usr/share/doc/common/NOTICE"].2, b"same\n");
     // status.d for scanners.
     let status = String::from_utf8(files["var/lib/dpkg/status.d/libfoo"].2.clone()).unwrap();
-    assert!(status.starts_with("Package: libfoo\nVersion: 1.2\n"), "{status}");
+    assert!(status.starts_with("Package: libfoo\nStatus: install ok installed\nVersion: 1.2\n"), "{status}");
     assert!(files.contains_key("var/lib/dpkg/status.d/libfoo.md5sums"));
     // Stand-ins.
     assert_eq!(files["tmp"].1, 0o1777);
@@ -272,4 +272,41 @@ fn sbom_lists_every_locked_deb_with_its_sha256_and_purl() {
         }
     }
     assert!(locked >= 5);
+}
+
+/// What a package scanner sees: Trivy and Syft are not installable here, so
+/// dpkg itself reads the image's `/var/lib/dpkg/status.d/*` (the files those
+/// scanners read), joined into a status database.
+#[test]
+fn dpkg_query_lists_the_installed_packages_from_status_d() {
+    if std::process::Command::new("dpkg-query").arg("--version").output().is_err() {
+        return;
+    }
+    let (_server, project, _) = locked_project();
+    let out = project.strata(&["build", "spec.yaml", "-o", "oci:out"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let files = layer_files(&project.path("out"));
+    let admin = project.path("dpkg-admin");
+    std::fs::create_dir_all(admin.join("info")).unwrap();
+    let mut status = Vec::new();
+    for (path, (_, _, data)) in &files {
+        if path.starts_with("var/lib/dpkg/status.d/") && !path.ends_with(".md5sums") {
+            status.extend_from_slice(data);
+            if !data.ends_with(b"\n") {
+                status.push(b'\n');
+            }
+            status.push(b'\n');
+        }
+    }
+    std::fs::write(admin.join("status"), status).unwrap();
+    let q = std::process::Command::new("dpkg-query").arg("--admindir").arg(&admin).args(["-W", "-f", "${Package} ${Version} ${Status}\n"]).output().unwrap();
+    assert!(q.status.success(), "{}", String::from_utf8_lossy(&q.stderr));
+    let listed = String::from_utf8_lossy(&q.stdout).into_owned();
+    let lock: toml::Table = toml::from_str(&std::fs::read_to_string(project.path("spec.lock")).unwrap()).unwrap();
+    for layer in lock["debs"].as_table().unwrap().values() {
+        for p in layer["packages"].as_array().unwrap() {
+            let line = format!("{} {} install ok installed", p["name"].as_str().unwrap(), p["version"].as_str().unwrap());
+            assert!(listed.lines().any(|l| l == line), "dpkg-query does not list `{line}`:\n{listed}");
+        }
+    }
 }

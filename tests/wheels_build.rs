@@ -363,3 +363,38 @@ fn flagship_spec_and_lock_agree() {
     }
     assert!(plans.len() <= 32);
 }
+
+/// What a package scanner sees: Trivy and Syft are not installable here, so
+/// Python's own `importlib.metadata` reads the image's `*.dist-info` (the same
+/// files those scanners read) from the unpacked site-packages.
+#[test]
+fn installed_wheels_are_listed_by_importlib_metadata() {
+    if !have_tool("python3", &["--version"]) {
+        return;
+    }
+    let p = Project::new();
+    let wheels = [small("alpha", "1.0", 10), small("beta", "2.5", 20)];
+    p.lock(&wheels.iter().collect::<Vec<_>>());
+    p.spec("");
+    let o = p.build(&p.path("cache"), "img");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (_, _, layers) = read_layout(&p.path("img"));
+    let root = p.path("rootfs");
+    for l in &layers {
+        for (path, (kind, _, data)) in &l.entries {
+            if *kind == 'f' {
+                let dest = root.join(path);
+                std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+                std::fs::write(dest, data).unwrap();
+            }
+        }
+    }
+    let sp = root.join("usr/local/lib/python3.11/dist-packages");
+    let o = Command::new("python3")
+        .args(["-I", "-c", "import importlib.metadata as m, sys; print(sorted((d.metadata['Name'], d.version, d.read_text('INSTALLER').strip()) for d in m.distributions(path=[sys.argv[1]])))"])
+        .arg(&sp)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "[('alpha', '1.0', 'strata'), ('beta', '2.5', 'strata')]");
+}

@@ -255,13 +255,37 @@ pub fn read_data(r: impl Read, what: &str, opts: ExtractOptions, origin: &Arc<st
     Ok(())
 }
 
-/// Writes `/var/lib/dpkg/status.d/<pkg>` (the control file) and
+/// The control file with the `Status:` field dpkg's own database carries, so
+/// `dpkg-query --admindir` (and scanners that check it) see the package as
+/// installed.
+fn status_paragraph(control: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(control);
+    if text.lines().any(|l| l.starts_with("Status:")) {
+        return control.to_vec();
+    }
+    let mut out = String::with_capacity(text.len() + 32);
+    let mut done = false;
+    for line in text.split_inclusive('\n') {
+        out.push_str(line);
+        if !done && line.starts_with("Package:") {
+            if !line.ends_with('\n') {
+                out.push('\n');
+            }
+            out.push_str("Status: install ok installed\n");
+            done = true;
+        }
+    }
+    out.into_bytes()
+}
+
+/// Writes `/var/lib/dpkg/status.d/<pkg>` (the control file, as a dpkg status
+/// paragraph: `Status: install ok installed` after `Package:`) and
 /// `<pkg>.md5sums`, the layout distroless uses and Trivy and Syft read.
 pub fn register(meta: &DebMeta, tree: &mut Tree) -> Result<(), SourceError> {
     let origin: Arc<str> = Arc::from(format!("deb {} {} (status.d)", meta.package, meta.version));
     let base = TreePath::from_image_path("var/lib/dpkg/status.d").map_err(|e| SourceError::Message(e.to_string()))?;
     let p = base.join(&meta.package).map_err(|e| SourceError::Message(format!("package name {}: {e}", meta.package)))?;
-    tree.insert(p, Entry::bytes(meta.control.clone(), 0o644, &origin))?;
+    tree.insert(p, Entry::bytes(status_paragraph(&meta.control), 0o644, &origin))?;
     if let Some(m) = &meta.md5sums {
         let p = base.join(&format!("{}.md5sums", meta.package)).map_err(|e| SourceError::Message(e.to_string()))?;
         tree.insert(p, Entry::bytes(m.clone(), 0o644, &origin))?;

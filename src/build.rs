@@ -20,8 +20,11 @@ use crate::spec::{parse_platform, parse_port, LoadedSpec};
 use crate::store::{Store, StoreError};
 use crate::tree::Tree;
 
-/// Version of the layer format; part of every layer cache key.
-pub const FORMAT_VERSION: &str = "strata-layer-v1";
+/// Version of the layer format; part of every layer cache key. Bump it with
+/// every change that alters the bytes a source or the writer produces for the
+/// same inputs (v2: `Status:` in Debian status.d paragraphs), or warm caches
+/// would keep serving the old bytes.
+pub const FORMAT_VERSION: &str = "strata-layer-v2";
 
 /// The most layers an image may have; deeper images are refused by common
 /// container runtimes (overlayfs stacking limits).
@@ -145,7 +148,9 @@ fn stamp(p: &std::path::Path) -> Option<(u64, u64, i64, i64)> {
 }
 
 fn layer_key(fingerprints: &[&str], comp: &Compression, epoch: u64) -> Digest {
-    let mut s = format!("{FORMAT_VERSION}\ncompression {}\nepoch {epoch}\n", comp.describe());
+    // The strata version too: a release that forgot to bump FORMAT_VERSION
+    // still cannot serve another release's bytes from a shared cache.
+    let mut s = format!("{FORMAT_VERSION} strata-{}\ncompression {}\nepoch {epoch}\n", env!("CARGO_PKG_VERSION"), comp.describe());
     for f in fingerprints {
         s.push_str(f);
         s.push_str("\n--\n");

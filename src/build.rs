@@ -30,6 +30,11 @@ pub const FORMAT_VERSION: &str = "strata-layer-v2";
 /// container runtimes (overlayfs stacking limits).
 pub const MAX_LAYERS: usize = crate::sources::python::layering::MAX_IMAGE_LAYERS;
 
+/// The most layers written at once. Each writer holds its own buffers
+/// (up to 8 MiB of tar bytes plus the compressor's blocks), so this bounds
+/// memory on machines with many cores.
+pub const MAX_PARALLEL_LAYERS: usize = 4;
+
 /// Build options that do not come from the spec.
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
@@ -309,37 +314,64 @@ pub fn build(spec: &LoadedSpec, opts: &BuildOptions, reporter: Arc<dyn Reporter>
         )));
     }
 
+    // Cache lookups first; the layers the cache lacks are then populated
+    // here, in order, and written by up to `threads` workers at once (a
+    // spliced layer is mostly inflating and hashing on one core). Blob bytes
+    // do not depend on the threads, and the manifest keeps the planned order.
+    struct Slot {
+        name: String,
+        key: Digest,
+        packages: Vec<crate::sbom::Package>,
+        blob: Option<LayerBlob>,
+        cached: bool,
+    }
+    let mut slots: Vec<Slot> = Vec::new();
+    let mut queue = Vec::new();
+    for (name, parts, resolved) in layers {
+        let packages: Vec<crate::sbom::Package> = parts.iter().flat_map(|p| p.packages.clone()).collect();
+        let fps: Vec<&str> = parts.iter().map(|p| p.fingerprint.as_str()).collect();
+        let key = layer_key(&fps, &comp, epoch);
+        let blob = if opts.no_layer_cache { None } else { cache_lookup(&store, &key, reporter.as_ref()) };
+        match &blob {
+            Some(b) => reporter.info(&format!("layer {name}: cached {}", b.digest)),
+            None => queue.push(Some((slots.len(), parts, resolved))),
+        }
+        slots.push(Slot { name, key, packages, cached: blob.is_some(), blob });
+    }
+    let written = crate::pool::run_ordered(
+        queue.len(),
+        opts.threads.clamp(1, MAX_PARALLEL_LAYERS),
+        |i| {
+            let Some((slot, parts, resolved)) = queue[i].take() else { return Err(BuildError::Other("layer queued twice".into())) };
+            let mut tree = Tree::new();
+            for p in parts {
+                (p.populate)(&ctx, &mut tree).map_err(|e| source_error(resolved, &slots[slot].name, e))?;
+            }
+            Ok((slot, tree))
+        },
+        |_, (slot, tree)| {
+            let Slot { name, key, .. } = &slots[slot];
+            let id = task_id();
+            reporter.start(id, TaskKind::Layer, name, Some(tree.file_bytes()));
+            let blob = {
+                let _s = info_span!("write_layer", layer = %name).entered();
+                let rep = reporter.clone();
+                write_layer(&tree, &settings, &store, &move |n| rep.progress(id, n)).map_err(|source| BuildError::Layer { layer: name.clone(), source })?
+            };
+            reporter.finish(id, &format!("{} ({})", blob.digest, crate::report::human_bytes(blob.size)));
+            cache_store(&store, key, &blob);
+            Ok((slot, blob))
+        },
+    )?;
+    for (slot, blob) in written {
+        slots[slot].blob = Some(blob);
+    }
+
     let mut image_layers = Vec::new();
     let mut summaries = Vec::new();
     let mut packages: Vec<crate::sbom::LayerPackages> = Vec::new();
-    for (name, parts, resolved) in layers {
-        let layer_packages: Vec<crate::sbom::Package> = parts.iter().flat_map(|p| p.packages.clone()).collect();
-        let fps: Vec<&str> = parts.iter().map(|p| p.fingerprint.as_str()).collect();
-        let key = layer_key(&fps, &comp, epoch);
-        let cached = if opts.no_layer_cache { None } else { cache_lookup(&store, &key, reporter.as_ref()) };
-        let (blob, was_cached) = match cached {
-            Some(b) => {
-                reporter.info(&format!("layer {name}: cached {}", b.digest));
-                (b, true)
-            }
-            None => {
-                let mut tree = Tree::new();
-                for p in parts {
-                    (p.populate)(&ctx, &mut tree).map_err(|e| source_error(resolved, &name, e))?;
-                }
-                let id = task_id();
-                reporter.start(id, TaskKind::Layer, &name, Some(tree.file_bytes()));
-                let blob = {
-                    let _s = info_span!("write_layer", layer = %name).entered();
-                    let rep = reporter.clone();
-                    write_layer(&tree, &settings, &store, &move |n| rep.progress(id, n))
-                        .map_err(|source| BuildError::Layer { layer: name.clone(), source })?
-                };
-                reporter.finish(id, &format!("{} ({})", blob.digest, crate::report::human_bytes(blob.size)));
-                cache_store(&store, &key, &blob);
-                (blob, false)
-            }
-        };
+    for Slot { name, packages: layer_packages, blob, cached, .. } in slots {
+        let Some(blob) = blob else { return Err(BuildError::Other(format!("layer `{name}` was neither cached nor written"))) };
         let mut ann = BTreeMap::new();
         ann.insert("dev.strata.layer.name".to_string(), name.clone());
         ann.insert("dev.strata.layer.compression".to_string(), comp.describe());
@@ -347,7 +379,7 @@ pub fn build(spec: &LoadedSpec, opts: &BuildOptions, reporter: Arc<dyn Reporter>
         if !layer_packages.is_empty() {
             packages.push(crate::sbom::LayerPackages { index: image_layers.len(), name: name.clone(), digest: blob.digest, packages: layer_packages });
         }
-        summaries.push(LayerSummary { name, blob, cached: was_cached });
+        summaries.push(LayerSummary { name, blob, cached });
     }
 
     let mut runtime = runtime_config(spec)?;

@@ -17,6 +17,7 @@ pub mod sources;
 pub mod layer;
 pub mod image;
 pub mod build;
+pub mod pool;
 pub mod config;
 pub mod mirror;
 pub mod diff;

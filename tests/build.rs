@@ -577,3 +577,60 @@ fn changing_one_input_rebuilds_only_its_layer() {
     assert_eq!(c["manifest_digest"], a["manifest_digest"]);
     assert!(c["layers"].as_array().unwrap().iter().all(|l| l["cached"] == true));
 }
+
+#[test]
+fn layers_written_in_parallel_keep_their_order_and_bytes() {
+    let t = tempfile::tempdir().unwrap();
+    let text = |n: usize, seed: u64| {
+        let mut data = Vec::with_capacity(n + 32);
+        let mut x = seed | 1;
+        while data.len() < n {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            data.extend_from_slice(format!("{:016x} {}\n", x, x % 97).as_bytes());
+        }
+        data.truncate(n);
+        data
+    };
+    // The first layer is by far the biggest, so later layers finish first
+    // when several are written at once.
+    let mut spec = String::from("version: 1\nname: par\nlayers:\n");
+    for i in 0..6u64 {
+        let size = if i == 0 { 5 << 20 } else { 1000 * i as usize };
+        std::fs::write(t.path().join(format!("f{i}")), text(size, i + 1)).unwrap();
+        spec.push_str(&format!("  - name: l{i}\n    files: [{{path: /d/f{i}, source: f{i}}}]\n"));
+    }
+    let spec_path = t.path().join("par.yaml");
+    std::fs::write(&spec_path, spec).unwrap();
+    let go = |threads: &str, cache: &str, out: &str| -> serde_json::Value {
+        let o = run(strata()
+            .args(["build", "--json", "--threads", threads])
+            .arg(&spec_path)
+            .arg("-o")
+            .arg(format!("oci:{}", t.path().join(out).display()))
+            .arg("--cache")
+            .arg(t.path().join(cache)));
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_str(&stdout(&o)).unwrap()
+    };
+    let names = |v: &serde_json::Value| -> Vec<String> { v["layers"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap().to_string()).collect() };
+    let cached = |v: &serde_json::Value| -> Vec<bool> { v["layers"].as_array().unwrap().iter().map(|l| l["cached"].as_bool().unwrap()).collect() };
+    let want: Vec<String> = (0..6).map(|i| format!("l{i}")).collect();
+
+    let one = go("1", "c1", "o1");
+    let many = go("8", "c8", "o8");
+    assert_eq!(one["manifest_digest"], many["manifest_digest"]);
+    assert_eq!(names(&one), want);
+    assert_eq!(names(&many), want);
+
+    // Two layers change: only they are written, between cached ones.
+    std::fs::write(t.path().join("f2"), text(3000, 99)).unwrap();
+    std::fs::write(t.path().join("f4"), text(4000, 98)).unwrap();
+    let many2 = go("8", "c8", "o8b");
+    let one2 = go("1", "c1", "o1b");
+    assert_eq!(cached(&many2), vec![true, true, false, true, false, true]);
+    assert_eq!(names(&many2), want);
+    assert_eq!(many2["manifest_digest"], one2["manifest_digest"]);
+    assert_ne!(many2["manifest_digest"], many["manifest_digest"]);
+}

@@ -120,9 +120,10 @@ strata_build() { # label, spec, extra args...
 rebuilt() { # label -> names of the layers that were written, not taken from the cache
   python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(' '.join(l['name'] for l in d['layers'] if not l['cached']) or '-')" "$WORK/json-$1.txt"
 }
-forget_rebuilt() { # label: drops the layer cache entries of the layers that run wrote
+forget_new() { # label, reference label: drops the layer cache entries of the layers
+  # of the first build that the second does not have (the changed package's layer)
   local d digest
-  d=$(python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(' '.join(l['digest'] for l in d['layers'] if not l['cached']))" "$WORK/json-$1.txt")
+  d=$(python3 -c "import json,sys; a, b = (json.load(open(f)) for f in sys.argv[1:]); old = {l['digest'] for l in b['layers']}; print(' '.join(l['digest'] for l in a['layers'] if l['digest'] not in old))" "$WORK/json-$1.txt" "$WORK/json-$2.txt")
   for digest in $d; do
     grep -l "\"$digest\"" "$CACHE"/layers/*.json | xargs -r rm -f
   done
@@ -251,8 +252,9 @@ PY
 uv_warm "$WORK/pylock.six.toml"
 uv_warm "$WORK/specs-changed/pylock.pytorch-cuda.toml"
 rm -rf "$PEER/root"
+strata_build warmup "$WORK/specs/python-only.yaml"
 strata_build warmup-changed "$WORK/specs-changed/python-only.yaml"
-forget_rebuilt warmup-changed
+forget_new warmup-changed warmup
 : > "$RESULTS"
 
 peer peer-pigz "$WORK/specs/pylock.pytorch-cuda.toml" pigz
@@ -275,7 +277,7 @@ for i in $(seq 1 "$REPEAT"); do
     label=${s%%:*} file=${s#*:}
     strata_build "$label-changed-$i" "$WORK/specs-changed/$file.yaml"
     echo "# $label-changed-$i rebuilt: $(rebuilt "$label-changed-$i")"
-    forget_rebuilt "$label-changed-$i" # so that the next run rebuilds it too
+    forget_new "$label-changed-$i" "$label-unchanged-1" # so that the next run rebuilds it too
   done
 done
 echo "# flagship digest $(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['manifest_digest'])" "$WORK/json-flagship-nocache-1.txt")"

@@ -265,6 +265,11 @@ peer peer-pigz-changed "$WORK/specs-changed/pylock.pytorch-cuda.toml" pigz
 for i in $(seq 1 "$REPEAT"); do
   strata_build "flagship-nocache-$i" "$WORK/specs/pytorch-cuda.yaml" --no-layer-cache
   strata_build "python-nocache-$i" "$WORK/specs/python-only.yaml" --no-layer-cache
+  # One thread: one layer at a time, as before layers were written in parallel.
+  strata_build "flagship-nocache-threads1-$i" "$WORK/specs/pytorch-cuda.yaml" --no-layer-cache --threads 1
+done
+for label in flagship-nocache-1 python-nocache-1; do
+  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('# $label:', len(d['layers']), 'layers,', sum(l['size'] for l in d['layers']), 'bytes compressed,', sum(l['tar_size'] for l in d['layers']), 'bytes of tar')" "$WORK/json-$label.txt"
 done
 for i in $(seq 1 "$REPEAT"); do
   strata_build "flagship-unchanged-$i" "$WORK/specs/pytorch-cuda.yaml"

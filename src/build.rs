@@ -40,7 +40,8 @@ pub const MAX_PARALLEL_LAYERS: usize = 4;
 pub struct BuildOptions {
     /// Cache root.
     pub cache: PathBuf,
-    /// Compression threads (bytes do not depend on it).
+    /// Compression threads, and the most layers written at once (capped at
+    /// [`MAX_PARALLEL_LAYERS`]); the bytes do not depend on it.
     pub threads: usize,
     /// Fetch behaviour (offline, mirrors, rewrites).
     pub fetch: FetchOptions,

@@ -27,7 +27,8 @@ pub struct BuildArgs {
     /// Print a JSON summary on stdout instead of the digest.
     #[arg(long)]
     pub json: bool,
-    /// Compression threads; the layer bytes are the same for any value.
+    /// Threads for compression and for writing up to 4 layers at once
+    /// (default: the number of cores); the bytes are the same for any value.
     #[arg(long, env = "STRATA_THREADS", value_name = "N")]
     pub threads: Option<usize>,
     #[command(flatten)]

@@ -33,7 +33,7 @@
 #   SKIP_UMOCI=1   skip the umoci peer; SKIP_BUILDS=1 / SKIP_SPLICE=1 skip the first /
 #                  the second section
 #
-# Needs: a release build (built here), uv (pip install uv), pigz, umoci, zstd,
+# Needs: a release build (built here), uv (pip install uv), pigz, umoci, skopeo, zstd,
 # GNU time, python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,7 +45,7 @@ REPEAT="${REPEAT:-3}"
 STRATA="$REPO/target/release/strata"
 cargo build --release --quiet -p strata
 VERIFIER=$(verifier/build-reproducible.sh | awk '{print $2}')
-for tool in uv pigz umoci zstd python3 /usr/bin/time; do
+for tool in uv pigz umoci skopeo zstd python3 /usr/bin/time; do
   command -v "$tool" > /dev/null || { echo "missing: $tool" >&2; exit 1; }
 done
 

@@ -33,3 +33,19 @@ fi
 export STRATA_REQUIRE_TOOLS="${STRATA_REQUIRE_TOOLS:-1}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 cargo test --workspace --locked "$@"
+
+# Lints, when the toolchain has them (STRATA_LINT=0 skips). verifier/ keeps
+# rustfmt's defaults (verifier/rustfmt.toml): reformatting it would move panic
+# locations, which are part of the strata-verify bytes the flagship lock pins.
+if [ "${STRATA_LINT:-1}" = 1 ]; then
+  if cargo fmt --version >/dev/null 2>&1; then
+    cargo fmt --all --check
+  else
+    echo "note: rustfmt is not installed; format check skipped" >&2
+  fi
+  if cargo clippy --version >/dev/null 2>&1; then
+    cargo clippy --workspace --all-targets --locked --quiet -- -D warnings
+  else
+    echo "note: clippy is not installed; lint check skipped" >&2
+  fi
+fi

@@ -6,8 +6,8 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::tree::{Content, Entry, Kind, Spool, SpoolRange, Tree, TreePath};
 use crate::sources::SourceError;
+use crate::tree::{Content, Entry, Kind, Spool, SpoolRange, Tree, TreePath};
 
 /// Compression of an archive stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,7 +47,9 @@ pub fn decompress<'a>(r: impl Read + Send + 'a, what: &str) -> Result<Box<dyn Re
         Codec::Plain => Box::new(br),
         // MultiGzDecoder: concatenated gzip members are one stream (pigz, bgzip).
         Codec::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(br)),
-        Codec::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(br).map_err(|e| SourceError::Message(format!("{what}: {e}")))?),
+        Codec::Zstd => Box::new(
+            zstd::stream::read::Decoder::with_buffer(br).map_err(|e| SourceError::Message(format!("{what}: {e}")))?,
+        ),
         Codec::Xz => Box::new(liblzma::bufread::XzDecoder::new_multi_decoder(br)),
         Codec::Bzip2 => {
             return Err(SourceError::Message(format!(
@@ -94,7 +96,14 @@ impl Placement {
 
 /// Reads a (decompressed) tar stream into `tree`. File bytes go to a spool
 /// file in `scratch`. Device nodes and FIFOs are refused.
-pub fn read_tar(r: impl Read, archive: &str, placement: &Placement, origin: &Arc<str>, scratch: &Path, tree: &mut Tree) -> Result<(), SourceError> {
+pub fn read_tar(
+    r: impl Read,
+    archive: &str,
+    placement: &Placement,
+    origin: &Arc<str>,
+    scratch: &Path,
+    tree: &mut Tree,
+) -> Result<(), SourceError> {
     let (spool, spool_file) = Spool::create_in(scratch).map_err(SourceError::io("creating spool file in", scratch))?;
     let mut spool_w = io::BufWriter::with_capacity(1 << 20, spool_file);
     let mut offset = 0u64;
@@ -111,19 +120,21 @@ pub fn read_tar(r: impl Read, archive: &str, placement: &Placement, origin: &Arc
         let mode = header.mode().unwrap_or(0o644) & 0o7777;
         let (uid, gid) = match placement.owner {
             Some(o) => o,
-            None => (
-                header.uid().unwrap_or(0).try_into().unwrap_or(0),
-                header.gid().unwrap_or(0).try_into().unwrap_or(0),
-            ),
+            None => {
+                (header.uid().unwrap_or(0).try_into().unwrap_or(0), header.gid().unwrap_or(0).try_into().unwrap_or(0))
+            }
         };
         let et = header.entry_type();
         let kind = if et.is_dir() {
             Kind::Dir { implicit: false }
         } else if et.is_file() || et == tar::EntryType::Continuous {
             let size = entry.size();
-            let copied = io::copy(&mut entry, &mut spool_w).map_err(|e| SourceError::Message(format!("{archive}: reading {raw_path}: {e}")))?;
+            let copied = io::copy(&mut entry, &mut spool_w)
+                .map_err(|e| SourceError::Message(format!("{archive}: reading {raw_path}: {e}")))?;
             if copied != size {
-                return Err(SourceError::Message(format!("{archive}: {raw_path} is truncated ({copied} of {size} bytes)")));
+                return Err(SourceError::Message(format!(
+                    "{archive}: {raw_path} is truncated ({copied} of {size} bytes)"
+                )));
             }
             let range = SpoolRange { spool: spool.clone(), offset, len: size };
             offset += size;
@@ -140,13 +151,21 @@ pub fn read_tar(r: impl Read, archive: &str, placement: &Placement, origin: &Arc
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
                 .ok_or_else(|| SourceError::Message(format!("{archive}: hardlink {raw_path} has no target")))?;
             let target = placement.map(archive, &raw_target).map_err(|e| {
-                SourceError::Message(format!("{archive}: hardlink {raw_path} -> {raw_target} points outside the archive ({e})"))
+                SourceError::Message(format!(
+                    "{archive}: hardlink {raw_path} -> {raw_target} points outside the archive ({e})"
+                ))
             })?;
             let Some(target) = target else {
-                return Err(SourceError::Message(format!("{archive}: hardlink {raw_path} -> {raw_target} points outside the unpacked part of the archive")));
+                return Err(SourceError::Message(format!(
+                    "{archive}: hardlink {raw_path} -> {raw_target} points outside the unpacked part of the archive"
+                )));
             };
             Kind::Hardlink { target }
-        } else if et.is_pax_global_extensions() || et.is_pax_local_extensions() || et.is_gnu_longname() || et.is_gnu_longlink() {
+        } else if et.is_pax_global_extensions()
+            || et.is_pax_local_extensions()
+            || et.is_gnu_longname()
+            || et.is_gnu_longlink()
+        {
             continue;
         } else {
             return Err(SourceError::Message(format!(

@@ -12,8 +12,8 @@ use crate::compress::Compression;
 use crate::digest::Digest;
 use crate::fetch::{Artifact, FetchError, FetchOptions, FetchSummary, Fetcher};
 use crate::image::{assemble, BuiltImage, ImageError, ImageLayer, RuntimeConfig};
-use crate::lock::Lock;
 use crate::layer::{write_layer, LayerBlob, LayerError, LayerSettings};
+use crate::lock::Lock;
 use crate::report::{task_id, Reporter, TaskKind};
 use crate::sources::{sources_of, Context, Part, Source, SourceError};
 use crate::spec::{parse_platform, parse_port, LoadedSpec};
@@ -156,7 +156,11 @@ fn stamp(p: &std::path::Path) -> Option<(u64, u64, i64, i64)> {
 fn layer_key(fingerprints: &[&str], comp: &Compression, epoch: u64) -> Digest {
     // The strata version too: a release that forgot to bump FORMAT_VERSION
     // still cannot serve another release's bytes from a shared cache.
-    let mut s = format!("{FORMAT_VERSION} strata-{}\ncompression {}\nepoch {epoch}\n", env!("CARGO_PKG_VERSION"), comp.describe());
+    let mut s = format!(
+        "{FORMAT_VERSION} strata-{}\ncompression {}\nepoch {epoch}\n",
+        env!("CARGO_PKG_VERSION"),
+        comp.describe()
+    );
     for f in fingerprints {
         s.push_str(f);
         s.push_str("\n--\n");
@@ -201,7 +205,8 @@ fn cache_store(store: &Store, key: &Digest, blob: &LayerBlob) {
 pub fn compression_of(spec: &LoadedSpec) -> Compression {
     match &spec.spec.compression {
         Some(c) => {
-            let mut comp = Compression::new(c.algorithm, c.level.unwrap_or_else(|| Compression::default_level(c.algorithm)));
+            let mut comp =
+                Compression::new(c.algorithm, c.level.unwrap_or_else(|| Compression::default_level(c.algorithm)));
             if let Some(s) = c.splice {
                 comp.splice = s && c.algorithm == crate::compress::Algorithm::Gzip;
             }
@@ -277,7 +282,10 @@ pub fn build(spec: &LoadedSpec, opts: &BuildOptions, reporter: Arc<dyn Reporter>
     };
     check_cuda(spec, Some(&store))?;
 
-    let scratch = tempfile::Builder::new().prefix("build-").tempdir_in(store.tmp_dir()).map_err(|e| BuildError::Other(format!("creating scratch directory: {e}")))?;
+    let scratch = tempfile::Builder::new()
+        .prefix("build-")
+        .tempdir_in(store.tmp_dir())
+        .map_err(|e| BuildError::Other(format!("creating scratch directory: {e}")))?;
     let ctx = Context { store: &store, scratch: scratch.path().to_path_buf(), reporter: reporter.as_ref() };
     let settings = LayerSettings { compression: comp, threads: opts.threads.max(1), epoch };
 
@@ -343,7 +351,9 @@ pub fn build(spec: &LoadedSpec, opts: &BuildOptions, reporter: Arc<dyn Reporter>
         queue.len(),
         opts.threads.clamp(1, MAX_PARALLEL_LAYERS),
         |i| {
-            let Some((slot, parts, resolved)) = queue[i].take() else { return Err(BuildError::Other("layer queued twice".into())) };
+            let Some((slot, parts, resolved)) = queue[i].take() else {
+                return Err(BuildError::Other("layer queued twice".into()));
+            };
             let mut tree = Tree::new();
             for p in parts {
                 (p.populate)(&ctx, &mut tree).map_err(|e| source_error(resolved, &slots[slot].name, e))?;
@@ -357,7 +367,8 @@ pub fn build(spec: &LoadedSpec, opts: &BuildOptions, reporter: Arc<dyn Reporter>
             let blob = {
                 let _s = info_span!("write_layer", layer = %name).entered();
                 let rep = reporter.clone();
-                write_layer(&tree, &settings, &store, &move |n| rep.progress(id, n)).map_err(|source| BuildError::Layer { layer: name.clone(), source })?
+                write_layer(&tree, &settings, &store, &move |n| rep.progress(id, n))
+                    .map_err(|source| BuildError::Layer { layer: name.clone(), source })?
             };
             reporter.finish(id, &format!("{} ({})", blob.digest, crate::report::human_bytes(blob.size)));
             cache_store(&store, key, &blob);
@@ -372,13 +383,20 @@ pub fn build(spec: &LoadedSpec, opts: &BuildOptions, reporter: Arc<dyn Reporter>
     let mut summaries = Vec::new();
     let mut packages: Vec<crate::sbom::LayerPackages> = Vec::new();
     for Slot { name, packages: layer_packages, blob, cached, .. } in slots {
-        let Some(blob) = blob else { return Err(BuildError::Other(format!("layer `{name}` was neither cached nor written"))) };
+        let Some(blob) = blob else {
+            return Err(BuildError::Other(format!("layer `{name}` was neither cached nor written")));
+        };
         let mut ann = BTreeMap::new();
         ann.insert("dev.strata.layer.name".to_string(), name.clone());
         ann.insert("dev.strata.layer.compression".to_string(), comp.describe());
         image_layers.push(ImageLayer { blob: blob.clone(), created_by: format!("strata: {name}"), annotations: ann });
         if !layer_packages.is_empty() {
-            packages.push(crate::sbom::LayerPackages { index: image_layers.len(), name: name.clone(), digest: blob.digest, packages: layer_packages });
+            packages.push(crate::sbom::LayerPackages {
+                index: image_layers.len(),
+                name: name.clone(),
+                digest: blob.digest,
+                packages: layer_packages,
+            });
         }
         summaries.push(LayerSummary { name, blob, cached });
     }
@@ -393,13 +411,19 @@ pub fn build(spec: &LoadedSpec, opts: &BuildOptions, reporter: Arc<dyn Reporter>
             None => {
                 let mut tree = Tree::new();
                 let origin: Arc<str> = Arc::from(format!("verifier {}", v.path.display()));
-                let mut entry = crate::tree::Entry::file(crate::tree::Content::LocalFile(v.path.clone()), v.size, 0o755, &origin);
+                let mut entry =
+                    crate::tree::Entry::file(crate::tree::Content::LocalFile(v.path.clone()), v.size, 0o755, &origin);
                 if let crate::tree::Kind::File { sha256, .. } = &mut entry.kind {
                     *sha256 = Some(v.sha256);
                 }
-                tree.insert(crate::tree::TreePath::from_image_path(VERIFIER_PATH).map_err(|e| BuildError::Other(e.to_string()))?, entry)
-                    .map_err(|e| BuildError::Other(e.to_string()))?;
-                let blob = write_layer(&tree, &settings, &store, &|_| {}).map_err(|source| BuildError::Layer { layer: name.clone(), source })?;
+                tree.insert(
+                    crate::tree::TreePath::from_image_path(VERIFIER_PATH)
+                        .map_err(|e| BuildError::Other(e.to_string()))?,
+                    entry,
+                )
+                .map_err(|e| BuildError::Other(e.to_string()))?;
+                let blob = write_layer(&tree, &settings, &store, &|_| {})
+                    .map_err(|source| BuildError::Layer { layer: name.clone(), source })?;
                 cache_store(&store, &key, &blob);
                 (blob, false)
             }
@@ -416,7 +440,11 @@ pub fn build(spec: &LoadedSpec, opts: &BuildOptions, reporter: Arc<dyn Reporter>
                 kind: crate::sbom::PackageKind::File,
                 name: "strata-verify".into(),
                 version: Some(env!("CARGO_PKG_VERSION").into()),
-                purl: Some(format!("pkg:generic/strata-verify@{}?checksum=sha256:{}", env!("CARGO_PKG_VERSION"), v.sha256.hex())),
+                purl: Some(format!(
+                    "pkg:generic/strata-verify@{}?checksum=sha256:{}",
+                    env!("CARGO_PKG_VERSION"),
+                    v.sha256.hex()
+                )),
                 sha256: Some(v.sha256),
                 download: None,
                 license: Some("Apache-2.0".into()),
@@ -429,9 +457,13 @@ pub fn build(spec: &LoadedSpec, opts: &BuildOptions, reporter: Arc<dyn Reporter>
         .ok_or_else(|| BuildError::Other("invalid platform".into()))?;
     let mut annotations = spec.spec.annotations.clone();
     annotations.insert("org.opencontainers.image.created".into(), crate::image::rfc3339(epoch));
-    annotations.insert("dev.strata.spec.sha256".into(), crate::lock::spec_checksum(spec).map_err(|e| BuildError::Other(e.to_string()))?.to_string());
+    annotations.insert(
+        "dev.strata.spec.sha256".into(),
+        crate::lock::spec_checksum(spec).map_err(|e| BuildError::Other(e.to_string()))?.to_string(),
+    );
     if opts.unlocked {
-        annotations.insert("dev.strata.unlocked".into(), "true: built with --unlocked; the lock was not enforced".into());
+        annotations
+            .insert("dev.strata.unlocked".into(), "true: built with --unlocked; the lock was not enforced".into());
     }
     annotations.insert("org.opencontainers.image.title".into(), spec.spec.name.clone());
     let image = assemble(image_layers, &runtime, (&os, &arch, variant.as_deref()), epoch, &annotations)?;
@@ -475,7 +507,8 @@ pub fn verifier_plan(spec: &LoadedSpec, opts: &BuildOptions) -> Result<Option<Ve
             path.display()
         ))
     })?;
-    let (sha256, size) = crate::digest::hash_reader(std::io::BufReader::new(f)).map_err(|e| BuildError::Other(format!("reading {}: {e}", path.display())))?;
+    let (sha256, size) = crate::digest::hash_reader(std::io::BufReader::new(f))
+        .map_err(|e| BuildError::Other(format!("reading {}: {e}", path.display())))?;
     if let Some(pin) = crate::lock::load_for(spec).ok().flatten().and_then(|l| l.verifier) {
         if pin.sha256 != sha256.to_string() && !opts.unlocked {
             return Err(BuildError::Other(format!(
@@ -508,7 +541,12 @@ fn wrap_entrypoint(rc: &mut RuntimeConfig, spec: &LoadedSpec, v: &VerifierPlan) 
 }
 
 fn source_error(resolved: &crate::spec::ResolvedLayer, layer: &str, source: SourceError) -> BuildError {
-    BuildError::Source { layer: layer.to_string(), file: resolved.file.display().to_string(), node: resolved.node.clone(), source }
+    BuildError::Source {
+        layer: layer.to_string(),
+        file: resolved.file.display().to_string(),
+        node: resolved.node.clone(),
+        source,
+    }
 }
 
 /// Checks `gpu.cuda` against the Python lock: from the lock alone when
@@ -525,7 +563,9 @@ fn check_cuda(spec: &LoadedSpec, store: Option<&Store>) -> Result<(), BuildError
         match store {
             None => crate::cuda::check_lock(gpu, &sel.wheels).map_err(err)?,
             Some(store) => {
-                if let Some((version, reqs)) = crate::sources::python::wheel_requires(sel, "torch", store).map_err(|e| source_error(l, &l.display_name(), e))? {
+                if let Some((version, reqs)) = crate::sources::python::wheel_requires(sel, "torch", store)
+                    .map_err(|e| source_error(l, &l.display_name(), e))?
+                {
                     crate::cuda::check_torch_requires(gpu, &version, &reqs, &sel.wheels).map_err(err)?;
                 }
             }

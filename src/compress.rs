@@ -86,9 +86,15 @@ impl Compression {
                 self.level,
                 GZIP_BLOCK_SIZE,
                 GZIP_DICT_SIZE,
-                if self.splice { format!(" members=spliced-deflate,plain<={}", crate::layer::PLAIN_MEMBER_MAX) } else { String::new() }
+                if self.splice {
+                    format!(" members=spliced-deflate,plain<={}", crate::layer::PLAIN_MEMBER_MAX)
+                } else {
+                    String::new()
+                }
             ),
-            Algorithm::Zstd => format!("zstd level={} impl=libzstd-{} mt=1+", self.level, zstd::zstd_safe::version_string()),
+            Algorithm::Zstd => {
+                format!("zstd level={} impl=libzstd-{} mt=1+", self.level, zstd::zstd_safe::version_string())
+            }
             Algorithm::None => "none".to_string(),
         }
     }
@@ -103,10 +109,7 @@ impl Compression {
         if ok {
             Ok(())
         } else {
-            Err(format!(
-                "level {} is out of range for {:?} (gzip: 1-9, zstd: 1-19)",
-                self.level, self.algorithm
-            ))
+            Err(format!("level {} is out of range for {:?} (gzip: 1-9, zstd: 1-19)", self.level, self.algorithm))
         }
     }
 }
@@ -209,9 +212,7 @@ fn deflate_block(level: u32, dict: &[u8], data: &[u8]) -> io::Result<Vec<u8>> {
         if out.capacity() - out.len() < 4096 {
             out.reserve(out.capacity().max(64 * 1024));
         }
-        let status = c
-            .compress_vec(&data[consumed..], &mut out, FlushCompress::Sync)
-            .map_err(io::Error::other)?;
+        let status = c.compress_vec(&data[consumed..], &mut out, FlushCompress::Sync).map_err(io::Error::other)?;
         let done = c.total_in() as usize == data.len() && out.len() < out.capacity();
         match status {
             Status::Ok | Status::BufError if !done => continue,
@@ -292,8 +293,7 @@ impl<W: Write> ParallelGzip<W> {
                 while self.in_flight >= self.max_in_flight {
                     self.collect_one()?;
                 }
-                tx.send(Job { index, dict, data })
-                    .map_err(|_| io::Error::other("gzip worker thread stopped"))?;
+                tx.send(Job { index, dict, data }).map_err(|_| io::Error::other("gzip worker thread stopped"))?;
                 self.in_flight += 1;
                 // Opportunistically write what is finished.
                 while let Some(Ok(done)) = self.results.as_ref().map(|r| r.try_recv()) {

@@ -57,7 +57,9 @@ pub fn path() -> Option<PathBuf> {
 pub fn load() -> Result<(Config, Option<PathBuf>), String> {
     match path() {
         Some(p) if p.is_file() => load_from(&p).map(|c| (c, Some(p))),
-        Some(p) if std::env::var_os("STRATA_CONFIG").is_some() => Err(format!("STRATA_CONFIG names {}, which does not exist", p.display())),
+        Some(p) if std::env::var_os("STRATA_CONFIG").is_some() => {
+            Err(format!("STRATA_CONFIG names {}, which does not exist", p.display()))
+        }
         _ => Ok((Config::default(), None)),
     }
 }
@@ -84,7 +86,11 @@ mod tests {
     fn parses_mirrors_and_rewrites_and_refuses_unknown_keys() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("c.toml");
-        std::fs::write(&p, "offline = true\nmirrors = [\"m\"]\n[[rewrite]]\nfrom = \"https://a/\"\nto = \"http://b/\"\n").unwrap();
+        std::fs::write(
+            &p,
+            "offline = true\nmirrors = [\"m\"]\n[[rewrite]]\nfrom = \"https://a/\"\nto = \"http://b/\"\n",
+        )
+        .unwrap();
         let c = load_from(&p).unwrap();
         assert!(c.offline);
         assert_eq!(c.mirrors, vec![d.path().join("m")]);

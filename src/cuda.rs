@@ -78,21 +78,33 @@ fn parse_cuda(s: &str) -> Option<(u64, u64)> {
 pub fn check_gpu(gpu: &GpuSpec) -> Result<(), CudaError> {
     if parse_cuda(&gpu.cuda).is_none() || min_driver(&gpu.cuda).is_none() {
         return Err(CudaError {
-            message: format!("gpu.cuda is \"{}\", which is not a CUDA release strata knows the driver requirement of", gpu.cuda),
-            hint: format!("use MAJOR.MINOR, one of {}", DRIVER_TABLE.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", ")),
+            message: format!(
+                "gpu.cuda is \"{}\", which is not a CUDA release strata knows the driver requirement of",
+                gpu.cuda
+            ),
+            hint: format!(
+                "use MAJOR.MINOR, one of {}",
+                DRIVER_TABLE.iter().map(|(c, _)| *c).collect::<Vec<_>>().join(", ")
+            ),
         });
     }
     for a in gpu.arch.iter().flatten() {
-        let ok = a.strip_prefix("sm_").is_some_and(|n| n.len() >= 2 && n.trim_end_matches('a').bytes().all(|b| b.is_ascii_digit()));
+        let ok = a
+            .strip_prefix("sm_")
+            .is_some_and(|n| n.len() >= 2 && n.trim_end_matches('a').bytes().all(|b| b.is_ascii_digit()));
         if !ok {
-            return Err(CudaError { message: format!("gpu.arch `{a}` is not a compute capability like `sm_80`"), hint: "A100 is sm_80, H100/H200 sm_90".into() });
+            return Err(CudaError {
+                message: format!("gpu.arch `{a}` is not a compute capability like `sm_80`"),
+                hint: "A100 is sm_80, H100/H200 sm_90".into(),
+            });
         }
     }
     Ok(())
 }
 
 fn is_runtime(pkg: &str) -> bool {
-    pkg == "nvidia-cuda-runtime" || pkg.strip_prefix("nvidia-cuda-runtime-cu").is_some_and(|m| m.bytes().all(|b| b.is_ascii_digit()))
+    pkg == "nvidia-cuda-runtime"
+        || pkg.strip_prefix("nvidia-cuda-runtime-cu").is_some_and(|m| m.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// CUDA from a torch local version: `cu128` → 12.8, `cu118` → 11.8.
@@ -109,7 +121,9 @@ fn mismatch(gpu: &GpuSpec, found: (u64, u64), evidence: &str, torch: Option<&str
     let (ma, mi) = found;
     let declared = &gpu.cuda;
     let message = match torch {
-        Some(t) => format!("gpu.cuda is \"{declared}\", but torch {t} in the lock is built for CUDA {ma}.{mi} ({evidence})"),
+        Some(t) => {
+            format!("gpu.cuda is \"{declared}\", but torch {t} in the lock is built for CUDA {ma}.{mi} ({evidence})")
+        }
         None => format!("gpu.cuda is \"{declared}\", but the lock's CUDA libraries are CUDA {ma}.{mi} ({evidence})"),
     };
     let alt = match torch {
@@ -153,10 +167,16 @@ pub fn check_lock(gpu: &GpuSpec, wheels: &[SelectedWheel]) -> Result<(), CudaErr
         }
     }
     for w in wheels.iter().filter(|w| is_runtime(&w.package)) {
-        let v = Version::parse(&w.version).map_err(|e| CudaError { message: e.to_string(), hint: "fix the lock".into() })?;
+        let v = Version::parse(&w.version)
+            .map_err(|e| CudaError { message: e.to_string(), hint: "fix the lock".into() })?;
         let found = v.major_minor();
         if found != declared {
-            return Err(mismatch(gpu, found, &format!("{} {}", w.package, w.version), torch.map(|t| t.version.as_str())));
+            return Err(mismatch(
+                gpu,
+                found,
+                &format!("{} {}", w.package, w.version),
+                torch.map(|t| t.version.as_str()),
+            ));
         }
     }
     Ok(())
@@ -164,7 +184,12 @@ pub fn check_lock(gpu: &GpuSpec, wheels: &[SelectedWheel]) -> Result<(), CudaErr
 
 /// Checks torch's pinned `Requires-Dist` (from its METADATA) against
 /// `gpu.cuda` and against the CUDA runtime the lock actually holds.
-pub fn check_torch_requires(gpu: &GpuSpec, torch_version: &str, requires: &[String], wheels: &[SelectedWheel]) -> Result<(), CudaError> {
+pub fn check_torch_requires(
+    gpu: &GpuSpec,
+    torch_version: &str,
+    requires: &[String],
+    wheels: &[SelectedWheel],
+) -> Result<(), CudaError> {
     let declared = parse_cuda(&gpu.cuda).unwrap_or_default();
     for r in requires {
         let spec = r.split(';').next().unwrap_or("").trim();
@@ -182,7 +207,10 @@ pub fn check_torch_requires(gpu: &GpuSpec, torch_version: &str, requires: &[Stri
         if let Some(locked) = wheels.iter().find(|w| w.package == name) {
             if Version::parse(&locked.version).map(|l| l != v).unwrap_or(true) {
                 return Err(CudaError {
-                    message: format!("torch {torch_version} requires {name}=={pinned}, but the lock has {name} {}", locked.version),
+                    message: format!(
+                        "torch {torch_version} requires {name}=={pinned}, but the lock has {name} {}",
+                        locked.version
+                    ),
                     hint: "the lock is inconsistent; re-create it (`strata lock SPEC`)".into(),
                 });
             }
@@ -234,7 +262,11 @@ mod tests {
 
     fn torch_lock() -> Vec<SelectedWheel> {
         vec![
-            wheel("nvidia-cuda-runtime-cu12", "12.8.90", "nvidia_cuda_runtime_cu12-12.8.90-py3-none-manylinux2014_x86_64.manylinux_2_17_x86_64.whl"),
+            wheel(
+                "nvidia-cuda-runtime-cu12",
+                "12.8.90",
+                "nvidia_cuda_runtime_cu12-12.8.90-py3-none-manylinux2014_x86_64.manylinux_2_17_x86_64.whl",
+            ),
             wheel("torch", "2.9.0", "torch-2.9.0-cp311-cp311-manylinux_2_28_x86_64.whl"),
         ]
     }
@@ -243,7 +275,9 @@ mod tests {
     fn cuda_12_1_with_torch_2_9_is_refused_with_both_versions_and_the_fix() {
         let e = check_lock(&gpu("12.1"), &torch_lock()).unwrap_err();
         insta::assert_snapshot!(e.to_string());
-        let reqs = vec!["nvidia-cuda-runtime-cu12==12.8.90; platform_system == \"Linux\" and platform_machine == \"x86_64\"".to_string()];
+        let reqs =
+            vec!["nvidia-cuda-runtime-cu12==12.8.90; platform_system == \"Linux\" and platform_machine == \"x86_64\""
+                .to_string()];
         let e = check_torch_requires(&gpu("12.1"), "2.9.0", &reqs, &torch_lock()).unwrap_err();
         insta::assert_snapshot!("torch_requires", e.to_string());
         assert!(check_lock(&gpu("12.8"), &torch_lock()).is_ok());

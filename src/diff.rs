@@ -216,9 +216,15 @@ pub fn compare(a: &dyn ImageSource, b: &dyn ImageSource) -> Result<Report, DiffE
     let cb = json_of(&b.blob_bytes(&cfg_digest(&jb, &b.describe())?)?, "config")?;
 
     let mut manifest_annotations = Vec::new();
-    json_diff("/annotations", ja.get("annotations").unwrap_or(&Value::Null), jb.get("annotations").unwrap_or(&Value::Null), &mut manifest_annotations);
+    json_diff(
+        "/annotations",
+        ja.get("annotations").unwrap_or(&Value::Null),
+        jb.get("annotations").unwrap_or(&Value::Null),
+        &mut manifest_annotations,
+    );
     let provenance = "/annotations/dev.strata.spec.sha256";
-    let spec_checksums = manifest_annotations.iter().find(|c| c.pointer == provenance).map(|c| (c.a.clone(), c.b.clone()));
+    let spec_checksums =
+        manifest_annotations.iter().find(|c| c.pointer == provenance).map(|c| (c.a.clone(), c.b.clone()));
     manifest_annotations.retain(|c| c.pointer != provenance);
     let strip = |c: &Value| {
         let mut c = c.clone();
@@ -241,9 +247,16 @@ pub fn compare(a: &dyn ImageSource, b: &dyn ImageSource) -> Result<Report, DiffE
     for i in 0..la.len().max(lb.len()) {
         let (x, y) = (la.get(i), lb.get(i));
         let s = |v: Option<&Value>, k: &str| v.and_then(|v| v.get(k)).and_then(Value::as_str).map(str::to_string);
-        let ann = |v: Option<&Value>, k: &str| v.and_then(|v| v.pointer(&format!("/annotations/{}", k.replace('/', "~1")))).and_then(Value::as_str).map(str::to_string);
+        let ann = |v: Option<&Value>, k: &str| {
+            v.and_then(|v| v.pointer(&format!("/annotations/{}", k.replace('/', "~1"))))
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
         let name = ann(y, "dev.strata.layer.name").or_else(|| ann(x, "dev.strata.layer.name"));
-        let (a_diff, b_diff) = (da.get(i).and_then(Value::as_str).map(str::to_string), db.get(i).and_then(Value::as_str).map(str::to_string));
+        let (a_diff, b_diff) = (
+            da.get(i).and_then(Value::as_str).map(str::to_string),
+            db.get(i).and_then(Value::as_str).map(str::to_string),
+        );
         let status = match (x, y) {
             (Some(_), None) => LayerStatus::Removed,
             (None, Some(_)) => LayerStatus::Added,
@@ -267,9 +280,22 @@ pub fn compare(a: &dyn ImageSource, b: &dyn ImageSource) -> Result<Report, DiffE
             }
             (None, None) => continue,
         };
-        layers.push(LayerDiff { index: i + 1, name, a_digest: s(x, "digest"), b_digest: s(y, "digest"), a_diff_id: a_diff, b_diff_id: b_diff, status });
+        layers.push(LayerDiff {
+            index: i + 1,
+            name,
+            a_digest: s(x, "digest"),
+            b_digest: s(y, "digest"),
+            a_diff_id: a_diff,
+            b_diff_id: b_diff,
+            status,
+        });
         // History entries differ only as layer metadata: report them as config changes.
-        json_diff(&format!("/history/{i}"), ha.get(i).unwrap_or(&Value::Null), hb.get(i).unwrap_or(&Value::Null), &mut config);
+        json_diff(
+            &format!("/history/{i}"),
+            ha.get(i).unwrap_or(&Value::Null),
+            hb.get(i).unwrap_or(&Value::Null),
+            &mut config,
+        );
     }
     Ok(Report {
         a: a.describe(),
@@ -290,7 +316,12 @@ pub fn json_diff(ptr: &str, a: &Value, b: &Value, out: &mut Vec<ConfigChange>) {
         (Value::Object(x), Value::Object(y)) => {
             let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
             for k in keys {
-                json_diff(&format!("{ptr}/{}", k.replace('~', "~0").replace('/', "~1")), x.get(k).unwrap_or(&Value::Null), y.get(k).unwrap_or(&Value::Null), out);
+                json_diff(
+                    &format!("{ptr}/{}", k.replace('~', "~0").replace('/', "~1")),
+                    x.get(k).unwrap_or(&Value::Null),
+                    y.get(k).unwrap_or(&Value::Null),
+                    out,
+                );
             }
         }
         (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
@@ -298,7 +329,11 @@ pub fn json_diff(ptr: &str, a: &Value, b: &Value, out: &mut Vec<ConfigChange>) {
                 json_diff(&format!("{ptr}/{i}"), p, q, out);
             }
         }
-        _ if a != b => out.push(ConfigChange { pointer: if ptr.is_empty() { "/".into() } else { ptr.to_string() }, a: a.clone(), b: b.clone() }),
+        _ if a != b => out.push(ConfigChange {
+            pointer: if ptr.is_empty() { "/".into() } else { ptr.to_string() },
+            a: a.clone(),
+            b: b.clone(),
+        }),
         _ => {}
     }
 }
@@ -374,7 +409,11 @@ pub fn file_diff(a: &BTreeMap<String, FileInfo>, b: &BTreeMap<String, FileInfo>)
                 push("mode", format!("{:04o}", x.mode), format!("{:04o}", y.mode));
                 push("owner", format!("{}:{}", x.uid, x.gid), format!("{}:{}", y.uid, y.gid));
                 push("size", x.size.to_string(), y.size.to_string());
-                push("content", x.sha256.map(|d| d.to_string()).unwrap_or_default(), y.sha256.map(|d| d.to_string()).unwrap_or_default());
+                push(
+                    "content",
+                    x.sha256.map(|d| d.to_string()).unwrap_or_default(),
+                    y.sha256.map(|d| d.to_string()).unwrap_or_default(),
+                );
                 push("link", x.link.clone().unwrap_or_default(), y.link.clone().unwrap_or_default());
                 push("mtime", x.mtime.to_string(), y.mtime.to_string());
                 out.push(FileChange::Modified { path: p.clone(), fields: f });
@@ -403,9 +442,18 @@ pub fn render(r: &Report) -> String {
         let name = l.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default();
         match &l.status {
             LayerStatus::Identical => {}
-            LayerStatus::Added => s.push_str(&format!("layer {}{name}: only in B ({})\n", l.index, l.b_digest.as_deref().unwrap_or("?"))),
-            LayerStatus::Removed => s.push_str(&format!("layer {}{name}: only in A ({})\n", l.index, l.a_digest.as_deref().unwrap_or("?"))),
-            LayerStatus::SameContentDifferentCompression { a_compression, b_compression, a_media_type, b_media_type } => {
+            LayerStatus::Added => {
+                s.push_str(&format!("layer {}{name}: only in B ({})\n", l.index, l.b_digest.as_deref().unwrap_or("?")))
+            }
+            LayerStatus::Removed => {
+                s.push_str(&format!("layer {}{name}: only in A ({})\n", l.index, l.a_digest.as_deref().unwrap_or("?")))
+            }
+            LayerStatus::SameContentDifferentCompression {
+                a_compression,
+                b_compression,
+                a_media_type,
+                b_media_type,
+            } => {
                 s.push_str(&format!(
                     "layer {}{name}: same content (diff_id {}), different compressed bytes — a different compressor or settings\n",
                     l.index,
@@ -430,14 +478,23 @@ pub fn render(r: &Report) -> String {
                     l.b_diff_id.as_deref().unwrap_or("?")
                 ));
                 if *only_archive_layout {
-                    s.push_str("    every path is the same; the tar archives differ in entry order or header details\n");
+                    s.push_str(
+                        "    every path is the same; the tar archives differ in entry order or header details\n",
+                    );
                 }
                 for f in files {
                     match f {
-                        FileChange::Added { path, info } => s.push_str(&format!("    + /{path}  ({}, {:04o}, {} bytes)\n", info.kind, info.mode, info.size)),
-                        FileChange::Removed { path, info } => s.push_str(&format!("    - /{path}  ({}, {:04o}, {} bytes)\n", info.kind, info.mode, info.size)),
+                        FileChange::Added { path, info } => s.push_str(&format!(
+                            "    + /{path}  ({}, {:04o}, {} bytes)\n",
+                            info.kind, info.mode, info.size
+                        )),
+                        FileChange::Removed { path, info } => s.push_str(&format!(
+                            "    - /{path}  ({}, {:04o}, {} bytes)\n",
+                            info.kind, info.mode, info.size
+                        )),
                         FileChange::Modified { path, fields } => {
-                            let d: Vec<String> = fields.iter().map(|c| format!("{} {} → {}", c.field, c.a, c.b)).collect();
+                            let d: Vec<String> =
+                                fields.iter().map(|c| format!("{} {} → {}", c.field, c.a, c.b)).collect();
                             s.push_str(&format!("    ~ /{path}  {}\n", d.join("; ")));
                         }
                     }

@@ -216,17 +216,19 @@ impl Fetcher {
         if todo.is_empty() {
             return Ok(summary);
         }
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .map_err(|e| FetchError::Network { url: String::new(), message: format!("starting the async runtime: {e}"), attempts: 0 })?;
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(|e| {
+            FetchError::Network { url: String::new(), message: format!("starting the async runtime: {e}"), attempts: 0 }
+        })?;
         let client = reqwest::Client::builder()
             .user_agent(concat!("strata/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(30))
             .read_timeout(Duration::from_secs(120))
             .build()
-            .map_err(|e| FetchError::Network { url: String::new(), message: format!("building the HTTP client: {e}"), attempts: 0 })?;
+            .map_err(|e| FetchError::Network {
+                url: String::new(),
+                message: format!("building the HTTP client: {e}"),
+                attempts: 0,
+            })?;
         let results: Vec<Result<u64, FetchError>> = rt.block_on(async {
             futures_util::stream::iter(todo.iter().map(|a| {
                 let client = client.clone();
@@ -291,7 +293,12 @@ impl Fetcher {
                     }
                     let wait = retry_after.unwrap_or(delay).min(Duration::from_secs(60));
                     debug!(url = %redact_url(&url), attempt, ?wait, "retrying: {e}");
-                    self.reporter.warn(&format!("{}: {} — retrying in {:.1}s", a.name, first_line(&e.to_string()), wait.as_secs_f64()));
+                    self.reporter.warn(&format!(
+                        "{}: {} — retrying in {:.1}s",
+                        a.name,
+                        first_line(&e.to_string()),
+                        wait.as_secs_f64()
+                    ));
                     tokio::time::sleep(wait).await;
                     delay *= 2;
                 }
@@ -309,7 +316,12 @@ impl Fetcher {
         let shown = redact_url(url);
         let resp = match client.get(url).send().await {
             Ok(r) => r,
-            Err(e) => return Attempt::Retry(FetchError::Network { url: shown, message: error_chain(&e), attempts: attempt }, None),
+            Err(e) => {
+                return Attempt::Retry(
+                    FetchError::Network { url: shown, message: error_chain(&e), attempts: attempt },
+                    None,
+                )
+            }
         };
         let status = resp.status().as_u16();
         if !resp.status().is_success() {
@@ -320,7 +332,11 @@ impl Fetcher {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|s| s.trim().parse::<u64>().ok())
                 .map(Duration::from_secs);
-            return if matches!(status, 408 | 425 | 429 | 500..=599) { Attempt::Retry(err, retry_after) } else { Attempt::Fatal(err) };
+            return if matches!(status, 408 | 425 | 429 | 500..=599) {
+                Attempt::Retry(err, retry_after)
+            } else {
+                Attempt::Fatal(err)
+            };
         }
         let mut tmp = match self.store.temp_file() {
             Ok(t) => t,
@@ -334,7 +350,11 @@ impl Fetcher {
                 Ok(c) => c,
                 Err(e) => {
                     return Attempt::Retry(
-                        FetchError::Network { url: shown, message: format!("connection broke after {} bytes: {}", hasher.len(), error_chain(&e)), attempts: attempt },
+                        FetchError::Network {
+                            url: shown,
+                            message: format!("connection broke after {} bytes: {}", hasher.len(), error_chain(&e)),
+                            attempts: attempt,
+                        },
                         None,
                     )
                 }
@@ -342,27 +362,45 @@ impl Fetcher {
             hasher.update(&chunk);
             if let Some(max) = a.size {
                 if hasher.len() > max {
-                    return Attempt::Fatal(FetchError::Size { name: a.name.clone(), url: shown, expected: max, found: hasher.len(), attempts: attempt });
+                    return Attempt::Fatal(FetchError::Size {
+                        name: a.name.clone(),
+                        url: shown,
+                        expected: max,
+                        found: hasher.len(),
+                        attempts: attempt,
+                    });
                 }
             }
             if let Err(e) = writer.write_all(&chunk) {
-                return Attempt::Fatal(StoreError::Io { action: "writing download to", path: self.store.tmp_dir(), source: e }.into());
+                return Attempt::Fatal(
+                    StoreError::Io { action: "writing download to", path: self.store.tmp_dir(), source: e }.into(),
+                );
             }
             self.reporter.progress(id, hasher.len());
         }
         if let Err(e) = writer.flush() {
-            return Attempt::Fatal(StoreError::Io { action: "writing download to", path: self.store.tmp_dir(), source: e }.into());
+            return Attempt::Fatal(
+                StoreError::Io { action: "writing download to", path: self.store.tmp_dir(), source: e }.into(),
+            );
         }
         drop(writer);
         let (found, n) = hasher.finish();
         if let Some(expected) = a.size {
             if n != expected {
                 // A short body is what a dropped connection looks like: retry.
-                return Attempt::Retry(FetchError::Size { name: a.name.clone(), url: shown, expected, found: n, attempts: attempt }, None);
+                return Attempt::Retry(
+                    FetchError::Size { name: a.name.clone(), url: shown, expected, found: n, attempts: attempt },
+                    None,
+                );
             }
         }
         if found != a.sha256 {
-            return Attempt::Fatal(FetchError::Mismatch { name: a.name.clone(), url: shown, expected: a.sha256, found });
+            return Attempt::Fatal(FetchError::Mismatch {
+                name: a.name.clone(),
+                url: shown,
+                expected: a.sha256,
+                found,
+            });
         }
         match self.store.commit(tmp, &found) {
             Ok(_) => Attempt::Done(n),

@@ -70,7 +70,12 @@ pub enum LayerError {
 
 /// Streams `tree` into a new blob of `store`; `progress` gets the
 /// uncompressed bytes written so far.
-pub fn write_layer(tree: &Tree, settings: &LayerSettings, store: &Store, progress: &dyn Fn(u64)) -> Result<LayerBlob, LayerError> {
+pub fn write_layer(
+    tree: &Tree,
+    settings: &LayerSettings,
+    store: &Store,
+    progress: &dyn Fn(u64),
+) -> Result<LayerBlob, LayerError> {
     let _span = info_span!("layer", entries = tree.len()).entered();
     let tmp = store.temp_file()?;
     let file = tmp.reopen().map_err(LayerError::Write)?;
@@ -84,7 +89,13 @@ pub fn write_layer(tree: &Tree, settings: &LayerSettings, store: &Store, progres
         let (buf, digest, size) = out.finish();
         buf.into_inner().map_err(|e| LayerError::Write(e.into_error()))?;
         store.commit(tmp, &digest)?;
-        return Ok(LayerBlob { digest, diff_id, size, tar_size, media_type: settings.compression.layer_media_type().to_string() });
+        return Ok(LayerBlob {
+            digest,
+            diff_id,
+            size,
+            tar_size,
+            media_type: settings.compression.layer_media_type().to_string(),
+        });
     }
     let comp = Compressor::new(settings.compression, settings.threads, out).map_err(LayerError::Write)?;
     let tar_hash = HashingWriter::new(comp);
@@ -111,7 +122,13 @@ struct ProgressWriter<'a, W> {
 pub trait LayerSink: io::Write {
     /// Offers a file's content; returns true when the sink took it (its
     /// uncompressed bytes then count as written), false to have them written.
-    fn splice(&mut self, _path: &TreePath, _content: &Content, _size: u64, _sha256: Option<Digest>) -> Result<bool, LayerError> {
+    fn splice(
+        &mut self,
+        _path: &TreePath,
+        _content: &Content,
+        _size: u64,
+        _sha256: Option<Digest>,
+    ) -> Result<bool, LayerError> {
         Ok(false)
     }
 }
@@ -120,7 +137,13 @@ impl<W: io::Write> LayerSink for HashingWriter<W> {}
 impl LayerSink for Vec<u8> {}
 
 impl<W: LayerSink> LayerSink for ProgressWriter<'_, W> {
-    fn splice(&mut self, path: &TreePath, content: &Content, size: u64, sha256: Option<Digest>) -> Result<bool, LayerError> {
+    fn splice(
+        &mut self,
+        path: &TreePath,
+        content: &Content,
+        size: u64,
+        sha256: Option<Digest>,
+    ) -> Result<bool, LayerError> {
         let took = self.inner.splice(path, content, size, sha256)?;
         if took {
             self.written += size;
@@ -193,7 +216,13 @@ impl<W: io::Write> io::Write for Splicer<W> {
 }
 
 impl<W: io::Write> LayerSink for Splicer<W> {
-    fn splice(&mut self, path: &TreePath, content: &Content, size: u64, sha256: Option<Digest>) -> Result<bool, LayerError> {
+    fn splice(
+        &mut self,
+        path: &TreePath,
+        content: &Content,
+        size: u64,
+        sha256: Option<Digest>,
+    ) -> Result<bool, LayerError> {
         if size < SPLICE_MIN {
             return Ok(false);
         }
@@ -230,7 +259,9 @@ impl<W: io::Write> LayerSink for Splicer<W> {
                 if inflater.total_out() > size {
                     // Stop at once: a stream that inflates past its recorded size
                     // could be a zip bomb, and would only be refused at its end.
-                    return Err(bad(format!("inflates to more than the {size} bytes recorded for it; refused (zip bomb or corrupt archive)")));
+                    return Err(bad(format!(
+                        "inflates to more than the {size} bytes recorded for it; refused (zip bomb or corrupt archive)"
+                    )));
                 }
                 chunk = &chunk[used..];
                 let out = &outbuf[..produced];
@@ -252,10 +283,14 @@ impl<W: io::Write> LayerSink for Splicer<W> {
         // Drain output the inflater still holds.
         while !ended {
             let before_out = inflater.total_out();
-            let status = inflater.decompress(&[], &mut outbuf, flate2::FlushDecompress::Finish).map_err(|e| bad(format!("invalid deflate data: {e}")))?;
+            let status = inflater
+                .decompress(&[], &mut outbuf, flate2::FlushDecompress::Finish)
+                .map_err(|e| bad(format!("invalid deflate data: {e}")))?;
             let produced = (inflater.total_out() - before_out) as usize;
             if inflater.total_out() > size {
-                return Err(bad(format!("inflates to more than the {size} bytes recorded for it; refused (zip bomb or corrupt archive)")));
+                return Err(bad(format!(
+                    "inflates to more than the {size} bytes recorded for it; refused (zip bomb or corrupt archive)"
+                )));
             }
             crc.update(&outbuf[..produced]);
             content_hash.update(&outbuf[..produced]);
@@ -267,7 +302,11 @@ impl<W: io::Write> LayerSink for Splicer<W> {
             }
         }
         if inflater.total_in() != raw.compressed_size {
-            return Err(bad(format!("expected {} compressed bytes, the stream used {}", raw.compressed_size, inflater.total_in())));
+            return Err(bad(format!(
+                "expected {} compressed bytes, the stream used {}",
+                raw.compressed_size,
+                inflater.total_in()
+            )));
         }
         if inflater.total_out() != size {
             return Err(bad(format!("expected {size} bytes, the stream inflates to {}", inflater.total_out())));
@@ -333,12 +372,36 @@ pub fn write_entries<W: LayerSink>(tree: &Tree, epoch: u64, tar: &mut TarWriter<
         match &e.kind {
             Kind::Dir { .. } => {
                 let name = format!("{}/", path.as_str());
-                tar.append(&TarHeader { path: &name, kind: TarType::Dir, mode: e.mode, uid: e.uid.into(), gid: e.gid.into(), size: 0, mtime, link: None }, None)
-                    .map_err(w)?;
+                tar.append(
+                    &TarHeader {
+                        path: &name,
+                        kind: TarType::Dir,
+                        mode: e.mode,
+                        uid: e.uid.into(),
+                        gid: e.gid.into(),
+                        size: 0,
+                        mtime,
+                        link: None,
+                    },
+                    None,
+                )
+                .map_err(w)?;
             }
             Kind::Symlink { target } => {
-                tar.append(&TarHeader { path: path.as_str(), kind: TarType::Symlink, mode: e.mode, uid: e.uid.into(), gid: e.gid.into(), size: 0, mtime, link: Some(target) }, None)
-                    .map_err(w)?;
+                tar.append(
+                    &TarHeader {
+                        path: path.as_str(),
+                        kind: TarType::Symlink,
+                        mode: e.mode,
+                        uid: e.uid.into(),
+                        gid: e.gid.into(),
+                        size: 0,
+                        mtime,
+                        link: Some(target),
+                    },
+                    None,
+                )
+                .map_err(w)?;
             }
             Kind::File { .. } | Kind::Hardlink { .. } => {
                 // The file that owns the bytes of this group.
@@ -348,7 +411,16 @@ pub fn write_entries<W: LayerSink>(tree: &Tree, epoch: u64, tar: &mut TarWriter<
                 let Kind::File { content, size, sha256 } = &file.kind else { continue };
                 if first == path {
                     let fmtime = file.mtime.unwrap_or(epoch);
-                    let header = TarHeader { path: path.as_str(), kind: TarType::File, mode: file.mode, uid: file.uid.into(), gid: file.gid.into(), size: *size, mtime: fmtime, link: None };
+                    let header = TarHeader {
+                        path: path.as_str(),
+                        kind: TarType::File,
+                        mode: file.mode,
+                        uid: file.uid.into(),
+                        gid: file.gid.into(),
+                        size: *size,
+                        mtime: fmtime,
+                        link: None,
+                    };
                     tar.header(&header).map_err(w)?;
                     if !tar.get_mut().splice(path, content, *size, *sha256)? {
                         copy_exact(path, content, *size, tar.get_mut())?;
@@ -356,7 +428,16 @@ pub fn write_entries<W: LayerSink>(tree: &Tree, epoch: u64, tar: &mut TarWriter<
                     tar.pad(*size).map_err(w)?;
                 } else {
                     tar.append(
-                        &TarHeader { path: path.as_str(), kind: TarType::Hardlink, mode: file.mode, uid: file.uid.into(), gid: file.gid.into(), size: 0, mtime, link: Some(first.as_str()) },
+                        &TarHeader {
+                            path: path.as_str(),
+                            kind: TarType::Hardlink,
+                            mode: file.mode,
+                            uid: file.uid.into(),
+                            gid: file.gid.into(),
+                            size: 0,
+                            mtime,
+                            link: Some(first.as_str()),
+                        },
                         None,
                     )
                     .map_err(w)?;
@@ -373,12 +454,17 @@ fn copy_exact(path: &TreePath, content: &Content, size: u64, out: &mut impl io::
     let mut r = content.open().map_err(cerr)?;
     let copied = io::copy(&mut (&mut r).take(size), out).map_err(cerr)?;
     if copied != size {
-        return Err(cerr(io::Error::new(io::ErrorKind::UnexpectedEof, format!("expected {size} bytes, the source gave {copied}"))));
+        return Err(cerr(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("expected {size} bytes, the source gave {copied}"),
+        )));
     }
     // A source that grew since it was measured would silently lose bytes.
     let mut probe = [0u8; 1];
     if r.read(&mut probe).map_err(cerr)? != 0 {
-        return Err(cerr(io::Error::other(format!("the source has more than the {size} bytes recorded (did the file change during the build?)"))));
+        return Err(cerr(io::Error::other(format!(
+            "the source has more than the {size} bytes recorded (did the file change during the build?)"
+        ))));
     }
     Ok(())
 }
@@ -396,7 +482,14 @@ mod tests {
         t.insert(TreePath::from_image_path("z/file").unwrap(), Entry::bytes(&b"data"[..], 0o644, &origin)).unwrap();
         t.insert(
             TreePath::from_image_path("a/link").unwrap(),
-            Entry { kind: Kind::Hardlink { target: TreePath::from_image_path("z/file").unwrap() }, mode: 0o644, uid: 0, gid: 0, mtime: None, origin },
+            Entry {
+                kind: Kind::Hardlink { target: TreePath::from_image_path("z/file").unwrap() },
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                mtime: None,
+                origin,
+            },
         )
         .unwrap();
         let mut tar = TarWriter::new(Vec::new());
@@ -408,7 +501,11 @@ mod tests {
             .unwrap()
             .map(|e| {
                 let e = e.unwrap();
-                (e.path().unwrap().display().to_string(), e.header().entry_type(), e.link_name().unwrap().map(|l| l.display().to_string()))
+                (
+                    e.path().unwrap().display().to_string(),
+                    e.header().entry_type(),
+                    e.link_name().unwrap().map(|l| l.display().to_string()),
+                )
             })
             .collect();
         assert_eq!(
@@ -456,7 +553,11 @@ mod splice_tests {
             "test member".into()
         }
         fn raw_deflate(&self) -> io::Result<Option<RawDeflate<'_>>> {
-            Ok(Some(RawDeflate { reader: Box::new(&self.raw[..]), compressed_size: self.declared_len, crc32: self.crc }))
+            Ok(Some(RawDeflate {
+                reader: Box::new(&self.raw[..]),
+                compressed_size: self.declared_len,
+                crc32: self.crc,
+            }))
         }
     }
 
@@ -480,15 +581,24 @@ mod splice_tests {
             *sha256 = sha;
         }
         t.insert(TreePath::from_image_path("usr/lib/big.so").unwrap(), e).unwrap();
-        t.insert(TreePath::from_image_path("usr/lib/small.py").unwrap(), Entry::bytes(b"x = 1\n".to_vec(), 0o644, &origin)).unwrap();
-        t.insert(TreePath::from_image_path("etc/big.txt").unwrap(), Entry::bytes(text(3 << 20, 7), 0o644, &origin)).unwrap();
+        t.insert(
+            TreePath::from_image_path("usr/lib/small.py").unwrap(),
+            Entry::bytes(b"x = 1\n".to_vec(), 0o644, &origin),
+        )
+        .unwrap();
+        t.insert(TreePath::from_image_path("etc/big.txt").unwrap(), Entry::bytes(text(3 << 20, 7), 0o644, &origin))
+            .unwrap();
         t
     }
 
     fn write(tree: &Tree, splice: bool, threads: usize) -> Result<(Vec<u8>, Digest, LayerBlob), LayerError> {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let settings = LayerSettings { compression: Compression { splice, ..Compression::new(Algorithm::Gzip, 6) }, threads, epoch: 0 };
+        let settings = LayerSettings {
+            compression: Compression { splice, ..Compression::new(Algorithm::Gzip, 6) },
+            threads,
+            epoch: 0,
+        };
         let blob = write_layer(tree, &settings, &store, &|_| {})?;
         let bytes = std::fs::read(store.path(&blob.digest)).unwrap();
         Ok((bytes, blob.diff_id, blob))
@@ -521,8 +631,21 @@ mod splice_tests {
     fn spliced_layers_decode_with_gzip_tools() {
         let data = text(200_000, 3);
         let (bytes, diff_id, _) = write(&tree_with(Deflated::new(data), None), true, 2).unwrap();
-        for (cmd, args) in [("gzip", vec!["-dc"]), ("python3", vec!["-c", "import gzip,sys; sys.stdout.buffer.write(gzip.decompress(sys.stdin.buffer.read()))"])] {
-            let Ok(mut child) = std::process::Command::new(cmd).args(&args).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn() else { continue };
+        for (cmd, args) in [
+            ("gzip", vec!["-dc"]),
+            (
+                "python3",
+                vec!["-c", "import gzip,sys; sys.stdout.buffer.write(gzip.decompress(sys.stdin.buffer.read()))"],
+            ),
+        ] {
+            let Ok(mut child) = std::process::Command::new(cmd)
+                .args(&args)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+            else {
+                continue;
+            };
             let mut stdin = child.stdin.take().unwrap();
             let b = bytes.clone();
             let feeder = std::thread::spawn(move || stdin.write_all(&b));
@@ -541,7 +664,9 @@ mod splice_tests {
         let e = write(&tree_with(bad_crc, None), true, 1).unwrap_err().to_string();
         assert!(e.contains("CRC-32 mismatch"), "{e}");
 
-        let e = write(&tree_with(Deflated::new(data.clone()), Some(Digest::of(b"other"))), true, 1).unwrap_err().to_string();
+        let e = write(&tree_with(Deflated::new(data.clone()), Some(Digest::of(b"other"))), true, 1)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("sha256 mismatch") && e.contains("usr/lib/big.so"), "{e}");
 
         let mut short = Deflated::new(data.clone());

@@ -4,25 +4,25 @@
 // paths only, so their size does not matter.
 #![allow(clippy::result_large_err)]
 
+pub mod archive;
+pub mod audit;
+pub mod build;
 pub mod compress;
+pub mod config;
+pub mod cuda;
+pub mod diff;
 pub mod digest;
+pub mod fetch;
+pub mod image;
+pub mod layer;
+pub mod lock;
+pub mod mirror;
+pub mod pool;
+pub mod registry;
+pub mod report;
+pub mod sbom;
+pub mod sources;
+pub mod spec;
+pub mod store;
 pub mod tarwriter;
 pub mod tree;
-pub mod spec;
-pub mod fetch;
-pub mod report;
-pub mod store;
-pub mod archive;
-pub mod sources;
-pub mod layer;
-pub mod image;
-pub mod build;
-pub mod pool;
-pub mod config;
-pub mod mirror;
-pub mod diff;
-pub mod audit;
-pub mod sbom;
-pub mod lock;
-pub mod registry;
-pub mod cuda;

@@ -108,9 +108,13 @@ pub fn export(store: &Store, artifacts: &[Artifact], dir: &Path) -> Result<Expor
             sum.added += 1;
             sum.bytes += size;
         }
-        index.artifacts.insert(a.sha256.to_string(), MirrorEntry { name: a.name.clone(), url: crate::report::redact_url(&a.url), size });
+        index.artifacts.insert(
+            a.sha256.to_string(),
+            MirrorEntry { name: a.name.clone(), url: crate::report::redact_url(&a.url), size },
+        );
     }
-    let bytes = serde_json::to_vec_pretty(&index).map_err(|e| MirrorError::Index { path: dir.join("index.json"), message: e.to_string() })?;
+    let bytes = serde_json::to_vec_pretty(&index)
+        .map_err(|e| MirrorError::Index { path: dir.join("index.json"), message: e.to_string() })?;
     crate::image::layout::atomic_write(&dir.join("index.json"), &bytes).map_err(|e| MirrorError::Io {
         action: "writing",
         path: dir.join("index.json"),

@@ -63,6 +63,8 @@ where
             })
             .collect();
         drop(rx);
+        // `i` is also the item's index for `produce` and the workers, not only for `slots`.
+        #[allow(clippy::needless_range_loop)]
         for i in 0..n {
             if failed.load(Ordering::SeqCst) {
                 break;
@@ -126,25 +128,20 @@ mod tests {
             .unwrap();
             assert_eq!(got, (0..20).map(|i| i * 10 + 1).collect::<Vec<_>>(), "{workers} workers");
         }
-        assert!(run_ordered(0, 4, |i| Ok::<_, ()>(i), |_, v| Ok(v)).unwrap().is_empty());
+        assert!(run_ordered(0, 4, Ok::<_, ()>, |_, v| Ok(v)).unwrap().is_empty());
     }
 
     #[test]
     fn work_really_runs_on_several_threads_at_once() {
         let running = AtomicUsize::new(0);
         let peak = AtomicUsize::new(0);
-        run_ordered(
-            8,
-            4,
-            |i| Ok::<_, ()>(i),
-            |_, _| {
-                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
-                peak.fetch_max(now, Ordering::SeqCst);
-                std::thread::sleep(Duration::from_millis(30));
-                running.fetch_sub(1, Ordering::SeqCst);
-                Ok(())
-            },
-        )
+        run_ordered(8, 4, Ok::<_, ()>, |_, _| {
+            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(now, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(30));
+            running.fetch_sub(1, Ordering::SeqCst);
+            Ok(())
+        })
         .unwrap();
         let peak = peak.load(Ordering::SeqCst);
         assert!((2..=4).contains(&peak), "peak concurrency {peak}");
@@ -182,7 +179,13 @@ mod tests {
     #[test]
     fn a_production_error_is_reported_unless_an_earlier_item_failed() {
         for workers in [1, 3] {
-            let e = run_ordered(10, workers, |i| if i == 4 { Err(format!("make {i}")) } else { Ok(i) }, |_, v| Ok::<_, String>(v)).unwrap_err();
+            let e = run_ordered(
+                10,
+                workers,
+                |i| if i == 4 { Err(format!("make {i}")) } else { Ok(i) },
+                |_, v| Ok::<_, String>(v),
+            )
+            .unwrap_err();
             assert_eq!(e, "make 4");
             let e = run_ordered(
                 10,
@@ -197,9 +200,8 @@ mod tests {
 
     #[test]
     fn a_panicking_worker_does_not_hang_the_producer() {
-        let r = std::panic::catch_unwind(|| {
-            run_ordered(50, 2, |i| Ok::<_, ()>(i), |_, _| -> Result<(), ()> { panic!("boom") })
-        });
+        let r =
+            std::panic::catch_unwind(|| run_ordered(50, 2, Ok::<_, ()>, |_, _| -> Result<(), ()> { panic!("boom") }));
         assert!(r.is_err());
     }
 }

@@ -98,7 +98,8 @@ pub struct LayerPackages {
 }
 
 fn spdx_id(kind: PackageKind, name: &str, n: usize) -> String {
-    let clean: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '-' }).collect();
+    let clean: String =
+        name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '-' }).collect();
     let kind = match kind {
         PackageKind::Deb => "deb",
         PackageKind::Wheel => "wheel",
@@ -127,7 +128,9 @@ pub fn spdx(image_name: &str, tag: &str, manifest: &Digest, epoch: u64, layers: 
         "licenseDeclared": "NOASSERTION",
         "copyrightText": "NOASSERTION",
     })];
-    let mut relationships = vec![json!({"spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES", "relatedSpdxElement": "SPDXRef-Image"})];
+    let mut relationships = vec![
+        json!({"spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES", "relatedSpdxElement": "SPDXRef-Image"}),
+    ];
     let mut n = 0;
     for l in layers {
         let mut sorted = l.packages.clone();
@@ -155,7 +158,9 @@ pub fn spdx(image_name: &str, tag: &str, manifest: &Digest, epoch: u64, layers: 
                 pkg["externalRefs"] = json!([{"referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl", "referenceLocator": purl}]);
             }
             packages.push(pkg);
-            relationships.push(json!({"spdxElementId": "SPDXRef-Image", "relationshipType": "CONTAINS", "relatedSpdxElement": id}));
+            relationships.push(
+                json!({"spdxElementId": "SPDXRef-Image", "relationshipType": "CONTAINS", "relatedSpdxElement": id}),
+            );
         }
     }
     json!({

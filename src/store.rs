@@ -129,13 +129,18 @@ impl Store {
         {
             use std::os::unix::fs::PermissionsExt;
             // Blobs are shared read-only (hard-linked into layouts).
-            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o444)).map_err(io_err("setting permissions of", tmp.path()))?;
+            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o444))
+                .map_err(io_err("setting permissions of", tmp.path()))?;
         }
         tmp.as_file().sync_all().map_err(io_err("syncing", tmp.path()))?;
         if dest.is_file() {
             return Ok(dest);
         }
-        tmp.persist(&dest).map_err(|e| StoreError::Io { action: "moving blob into", path: dest.clone(), source: e.error })?;
+        tmp.persist(&dest).map_err(|e| StoreError::Io {
+            action: "moving blob into",
+            path: dest.clone(),
+            source: e.error,
+        })?;
         Ok(dest)
     }
 
@@ -164,7 +169,11 @@ impl Store {
         let mut w = HashingWriter::new(io::BufWriter::new(tmp));
         io::copy(&mut input, &mut w).map_err(io_err("copying", src))?;
         let (buf, found, size) = w.finish();
-        let tmp = buf.into_inner().map_err(|e| StoreError::Io { action: "writing", path: src.to_path_buf(), source: e.into_error() })?;
+        let tmp = buf.into_inner().map_err(|e| StoreError::Io {
+            action: "writing",
+            path: src.to_path_buf(),
+            source: e.into_error(),
+        })?;
         if let Some(exp) = expected {
             if *exp != found {
                 return Err(StoreError::Mismatch { what: src.display().to_string(), expected: *exp, found });

@@ -92,7 +92,17 @@ impl<W: Write> TarWriter<W> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn raw_header(&mut self, name: &[u8], kind: u8, mode: u32, uid: u64, gid: u64, size: u64, mtime: u64, link: &[u8]) -> io::Result<()> {
+    fn raw_header(
+        &mut self,
+        name: &[u8],
+        kind: u8,
+        mode: u32,
+        uid: u64,
+        gid: u64,
+        size: u64,
+        mtime: u64,
+        link: &[u8],
+    ) -> io::Result<()> {
         let mut h = [0u8; BLOCK];
         h[..name.len()].copy_from_slice(name);
         octal(&mut h[100..108], u64::from(mode & 0o7777));
@@ -199,7 +209,16 @@ impl<W: Write> TarWriter<W> {
             self.out.write_all(&pax)?;
             pad(&mut self.out, pax.len() as u64)?;
         }
-        self.raw_header(name_field, header.kind.flag(), header.mode, uid_field, gid_field, size_field, mtime_field, link_field)
+        self.raw_header(
+            name_field,
+            header.kind.flag(),
+            header.mode,
+            uid_field,
+            gid_field,
+            size_field,
+            mtime_field,
+            link_field,
+        )
     }
 
     /// Writes the end-of-archive marker and returns the inner writer.
@@ -254,8 +273,25 @@ mod tests {
         let long_link = "y".repeat(180);
         let mut w = TarWriter::new(Vec::new());
         let data = b"hello";
-        w.append(&TarHeader { path: &long, kind: TarType::File, mode: 0o755, uid: 0, gid: 0, size: 5, mtime: 0, link: None }, Some(&mut &data[..])).unwrap();
-        w.append(&TarHeader { path: "l", kind: TarType::Symlink, mode: 0o777, uid: 0, gid: 0, size: 0, mtime: 0, link: Some(&long_link) }, None).unwrap();
+        w.append(
+            &TarHeader { path: &long, kind: TarType::File, mode: 0o755, uid: 0, gid: 0, size: 5, mtime: 0, link: None },
+            Some(&mut &data[..]),
+        )
+        .unwrap();
+        w.append(
+            &TarHeader {
+                path: "l",
+                kind: TarType::Symlink,
+                mode: 0o777,
+                uid: 0,
+                gid: 0,
+                size: 0,
+                mtime: 0,
+                link: Some(&long_link),
+            },
+            None,
+        )
+        .unwrap();
         let bytes = w.finish().unwrap();
         let got = read_back(&bytes);
         assert_eq!(got[0], (long, 5, None, 0o755));
@@ -267,7 +303,19 @@ mod tests {
         let mut w = TarWriter::new(Vec::new());
         let data = b"abc";
         let err = w
-            .append(&TarHeader { path: "f", kind: TarType::File, mode: 0o644, uid: 0, gid: 0, size: 10, mtime: 0, link: None }, Some(&mut &data[..]))
+            .append(
+                &TarHeader {
+                    path: "f",
+                    kind: TarType::File,
+                    mode: 0o644,
+                    uid: 0,
+                    gid: 0,
+                    size: 10,
+                    mtime: 0,
+                    link: None,
+                },
+                Some(&mut &data[..]),
+            )
             .unwrap_err();
         assert!(err.to_string().contains("expected 10 bytes"), "{err}");
     }

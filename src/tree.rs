@@ -102,9 +102,7 @@ impl TreePath {
 
     /// All ancestors, outermost first (`a`, `a/b` for `a/b/c`).
     pub fn ancestors(&self) -> impl Iterator<Item = TreePath> + '_ {
-        self.0
-            .match_indices('/')
-            .map(move |(i, _)| TreePath(self.0[..i].to_string()))
+        self.0.match_indices('/').map(move |(i, _)| TreePath(self.0[..i].to_string()))
     }
 }
 
@@ -252,11 +250,7 @@ impl Read for SpoolReader<'_> {
             return Ok(0);
         }
         let want = buf.len().min(left as usize);
-        let n = self
-            .range
-            .spool
-            .file
-            .read_at(&mut buf[..want], self.range.offset + self.pos)?;
+        let n = self.range.spool.file.read_at(&mut buf[..want], self.range.offset + self.pos)?;
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -318,7 +312,14 @@ pub struct Entry {
 impl Entry {
     /// An explicit directory.
     pub fn dir(mode: u32, origin: &Arc<str>) -> Entry {
-        Entry { kind: Kind::Dir { implicit: false }, mode: mode & 0o7777, uid: 0, gid: 0, mtime: None, origin: origin.clone() }
+        Entry {
+            kind: Kind::Dir { implicit: false },
+            mode: mode & 0o7777,
+            uid: 0,
+            gid: 0,
+            mtime: None,
+            origin: origin.clone(),
+        }
     }
     /// A regular file.
     pub fn file(content: Content, size: u64, mode: u32, origin: &Arc<str>) -> Entry {
@@ -412,7 +413,9 @@ pub enum TreeError {
         origin: String,
     },
     /// A hard link names a file outside this layer or something that is not a file.
-    #[error("{origin}: hardlink {path} -> {target} points outside the layer or at something that is not a regular file")]
+    #[error(
+        "{origin}: hardlink {path} -> {target} points outside the layer or at something that is not a regular file"
+    )]
     BadHardlink {
         /// Link path.
         path: TreePath,
@@ -586,10 +589,7 @@ impl Tree {
 fn same_entry(path: &TreePath, a: &Entry, b: &Entry) -> Result<Option<String>, TreeError> {
     let mut diffs = Vec::new();
     match (&a.kind, &b.kind) {
-        (
-            Kind::File { content: ca, size: sa, sha256: ha },
-            Kind::File { content: cb, size: sb, sha256: hb },
-        ) => {
+        (Kind::File { content: ca, size: sa, sha256: ha }, Kind::File { content: cb, size: sb, sha256: hb }) => {
             if sa != sb {
                 diffs.push(format!("size {sa} vs {sb}"));
             } else {
@@ -633,9 +633,7 @@ fn same_entry(path: &TreePath, a: &Entry, b: &Entry) -> Result<Option<String>, T
 
 fn content_digest(path: &TreePath, c: &Content) -> Result<Digest, TreeError> {
     let r = c.open().map_err(|source| TreeError::Io { path: path.clone(), what: c.describe(), source })?;
-    hash_reader(r)
-        .map(|(d, _)| d)
-        .map_err(|source| TreeError::Io { path: path.clone(), what: c.describe(), source })
+    hash_reader(r).map(|(d, _)| d).map_err(|source| TreeError::Io { path: path.clone(), what: c.describe(), source })
 }
 
 #[cfg(test)]
@@ -712,7 +710,14 @@ mod tests {
         let origin = o("t");
         t.insert(
             TreePath::from_image_path("l").unwrap(),
-            Entry { kind: Kind::Hardlink { target: TreePath::from_image_path("missing").unwrap() }, mode: 0o644, uid: 0, gid: 0, mtime: None, origin },
+            Entry {
+                kind: Kind::Hardlink { target: TreePath::from_image_path("missing").unwrap() },
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                mtime: None,
+                origin,
+            },
         )
         .unwrap();
         assert!(matches!(t.check_hardlinks(), Err(TreeError::BadHardlink { .. })));

@@ -22,7 +22,12 @@ fn unshare_net(cmd_args: &[&str]) -> Option<Command> {
     c.arg("--").arg(env!("CARGO_BIN_EXE_strata")).args(cmd_args);
     c.env_remove("SOURCE_DATE_EPOCH").env_remove("STRATA_CACHE");
     // Probe: can we create namespaces here at all?
-    let ok = Command::new("unshare").arg(if root { "-n" } else { "-rn" }).arg("true").status().map(|s| s.success()).unwrap_or(false);
+    let ok = Command::new("unshare")
+        .arg(if root { "-n" } else { "-rn" })
+        .arg("true")
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
     if !ok {
         if std::env::var("STRATA_REQUIRE_TOOLS").as_deref() == Ok("1") {
             panic!("unshare cannot create a network namespace here");
@@ -61,26 +66,63 @@ fn offline_build_from_a_mirror_in_a_network_namespace_matches_the_online_build()
     let mirror = t.path().join("mirror");
 
     // Connected side: fill the mirror; an online build for reference.
-    let o = run(strata().args(["fetch", "-q"]).arg(&spec).args(["--into", &s(&mirror), "--cache", &s(&t.path().join("c-fetch"))]));
+    let o = run(strata().args(["fetch", "-q"]).arg(&spec).args([
+        "--into",
+        &s(&mirror),
+        "--cache",
+        &s(&t.path().join("c-fetch")),
+    ]));
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(mirror.join("sha256").join(sha256_hex(&payload)).is_file());
     let index: serde_json::Value = serde_json::from_slice(&std::fs::read(mirror.join("index.json")).unwrap()).unwrap();
     assert_eq!(index["artifacts"][format!("sha256:{}", sha256_hex(&extra))]["name"], "extra.tar.gz");
-    let online = run(strata().args(["build", "-q"]).arg(&spec).args(["-o", &format!("oci:{}", s(&t.path().join("online"))), "--cache", &s(&t.path().join("c-online"))]));
+    let online = run(strata().args(["build", "-q"]).arg(&spec).args([
+        "-o",
+        &format!("oci:{}", s(&t.path().join("online"))),
+        "--cache",
+        &s(&t.path().join("c-online")),
+    ]));
     assert!(online.status.success(), "{}", stderr(&online));
     let online_digest = stdout(&online).trim().to_string();
 
     // A second fetch resumes: nothing new to add.
-    let o = run(strata().args(["fetch"]).arg(&spec).args(["--into", &s(&mirror), "--cache", &s(&t.path().join("c-fetch"))]));
+    let o = run(strata().args(["fetch"]).arg(&spec).args([
+        "--into",
+        &s(&mirror),
+        "--cache",
+        &s(&t.path().join("c-fetch")),
+    ]));
     assert!(stderr(&o).contains("0 added"), "{}", stderr(&o));
 
-    let Some(mut sanity) = unshare_net(&["build", "-q", &s(&spec), "-o", &format!("oci:{}", s(&t.path().join("noNet"))), "--cache", &s(&t.path().join("c-nonet"))]) else { return };
+    let Some(mut sanity) = unshare_net(&[
+        "build",
+        "-q",
+        &s(&spec),
+        "-o",
+        &format!("oci:{}", s(&t.path().join("noNet"))),
+        "--cache",
+        &s(&t.path().join("c-nonet")),
+    ]) else {
+        return;
+    };
     // Without the mirror, the namespace really has no network: the download fails.
     let o = run(sanity.env("STRATA_RETRY_BASE_MS", "5"));
     assert_eq!(o.status.code(), Some(1), "a build without the mirror must fail in the namespace: {}", stderr(&o));
 
     // Disconnected side: offline, from the mirror only, cold cache.
-    let mut offline = unshare_net(&["build", "-q", "--offline", "--mirror", &s(&mirror), &s(&spec), "-o", &format!("oci:{}", s(&t.path().join("offline"))), "--cache", &s(&t.path().join("c-offline"))]).unwrap();
+    let mut offline = unshare_net(&[
+        "build",
+        "-q",
+        "--offline",
+        "--mirror",
+        &s(&mirror),
+        &s(&spec),
+        "-o",
+        &format!("oci:{}", s(&t.path().join("offline"))),
+        "--cache",
+        &s(&t.path().join("c-offline")),
+    ])
+    .unwrap();
     let o = run(&mut offline);
     assert!(o.status.success(), "offline build failed: {}", stderr(&o));
     assert_eq!(stdout(&o).trim(), online_digest);
@@ -92,10 +134,16 @@ fn offline_build_names_the_missing_artifact_and_the_fix() {
     let spec = t.path().join("app.yaml");
     std::fs::write(&spec, format!("version: 1\nname: app\nlayers:\n  - tarball: {{url: https://example.invalid/pool/tool.tar.gz, sha256: {}}}\n", "a".repeat(64))).unwrap();
     std::fs::create_dir_all(t.path().join("empty-mirror")).unwrap();
-    let o = run(strata().args(["build", "--offline", "--mirror", &s(&t.path().join("empty-mirror"))]).arg(&spec).args(["-o", &format!("oci:{}", s(&t.path().join("o"))), "--cache", &s(&t.path().join("c"))]));
+    let o = run(strata()
+        .args(["build", "--offline", "--mirror", &s(&t.path().join("empty-mirror"))])
+        .arg(&spec)
+        .args(["-o", &format!("oci:{}", s(&t.path().join("o"))), "--cache", &s(&t.path().join("c"))]));
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
-    assert!(err.contains("tool.tar.gz") && err.contains(&"a".repeat(64)) && err.contains("strata fetch SPEC --into"), "{err}");
+    assert!(
+        err.contains("tool.tar.gz") && err.contains(&"a".repeat(64)) && err.contains("strata fetch SPEC --into"),
+        "{err}"
+    );
     assert!(!t.path().join("o").exists());
 }
 
@@ -107,9 +155,24 @@ fn fetch_verify_finds_corrupt_and_missing_files() {
     let srv = Server::start(routes);
     let t = tempfile::tempdir().unwrap();
     let spec = t.path().join("s.yaml");
-    std::fs::write(&spec, format!("version: 1\nname: x\nlayers:\n  - tarball: {{url: {}/a.tar.gz, sha256: {}}}\n", srv.addr, sha256_hex(&body))).unwrap();
+    std::fs::write(
+        &spec,
+        format!(
+            "version: 1\nname: x\nlayers:\n  - tarball: {{url: {}/a.tar.gz, sha256: {}}}\n",
+            srv.addr,
+            sha256_hex(&body)
+        ),
+    )
+    .unwrap();
     let mirror = t.path().join("m");
-    assert!(run(strata().args(["fetch", "-q"]).arg(&spec).args(["--into", &s(&mirror), "--cache", &s(&t.path().join("c"))])).status.success());
+    assert!(run(strata().args(["fetch", "-q"]).arg(&spec).args([
+        "--into",
+        &s(&mirror),
+        "--cache",
+        &s(&t.path().join("c"))
+    ]))
+    .status
+    .success());
     let ok = run(strata().args(["fetch", "--verify", &s(&mirror)]));
     assert!(ok.status.success(), "{}", stderr(&ok));
     assert!(stdout(&ok).contains("1 files verified"));

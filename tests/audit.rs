@@ -14,7 +14,12 @@ fn publish(dir: &Path, name: &str, text: &str, env: &[(&str, &str)]) -> String {
     std::fs::write(&spec, text).unwrap();
     let out = dir.join(format!("{name}.tar"));
     let mut c = strata();
-    c.args(["build", "-q"]).arg(&spec).arg("-o").arg(format!("oci-archive:{}", out.display())).arg("--cache").arg(dir.join("publisher-cache"));
+    c.args(["build", "-q"])
+        .arg(&spec)
+        .arg("-o")
+        .arg(format!("oci-archive:{}", out.display()))
+        .arg("--cache")
+        .arg(dir.join("publisher-cache"));
     for (k, v) in env {
         c.env(k, v);
     }
@@ -62,7 +67,12 @@ fn a_different_epoch_is_named_as_epoch_handling() {
 #[test]
 fn a_different_compressor_setting_is_named() {
     let t = tempfile::tempdir().unwrap();
-    let published = publish(t.path(), "p", &SPEC.replace("epoch: 1700000000\n", "epoch: 1700000000\ncompression: {algorithm: gzip, level: 1}\n"), &[]);
+    let published = publish(
+        t.path(),
+        "p",
+        &SPEC.replace("epoch: 1700000000\n", "epoch: 1700000000\ncompression: {algorithm: gzip, level: 1}\n"),
+        &[],
+    );
     let (code, out) = audit(t.path(), &published);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("same uncompressed content") && out.contains("level=1"), "{out}");

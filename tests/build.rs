@@ -41,7 +41,11 @@ fn every_output_is_accepted_by_skopeo_umoci_and_podman() {
     let dir = t.path().join("layout");
     let oa = t.path().join("hello-oci.tar");
     let da = t.path().join("hello-docker.tar");
-    for out in [format!("oci:{}:1.0", dir.display()), format!("oci-archive:{}", oa.display()), format!("docker-archive:{}", da.display())] {
+    for out in [
+        format!("oci:{}:1.0", dir.display()),
+        format!("oci-archive:{}", oa.display()),
+        format!("docker-archive:{}", da.display()),
+    ] {
         let o = build(&hello_spec(), &out, &cache);
         assert!(o.status.success(), "{out}: {}", stderr(&o));
         assert_eq!(last_line(&stdout(&o)), HELLO_DIGEST, "{out}");
@@ -82,18 +86,27 @@ fn every_output_is_accepted_by_skopeo_umoci_and_podman() {
     assert_eq!(v["config"]["config"]["Entrypoint"][0], "/hello");
 
     if have("skopeo") {
-        let o = run(std::process::Command::new("skopeo").args(["inspect", "--raw"]).arg(format!("oci:{}:1.0", dir.display())));
+        let o = run(std::process::Command::new("skopeo")
+            .args(["inspect", "--raw"])
+            .arg(format!("oci:{}:1.0", dir.display())));
         assert!(o.status.success(), "{}", stderr(&o));
         assert_eq!(format!("sha256:{}", sha256_hex(&o.stdout)), HELLO_DIGEST, "skopeo sees other manifest bytes");
         let o = run(std::process::Command::new("skopeo").args(["inspect"]).arg(format!("oci:{}:1.0", dir.display())));
         assert!(o.status.success() && stdout(&o).contains("\"Os\": \"linux\""), "{}", stderr(&o));
-        for (src, name) in [(format!("oci-archive:{}", oa.display()), "a"), (format!("docker-archive:{}", da.display()), "d")] {
-            let o = run(std::process::Command::new("skopeo").args(["copy", "-q", &src]).arg(format!("oci:{}:{name}", t.path().join("copies").display())));
+        for (src, name) in
+            [(format!("oci-archive:{}", oa.display()), "a"), (format!("docker-archive:{}", da.display()), "d")]
+        {
+            let o = run(std::process::Command::new("skopeo")
+                .args(["copy", "-q", &src])
+                .arg(format!("oci:{}:{name}", t.path().join("copies").display())));
             assert!(o.status.success(), "skopeo copy {src}: {}", stderr(&o));
         }
     }
     if have("umoci") {
-        let o = run(std::process::Command::new("umoci").args(["unpack", "--rootless", "--image"]).arg(format!("{}:1.0", dir.display())).arg(t.path().join("bundle")));
+        let o = run(std::process::Command::new("umoci")
+            .args(["unpack", "--rootless", "--image"])
+            .arg(format!("{}:1.0", dir.display()))
+            .arg(t.path().join("bundle")));
         assert!(o.status.success(), "umoci unpack: {}", stderr(&o));
         let rootfs = t.path().join("bundle/rootfs");
         assert_eq!(std::fs::read_link(rootfs.join("hello")).unwrap(), Path::new("usr/local/bin/hello"));
@@ -176,8 +189,10 @@ fn digests_do_not_depend_on_path_umask_tz_locale_clock_cache_or_threads() {
             std::fs::copy(hello_spec(), dir.join("hello.yaml")).unwrap();
             let cache = t.path().join(format!("cache-{algorithm}-{i}"));
             for s in [spec, dir.join("hello.yaml")] {
-                let (umask, tz, lang, threads) = if i == 0 { ("022", "UTC", "C", "1") } else { ("077", "Asia/Kolkata", "de_DE.UTF-8", "8") };
-                let out = format!("oci:{}", dir.join(format!("out-{}", s.file_stem().unwrap().to_string_lossy())).display());
+                let (umask, tz, lang, threads) =
+                    if i == 0 { ("022", "UTC", "C", "1") } else { ("077", "Asia/Kolkata", "de_DE.UTF-8", "8") };
+                let out =
+                    format!("oci:{}", dir.join(format!("out-{}", s.file_stem().unwrap().to_string_lossy())).display());
                 let script = format!(
                     "umask {umask}; cd {}; exec {} {} build -q {} -o {out} --cache {} --threads {threads}",
                     dir.display(),
@@ -188,7 +203,13 @@ fn digests_do_not_depend_on_path_umask_tz_locale_clock_cache_or_threads() {
                 );
                 // Cold cache on the first run of each environment, warm on a repeat.
                 for _pass in 0..(1 + i) {
-                    let o = run(std::process::Command::new("sh").arg("-c").arg(&script).env("TZ", tz).env("LANG", lang).env("LC_ALL", lang).env_remove("SOURCE_DATE_EPOCH"));
+                    let o = run(std::process::Command::new("sh")
+                        .arg("-c")
+                        .arg(&script)
+                        .env("TZ", tz)
+                        .env("LANG", lang)
+                        .env("LC_ALL", lang)
+                        .env_remove("SOURCE_DATE_EPOCH"));
                     assert!(o.status.success(), "{script}: {}", stderr(&o));
                     digests.push((i, s.file_name().unwrap().to_string_lossy().into_owned(), last_line(&stdout(&o))));
                 }
@@ -243,8 +264,20 @@ fn one_layout_keeps_several_tags() {
 fn an_unchanged_rebuild_takes_every_layer_from_the_cache() {
     let t = tempfile::tempdir().unwrap();
     let cache = t.path().join("c");
-    let first = run(strata().args(["build", "--json"]).arg(hello_spec()).arg("-o").arg(format!("oci:{}", t.path().join("a").display())).arg("--cache").arg(&cache));
-    let second = run(strata().args(["build", "--json"]).arg(hello_spec()).arg("-o").arg(format!("oci:{}", t.path().join("b").display())).arg("--cache").arg(&cache));
+    let first = run(strata()
+        .args(["build", "--json"])
+        .arg(hello_spec())
+        .arg("-o")
+        .arg(format!("oci:{}", t.path().join("a").display()))
+        .arg("--cache")
+        .arg(&cache));
+    let second = run(strata()
+        .args(["build", "--json"])
+        .arg(hello_spec())
+        .arg("-o")
+        .arg(format!("oci:{}", t.path().join("b").display()))
+        .arg("--cache")
+        .arg(&cache));
     let a: serde_json::Value = serde_json::from_str(&stdout(&first)).unwrap();
     let b: serde_json::Value = serde_json::from_str(&stdout(&second)).unwrap();
     assert_eq!(a["manifest_digest"], HELLO_DIGEST);
@@ -320,7 +353,8 @@ fn unknown_key_is_located_with_a_hint() {
 #[test]
 fn unquoted_mode_is_refused() {
     let c = Case::new();
-    let s = c.spec("version: 1\nname: x\nlayers:\n  - files:\n      - path: /a\n        content: x\n        mode: 755\n");
+    let s =
+        c.spec("version: 1\nname: x\nlayers:\n  - files:\n      - path: /a\n        content: x\n        mode: 755\n");
     insta::assert_snapshot!(c.fails(&s));
 }
 
@@ -334,7 +368,8 @@ fn missing_required_field() {
 #[test]
 fn missing_local_file() {
     let c = Case::new();
-    let s = c.spec("version: 1\nname: x\nlayers:\n  - files:\n      - path: /etc/app.conf\n        source: conf/app.conf\n");
+    let s = c
+        .spec("version: 1\nname: x\nlayers:\n  - files:\n      - path: /etc/app.conf\n        source: conf/app.conf\n");
     insta::assert_snapshot!(c.fails(&s));
 }
 
@@ -343,7 +378,10 @@ fn tarball_case(reply: Reply, sha: &str) -> (Case, Server, PathBuf) {
     routes.insert("/a.tar.gz".to_string(), reply);
     let server = Server::start(routes);
     let c = Case::new();
-    let s = c.spec(&format!("version: 1\nname: x\nlayers:\n  - tarball:\n      url: {}/a.tar.gz\n      sha256: {sha}\n", server.addr));
+    let s = c.spec(&format!(
+        "version: 1\nname: x\nlayers:\n  - tarball:\n      url: {}/a.tar.gz\n      sha256: {sha}\n",
+        server.addr
+    ));
     (c, server, s)
 }
 
@@ -362,7 +400,10 @@ fn unreachable_url_fails_after_retries() {
     // A port that was just free: nothing listens there.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let c = Case::new();
-    let s = c.spec(&format!("version: 1\nname: x\nlayers:\n  - tarball:\n      url: http://127.0.0.1:{port}/a.tar\n      sha256: {}\n", "1".repeat(64)));
+    let s = c.spec(&format!(
+        "version: 1\nname: x\nlayers:\n  - tarball:\n      url: http://127.0.0.1:{port}/a.tar\n      sha256: {}\n",
+        "1".repeat(64)
+    ));
     let err = c.fails(&s);
     assert!(err.contains("after 5 attempts"), "{err}");
     assert!(err.contains("Connection refused") || err.contains("connect"), "{err}");
@@ -379,18 +420,32 @@ fn missing_file_on_server_is_not_retried_and_says_what_to_do() {
 fn transient_errors_and_truncation_are_retried() {
     let body = gzip(&raw_tar(&[TarItem::File("etc/x", b"hello", 0o644)]));
     let sha = sha256_hex(&body);
-    for reply in [Reply::FlakyThen(503, 2, body.clone())] {
-        let (c, srv, s) = tarball_case(reply, &sha);
-        let o = run(strata().args(["build", "-q"]).arg(&s).arg("-o").arg(format!("oci:{}", c.dir.path().join("o").display())).arg("--cache").arg(c.dir.path().join("cache")).env("STRATA_RETRY_BASE_MS", "10"));
+    {
+        let (c, srv, s) = tarball_case(Reply::FlakyThen(503, 2, body.clone()), &sha);
+        let o = run(strata()
+            .args(["build", "-q"])
+            .arg(&s)
+            .arg("-o")
+            .arg(format!("oci:{}", c.dir.path().join("o").display()))
+            .arg("--cache")
+            .arg(c.dir.path().join("cache"))
+            .env("STRATA_RETRY_BASE_MS", "10"));
         assert!(o.status.success(), "{}", stderr(&o));
         assert_eq!(srv.hits("/a.tar.gz"), 3);
     }
     // A body cut short is retried, then a failure that says how far it got, and
     // leaves nothing in the cache under the artifact's name.
     let (c, srv, _) = tarball_case(Reply::Truncated(body.clone(), body.len() / 2), &sha);
-    let s = c.spec(&format!("version: 1\nname: x\nlayers:\n  - tarball:\n      url: {}/a.tar.gz\n      sha256: {sha}\n      size: {}\n", srv.addr, body.len()));
+    let s = c.spec(&format!(
+        "version: 1\nname: x\nlayers:\n  - tarball:\n      url: {}/a.tar.gz\n      sha256: {sha}\n      size: {}\n",
+        srv.addr,
+        body.len()
+    ));
     let err = c.fails(&s);
-    assert!(err.contains(&format!("connection broke after {} bytes", body.len() / 2)) && err.contains("after 5 attempts"), "{err}");
+    assert!(
+        err.contains(&format!("connection broke after {} bytes", body.len() / 2)) && err.contains("after 5 attempts"),
+        "{err}"
+    );
     assert!(!c.dir.path().join("cache/cas/sha256").join(&sha).exists());
 }
 
@@ -413,7 +468,10 @@ fn tarball_with_absolute_paths_is_refused() {
 
 #[test]
 fn tarball_writing_through_an_escaping_symlink_is_refused() {
-    insta::assert_snapshot!(local_tarball_fails(&[TarItem::Symlink("etc", "../../../../etc"), TarItem::File("etc/passwd", b"x", 0o644)]));
+    insta::assert_snapshot!(local_tarball_fails(&[
+        TarItem::Symlink("etc", "../../../../etc"),
+        TarItem::File("etc/passwd", b"x", 0o644)
+    ]));
 }
 
 #[test]
@@ -424,7 +482,11 @@ fn tarball_hardlink_to_outside_is_refused() {
 
 #[test]
 fn tarballs_in_every_codec_unpack_to_the_same_layer() {
-    let tar = raw_tar(&[TarItem::Dir("opt/"), TarItem::File("opt/tool", b"#!/bin/sh\necho hi\n", 0o755), TarItem::Symlink("opt/link", "tool")]);
+    let tar = raw_tar(&[
+        TarItem::Dir("opt/"),
+        TarItem::File("opt/tool", b"#!/bin/sh\necho hi\n", 0o755),
+        TarItem::Symlink("opt/link", "tool"),
+    ]);
     let gz = gzip(&tar);
     let zst = zstd::encode_all(&tar[..], 3).unwrap();
     let mut xz = Vec::new();
@@ -439,8 +501,21 @@ fn tarballs_in_every_codec_unpack_to_the_same_layer() {
     for (name, bytes) in [("a.tar", &tar), ("a.tar.gz", &gz), ("a.tar.zst", &zst), ("a.tar.xz", &xz)] {
         std::fs::write(t.path().join(name), bytes).unwrap();
         let spec = t.path().join(format!("{name}.yaml"));
-        std::fs::write(&spec, format!("version: 1\nname: x\nlayers:\n  - name: opt\n    tarball: {{path: {name}, sha256: {}}}\n", sha256_hex(bytes))).unwrap();
-        let o = run(strata().args(["build", "--json"]).arg(&spec).arg("-o").arg(format!("oci:{}", t.path().join(format!("o-{name}")).display())).arg("--cache").arg(t.path().join("c")));
+        std::fs::write(
+            &spec,
+            format!(
+                "version: 1\nname: x\nlayers:\n  - name: opt\n    tarball: {{path: {name}, sha256: {}}}\n",
+                sha256_hex(bytes)
+            ),
+        )
+        .unwrap();
+        let o = run(strata()
+            .args(["build", "--json"])
+            .arg(&spec)
+            .arg("-o")
+            .arg(format!("oci:{}", t.path().join(format!("o-{name}")).display()))
+            .arg("--cache")
+            .arg(t.path().join("c")));
         assert!(o.status.success(), "{name}: {}", stderr(&o));
         let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
         // The specs differ (each pins its own archive), the layer must not.
@@ -478,7 +553,12 @@ fn committed_json_schemas_are_current() {
         }
         let o = run(&mut cmd);
         let committed = std::fs::read_to_string(root().join(file)).unwrap_or_default();
-        assert_eq!(stdout(&o).trim(), committed.trim(), "{file} is stale: run `cargo run -- schema {} > {file}`", flag.unwrap_or(""));
+        assert_eq!(
+            stdout(&o).trim(),
+            committed.trim(),
+            "{file} is stale: run `cargo run -- schema {} > {file}`",
+            flag.unwrap_or("")
+        );
     }
 }
 
@@ -491,7 +571,11 @@ fn concurrent_builds_share_one_cache_safely() {
     let srv = Server::start(routes);
     let t = tempfile::tempdir().unwrap();
     let spec = t.path().join("spec.yaml");
-    std::fs::write(&spec, format!("version: 1\nname: x\nlayers:\n  - tarball:\n      url: {}/a.tar.gz\n      sha256: {sha}\n", srv.addr)).unwrap();
+    std::fs::write(
+        &spec,
+        format!("version: 1\nname: x\nlayers:\n  - tarball:\n      url: {}/a.tar.gz\n      sha256: {sha}\n", srv.addr),
+    )
+    .unwrap();
     let cache = t.path().join("shared-cache");
     let children: Vec<_> = (0..4)
         .map(|i| {
@@ -541,7 +625,13 @@ fn a_corrupted_layer_cache_entry_is_detected_and_rebuilt() {
     std::fs::set_permissions(&blob, std::fs::Permissions::from_mode(0o644)).unwrap();
     std::fs::write(&blob, &bytes).unwrap();
 
-    let o = run(strata().args(["build", "--json"]).arg(hello_spec()).arg("-o").arg(format!("oci:{}", t.path().join("b").display())).arg("--cache").arg(&cache));
+    let o = run(strata()
+        .args(["build", "--json"])
+        .arg(hello_spec())
+        .arg("-o")
+        .arg(format!("oci:{}", t.path().join("b").display()))
+        .arg("--cache")
+        .arg(&cache));
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("was corrupt or changed; rebuilding"), "{}", stderr(&o));
     let s: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
@@ -560,7 +650,13 @@ fn changing_one_input_rebuilds_only_its_layer() {
     std::fs::write(&spec, "version: 1\nname: x\nlayers:\n  - name: one\n    files: [{path: /one, content: \"1\"}]\n  - name: two\n    files: [{path: /etc/conf, source: conf}]\n").unwrap();
     let cache = t.path().join("c");
     let go = |out: &str| -> serde_json::Value {
-        let o = run(strata().args(["build", "--json"]).arg(&spec).arg("-o").arg(format!("oci:{}", t.path().join(out).display())).arg("--cache").arg(&cache));
+        let o = run(strata()
+            .args(["build", "--json"])
+            .arg(&spec)
+            .arg("-o")
+            .arg(format!("oci:{}", t.path().join(out).display()))
+            .arg("--cache")
+            .arg(&cache));
         assert!(o.status.success(), "{}", stderr(&o));
         serde_json::from_str(&stdout(&o)).unwrap()
     };
@@ -614,8 +710,12 @@ fn layers_written_in_parallel_keep_their_order_and_bytes() {
         assert!(o.status.success(), "{}", stderr(&o));
         serde_json::from_str(&stdout(&o)).unwrap()
     };
-    let names = |v: &serde_json::Value| -> Vec<String> { v["layers"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap().to_string()).collect() };
-    let cached = |v: &serde_json::Value| -> Vec<bool> { v["layers"].as_array().unwrap().iter().map(|l| l["cached"].as_bool().unwrap()).collect() };
+    let names = |v: &serde_json::Value| -> Vec<String> {
+        v["layers"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap().to_string()).collect()
+    };
+    let cached = |v: &serde_json::Value| -> Vec<bool> {
+        v["layers"].as_array().unwrap().iter().map(|l| l["cached"].as_bool().unwrap()).collect()
+    };
     let want: Vec<String> = (0..6).map(|i| format!("l{i}")).collect();
 
     let one = go("1", "c1", "o1");

@@ -19,22 +19,33 @@ fn archive_packages() -> Vec<Pkg> {
             .with(file("./lib/x86_64-linux-gnu/libfoo.so.1.2.0", &tiny_so("libfoo.so.1")))
             .with(link("./lib/x86_64-linux-gnu/libfoo.so.1", "libfoo.so.1.2.0"))
             .with(file("./lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", &tiny_so("ld-linux-x86-64.so.2")))
-            .with(file("./etc/ld.so.conf.d/x86_64-linux-gnu.conf", b"/usr/local/lib/x86_64-linux-gnu\n/lib/x86_64-linux-gnu\n/usr/lib/x86_64-linux-gnu\n"))
+            .with(file(
+                "./etc/ld.so.conf.d/x86_64-linux-gnu.conf",
+                b"/usr/local/lib/x86_64-linux-gnu\n/lib/x86_64-linux-gnu\n/usr/lib/x86_64-linux-gnu\n",
+            ))
             .with(file("./usr/share/doc/common/NOTICE", b"same\n"))
             .comp(Comp::Zst),
         pkg("gawk", "5.2").field("Provides: awk").field("Priority: optional").comp(Comp::Gz),
-        pkg("mawk", "1.3.4").field("Provides: awk").field("Priority: required").with(exe("./usr/bin/mawk", b"mawk")).comp(Comp::Gz),
+        pkg("mawk", "1.3.4")
+            .field("Provides: awk")
+            .field("Priority: required")
+            .with(exe("./usr/bin/mawk", b"mawk"))
+            .comp(Comp::Gz),
         pkg("exim-lite", "4.0").comp(Comp::Gz),
         pkg("cyc-a", "1").field("Depends: cyc-b").comp(Comp::Gz),
         pkg("cyc-b", "1").field("Pre-Depends: cyc-a (= 1)").comp(Comp::Gz),
         pkg("docs-pkg", "1").comp(Comp::Gz),
-        pkg("python3.11-minimal", "3.11.2-6")
-            .with(exe("./usr/bin/python3.11", b"not really python"))
-            .comp(Comp::Xz),
+        pkg("python3.11-minimal", "3.11.2-6").with(exe("./usr/bin/python3.11", b"not really python")).comp(Comp::Xz),
         pkg("ca-certificates", "20250419")
             .field("Depends: openssl")
-            .with(file("./usr/share/ca-certificates/mozilla/B.crt", b"-----BEGIN CERTIFICATE-----\nBBBB\n-----END CERTIFICATE-----"))
-            .with(file("./usr/share/ca-certificates/mozilla/A.crt", b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"))
+            .with(file(
+                "./usr/share/ca-certificates/mozilla/B.crt",
+                b"-----BEGIN CERTIFICATE-----\nBBBB\n-----END CERTIFICATE-----",
+            ))
+            .with(file(
+                "./usr/share/ca-certificates/mozilla/A.crt",
+                b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+            ))
             .comp(Comp::Xz),
     ]
 }
@@ -63,7 +74,24 @@ fn lock_resolves_alternatives_virtuals_versions_excludes_and_cycles() {
         .collect();
     assert_eq!(
         names,
-        ["app", "1.0", "ca-certificates", "20250419", "cyc-a", "1", "cyc-b", "1", "exim-lite", "4.0", "libfoo", "1.2", "mawk", "1.3.4", "python3.11-minimal", "3.11.2-6"]
+        [
+            "app",
+            "1.0",
+            "ca-certificates",
+            "20250419",
+            "cyc-a",
+            "1",
+            "cyc-b",
+            "1",
+            "exim-lite",
+            "4.0",
+            "libfoo",
+            "1.2",
+            "mawk",
+            "1.3.4",
+            "python3.11-minimal",
+            "3.11.2-6"
+        ]
     );
     assert!(lock.contains("excluded: docs-pkg (needed by app 1.0)"), "{lock}");
     assert!(lock.contains("provider: mawk for `awk`"), "{lock}");
@@ -187,7 +215,9 @@ fn build_without_lock_names_the_command() {
 #[test]
 fn changed_spec_makes_the_lock_stale() {
     let (_server, project, _) = locked_project();
-    let text = std::fs::read_to_string(project.path("spec.yaml")).unwrap().replace("exclude: [docs-pkg, openssl]", "exclude: [openssl]");
+    let text = std::fs::read_to_string(project.path("spec.yaml"))
+        .unwrap()
+        .replace("exclude: [docs-pkg, openssl]", "exclude: [openssl]");
     std::fs::write(project.path("spec.yaml"), text).unwrap();
     let out = project.strata(&["build", "spec.yaml", "-o", "oci:out"]);
     assert!(!out.status.success());
@@ -226,7 +256,9 @@ fn deb_with_path_traversal_is_refused() {
 #[test]
 fn deb_writing_through_an_escaping_symlink_is_refused() {
     let err = build_error(
-        vec![pkg("evil", "1").with(link("./escape", "../../../../etc")).with(file("./escape/passwd", b"root::0:0::/:/bin/sh\n"))],
+        vec![pkg("evil", "1")
+            .with(link("./escape", "../../../../etc"))
+            .with(file("./escape/passwd", b"root::0:0::/:/bin/sh\n"))],
         "      packages: [evil]\n",
     );
     snapshot("debs_escaping_symlink", &err);
@@ -299,13 +331,19 @@ fn dpkg_query_lists_the_installed_packages_from_status_d() {
         }
     }
     std::fs::write(admin.join("status"), status).unwrap();
-    let q = std::process::Command::new("dpkg-query").arg("--admindir").arg(&admin).args(["-W", "-f", "${Package} ${Version} ${Status}\n"]).output().unwrap();
+    let q = std::process::Command::new("dpkg-query")
+        .arg("--admindir")
+        .arg(&admin)
+        .args(["-W", "-f", "${Package} ${Version} ${Status}\n"])
+        .output()
+        .unwrap();
     assert!(q.status.success(), "{}", String::from_utf8_lossy(&q.stderr));
     let listed = String::from_utf8_lossy(&q.stdout).into_owned();
     let lock: toml::Table = toml::from_str(&std::fs::read_to_string(project.path("spec.lock")).unwrap()).unwrap();
     for layer in lock["debs"].as_table().unwrap().values() {
         for p in layer["packages"].as_array().unwrap() {
-            let line = format!("{} {} install ok installed", p["name"].as_str().unwrap(), p["version"].as_str().unwrap());
+            let line =
+                format!("{} {} install ok installed", p["name"].as_str().unwrap(), p["version"].as_str().unwrap());
             assert!(listed.lines().any(|l| l == line), "dpkg-query does not list `{line}`:\n{listed}");
         }
     }

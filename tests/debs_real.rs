@@ -33,10 +33,14 @@ fn python_base_runs_and_finds_libc() {
     let lock = strata::lock::load_for(&loaded).unwrap().expect("specs/python-base.lock is committed");
     let cache = strata::store::Store::default_root();
     let store = strata::store::Store::open(&cache).unwrap();
-    let missing = strata::build::artifacts_of(&loaded, Some(&lock)).iter().filter(|a| !store.contains(&a.sha256)).count();
+    let missing =
+        strata::build::artifacts_of(&loaded, Some(&lock)).iter().filter(|a| !store.contains(&a.sha256)).count();
     let online = std::env::var("STRATA_NET_TESTS").as_deref() == Ok("1");
     if missing > 0 && !online {
-        eprintln!("note: skipping: {missing} pinned .debs are not cached in {} (set STRATA_NET_TESTS=1 to download them)", cache.display());
+        eprintln!(
+            "note: skipping: {missing} pinned .debs are not cached in {} (set STRATA_NET_TESTS=1 to download them)",
+            cache.display()
+        );
         return;
     }
     let (Some(umoci), Some(runc)) = (tool("umoci"), tool("runc")) else {
@@ -46,14 +50,26 @@ fn python_base_runs_and_finds_libc() {
     let tmp = tempfile::tempdir().unwrap();
     let oci = tmp.path().join("oci");
     let mut build = Command::new(env!("CARGO_BIN_EXE_strata"));
-    build.arg("--cache").arg(&cache).arg("--quiet").arg("build").arg(&spec).arg("-o").arg(format!("oci:{}:t", oci.display()));
+    build
+        .arg("--cache")
+        .arg(&cache)
+        .arg("--quiet")
+        .arg("build")
+        .arg(&spec)
+        .arg("-o")
+        .arg(format!("oci:{}:t", oci.display()));
     if !online {
         build.arg("--offline");
     }
     let out = build.output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let bundle = tmp.path().join("bundle");
-    let out = Command::new(umoci).args(["unpack", "--image"]).arg(format!("{}:t", oci.display())).arg(&bundle).output().unwrap();
+    let out = Command::new(umoci)
+        .args(["unpack", "--image"])
+        .arg(format!("{}:t", oci.display()))
+        .arg(&bundle)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "umoci: {}", String::from_utf8_lossy(&out.stderr));
     let cfg_path = bundle.join("config.json");
     let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();

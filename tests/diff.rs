@@ -25,7 +25,13 @@ fn build(dir: &Path, name: &str, text: &str) -> String {
     let spec = dir.join(format!("{name}.yaml"));
     std::fs::write(&spec, text).unwrap();
     let out = dir.join(format!("{name}.tar"));
-    let o = run(strata().args(["build", "-q"]).arg(&spec).arg("-o").arg(format!("oci-archive:{}", out.display())).arg("--cache").arg(dir.join("cache")));
+    let o = run(strata()
+        .args(["build", "-q"])
+        .arg(&spec)
+        .arg("-o")
+        .arg(format!("oci-archive:{}", out.display()))
+        .arg("--cache")
+        .arg(dir.join("cache")));
     assert!(o.status.success(), "{}", stderr(&o));
     format!("oci-archive:{}", out.display())
 }
@@ -90,7 +96,11 @@ fn one_mode_bit() {
 fn one_extra_file() {
     let t = tempfile::tempdir().unwrap();
     let a = build(t.path(), "a", BASE);
-    let b = build(t.path(), "b", &BASE.replace("    symlinks:", "      - {path: /etc/b.conf, content: \"b\"}\n    symlinks:"));
+    let b = build(
+        t.path(),
+        "b",
+        &BASE.replace("    symlinks:", "      - {path: /etc/b.conf, content: \"b\"}\n    symlinks:"),
+    );
     let (code, v, text) = diff_json(&a, &b);
     assert_eq!(code, 1);
     let f = only_file_change(&v);

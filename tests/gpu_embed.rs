@@ -37,7 +37,8 @@ fn gpu_spec(dir: &Path, verify: &str) -> PathBuf {
         std::fs::copy(src, libs.join(&name)).unwrap();
         files.push_str(&format!("      - {{path: {dest}, source: libs/{name}, mode: \"0755\"}}\n"));
     }
-    let hello = std::process::Command::new("python3").arg(root().join("specs/hello/make-hello-elf.py")).output().unwrap();
+    let hello =
+        std::process::Command::new("python3").arg(root().join("specs/hello/make-hello-elf.py")).output().unwrap();
     let b64 = String::from_utf8(hello.stdout).unwrap();
     let spec = dir.join("gpu.yaml");
     std::fs::write(
@@ -64,21 +65,41 @@ fn gpu_section_adds_the_verifier_layer_and_wraps_the_entrypoint() {
     let t = tempfile::tempdir().unwrap();
     let spec = gpu_spec(t.path(), "quick");
     let out = t.path().join("img");
-    let o = run(strata().args(["build", "-q"]).arg(&spec).arg("-o").arg(format!("oci:{}", out.display())).arg("--cache").arg(t.path().join("c")).arg("--verifier").arg(&verifier));
+    let o = run(strata()
+        .args(["build", "-q"])
+        .arg(&spec)
+        .arg("-o")
+        .arg(format!("oci:{}", out.display()))
+        .arg("--cache")
+        .arg(t.path().join("c"))
+        .arg("--verifier")
+        .arg(&verifier));
     assert!(o.status.success(), "{}", stderr(&o));
     let cfg = config_of(&out);
     assert_eq!(cfg["config"]["Entrypoint"], serde_json::json!(["/usr/local/bin/strata-verify", "--", "/hello"]));
-    let env: Vec<String> = cfg["config"]["Env"].as_array().unwrap().iter().map(|e| e.as_str().unwrap().to_string()).collect();
+    let env: Vec<String> =
+        cfg["config"]["Env"].as_array().unwrap().iter().map(|e| e.as_str().unwrap().to_string()).collect();
     for want in ["STRATA_CUDA_VERSION=12.8", "STRATA_ALLOWED_SM=sm_80,sm_90", "STRATA_VERIFY=quick"] {
         assert!(env.iter().any(|e| e == want), "{want} missing from {env:?}");
     }
-    assert_eq!(cfg["config"]["Labels"]["dev.strata.verifier.sha256"], format!("sha256:{}", sha256_hex(&std::fs::read(&verifier).unwrap())));
+    assert_eq!(
+        cfg["config"]["Labels"]["dev.strata.verifier.sha256"],
+        format!("sha256:{}", sha256_hex(&std::fs::read(&verifier).unwrap()))
+    );
     assert_eq!(cfg["history"].as_array().unwrap().last().unwrap()["created_by"], "strata: strata-verify");
 
     // verify: off → no verifier at all.
     let spec_off = gpu_spec(&t.path().join("off"), "off");
     let out_off = t.path().join("img-off");
-    let o = run(strata().args(["build", "-q"]).arg(&spec_off).arg("-o").arg(format!("oci:{}", out_off.display())).arg("--cache").arg(t.path().join("c")).arg("--verifier").arg(&verifier));
+    let o = run(strata()
+        .args(["build", "-q"])
+        .arg(&spec_off)
+        .arg("-o")
+        .arg(format!("oci:{}", out_off.display()))
+        .arg("--cache")
+        .arg(t.path().join("c"))
+        .arg("--verifier")
+        .arg(&verifier));
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(config_of(&out_off)["config"]["Entrypoint"], serde_json::json!(["/hello"]));
 }
@@ -87,7 +108,15 @@ fn gpu_section_adds_the_verifier_layer_and_wraps_the_entrypoint() {
 fn missing_verifier_binary_is_a_clear_error() {
     let t = tempfile::tempdir().unwrap();
     let spec = gpu_spec(t.path(), "quick");
-    let o = run(strata().args(["build", "-q"]).arg(&spec).arg("-o").arg(format!("oci:{}", t.path().join("o").display())).arg("--cache").arg(t.path().join("c")).arg("--verifier").arg(t.path().join("nope")));
+    let o = run(strata()
+        .args(["build", "-q"])
+        .arg(&spec)
+        .arg("-o")
+        .arg(format!("oci:{}", t.path().join("o").display()))
+        .arg("--cache")
+        .arg(t.path().join("c"))
+        .arg("--verifier")
+        .arg(t.path().join("nope")));
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("strata-verify") && stderr(&o).contains("hint:"), "{}", stderr(&o));
 }
@@ -101,7 +130,15 @@ fn without_a_gpu_strict_refuses_to_start_and_warn_runs_the_command() {
     let t = tempfile::tempdir().unwrap();
     let spec = gpu_spec(t.path(), "quick");
     let out = t.path().join("img");
-    let o = run(strata().args(["build", "-q"]).arg(&spec).arg("-o").arg(format!("oci:{}:t", out.display())).arg("--cache").arg(t.path().join("c")).arg("--verifier").arg(&verifier));
+    let o = run(strata()
+        .args(["build", "-q"])
+        .arg(&spec)
+        .arg("-o")
+        .arg(format!("oci:{}:t", out.display()))
+        .arg("--cache")
+        .arg(t.path().join("c"))
+        .arg("--verifier")
+        .arg(&verifier));
     assert!(o.status.success(), "{}", stderr(&o));
 
     let (code, stdout_s, stderr_s) = umoci_runc(&out, "t", &t.path().join("strict"));
@@ -112,7 +149,10 @@ fn without_a_gpu_strict_refuses_to_start_and_warn_runs_the_command() {
 
     // warn: same image, policy from the environment.
     let bundle = t.path().join("warn");
-    let o = run(std::process::Command::new("umoci").args(["unpack", "--image"]).arg(format!("{}:t", out.display())).arg(&bundle));
+    let o = run(std::process::Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:t", out.display()))
+        .arg(&bundle));
     assert!(o.status.success(), "{}", stderr(&o));
     let cfg_path = bundle.join("config.json");
     let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
@@ -125,5 +165,10 @@ fn without_a_gpu_strict_refuses_to_start_and_warn_runs_the_command() {
     let o = run(std::process::Command::new("runc").arg("run").arg(&id).current_dir(&bundle));
     let _ = std::process::Command::new("runc").args(["delete", "-f", &id]).output();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stdout(&o).contains("Hello from a Strata image!"), "warn mode must run the command: {} / {}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("Hello from a Strata image!"),
+        "warn mode must run the command: {} / {}",
+        stdout(&o),
+        stderr(&o)
+    );
 }

@@ -15,7 +15,14 @@ fn lock(dir: &Path, spec: &Path, extra: &[&str]) -> std::process::Output {
 }
 
 fn build(dir: &Path, spec: &Path, out: &str, extra: &[&str]) -> std::process::Output {
-    run(strata().args(["build", "-q"]).arg(spec).arg("-o").arg(format!("oci:{}", dir.join(out).display())).arg("--cache").arg(dir.join("cache")).args(extra))
+    run(strata()
+        .args(["build", "-q"])
+        .arg(spec)
+        .arg("-o")
+        .arg(format!("oci:{}", dir.join(out).display()))
+        .arg("--cache")
+        .arg(dir.join("cache"))
+        .args(extra))
 }
 
 #[test]
@@ -50,7 +57,10 @@ fn a_stale_lock_is_refused_and_unlocked_builds_say_so() {
     let o = build(t.path(), &spec, "d", &["--unlocked"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("--unlocked"), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_str(&stdout(&run(strata().args(["inspect", "--json"]).arg(format!("oci:{}", t.path().join("d").display()))))).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&stdout(&run(strata()
+        .args(["inspect", "--json"])
+        .arg(format!("oci:{}", t.path().join("d").display())))))
+    .unwrap();
     assert!(v["manifest"]["annotations"]["dev.strata.unlocked"].as_str().unwrap().starts_with("true"), "{v}");
     assert!(v["manifest"]["annotations"]["dev.strata.spec.sha256"].as_str().unwrap().starts_with("sha256:"));
 

@@ -32,7 +32,10 @@ fn sbom_validates_and_lists_every_artifact_with_its_layer() {
         ),
     )
     .unwrap();
-    for out in [format!("oci:{}", t.path().join("layout").display()), format!("oci-archive:{}", t.path().join("img.tar").display())] {
+    for out in [
+        format!("oci:{}", t.path().join("layout").display()),
+        format!("oci-archive:{}", t.path().join("img.tar").display()),
+    ] {
         let o = run(strata().args(["build", "-q"]).arg(&spec).args(["-o", &out, "--cache"]).arg(t.path().join("c")));
         assert!(o.status.success(), "{}", stderr(&o));
         let digest = stdout(&o).trim().to_string();
@@ -41,7 +44,8 @@ fn sbom_validates_and_lists_every_artifact_with_its_layer() {
         let doc: Value = serde_json::from_str(&stdout(&o)).unwrap();
 
         let validator = jsonschema::validator_for(&schema()).unwrap();
-        let errors: Vec<String> = validator.iter_errors(&doc).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+        let errors: Vec<String> =
+            validator.iter_errors(&doc).map(|e| format!("{} at {}", e, e.instance_path())).collect();
         assert!(errors.is_empty(), "SPDX schema violations: {errors:#?}");
         // The validator does reject a malformed document (the check can fail).
         let mut broken = doc.clone();
@@ -74,7 +78,11 @@ fn sbom_is_deterministic_and_does_not_change_the_image_digest() {
     let mut docs = Vec::new();
     for i in 0..2 {
         let out = format!("oci:{}", t.path().join(format!("o{i}")).display());
-        let o = run(strata().args(["build", "-q"]).arg(&spec).args(["-o", &out, "--cache"]).arg(t.path().join(format!("c{i}"))));
+        let o = run(strata()
+            .args(["build", "-q"])
+            .arg(&spec)
+            .args(["-o", &out, "--cache"])
+            .arg(t.path().join(format!("c{i}"))));
         assert!(o.status.success());
         assert_eq!(stdout(&o).trim(), "sha256:1cd902a021c6a674dfeef3550eea95bc461538e62e6ed43e9d7992db16bd4dc4");
         docs.push(stdout(&run(strata().args(["inspect", "--sbom", &out]))));
@@ -82,7 +90,13 @@ fn sbom_is_deterministic_and_does_not_change_the_image_digest() {
     assert_eq!(docs[0], docs[1]);
     // docker-archive: the SBOM is written beside the archive.
     let da = t.path().join("d.tar");
-    let o = run(strata().args(["build", "-q"]).arg(&spec).arg("-o").arg(format!("docker-archive:{}", da.display())).arg("--cache").arg(t.path().join("c0")));
+    let o = run(strata()
+        .args(["build", "-q"])
+        .arg(&spec)
+        .arg("-o")
+        .arg(format!("docker-archive:{}", da.display()))
+        .arg("--cache")
+        .arg(t.path().join("c0")));
     assert!(o.status.success());
     let side: Value = serde_json::from_slice(&std::fs::read(t.path().join("d.tar.spdx.json")).unwrap()).unwrap();
     assert_eq!(side["spdxVersion"], "SPDX-2.3");

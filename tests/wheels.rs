@@ -88,7 +88,10 @@ fn walk(root: &Path) -> BTreeMap<String, (char, u32, Vec<u8>)> {
             let rel = p.strip_prefix(base).unwrap().to_string_lossy().into_owned();
             let meta = std::fs::symlink_metadata(&p).unwrap();
             if meta.file_type().is_symlink() {
-                out.insert(rel, ('l', 0o777, std::fs::read_link(&p).unwrap().to_string_lossy().into_owned().into_bytes()));
+                out.insert(
+                    rel,
+                    ('l', 0o777, std::fs::read_link(&p).unwrap().to_string_lossy().into_owned().into_bytes()),
+                );
             } else if meta.is_dir() {
                 rec(base, &p, out);
             } else {
@@ -108,12 +111,17 @@ fn demo_wheel() -> Wheel {
     for i in 0..40_000u32 {
         big.extend_from_slice(format!("line {i} of a member that deflates and streams\n").as_bytes());
     }
-    let mut stored = Member::file("demo/blob.bin", (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect::<Vec<u8>>(), 0o644);
+    let mut stored =
+        Member::file("demo/blob.bin", (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect::<Vec<u8>>(), 0o644);
     stored.deflate = false;
     let mut w = w
         .with(Member::dir("demo/"))
         .with(Member::file("demo/__init__.py", "def main():\n    print('hi')\n", 0o644))
-        .with(Member::file("demo/sub/__init__.py", "class obj:\n    @staticmethod\n    def attr():\n        return 0\n", 0o644))
+        .with(Member::file(
+            "demo/sub/__init__.py",
+            "class obj:\n    @staticmethod\n    def attr():\n        return 0\n",
+            0o644,
+        ))
         .with(Member::file("demo/tool.bin", b"\x7fELF\x02\x01\x01fake", 0o755))
         .with(Member::file("demo/big.txt", big, 0o644))
         .with(stored)
@@ -125,7 +133,11 @@ fn demo_wheel() -> Wheel {
         .with(Member::file(&format!("{data}/scripts/noexec.sh"), "#!/bin/sh\necho noexec\n", 0o644))
         .with(Member::file(&format!("{data}/scripts/demo"), "#!python\n# setuptools' own wrapper\n", 0o755))
         .with(Member::file(&format!("{data}/data/share/demo/x.txt"), "data\n", 0o644))
-        .with(Member::file(&format!("{data}/data/etc/jupyter/jupyter_server_config.d/demo.json"), "{\"ServerApp\": {}}\n", 0o644))
+        .with(Member::file(
+            &format!("{data}/data/etc/jupyter/jupyter_server_config.d/demo.json"),
+            "{\"ServerApp\": {}}\n",
+            0o644,
+        ))
         .with(Member::file(&format!("{data}/headers/demo.h"), "int demo;\n", 0o644))
         .with(Member::file(&format!("{data}/purelib/extra_mod.py"), "X = 1\n", 0o644));
     w.entry_points = Some("[console_scripts]\ndemo = demo:main\ndemo-x = demo.sub:obj.attr [extra]\n\n[gui_scripts]\ndemo-gui = demo:main\n".into());
@@ -174,7 +186,16 @@ fn installs_exactly_what_pip_installs() {
     if !have_tool("python3", &["-m", "pip", "--version"]) {
         return;
     }
-    let python = String::from_utf8(std::process::Command::new("python3").args(["-c", "import sys; print(sys.executable)"]).output().unwrap().stdout).unwrap().trim().to_string();
+    let python = String::from_utf8(
+        std::process::Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string();
     for wheel in [demo_wheel(), plat_wheel()] {
         let tmp = tempfile::tempdir().unwrap();
         let tree = install(tmp.path(), &[&wheel], &target_scheme(&python)).unwrap();
@@ -182,7 +203,16 @@ fn installs_exactly_what_pip_installs() {
         materialize(&tree, &ours_root).unwrap();
         let pip_root = tmp.path().join("pip");
         let out = std::process::Command::new("python3")
-            .args(["-m", "pip", "install", "--no-deps", "--no-compile", "--no-index", "--disable-pip-version-check", "--target"])
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--no-deps",
+                "--no-compile",
+                "--no-index",
+                "--disable-pip-version-check",
+                "--target",
+            ])
             .arg(&pip_root)
             .arg(tmp.path().join(wheel.file_name()))
             .output()
@@ -201,7 +231,8 @@ fn installs_exactly_what_pip_installs() {
         let pip_record = pip.remove(&format!("{info}/RECORD")).unwrap();
         // pip also keeps the row of a setuptools wrapper it skipped (an entry
         // point's own script in .data/scripts); strata lists installed files only.
-        let pip_rows: BTreeSet<String> = record_rows(&pip_record.2, "../../").into_iter().filter(|r| !r.contains(".data/scripts/")).collect();
+        let pip_rows: BTreeSet<String> =
+            record_rows(&pip_record.2, "../../").into_iter().filter(|r| !r.contains(".data/scripts/")).collect();
         assert_eq!(record_rows(&our_record.2, ""), pip_rows);
         assert!(String::from_utf8_lossy(&our_record.2).lines().collect::<Vec<_>>().is_sorted(), "RECORD is sorted");
         // 3: no direct_url.json (strata installs name+version pins, never direct URLs).
@@ -253,7 +284,9 @@ fn debian_scheme_layout() {
     let mut s = String::new();
     content.open().unwrap().read_to_string(&mut s).unwrap();
     assert!(s.starts_with("#!/usr/bin/python3.11\n# -*- coding: utf-8 -*-\nimport re\n"), "{s}");
-    let Kind::File { content, .. } = &tree.get(&tp(&format!("{sp}/demo-1.0.dist-info/RECORD"))).unwrap().kind else { panic!() };
+    let Kind::File { content, .. } = &tree.get(&tp(&format!("{sp}/demo-1.0.dist-info/RECORD"))).unwrap().kind else {
+        panic!()
+    };
     let mut record = String::new();
     content.open().unwrap().read_to_string(&mut record).unwrap();
     assert!(record.contains("../../../bin/demo-tool,sha256="), "{record}");
@@ -339,8 +372,16 @@ fn unknown_data_directory_is_refused() {
 
 #[test]
 fn identical_duplicates_across_wheels_are_kept_once_and_different_ones_conflict() {
-    let a = Wheel::new("nvidia_a_cu12", "1.0").with(Member::file("nvidia/__init__.py", "", 0o644)).with(Member::file("nvidia/a/lib/liba.so", "a", 0o755));
-    let b = Wheel::new("nvidia_b_cu12", "1.0").with(Member::file("nvidia/__init__.py", "", 0o644)).with(Member::file("nvidia/b/lib/libb.so", "b", 0o755));
+    let a = Wheel::new("nvidia_a_cu12", "1.0").with(Member::file("nvidia/__init__.py", "", 0o644)).with(Member::file(
+        "nvidia/a/lib/liba.so",
+        "a",
+        0o755,
+    ));
+    let b = Wheel::new("nvidia_b_cu12", "1.0").with(Member::file("nvidia/__init__.py", "", 0o644)).with(Member::file(
+        "nvidia/b/lib/libb.so",
+        "b",
+        0o755,
+    ));
     let tmp = tempfile::tempdir().unwrap();
     let tree = install(tmp.path(), &[&a, &b], &Scheme::debian((3, 11))).unwrap();
     assert!(tree.get(&tp("usr/local/lib/python3.11/dist-packages/nvidia/__init__.py")).is_some());
@@ -356,7 +397,14 @@ fn no_wheel_for_the_target_names_the_tags() {
     let mut w2 = small();
     w2.tag = "cp311-cp311-macosx_11_0_arm64".into();
     let text = pylock(&[("evil", "1.0", format!("url = \"https://example.org/{}\"", w.file_name()), &w.bytes())])
-        .replace("}]\n", &format!("}}, {{ url = \"https://example.org/{}\", size = 1, hashes = {{ sha256 = \"{}\" }} }}]\n", w2.file_name(), "0".repeat(64)));
+        .replace(
+            "}]\n",
+            &format!(
+                "}}, {{ url = \"https://example.org/{}\", size = 1, hashes = {{ sha256 = \"{}\" }} }}]\n",
+                w2.file_name(),
+                "0".repeat(64)
+            ),
+        );
     let e = pylock::select(&tmp.path().join("pylock.toml"), &text, &Target::default(), &BTreeSet::new()).unwrap_err();
     insta::assert_snapshot!(e.to_string().replace(&tmp.path().display().to_string(), "TMP"));
 }

@@ -24,7 +24,11 @@ fn stderr(o: &Output) -> String {
 
 fn small(dist: &str, version: &str, extra: usize) -> Wheel {
     let mut w = Wheel::new(dist, version)
-        .with(Member::file(&format!("{dist}/__init__.py"), format!("VERSION = '{version}'\ndef main():\n    return 0\n"), 0o644))
+        .with(Member::file(
+            &format!("{dist}/__init__.py"),
+            format!("VERSION = '{version}'\ndef main():\n    return 0\n"),
+            0o644,
+        ))
         .with(Member::file(&format!("{dist}/data.bin"), vec![b'x'; extra], 0o644));
     w.entry_points = Some(format!("[console_scripts]\n{dist}-cli = {dist}:main\n"));
     w
@@ -81,7 +85,13 @@ impl Project {
         p
     }
     fn build(&self, cache: &Path, out: &str) -> Output {
-        strata(cache).arg("build").arg(self.path("spec.yaml")).arg("-o").arg(format!("oci:{}", self.path(out).display())).output().unwrap()
+        strata(cache)
+            .arg("build")
+            .arg(self.path("spec.yaml"))
+            .arg("-o")
+            .arg(format!("oci:{}", self.path(out).display()))
+            .output()
+            .unwrap()
     }
     fn redact(&self, s: &str) -> String {
         s.replace(&self.dir.path().display().to_string(), "TMP").replace(&self.server.base, "http://SERVER")
@@ -97,9 +107,21 @@ fn wheels_build_into_split_layers_reproducibly() {
     let p = Project::new();
     let mut big = small("big", "1.0", 0);
     big.members.push(Member::file("big/blob.bin", noise(40_000, 7), 0o644));
-    let nv_a = Wheel::new("nvidia_a_cu12", "1.0").with(Member::file("nvidia/__init__.py", "", 0o644)).with(Member::file("nvidia/a/lib/liba.so.1", noise(100, 1), 0o755));
-    let nv_b = Wheel::new("nvidia_b_cu12", "1.0").with(Member::file("nvidia/__init__.py", "", 0o644)).with(Member::file("nvidia/b/lib/libb.so.1", noise(100, 2), 0o755));
-    let wheels = [small("alpha", "1.0", 10), small("beta", "1.0", 20), small("gamma", "1.0", 30), small("delta", "1.0", 40), big, nv_a, nv_b];
+    let nv_a = Wheel::new("nvidia_a_cu12", "1.0")
+        .with(Member::file("nvidia/__init__.py", "", 0o644))
+        .with(Member::file("nvidia/a/lib/liba.so.1", noise(100, 1), 0o755));
+    let nv_b = Wheel::new("nvidia_b_cu12", "1.0")
+        .with(Member::file("nvidia/__init__.py", "", 0o644))
+        .with(Member::file("nvidia/b/lib/libb.so.1", noise(100, 2), 0o755));
+    let wheels = [
+        small("alpha", "1.0", 10),
+        small("beta", "1.0", 20),
+        small("gamma", "1.0", 30),
+        small("delta", "1.0", 40),
+        big,
+        nv_a,
+        nv_b,
+    ];
     let refs: Vec<&Wheel> = wheels.iter().collect();
     p.lock(&refs);
     p.spec("");
@@ -196,7 +218,11 @@ fn spliced_members_are_checked_against_record_and_their_size() {
     p.lock(&[&w]);
     p.spec("");
     assert!(p.build(&p.path("cache"), "spliced").status.success());
-    std::fs::write(p.path("spec.yaml"), std::fs::read_to_string(p.path("spec.yaml")).unwrap() + "compression: {algorithm: gzip, splice: false}\n").unwrap();
+    std::fs::write(
+        p.path("spec.yaml"),
+        std::fs::read_to_string(p.path("spec.yaml")).unwrap() + "compression: {algorithm: gzip, splice: false}\n",
+    )
+    .unwrap();
     assert!(p.build(&p.path("cache"), "plain").status.success());
     let diff_ids = |d: &str| read_layout(&p.path(d)).1["rootfs"]["diff_ids"].clone();
     assert_eq!(diff_ids("spliced"), diff_ids("plain"));
@@ -214,7 +240,11 @@ fn missing_lock_says_how_to_make_one() {
 }
 
 fn cuda_wheels(runtime: &str, torch_pin: &str) -> Vec<Wheel> {
-    let rt = Wheel::new("nvidia_cuda_runtime_cu12", runtime).with(Member::file("nvidia/cuda_runtime/lib/libcudart.so.12", noise(64, 3), 0o755));
+    let rt = Wheel::new("nvidia_cuda_runtime_cu12", runtime).with(Member::file(
+        "nvidia/cuda_runtime/lib/libcudart.so.12",
+        noise(64, 3),
+        0o755,
+    ));
     let mut torch = Wheel::new("torch", "2.9.0").with(Member::file("torch/__init__.py", "", 0o644));
     torch.tag = "cp311-cp311-manylinux_2_28_x86_64".into();
     // The real torch 2.9.0 METADATA pins its CUDA wheels like this.
@@ -307,7 +337,12 @@ fn strata_lock_runs_uv_for_the_image_and_checks_its_output() {
     assert_eq!(std::fs::read_to_string(p.path("pylock.toml")).unwrap(), lock);
     let args = std::fs::read_to_string(p.path("args.txt")).unwrap();
     let args: Vec<&str> = args.lines().collect();
-    for pair in [["--python-platform", "x86_64-manylinux_2_28"], ["--python-version", "3.11"], ["--format", "pylock.toml"], ["--exclude-newer", "2026-11-01T00:00:00Z"]] {
+    for pair in [
+        ["--python-platform", "x86_64-manylinux_2_28"],
+        ["--python-version", "3.11"],
+        ["--format", "pylock.toml"],
+        ["--exclude-newer", "2026-11-01T00:00:00Z"],
+    ] {
         assert!(args.windows(2).any(|w| w == pair), "{pair:?} in {args:?}");
     }
     // The lock file records the pylock and its sha256 ...
@@ -315,7 +350,8 @@ fn strata_lock_runs_uv_for_the_image_and_checks_its_output() {
     assert!(lockfile.contains("[python.\"spec.yaml#layers[0]\"]"), "{lockfile}");
     assert!(lockfile.contains(&format!("sha256 = \"sha256:{}\"", sha256_hex(lock.as_bytes()))), "{lockfile}");
     // ... so a build notices a pylock edited afterwards.
-    std::fs::write(p.path("pylock.toml"), lock.replace("created-by = \"strata-tests\"", "created-by = \"someone\"")).unwrap();
+    std::fs::write(p.path("pylock.toml"), lock.replace("created-by = \"strata-tests\"", "created-by = \"someone\""))
+        .unwrap();
     let o = p.build(&p.path("cache"), "out");
     assert!(!o.status.success());
     let e = p.redact(&stderr(&o));
@@ -323,7 +359,12 @@ fn strata_lock_runs_uv_for_the_image_and_checks_its_output() {
     insta::assert_snapshot!("edited_pylock", e);
 
     // Without uv: a clear error that says how to get it.
-    let o = strata(&p.path("cache")).env("STRATA_UV", p.path("no-such-uv")).arg("lock").arg(p.path("spec.yaml")).output().unwrap();
+    let o = strata(&p.path("cache"))
+        .env("STRATA_UV", p.path("no-such-uv"))
+        .arg("lock")
+        .arg(p.path("spec.yaml"))
+        .output()
+        .unwrap();
     assert!(!o.status.success());
     insta::assert_snapshot!(p.redact(&stderr(&o)));
 }
@@ -347,7 +388,12 @@ fn flagship_spec_and_lock_agree() {
     let gpu = spec.gpu.as_ref().unwrap();
     assert_eq!(gpu.cuda, "12.8");
     let py = spec.layers.iter().find_map(|l| l.python.as_ref()).unwrap();
-    let sel = strata::sources::python::pylock::select_file(&root.join("specs").join(&py.lock), &Default::default(), &Default::default()).unwrap();
+    let sel = strata::sources::python::pylock::select_file(
+        &root.join("specs").join(&py.lock),
+        &Default::default(),
+        &Default::default(),
+    )
+    .unwrap();
     assert_eq!(sel.wheels.len(), 122);
     strata::cuda::check_lock(gpu, &sel.wheels).unwrap();
     let version = |n: &str| sel.wheels.iter().find(|w| w.package == n).unwrap().version.clone();
@@ -358,7 +404,18 @@ fn flagship_spec_and_lock_agree() {
     let sizes: Vec<(String, u64)> = sel.wheels.iter().map(|w| (w.package.clone(), w.size.unwrap())).collect();
     let plans = strata::sources::python::layering::split(&sizes, &Default::default());
     let own: Vec<&str> = plans.iter().filter(|l| !l.name.starts_with("group-")).map(|l| l.name.as_str()).collect();
-    for n in ["torch", "triton", "nvidia-cudnn-cu12", "nvidia-cublas-cu12", "nvidia-nccl-cu12", "nvidia-cusparse-cu12", "nvidia-cusparselt-cu12", "nvidia-cusolver-cu12", "nvidia-cufft-cu12", "nvidia-nvshmem-cu12"] {
+    for n in [
+        "torch",
+        "triton",
+        "nvidia-cudnn-cu12",
+        "nvidia-cublas-cu12",
+        "nvidia-nccl-cu12",
+        "nvidia-cusparse-cu12",
+        "nvidia-cusparselt-cu12",
+        "nvidia-cusolver-cu12",
+        "nvidia-cufft-cu12",
+        "nvidia-nvshmem-cu12",
+    ] {
         assert!(own.contains(&n), "{n} alone: {own:?}");
     }
     assert!(plans.len() <= 32);

@@ -52,7 +52,10 @@ pub fn tools(names: &[&str]) -> bool {
     if missing.is_empty() {
         return true;
     }
-    let msg = format!("missing tools: {} (install: apt-get install -y docker-registry skopeo umoci runc)", missing.join(", "));
+    let msg = format!(
+        "missing tools: {} (install: apt-get install -y docker-registry skopeo umoci runc)",
+        missing.join(", ")
+    );
     if std::env::var("STRATA_REQUIRE_TOOLS").as_deref() == Ok("1") {
         panic!("{msg}; STRATA_REQUIRE_TOOLS=1 forbids skipping");
     }
@@ -70,7 +73,8 @@ fn newest_mtime(dir: &Path) -> std::time::SystemTime {
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {
             let p = e.path();
-            let t = if p.is_dir() { newest_mtime(&p) } else { e.metadata().and_then(|m| m.modified()).unwrap_or(newest) };
+            let t =
+                if p.is_dir() { newest_mtime(&p) } else { e.metadata().and_then(|m| m.modified()).unwrap_or(newest) };
             newest = newest.max(t);
         }
     }
@@ -189,7 +193,12 @@ impl Default for Env {
 
 /// stdout and stderr together, for assertion messages.
 pub fn text(o: &Output) -> String {
-    format!("status: {}\n--- stdout\n{}\n--- stderr\n{}", o.status, String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "status: {}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// The last line of stdout (strata prints the digest last).
@@ -347,7 +356,8 @@ pub fn run_image(reference: &str, creds: Option<&str>, work: &Path) -> String {
     let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
     cfg["process"]["terminal"] = serde_json::Value::Bool(false);
     std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
-    let id = format!("strata-regtest-{}-{}", std::process::id(), work.file_name().and_then(|n| n.to_str()).unwrap_or("x"));
+    let id =
+        format!("strata-regtest-{}-{}", std::process::id(), work.file_name().and_then(|n| n.to_str()).unwrap_or("x"));
     let mut rc = Command::new(which("runc").expect("runc"));
     if rootless {
         rc.arg("--root").arg(work.join("runc-root"));
@@ -368,7 +378,11 @@ pub fn assert_tag_consistent(reference: &str, creds: Option<(&str, &str)>) {
     use strata::registry::{Client, ClientOptions, CredentialOptions, Reference};
     let r = Reference::parse(reference).unwrap();
     let opts = ClientOptions {
-        credentials: CredentialOptions { explicit: creds.map(|(u, p)| (u.to_string(), p.to_string())), anonymous: creds.is_none(), ..Default::default() },
+        credentials: CredentialOptions {
+            explicit: creds.map(|(u, p)| (u.to_string(), p.to_string())),
+            anonymous: creds.is_none(),
+            ..Default::default()
+        },
         retries: 1,
         ..ClientOptions::default()
     };
@@ -385,6 +399,10 @@ pub fn assert_tag_consistent(reference: &str, creds: Option<(&str, &str)>) {
     }
     for b in blobs {
         let d = strata::digest::Digest::parse(&b).unwrap();
-        assert!(client.blob_exists(&r, &d).unwrap(), "{reference} points at manifest {} whose blob {b} is missing", m.digest);
+        assert!(
+            client.blob_exists(&r, &d).unwrap(),
+            "{reference} points at manifest {} whose blob {b} is missing",
+            m.digest
+        );
     }
 }

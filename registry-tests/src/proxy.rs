@@ -116,7 +116,8 @@ pub struct FaultProxy {
 }
 
 fn full(status: u16, body: &str) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from(body.to_string())).map_err(|e: Infallible| match e {}).boxed_unsync());
+    let mut r =
+        Response::new(Full::new(Bytes::from(body.to_string())).map_err(|e: Infallible| match e {}).boxed_unsync());
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     r.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
     r
@@ -140,7 +141,8 @@ async fn drain(body: Incoming) -> u64 {
 impl FaultProxy {
     /// A proxy in front of `upstream`.
     pub fn start(upstream: SocketAddr) -> FaultProxy {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("proxy runtime");
+        let rt =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("proxy runtime");
         let main = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         let alt = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy alt");
         let (addr, alt_addr) = (main.local_addr().unwrap(), alt.local_addr().unwrap());
@@ -162,7 +164,9 @@ impl FaultProxy {
                     let st = st.clone();
                     tokio::spawn(async move {
                         let svc = service_fn(move |req| handle(st.clone(), req, is_alt));
-                        let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), svc)
+                            .await;
                     });
                 }
             });
@@ -211,7 +215,9 @@ impl Drop for FaultProxy {
 
 fn take_rule(st: &State, method: &str, pq: &str, len: u64) -> Option<Fault> {
     let mut rules = st.rules.lock().unwrap();
-    let r = rules.iter_mut().find(|r| r.times > 0 && (r.method.is_empty() || r.method == method) && pq.contains(r.path) && len >= r.min_body)?;
+    let r = rules.iter_mut().find(|r| {
+        r.times > 0 && (r.method.is_empty() || r.method == method) && pq.contains(r.path) && len >= r.min_body
+    })?;
     r.times -= 1;
     Some(r.fault.clone())
 }
@@ -246,7 +252,12 @@ async fn handle(st: Arc<State>, req: Request<Incoming>, alt: bool) -> Result<Res
         }
     }
     if let Some((realm, service)) = &modes.expire_tokens {
-        let tok = req.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::to_string);
+        let tok = req
+            .headers()
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_string);
         if let Some(t) = tok {
             if crate::token::jwt_exp(&t).is_some_and(|exp| exp <= now()) {
                 drain(req.into_body()).await;
@@ -264,7 +275,8 @@ async fn handle(st: Arc<State>, req: Request<Incoming>, alt: bool) -> Result<Res
         match fault {
             Fault::Status { status, retry_after } => {
                 drain(req.into_body()).await;
-                let mut r = full(status, &format!(r#"{{"errors":[{{"code":"UNKNOWN","message":"injected {status}"}}]}}"#));
+                let mut r =
+                    full(status, &format!(r#"{{"errors":[{{"code":"UNKNOWN","message":"injected {status}"}}]}}"#));
                 if let Some(s) = retry_after {
                     r.headers_mut().insert("retry-after", HeaderValue::from_str(&s.to_string())?);
                 }
@@ -285,7 +297,8 @@ async fn handle(st: Arc<State>, req: Request<Incoming>, alt: bool) -> Result<Res
             Fault::RedirectToAlt => {
                 drain(req.into_body()).await;
                 let mut r = full(307, "");
-                r.headers_mut().insert(LOCATION, HeaderValue::from_str(&format!("http://127.0.0.1:{}{pq}", st.alt_port))?);
+                r.headers_mut()
+                    .insert(LOCATION, HeaderValue::from_str(&format!("http://127.0.0.1:{}{pq}", st.alt_port))?);
                 return Ok(r);
             }
         }
@@ -293,7 +306,14 @@ async fn handle(st: Arc<State>, req: Request<Incoming>, alt: bool) -> Result<Res
     forward(st, req, None, &modes, &method, &pq).await
 }
 
-async fn forward(st: Arc<State>, req: Request<Incoming>, inject_auth: Option<String>, modes: &Modes, method: &str, pq: &str) -> Result<Response<Body>, BoxError> {
+async fn forward(
+    st: Arc<State>,
+    req: Request<Incoming>,
+    inject_auth: Option<String>,
+    modes: &Modes,
+    method: &str,
+    pq: &str,
+) -> Result<Response<Body>, BoxError> {
     let (mut parts, body) = req.into_parts();
     if let Some(a) = inject_auth {
         parts.headers.insert(AUTHORIZATION, HeaderValue::from_str(&a)?);

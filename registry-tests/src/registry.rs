@@ -80,7 +80,11 @@ impl TestRegistry {
         };
         let tls_yaml = if tls {
             let fx = crate::workspace().join("registry-tests/fixtures");
-            format!("  tls:\n    certificate: {}\n    key: {}\n", fx.join("tls-server.pem").display(), fx.join("tls-server.key").display())
+            format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                fx.join("tls-server.pem").display(),
+                fx.join("tls-server.key").display()
+            )
         } else {
             String::new()
         };

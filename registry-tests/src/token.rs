@@ -54,7 +54,8 @@ fn pem_body(pem: &str) -> Vec<u8> {
 /// libtrust key id: base32 of the first 30 bytes of sha256(DER SubjectPublicKeyInfo), in groups of 4.
 fn libtrust_kid(uncompressed_point: &[u8]) -> String {
     const P256_SPKI_PREFIX: [u8; 26] = [
-        0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+        0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48,
+        0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
     ];
     let mut spki = P256_SPKI_PREFIX.to_vec();
     spki.extend_from_slice(uncompressed_point);
@@ -89,7 +90,8 @@ impl TokenServer {
     /// Starts on a free port; tokens live 300 s.
     pub fn start() -> TokenServer {
         let rng = SystemRandom::new();
-        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pem_body(KEY_PEM), &rng).expect("test signing key");
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pem_body(KEY_PEM), &rng)
+            .expect("test signing key");
         let kid = libtrust_kid(key.public_key().as_ref());
         let state = Arc::new(State {
             key,
@@ -176,7 +178,12 @@ fn serve(conn: TcpStream, st: &State) -> std::io::Result<()> {
             } else {
                 st.refused.fetch_add(1, Ordering::SeqCst);
                 let body = r#"{"errors":[{"code":"UNAUTHORIZED","message":"invalid credentials"}]}"#;
-                return respond(conn, "401 Unauthorized", body, &["WWW-Authenticate: Basic realm=\"strata-test-token\""]);
+                return respond(
+                    conn,
+                    "401 Unauthorized",
+                    body,
+                    &["WWW-Authenticate: Basic realm=\"strata-test-token\""],
+                );
             }
         }
         None => None,
@@ -207,7 +214,10 @@ fn serve(conn: TcpStream, st: &State) -> std::io::Result<()> {
 }
 
 fn respond(mut conn: TcpStream, status: &str, body: &str, extra: &[&str]) -> std::io::Result<()> {
-    let mut head = format!("HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
+    let mut head = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
     for h in extra {
         head.push_str(h);
         head.push_str("\r\n");

@@ -91,7 +91,15 @@ fn fetch_offline_build_in_netns_push_and_audit() {
 
     // Disconnected side: a network namespace with no interfaces, a cold cache.
     let archive = env.path("app.tar");
-    let mut c = env.strata(&["build", &spec_s, "--offline", "--mirror", &mirror_s, "-o", &format!("oci-archive:{}", archive.display())]);
+    let mut c = env.strata(&[
+        "build",
+        &spec_s,
+        "--offline",
+        "--mirror",
+        &mirror_s,
+        "-o",
+        &format!("oci-archive:{}", archive.display()),
+    ]);
     c.env("STRATA_CACHE", env.path("inside-cache"));
     let program = c.get_program().to_owned();
     let args: Vec<_> = c.get_args().map(|a| a.to_owned()).collect();

@@ -22,7 +22,13 @@ fn blob_actions(v: &serde_json::Value) -> Vec<(String, u64, u64)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|b| (b["action"].as_str().unwrap().to_string(), b["attempts"].as_u64().unwrap(), b["bytes_sent"].as_u64().unwrap()))
+        .map(|b| {
+            (
+                b["action"].as_str().unwrap().to_string(),
+                b["attempts"].as_u64().unwrap(),
+                b["bytes_sent"].as_u64().unwrap(),
+            )
+        })
         .collect()
 }
 
@@ -34,7 +40,13 @@ fn connection_dropped_mid_blob_is_retried() {
     let reg = TestRegistry::start(Auth::Open);
     let proxy = FaultProxy::start(reg.addr);
     let (src, digest) = big();
-    proxy.rule(Rule { method: "PUT", path: "/blobs/uploads/", min_body: 4 * MIB, times: 1, fault: Fault::DropAfter(2 * MIB) });
+    proxy.rule(Rule {
+        method: "PUT",
+        path: "/blobs/uploads/",
+        min_body: 4 * MIB,
+        times: 1,
+        fault: Fault::DropAfter(2 * MIB),
+    });
     let env = Env::new();
     let dest = format!("{}/faults/drop:1", proxy.host());
     let v = env.json(&["push", &src, &dest]);
@@ -68,7 +80,10 @@ fn server_errors_and_rate_limits_are_retried() {
     assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After: 1 was honoured");
     assert_eq!(proxy.stats().faults.len(), 6, "{:?}", proxy.stats().faults);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("HTTP 429") && err.contains("retrying in 1.0s"), "warnings name the status and the wait: {err}");
+    assert!(
+        err.contains("HTTP 429") && err.contains("retrying in 1.0s"),
+        "warnings name the status and the wait: {err}"
+    );
     assert_eq!(skopeo_digest(&format!("{}/faults/errors:1", reg.host()), None), digest);
 }
 
@@ -161,7 +176,12 @@ fn four_mib_request_cap() {
     let o = env.run(&["push", &src, &dest, "--chunk-size", "8MiB"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("HTTP 416") && err.contains("exceeds the maximum permissible limit") && err.contains("--chunk-size"), "{err}");
+    assert!(
+        err.contains("HTTP 416")
+            && err.contains("exceeds the maximum permissible limit")
+            && err.contains("--chunk-size"),
+        "{err}"
+    );
     assert_tag_consistent(&format!("{}/faults/cap:1", reg.host()), None);
 
     // Rerun with chunks under the cap: completes.
@@ -188,7 +208,13 @@ fn persistent_failures_leave_no_dangling_tag_and_a_rerun_completes() {
     let direct = format!("{}/faults/persist:1", reg.host());
 
     // Every attempt at the big blob is cut.
-    proxy.rule(Rule { method: "PUT", path: "/blobs/uploads/", min_body: 4 * MIB, times: 100, fault: Fault::DropAfter(MIB) });
+    proxy.rule(Rule {
+        method: "PUT",
+        path: "/blobs/uploads/",
+        min_body: 4 * MIB,
+        times: 100,
+        fault: Fault::DropAfter(MIB),
+    });
     let o = env.run(&["push", &src, &dest, "--retries", "1"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
@@ -197,7 +223,13 @@ fn persistent_failures_leave_no_dangling_tag_and_a_rerun_completes() {
     proxy.clear_rules();
 
     // The manifest PUT keeps failing.
-    proxy.rule(Rule { method: "PUT", path: "/manifests/", min_body: 0, times: 100, fault: Fault::Status { status: 503, retry_after: None } });
+    proxy.rule(Rule {
+        method: "PUT",
+        path: "/manifests/",
+        min_body: 0,
+        times: 100,
+        fault: Fault::Status { status: 503, retry_after: None },
+    });
     let o = env.run(&["push", &src, &dest, "--retries", "1"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
@@ -224,7 +256,12 @@ fn kill_9_mid_push_then_rerun() {
     let (src, digest) = big();
     let env = Env::new();
     let dest = format!("{}/faults/killed:1", proxy.host());
-    let mut child = env.strata(&["push", &src, &dest]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut child = env
+        .strata(&["push", &src, &dest])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while proxy.body_bytes() < 3 * MIB {
         assert!(Instant::now() < deadline, "the push never got going");

@@ -122,7 +122,8 @@ fn htpasswd_registry_with_every_credential_source() {
     std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let docker = env.path("home/.docker");
     std::fs::create_dir_all(&docker).unwrap();
-    std::fs::write(docker.join("config.json"), format!(r#"{{"credHelpers":{{"{}":"strata-test"}}}}"#, reg.host())).unwrap();
+    std::fs::write(docker.join("config.json"), format!(r#"{{"credHelpers":{{"{}":"strata-test"}}}}"#, reg.host()))
+        .unwrap();
     env.set("PATH", &format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default()));
     let v = env.json(&["push", &src, &format!("{}/auth/hello:helper", reg.host())]);
     assert_eq!(v["digest"], digest.as_str());
@@ -132,7 +133,12 @@ fn htpasswd_registry_with_every_credential_source() {
     let o = env.run(&["push", &src, &format!("{}/auth/hello:none", reg.host())]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("requires authentication") && err.contains("no credentials were found") && err.contains(&reg.host()), "{err}");
+    assert!(
+        err.contains("requires authentication")
+            && err.contains("no credentials were found")
+            && err.contains(&reg.host()),
+        "{err}"
+    );
     assert!(err.contains("config.json"), "lists the files searched: {err}");
 }
 
@@ -198,18 +204,26 @@ fn wrong_password_is_named_and_never_printed() {
     for reg in [&basic, &token] {
         // from --creds
         let env = Env::new();
-        let o = env.run(&["push", &src, &format!("{}/app/x:1", reg.host()), "--creds", &format!("{USER}:{secret}"), "-vv"]);
+        let o =
+            env.run(&["push", &src, &format!("{}/app/x:1", reg.host()), "--creds", &format!("{USER}:{secret}"), "-vv"]);
         let all = text(&o);
         assert_eq!(o.status.code(), Some(1), "{all}");
         assert!(!all.contains(secret), "the secret leaked:\n{all}");
         let err = String::from_utf8_lossy(&o.stderr);
-        assert!(err.contains("401") && err.contains(&reg.host()) && err.contains("--creds") && err.contains(USER), "{err}");
+        assert!(
+            err.contains("401") && err.contains(&reg.host()) && err.contains("--creds") && err.contains(USER),
+            "{err}"
+        );
         assert!(err.contains("hint:"), "{err}");
 
         // from a config file: the message names the file
         let mut env = Env::new();
         let authfile = env.path("auth.json");
-        std::fs::write(&authfile, format!(r#"{{"auths":{{"{}":{{"username":"{USER}","password":"{secret}"}}}}}}"#, reg.host())).unwrap();
+        std::fs::write(
+            &authfile,
+            format!(r#"{{"auths":{{"{}":{{"username":"{USER}","password":"{secret}"}}}}}}"#, reg.host()),
+        )
+        .unwrap();
         env.set("REGISTRY_AUTH_FILE", authfile.to_str().unwrap());
         let o = env.run(&["push", &src, &format!("{}/app/x:1", reg.host()), "-vv"]);
         let all = text(&o);
@@ -242,7 +256,14 @@ fn chunked_uploads_and_build_push() {
     // build --push: the digest printed is the one in the registry
     let dest = format!("{}/built/hello:1", reg.host());
     let spec = workspace().join("specs/hello.yaml");
-    let out = env.ok(&["build", spec.to_str().unwrap(), "-o", &format!("oci:{}", env.path("out").display()), "--push", &dest]);
+    let out = env.ok(&[
+        "build",
+        spec.to_str().unwrap(),
+        "-o",
+        &format!("oci:{}", env.path("out").display()),
+        "--push",
+        &dest,
+    ]);
     assert_eq!(skopeo_digest(&dest, None), last_line(&out));
 }
 
@@ -338,7 +359,14 @@ fn docker_v2_manifests_are_read() {
     let reg = TestRegistry::start(Auth::Open);
     let (layout, _) = hello_image();
     let dest = format!("{}/docker/hello:v2s2", reg.host());
-    let o = skopeo(&["copy", "--format", "v2s2", "--dest-tls-verify=false", &format!("oci:{}:1.0", layout.display()), &format!("docker://{dest}")]);
+    let o = skopeo(&[
+        "copy",
+        "--format",
+        "v2s2",
+        "--dest-tls-verify=false",
+        &format!("oci:{}:1.0", layout.display()),
+        &format!("docker://{dest}"),
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     let want = skopeo_digest(&dest, None);
     let env = Env::new();
@@ -389,6 +417,7 @@ fn image_index_is_pushed_whole_and_resolved_on_read() {
     let v = env.json(&["inspect", &format!("docker://{dest}")]);
     assert_eq!(v["index_digest"], idx_digest.to_string().as_str());
     assert_eq!(v["manifest_digest"], digest.as_str());
-    let out = env.ok(&["pull", &dest, "-o", &format!("oci:{}", env.path("pulled").display()), "--platform", "linux/amd64"]);
+    let out =
+        env.ok(&["pull", &dest, "-o", &format!("oci:{}", env.path("pulled").display()), "--platform", "linux/amd64"]);
     assert_eq!(last_line(&out), digest);
 }

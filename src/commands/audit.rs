@@ -38,7 +38,9 @@ pub fn run(args: AuditArgs, global: &GlobalArgs) -> anyhow::Result<bool> {
     opts.fetch = fetch_options(&args.net)?;
     opts.verifier = args.verifier.clone();
     opts.source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.trim().is_empty() => Some(v.trim().parse().with_context(|| format!("SOURCE_DATE_EPOCH=`{v}` is not a whole number of seconds"))?),
+        Ok(v) if !v.trim().is_empty() => Some(
+            v.trim().parse().with_context(|| format!("SOURCE_DATE_EPOCH=`{v}` is not a whole number of seconds"))?,
+        ),
         _ => None,
     };
     let result = build(&spec, &opts, reporter)?;
@@ -55,7 +57,13 @@ pub fn run(args: AuditArgs, global: &GlobalArgs) -> anyhow::Result<bool> {
     } else if verdict.identical {
         out(&format!("identical: {} rebuilds to {} ({})", args.spec.display(), report.b_manifest, args.image))?;
     } else {
-        out(&format!("different: the rebuild of {} is {}, {} is {}", args.spec.display(), report.a_manifest, args.image, report.b_manifest))?;
+        out(&format!(
+            "different: the rebuild of {} is {}, {} is {}",
+            args.spec.display(),
+            report.a_manifest,
+            args.image,
+            report.b_manifest
+        ))?;
         out(&format!("first difference: {}", verdict.first_difference.as_deref().unwrap_or("?")))?;
         out(&format!("likely cause: {}", verdict.likely_cause.as_deref().unwrap_or("?")))?;
         out("full comparison: rerun with --json")?;

@@ -10,9 +10,9 @@ use strata::build::{build, BuildOptions};
 use strata::image::layout::{write, Output};
 use strata::report::human_bytes;
 
-use super::{fetch_options, out, NetArgs};
 use super::progress::CliReporter;
 use super::push::{push_source, RegistryArgs, UploadArgs};
+use super::{fetch_options, out, NetArgs};
 use crate::GlobalArgs;
 
 /// Build an image from a spec.
@@ -71,7 +71,9 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     opts.verifier = args.verifier.clone();
     opts.unlocked = args.unlocked;
     opts.source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.trim().is_empty() => Some(v.trim().parse().with_context(|| format!("SOURCE_DATE_EPOCH=`{v}` is not a whole number of seconds"))?),
+        Ok(v) if !v.trim().is_empty() => Some(
+            v.trim().parse().with_context(|| format!("SOURCE_DATE_EPOCH=`{v}` is not a whole number of seconds"))?,
+        ),
         _ => None,
     };
     let started = std::time::Instant::now();
@@ -101,8 +103,14 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             // From the layout or archive just written, so its SBOM goes along
             // as a referrer; docker-archives keep theirs beside the file.
             let src: Box<dyn strata::image::read::ImageSource> = match &output {
-                Output::OciDir { dir, tag: t } => strata::image::read::open(&format!("oci:{}:{}", dir.display(), t.as_deref().unwrap_or(&tag)))?,
-                Output::OciArchive { file, tag: t } => strata::image::read::open(&format!("oci-archive:{}:{}", file.display(), t.as_deref().unwrap_or(&tag)))?,
+                Output::OciDir { dir, tag: t } => {
+                    strata::image::read::open(&format!("oci:{}:{}", dir.display(), t.as_deref().unwrap_or(&tag)))?
+                }
+                Output::OciArchive { file, tag: t } => strata::image::read::open(&format!(
+                    "oci-archive:{}:{}",
+                    file.display(),
+                    t.as_deref().unwrap_or(&tag)
+                ))?,
                 Output::DockerArchive { .. } => Box::new(strata::image::read::BuiltSource {
                     image: result.image.clone(),
                     store: strata::store::Store::open(&opts.cache)?,

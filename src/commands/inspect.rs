@@ -63,7 +63,12 @@ pub fn run(args: InspectArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         }))?)?;
         return Ok(());
     }
-    let s = |p: &str| config.pointer(p).map(|v| if let Value::String(s) = v { s.clone() } else { v.to_string() }).unwrap_or_else(|| "-".into());
+    let s = |p: &str| {
+        config
+            .pointer(p)
+            .map(|v| if let Value::String(s) = v { s.clone() } else { v.to_string() })
+            .unwrap_or_else(|| "-".into())
+    };
     if root.digest != m.digest {
         out(&format!("index       {}  ({}, {} bytes)", root.digest, root.media_type, root.bytes.len()))?;
     }

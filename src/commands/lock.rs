@@ -39,7 +39,8 @@ pub fn run(args: LockArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     // The spec itself, and the verifier binary images with `gpu:` get.
     lock.spec = Some(strata::lock::SpecLock { checksum: strata::lock::spec_checksum(&spec)?.to_string() });
     let vopts = strata::build::BuildOptions { verifier: args.verifier.clone(), unlocked: true, ..Default::default() };
-    lock.verifier = strata::build::verifier_plan(&spec, &vopts)?.map(|v| strata::lock::VerifierLock { sha256: v.sha256.to_string(), size: v.size });
+    lock.verifier = strata::build::verifier_plan(&spec, &vopts)?
+        .map(|v| strata::lock::VerifierLock { sha256: v.sha256.to_string(), size: v.size });
     let path = lock_path(&args.spec);
     let shown = args.spec.display().to_string();
     let text = lock.to_text(&shown).map_err(anyhow::Error::msg)?;
@@ -52,7 +53,12 @@ pub fn run(args: LockArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             }
             return Ok(());
         }
-        anyhow::bail!("{} is out of date (or missing) for {}\nhint: run `strata lock {}` and commit the result", path.display(), shown, shown);
+        anyhow::bail!(
+            "{} is out of date (or missing) for {}\nhint: run `strata lock {}` and commit the result",
+            path.display(),
+            shown,
+            shown
+        );
     }
     if !unchanged {
         lock.write(&path, &shown)?;

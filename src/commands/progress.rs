@@ -59,8 +59,10 @@ impl Reporter for CliReporter {
                 Some(t) => ProgressBar::new(t),
                 None => ProgressBar::no_length(),
             };
-            let style = ProgressStyle::with_template("{prefix:>6} {msg:40!} {bar:24} {bytes:>10}/{total_bytes:<10} {binary_bytes_per_sec:>12} {eta:>4}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar());
+            let style = ProgressStyle::with_template(
+                "{prefix:>6} {msg:40!} {bar:24} {bytes:>10}/{total_bytes:<10} {binary_bytes_per_sec:>12} {eta:>4}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
             pb.set_style(style);
             pb.set_prefix(verb(kind));
             pb.set_message(label.to_string());
@@ -68,7 +70,11 @@ impl Reporter for CliReporter {
             mp.add(pb)
         });
         if bar.is_none() && !self.quiet {
-            eprintln!("{:>6} {label}{}", verb(kind), total.map(|t| format!(" ({})", human_bytes(t))).unwrap_or_default());
+            eprintln!(
+                "{:>6} {label}{}",
+                verb(kind),
+                total.map(|t| format!(" ({})", human_bytes(t))).unwrap_or_default()
+            );
         }
         if let Ok(mut t) = self.tasks.lock() {
             t.insert(id, Task { label: label.to_string(), kind, started: Instant::now(), bar, done: 0 });
@@ -93,7 +99,11 @@ impl Reporter for CliReporter {
                 b.finish_and_clear();
             }
             let secs = task.started.elapsed().as_secs_f64();
-            let rate = if secs > 0.05 && task.done > 0 { format!(", {}/s", human_bytes((task.done as f64 / secs) as u64)) } else { String::new() };
+            let rate = if secs > 0.05 && task.done > 0 {
+                format!(", {}/s", human_bytes((task.done as f64 / secs) as u64))
+            } else {
+                String::new()
+            };
             self.line(&format!("{:>6} {} — {summary} in {secs:.1}s{rate}", verb(task.kind), task.label));
         }
     }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Args;
-use strata::registry::{creds, BlobAction, Client, ClientOptions, CredentialOptions, PushOptions, PushSummary, Reference};
+use strata::registry::{
+    creds, BlobAction, Client, ClientOptions, CredentialOptions, PushOptions, PushSummary, Reference,
+};
 use strata::report::human_bytes;
 
 use super::out;
@@ -67,7 +69,12 @@ impl RegistryArgs {
             None => None,
         };
         Ok(ClientOptions {
-            credentials: CredentialOptions { explicit, authfile: self.authfile.clone(), anonymous: self.anonymous, ..Default::default() },
+            credentials: CredentialOptions {
+                explicit,
+                authfile: self.authfile.clone(),
+                anonymous: self.anonymous,
+                ..Default::default()
+            },
             ca_files: self.ca_file.clone(),
             insecure_registries: self.insecure_registry.clone(),
             retries: self.retries,
@@ -110,7 +117,13 @@ pub fn describe(s: &PushSummary) -> String {
 }
 
 /// Pushes `src` with the given settings; used by `push` and `build --push`.
-pub fn push_source(src: &dyn strata::image::read::ImageSource, dest: &Reference, upload: &UploadArgs, registry: &RegistryArgs, global: &GlobalArgs) -> anyhow::Result<PushSummary> {
+pub fn push_source(
+    src: &dyn strata::image::read::ImageSource,
+    dest: &Reference,
+    upload: &UploadArgs,
+    registry: &RegistryArgs,
+    global: &GlobalArgs,
+) -> anyhow::Result<PushSummary> {
     let mut opts = registry.options(global)?;
     opts.chunk_size = upload.chunk_size;
     let reporter = Arc::new(CliReporter::new(global.quiet));

@@ -111,9 +111,17 @@ impl Output {
     /// Displays as it was given.
     pub fn display(&self) -> String {
         match self {
-            Output::OciDir { dir, tag } => format!("oci:{}{}", dir.display(), tag.as_ref().map(|t| format!(":{t}")).unwrap_or_default()),
-            Output::OciArchive { file, tag } => format!("oci-archive:{}{}", file.display(), tag.as_ref().map(|t| format!(":{t}")).unwrap_or_default()),
-            Output::DockerArchive { file, reference } => format!("docker-archive:{}{}", file.display(), reference.as_ref().map(|t| format!(":{t}")).unwrap_or_default()),
+            Output::OciDir { dir, tag } => {
+                format!("oci:{}{}", dir.display(), tag.as_ref().map(|t| format!(":{t}")).unwrap_or_default())
+            }
+            Output::OciArchive { file, tag } => {
+                format!("oci-archive:{}{}", file.display(), tag.as_ref().map(|t| format!(":{t}")).unwrap_or_default())
+            }
+            Output::DockerArchive { file, reference } => format!(
+                "docker-archive:{}{}",
+                file.display(),
+                reference.as_ref().map(|t| format!(":{t}")).unwrap_or_default()
+            ),
         }
     }
 }
@@ -195,10 +203,19 @@ fn image_entry(img: &BuiltImage, tag: &str, sbom: Option<&Attachment>) -> Result
 /// Writes the image to `output`; `default_tag` is used when the output names
 /// none. An SBOM is stored in layouts and oci-archives as an artifact that
 /// refers to the image, and beside docker-archives as `FILE.spdx.json`.
-pub fn write(img: &BuiltImage, store: &Store, output: &Output, default_name: &str, default_tag: &str, sbom: Option<&Attachment>) -> Result<(), OutputError> {
+pub fn write(
+    img: &BuiltImage,
+    store: &Store,
+    output: &Output,
+    default_name: &str,
+    default_tag: &str,
+    sbom: Option<&Attachment>,
+) -> Result<(), OutputError> {
     match output {
         Output::OciDir { dir, tag } => write_oci_dir(img, store, dir, tag.as_deref().unwrap_or(default_tag), sbom),
-        Output::OciArchive { file, tag } => write_archive(file, |w| oci_archive_entries(img, store, tag.as_deref().unwrap_or(default_tag), sbom, w)),
+        Output::OciArchive { file, tag } => {
+            write_archive(file, |w| oci_archive_entries(img, store, tag.as_deref().unwrap_or(default_tag), sbom, w))
+        }
         Output::DockerArchive { file, reference } => {
             let r = reference.clone().unwrap_or_else(|| format!("{default_name}:{default_tag}"));
             write_archive(file, |w| docker_archive_entries(img, store, &r, w))?;
@@ -212,7 +229,13 @@ pub fn write(img: &BuiltImage, store: &Store, output: &Output, default_name: &st
     }
 }
 
-fn write_oci_dir(img: &BuiltImage, store: &Store, dir: &Path, tag: &str, sbom: Option<&Attachment>) -> Result<(), OutputError> {
+fn write_oci_dir(
+    img: &BuiltImage,
+    store: &Store,
+    dir: &Path,
+    tag: &str,
+    sbom: Option<&Attachment>,
+) -> Result<(), OutputError> {
     let fresh = !dir.exists() || fs::read_dir(dir).map_err(ioe("reading", dir))?.next().is_none();
     if !fresh && !dir.join("oci-layout").is_file() {
         return Err(OutputError::NotALayout(dir.to_path_buf()));
@@ -221,7 +244,10 @@ fn write_oci_dir(img: &BuiltImage, store: &Store, dir: &Path, tag: &str, sbom: O
         // Build next to the destination, then rename: a crash leaves no half layout.
         let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         fs::create_dir_all(parent).map_err(ioe("creating", parent))?;
-        let tmp = tempfile::Builder::new().prefix(".strata-layout-").tempdir_in(parent).map_err(ioe("creating temporary directory in", parent))?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".strata-layout-")
+            .tempdir_in(parent)
+            .map_err(ioe("creating temporary directory in", parent))?;
         set_mode(tmp.path(), 0o755)?;
         fill_layout(img, store, tmp.path(), tag, None, sbom)?;
         let tmp_path = tmp.keep();
@@ -236,7 +262,14 @@ fn write_oci_dir(img: &BuiltImage, store: &Store, dir: &Path, tag: &str, sbom: O
     fill_layout(img, store, dir, tag, existing.as_deref(), sbom)
 }
 
-fn fill_layout(img: &BuiltImage, store: &Store, dir: &Path, tag: &str, existing_index: Option<&[u8]>, sbom: Option<&Attachment>) -> Result<(), OutputError> {
+fn fill_layout(
+    img: &BuiltImage,
+    store: &Store,
+    dir: &Path,
+    tag: &str,
+    existing_index: Option<&[u8]>,
+    sbom: Option<&Attachment>,
+) -> Result<(), OutputError> {
     let bdir = dir.join("blobs/sha256");
     fs::create_dir_all(&bdir).map_err(ioe("creating", &bdir))?;
     for (d, _, src) in blobs(img, store).into_iter().chain(attachment_blobs(sbom)) {
@@ -262,10 +295,13 @@ fn fill_layout(img: &BuiltImage, store: &Store, dir: &Path, tag: &str, existing_
     // Keep other images of the layout; replace the one with this tag.
     let mut manifests: Vec<serde_json::Value> = Vec::new();
     if let Some(bytes) = existing_index {
-        let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| OutputError::Other(format!("{}: invalid index.json: {e}", dir.display())))?;
+        let v: serde_json::Value = serde_json::from_slice(bytes)
+            .map_err(|e| OutputError::Other(format!("{}: invalid index.json: {e}", dir.display())))?;
         if let Some(list) = v.get("manifests").and_then(|m| m.as_array()) {
             for m in list {
-                if m.pointer(&format!("/annotations/{}", REF_NAME.replace('/', "~1"))).and_then(|t| t.as_str()) != Some(tag) {
+                if m.pointer(&format!("/annotations/{}", REF_NAME.replace('/', "~1"))).and_then(|t| t.as_str())
+                    != Some(tag)
+                {
                     manifests.push(m.clone());
                 }
             }
@@ -285,23 +321,36 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), OutputError> {
 /// Writes `bytes` to `path` through a temporary file and a rename.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
     let parent = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new().prefix(".strata-").tempfile_in(parent).map_err(ioe("creating temporary file in", parent))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".strata-")
+        .tempfile_in(parent)
+        .map_err(ioe("creating temporary file in", parent))?;
     tmp.write_all(bytes).map_err(ioe("writing", path))?;
     set_mode(tmp.path(), 0o644)?;
     tmp.as_file().sync_all().map_err(ioe("syncing", path))?;
-    tmp.persist(path).map_err(|e| OutputError::Io { action: "renaming into", path: path.to_path_buf(), source: e.error })?;
+    tmp.persist(path).map_err(|e| OutputError::Io {
+        action: "renaming into",
+        path: path.to_path_buf(),
+        source: e.error,
+    })?;
     Ok(())
 }
 
 type Entries<'a> = Vec<(String, u64, BlobSrc<'a>)>;
 
-fn write_archive<'a>(file: &Path, entries: impl FnOnce(&mut Entries<'a>) -> Result<(), OutputError>) -> Result<(), OutputError> {
+fn write_archive<'a>(
+    file: &Path,
+    entries: impl FnOnce(&mut Entries<'a>) -> Result<(), OutputError>,
+) -> Result<(), OutputError> {
     let mut list: Entries<'a> = Vec::new();
     entries(&mut list)?;
     list.sort_by(|a, b| a.0.cmp(&b.0));
     let parent = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     fs::create_dir_all(parent).map_err(ioe("creating", parent))?;
-    let tmp = tempfile::Builder::new().prefix(".strata-archive-").tempfile_in(parent).map_err(ioe("creating temporary file in", parent))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".strata-archive-")
+        .tempfile_in(parent)
+        .map_err(ioe("creating temporary file in", parent))?;
     {
         let mut tw = TarWriter::new(io::BufWriter::with_capacity(1 << 20, tmp.as_file()));
         let mut dirs_done = std::collections::BTreeSet::new();
@@ -312,7 +361,20 @@ fn write_archive<'a>(file: &Path, entries: impl FnOnce(&mut Entries<'a>) -> Resu
                 acc.push_str(comp);
                 acc.push('/');
                 if dirs_done.insert(acc.clone()) {
-                    tw.append(&TarHeader { path: &acc, kind: TarType::Dir, mode: 0o755, uid: 0, gid: 0, size: 0, mtime: 0, link: None }, None).map_err(ioe("writing", file))?;
+                    tw.append(
+                        &TarHeader {
+                            path: &acc,
+                            kind: TarType::Dir,
+                            mode: 0o755,
+                            uid: 0,
+                            gid: 0,
+                            size: 0,
+                            mtime: 0,
+                            link: None,
+                        },
+                        None,
+                    )
+                    .map_err(ioe("writing", file))?;
                 }
             }
             let mut reader: Box<dyn Read> = match src {
@@ -320,15 +382,31 @@ fn write_archive<'a>(file: &Path, entries: impl FnOnce(&mut Entries<'a>) -> Resu
                 BlobSrc::Owned(b) => Box::new(&b[..]),
                 BlobSrc::Store(p) => Box::new(fs::File::open(p).map_err(ioe("opening", p))?),
             };
-            tw.append(&TarHeader { path: name, kind: TarType::File, mode: 0o644, uid: 0, gid: 0, size: *size, mtime: 0, link: None }, Some(&mut reader))
-                .map_err(ioe("writing", file))?;
+            tw.append(
+                &TarHeader {
+                    path: name,
+                    kind: TarType::File,
+                    mode: 0o644,
+                    uid: 0,
+                    gid: 0,
+                    size: *size,
+                    mtime: 0,
+                    link: None,
+                },
+                Some(&mut reader),
+            )
+            .map_err(ioe("writing", file))?;
         }
         let mut w = tw.finish().map_err(ioe("writing", file))?;
         w.flush().map_err(ioe("writing", file))?;
     }
     set_mode(tmp.path(), 0o644)?;
     tmp.as_file().sync_all().map_err(ioe("syncing", file))?;
-    tmp.persist(file).map_err(|e| OutputError::Io { action: "renaming into", path: file.to_path_buf(), source: e.error })?;
+    tmp.persist(file).map_err(|e| OutputError::Io {
+        action: "renaming into",
+        path: file.to_path_buf(),
+        source: e.error,
+    })?;
     Ok(())
 }
 
@@ -343,7 +421,13 @@ fn attachment_blobs(a: Option<&Attachment>) -> Vec<(Digest, u64, BlobSrc<'static
     v
 }
 
-fn oci_archive_entries<'a>(img: &'a BuiltImage, store: &Store, tag: &str, sbom: Option<&Attachment>, out: &mut Entries<'a>) -> Result<(), OutputError> {
+fn oci_archive_entries<'a>(
+    img: &'a BuiltImage,
+    store: &Store,
+    tag: &str,
+    sbom: Option<&Attachment>,
+    out: &mut Entries<'a>,
+) -> Result<(), OutputError> {
     let mut seen = std::collections::BTreeSet::new();
     for (d, size, src) in blobs(img, store).into_iter().chain(attachment_blobs(sbom)) {
         if seen.insert(d) {
@@ -351,13 +435,21 @@ fn oci_archive_entries<'a>(img: &'a BuiltImage, store: &Store, tag: &str, sbom: 
         }
     }
     let entries = vec![image_entry(img, tag, sbom)?];
-    let index = canonical::to_vec(&json!({"schemaVersion": 2, "mediaType": crate::image::INDEX_MEDIA_TYPE, "manifests": entries})).map_err(|e| OutputError::Other(e.to_string()))?;
+    let index = canonical::to_vec(
+        &json!({"schemaVersion": 2, "mediaType": crate::image::INDEX_MEDIA_TYPE, "manifests": entries}),
+    )
+    .map_err(|e| OutputError::Other(e.to_string()))?;
     out.push(("index.json".into(), index.len() as u64, BlobSrc::Owned(index)));
     out.push(("oci-layout".into(), OCI_LAYOUT.len() as u64, BlobSrc::Bytes(OCI_LAYOUT)));
     Ok(())
 }
 
-fn docker_archive_entries<'a>(img: &'a BuiltImage, store: &Store, reference: &str, out: &mut Entries<'a>) -> Result<(), OutputError> {
+fn docker_archive_entries<'a>(
+    img: &'a BuiltImage,
+    store: &Store,
+    reference: &str,
+    out: &mut Entries<'a>,
+) -> Result<(), OutputError> {
     for (d, size, src) in blobs(img, store) {
         if d == img.manifest.digest {
             continue; // docker archives describe images with manifest.json instead

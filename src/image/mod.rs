@@ -8,8 +8,8 @@ pub mod read;
 use std::collections::{BTreeMap, HashMap};
 
 use oci_spec::image::{
-    Arch, ConfigBuilder, Descriptor, HistoryBuilder, ImageConfigurationBuilder, ImageIndexBuilder, ImageManifestBuilder, MediaType, Os, PlatformBuilder,
-    RootFsBuilder,
+    Arch, ConfigBuilder, Descriptor, HistoryBuilder, ImageConfigurationBuilder, ImageIndexBuilder,
+    ImageManifestBuilder, MediaType, Os, PlatformBuilder, RootFsBuilder,
 };
 
 use crate::digest::Digest;
@@ -100,9 +100,15 @@ pub struct BuiltImage {
 impl BuiltImage {
     /// The manifest descriptor (for an index), with optional annotations.
     pub fn manifest_descriptor(&self, annotations: BTreeMap<String, String>) -> Descriptor {
-        let mut d = Descriptor::new(MediaType::ImageManifest, self.manifest.bytes.len() as u64, oci_digest(&self.manifest.digest));
+        let mut d = Descriptor::new(
+            MediaType::ImageManifest,
+            self.manifest.bytes.len() as u64,
+            oci_digest(&self.manifest.digest),
+        );
         let platform = {
-            let mut b = PlatformBuilder::default().architecture(Arch::from(self.architecture.as_str())).os(Os::from(self.os.as_str()));
+            let mut b = PlatformBuilder::default()
+                .architecture(Arch::from(self.architecture.as_str()))
+                .os(Os::from(self.os.as_str()));
             if let Some(v) = &self.variant {
                 b = b.variant(v.clone());
             }
@@ -213,19 +219,31 @@ pub fn assemble(
     let layer_descs = layers
         .iter()
         .map(|l| {
-            let mut d = Descriptor::new(MediaType::Other(l.blob.media_type.clone()), l.blob.size, oci_digest(&l.blob.digest));
+            let mut d =
+                Descriptor::new(MediaType::Other(l.blob.media_type.clone()), l.blob.size, oci_digest(&l.blob.digest));
             if !l.annotations.is_empty() {
                 d.set_annotations(Some(l.annotations.clone().into_iter().collect()));
             }
             d
         })
         .collect::<Vec<_>>();
-    let mut mb = ImageManifestBuilder::default().schema_version(2u32).media_type(MediaType::ImageManifest).config(config_desc).layers(layer_descs);
+    let mut mb = ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(config_desc)
+        .layers(layer_descs);
     if !manifest_annotations.is_empty() {
         mb = mb.annotations(manifest_annotations.clone().into_iter().collect::<HashMap<_, _>>());
     }
     let manifest = JsonBlob::of(&mb.build().map_err(|x| e(x.to_string()))?)?;
-    Ok(BuiltImage { config, manifest, layers, os: os.to_string(), architecture: arch.to_string(), variant: variant.map(str::to_string) })
+    Ok(BuiltImage {
+        config,
+        manifest,
+        layers,
+        os: os.to_string(),
+        architecture: arch.to_string(),
+        variant: variant.map(str::to_string),
+    })
 }
 
 /// An OCI index over manifest descriptors, canonical bytes.

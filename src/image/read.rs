@@ -30,7 +30,9 @@ pub enum ReadError {
     #[error("{0}")]
     Invalid(String),
     /// Bad source syntax.
-    #[error("`{0}` is not an image source; use oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE or docker://REF")]
+    #[error(
+        "`{0}` is not an image source; use oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE or docker://REF"
+    )]
     Syntax(String),
 }
 
@@ -83,7 +85,10 @@ pub trait ImageSource: Send + Sync {
             .map_err(|e| ReadError::Invalid(format!("{}: reading {digest}: {e}", self.describe())))?;
         let found = Digest::of(&v);
         if found != *digest {
-            return Err(ReadError::Invalid(format!("{}: blob {digest} is corrupt (its bytes hash to {found})", self.describe())));
+            return Err(ReadError::Invalid(format!(
+                "{}: blob {digest} is corrupt (its bytes hash to {found})",
+                self.describe()
+            )));
         }
         Ok(v)
     }
@@ -135,10 +140,13 @@ fn select_from_index(index: &[u8], tag: Option<&str>, shown: &str) -> Result<(Di
 
 /// The SBOM named by an index entry's `dev.strata.sbom` annotation.
 fn sbom_of_entry(src: &dyn ImageSource, entry: &Value) -> Result<Option<Vec<u8>>, ReadError> {
-    let Some(d) = entry.pointer("/annotations/dev.strata.sbom").and_then(Value::as_str).and_then(|d| Digest::parse(d).ok()) else {
+    let Some(d) =
+        entry.pointer("/annotations/dev.strata.sbom").and_then(Value::as_str).and_then(|d| Digest::parse(d).ok())
+    else {
         return Ok(None);
     };
-    let m: Value = serde_json::from_slice(&src.blob_bytes(&d)?).map_err(|e| ReadError::Invalid(format!("SBOM manifest {d}: {e}")))?;
+    let m: Value = serde_json::from_slice(&src.blob_bytes(&d)?)
+        .map_err(|e| ReadError::Invalid(format!("SBOM manifest {d}: {e}")))?;
     let layer = m
         .pointer("/layers/0/digest")
         .and_then(Value::as_str)
@@ -149,20 +157,29 @@ fn sbom_of_entry(src: &dyn ImageSource, entry: &Value) -> Result<Option<Vec<u8>>
 
 /// The index entry of the selected image.
 fn select_entry(index: &[u8], tag: Option<&str>, shown: &str) -> Result<Value, ReadError> {
-    let v: Value = serde_json::from_slice(index).map_err(|e| ReadError::Invalid(format!("{shown}: index.json is not valid JSON: {e}")))?;
+    let v: Value = serde_json::from_slice(index)
+        .map_err(|e| ReadError::Invalid(format!("{shown}: index.json is not valid JSON: {e}")))?;
     let list = v.get("manifests").and_then(Value::as_array).cloned().unwrap_or_default();
-    let tag_of = |m: &Value| m.get("annotations").and_then(|a| a.get(REF_NAME)).and_then(Value::as_str).map(str::to_string);
+    let tag_of =
+        |m: &Value| m.get("annotations").and_then(|a| a.get(REF_NAME)).and_then(Value::as_str).map(str::to_string);
     let chosen = match tag {
         Some(t) => list.iter().find(|m| tag_of(m).as_deref() == Some(t)).ok_or_else(|| {
             let tags: Vec<String> = list.iter().filter_map(tag_of).collect();
-            ReadError::Invalid(format!("{shown}: no image tagged `{t}` (tags here: {})", if tags.is_empty() { "none".into() } else { tags.join(", ") }))
+            ReadError::Invalid(format!(
+                "{shown}: no image tagged `{t}` (tags here: {})",
+                if tags.is_empty() { "none".into() } else { tags.join(", ") }
+            ))
         })?,
         None => match list.as_slice() {
             [one] => one,
             [] => return Err(ReadError::Invalid(format!("{shown}: the index lists no images"))),
             many => {
                 let tags: Vec<String> = many.iter().filter_map(tag_of).collect();
-                return Err(ReadError::Invalid(format!("{shown}: holds {} images; name one with :TAG ({})", many.len(), tags.join(", "))));
+                return Err(ReadError::Invalid(format!(
+                    "{shown}: holds {} images; name one with :TAG ({})",
+                    many.len(),
+                    tags.join(", ")
+                )));
             }
         },
     };
@@ -171,13 +188,19 @@ fn select_entry(index: &[u8], tag: Option<&str>, shown: &str) -> Result<Value, R
 
 /// The artifact manifests an index entry's annotations name (its SBOM).
 fn attachments_of_entry(entry: &Value) -> Vec<Digest> {
-    entry.pointer("/annotations/dev.strata.sbom").and_then(Value::as_str).and_then(|d| Digest::parse(d).ok()).into_iter().collect()
+    entry
+        .pointer("/annotations/dev.strata.sbom")
+        .and_then(Value::as_str)
+        .and_then(|d| Digest::parse(d).ok())
+        .into_iter()
+        .collect()
 }
 
 /// The manifest or index an index entry names, unresolved.
 fn root_manifest(src: &dyn ImageSource, digest: Digest, mt: String) -> Result<ManifestRef, ReadError> {
     let bytes = src.blob_bytes(&digest)?;
-    let v: Value = serde_json::from_slice(&bytes).map_err(|e| ReadError::Invalid(format!("{}: manifest {digest} is not JSON: {e}", src.describe())))?;
+    let v: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ReadError::Invalid(format!("{}: manifest {digest} is not JSON: {e}", src.describe())))?;
     let media_type = v.get("mediaType").and_then(Value::as_str).map(str::to_string).unwrap_or(mt);
     Ok(ManifestRef { bytes, digest, media_type, native: true })
 }
@@ -186,18 +209,24 @@ fn root_manifest(src: &dyn ImageSource, digest: Digest, mt: String) -> Result<Ma
 fn resolve_manifest(src: &dyn ImageSource, mut digest: Digest, mut mt: String) -> Result<ManifestRef, ReadError> {
     for _ in 0..4 {
         let bytes = src.blob_bytes(&digest)?;
-        let v: Value = serde_json::from_slice(&bytes).map_err(|e| ReadError::Invalid(format!("{}: manifest {digest} is not JSON: {e}", src.describe())))?;
+        let v: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| ReadError::Invalid(format!("{}: manifest {digest} is not JSON: {e}", src.describe())))?;
         let declared = v.get("mediaType").and_then(Value::as_str).map(str::to_string).unwrap_or(mt.clone());
         if declared == INDEX_MEDIA_TYPE || declared == "application/vnd.docker.distribution.manifest.list.v2+json" {
             let list = v.get("manifests").and_then(Value::as_array).cloned().unwrap_or_default();
             let pick = list
                 .iter()
                 .find(|m| {
-                    m.pointer("/platform/os").and_then(Value::as_str) == Some("linux") && m.pointer("/platform/architecture").and_then(Value::as_str) == Some("amd64")
+                    m.pointer("/platform/os").and_then(Value::as_str) == Some("linux")
+                        && m.pointer("/platform/architecture").and_then(Value::as_str) == Some("amd64")
                 })
                 .or_else(|| list.first())
                 .ok_or_else(|| ReadError::Invalid(format!("{}: image index {digest} is empty", src.describe())))?;
-            digest = pick.get("digest").and_then(Value::as_str).and_then(|d| Digest::parse(d).ok()).ok_or_else(|| ReadError::Invalid("index entry without digest".into()))?;
+            digest = pick
+                .get("digest")
+                .and_then(Value::as_str)
+                .and_then(|d| Digest::parse(d).ok())
+                .ok_or_else(|| ReadError::Invalid("index entry without digest".into()))?;
             mt = pick.get("mediaType").and_then(Value::as_str).unwrap_or(MANIFEST_MEDIA_TYPE).to_string();
             continue;
         }
@@ -218,7 +247,11 @@ impl ImageSource for OciDir {
     }
     fn manifest(&self) -> Result<ManifestRef, ReadError> {
         if !self.dir.join("oci-layout").is_file() {
-            return Err(ReadError::Invalid(format!("{}: {} is not an OCI image layout (no oci-layout file)", self.shown, self.dir.display())));
+            return Err(ReadError::Invalid(format!(
+                "{}: {} is not an OCI image layout (no oci-layout file)",
+                self.shown,
+                self.dir.display()
+            )));
         }
         let p = self.dir.join("index.json");
         let index = std::fs::read(&p).map_err(ioe("reading", &p))?;
@@ -267,9 +300,11 @@ impl TarIndex {
         let mut ar = tar::Archive::new(io::BufReader::new(f));
         let mut members = BTreeMap::new();
         for e in ar.entries().map_err(ioe("reading", path))? {
-            let e = e.map_err(|err| ReadError::Invalid(format!("{}: not a valid tar archive: {err}", path.display())))?;
+            let e =
+                e.map_err(|err| ReadError::Invalid(format!("{}: not a valid tar archive: {err}", path.display())))?;
             if e.header().entry_type().is_file() {
-                let name = e.path().map_err(ioe("reading", path))?.to_string_lossy().trim_start_matches("./").to_string();
+                let name =
+                    e.path().map_err(ioe("reading", path))?.to_string_lossy().trim_start_matches("./").to_string();
                 members.insert(name, (e.raw_file_position(), e.size()));
             }
         }
@@ -306,21 +341,33 @@ impl ImageSource for OciArchive {
         self.shown.clone()
     }
     fn manifest(&self) -> Result<ManifestRef, ReadError> {
-        let index = self.idx.read_member("index.json")?.ok_or_else(|| ReadError::Invalid(format!("{}: no index.json (not an oci-archive?)", self.shown)))?;
+        let index = self
+            .idx
+            .read_member("index.json")?
+            .ok_or_else(|| ReadError::Invalid(format!("{}: no index.json (not an oci-archive?)", self.shown)))?;
         let (d, mt) = select_from_index(&index, self.tag.as_deref(), &self.shown)?;
         resolve_manifest(self, d, mt)
     }
     fn sbom(&self) -> Result<Option<Vec<u8>>, ReadError> {
-        let index = self.idx.read_member("index.json")?.ok_or_else(|| ReadError::Invalid(format!("{}: no index.json", self.shown)))?;
+        let index = self
+            .idx
+            .read_member("index.json")?
+            .ok_or_else(|| ReadError::Invalid(format!("{}: no index.json", self.shown)))?;
         let entry = select_entry(&index, self.tag.as_deref(), &self.shown)?;
         sbom_of_entry(self, &entry)
     }
     fn attachments(&self) -> Result<Vec<Digest>, ReadError> {
-        let index = self.idx.read_member("index.json")?.ok_or_else(|| ReadError::Invalid(format!("{}: no index.json", self.shown)))?;
+        let index = self
+            .idx
+            .read_member("index.json")?
+            .ok_or_else(|| ReadError::Invalid(format!("{}: no index.json", self.shown)))?;
         Ok(attachments_of_entry(&select_entry(&index, self.tag.as_deref(), &self.shown)?))
     }
     fn root(&self) -> Result<ManifestRef, ReadError> {
-        let index = self.idx.read_member("index.json")?.ok_or_else(|| ReadError::Invalid(format!("{}: no index.json (not an oci-archive?)", self.shown)))?;
+        let index = self
+            .idx
+            .read_member("index.json")?
+            .ok_or_else(|| ReadError::Invalid(format!("{}: no index.json (not an oci-archive?)", self.shown)))?;
         let (d, mt) = select_from_index(&index, self.tag.as_deref(), &self.shown)?;
         root_manifest(self, d, mt)
     }
@@ -342,7 +389,8 @@ impl DockerArchive {
             return Digest::parse(hex).map_err(|e| ReadError::Invalid(e.to_string()));
         }
         // Older `docker save` layouts name members by path; hash them.
-        let mut r = self.idx.open_member(name)?.ok_or_else(|| ReadError::Invalid(format!("{}: missing {name}", self.shown)))?;
+        let mut r =
+            self.idx.open_member(name)?.ok_or_else(|| ReadError::Invalid(format!("{}: missing {name}", self.shown)))?;
         crate::digest::hash_reader(&mut r).map(|(d, _)| d).map_err(ioe("reading", &self.idx.path))
     }
 }
@@ -352,10 +400,20 @@ impl ImageSource for DockerArchive {
         self.shown.clone()
     }
     fn manifest(&self) -> Result<ManifestRef, ReadError> {
-        let m = self.idx.read_member("manifest.json")?.ok_or_else(|| ReadError::Invalid(format!("{}: no manifest.json (not a docker-archive?)", self.shown)))?;
-        let v: Value = serde_json::from_slice(&m).map_err(|e| ReadError::Invalid(format!("{}: manifest.json: {e}", self.shown)))?;
-        let first = v.as_array().and_then(|a| a.first()).ok_or_else(|| ReadError::Invalid(format!("{}: manifest.json lists no image", self.shown)))?;
-        let cfg_name = first.get("Config").and_then(Value::as_str).ok_or_else(|| ReadError::Invalid("manifest.json without Config".into()))?;
+        let m = self
+            .idx
+            .read_member("manifest.json")?
+            .ok_or_else(|| ReadError::Invalid(format!("{}: no manifest.json (not a docker-archive?)", self.shown)))?;
+        let v: Value = serde_json::from_slice(&m)
+            .map_err(|e| ReadError::Invalid(format!("{}: manifest.json: {e}", self.shown)))?;
+        let first = v
+            .as_array()
+            .and_then(|a| a.first())
+            .ok_or_else(|| ReadError::Invalid(format!("{}: manifest.json lists no image", self.shown)))?;
+        let cfg_name = first
+            .get("Config")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ReadError::Invalid("manifest.json without Config".into()))?;
         let cfg_digest = self.member_digest(cfg_name)?;
         let cfg_size = self.idx.members.get(cfg_name).map(|m| m.1).unwrap_or(0);
         let mut layers = Vec::new();
@@ -413,7 +471,12 @@ impl ImageSource for BuiltSource {
         self.name.clone()
     }
     fn manifest(&self) -> Result<ManifestRef, ReadError> {
-        Ok(ManifestRef { bytes: self.image.manifest.bytes.clone(), digest: self.image.manifest.digest, media_type: MANIFEST_MEDIA_TYPE.into(), native: true })
+        Ok(ManifestRef {
+            bytes: self.image.manifest.bytes.clone(),
+            digest: self.image.manifest.digest,
+            media_type: MANIFEST_MEDIA_TYPE.into(),
+            native: true,
+        })
     }
     fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send + '_>, ReadError> {
         if *digest == self.image.config.digest {

@@ -42,7 +42,12 @@ pub fn parse_challenge(header: &str) -> Option<Challenge> {
     let get = |k: &str| params.iter().find(|(n, _)| n.eq_ignore_ascii_case(k)).map(|(_, v)| v.clone());
     match scheme.to_ascii_lowercase().as_str() {
         "basic" => Some(Challenge::Basic { realm: get("realm").unwrap_or_default() }),
-        "bearer" => Some(Challenge::Bearer { realm: get("realm")?, service: get("service"), scope: get("scope"), error: get("error") }),
+        "bearer" => Some(Challenge::Bearer {
+            realm: get("realm")?,
+            service: get("service"),
+            scope: get("scope"),
+            error: get("error"),
+        }),
         _ => None,
     }
 }
@@ -213,12 +218,17 @@ mod tests {
                 error: Some("insufficient_scope".into()),
             }
         );
-        assert_eq!(parse_challenge(r#"Basic realm="Registry Realm""#), Some(Challenge::Basic { realm: "Registry Realm".into() }));
+        assert_eq!(
+            parse_challenge(r#"Basic realm="Registry Realm""#),
+            Some(Challenge::Basic { realm: "Registry Realm".into() })
+        );
         assert_eq!(parse_challenge("basic"), Some(Challenge::Basic { realm: String::new() }));
         assert_eq!(parse_challenge("Negotiate abc"), None);
         assert_eq!(parse_challenge("Bearer service=x"), None);
         let c = parse_challenge(r#"Bearer realm=https://auth.example/token, service = reg , scope="a\"b""#).unwrap();
-        assert!(matches!(c, Challenge::Bearer { ref realm, ref service, ref scope, .. } if realm == "https://auth.example/token" && service.as_deref() == Some("reg") && scope.as_deref() == Some("a\"b")));
+        assert!(
+            matches!(c, Challenge::Bearer { ref realm, ref service, ref scope, .. } if realm == "https://auth.example/token" && service.as_deref() == Some("reg") && scope.as_deref() == Some("a\"b"))
+        );
     }
 
     #[test]
@@ -232,11 +242,16 @@ mod tests {
     #[test]
     fn token_lifetime() {
         let now = Instant::now();
-        let t = TokenResponse { token: Some("t".into()), access_token: None, expires_in: Some(300) }.into_token(now).unwrap();
+        let t = TokenResponse { token: Some("t".into()), access_token: None, expires_in: Some(300) }
+            .into_token(now)
+            .unwrap();
         assert_eq!(t.refresh_at, now + Duration::from_secs(295));
-        let t = TokenResponse { token: None, access_token: Some("a".into()), expires_in: None }.into_token(now).unwrap();
+        let t =
+            TokenResponse { token: None, access_token: Some("a".into()), expires_in: None }.into_token(now).unwrap();
         assert_eq!((t.value.as_str(), t.refresh_at), ("a", now + Duration::from_secs(55)));
-        assert!(TokenResponse { token: Some(String::new()), access_token: None, expires_in: None }.into_token(now).is_none());
+        assert!(TokenResponse { token: Some(String::new()), access_token: None, expires_in: None }
+            .into_token(now)
+            .is_none());
         assert!(!format!("{t:?}").contains("\"a\""));
     }
 }

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use bytes::Bytes;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE};
+use reqwest::header::{
+    HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use reqwest::{Method, Response, StatusCode};
 use tracing::debug;
 use url::Url;
@@ -128,7 +130,11 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     // reqwest and hyper wrap the interesting cause in generic layers
     // ("error sending request for url (…)", "client error (Connect)"); the
     // operation already names the URL, so keep only what says why.
-    let generic = |m: &str| m.starts_with("error sending request for url") || m.starts_with("client error (") || m.starts_with("error decoding response body");
+    let generic = |m: &str| {
+        m.starts_with("error sending request for url")
+            || m.starts_with("client error (")
+            || m.starts_with("error decoding response body")
+    };
     let mut parts: Vec<String> = Vec::new();
     let mut cur: Option<&dyn std::error::Error> = Some(e);
     while let Some(c) = cur {
@@ -178,7 +184,10 @@ fn parse_http_date(s: &str) -> Option<u64> {
         return None;
     }
     let day: i64 = parts[1].parse().ok()?;
-    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"].iter().position(|m| *m == parts[2])? as i64 + 1;
+    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        .iter()
+        .position(|m| *m == parts[2])? as i64
+        + 1;
     let year: i64 = parts[3].parse().ok()?;
     let hms: Vec<i64> = parts[4].split(':').map(|x| x.parse().ok()).collect::<Option<Vec<_>>>()?;
     if hms.len() != 3 {
@@ -212,7 +221,13 @@ fn sensitive(v: String) -> Option<HeaderValue> {
 }
 
 impl Registry {
-    pub fn new(host: &str, http: reqwest::Client, lookup: crate::registry::creds::Lookup, opts: Arc<ClientOptions>, reporter: Arc<dyn Reporter>) -> Registry {
+    pub fn new(
+        host: &str,
+        http: reqwest::Client,
+        lookup: crate::registry::creds::Lookup,
+        opts: Arc<ClientOptions>,
+        reporter: Arc<dyn Reporter>,
+    ) -> Registry {
         Registry {
             host: host.to_string(),
             api_host: crate::registry::reference::api_host(host).to_string(),
@@ -235,7 +250,8 @@ impl Registry {
     /// `base` + `v2/<path>`.
     pub async fn url(&self, path: &str) -> Result<Url, RegistryError> {
         let base = self.base().await?;
-        base.join(&format!("v2/{path}")).map_err(|e| RegistryError::Invalid(format!("{}: bad URL path `{path}`: {e}", self.host)))
+        base.join(&format!("v2/{path}"))
+            .map_err(|e| RegistryError::Invalid(format!("{}: bad URL path `{path}`: {e}", self.host)))
     }
 
     async fn ping(&self) -> Result<Url, RegistryError> {
@@ -247,8 +263,9 @@ impl Registry {
             let mut errors = Vec::new();
             let mut outcome = None;
             for scheme in schemes {
-                let base = Url::parse(&format!("{scheme}://{}/", self.api_host))
-                    .map_err(|e| RegistryError::Invalid(format!("`{}` is not a valid registry host: {e}", self.host)))?;
+                let base = Url::parse(&format!("{scheme}://{}/", self.api_host)).map_err(|e| {
+                    RegistryError::Invalid(format!("`{}` is not a valid registry host: {e}", self.host))
+                })?;
                 let url = base.join("v2/").map_err(|e| RegistryError::Invalid(e.to_string()))?;
                 match self.http.get(url.clone()).send().await {
                     Ok(resp) => {
@@ -286,7 +303,15 @@ impl Registry {
                             self.host
                         )
                     };
-                    Fail::Retry(RegistryError::Network { operation: op.clone(), message: errors.join("; "), attempts: attempt, hint }, None)
+                    Fail::Retry(
+                        RegistryError::Network {
+                            operation: op.clone(),
+                            message: errors.join("; "),
+                            attempts: attempt,
+                            hint,
+                        },
+                        None,
+                    )
                 }
                 Some((base, url, resp)) => {
                     let status = resp.status().as_u16();
@@ -313,7 +338,13 @@ impl Registry {
                             let ra = retry_after(resp.headers());
                             let body = resp.bytes().await.unwrap_or_default();
                             let (detail, codes) = describe_body(&body);
-                            let e = RegistryError::Http { operation: op.clone(), status: s, detail, attempts: attempt, hint: hint_for(s, &codes, "") };
+                            let e = RegistryError::Http {
+                                operation: op.clone(),
+                                status: s,
+                                detail,
+                                attempts: attempt,
+                                hint: hint_for(s, &codes, ""),
+                            };
                             if retryable(s) {
                                 Fail::Retry(e, ra)
                             } else {
@@ -384,7 +415,10 @@ impl Registry {
     fn basic_header(&self) -> Option<HeaderValue> {
         let c = self.cred.as_ref()?;
         match &c.secret {
-            Secret::Password(p) => sensitive(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{}:{p}", c.username)))),
+            Secret::Password(p) => sensitive(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{}:{p}", c.username))
+            )),
             Secret::IdentityToken(_) => None,
         }
     }
@@ -431,9 +465,19 @@ impl Registry {
         }
     }
 
-    async fn fetch_token(&self, realm: &str, service: Option<&str>, scopes: &Scopes, op: &str) -> Result<crate::registry::auth::Token, Fail> {
-        let url = Url::parse(realm).map_err(|e| Fail::Fatal(RegistryError::Invalid(format!("{}: the token realm `{realm}` is not a URL: {e}", self.host))))?;
-        if url.scheme() != "https" && !(url.scheme() == "http" && http_allowed(&url_host_port(&url), &self.opts.insecure_registries)) {
+    async fn fetch_token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scopes: &Scopes,
+        op: &str,
+    ) -> Result<crate::registry::auth::Token, Fail> {
+        let url = Url::parse(realm).map_err(|e| {
+            Fail::Fatal(RegistryError::Invalid(format!("{}: the token realm `{realm}` is not a URL: {e}", self.host)))
+        })?;
+        if url.scheme() != "https"
+            && !(url.scheme() == "http" && http_allowed(&url_host_port(&url), &self.opts.insecure_registries))
+        {
             return Err(Fail::Fatal(RegistryError::Invalid(format!(
                 "{}: the token server {} is not HTTPS; refusing to send credentials over plain HTTP\nhint: if this is intended, name its host with --insecure-registry {}",
                 self.host,
@@ -451,14 +495,22 @@ impl Registry {
         }
         let rb = match self.cred.as_ref().map(|c| &c.secret) {
             Some(Secret::IdentityToken(t)) => {
-                let mut form: Vec<(&str, String)> =
-                    vec![("grant_type", "refresh_token".into()), ("client_id", "strata".into()), ("refresh_token", t.clone())];
+                let mut form: Vec<(&str, String)> = vec![
+                    ("grant_type", "refresh_token".into()),
+                    ("client_id", "strata".into()),
+                    ("refresh_token", t.clone()),
+                ];
                 if let Some(s) = service {
                     form.push(("service", s.to_string()));
                 }
                 form.push(("scope", scopes.key()));
-                let body = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(form.iter().map(|(k, v)| (*k, v.as_str()))).finish();
-                self.http.post(url.clone()).header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded").body(body)
+                let body = url::form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(form.iter().map(|(k, v)| (*k, v.as_str())))
+                    .finish();
+                self.http
+                    .post(url.clone())
+                    .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body(body)
             }
             Some(Secret::Password(_)) => {
                 let mut rb = self.http.get(url.clone()).query(&q);
@@ -506,20 +558,39 @@ impl Registry {
             let ra = retry_after(resp.headers());
             let body = resp.bytes().await.unwrap_or_default();
             let (detail, _) = describe_body(&body);
-            let e = RegistryError::Http { operation: format!("{op}: getting a token from {shown}"), status, detail, attempts: 1, hint: String::new() };
+            let e = RegistryError::Http {
+                operation: format!("{op}: getting a token from {shown}"),
+                status,
+                detail,
+                attempts: 1,
+                hint: String::new(),
+            };
             return Err(if retryable(status) { Fail::Retry(e, ra) } else { Fail::Fatal(e) });
         }
         let body = resp.bytes().await.map_err(|e| {
-            Fail::Retry(RegistryError::Network { operation: format!("{op}: reading a token from {shown}"), message: error_chain(&e), attempts: 1, hint: String::new() }, None)
+            Fail::Retry(
+                RegistryError::Network {
+                    operation: format!("{op}: reading a token from {shown}"),
+                    message: error_chain(&e),
+                    attempts: 1,
+                    hint: String::new(),
+                },
+                None,
+            )
         })?;
-        let tr: TokenResponse = serde_json::from_slice(&body)
-            .map_err(|e| Fail::Fatal(RegistryError::Invalid(format!("{op}: the token server {shown} answered with something that is not a token response: {e}"))))?;
-        tr.into_token(Instant::now())
-            .ok_or_else(|| Fail::Fatal(RegistryError::Invalid(format!("{op}: the token server {shown} answered without a token"))))
+        let tr: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
+            Fail::Fatal(RegistryError::Invalid(format!(
+                "{op}: the token server {shown} answered with something that is not a token response: {e}"
+            )))
+        })?;
+        tr.into_token(Instant::now()).ok_or_else(|| {
+            Fail::Fatal(RegistryError::Invalid(format!("{op}: the token server {shown} answered without a token")))
+        })
     }
 
     fn unauthorized(&self, op: &str, scopes: &Scopes, challenge: Option<Challenge>, status: u16) -> RegistryError {
-        let insufficient = matches!(&challenge, Some(Challenge::Bearer { error: Some(e), .. }) if e == "insufficient_scope");
+        let insufficient =
+            matches!(&challenge, Some(Challenge::Bearer { error: Some(e), .. }) if e == "insufficient_scope");
         let message = match (&self.cred, insufficient) {
             (None, _) => format!(
                 "{op}: {} requires authentication (HTTP {status}) and no credentials were found for it\n  looked in: {}\nhint: pass --creds USER:PASSWORD, set STRATA_REGISTRY_USER and STRATA_REGISTRY_PASSWORD, or log in with `podman login {}` or `docker login {}`",
@@ -565,7 +636,13 @@ impl Registry {
         }
     }
 
-    async fn send_following(&self, req: &Req<'_>, auth: Option<&HeaderValue>, base: &Url, op: &str) -> Result<Response, Fail> {
+    async fn send_following(
+        &self,
+        req: &Req<'_>,
+        auth: Option<&HeaderValue>,
+        base: &Url,
+        op: &str,
+    ) -> Result<Response, Fail> {
         let mut url = req.url.clone();
         let mut method = req.method.clone();
         let mut with_body = true;
@@ -598,12 +675,21 @@ impl Registry {
                 )
             })?;
             let status = resp.status().as_u16();
-            debug!("{method} {} → {status} ({:.0} ms)", redact_url(url.as_str()), started.elapsed().as_secs_f64() * 1000.0);
+            debug!(
+                "{method} {} → {status} ({:.0} ms)",
+                redact_url(url.as_str()),
+                started.elapsed().as_secs_f64() * 1000.0
+            );
             if matches!(status, 301 | 302 | 303 | 307 | 308) {
                 let Some(loc) = resp.headers().get(LOCATION).and_then(|v| v.to_str().ok()) else {
                     return Ok(resp);
                 };
-                let next = url.join(loc).map_err(|e| Fail::Fatal(RegistryError::Invalid(format!("{op}: redirect to an invalid Location `{}`: {e}", redact_url(loc)))))?;
+                let next = url.join(loc).map_err(|e| {
+                    Fail::Fatal(RegistryError::Invalid(format!(
+                        "{op}: redirect to an invalid Location `{}`: {e}",
+                        redact_url(loc)
+                    )))
+                })?;
                 self.check_target(&next, op)?;
                 if status == 303 || (matches!(status, 301 | 302) && method == Method::POST) {
                     method = Method::GET;
@@ -636,7 +722,13 @@ impl Registry {
         let ra = retry_after(resp.headers());
         let body = read_limited(resp, 64 << 10).await;
         let (detail, codes) = describe_body(&body);
-        let e = RegistryError::Http { operation: op.to_string(), status, detail, attempts: 1, hint: hint_for(status, &codes, repo) };
+        let e = RegistryError::Http {
+            operation: op.to_string(),
+            status,
+            detail,
+            attempts: 1,
+            hint: hint_for(status, &codes, repo),
+        };
         if retryable(status) {
             Fail::Retry(e, ra)
         } else {
@@ -664,7 +756,12 @@ mod tests {
 
     #[test]
     fn loopback_and_insecure_hosts() {
-        assert!(is_loopback("127.0.0.1:5000") && is_loopback("localhost") && is_loopback("[::1]:5000") && is_loopback("registry.localhost:80"));
+        assert!(
+            is_loopback("127.0.0.1:5000")
+                && is_loopback("localhost")
+                && is_loopback("[::1]:5000")
+                && is_loopback("registry.localhost:80")
+        );
         assert!(!is_loopback("10.0.0.1:5000") && !is_loopback("example.com"));
         let ins = vec!["reg.internal:5000".to_string(), "other.internal".to_string()];
         assert!(http_allowed("reg.internal:5000", &ins) && http_allowed("other.internal:443", &ins));
@@ -695,7 +792,9 @@ mod tests {
 
     #[test]
     fn urls_in_error_text_lose_their_queries() {
-        let s = redact_urls_in("error sending request for url (http://127.0.0.1:5000/v2/a/blobs/uploads/x?_state=SECRET&digest=sha256:1)");
+        let s = redact_urls_in(
+            "error sending request for url (http://127.0.0.1:5000/v2/a/blobs/uploads/x?_state=SECRET&digest=sha256:1)",
+        );
         assert!(!s.contains("SECRET"), "{s}");
         assert!(s.contains("http://127.0.0.1:5000/v2/a/blobs/uploads/x"), "{s}");
     }

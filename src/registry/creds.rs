@@ -66,7 +66,11 @@ impl Credential {
 
 impl fmt::Debug for Credential {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credential").field("username", &self.username).field("secret", &"<redacted>").field("source", &self.source).finish()
+        f.debug_struct("Credential")
+            .field("username", &self.username)
+            .field("secret", &"<redacted>")
+            .field("source", &self.source)
+            .finish()
     }
 }
 
@@ -211,7 +215,11 @@ pub fn lookup(host: &str, repository: &str, opts: &CredentialOptions) -> Result<
     }
     if let Some((u, p)) = &opts.explicit {
         return Ok(Lookup {
-            credential: Some(Credential { username: u.clone(), secret: Secret::Password(p.clone()), source: "--creds".into() }),
+            credential: Some(Credential {
+                username: u.clone(),
+                secret: Secret::Password(p.clone()),
+                source: "--creds".into(),
+            }),
             searched,
         });
     }
@@ -244,7 +252,10 @@ pub fn lookup(host: &str, repository: &str, opts: &CredentialOptions) -> Result<
     for (path, required) in candidate_files(opts, &env) {
         if !path.is_file() {
             if required {
-                return Err(CredentialError(format!("auth file {} does not exist\nhint: check --authfile / REGISTRY_AUTH_FILE", path.display())));
+                return Err(CredentialError(format!(
+                    "auth file {} does not exist\nhint: check --authfile / REGISTRY_AUTH_FILE",
+                    path.display()
+                )));
             }
             searched.push(format!("{} (missing)", path.display()));
             continue;
@@ -285,9 +296,15 @@ struct Helpers {
     path: Option<std::ffi::OsString>,
 }
 
-fn from_file(path: &Path, host: &str, repository: &str, helpers: &Helpers) -> Result<Option<Credential>, CredentialError> {
+fn from_file(
+    path: &Path,
+    host: &str,
+    repository: &str,
+    helpers: &Helpers,
+) -> Result<Option<Credential>, CredentialError> {
     let text = fs_err::read_to_string(path).map_err(|e| CredentialError(e.to_string()))?;
-    let file: AuthFile = serde_json::from_str(&text).map_err(|e| CredentialError(format!("{}: not a valid auth file: {e}", path.display())))?;
+    let file: AuthFile = serde_json::from_str(&text)
+        .map_err(|e| CredentialError(format!("{}: not a valid auth file: {e}", path.display())))?;
     let want = normalise_host(host);
     // 1. credHelpers for this host
     for (k, helper) in &file.cred_helpers {
@@ -316,7 +333,9 @@ fn from_file(path: &Path, host: &str, repository: &str, helpers: &Helpers) -> Re
                 .decode(a.trim())
                 .map_err(|_| CredentialError(format!("{source}: `auth` is not base64 of USER:PASSWORD")))?;
             let s = String::from_utf8(raw).map_err(|_| CredentialError(format!("{source}: `auth` is not UTF-8")))?;
-            let (u, p) = s.split_once(':').ok_or_else(|| CredentialError(format!("{source}: `auth` does not decode to USER:PASSWORD")))?;
+            let (u, p) = s
+                .split_once(':')
+                .ok_or_else(|| CredentialError(format!("{source}: `auth` does not decode to USER:PASSWORD")))?;
             return Ok(Some(Credential { username: u.to_string(), secret: Secret::Password(p.to_string()), source }));
         }
         if let (Some(u), Some(p)) = (&e.username, &e.password) {
@@ -409,13 +428,21 @@ fn run_helper(name: &str, server: &str, helpers: &Helpers, what: &str) -> Result
         let short: String = msg.trim().chars().take(200).collect();
         return Err(CredentialError(format!("{what}: `{program} get` failed ({status}): {short}")));
     }
-    let reply: HelperReply = serde_json::from_str(out_text.trim())
-        .map_err(|_| CredentialError(format!("{what}: `{program} get` did not print the expected JSON ({{\"Username\":…,\"Secret\":…}})")))?;
+    let reply: HelperReply = serde_json::from_str(out_text.trim()).map_err(|_| {
+        CredentialError(format!(
+            "{what}: `{program} get` did not print the expected JSON ({{\"Username\":…,\"Secret\":…}})"
+        ))
+    })?;
     if reply.secret.is_empty() {
         return Ok(None);
     }
-    let secret = if reply.username == "<token>" { Secret::IdentityToken(reply.secret) } else { Secret::Password(reply.secret) };
-    Ok(Some(Credential { username: if reply.username == "<token>" { String::new() } else { reply.username }, secret, source: what.to_string() }))
+    let secret =
+        if reply.username == "<token>" { Secret::IdentityToken(reply.secret) } else { Secret::Password(reply.secret) };
+    Ok(Some(Credential {
+        username: if reply.username == "<token>" { String::new() } else { reply.username },
+        secret,
+        source: what.to_string(),
+    }))
 }
 
 /// Splits `USER:PASS` (the password may contain colons).
@@ -485,9 +512,14 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let run = d.path().join("run");
         std::fs::create_dir_all(run.join("containers")).unwrap();
-        std::fs::write(run.join("containers/auth.json"), r#"{"auths":{"r.io":{"username":"pod","password":"x"}}}"#).unwrap();
+        std::fs::write(run.join("containers/auth.json"), r#"{"auths":{"r.io":{"username":"pod","password":"x"}}}"#)
+            .unwrap();
         std::fs::create_dir_all(d.path().join(".docker")).unwrap();
-        std::fs::write(d.path().join(".docker/config.json"), r#"{"auths":{"r.io":{"username":"dock","password":"x"}}}"#).unwrap();
+        std::fs::write(
+            d.path().join(".docker/config.json"),
+            r#"{"auths":{"r.io":{"username":"dock","password":"x"}}}"#,
+        )
+        .unwrap();
         let o = opts(Env { xdg_runtime_dir: Some(run.clone()), ..env_in(d.path()) });
         assert_eq!(lookup("r.io", "a", &o).unwrap().credential.unwrap().username, "pod");
         let missing = opts(Env { registry_auth_file: Some(d.path().join("nope.json")), ..env_in(d.path()) });
@@ -505,7 +537,10 @@ mod tests {
             std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         };
-        write_helper("good", r#"read server; echo "{\"ServerURL\":\"$server\",\"Username\":\"helper-user\",\"Secret\":\"hs\"}""#);
+        write_helper(
+            "good",
+            r#"read server; echo "{\"ServerURL\":\"$server\",\"Username\":\"helper-user\",\"Secret\":\"hs\"}""#,
+        );
         write_helper("none", "echo 'credentials not found in native keychain'; exit 1");
         write_helper("slow", "sleep 5");
         let old = std::env::var_os("PATH").unwrap_or_default();

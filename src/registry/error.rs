@@ -191,7 +191,9 @@ mod tests {
 
     #[test]
     fn error_bodies_with_unknown_codes() {
-        let (t, c) = describe_body(br#"{"errors":[{"code":"REQUESTED_RANGE_NOT_SATISFIABLE","message":"too large","detail":null}]}"#);
+        let (t, c) = describe_body(
+            br#"{"errors":[{"code":"REQUESTED_RANGE_NOT_SATISFIABLE","message":"too large","detail":null}]}"#,
+        );
         assert_eq!(t, "too large (REQUESTED_RANGE_NOT_SATISFIABLE)");
         assert_eq!(c, vec!["REQUESTED_RANGE_NOT_SATISFIABLE".to_string()]);
         let (t, c) = describe_body(b"\n404 page not found\n");

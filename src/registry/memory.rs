@@ -34,7 +34,11 @@ pub(crate) struct BlobMemory {
 impl BlobMemory {
     /// Reads the file (missing or unreadable: empty); `None` disables remembering.
     pub fn open(path: Option<PathBuf>) -> BlobMemory {
-        let data = path.as_ref().and_then(|p| std::fs::read(p).ok()).and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        let data = path
+            .as_ref()
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
         BlobMemory { path, data }
     }
 

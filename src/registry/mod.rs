@@ -168,10 +168,14 @@ fn http_client(opts: &ClientOptions, accept_invalid: bool) -> Result<reqwest::Cl
         .pool_idle_timeout(Duration::from_secs(60));
     for f in &opts.ca_files {
         let pem = fs_err::read(f).map_err(|e| RegistryError::Invalid(format!("--ca-file: {e}")))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| RegistryError::Invalid(format!("--ca-file {}: not a PEM certificate bundle: {e}", f.display())))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+            RegistryError::Invalid(format!("--ca-file {}: not a PEM certificate bundle: {e}", f.display()))
+        })?;
         if certs.is_empty() {
-            return Err(RegistryError::Invalid(format!("--ca-file {}: no certificates found (expected PEM `BEGIN CERTIFICATE` blocks)", f.display())));
+            return Err(RegistryError::Invalid(format!(
+                "--ca-file {}: no certificates found (expected PEM `BEGIN CERTIFICATE` blocks)",
+                f.display()
+            )));
         }
         for c in certs {
             b = b.add_root_certificate(c);
@@ -194,7 +198,14 @@ impl Client {
             .map_err(|e| RegistryError::Invalid(format!("starting the async runtime: {e}")))?;
         let strict = http_client(&opts, false)?;
         let lenient = http_client(&opts, true)?;
-        Ok(Client { rt: Arc::new(rt), opts: Arc::new(opts), reporter, strict, lenient, registries: Mutex::new(HashMap::new()) })
+        Ok(Client {
+            rt: Arc::new(rt),
+            opts: Arc::new(opts),
+            reporter,
+            strict,
+            lenient,
+            registries: Mutex::new(HashMap::new()),
+        })
     }
 
     /// A client that reports nothing, with options from the environment
@@ -215,7 +226,11 @@ impl Client {
             None => debug!(registry = %r.registry, searched = %lookup.searched.join(", "), "no credentials; anonymous"),
         }
         // Only hosts named as insecure skip certificate checks; loopback merely may use HTTP.
-        let http = if client::named_insecure(&r.registry, &self.opts.insecure_registries) { self.lenient.clone() } else { self.strict.clone() };
+        let http = if client::named_insecure(&r.registry, &self.opts.insecure_registries) {
+            self.lenient.clone()
+        } else {
+            self.strict.clone()
+        };
         let reg = Arc::new(Registry::new(&r.registry, http, lookup, self.opts.clone(), self.reporter.clone()));
         map.insert(r.registry.clone(), reg.clone());
         Ok(reg)
@@ -245,12 +260,27 @@ impl Client {
         Ok(self.rt.block_on(reg.head_blob(&r.repository, d, &auth::Scopes::pull(&r.repository)))?.is_some())
     }
 
-    fn push_blob_source(&self, r: &Reference, d: Digest, size: u64, media_type: &str, src: &dyn BlobSource) -> Result<BlobReport, RegistryError> {
+    fn push_blob_source(
+        &self,
+        r: &Reference,
+        d: Digest,
+        size: u64,
+        media_type: &str,
+        src: &dyn BlobSource,
+    ) -> Result<BlobReport, RegistryError> {
         let reg = self.registry(r)?;
         let task = crate::report::task_id();
         let up = Upload { repo: &r.repository, digest: d, size, source: src, mount_from: None, task, checked: false };
         let res = self.rt.block_on(reg.upload(&up))?;
-        Ok(BlobReport { digest: d, size, media_type: media_type.into(), action: res.action, bytes_sent: res.bytes_sent, mounted_from: res.mounted_from, attempts: res.attempts })
+        Ok(BlobReport {
+            digest: d,
+            size,
+            media_type: media_type.into(),
+            action: res.action,
+            bytes_sent: res.bytes_sent,
+            mounted_from: res.mounted_from,
+            attempts: res.attempts,
+        })
     }
 
     /// Uploads a small blob from memory to the repository of `r` (skipped when present).
@@ -260,13 +290,26 @@ impl Client {
     }
 
     /// Uploads a file as a blob, streaming it (checked against `digest` and `size`).
-    pub fn push_blob_file(&self, r: &Reference, path: &Path, digest: Digest, size: u64, media_type: &str) -> Result<BlobReport, RegistryError> {
+    pub fn push_blob_file(
+        &self,
+        r: &Reference,
+        path: &Path,
+        digest: Digest,
+        size: u64,
+        media_type: &str,
+    ) -> Result<BlobReport, RegistryError> {
         let _guard = self.rt.enter(); // FileBlob reads on the runtime's blocking pool
         self.push_blob_source(r, digest, size, media_type, &FileBlob { path: path.to_path_buf(), digest, size })
     }
 
     /// Pushes a manifest (by digest, plus `tag` when given); its blobs must be there.
-    pub fn push_manifest(&self, r: &Reference, bytes: &[u8], media_type: &str, tag: Option<&str>) -> Result<Digest, RegistryError> {
+    pub fn push_manifest(
+        &self,
+        r: &Reference,
+        bytes: &[u8],
+        media_type: &str,
+        tag: Option<&str>,
+    ) -> Result<Digest, RegistryError> {
         let reg = self.registry(r)?;
         let b = Bytes::copy_from_slice(bytes);
         let d = Digest::of(bytes);
@@ -287,8 +330,15 @@ impl Client {
     /// index listing the referrers — is updated, as the distribution spec
     /// asks. Concurrent updates of one fallback tag can lose an entry (the
     /// spec offers no compare-and-swap).
-    pub fn push_referrer(&self, repo: &Reference, subject: &Descriptor, manifest: &[u8], media_type: &str) -> Result<ReferrerOutcome, RegistryError> {
-        let v: Value = serde_json::from_slice(manifest).map_err(|e| RegistryError::Invalid(format!("referrer manifest is not JSON: {e}")))?;
+    pub fn push_referrer(
+        &self,
+        repo: &Reference,
+        subject: &Descriptor,
+        manifest: &[u8],
+        media_type: &str,
+    ) -> Result<ReferrerOutcome, RegistryError> {
+        let v: Value = serde_json::from_slice(manifest)
+            .map_err(|e| RegistryError::Invalid(format!("referrer manifest is not JSON: {e}")))?;
         let named = v.pointer("/subject/digest").and_then(Value::as_str);
         if named != Some(subject.digest.to_string().as_str()) {
             return Err(RegistryError::Invalid(format!(
@@ -304,32 +354,50 @@ impl Client {
 
     /// The referrers of `subject` in the repository of `repo` (the referrers
     /// API, else the fallback tag), optionally only those of `artifact_type`.
-    pub fn referrers(&self, repo: &Reference, subject: &Digest, artifact_type: Option<&str>) -> Result<Vec<Descriptor>, RegistryError> {
+    pub fn referrers(
+        &self,
+        repo: &Reference,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Descriptor>, RegistryError> {
         let reg = self.registry(repo)?;
         let descs = self.rt.block_on(list_referrers(&reg, &repo.repository, subject))?;
-        Ok(descs.into_iter().filter(|d| artifact_type.is_none() || d.artifact_type.as_deref() == artifact_type).collect())
+        Ok(descs
+            .into_iter()
+            .filter(|d| artifact_type.is_none() || d.artifact_type.as_deref() == artifact_type)
+            .collect())
     }
 }
 
 /// Pushes an artifact manifest (with a `subject`) by digest; when the
 /// registry does not answer with `OCI-Subject`, adds it to the fallback tag
 /// `sha256-<subject hex>`.
-pub(crate) async fn put_referrer(reg: &Registry, r: &str, bytes: &Bytes, media_type: &str) -> Result<ReferrerOutcome, RegistryError> {
-    let v: Value = serde_json::from_slice(bytes).map_err(|e| RegistryError::Invalid(format!("referrer manifest is not JSON: {e}")))?;
+pub(crate) async fn put_referrer(
+    reg: &Registry,
+    r: &str,
+    bytes: &Bytes,
+    media_type: &str,
+) -> Result<ReferrerOutcome, RegistryError> {
+    let v: Value = serde_json::from_slice(bytes)
+        .map_err(|e| RegistryError::Invalid(format!("referrer manifest is not JSON: {e}")))?;
     let subject = v
         .pointer("/subject/digest")
         .and_then(Value::as_str)
         .and_then(|d| Digest::parse(d).ok())
         .ok_or_else(|| RegistryError::Invalid("referrer manifest without a sha256 `subject`".into()))?;
     let digest = Digest::of(bytes);
-    let artifact_type = v.get("artifactType").or_else(|| v.pointer("/config/mediaType")).and_then(Value::as_str).map(str::to_string);
+    let artifact_type =
+        v.get("artifactType").or_else(|| v.pointer("/config/mediaType")).and_then(Value::as_str).map(str::to_string);
     let headers = reg.put_manifest(r, &digest.to_string(), bytes, media_type).await?;
     if headers.get("OCI-Subject").and_then(|h| h.to_str().ok()) == Some(subject.to_string().as_str()) {
         return Ok(ReferrerOutcome { digest, subject, artifact_type, fallback_tag: None });
     }
     let tag = format!("sha256-{}", subject.hex());
     let mut list: Vec<Value> = match reg.get_manifest(r, &tag).await {
-        Ok(f) => serde_json::from_slice::<Value>(&f.bytes).ok().and_then(|v| v.get("manifests").and_then(Value::as_array).cloned()).unwrap_or_default(),
+        Ok(f) => serde_json::from_slice::<Value>(&f.bytes)
+            .ok()
+            .and_then(|v| v.get("manifests").and_then(Value::as_array).cloned())
+            .unwrap_or_default(),
         Err(e) if e.status() == Some(404) => Vec::new(),
         Err(e) => return Err(e),
     };
@@ -342,15 +410,21 @@ pub(crate) async fn put_referrer(reg: &Registry, r: &str, bytes: &Bytes, media_t
             d["annotations"] = a.clone();
         }
         list.push(d);
-        let index = serde_json::json!({"schemaVersion": 2, "mediaType": crate::image::INDEX_MEDIA_TYPE, "manifests": list});
-        let ib = Bytes::from(crate::image::canonical::to_vec(&index).map_err(|e| RegistryError::Invalid(e.to_string()))?);
+        let index =
+            serde_json::json!({"schemaVersion": 2, "mediaType": crate::image::INDEX_MEDIA_TYPE, "manifests": list});
+        let ib =
+            Bytes::from(crate::image::canonical::to_vec(&index).map_err(|e| RegistryError::Invalid(e.to_string()))?);
         reg.put_manifest(r, &tag, &ib, crate::image::INDEX_MEDIA_TYPE).await?;
     }
     Ok(ReferrerOutcome { digest, subject, artifact_type, fallback_tag: Some(tag) })
 }
 
 /// The referrer descriptors of `subject` in `repo` (API, else fallback tag).
-pub(crate) async fn list_referrers(reg: &Registry, repo: &str, subject: &Digest) -> Result<Vec<Descriptor>, RegistryError> {
+pub(crate) async fn list_referrers(
+    reg: &Registry,
+    repo: &str,
+    subject: &Digest,
+) -> Result<Vec<Descriptor>, RegistryError> {
     let bytes = match reg.referrers_api(repo, subject).await? {
         Some(b) => b,
         None => match reg.get_manifest(repo, &format!("sha256-{}", subject.hex())).await {
@@ -359,9 +433,11 @@ pub(crate) async fn list_referrers(reg: &Registry, repo: &str, subject: &Digest)
             Err(e) => return Err(e),
         },
     };
-    let v: Value = serde_json::from_slice(&bytes).map_err(|e| RegistryError::Invalid(format!("referrers of {subject}: not JSON: {e}")))?;
+    let v: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| RegistryError::Invalid(format!("referrers of {subject}: not JSON: {e}")))?;
     let list = v.get("manifests").cloned().unwrap_or(Value::Array(Vec::new()));
-    serde_json::from_value(list).map_err(|e| RegistryError::Invalid(format!("referrers of {subject}: bad descriptor: {e}")))
+    serde_json::from_value(list)
+        .map_err(|e| RegistryError::Invalid(format!("referrers of {subject}: bad descriptor: {e}")))
 }
 
 /// Opens `docker://REF` with default options (credentials from the

@@ -95,7 +95,12 @@ pub(crate) fn pump<'a>(
         buf.truncate(n);
         h.update(&buf);
         if h.len() > size {
-            return fail(format!("{what}: blob {digest} is larger than the {size} bytes its descriptor says; the image is corrupt"), &tx);
+            return fail(
+                format!(
+                    "{what}: blob {digest} is larger than the {size} bytes its descriptor says; the image is corrupt"
+                ),
+                &tx,
+            );
         }
         if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
             return; // the request ended; nobody is reading
@@ -103,7 +108,10 @@ pub(crate) fn pump<'a>(
     }
     let (found, n) = h.finish();
     if n != size {
-        return fail(format!("{what}: blob {digest} has {n} bytes, its descriptor says {size}; the image is corrupt"), &tx);
+        return fail(
+            format!("{what}: blob {digest} has {n} bytes, its descriptor says {size}; the image is corrupt"),
+            &tx,
+        );
     }
     if found != digest {
         fail(format!("{what}: blob {digest} is corrupt: its bytes hash to {found}"), &tx);
@@ -129,7 +137,11 @@ impl BlobSource for FileBlob {
         tokio::task::spawn_blocking(move || {
             let shown = path.display().to_string();
             pump(
-                || std::fs::File::open(&path).map(|f| Box::new(f) as Box<dyn std::io::Read + Send>).map_err(|e| format!("opening {shown}: {e}")),
+                || {
+                    std::fs::File::open(&path)
+                        .map(|f| Box::new(f) as Box<dyn std::io::Read + Send>)
+                        .map_err(|e| format!("opening {shown}: {e}"))
+                },
                 digest,
                 size,
                 shown.clone(),
@@ -214,7 +226,12 @@ impl Registry {
         let url = self.url(&format!("{repo}/blobs/{d}")).await?;
         let resp = self.send(&Req::new(Method::HEAD, url, scopes), op).await?;
         match resp.status().as_u16() {
-            200 => Ok(Some(resp.headers().get(reqwest::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0))),
+            200 => Ok(Some(
+                resp.headers()
+                    .get(reqwest::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok()?.parse().ok())
+                    .unwrap_or(0),
+            )),
             404 => Ok(None),
             _ => Err(self.status_fail(resp, op, repo).await),
         }
@@ -226,7 +243,13 @@ impl Registry {
         self.retry(&op, || self.head_blob_once(repo, d, scopes, &op)).await
     }
 
-    async fn start_upload(&self, repo: &str, scopes: &Scopes, mount: Option<(&Digest, &str)>, op: &str) -> Result<Start, Fail> {
+    async fn start_upload(
+        &self,
+        repo: &str,
+        scopes: &Scopes,
+        mount: Option<(&Digest, &str)>,
+        op: &str,
+    ) -> Result<Start, Fail> {
         let mut url = self.url(&format!("{repo}/blobs/uploads/")).await?;
         if let Some((d, from)) = mount {
             url.query_pairs_mut().append_pair("mount", &d.to_string()).append_pair("from", from);
@@ -237,13 +260,23 @@ impl Registry {
             201 | 202 => {
                 let loc = match location(&resp) {
                     Some(Ok(u)) => u,
-                    Some(Err(e)) => return Err(Fail::Fatal(RegistryError::Invalid(format!("{op}: the registry sent an invalid upload Location: {e}")))),
+                    Some(Err(e)) => {
+                        return Err(Fail::Fatal(RegistryError::Invalid(format!(
+                            "{op}: the registry sent an invalid upload Location: {e}"
+                        ))))
+                    }
                     None => {
-                        return Err(Fail::Retry(RegistryError::Invalid(format!("{op}: the registry started an upload but sent no Location header (a proxy may strip it)")), None))
+                        return Err(Fail::Retry(
+                            RegistryError::Invalid(format!(
+                            "{op}: the registry started an upload but sent no Location header (a proxy may strip it)"
+                        )),
+                            None,
+                        ))
                     }
                 };
                 self.check_target(&loc, op)?;
-                let min_chunk = resp.headers().get("OCI-Chunk-Min-Length").and_then(|v| v.to_str().ok()?.trim().parse().ok());
+                let min_chunk =
+                    resp.headers().get("OCI-Chunk-Min-Length").and_then(|v| v.to_str().ok()?.trim().parse().ok());
                 Ok(Start::Session { location: loc, min_chunk })
             }
             _ => Err(self.status_fail(resp, op, repo).await),
@@ -266,7 +299,14 @@ impl Registry {
         loop {
             attempt += 1;
             match self.upload_attempt(u, &scopes, &mut st, &sent, attempt, &op).await {
-                Ok(action) => return Ok(UploadResult { action, bytes_sent: sent.load(Ordering::Relaxed), attempts: attempt, mounted_from: st.mounted }),
+                Ok(action) => {
+                    return Ok(UploadResult {
+                        action,
+                        bytes_sent: sent.load(Ordering::Relaxed),
+                        attempts: attempt,
+                        mounted_from: st.mounted,
+                    })
+                }
                 Err(Fail::Fatal(e)) => return Err(e.with_attempts(attempt)),
                 Err(Fail::Retry(e, ra)) => {
                     if !self.backoff(&op, &e, attempt, ra).await {
@@ -277,7 +317,15 @@ impl Registry {
         }
     }
 
-    async fn upload_attempt(&self, u: &Upload<'_>, scopes: &Scopes, st: &mut UploadState, sent: &Arc<AtomicU64>, attempt: u32, op: &str) -> Result<BlobAction, Fail> {
+    async fn upload_attempt(
+        &self,
+        u: &Upload<'_>,
+        scopes: &Scopes,
+        st: &mut UploadState,
+        sent: &Arc<AtomicU64>,
+        attempt: u32,
+        op: &str,
+    ) -> Result<BlobAction, Fail> {
         if attempt > 1 || !u.checked {
             // After a failed attempt the blob may be complete anyway (only the answer was lost).
             if self.head_blob_once(u.repo, &u.digest, scopes, op).await?.is_some() {
@@ -295,7 +343,9 @@ impl Registry {
                     debug!(blob = %u.digest, from = %from, "the registry could not mount; uploading into the session it opened");
                     session = Some((location, min_chunk));
                 }
-                Err(Fail::Fatal(e)) | Err(Fail::Retry(e, _)) => debug!(blob = %u.digest, from = %from, "mount failed, uploading instead: {e}"),
+                Err(Fail::Fatal(e)) | Err(Fail::Retry(e, _)) => {
+                    debug!(blob = %u.digest, from = %from, "mount failed, uploading instead: {e}")
+                }
             }
             st.mount = None;
         }
@@ -346,7 +396,15 @@ impl Registry {
         }))
     }
 
-    async fn put_whole(&self, u: &Upload<'_>, scopes: &Scopes, loc: &Url, sent: &Arc<AtomicU64>, problem: &Problem, op: &str) -> Result<(), Fail> {
+    async fn put_whole(
+        &self,
+        u: &Upload<'_>,
+        scopes: &Scopes,
+        loc: &Url,
+        sent: &Arc<AtomicU64>,
+        problem: &Problem,
+        op: &str,
+    ) -> Result<(), Fail> {
         let open = || reqwest::Body::wrap_stream(self.progress_stream(u, problem, sent));
         let mut url = loc.clone();
         url.query_pairs_mut().append_pair("digest", &u.digest.to_string());
@@ -361,7 +419,16 @@ impl Registry {
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn put_chunks(&self, u: &Upload<'_>, scopes: &Scopes, mut loc: Url, chunk: u64, sent: &Arc<AtomicU64>, problem: &Problem, op: &str) -> Result<(), Fail> {
+    async fn put_chunks(
+        &self,
+        u: &Upload<'_>,
+        scopes: &Scopes,
+        mut loc: Url,
+        chunk: u64,
+        sent: &Arc<AtomicU64>,
+        problem: &Problem,
+        op: &str,
+    ) -> Result<(), Fail> {
         let chunk = usize::try_from(chunk).unwrap_or(usize::MAX);
         let mut stream = u.source.open(problem);
         let mut buf = BytesMut::new();
@@ -402,7 +469,8 @@ impl Registry {
         }
         let mut url = loc;
         url.query_pairs_mut().append_pair("digest", &u.digest.to_string());
-        let resp = self.send(&Req::new(Method::PUT, url, scopes).header(CONTENT_TYPE, "application/octet-stream"), op).await?;
+        let resp =
+            self.send(&Req::new(Method::PUT, url, scopes).header(CONTENT_TYPE, "application/octet-stream"), op).await?;
         match resp.status().as_u16() {
             200 | 201 | 204 => Ok(()),
             _ => Err(self.status_fail(resp, op, u.repo).await),
@@ -412,7 +480,11 @@ impl Registry {
     /// `GET /v2/<repo>/manifests/<reference>`, checked against the digest when the reference is one.
     pub async fn get_manifest(&self, repo: &str, reference: &str) -> Result<Fetched, RegistryError> {
         let scopes = Scopes::pull(repo);
-        let op = format!("reading manifest {}/{repo}{}{reference}", self.host, if reference.starts_with("sha256:") { "@" } else { ":" });
+        let op = format!(
+            "reading manifest {}/{repo}{}{reference}",
+            self.host,
+            if reference.starts_with("sha256:") { "@" } else { ":" }
+        );
         let fetched = self
             .retry(&op, || async {
                 let url = self.url(&format!("{repo}/manifests/{reference}")).await?;
@@ -420,17 +492,24 @@ impl Registry {
                 if resp.status().as_u16() != 200 {
                     let mut f = self.status_fail(resp, &op, repo).await;
                     if let Fail::Fatal(RegistryError::Http { status: 404, hint, .. }) = &mut f {
-                        *hint = format!("no manifest `{reference}` in {}/{repo}; check the tag (or digest) and repository", self.host);
+                        *hint = format!(
+                            "no manifest `{reference}` in {}/{repo}; check the tag (or digest) and repository",
+                            self.host
+                        );
                     }
                     return Err(f);
                 }
                 let header = resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
                 if resp.content_length().is_some_and(|n| n > MAX_MANIFEST as u64) {
-                    return Err(Fail::Fatal(RegistryError::Invalid(format!("{op}: the manifest is larger than {MAX_MANIFEST} bytes"))));
+                    return Err(Fail::Fatal(RegistryError::Invalid(format!(
+                        "{op}: the manifest is larger than {MAX_MANIFEST} bytes"
+                    ))));
                 }
                 let bytes = read_limited(resp, MAX_MANIFEST + 1).await;
                 if bytes.len() > MAX_MANIFEST {
-                    return Err(Fail::Fatal(RegistryError::Invalid(format!("{op}: the manifest is larger than {MAX_MANIFEST} bytes"))));
+                    return Err(Fail::Fatal(RegistryError::Invalid(format!(
+                        "{op}: the manifest is larger than {MAX_MANIFEST} bytes"
+                    ))));
                 }
                 Ok((Bytes::from(bytes), header))
             })
@@ -439,7 +518,9 @@ impl Registry {
         let digest = Digest::of(&bytes);
         if let Ok(want) = Digest::parse(reference) {
             if want != digest {
-                return Err(RegistryError::Invalid(format!("{op}: the registry sent a manifest that hashes to {digest}, not the requested {want}")));
+                return Err(RegistryError::Invalid(format!(
+                    "{op}: the registry sent a manifest that hashes to {digest}, not the requested {want}"
+                )));
             }
         }
         let media_type = manifest_media_type(&bytes, header.as_deref());
@@ -447,7 +528,13 @@ impl Registry {
     }
 
     /// `PUT /v2/<repo>/manifests/<reference>`; returns the response headers.
-    pub async fn put_manifest(&self, repo: &str, reference: &str, bytes: &Bytes, media_type: &str) -> Result<HeaderMap, RegistryError> {
+    pub async fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        bytes: &Bytes,
+        media_type: &str,
+    ) -> Result<HeaderMap, RegistryError> {
         let scopes = Scopes::push(repo);
         let digest = Digest::of(bytes);
         let op = if reference.starts_with("sha256:") {
@@ -457,13 +544,17 @@ impl Registry {
         };
         self.retry(&op, || async {
             let url = self.url(&format!("{repo}/manifests/{reference}")).await?;
-            let req = Req::new(Method::PUT, url, &scopes).header(CONTENT_TYPE, media_type).body(ReqBody::Bytes(bytes.clone()));
+            let req = Req::new(Method::PUT, url, &scopes)
+                .header(CONTENT_TYPE, media_type)
+                .body(ReqBody::Bytes(bytes.clone()));
             let resp = self.send(&req, &op).await?;
             match resp.status().as_u16() {
                 200 | 201 | 202 | 204 => {
                     if let Some(got) = resp.headers().get("Docker-Content-Digest").and_then(|v| v.to_str().ok()) {
                         if got != digest.to_string() {
-                            self.reporter.warn(&format!("{op}: the registry reports digest {got}, but the manifest bytes hash to {digest}"));
+                            self.reporter.warn(&format!(
+                                "{op}: the registry reports digest {got}, but the manifest bytes hash to {digest}"
+                            ));
                         }
                     }
                     Ok(resp.headers().clone())
@@ -492,7 +583,9 @@ impl Registry {
         let op = format!("listing referrers of {} in {}/{repo}", short(subject), self.host);
         self.retry(&op, || async {
             let url = self.url(&format!("{repo}/referrers/{subject}")).await?;
-            let resp = self.send(&Req::new(Method::GET, url, &scopes).header(ACCEPT, crate::image::INDEX_MEDIA_TYPE), &op).await?;
+            let resp = self
+                .send(&Req::new(Method::GET, url, &scopes).header(ACCEPT, crate::image::INDEX_MEDIA_TYPE), &op)
+                .await?;
             let status = resp.status().as_u16();
             let is_index = resp
                 .headers()

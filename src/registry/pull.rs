@@ -25,12 +25,19 @@ use crate::report::{human_bytes, task_id, TaskKind};
 
 /// Media types of manifest lists.
 pub(crate) fn is_index(media_type: &str) -> bool {
-    media_type == crate::image::INDEX_MEDIA_TYPE || media_type == "application/vnd.docker.distribution.manifest.list.v2+json"
+    media_type == crate::image::INDEX_MEDIA_TYPE
+        || media_type == "application/vnd.docker.distribution.manifest.list.v2+json"
 }
 
 /// Picks `os/arch` from an index: its digest and media type.
-pub(crate) fn select_platform(index: &[u8], os: &str, arch: &str, what: &str) -> Result<(Digest, String), RegistryError> {
-    let v: Value = serde_json::from_slice(index).map_err(|e| RegistryError::Invalid(format!("{what}: the index is not JSON: {e}")))?;
+pub(crate) fn select_platform(
+    index: &[u8],
+    os: &str,
+    arch: &str,
+    what: &str,
+) -> Result<(Digest, String), RegistryError> {
+    let v: Value = serde_json::from_slice(index)
+        .map_err(|e| RegistryError::Invalid(format!("{what}: the index is not JSON: {e}")))?;
     let list = v.get("manifests").and_then(Value::as_array).cloned().unwrap_or_default();
     let plat = |m: &Value| {
         format!(
@@ -40,13 +47,21 @@ pub(crate) fn select_platform(index: &[u8], os: &str, arch: &str, what: &str) ->
         )
     };
     let want = format!("{os}/{arch}");
-    let pick = list.iter().find(|m| plat(m) == want).or_else(|| if list.len() == 1 { list.first() } else { None }).ok_or_else(|| {
-        RegistryError::Invalid(format!(
-            "{what}: the index has no {want} image (it has: {})\nhint: choose one with --platform OS/ARCH",
-            list.iter().map(plat).collect::<Vec<_>>().join(", ")
-        ))
-    })?;
-    let d = pick.get("digest").and_then(Value::as_str).and_then(|d| Digest::parse(d).ok()).ok_or_else(|| RegistryError::Invalid(format!("{what}: index entry without a sha256 digest")))?;
+    let pick = list
+        .iter()
+        .find(|m| plat(m) == want)
+        .or_else(|| if list.len() == 1 { list.first() } else { None })
+        .ok_or_else(|| {
+            RegistryError::Invalid(format!(
+                "{what}: the index has no {want} image (it has: {})\nhint: choose one with --platform OS/ARCH",
+                list.iter().map(plat).collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+    let d = pick
+        .get("digest")
+        .and_then(Value::as_str)
+        .and_then(|d| Digest::parse(d).ok())
+        .ok_or_else(|| RegistryError::Invalid(format!("{what}: index entry without a sha256 digest")))?;
     let mt = pick.get("mediaType").and_then(Value::as_str).unwrap_or(crate::image::MANIFEST_MEDIA_TYPE).to_string();
     Ok((d, mt))
 }
@@ -106,7 +121,12 @@ fn ioe<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) 
 
 impl crate::registry::Client {
     /// Resolves `r` to an image manifest (through an index when needed).
-    pub(crate) async fn resolve(&self, reg: &Registry, r: &Reference, platform: &(String, String)) -> Result<(Fetched, Option<Digest>), RegistryError> {
+    pub(crate) async fn resolve(
+        &self,
+        reg: &Registry,
+        r: &Reference,
+        platform: &(String, String),
+    ) -> Result<(Fetched, Option<Digest>), RegistryError> {
         let root = reg.get_manifest(&r.repository, &r.manifest_reference()).await?;
         if !is_index(&root.media_type) {
             return Ok((root, None));
@@ -117,7 +137,13 @@ impl crate::registry::Client {
     }
 
     /// Pulls `r` into the OCI layout `dir` under `tag` (default: the reference's tag, else `latest`).
-    pub fn pull(&self, r: &Reference, dir: &Path, tag: Option<&str>, opts: &PullOptions) -> Result<PullSummary, RegistryError> {
+    pub fn pull(
+        &self,
+        r: &Reference,
+        dir: &Path,
+        tag: Option<&str>,
+        opts: &PullOptions,
+    ) -> Result<PullSummary, RegistryError> {
         let started = Instant::now();
         let reg = self.registry(r)?;
         let _span = info_span!("pull", from = %r).entered();
@@ -136,23 +162,35 @@ impl crate::registry::Client {
         std::fs::create_dir_all(&blobs_dir).map_err(ioe("creating", &blobs_dir))?;
         let summary = self.rt.block_on(async {
             let (m, index_digest) = self.resolve(&reg, r, &opts.platform).await?;
-            let v: Value = serde_json::from_slice(&m.bytes).map_err(|e| RegistryError::Invalid(format!("{r}: manifest is not JSON: {e}")))?;
+            let v: Value = serde_json::from_slice(&m.bytes)
+                .map_err(|e| RegistryError::Invalid(format!("{r}: manifest is not JSON: {e}")))?;
             let mut descs = Vec::new();
-            for d in v.get("config").into_iter().chain(v.get("layers").and_then(Value::as_array).into_iter().flatten()) {
+            for d in v.get("config").into_iter().chain(v.get("layers").and_then(Value::as_array).into_iter().flatten())
+            {
                 let digest = d.get("digest").and_then(Value::as_str).and_then(|x| Digest::parse(x).ok());
                 let size = d.get("size").and_then(Value::as_u64);
                 match (digest, size) {
                     (Some(dg), Some(sz)) => descs.push((dg, sz)),
-                    _ => return Err(RegistryError::Invalid(format!("{r}: manifest {} has a descriptor without a sha256 digest or size", m.digest))),
+                    _ => {
+                        return Err(RegistryError::Invalid(format!(
+                            "{r}: manifest {} has a descriptor without a sha256 digest or size",
+                            m.digest
+                        )))
+                    }
                 }
             }
             if v.get("config").is_none() {
-                return Err(RegistryError::Invalid(format!("{r}: manifest {} ({}) is not an image manifest", m.digest, m.media_type)));
+                return Err(RegistryError::Invalid(format!(
+                    "{r}: manifest {} ({}) is not an image manifest",
+                    m.digest, m.media_type
+                )));
             }
-            let blobs: Vec<PulledBlob> = futures_util::stream::iter(descs.iter().map(|&(d, size)| self.download(&reg, &r.repository, d, size, &blobs_dir)))
-                .buffered(self.opts.concurrency.max(1))
-                .try_collect()
-                .await?;
+            let blobs: Vec<PulledBlob> = futures_util::stream::iter(
+                descs.iter().map(|&(d, size)| self.download(&reg, &r.repository, d, size, &blobs_dir)),
+            )
+            .buffered(self.opts.concurrency.max(1))
+            .try_collect()
+            .await?;
             Ok::<_, RegistryError>((m, index_digest, blobs))
         })?;
         let (m, index_digest, blobs) = summary;
@@ -161,7 +199,8 @@ impl crate::registry::Client {
         if !mpath.is_file() {
             crate::image::layout::atomic_write(&mpath, &m.bytes).map_err(|e| RegistryError::Invalid(e.to_string()))?;
         }
-        crate::image::layout::atomic_write(&dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(|e| RegistryError::Invalid(e.to_string()))?;
+        crate::image::layout::atomic_write(&dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)
+            .map_err(|e| RegistryError::Invalid(e.to_string()))?;
         write_index(dir, &m, &tag)?;
         BlobMemory::open(self.opts.memory.clone()).record(&reg.host, &r.repository, blobs.iter().map(|b| b.digest));
         let bytes_downloaded = blobs.iter().map(|b| b.bytes).sum();
@@ -178,7 +217,14 @@ impl crate::registry::Client {
         })
     }
 
-    async fn download(&self, reg: &Registry, repo: &str, d: Digest, size: u64, blobs_dir: &Path) -> Result<PulledBlob, RegistryError> {
+    async fn download(
+        &self,
+        reg: &Registry,
+        repo: &str,
+        d: Digest,
+        size: u64,
+        blobs_dir: &Path,
+    ) -> Result<PulledBlob, RegistryError> {
         let dest = blobs_dir.join(d.hex());
         if std::fs::metadata(&dest).map(|m| m.len() == size).unwrap_or(false) {
             return Ok(PulledBlob { digest: d, size, action: "present", bytes: 0 });
@@ -194,10 +240,14 @@ impl crate::registry::Client {
                 let dest = &dest;
                 async move {
                     let mut resp = reg.get_blob(repo, &d, op).await?;
-                    let mut tmp = tempfile::Builder::new()
-                        .prefix(".strata-pull-")
-                        .tempfile_in(blobs_dir)
-                        .map_err(|e| Fail::Fatal(RegistryError::Io { action: "creating a temporary file in", path: blobs_dir.to_path_buf(), source: e }))?;
+                    let mut tmp =
+                        tempfile::Builder::new().prefix(".strata-pull-").tempfile_in(blobs_dir).map_err(|e| {
+                            Fail::Fatal(RegistryError::Io {
+                                action: "creating a temporary file in",
+                                path: blobs_dir.to_path_buf(),
+                                source: e,
+                            })
+                        })?;
                     let mut h = Hasher::new();
                     {
                         let mut w = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
@@ -209,7 +259,11 @@ impl crate::registry::Client {
                                     return Err(Fail::Retry(
                                         RegistryError::Network {
                                             operation: op.clone(),
-                                            message: format!("the connection broke after {} bytes: {}", h.len(), error_chain(&e)),
+                                            message: format!(
+                                                "the connection broke after {} bytes: {}",
+                                                h.len(),
+                                                error_chain(&e)
+                                            ),
                                             attempts: 1,
                                             hint: "check the network; strata retries broken downloads".into(),
                                         },
@@ -220,21 +274,38 @@ impl crate::registry::Client {
                             received.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
                             h.update(&chunk);
                             if h.len() > size {
-                                return Err(Fail::Fatal(RegistryError::Invalid(format!("{op}: the registry sent more than the {size} bytes the manifest says"))));
+                                return Err(Fail::Fatal(RegistryError::Invalid(format!(
+                                    "{op}: the registry sent more than the {size} bytes the manifest says"
+                                ))));
                             }
-                            w.write_all(&chunk).map_err(|e| Fail::Fatal(RegistryError::Io { action: "writing", path: tmp_path(blobs_dir), source: e }))?;
+                            w.write_all(&chunk).map_err(|e| {
+                                Fail::Fatal(RegistryError::Io {
+                                    action: "writing",
+                                    path: tmp_path(blobs_dir),
+                                    source: e,
+                                })
+                            })?;
                             self.reporter.progress(task, h.len());
                         }
-                        w.flush().map_err(|e| Fail::Fatal(RegistryError::Io { action: "writing", path: tmp_path(blobs_dir), source: e }))?;
+                        w.flush().map_err(|e| {
+                            Fail::Fatal(RegistryError::Io { action: "writing", path: tmp_path(blobs_dir), source: e })
+                        })?;
                     }
                     let (found, n) = h.finish();
                     if n != size {
-                        return Err(Fail::Retry(RegistryError::Invalid(format!("{op}: received {n} of {size} bytes")), None));
+                        return Err(Fail::Retry(
+                            RegistryError::Invalid(format!("{op}: received {n} of {size} bytes")),
+                            None,
+                        ));
                     }
                     if found != d {
-                        return Err(Fail::Fatal(RegistryError::Invalid(format!("{op}: the bytes hash to {found}, not {d}; the registry's copy is corrupt"))));
+                        return Err(Fail::Fatal(RegistryError::Invalid(format!(
+                            "{op}: the bytes hash to {found}, not {d}; the registry's copy is corrupt"
+                        ))));
                     }
-                    tmp.persist(dest).map_err(|e| Fail::Fatal(RegistryError::Io { action: "renaming into", path: dest.clone(), source: e.error }))?;
+                    tmp.persist(dest).map_err(|e| {
+                        Fail::Fatal(RegistryError::Io { action: "renaming into", path: dest.clone(), source: e.error })
+                    })?;
                     Ok(())
                 }
             })
@@ -257,7 +328,8 @@ fn write_index(dir: &Path, m: &Fetched, tag: &str) -> Result<(), RegistryError> 
     let mut manifests: Vec<Value> = Vec::new();
     if p.is_file() {
         let bytes = std::fs::read(&p).map_err(ioe("reading", &p))?;
-        let v: Value = serde_json::from_slice(&bytes).map_err(|e| RegistryError::Invalid(format!("{}: invalid index.json: {e}", dir.display())))?;
+        let v: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| RegistryError::Invalid(format!("{}: invalid index.json: {e}", dir.display())))?;
         for e in v.get("manifests").and_then(Value::as_array).cloned().unwrap_or_default() {
             if e.pointer("/annotations").and_then(|a| a.get(REF_NAME)).and_then(Value::as_str) != Some(tag) {
                 manifests.push(e);

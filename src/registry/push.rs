@@ -112,8 +112,13 @@ fn desc(v: &Value, what: &str) -> Result<(Digest, u64, String), RegistryError> {
         .get("digest")
         .and_then(Value::as_str)
         .ok_or_else(|| RegistryError::Invalid(format!("{what}: descriptor without a digest")))?;
-    let d = Digest::parse(d).map_err(|_| RegistryError::Invalid(format!("{what}: `{d}` is not a sha256 digest (only sha256 is supported)")))?;
-    let size = v.get("size").and_then(Value::as_u64).ok_or_else(|| RegistryError::Invalid(format!("{what}: descriptor {d} without a size")))?;
+    let d = Digest::parse(d).map_err(|_| {
+        RegistryError::Invalid(format!("{what}: `{d}` is not a sha256 digest (only sha256 is supported)"))
+    })?;
+    let size = v
+        .get("size")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| RegistryError::Invalid(format!("{what}: descriptor {d} without a size")))?;
     let mt = v.get("mediaType").and_then(Value::as_str).unwrap_or("application/octet-stream").to_string();
     Ok((d, size, mt))
 }
@@ -122,16 +127,28 @@ fn plan(src: &dyn ImageSource, root: &ManifestRef) -> Result<Plan, RegistryError
     let mut p = Plan { blobs: Vec::new(), manifests: Vec::new(), referrers: Vec::new() };
     let mut seen_blobs = BTreeSet::new();
     let mut seen_manifests = BTreeSet::new();
-    walk(src, Bytes::from(root.bytes.clone()), root.digest, root.media_type.clone(), &mut p, &mut seen_blobs, &mut seen_manifests, 0)?;
+    walk(
+        src,
+        Bytes::from(root.bytes.clone()),
+        root.digest,
+        root.media_type.clone(),
+        &mut p,
+        &mut seen_blobs,
+        &mut seen_manifests,
+        0,
+    )?;
     let pushed: BTreeSet<Digest> = p.manifests.iter().map(|m| m.digest).collect();
     for d in src.attachments()? {
         let bytes = Bytes::from(src.blob_bytes(&d)?);
-        let v: Value = serde_json::from_slice(&bytes).map_err(|e| RegistryError::Invalid(format!("{}: artifact manifest {d} is not JSON: {e}", src.describe())))?;
+        let v: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            RegistryError::Invalid(format!("{}: artifact manifest {d} is not JSON: {e}", src.describe()))
+        })?;
         let subject = v.pointer("/subject/digest").and_then(Value::as_str).and_then(|s| Digest::parse(s).ok());
         if !subject.is_some_and(|s| pushed.contains(&s)) {
             continue; // refers to something else: not ours to push
         }
-        let media_type = v.get("mediaType").and_then(Value::as_str).unwrap_or(crate::image::MANIFEST_MEDIA_TYPE).to_string();
+        let media_type =
+            v.get("mediaType").and_then(Value::as_str).unwrap_or(crate::image::MANIFEST_MEDIA_TYPE).to_string();
         // Its blobs go with the image's (each digest once).
         let (n, b) = (p.manifests.len(), p.blobs.len());
         walk(src, bytes.clone(), d, media_type.clone(), &mut p, &mut seen_blobs, &mut seen_manifests, 0)?;
@@ -162,7 +179,8 @@ fn walk(
         return Ok(());
     }
     let what = format!("{}: manifest {digest}", src.describe());
-    let v: Value = serde_json::from_slice(&bytes).map_err(|e| RegistryError::Invalid(format!("{what} is not JSON: {e}")))?;
+    let v: Value =
+        serde_json::from_slice(&bytes).map_err(|e| RegistryError::Invalid(format!("{what} is not JSON: {e}")))?;
     if let Some(list) = v.get("manifests").and_then(Value::as_array) {
         for m in list {
             let (d, _, mt) = desc(m, &what)?;
@@ -170,7 +188,9 @@ fn walk(
             walk(src, Bytes::from(child), d, mt, p, seen_blobs, seen_manifests, depth + 1)?;
         }
     } else {
-        let config = v.get("config").ok_or_else(|| RegistryError::Invalid(format!("{what} has neither `config` nor `manifests`")))?;
+        let config = v
+            .get("config")
+            .ok_or_else(|| RegistryError::Invalid(format!("{what} has neither `config` nor `manifests`")))?;
         let layers = v.get("layers").and_then(Value::as_array).cloned().unwrap_or_default();
         let mut add = |val: &Value, label: String| -> Result<(), RegistryError> {
             let (d, size, mt) = desc(val, &what)?;
@@ -201,7 +221,9 @@ impl BlobSource for ScopedBlob<'_, '_> {
     fn open(&self, problem: &Problem) -> BlobStream {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let (src, digest, size, problem) = (self.src, self.digest, self.size, problem.clone());
-        self.scope.spawn(move || pump(|| src.open_blob(&digest).map_err(|e| e.to_string()), digest, size, src.describe(), problem, tx));
+        self.scope.spawn(move || {
+            pump(|| src.open_blob(&digest).map_err(|e| e.to_string()), digest, size, src.describe(), problem, tx)
+        });
         receiver_stream(rx)
     }
 }
@@ -209,7 +231,12 @@ impl BlobSource for ScopedBlob<'_, '_> {
 impl crate::registry::Client {
     /// Pushes the image `src` holds to `dest` (tag, else `latest`; a digest
     /// in `dest` must match). Prints nothing; progress goes to the reporter.
-    pub fn push(&self, src: &dyn ImageSource, dest: &Reference, opts: &PushOptions) -> Result<PushSummary, RegistryError> {
+    pub fn push(
+        &self,
+        src: &dyn ImageSource,
+        dest: &Reference,
+        opts: &PushOptions,
+    ) -> Result<PushSummary, RegistryError> {
         let started = Instant::now();
         let root = src.root()?;
         if !root.native {
@@ -220,14 +247,20 @@ impl crate::registry::Client {
         }
         if let Some(d) = dest.digest {
             if d != root.digest {
-                return Err(RegistryError::Invalid(format!("{dest}: the reference names digest {d}, but {} holds {}", src.describe(), root.digest)));
+                return Err(RegistryError::Invalid(format!(
+                    "{dest}: the reference names digest {d}, but {} holds {}",
+                    src.describe(),
+                    root.digest
+                )));
             }
         }
         let plan = plan(src, &root)?;
         let reg = self.registry(dest)?;
         let memory = BlobMemory::open(self.opts.memory.clone());
         let _span = info_span!("push", to = %dest).entered();
-        let summary = std::thread::scope(|scope| self.rt.block_on(self.push_async(scope, &reg, src, dest, &plan, &root, opts, &memory)))?;
+        let summary = std::thread::scope(|scope| {
+            self.rt.block_on(self.push_async(scope, &reg, src, dest, &plan, &root, opts, &memory))
+        })?;
         memory.record(&reg.host, &dest.repository, plan.blobs.iter().map(|b| b.digest));
         Ok(PushSummary { seconds: started.elapsed().as_secs_f64(), ..summary })
     }
@@ -293,7 +326,11 @@ impl crate::registry::Client {
         let mut manifests = Vec::new();
         for m in &plan.manifests {
             reg.put_manifest(repo, &m.digest.to_string(), &m.bytes, &m.media_type).await?;
-            manifests.push(ManifestReport { digest: m.digest, media_type: m.media_type.clone(), size: m.bytes.len() as u64 });
+            manifests.push(ManifestReport {
+                digest: m.digest,
+                media_type: m.media_type.clone(),
+                size: m.bytes.len() as u64,
+            });
         }
         let tag = dest.tag_or_default();
         if let Some(t) = &tag {
@@ -302,10 +339,16 @@ impl crate::registry::Client {
         let mut referrers = Vec::new();
         for r in &plan.referrers {
             let out = crate::registry::put_referrer(reg, repo, &r.bytes, &r.media_type).await?;
-            self.reporter.info(&format!("{:>6} {} {} — {}", "push", "referrer", short(&r.digest), match &out.fallback_tag {
-                Some(t) => format!("listed under tag {t} (the registry has no referrers API)"),
-                None => "indexed by the registry".to_string(),
-            }));
+            self.reporter.info(&format!(
+                "{:>6} {} {} — {}",
+                "push",
+                "referrer",
+                short(&r.digest),
+                match &out.fallback_tag {
+                    Some(t) => format!("listed under tag {t} (the registry has no referrers API)"),
+                    None => "indexed by the registry".to_string(),
+                }
+            ));
             referrers.push(out);
         }
         let bytes_sent = reports.iter().map(|r| r.bytes_sent).sum();

@@ -72,7 +72,11 @@ pub fn valid_tag(t: &str) -> bool {
 }
 
 fn looks_like_host(first: &str) -> bool {
-    first.contains('.') || first.contains(':') || first == "localhost" || first.starts_with('[') || first.bytes().any(|c| c.is_ascii_uppercase())
+    first.contains('.')
+        || first.contains(':')
+        || first == "localhost"
+        || first.starts_with('[')
+        || first.bytes().any(|c| c.is_ascii_uppercase())
 }
 
 impl Reference {
@@ -203,11 +207,17 @@ mod tests {
     #[test]
     fn normalises_like_docker() {
         let r = p("alpine");
-        assert_eq!((r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()), ("docker.io", "library/alpine", None));
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()),
+            ("docker.io", "library/alpine", None)
+        );
         assert_eq!(r.manifest_reference(), "latest");
         assert_eq!(r.api_host(), "registry-1.docker.io");
         let r = p("docker://127.0.0.1:5000/team/app:1.0");
-        assert_eq!((r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()), ("127.0.0.1:5000", "team/app", Some("1.0")));
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()),
+            ("127.0.0.1:5000", "team/app", Some("1.0"))
+        );
         assert_eq!(r.to_string(), "127.0.0.1:5000/team/app:1.0");
         let r = p("localhost/app");
         assert_eq!(r.registry, "localhost");
@@ -233,7 +243,15 @@ mod tests {
 
     #[test]
     fn rejects_junk_with_reasons() {
-        for bad in ["", "Registry.io/App", "host.io/a//b", "host.io/app:-x", "host.io/app@sha512:abcd", "https://host.io/app", "host.io/app:"] {
+        for bad in [
+            "",
+            "Registry.io/App",
+            "host.io/a//b",
+            "host.io/app:-x",
+            "host.io/app@sha512:abcd",
+            "https://host.io/app",
+            "host.io/app:",
+        ] {
             let e = Reference::parse(bad).unwrap_err();
             assert!(e.to_string().contains("hint:"), "{bad}: {e}");
         }

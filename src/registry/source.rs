@@ -30,7 +30,13 @@ fn manifest_ref(f: &Fetched) -> ManifestRef {
 }
 
 impl RemoteImage {
-    pub(crate) fn new(rt: Arc<tokio::runtime::Runtime>, reg: Arc<Registry>, reference: Reference, root: Fetched, platform: (String, String)) -> RemoteImage {
+    pub(crate) fn new(
+        rt: Arc<tokio::runtime::Runtime>,
+        reg: Arc<Registry>,
+        reference: Reference,
+        root: Fetched,
+        platform: (String, String),
+    ) -> RemoteImage {
         RemoteImage { rt, reg, reference, root, platform, resolved: OnceLock::new() }
     }
 
@@ -64,8 +70,12 @@ impl ImageSource for RemoteImage {
         }
         let m = if is_index(&self.root.media_type) {
             let what = self.describe();
-            let (d, _) = select_platform(&self.root.bytes, &self.platform.0, &self.platform.1, &what).map_err(|e| ReadError::Invalid(e.to_string()))?;
-            let f = self.rt.block_on(self.reg.get_manifest(&self.reference.repository, &d.to_string())).map_err(|e| ReadError::Invalid(e.to_string()))?;
+            let (d, _) = select_platform(&self.root.bytes, &self.platform.0, &self.platform.1, &what)
+                .map_err(|e| ReadError::Invalid(e.to_string()))?;
+            let f = self
+                .rt
+                .block_on(self.reg.get_manifest(&self.reference.repository, &d.to_string()))
+                .map_err(|e| ReadError::Invalid(e.to_string()))?;
             manifest_ref(&f)
         } else {
             manifest_ref(&self.root)
@@ -79,11 +89,13 @@ impl ImageSource for RemoteImage {
         let repo = &self.reference.repository;
         let err = |e: crate::registry::RegistryError| ReadError::Invalid(e.to_string());
         let referrers = self.rt.block_on(crate::registry::list_referrers(&self.reg, repo, &m.digest)).map_err(err)?;
-        let Some(d) = referrers.iter().find(|d| d.artifact_type.as_deref() == Some(crate::sbom::SPDX_MEDIA_TYPE)) else {
+        let Some(d) = referrers.iter().find(|d| d.artifact_type.as_deref() == Some(crate::sbom::SPDX_MEDIA_TYPE))
+        else {
             return Ok(None);
         };
         let f = self.rt.block_on(self.reg.get_manifest(repo, &d.digest.to_string())).map_err(err)?;
-        let v: serde_json::Value = serde_json::from_slice(&f.bytes).map_err(|e| ReadError::Invalid(format!("SBOM manifest {}: {e}", d.digest)))?;
+        let v: serde_json::Value = serde_json::from_slice(&f.bytes)
+            .map_err(|e| ReadError::Invalid(format!("SBOM manifest {}: {e}", d.digest)))?;
         let layer = v
             .pointer("/layers/0/digest")
             .and_then(|x| x.as_str())
@@ -100,7 +112,10 @@ impl ImageSource for RemoteImage {
         // An index's children are manifests: registries serve them from the
         // manifests endpoint, not always from blobs.
         if is_index(&self.root.media_type) && self.lists(digest) {
-            let f = self.rt.block_on(self.reg.get_manifest(&self.reference.repository, &digest.to_string())).map_err(|e| ReadError::Invalid(e.to_string()))?;
+            let f = self
+                .rt
+                .block_on(self.reg.get_manifest(&self.reference.repository, &digest.to_string()))
+                .map_err(|e| ReadError::Invalid(e.to_string()))?;
             return Ok(Box::new(io::Cursor::new(f.bytes.to_vec())));
         }
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, io::Error>>(4);
@@ -126,13 +141,21 @@ impl ImageSource for RemoteImage {
                     }
                     Ok(None) => return,
                     Err(e) => {
-                        let _ = tx.send(Err(io::Error::other(format!("{op}: the connection broke: {}", error_chain(&e))))).await;
+                        let _ = tx
+                            .send(Err(io::Error::other(format!("{op}: the connection broke: {}", error_chain(&e)))))
+                            .await;
                         return;
                     }
                 }
             }
         });
-        Ok(Box::new(ChannelReader { rx, cur: Bytes::new(), hasher: Some(Hasher::new()), digest: d, shown: self.describe() }))
+        Ok(Box::new(ChannelReader {
+            rx,
+            cur: Bytes::new(),
+            hasher: Some(Hasher::new()),
+            digest: d,
+            shown: self.describe(),
+        }))
     }
 }
 
@@ -160,7 +183,13 @@ impl Read for ChannelReader {
                     if let Some(h) = self.hasher.take() {
                         let (found, _) = h.finish();
                         if found != self.digest {
-                            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{}: blob {} arrived corrupt (its bytes hash to {found})", self.shown, self.digest)));
+                            return Err(io::Error::new(
+                                io::ErrorKind::InvalidData,
+                                format!(
+                                    "{}: blob {} arrived corrupt (its bytes hash to {found})",
+                                    self.shown, self.digest
+                                ),
+                            ));
                         }
                     }
                     return Ok(0);

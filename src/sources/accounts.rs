@@ -27,8 +27,22 @@ impl Accounts<'_> {
     fn users(&self) -> Vec<User> {
         let mut users = Vec::new();
         if self.spec.system {
-            users.push(User { name: "root".into(), uid: 0, gid: 0, gecos: "root".into(), home: "/root".into(), shell: "/bin/sh".into() });
-            users.push(User { name: "nobody".into(), uid: 65534, gid: 65534, gecos: "nobody".into(), home: "/nonexistent".into(), shell: "/usr/sbin/nologin".into() });
+            users.push(User {
+                name: "root".into(),
+                uid: 0,
+                gid: 0,
+                gecos: "root".into(),
+                home: "/root".into(),
+                shell: "/bin/sh".into(),
+            });
+            users.push(User {
+                name: "nobody".into(),
+                uid: 65534,
+                gid: 65534,
+                gecos: "nobody".into(),
+                home: "/nonexistent".into(),
+                shell: "/usr/sbin/nologin".into(),
+            });
         }
         for u in &self.spec.users {
             users.retain(|x| x.name != u.name && x.uid != u.uid);
@@ -37,7 +51,13 @@ impl Accounts<'_> {
                 uid: u.uid,
                 gid: u.gid.unwrap_or(u.uid),
                 gecos: u.gecos.clone().unwrap_or_default(),
-                home: u.home.as_ref().map(|h| h.0.clone()).unwrap_or_else(|| if u.uid == 0 { "/root".into() } else { format!("/home/{}", u.name) }),
+                home: u.home.as_ref().map(|h| h.0.clone()).unwrap_or_else(|| {
+                    if u.uid == 0 {
+                        "/root".into()
+                    } else {
+                        format!("/home/{}", u.name)
+                    }
+                }),
                 shell: u.shell.clone().unwrap_or_else(|| "/usr/sbin/nologin".into()),
             });
         }
@@ -113,7 +133,10 @@ mod tests {
     fn passwd_and_group_are_sorted_by_id() {
         let spec = AccountsSpec {
             system: true,
-            groups: vec![GroupSpec { name: "zeta".into(), gid: 1001, members: vec!["b".into(), "a".into()] }, GroupSpec { name: "app".into(), gid: 1000, members: vec![] }],
+            groups: vec![
+                GroupSpec { name: "zeta".into(), gid: 1001, members: vec!["b".into(), "a".into()] },
+                GroupSpec { name: "app".into(), gid: 1000, members: vec![] },
+            ],
             users: vec![UserSpec { name: "app".into(), uid: 1000, gid: None, home: None, shell: None, gecos: None }],
         };
         let (passwd, group) = Accounts { spec: &spec }.render();

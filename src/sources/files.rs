@@ -34,8 +34,13 @@ impl Source for Files<'_> {
                 ("base64", Digest::of(&decode_base64(b).map_err(SourceError::Message)?))
             } else {
                 let src = self.layer.resolve(f.source.as_deref().unwrap_or_default());
-                let file = fs_err::File::open(&src).map_err(|e| SourceError::Message(format!(
-                    "{}: {e}\nhint: `source` is relative to {}", f.path.0, self.layer.file.display())))?;
+                let file = fs_err::File::open(&src).map_err(|e| {
+                    SourceError::Message(format!(
+                        "{}: {e}\nhint: `source` is relative to {}",
+                        f.path.0,
+                        self.layer.file.display()
+                    ))
+                })?;
                 let (d, n) = hash_reader(std::io::BufReader::new(file)).map_err(SourceError::io("reading", &src))?;
                 local.push((d, n));
                 ("local", d)
@@ -67,7 +72,9 @@ impl Source for Files<'_> {
                     Entry::bytes(decode_base64(b).map_err(SourceError::Message)?, mode, &origin)
                 } else {
                     let src = self.layer.resolve(f.source.as_deref().unwrap_or_default());
-                    let (digest, size) = local.next().ok_or_else(|| SourceError::Message("internal: local file list out of step".into()))?;
+                    let (digest, size) = local
+                        .next()
+                        .ok_or_else(|| SourceError::Message("internal: local file list out of step".into()))?;
                     let mut e = Entry::file(Content::LocalFile(src), size, mode, &origin);
                     if let Kind::File { sha256, .. } = &mut e.kind {
                         *sha256 = Some(digest);

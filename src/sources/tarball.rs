@@ -82,7 +82,8 @@ impl Source for Tarball<'_> {
                 read_tar(stream, &name, &placement, &origin, &ctx.scratch, tree)?;
             }
             // Hash the rest (padding after the end-of-archive marker) to check the pin.
-            std::io::copy(&mut (&mut hashing).take(u64::MAX), &mut std::io::sink()).map_err(SourceError::io("reading", &file_path))?;
+            std::io::copy(&mut (&mut hashing).take(u64::MAX), &mut std::io::sink())
+                .map_err(SourceError::io("reading", &file_path))?;
             let (found, _) = hashing.finish();
             if found != content {
                 return Err(SourceError::Message(format!(
@@ -93,7 +94,10 @@ impl Source for Tarball<'_> {
         };
         let file_name = match (&s.url, &s.path) {
             (Some(u), _) => u.rsplit('/').next().unwrap_or(u).to_string(),
-            (_, Some(p)) => std::path::Path::new(p).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| p.clone()),
+            (_, Some(p)) => std::path::Path::new(p)
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+                .unwrap_or_else(|| p.clone()),
             _ => "tarball".into(),
         };
         let packages = vec![crate::sbom::Package::tarball(s.url.as_deref(), &file_name, Some(content))];

@@ -51,7 +51,13 @@ impl fmt::Display for SpecError {
 }
 
 impl SpecError {
-    fn new(file: &Path, text: Option<&str>, location: Option<(usize, usize)>, message: String, hint: Option<String>) -> SpecError {
+    fn new(
+        file: &Path,
+        text: Option<&str>,
+        location: Option<(usize, usize)>,
+        message: String,
+        hint: Option<String>,
+    ) -> SpecError {
         let snippet = match (text, location) {
             (Some(t), Some((l, _))) => t.lines().nth(l.saturating_sub(1)).map(|s| s.to_string()),
             _ => None,
@@ -184,7 +190,9 @@ fn hint_for(message: &str) -> Option<String> {
         .filter(|(d, k)| *d <= 2.max(k.len() / 3));
     Some(match best {
         Some((_, k)) => format!("did you mean `{k}`?"),
-        None => format!("valid keys here: {}", expected.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")),
+        None => {
+            format!("valid keys here: {}", expected.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "))
+        }
     })
 }
 
@@ -207,8 +215,11 @@ fn expand(
         };
         if let Some(inc) = &entry.include {
             if entry.has_sources() || entry.name.is_some() {
-                return Err(err("include", "`include:` cannot be combined with other keys in one layer entry".into(),
-                    Some("put the other keys in a separate entry under `layers:`".into())));
+                return Err(err(
+                    "include",
+                    "`include:` cannot be combined with other keys in one layer entry".into(),
+                    Some("put the other keys in a separate entry under `layers:`".into()),
+                ));
             }
             let inc_path = base.join(inc);
             let canon = canonical(&inc_path);
@@ -221,8 +232,11 @@ fn expand(
             let inc_text = match std::fs::read_to_string(&inc_path) {
                 Ok(t) => t,
                 Err(e) => {
-                    return Err(err("include", format!("cannot read included file {}: {e}", inc_path.display()),
-                        Some("include paths are relative to the file that names them".into())))
+                    return Err(err(
+                        "include",
+                        format!("cannot read included file {}: {e}", inc_path.display()),
+                        Some("include paths are relative to the file that names them".into()),
+                    ))
                 }
             };
             let lf: LayerFile = parse(&inc_path, &inc_text)?;
@@ -248,23 +262,32 @@ type Problem = (String, String, Option<String>);
 
 fn check_entry(entry: &LayerEntry, base: &Path) -> Result<(), Problem> {
     for (i, f) in entry.files.iter().enumerate() {
-        let given = [f.content.is_some(), f.content_base64.is_some(), f.source.is_some()].iter().filter(|b| **b).count();
+        let given =
+            [f.content.is_some(), f.content_base64.is_some(), f.source.is_some()].iter().filter(|b| **b).count();
         if given != 1 {
-            return Err((format!("files[{i}]"),
+            return Err((
+                format!("files[{i}]"),
                 format!("file {} needs exactly one of `content`, `content_base64`, `source` ({given} given)", f.path.0),
-                Some("use `content` for text, `content_base64` for binary data, `source` for a local file".into())));
+                Some("use `content` for text, `content_base64` for binary data, `source` for a local file".into()),
+            ));
         }
         if let Some(b) = &f.content_base64 {
             if let Err(e) = decode_base64(b) {
-                return Err((format!("files[{i}].content_base64"), format!("invalid base64 for {}: {e}", f.path.0), None));
+                return Err((
+                    format!("files[{i}].content_base64"),
+                    format!("invalid base64 for {}: {e}", f.path.0),
+                    None,
+                ));
             }
         }
         if let Some(src) = &f.source {
             let p = base.join(src);
             if !p.is_file() {
-                return Err((format!("files[{i}].source"),
+                return Err((
+                    format!("files[{i}].source"),
                     format!("local file {} (for {}) does not exist or is not a regular file", p.display(), f.path.0),
-                    Some("`source` is relative to the spec file that names it".into())));
+                    Some("`source` is relative to the spec file that names it".into()),
+                ));
             }
         }
     }
@@ -275,40 +298,66 @@ fn check_entry(entry: &LayerEntry, base: &Path) -> Result<(), Problem> {
             }
             (Some(url), None) => {
                 if !(url.starts_with("https://") || url.starts_with("http://")) {
-                    return Err(("tarball.url".into(), format!("`{url}` is not an http(s) URL"),
-                        Some("use `path:` for local files".into())));
+                    return Err((
+                        "tarball.url".into(),
+                        format!("`{url}` is not an http(s) URL"),
+                        Some("use `path:` for local files".into()),
+                    ));
                 }
                 if t.sha256.is_none() {
-                    return Err(("tarball".into(), format!("the tarball {url} has no `sha256`"),
-                        Some("downloads are pinned by hash; add `sha256: <hex>` (e.g. from `sha256sum FILE`)".into())));
+                    return Err((
+                        "tarball".into(),
+                        format!("the tarball {url} has no `sha256`"),
+                        Some("downloads are pinned by hash; add `sha256: <hex>` (e.g. from `sha256sum FILE`)".into()),
+                    ));
                 }
             }
             (None, Some(p)) => {
                 if !base.join(p).is_file() {
-                    return Err(("tarball.path".into(), format!("local tarball {} does not exist", base.join(p).display()),
-                        Some("`path` is relative to the spec file that names it".into())));
+                    return Err((
+                        "tarball.path".into(),
+                        format!("local tarball {} does not exist", base.join(p).display()),
+                        Some("`path` is relative to the spec file that names it".into()),
+                    ));
                 }
             }
         }
         if let Some(o) = &t.owner {
             if parse_owner(o).is_none() {
-                return Err(("tarball.owner".into(), format!("owner `{o}` is not `uid:gid`"), Some("e.g. `owner: \"0:0\"`".into())));
+                return Err((
+                    "tarball.owner".into(),
+                    format!("owner `{o}` is not `uid:gid`"),
+                    Some("e.g. `owner: \"0:0\"`".into()),
+                ));
             }
         }
     }
     if let Some(py) = &entry.python {
-        if !entry.files.is_empty() || !entry.dirs.is_empty() || !entry.symlinks.is_empty() || entry.tarball.is_some() || entry.accounts.is_some() {
-            return Err(("python".into(), "`python:` makes several layers and must be the only source of its layer entry".into(),
-                Some("move the other sources to their own entry under `layers:`".into())));
+        if !entry.files.is_empty()
+            || !entry.dirs.is_empty()
+            || !entry.symlinks.is_empty()
+            || entry.tarball.is_some()
+            || entry.accounts.is_some()
+        {
+            return Err((
+                "python".into(),
+                "`python:` makes several layers and must be the only source of its layer entry".into(),
+                Some("move the other sources to their own entry under `layers:`".into()),
+            ));
         }
-        crate::sources::python::check_spec(py).map_err(|(sub, m, h)| (if sub.is_empty() { "python".to_string() } else { format!("python.{sub}") }, m, h))?;
+        crate::sources::python::check_spec(py).map_err(|(sub, m, h)| {
+            (if sub.is_empty() { "python".to_string() } else { format!("python.{sub}") }, m, h)
+        })?;
     }
     if let Some(a) = &entry.accounts {
         let mut names = std::collections::BTreeSet::new();
         for (i, u) in a.users.iter().enumerate() {
             if !valid_account_name(&u.name) {
-                return Err((format!("accounts.users[{i}].name"), format!("`{}` is not a valid user name", u.name),
-                    Some("use lower-case letters, digits, `_` and `-`, starting with a letter or `_`".into())));
+                return Err((
+                    format!("accounts.users[{i}].name"),
+                    format!("`{}` is not a valid user name", u.name),
+                    Some("use lower-case letters, digits, `_` and `-`, starting with a letter or `_`".into()),
+                ));
             }
             if !names.insert(("u", u.name.clone())) {
                 return Err((format!("accounts.users[{i}].name"), format!("user `{}` is defined twice", u.name), None));
@@ -316,47 +365,85 @@ fn check_entry(entry: &LayerEntry, base: &Path) -> Result<(), Problem> {
         }
         for (i, g) in a.groups.iter().enumerate() {
             if !valid_account_name(&g.name) {
-                return Err((format!("accounts.groups[{i}].name"), format!("`{}` is not a valid group name", g.name), None));
+                return Err((
+                    format!("accounts.groups[{i}].name"),
+                    format!("`{}` is not a valid group name", g.name),
+                    None,
+                ));
             }
             if !names.insert(("g", g.name.clone())) {
-                return Err((format!("accounts.groups[{i}].name"), format!("group `{}` is defined twice", g.name), None));
+                return Err((
+                    format!("accounts.groups[{i}].name"),
+                    format!("group `{}` is defined twice", g.name),
+                    None,
+                ));
             }
         }
     }
     Ok(())
 }
 
-fn check_image(path: &Path, text: &str, index: &HashMap<String, (usize, usize)>, spec: &ImageSpec) -> Result<(), SpecError> {
-    let err = |node: &str, m: String, h: Option<String>| SpecError::new(path, Some(text), locate::find(index, node), m, h);
+fn check_image(
+    path: &Path,
+    text: &str,
+    index: &HashMap<String, (usize, usize)>,
+    spec: &ImageSpec,
+) -> Result<(), SpecError> {
+    let err =
+        |node: &str, m: String, h: Option<String>| SpecError::new(path, Some(text), locate::find(index, node), m, h);
     if let Some(p) = &spec.platform {
         if parse_platform(p).is_none() {
-            return Err(err("platform", format!("platform `{p}` is not `os/arch[/variant]`"), Some("e.g. `linux/amd64`".into())));
+            return Err(err(
+                "platform",
+                format!("platform `{p}` is not `os/arch[/variant]`"),
+                Some("e.g. `linux/amd64`".into()),
+            ));
         }
     }
     if let Some(c) = &spec.compression {
-        let comp = crate::compress::Compression::new(c.algorithm, c.level.unwrap_or_else(|| crate::compress::Compression::default_level(c.algorithm)));
+        let comp = crate::compress::Compression::new(
+            c.algorithm,
+            c.level.unwrap_or_else(|| crate::compress::Compression::default_level(c.algorithm)),
+        );
         comp.validate().map_err(|m| err("compression.level", m, None))?;
     }
     if let Some(cfg) = &spec.config {
         for (i, port) in cfg.ports.iter().enumerate() {
             if parse_port(port).is_none() {
-                return Err(err(&format!("config.ports[{i}]"), format!("port `{port}` is not `NUMBER[/tcp|/udp|/sctp]`"), None));
+                return Err(err(
+                    &format!("config.ports[{i}]"),
+                    format!("port `{port}` is not `NUMBER[/tcp|/udp|/sctp]`"),
+                    None,
+                ));
             }
         }
         for k in cfg.env.keys() {
             if k.is_empty() || k.contains('=') {
-                return Err(err(&format!("config.env.{k}"), format!("environment variable name `{k}` is empty or contains `=`"), None));
+                return Err(err(
+                    &format!("config.env.{k}"),
+                    format!("environment variable name `{k}` is empty or contains `=`"),
+                    None,
+                ));
             }
         }
     }
     if let Some(gpu) = &spec.gpu {
-        let cuda_ok = gpu.cuda.split('.').count() == 2 && gpu.cuda.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        let cuda_ok = gpu.cuda.split('.').count() == 2
+            && gpu.cuda.split('.').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
         if !cuda_ok {
-            return Err(err("gpu.cuda", format!("CUDA version `{}` is not MAJOR.MINOR", gpu.cuda), Some("e.g. `cuda: \"12.8\"` (quoted, or YAML reads 12.10 as 12.1)".into())));
+            return Err(err(
+                "gpu.cuda",
+                format!("CUDA version `{}` is not MAJOR.MINOR", gpu.cuda),
+                Some("e.g. `cuda: \"12.8\"` (quoted, or YAML reads 12.10 as 12.1)".into()),
+            ));
         }
         if let Some(v) = &gpu.verify {
             if !["quick", "full", "warn", "off"].contains(&v.as_str()) {
-                return Err(err("gpu.verify", format!("`{v}` is not a verify policy"), Some("use quick, full, warn or off".into())));
+                return Err(err(
+                    "gpu.verify",
+                    format!("`{v}` is not a verify policy"),
+                    Some("use quick, full, warn or off".into()),
+                ));
             }
         }
         for (i, a) in gpu.arch.iter().flatten().enumerate() {
@@ -365,13 +452,21 @@ fn check_image(path: &Path, text: &str, index: &HashMap<String, (usize, usize)>,
                 n.len() >= 2 && n.bytes().all(|b| b.is_ascii_digit())
             });
             if ok != Some(true) {
-                return Err(err(&format!("gpu.arch[{i}]"), format!("`{a}` is not a compute capability like `sm_80` or `sm_90`"), None));
+                return Err(err(
+                    &format!("gpu.arch[{i}]"),
+                    format!("`{a}` is not a compute capability like `sm_80` or `sm_90`"),
+                    None,
+                ));
             }
         }
     }
     if let Some(tag) = &spec.tag {
         if !valid_tag(tag) {
-            return Err(err("tag", format!("`{tag}` is not a valid tag"), Some("tags are up to 128 characters of [A-Za-z0-9_.-], not starting with `.` or `-`".into())));
+            return Err(err(
+                "tag",
+                format!("`{tag}` is not a valid tag"),
+                Some("tags are up to 128 characters of [A-Za-z0-9_.-], not starting with `.` or `-`".into()),
+            ));
         }
     }
     Ok(())
@@ -382,7 +477,9 @@ pub fn parse_platform(p: &str) -> Option<(String, String, Option<String>)> {
     let parts: Vec<&str> = p.split('/').collect();
     match parts.as_slice() {
         [os, arch] if !os.is_empty() && !arch.is_empty() => Some((os.to_string(), arch.to_string(), None)),
-        [os, arch, v] if !os.is_empty() && !arch.is_empty() && !v.is_empty() => Some((os.to_string(), arch.to_string(), Some(v.to_string()))),
+        [os, arch, v] if !os.is_empty() && !arch.is_empty() && !v.is_empty() => {
+            Some((os.to_string(), arch.to_string(), Some(v.to_string())))
+        }
         _ => None,
     }
 }
@@ -479,7 +576,8 @@ mod tests {
 
     #[test]
     fn unknown_key_hint_suggests_the_nearest() {
-        let h = hint_for("layers[0]: unknown field `fils`, expected one of `include`, `name`, `files`, `dirs`").unwrap();
+        let h =
+            hint_for("layers[0]: unknown field `fils`, expected one of `include`, `name`, `files`, `dirs`").unwrap();
         assert_eq!(h, "did you mean `files`?");
         let h = hint_for("unknown field `zzzzzz`, expected `a` or `b`").unwrap();
         assert_eq!(h, "valid keys here: `a`, `b`");

@@ -587,7 +587,9 @@ impl<'de> Deserialize<'de> for ArchiveUrl {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         if !(s.starts_with("http://") || s.starts_with("https://")) || url::Url::parse(&s).is_err() {
-            return Err(serde::de::Error::custom(format!("`{s}` is not an http(s) archive URL such as `http://deb.debian.org/debian`")));
+            return Err(serde::de::Error::custom(format!(
+                "`{s}` is not an http(s) archive URL such as `http://deb.debian.org/debian`"
+            )));
         }
         Ok(ArchiveUrl(s.trim_end_matches('/').to_string()))
     }

@@ -39,10 +39,9 @@ pub fn root() -> PathBuf {
 /// True when `tool` is on PATH. With STRATA_REQUIRE_TOOLS=1 a missing tool
 /// fails the test instead of skipping it.
 pub fn have(tool: &str) -> bool {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false)
-        || Path::new("/usr/sbin").join(tool).is_file();
+    let found =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file())).unwrap_or(false)
+            || Path::new("/usr/sbin").join(tool).is_file();
     if !found {
         if std::env::var("STRATA_REQUIRE_TOOLS").as_deref() == Ok("1") {
             panic!("{tool} is required (STRATA_REQUIRE_TOOLS=1) but not installed");
@@ -104,7 +103,8 @@ impl Server {
                         *c
                     };
                     let send = |s: &mut std::net::TcpStream, status: u16, body: &[u8], declared: usize| {
-                        let _ = write!(s, "HTTP/1.1 {status} X\r\nContent-Length: {declared}\r\nConnection: close\r\n\r\n");
+                        let _ =
+                            write!(s, "HTTP/1.1 {status} X\r\nContent-Length: {declared}\r\nConnection: close\r\n\r\n");
                         let _ = s.write_all(body);
                         let _ = s.flush();
                     };
@@ -192,7 +192,8 @@ pub fn sha256_hex(data: &[u8]) -> String {
 /// (status, stdout, stderr).
 pub fn umoci_runc(layout: &Path, tag: &str, work: &Path) -> (i32, String, String) {
     let bundle = work.join("bundle");
-    let o = run(Command::new("umoci").args(["unpack", "--image"]).arg(format!("{}:{tag}", layout.display())).arg(&bundle));
+    let o =
+        run(Command::new("umoci").args(["unpack", "--image"]).arg(format!("{}:{tag}", layout.display())).arg(&bundle));
     assert!(o.status.success(), "umoci unpack failed: {}", stderr(&o));
     let cfg_path = bundle.join("config.json");
     let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();

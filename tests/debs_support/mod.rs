@@ -122,7 +122,14 @@ pub struct Pkg {
 }
 
 pub fn pkg(name: &str, version: &str) -> Pkg {
-    Pkg { name: name.into(), version: version.into(), arch: "amd64".into(), fields: vec![], members: vec![], comp: Comp::Xz }
+    Pkg {
+        name: name.into(),
+        version: version.into(),
+        arch: "amd64".into(),
+        fields: vec![],
+        members: vec![],
+        comp: Comp::Xz,
+    }
 }
 
 impl Pkg {
@@ -139,7 +146,10 @@ impl Pkg {
         self
     }
     pub fn control(&self) -> String {
-        let mut c = format!("Package: {}\nVersion: {}\nArchitecture: {}\nMaintainer: Test <t@example.org>\n", self.name, self.version, self.arch);
+        let mut c = format!(
+            "Package: {}\nVersion: {}\nArchitecture: {}\nMaintainer: Test <t@example.org>\n",
+            self.name, self.version, self.arch
+        );
         for f in &self.fields {
             c.push_str(f);
             c.push('\n');
@@ -155,7 +165,8 @@ impl Pkg {
                 md5.push_str(&format!("{:x}  {}\n", md5_hex(d), p.trim_start_matches("./")));
             }
         }
-        let control_tar = tar(&[Member::Dir("./"), file("./control", self.control().as_bytes()), file("./md5sums", md5.as_bytes())]);
+        let control_tar =
+            tar(&[Member::Dir("./"), file("./control", self.control().as_bytes()), file("./md5sums", md5.as_bytes())]);
         let (control_gz, _) = compress(Comp::Gz, &control_tar);
         let mut members = vec![Member::Dir("./")];
         members.extend(self.members.iter().cloned());
@@ -233,7 +244,10 @@ impl TestKey {
     }
     pub fn clearsign(&self, text: &str) -> String {
         let rng = rand::rngs::StdRng::seed_from_u64(7);
-        CleartextSignedMessage::sign(rng, text, &self.secret.primary_key, &Password::empty()).unwrap().to_armored_string(ArmorOptions::default()).unwrap()
+        CleartextSignedMessage::sign(rng, text, &self.secret.primary_key, &Password::empty())
+            .unwrap()
+            .to_armored_string(ArmorOptions::default())
+            .unwrap()
     }
 }
 
@@ -271,8 +285,15 @@ impl Server {
                     let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
                     let body = files.lock().unwrap().get(&path).cloned();
                     let _ = match body {
-                        Some(b) => s.write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", b.len()).as_bytes()).and_then(|_| s.write_all(&b)),
-                        None => s.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+                        Some(b) => s
+                            .write_all(
+                                format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", b.len())
+                                    .as_bytes(),
+                            )
+                            .and_then(|_| s.write_all(&b)),
+                        None => {
+                            s.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                        }
                     };
                     let _ = s.flush();
                     let mut sink = Vec::new();

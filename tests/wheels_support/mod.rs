@@ -25,10 +25,22 @@ pub struct Member {
 
 impl Member {
     pub fn file(name: &str, data: impl AsRef<[u8]>, perm: u32) -> Member {
-        Member { name: name.into(), data: data.as_ref().to_vec(), mode: 0o100000 | perm, deflate: true, declared_size: None }
+        Member {
+            name: name.into(),
+            data: data.as_ref().to_vec(),
+            mode: 0o100000 | perm,
+            deflate: true,
+            declared_size: None,
+        }
     }
     pub fn symlink(name: &str, target: &str) -> Member {
-        Member { name: name.into(), data: target.as_bytes().to_vec(), mode: 0o120777, deflate: false, declared_size: None }
+        Member {
+            name: name.into(),
+            data: target.as_bytes().to_vec(),
+            mode: 0o120777,
+            deflate: false,
+            declared_size: None,
+        }
     }
     pub fn dir(name: &str) -> Member {
         Member { name: name.into(), data: Vec::new(), mode: 0o040755, deflate: false, declared_size: None }
@@ -157,11 +169,16 @@ impl Wheel {
     pub fn bytes(&self) -> Vec<u8> {
         let info = self.info();
         let mut members = self.members.clone();
-        let metadata = self.metadata.clone().unwrap_or_else(|| format!("Metadata-Version: 2.1\nName: {}\nVersion: {}\n", self.dist.replace('_', "-"), self.version));
+        let metadata = self.metadata.clone().unwrap_or_else(|| {
+            format!("Metadata-Version: 2.1\nName: {}\nVersion: {}\n", self.dist.replace('_', "-"), self.version)
+        });
         members.push(Member::file(&format!("{info}/METADATA"), metadata, 0o644));
         members.push(Member::file(
             &format!("{info}/WHEEL"),
-            format!("Wheel-Version: 1.0\nGenerator: strata-tests\nRoot-Is-Purelib: {}\nTag: {}\n", self.purelib, self.tag),
+            format!(
+                "Wheel-Version: 1.0\nGenerator: strata-tests\nRoot-Is-Purelib: {}\nTag: {}\n",
+                self.purelib, self.tag
+            ),
             0o644,
         ));
         if let Some(ep) = &self.entry_points {
@@ -237,7 +254,9 @@ impl Server {
                     let body = f.lock().unwrap().get(&path).cloned();
                     let resp = match body {
                         Some(b) => {
-                            let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", b.len()).into_bytes();
+                            let mut r =
+                                format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", b.len())
+                                    .into_bytes();
                             r.extend_from_slice(&b);
                             r
                         }
@@ -273,7 +292,8 @@ pub fn read_layout(dir: &Path) -> (String, serde_json::Value, Vec<Layer>) {
     let index: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
     let mdigest = index["manifests"][0]["digest"].as_str().unwrap().to_string();
     let manifest: serde_json::Value = serde_json::from_slice(&blob(dir, &mdigest)).unwrap();
-    let config: serde_json::Value = serde_json::from_slice(&blob(dir, manifest["config"]["digest"].as_str().unwrap())).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_slice(&blob(dir, manifest["config"]["digest"].as_str().unwrap())).unwrap();
     let mut layers = Vec::new();
     for l in manifest["layers"].as_array().unwrap() {
         let digest = l["digest"].as_str().unwrap().to_string();

@@ -157,7 +157,8 @@ pub fn parse_relation(s: &str) -> Result<Relation, String> {
             let inner = inner.trim();
             let op_len = inner.chars().take_while(|c| "<>=".contains(*c)).count();
             let (op_s, ver_s) = inner.split_at(op_len);
-            let op = Op::parse(op_s).ok_or_else(|| format!("relation `{s}` has an unknown operator `{op_s}` (use <<, <=, =, >= or >>)"))?;
+            let op = Op::parse(op_s)
+                .ok_or_else(|| format!("relation `{s}` has an unknown operator `{op_s}` (use <<, <=, =, >= or >>)"))?;
             let ver = Version::parse(ver_s.trim()).map_err(|e| format!("relation `{s}`: {e}"))?;
             rest = &rest[..i];
             (rest.trim(), Some((op, ver)))
@@ -188,7 +189,10 @@ mod tests {
 
     #[test]
     fn relations_parse() {
-        let g = parse_relations("libc6 (>= 2.36), libgcc-s1 | libgcc1 (>> 1:4), python3:any, foo [amd64] <!nocheck>, bar (<< 2) <!nocheck>").unwrap();
+        let g = parse_relations(
+            "libc6 (>= 2.36), libgcc-s1 | libgcc1 (>> 1:4), python3:any, foo [amd64] <!nocheck>, bar (<< 2) <!nocheck>",
+        )
+        .unwrap();
         assert_eq!(g.len(), 5);
         assert_eq!(g[4][0].to_string(), "bar (<< 2)");
         assert_eq!(g[0][0].to_string(), "libc6 (>= 2.36)");

@@ -63,7 +63,14 @@ pub fn map_member(raw: &str, opts: ExtractOptions, label: &str) -> Result<Option
 
 /// Unpacks the `.deb` at `path` into `tree`. When `expected` is given, the
 /// file's sha256 must match it. File bytes are spooled into `scratch`.
-pub fn extract_deb(path: &Path, expected: Option<&Digest>, label: &str, opts: ExtractOptions, scratch: &Path, tree: &mut Tree) -> Result<DebMeta, SourceError> {
+pub fn extract_deb(
+    path: &Path,
+    expected: Option<&Digest>,
+    label: &str,
+    opts: ExtractOptions,
+    scratch: &Path,
+    tree: &mut Tree,
+) -> Result<DebMeta, SourceError> {
     let file = fs_err::File::open(path).map_err(|e| msg(label, e))?;
     let mut r = HashingReader::new(BufReader::with_capacity(1 << 20, file));
     let meta = read_deb(&mut r, label, opts, scratch, tree)?;
@@ -107,7 +114,13 @@ fn read_ar_header(r: &mut (impl Read + Send), label: &str) -> Result<Option<ArHe
 }
 
 /// Reads a `.deb` from a stream.
-pub fn read_deb(r: &mut (impl Read + Send), label: &str, opts: ExtractOptions, scratch: &Path, tree: &mut Tree) -> Result<DebMeta, SourceError> {
+pub fn read_deb(
+    r: &mut (impl Read + Send),
+    label: &str,
+    opts: ExtractOptions,
+    scratch: &Path,
+    tree: &mut Tree,
+) -> Result<DebMeta, SourceError> {
     let mut magic = [0u8; 8];
     r.read_exact(&mut magic).map_err(|_| msg(label, "not a .deb (too short)"))?;
     if &magic != b"!<arch>\n" {
@@ -132,7 +145,10 @@ pub fn read_deb(r: &mut (impl Read + Send), label: &str, opts: ExtractOptions, s
                     return Err(msg(label, "control.tar comes before debian-binary"));
                 }
                 if h.size > MAX_CONTROL {
-                    return Err(msg(label, format!("control.tar is {} bytes; refusing more than {MAX_CONTROL}", h.size)));
+                    return Err(msg(
+                        label,
+                        format!("control.tar is {} bytes; refusing more than {MAX_CONTROL}", h.size),
+                    ));
                 }
                 meta = Some(read_control(&mut member, label)?);
             }
@@ -197,7 +213,14 @@ fn read_control(r: &mut (impl Read + Send), label: &str) -> Result<DebMeta, Sour
 }
 
 /// Reads a decompressed data.tar into the tree.
-pub fn read_data(r: impl Read, what: &str, opts: ExtractOptions, origin: &Arc<str>, scratch: &Path, tree: &mut Tree) -> Result<(), SourceError> {
+pub fn read_data(
+    r: impl Read,
+    what: &str,
+    opts: ExtractOptions,
+    origin: &Arc<str>,
+    scratch: &Path,
+    tree: &mut Tree,
+) -> Result<(), SourceError> {
     let (spool, spool_file) = Spool::create_in(scratch).map_err(SourceError::io("creating spool file in", scratch))?;
     let mut spool_w = io::BufWriter::with_capacity(1 << 20, spool_file);
     let mut offset = 0u64;
@@ -205,7 +228,8 @@ pub fn read_data(r: impl Read, what: &str, opts: ExtractOptions, origin: &Arc<st
     let entries = ar.entries().map_err(|e| msg(what, format!("not a tar archive: {e}")))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| msg(what, format!("corrupt or truncated tar: {e}")))?;
-        let raw = String::from_utf8(entry.path_bytes().into_owned()).map_err(|_| msg(what, "a member path is not valid UTF-8"))?;
+        let raw = String::from_utf8(entry.path_bytes().into_owned())
+            .map_err(|_| msg(what, "a member path is not valid UTF-8"))?;
         let Some(path) = map_member(&raw, opts, what)? else { continue };
         let header = entry.header();
         let mode = header.mode().unwrap_or(0o644) & 0o7777;
@@ -237,9 +261,14 @@ pub fn read_data(r: impl Read, what: &str, opts: ExtractOptions, origin: &Arc<st
                 .link_name_bytes()
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
                 .ok_or_else(|| msg(what, format!("hardlink {raw} has no target")))?;
-            let target = map_member(&raw_target, opts, what)?.ok_or_else(|| msg(what, format!("hardlink {raw} points at the archive root")))?;
+            let target = map_member(&raw_target, opts, what)?
+                .ok_or_else(|| msg(what, format!("hardlink {raw} points at the archive root")))?;
             Kind::Hardlink { target }
-        } else if et.is_pax_global_extensions() || et.is_pax_local_extensions() || et.is_gnu_longname() || et.is_gnu_longlink() {
+        } else if et.is_pax_global_extensions()
+            || et.is_pax_local_extensions()
+            || et.is_gnu_longname()
+            || et.is_gnu_longlink()
+        {
             continue;
         } else {
             return Err(msg(what, format!("{raw} is a {et:?} entry; layers hold only files, directories and links")));
@@ -284,7 +313,8 @@ fn status_paragraph(control: &[u8]) -> Vec<u8> {
 pub fn register(meta: &DebMeta, tree: &mut Tree) -> Result<(), SourceError> {
     let origin: Arc<str> = Arc::from(format!("deb {} {} (status.d)", meta.package, meta.version));
     let base = TreePath::from_image_path("var/lib/dpkg/status.d").map_err(|e| SourceError::Message(e.to_string()))?;
-    let p = base.join(&meta.package).map_err(|e| SourceError::Message(format!("package name {}: {e}", meta.package)))?;
+    let p =
+        base.join(&meta.package).map_err(|e| SourceError::Message(format!("package name {}: {e}", meta.package)))?;
     tree.insert(p, Entry::bytes(status_paragraph(&meta.control), 0o644, &origin))?;
     if let Some(m) = &meta.md5sums {
         let p = base.join(&format!("{}.md5sums", meta.package)).map_err(|e| SourceError::Message(e.to_string()))?;

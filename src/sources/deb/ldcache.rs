@@ -198,7 +198,8 @@ pub fn parse_elf(b: &[u8]) -> Option<ElfLib> {
     }
     let soname = match (strtab, soname_off) {
         (Some(st), Some(so)) => {
-            let file_off = loads.iter().find(|(va, _, sz)| st >= *va && st < va + sz).map(|(va, off, _)| st - va + off)?;
+            let file_off =
+                loads.iter().find(|(va, _, sz)| st >= *va && st < va + sz).map(|(va, off, _)| st - va + off)?;
             let start = file_off.checked_add(so)? as usize;
             let s = b.get(start..)?;
             let len = s.iter().position(|&c| c == 0)?;
@@ -230,7 +231,11 @@ mod tests {
     #[test]
     fn cache_round_trips_sorted_descending() {
         let e = |k: &str, p: &str| CacheEntry { key: k.into(), path: p.into(), flags: FLAG_X86_64_LIBC6 };
-        let bytes = write_cache(&[e("libc.so.6", "/lib/x86_64-linux-gnu/libc.so.6"), e("libz.so.1", "/lib/x86_64-linux-gnu/libz.so.1"), e("libffi.so.8", "/usr/lib/x86_64-linux-gnu/libffi.so.8")]);
+        let bytes = write_cache(&[
+            e("libc.so.6", "/lib/x86_64-linux-gnu/libc.so.6"),
+            e("libz.so.1", "/lib/x86_64-linux-gnu/libz.so.1"),
+            e("libffi.so.8", "/usr/lib/x86_64-linux-gnu/libffi.so.8"),
+        ]);
         assert_eq!(&bytes[..20], b"glibc-ld.so.cache1.1");
         let back = read_cache(&bytes).unwrap();
         let keys: Vec<&str> = back.iter().map(|x| x.key.as_str()).collect();
@@ -254,7 +259,14 @@ mod tests {
         let e = |k: &str, p: &str| CacheEntry { key: k.into(), path: p.into(), flags: FLAG_X86_64_LIBC6 };
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("ld.so.cache");
-        std::fs::write(&f, write_cache(&[e("libc.so.6", "/lib/x86_64-linux-gnu/libc.so.6"), e("libm.so.6", "/lib/x86_64-linux-gnu/libm.so.6")])).unwrap();
+        std::fs::write(
+            &f,
+            write_cache(&[
+                e("libc.so.6", "/lib/x86_64-linux-gnu/libc.so.6"),
+                e("libm.so.6", "/lib/x86_64-linux-gnu/libm.so.6"),
+            ]),
+        )
+        .unwrap();
         let out = std::process::Command::new(ldconfig).arg("-p").arg("-C").arg(&f).output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{text}");
@@ -264,7 +276,10 @@ mod tests {
 
     #[test]
     fn elf_soname_of_a_real_library() {
-        let Some(p) = ["/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib/x86_64-linux-gnu/libc.so.6"].into_iter().find(|p| std::path::Path::new(p).is_file()) else {
+        let Some(p) = ["/lib/x86_64-linux-gnu/libc.so.6", "/usr/lib/x86_64-linux-gnu/libc.so.6"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).is_file())
+        else {
             eprintln!("note: no x86-64 libc on this host; skipping");
             return;
         };

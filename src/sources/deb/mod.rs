@@ -38,8 +38,18 @@ pub fn archives_of(spec: &DebsSpec) -> Vec<DebArchive> {
     match &spec.archives {
         Some(a) => a.clone(),
         None => vec![
-            DebArchive { url: ArchiveUrl(DEFAULT_ARCHIVE.into()), suites: vec!["bookworm".into(), "bookworm-updates".into()], components: vec!["main".into()], optional: false },
-            DebArchive { url: ArchiveUrl(DEFAULT_SECURITY_ARCHIVE.into()), suites: vec!["bookworm-security".into()], components: vec!["main".into()], optional: true },
+            DebArchive {
+                url: ArchiveUrl(DEFAULT_ARCHIVE.into()),
+                suites: vec!["bookworm".into(), "bookworm-updates".into()],
+                components: vec!["main".into()],
+                optional: false,
+            },
+            DebArchive {
+                url: ArchiveUrl(DEFAULT_SECURITY_ARCHIVE.into()),
+                suites: vec!["bookworm-security".into()],
+                components: vec!["main".into()],
+                optional: true,
+            },
         ],
     }
 }
@@ -101,14 +111,20 @@ impl Source for Debs<'_> {
         let mut list = Vec::new();
         let mut packages = Vec::new();
         for p in &pins.packages {
-            let d = Digest::parse(&p.sha256).map_err(|e| SourceError::Message(format!("lock: package {}: {e}", p.name)))?;
+            let d =
+                Digest::parse(&p.sha256).map_err(|e| SourceError::Message(format!("lock: package {}: {e}", p.name)))?;
             fp.push_str(&format!("{} {} {} {}\n", p.name, p.version, p.arch, d.hex()));
             list.push((p, d));
             packages.push(crate::sbom::Package {
                 kind: crate::sbom::PackageKind::Deb,
                 name: p.name.clone(),
                 version: Some(p.version.clone()),
-                purl: Some(format!("pkg:deb/debian/{}@{}?arch={}", crate::sbom::purl_escape(&p.name), crate::sbom::purl_escape(&p.version), crate::sbom::purl_escape(&p.arch))),
+                purl: Some(format!(
+                    "pkg:deb/debian/{}@{}?arch={}",
+                    crate::sbom::purl_escape(&p.name),
+                    crate::sbom::purl_escape(&p.version),
+                    crate::sbom::purl_escape(&p.arch)
+                )),
                 sha256: Some(d),
                 download: Some(crate::report::redact_url(&p.url)),
                 license: None,
@@ -118,7 +134,8 @@ impl Source for Debs<'_> {
             let opts = extract::ExtractOptions { merged_usr };
             for (pin, digest) in &list {
                 let label = format!("{}_{}_{}.deb", pin.name, pin.version, pin.arch);
-                let meta = extract::extract_deb(&ctx.store.path(digest), Some(digest), &label, opts, &ctx.scratch, tree)?;
+                let meta =
+                    extract::extract_deb(&ctx.store.path(digest), Some(digest), &label, opts, &ctx.scratch, tree)?;
                 if meta.package != pin.name || meta.version != pin.version {
                     return Err(SourceError::Message(format!(
                         "{label}: the .deb's control file says {} {}, the lock says {} {}\nhint: the lock file was edited or the archive is inconsistent; run `strata lock SPEC` again",

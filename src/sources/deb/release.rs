@@ -15,7 +15,8 @@ use super::control::parse_paragraphs;
 /// `/usr/share/keyrings/debian-archive-keyring.gpg` of Debian's
 /// `debian-archive-keyring` 2023.3+deb12u2 (bullseye, bookworm and trixie
 /// archive, security and release keys).
-pub const DEBIAN_KEYRING: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/keys/debian-archive-keyring.gpg"));
+pub const DEBIAN_KEYRING: &[u8] =
+    include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/keys/debian-archive-keyring.gpg"));
 
 /// Trusted signing keys.
 pub struct Keyring {
@@ -37,7 +38,8 @@ impl Keyring {
 
     /// Parses keyring bytes.
     pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<Keyring, String> {
-        let (iter, _) = SignedPublicKey::from_reader_many(bytes).map_err(|e| format!("{origin}: not an OpenPGP keyring: {e}"))?;
+        let (iter, _) =
+            SignedPublicKey::from_reader_many(bytes).map_err(|e| format!("{origin}: not an OpenPGP keyring: {e}"))?;
         let mut keys = Vec::new();
         for k in iter {
             keys.push(k.map_err(|e| format!("{origin}: unreadable key: {e}"))?);

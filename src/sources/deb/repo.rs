@@ -94,7 +94,8 @@ pub struct LockContext<'a> {
 pub fn lock_layer(layer: &ResolvedLayer, spec: &DebsSpec, cx: &LockContext<'_>) -> Result<DebsLock, String> {
     let arch = arch_of(spec);
     let keyring = match &spec.keyring {
-        Some(k) => Keyring::load(&layer.resolve(k)).map_err(|e| format!("keyring: {e}\nhint: `keyring:` is relative to the file that names it"))?,
+        Some(k) => Keyring::load(&layer.resolve(k))
+            .map_err(|e| format!("keyring: {e}\nhint: `keyring:` is relative to the file that names it"))?,
         None => Keyring::debian()?,
     };
     let mut universe = Universe::default();
@@ -114,7 +115,12 @@ pub fn lock_layer(layer: &ResolvedLayer, spec: &DebsSpec, cx: &LockContext<'_>) 
                 Ok(b) => b,
                 Err(e) => {
                     if archive.optional {
-                        skipped = Some(format!("skipped optional archive {} suite {suite}: {} ({})", redact_url(&archive.url.0), redact_url(&url), e.message));
+                        skipped = Some(format!(
+                            "skipped optional archive {} suite {suite}: {} ({})",
+                            redact_url(&archive.url.0),
+                            redact_url(&url),
+                            e.message
+                        ));
                         break;
                     }
                     let hint = match e.status {
@@ -127,7 +133,9 @@ pub fn lock_layer(layer: &ResolvedLayer, spec: &DebsSpec, cx: &LockContext<'_>) 
             let text = verify_inrelease(&bytes, &keyring, &redact_url(&url))?;
             let release = parse_release(&text, &redact_url(&url))?;
             if let Some(vu) = &release.valid_until {
-                if let (Some(t), Ok(now)) = (parse_release_date(vu), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)) {
+                if let (Some(t), Ok(now)) =
+                    (parse_release_date(vu), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH))
+                {
                     if (now.as_secs() as i64) > t {
                         return Err(format!(
                             "{}: the Release file expired (Valid-Until: {vu})\nhint: the mirror is stale (or the clock is wrong); use an up-to-date mirror",
@@ -190,7 +198,12 @@ pub fn lock_layer(layer: &ResolvedLayer, spec: &DebsSpec, cx: &LockContext<'_>) 
                     }
                 }
             }
-            locked.push(LockedArchive { url: archive.url.0.clone(), suite, date: release.date.clone(), inrelease_sha256: inrelease_digest.hex() });
+            locked.push(LockedArchive {
+                url: archive.url.0.clone(),
+                suite,
+                date: release.date.clone(),
+                inrelease_sha256: inrelease_digest.hex(),
+            });
         }
     }
     if universe.is_empty() {

@@ -41,7 +41,9 @@ impl Candidate {
     /// Builds a candidate from a Packages paragraph; `None` for other
     /// architectures. `what` names the index in errors.
     pub fn from_paragraph(p: &Paragraph, arch: &str, archive: usize, what: &str) -> Result<Option<Candidate>, String> {
-        let field = |k: &str| p.get(k).ok_or_else(|| format!("{what}: package {} has no `{k}` field", p.get("Package").unwrap_or("?")));
+        let field = |k: &str| {
+            p.get(k).ok_or_else(|| format!("{what}: package {} has no `{k}` field", p.get("Package").unwrap_or("?")))
+        };
         let a = field("Architecture")?;
         if a != arch && a != "all" {
             return Ok(None);
@@ -58,7 +60,11 @@ impl Candidate {
             }
         }
         let provides = match p.get("Provides") {
-            Some(s) => parse_relations(s).map_err(|e| format!("{what}: package {name}: Provides: {e}"))?.into_iter().flatten().collect(),
+            Some(s) => parse_relations(s)
+                .map_err(|e| format!("{what}: package {name}: Provides: {e}"))?
+                .into_iter()
+                .flatten()
+                .collect(),
             None => Vec::new(),
         };
         let priority = match p.get("Priority").unwrap_or("") {
@@ -69,12 +75,24 @@ impl Candidate {
             _ => 4,
         };
         let sha256 = Digest::parse(field("SHA256")?).map_err(|e| format!("{what}: package {name}: SHA256: {e}"))?;
-        let size = field("Size")?.parse::<u64>().map_err(|_| format!("{what}: package {name}: Size is not a number"))?;
+        let size =
+            field("Size")?.parse::<u64>().map_err(|_| format!("{what}: package {name}: Size is not a number"))?;
         let filename = field("Filename")?.to_string();
         if filename.starts_with('/') || filename.split('/').any(|c| c == "..") {
             return Err(format!("{what}: package {name}: Filename `{filename}` escapes the archive root"));
         }
-        Ok(Some(Candidate { name, version, arch: a.to_string(), priority, depends, provides, filename, size, sha256, archive }))
+        Ok(Some(Candidate {
+            name,
+            version,
+            arch: a.to_string(),
+            priority,
+            depends,
+            provides,
+            filename,
+            size,
+            sha256,
+            archive,
+        }))
     }
 }
 
@@ -140,7 +158,8 @@ pub fn resolve<'u>(u: &'u Universe, req: &Request) -> Result<Resolution<'u>, Str
     let mut chosen: BTreeMap<String, &'u Candidate> = BTreeMap::new();
     let mut why: BTreeMap<String, String> = BTreeMap::new();
     let mut notes = Vec::new();
-    let mut queue: VecDeque<(Alternatives, String)> = req.roots.iter().map(|g| (g.clone(), "the spec".to_string())).collect();
+    let mut queue: VecDeque<(Alternatives, String)> =
+        req.roots.iter().map(|g| (g.clone(), "the spec".to_string())).collect();
     for (virt, prov) in &req.prefer {
         if !u.providers.get(virt).is_some_and(|ps| ps.iter().any(|(n, _)| n == prov)) && !u.by_name.contains_key(virt) {
             return Err(format!(
@@ -190,7 +209,10 @@ pub fn resolve<'u>(u: &'u Universe, req: &Request) -> Result<Resolution<'u>, Str
         }
         if pick.is_none() && (excluded_providers > 0 || usable.len() < group.len()) {
             // Nothing installable is left once the excluded names are taken out.
-            notes.push(format!("excluded: {} (needed by {by}; every installable alternative is excluded)", group_text(&group)));
+            notes.push(format!(
+                "excluded: {} (needed by {by}; every installable alternative is excluded)",
+                group_text(&group)
+            ));
             continue;
         }
         let Some(c) = pick else {
@@ -203,7 +225,8 @@ pub fn resolve<'u>(u: &'u Universe, req: &Request) -> Result<Resolution<'u>, Str
         };
         why.insert(c.name.clone(), by.clone());
         chosen.insert(c.name.clone(), c);
-        let deps = parse_relations(&c.depends).map_err(|e| format!("package {} {}: Depends: {e}", c.name, c.version))?;
+        let deps =
+            parse_relations(&c.depends).map_err(|e| format!("package {} {}: Depends: {e}", c.name, c.version))?;
         for g in deps {
             queue.push_back((g, format!("{} {}", c.name, c.version)));
         }
@@ -218,9 +241,7 @@ fn satisfied(u: &Universe, chosen: &BTreeMap<String, &Candidate>, r: &Relation) 
         }
     }
     u.providers.get(&r.name).is_some_and(|ps| {
-        ps.iter().any(|(pname, pver)| {
-            chosen.get(pname).is_some_and(|c| &c.version == pver && provides_ok(c, r))
-        })
+        ps.iter().any(|(pname, pver)| chosen.get(pname).is_some_and(|c| &c.version == pver && provides_ok(c, r)))
     })
 }
 
@@ -239,7 +260,12 @@ fn provides_ok(c: &Candidate, r: &Relation) -> bool {
 
 /// The highest version of the real package `r.name` that satisfies `r`.
 /// Err when the package was already chosen at a version that does not.
-fn best_real<'u>(u: &'u Universe, chosen: &BTreeMap<String, &'u Candidate>, exclude: &BTreeSet<String>, r: &Relation) -> Result<Option<&'u Candidate>, String> {
+fn best_real<'u>(
+    u: &'u Universe,
+    chosen: &BTreeMap<String, &'u Candidate>,
+    exclude: &BTreeSet<String>,
+    r: &Relation,
+) -> Result<Option<&'u Candidate>, String> {
     if exclude.contains(&r.name) {
         return Ok(None);
     }
@@ -247,14 +273,24 @@ fn best_real<'u>(u: &'u Universe, chosen: &BTreeMap<String, &'u Candidate>, excl
         return if r.accepts(&c.version) {
             Ok(Some(c))
         } else {
-            Err(format!("{r}: {} {} was already chosen (no backtracking); pin a version both accept", c.name, c.version))
+            Err(format!(
+                "{r}: {} {} was already chosen (no backtracking); pin a version both accept",
+                c.name, c.version
+            ))
         };
     }
-    Ok(u.by_name.get(&r.name).and_then(|list| list.iter().filter(|c| r.accepts(&c.version)).max_by(|a, b| a.version.cmp(&b.version))))
+    Ok(u.by_name
+        .get(&r.name)
+        .and_then(|list| list.iter().filter(|c| r.accepts(&c.version)).max_by(|a, b| a.version.cmp(&b.version))))
 }
 
 /// A provider for a virtual relation, with a note when there was a choice.
-fn provider<'u>(u: &'u Universe, chosen: &BTreeMap<String, &'u Candidate>, req: &Request, r: &Relation) -> Result<Option<(&'u Candidate, Option<String>)>, String> {
+fn provider<'u>(
+    u: &'u Universe,
+    chosen: &BTreeMap<String, &'u Candidate>,
+    req: &Request,
+    r: &Relation,
+) -> Result<Option<(&'u Candidate, Option<String>)>, String> {
     let Some(ps) = u.providers.get(&r.name) else { return Ok(None) };
     let mut cands: Vec<&'u Candidate> = Vec::new();
     for (pname, pver) in ps {
@@ -304,7 +340,8 @@ fn provider<'u>(u: &'u Universe, chosen: &BTreeMap<String, &'u Candidate>, req: 
 
 /// True when `r` names no real package and all its providers are excluded.
 fn only_excluded_providers(u: &Universe, req: &Request, r: &Relation) -> bool {
-    !u.by_name.contains_key(&r.name) && u.providers.get(&r.name).is_some_and(|ps| !ps.is_empty() && ps.iter().all(|(n, _)| req.exclude.contains(n)))
+    !u.by_name.contains_key(&r.name)
+        && u.providers.get(&r.name).is_some_and(|ps| !ps.is_empty() && ps.iter().all(|(n, _)| req.exclude.contains(n)))
 }
 
 fn describe_missing(u: &Universe, r: &Relation) -> String {
@@ -312,7 +349,11 @@ fn describe_missing(u: &Universe, r: &Relation) -> String {
         Some(list) => {
             let mut vs: Vec<&Version> = list.iter().map(|c| &c.version).collect();
             vs.sort();
-            format!("{r}: the archives have {} {}", r.name, vs.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", "))
+            format!(
+                "{r}: the archives have {} {}",
+                r.name,
+                vs.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(", ")
+            )
         }
         None => format!("{r}: no package of that name, and none provides it"),
     }
@@ -329,7 +370,12 @@ mod tests {
             let mut p = p;
             // Fill the fields every index has.
             let mut extra = String::new();
-            for (k, v) in [("Architecture", "amd64"), ("SHA256", "0000000000000000000000000000000000000000000000000000000000000000"), ("Size", "1"), ("Filename", "pool/x.deb")] {
+            for (k, v) in [
+                ("Architecture", "amd64"),
+                ("SHA256", "0000000000000000000000000000000000000000000000000000000000000000"),
+                ("Size", "1"),
+                ("Filename", "pool/x.deb"),
+            ] {
                 if p.get(k).is_none() {
                     extra.push_str(&format!("{k}: {v}\n"));
                 }
@@ -387,14 +433,24 @@ Package: bar\nVersion: 9\nProvides: foo-abi\n";
         let r = resolve(&u, &q).unwrap();
         assert!(names(&r).contains(&"gawk=5".to_string()));
         assert!(!r.packages.contains_key("exim"));
-        assert!(r.notes.iter().any(|n| n.starts_with("excluded: mail-transport-agent | exim (needed by app 1.0; every installable")), "{:?}", r.notes);
+        assert!(
+            r.notes
+                .iter()
+                .any(|n| n.starts_with("excluded: mail-transport-agent | exim (needed by app 1.0; every installable")),
+            "{:?}",
+            r.notes
+        );
         // Excluding every provider of a virtual package skips the dependency.
         q.exclude.insert("gawk".into());
         q.exclude.insert("mawk".into());
         q.prefer.clear();
         let r = resolve(&u, &q).unwrap();
         assert!(!r.packages.contains_key("mawk") && !r.packages.contains_key("gawk"));
-        assert!(r.notes.iter().any(|n| n.contains("awk (needed by app 1.0; every installable alternative is excluded)")), "{:?}", r.notes);
+        assert!(
+            r.notes.iter().any(|n| n.contains("awk (needed by app 1.0; every installable alternative is excluded)")),
+            "{:?}",
+            r.notes
+        );
     }
 
     #[test]
@@ -410,7 +466,11 @@ Package: bar\nVersion: 9\nProvides: foo-abi\n";
         let r = resolve(&u, &req(&["libc (<< 2)"])).unwrap();
         assert_eq!(names(&r), ["libc=1.5"]);
         let e = resolve(&u, &req(&["libc (>= 3)"])).unwrap_err();
-        assert!(e.contains("cannot satisfy `libc (>= 3)` (requested by the spec)") && e.contains("the archives have libc 1.5, 2.1"), "{e}");
+        assert!(
+            e.contains("cannot satisfy `libc (>= 3)` (requested by the spec)")
+                && e.contains("the archives have libc 1.5, 2.1"),
+            "{e}"
+        );
         let e = resolve(&u, &req(&["app", "old"])).unwrap_err();
         assert!(e.contains("libc 2.1 was already chosen"), "{e}");
         let e = resolve(&u, &req(&["nosuch"])).unwrap_err();

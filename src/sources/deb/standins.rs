@@ -31,7 +31,10 @@ fn read_all(tree: &Tree, p: &TreePath) -> Result<Option<Vec<u8>>, SourceError> {
     match tree.get(p) {
         Some(Entry { kind: Kind::File { content, .. }, .. }) => {
             let mut v = Vec::new();
-            content.open().and_then(|mut r| r.read_to_end(&mut v)).map_err(|e| SourceError::Message(format!("stand-ins: reading {p}: {e}")))?;
+            content
+                .open()
+                .and_then(|mut r| r.read_to_end(&mut v))
+                .map_err(|e| SourceError::Message(format!("stand-ins: reading {p}: {e}")))?;
             Ok(Some(v))
         }
         _ => Ok(None),
@@ -41,7 +44,8 @@ fn read_all(tree: &Tree, p: &TreePath) -> Result<Option<Vec<u8>>, SourceError> {
 /// Follows symlinks inside the tree (at most 32 hops); `None` if the path
 /// does not lead to an entry.
 pub fn resolve_path(tree: &Tree, p: &str) -> Option<TreePath> {
-    let mut comps: Vec<String> = p.trim_start_matches('/').split('/').filter(|c| !c.is_empty() && *c != ".").map(String::from).collect();
+    let mut comps: Vec<String> =
+        p.trim_start_matches('/').split('/').filter(|c| !c.is_empty() && *c != ".").map(String::from).collect();
     let mut done: Vec<String> = Vec::new();
     let mut hops = 0;
     while !comps.is_empty() {
@@ -52,21 +56,19 @@ pub fn resolve_path(tree: &Tree, p: &str) -> Option<TreePath> {
         }
         done.push(c);
         let cur = TreePath::from_image_path(&done.join("/")).ok()?;
-        match &tree.get(&cur)?.kind {
-            Kind::Symlink { target } => {
-                hops += 1;
-                if hops > 32 {
-                    return None;
-                }
-                done.pop();
-                if target.starts_with('/') {
-                    done.clear();
-                }
-                let mut new: Vec<String> = target.split('/').filter(|c| !c.is_empty() && *c != ".").map(String::from).collect();
-                new.extend(comps);
-                comps = new;
+        if let Kind::Symlink { target } = &tree.get(&cur)?.kind {
+            hops += 1;
+            if hops > 32 {
+                return None;
             }
-            _ => {}
+            done.pop();
+            if target.starts_with('/') {
+                done.clear();
+            }
+            let mut new: Vec<String> =
+                target.split('/').filter(|c| !c.is_empty() && *c != ".").map(String::from).collect();
+            new.extend(comps);
+            comps = new;
         }
     }
     TreePath::from_image_path(&done.join("/")).ok()
@@ -130,7 +132,9 @@ fn ca_bundle(tree: &mut Tree, origin: &Arc<str>) -> Result<(), SourceError> {
     let base = "usr/share/ca-certificates/";
     let certs: Vec<String> = tree
         .iter()
-        .filter(|(p, e)| p.as_str().starts_with(base) && p.as_str().ends_with(".crt") && matches!(e.kind, Kind::File { .. }))
+        .filter(|(p, e)| {
+            p.as_str().starts_with(base) && p.as_str().ends_with(".crt") && matches!(e.kind, Kind::File { .. })
+        })
         .map(|(p, _)| p.as_str()[base.len()..].to_string())
         .collect();
     if certs.is_empty() {
@@ -179,7 +183,9 @@ fn ca_bundle(tree: &mut Tree, origin: &Arc<str>) -> Result<(), SourceError> {
 }
 
 fn accounts(tree: &mut Tree, origin: &Arc<str>) -> Result<(), SourceError> {
-    for (master, target) in [("usr/share/base-passwd/passwd.master", "etc/passwd"), ("usr/share/base-passwd/group.master", "etc/group")] {
+    for (master, target) in
+        [("usr/share/base-passwd/passwd.master", "etc/passwd"), ("usr/share/base-passwd/group.master", "etc/group")]
+    {
         let t = tp(target)?;
         if tree.get(&t).is_some() {
             continue;
@@ -199,7 +205,12 @@ fn library_dirs(tree: &Tree) -> Result<Vec<String>, SourceError> {
     let conf_files = |dir: &str| -> Vec<TreePath> {
         let prefix = format!("{}/", dir.trim_matches('/'));
         tree.iter()
-            .filter(|(p, e)| p.as_str().starts_with(&prefix) && !p.as_str()[prefix.len()..].contains('/') && p.as_str().ends_with(".conf") && matches!(e.kind, Kind::File { .. }))
+            .filter(|(p, e)| {
+                p.as_str().starts_with(&prefix)
+                    && !p.as_str()[prefix.len()..].contains('/')
+                    && p.as_str().ends_with(".conf")
+                    && matches!(e.kind, Kind::File { .. })
+            })
             .map(|(p, _)| p.clone())
             .collect()
     };

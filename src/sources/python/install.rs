@@ -113,17 +113,28 @@ fn parse_record(wheel: &str, text: &str) -> Result<BTreeMap<String, RecordRow>, 
         if line.is_empty() {
             continue;
         }
-        let fields = parse_csv_line(line).ok_or_else(|| err(wheel, format!("RECORD line {}: unbalanced quotes", i + 1), None))?;
+        let fields = parse_csv_line(line)
+            .ok_or_else(|| err(wheel, format!("RECORD line {}: unbalanced quotes", i + 1), None))?;
         if fields.is_empty() || fields.len() > 3 {
-            return Err(err(wheel, format!("RECORD line {} has {} fields; expected path,hash,size", i + 1, fields.len()), None));
+            return Err(err(
+                wheel,
+                format!("RECORD line {} has {} fields; expected path,hash,size", i + 1, fields.len()),
+                None,
+            ));
         }
         let hash = match fields.get(1).map(String::as_str) {
             None | Some("") => None,
-            Some(h) => Some(RecordHash::parse(h).map_err(|m| err(wheel, format!("RECORD line {} ({}): {m}", i + 1, fields[0]), None))?),
+            Some(h) => Some(
+                RecordHash::parse(h)
+                    .map_err(|m| err(wheel, format!("RECORD line {} ({}): {m}", i + 1, fields[0]), None))?,
+            ),
         };
         let size = match fields.get(2).map(String::as_str) {
             None | Some("") => None,
-            Some(s) => Some(s.parse().map_err(|_| err(wheel, format!("RECORD line {}: size `{s}` is not a number", i + 1), None))?),
+            Some(s) => Some(
+                s.parse()
+                    .map_err(|_| err(wheel, format!("RECORD line {}: size `{s}` is not a number", i + 1), None))?,
+            ),
         };
         rows.insert(fields[0].clone(), RecordRow { hash, size });
     }
@@ -250,7 +261,13 @@ impl Out {
 }
 
 /// Installs the wheel `zip` (its file name parsed as `dist`/`version`) with `scheme`.
-pub fn install(zip: &ZipArchive, dist: &str, version: &str, scheme: &Scheme, opts: InstallOptions) -> Result<InstalledWheel, ZipError> {
+pub fn install(
+    zip: &ZipArchive,
+    dist: &str,
+    version: &str,
+    scheme: &Scheme,
+    opts: InstallOptions,
+) -> Result<InstalledWheel, ZipError> {
     let wheel = zip.file.label.clone();
     let w = wheel.as_str();
     let origin: Arc<str> = Arc::from(format!("wheel {wheel}"));
@@ -269,23 +286,44 @@ pub fn install(zip: &ZipArchive, dist: &str, version: &str, scheme: &Scheme, opt
         [one] => one.to_string(),
         [] => return Err(err(w, "has no .dist-info directory", Some("this is not a valid wheel"))),
         many => {
-            let found: Vec<&str> = many.iter().copied().filter(|d| d.rsplit_once('-').is_some_and(|(n, _)| normalize_name(n) == want)).collect();
+            let found: Vec<&str> = many
+                .iter()
+                .copied()
+                .filter(|d| d.rsplit_once('-').is_some_and(|(n, _)| normalize_name(n) == want))
+                .collect();
             match found.as_slice() {
                 [one] => one.to_string(),
-                _ => return Err(err(w, format!("has {} .dist-info directories ({}); expected one for `{dist}`", many.len(), many.join(", ")), None)),
+                _ => {
+                    return Err(err(
+                        w,
+                        format!(
+                            "has {} .dist-info directories ({}); expected one for `{dist}`",
+                            many.len(),
+                            many.join(", ")
+                        ),
+                        None,
+                    ))
+                }
             }
         }
     };
     let (info_name, info_ver) = info_dir.trim_end_matches(".dist-info").rsplit_once('-').unwrap_or(("", ""));
     if normalize_name(info_name) != want {
-        return Err(err(w, format!("its metadata directory `{info_dir}` is for `{}`, not `{want}`", normalize_name(info_name)), None));
+        return Err(err(
+            w,
+            format!("its metadata directory `{info_dir}` is for `{}`, not `{want}`", normalize_name(info_name)),
+            None,
+        ));
     }
     let data_dir = format!("{}.data", info_dir.trim_end_matches(".dist-info"));
 
     // RECORD first: everything else is checked against it.
     let record_name = format!("{info_dir}/RECORD");
-    let record_entry = zip.get(&record_name).ok_or_else(|| err(w, format!("has no {record_name}"), Some("a wheel without RECORD cannot be verified; rebuild it")))?;
-    let record_text = String::from_utf8(zip.read_small(record_entry, None, RECORD_LIMIT)?).map_err(|_| err(w, "RECORD is not UTF-8", None))?;
+    let record_entry = zip.get(&record_name).ok_or_else(|| {
+        err(w, format!("has no {record_name}"), Some("a wheel without RECORD cannot be verified; rebuild it"))
+    })?;
+    let record_text = String::from_utf8(zip.read_small(record_entry, None, RECORD_LIMIT)?)
+        .map_err(|_| err(w, "RECORD is not UTF-8", None))?;
     let record = parse_record(w, &record_text)?;
     let expect = |e: &ZipEntry| -> Result<Option<RecordHash>, ZipError> {
         if e.name == record_name || e.name == format!("{record_name}.jws") || e.name == format!("{record_name}.p7s") {
@@ -294,10 +332,20 @@ pub fn install(zip: &ZipArchive, dist: &str, version: &str, scheme: &Scheme, opt
         let row = record.get(&e.name).ok_or_else(|| {
             err(w, format!("member `{}` is not listed in RECORD", e.name), Some("installers must refuse files that RECORD does not vouch for; the wheel was modified or built incorrectly"))
         })?;
-        let h = row.hash.clone().ok_or_else(|| err(w, format!("member `{}` has no hash in RECORD", e.name), Some("every file except RECORD itself needs a sha256 hash in RECORD")))?;
+        let h = row.hash.clone().ok_or_else(|| {
+            err(
+                w,
+                format!("member `{}` has no hash in RECORD", e.name),
+                Some("every file except RECORD itself needs a sha256 hash in RECORD"),
+            )
+        })?;
         if let Some(s) = row.size {
             if s != e.size {
-                return Err(err(w, format!("member `{}`: RECORD says {s} bytes, the zip directory says {}", e.name, e.size), None));
+                return Err(err(
+                    w,
+                    format!("member `{}`: RECORD says {s} bytes, the zip directory says {}", e.name, e.size),
+                    None,
+                ));
             }
         }
         Ok(Some(h))
@@ -313,7 +361,11 @@ pub fn install(zip: &ZipArchive, dist: &str, version: &str, scheme: &Scheme, opt
     let get = |k: &str| headers.iter().find(|(hk, _)| hk.eq_ignore_ascii_case(k)).map(|(_, v)| v.as_str());
     let wv = get("Wheel-Version").ok_or_else(|| err(w, "WHEEL has no Wheel-Version", None))?;
     if wv.split('.').next() != Some("1") {
-        return Err(err(w, format!("Wheel-Version {wv} is not supported (this installer reads 1.x)"), Some("use a wheel built by a current tool")));
+        return Err(err(
+            w,
+            format!("Wheel-Version {wv} is not supported (this installer reads 1.x)"),
+            Some("use a wheel built by a current tool"),
+        ));
     }
     let purelib_root = match get("Root-Is-Purelib").map(str::to_ascii_lowercase).as_deref() {
         Some("true") => true,
@@ -324,7 +376,8 @@ pub fn install(zip: &ZipArchive, dist: &str, version: &str, scheme: &Scheme, opt
     let metadata = read_meta("METADATA")?.ok_or_else(|| err(w, format!("has no {info_dir}/METADATA"), None))?;
     let mh = parse_headers(&metadata);
     let meta_name = mh.iter().find(|(k, _)| k.eq_ignore_ascii_case("Name")).map(|(_, v)| v.clone()).unwrap_or_default();
-    let meta_version = mh.iter().find(|(k, _)| k.eq_ignore_ascii_case("Version")).map(|(_, v)| v.clone()).unwrap_or_default();
+    let meta_version =
+        mh.iter().find(|(k, _)| k.eq_ignore_ascii_case("Version")).map(|(_, v)| v.clone()).unwrap_or_default();
     if normalize_name(&meta_name) != want {
         return Err(err(w, format!("METADATA says Name: {meta_name}, but the wheel file is for `{dist}`"), None));
     }
@@ -335,9 +388,16 @@ pub fn install(zip: &ZipArchive, dist: &str, version: &str, scheme: &Scheme, opt
     if !same(&meta_version, version) || !same(info_ver, version) {
         return Err(err(w, format!("METADATA says Version: {meta_version} and the metadata directory is `{info_dir}`, but the wheel file says {version}"), None));
     }
-    let header = |k: &str| mh.iter().find(|(hk, _)| hk.eq_ignore_ascii_case(k)).map(|(_, v)| v.trim().to_string()).filter(|v| !v.is_empty());
-    let license = header("License-Expression").or_else(|| header("License").filter(|l| !l.contains('\n') && l.len() <= 100 && l != "UNKNOWN"));
-    let requires_dist = mh.iter().filter(|(k, _)| k.eq_ignore_ascii_case("Requires-Dist")).map(|(_, v)| v.clone()).collect();
+    let header = |k: &str| {
+        mh.iter()
+            .find(|(hk, _)| hk.eq_ignore_ascii_case(k))
+            .map(|(_, v)| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let license = header("License-Expression")
+        .or_else(|| header("License").filter(|l| !l.contains('\n') && l.len() <= 100 && l != "UNKNOWN"));
+    let requires_dist =
+        mh.iter().filter(|(k, _)| k.eq_ignore_ascii_case("Requires-Dist")).map(|(_, v)| v.clone()).collect();
 
     let eps = parse_entry_points(&read_meta("entry_points.txt")?.unwrap_or_default());
     let mut launchers: BTreeMap<String, (String, String)> = BTreeMap::new();
@@ -347,15 +407,22 @@ pub fn install(zip: &ZipArchive, dist: &str, version: &str, scheme: &Scheme, opt
                 return Err(err(w, format!("entry point name `{name}` in [{section}] is not a valid file name"), None));
             }
             if RESERVED_SCRIPTS.contains(&name.as_str()) {
-                return Err(err(w, format!("entry point `{name}` would replace the Python interpreter's own command"), Some("this wheel cannot be installed into a system Python")));
+                return Err(err(
+                    w,
+                    format!("entry point `{name}` would replace the Python interpreter's own command"),
+                    Some("this wheel cannot be installed into a system Python"),
+                ));
             }
             let target = value.split('[').next().unwrap_or("").trim();
             let (module, attr) = target
                 .split_once(':')
                 .map(|(m, a)| (m.trim(), a.trim()))
                 .filter(|(m, a)| !m.is_empty() && !a.is_empty())
-                .ok_or_else(|| err(w, format!("entry point `{name} = {value}` has no callable (expected `module:function`)"), None))?;
-            let ident = |s: &str| s.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_alphanumeric() || c == '_'));
+                .ok_or_else(|| {
+                    err(w, format!("entry point `{name} = {value}` has no callable (expected `module:function`)"), None)
+                })?;
+            let ident =
+                |s: &str| s.split('.').all(|p| !p.is_empty() && p.chars().all(|c| c.is_alphanumeric() || c == '_'));
             if !ident(module) || !ident(attr) {
                 return Err(err(w, format!("entry point `{name} = {value}` is not `module:function`"), None));
             }
@@ -374,7 +441,13 @@ pub fn install(zip: &ZipArchive, dist: &str, version: &str, scheme: &Scheme, opt
         if e.name == record_name {
             continue;
         }
-        let member = TreePath::from_archive_member(&e.name).map_err(|p| err(w, format!("member {p}"), Some("a member path must stay inside the install directory; this wheel is malicious or broken")))?;
+        let member = TreePath::from_archive_member(&e.name).map_err(|p| {
+            err(
+                w,
+                format!("member {p}"),
+                Some("a member path must stay inside the install directory; this wheel is malicious or broken"),
+            )
+        })?;
         let hash = expect(e)?;
         // Destination.
         let (dest_root, rel, kind): (TreePath, String, &str) = match e.name.split_once('/') {
@@ -395,17 +468,30 @@ pub fn install(zip: &ZipArchive, dist: &str, version: &str, scheme: &Scheme, opt
             }
             _ => (root.clone(), member.as_str().to_string(), "root"),
         };
-        let dest = dest_root.join(&rel).map_err(|p| err(w, format!("member {p}"), Some("a member path must stay inside the install directory; this wheel is malicious or broken")))?;
+        let dest = dest_root.join(&rel).map_err(|p| {
+            err(
+                w,
+                format!("member {p}"),
+                Some("a member path must stay inside the install directory; this wheel is malicious or broken"),
+            )
+        })?;
         if e.is_symlink() {
-            let target = String::from_utf8(zip.read_small(e, hash.as_ref(), 4096)?).map_err(|_| err(w, format!("symlink `{}` has a non-UTF-8 target", e.name), None))?;
+            let target = String::from_utf8(zip.read_small(e, hash.as_ref(), 4096)?)
+                .map_err(|_| err(w, format!("symlink `{}` has a non-UTF-8 target", e.name), None))?;
             let parent = dest.parent().unwrap_or_else(|| dest.clone());
             let inside = !target.starts_with('/')
-                && normalize_dots(&format!("{}/{}", parent.as_str(), target)).is_some_and(|r| r.starts_with(&format!("{}/", dest_root.as_str())));
+                && normalize_dots(&format!("{}/{}", parent.as_str(), target))
+                    .is_some_and(|r| r.starts_with(&format!("{}/", dest_root.as_str())));
             let escapes = !inside;
             if escapes {
-                return Err(err(w, format!("member `{}` is a symlink to `{target}`, which points outside {dest_root}", e.name), Some("symlinks in wheels must stay inside the directory they are installed into")));
+                return Err(err(
+                    w,
+                    format!("member `{}` is a symlink to `{target}`, which points outside {dest_root}", e.name),
+                    Some("symlinks in wheels must stay inside the directory they are installed into"),
+                ));
             }
-            out.record.insert(dest.clone(), (hash.as_ref().map(|h| h.text.clone()).unwrap_or_default(), e.size.to_string()));
+            out.record
+                .insert(dest.clone(), (hash.as_ref().map(|h| h.text.clone()).unwrap_or_default(), e.size.to_string()));
             out.entries.push((dest, Entry::symlink(target, &origin)));
             continue;
         }
@@ -437,7 +523,8 @@ pub fn install(zip: &ZipArchive, dist: &str, version: &str, scheme: &Scheme, opt
         }
         let mode = if e.is_executable() { 0o755 } else { 0o644 };
         let sha = hash.as_ref().and_then(RecordHash::sha256);
-        out.record.insert(dest.clone(), (hash.as_ref().map(|h| h.text.clone()).unwrap_or_default(), e.size.to_string()));
+        out.record
+            .insert(dest.clone(), (hash.as_ref().map(|h| h.text.clone()).unwrap_or_default(), e.size.to_string()));
         let content = Content::Source(Arc::new(ZipMember { file: zip.file.clone(), entry: e.clone(), expect: hash }));
         let mut entry = Entry::file(content, e.size, mode, &origin);
         if let Kind::File { sha256, .. } = &mut entry.kind {
@@ -457,11 +544,8 @@ pub fn install(zip: &ZipArchive, dist: &str, version: &str, scheme: &Scheme, opt
         out.bytes(join("REQUESTED"), Vec::new(), 0o644, &origin);
     }
     let record_path = join("RECORD");
-    let mut rows: Vec<String> = out
-        .record
-        .iter()
-        .map(|(p, (h, s))| format!("{},{},{}", csv_field(&relpath(root, p)), h, s))
-        .collect();
+    let mut rows: Vec<String> =
+        out.record.iter().map(|(p, (h, s))| format!("{},{},{}", csv_field(&relpath(root, p)), h, s)).collect();
     rows.push(format!("{},,", csv_field(&relpath(root, &record_path))));
     rows.sort();
     let mut text = rows.join("\n");
@@ -494,8 +578,14 @@ mod tests {
         let s = Scheme::debian((3, 11));
         let p = |x: &str| TreePath::from_image_path(x).unwrap();
         assert_eq!(relpath(&s.purelib, &p("/usr/local/bin/jupyter")), "../../../bin/jupyter");
-        assert_eq!(relpath(&s.purelib, &p("/usr/local/lib/python3.11/dist-packages/torch/__init__.py")), "torch/__init__.py");
-        assert_eq!(relpath(&s.purelib, &p("/usr/local/include/python3.11/demo/x.h")), "../../../include/python3.11/demo/x.h");
+        assert_eq!(
+            relpath(&s.purelib, &p("/usr/local/lib/python3.11/dist-packages/torch/__init__.py")),
+            "torch/__init__.py"
+        );
+        assert_eq!(
+            relpath(&s.purelib, &p("/usr/local/include/python3.11/demo/x.h")),
+            "../../../include/python3.11/demo/x.h"
+        );
     }
 
     #[test]
@@ -513,7 +603,9 @@ mod tests {
         assert_eq!(csv_field("x,y"), "\"x,y\"");
         let h = parse_headers("Name: torch\nVersion: 2.9.0\nRequires-Dist: filelock\n\nbody: no");
         assert_eq!(h.len(), 3);
-        let ep = parse_entry_points("[console_scripts]\ntorchrun = torch.distributed.run:main\n# c\n[gui_scripts]\ng = a:b\n");
+        let ep = parse_entry_points(
+            "[console_scripts]\ntorchrun = torch.distributed.run:main\n# c\n[gui_scripts]\ng = a:b\n",
+        );
         assert_eq!(ep["console_scripts"], vec![("torchrun".to_string(), "torch.distributed.run:main".to_string())]);
         assert_eq!(ep["gui_scripts"].len(), 1);
     }

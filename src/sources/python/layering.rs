@@ -36,7 +36,11 @@ pub struct SplitPolicy {
 
 impl Default for SplitPolicy {
     fn default() -> Self {
-        SplitPolicy { own_layer_min_bytes: DEFAULT_OWN_LAYER_MIN_BYTES, groups: DEFAULT_GROUPS, max_layers: DEFAULT_MAX_LAYERS }
+        SplitPolicy {
+            own_layer_min_bytes: DEFAULT_OWN_LAYER_MIN_BYTES,
+            groups: DEFAULT_GROUPS,
+            max_layers: DEFAULT_MAX_LAYERS,
+        }
     }
 }
 
@@ -69,7 +73,8 @@ pub fn split(wheels: &[(String, u64)], policy: &SplitPolicy) -> Vec<LayerPlan> {
         own.truncate(budget);
     }
     own.sort_by(|&a, &b| wheels[a].0.cmp(&wheels[b].0));
-    let mut plans: Vec<LayerPlan> = own.iter().map(|&i| LayerPlan { name: wheels[i].0.clone(), wheels: vec![i] }).collect();
+    let mut plans: Vec<LayerPlan> =
+        own.iter().map(|&i| LayerPlan { name: wheels[i].0.clone(), wheels: vec![i] }).collect();
     let mut buckets: Vec<Vec<usize>> = vec![Vec::new(); groups as usize];
     for (i, (name, _)) in wheels.iter().enumerate() {
         if !own.contains(&i) {

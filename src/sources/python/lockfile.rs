@@ -73,11 +73,16 @@ pub fn lock_python(spec: &LoadedSpec, lock: &mut Lock, check: bool) -> Result<Ve
         if changed {
             if check {
                 return Err(UvError {
-                    message: format!("{} is out of date: uv resolves `{}` differently now", path.display(), py.requirements.join(", ")),
+                    message: format!(
+                        "{} is out of date: uv resolves `{}` differently now",
+                        path.display(),
+                        py.requirements.join(", ")
+                    ),
                     hint: Some(format!("run `{command}` and commit the result")),
                 });
             }
-            write_atomic(&path, &bytes).map_err(|e| UvError { message: format!("writing {}: {e}", path.display()), hint: None })?;
+            write_atomic(&path, &bytes)
+                .map_err(|e| UvError { message: format!("writing {}: {e}", path.display()), hint: None })?;
         }
         let sha256 = Digest::of(&bytes);
         let mut t = toml::Table::new();

@@ -237,7 +237,10 @@ impl Marker {
                         "not in" => Ok(!set.contains(&normalize_name(&a))),
                         _ => Err(format!("`{op}` cannot compare a string with a set; use `in` or `not in`")),
                     },
-                    _ => Err("set variables (`extras`, `dependency_groups`) may only appear on the right of `in`/`not in`".into()),
+                    _ => Err(
+                        "set variables (`extras`, `dependency_groups`) may only appear on the right of `in`/`not in`"
+                            .into(),
+                    ),
                 }
             }
         }
@@ -253,7 +256,9 @@ fn resolve<'a>(v: &Value, env: &'a MarkerEnv) -> Result<Resolved<'a>, String> {
         "os_name" | "os.name" => &env.os_name,
         "sys_platform" | "sys.platform" => &env.sys_platform,
         "platform_machine" | "platform.machine" => &env.platform_machine,
-        "platform_python_implementation" | "platform.python_implementation" | "python_implementation" => &env.platform_python_implementation,
+        "platform_python_implementation" | "platform.python_implementation" | "python_implementation" => {
+            &env.platform_python_implementation
+        }
         "platform_release" => &env.platform_release,
         "platform_system" => &env.platform_system,
         "platform_version" | "platform.version" => &env.platform_version,

@@ -42,30 +42,53 @@ pub const INSTALLER_VERSION: &str = "python-wheels-v1";
 /// be written later by `strata lock`). Returns (node, message, hint).
 pub fn check_spec(py: &PythonSpec) -> Result<(), (String, String, Option<String>)> {
     let file = Path::new(&py.lock).file_name().and_then(|f| f.to_str()).unwrap_or("");
-    let pep751 = file == "pylock.toml" || (file.starts_with("pylock.") && file.ends_with(".toml") && file.len() > "pylock..toml".len() && !file[7..file.len() - 5].contains('.'));
+    let pep751 = file == "pylock.toml"
+        || (file.starts_with("pylock.")
+            && file.ends_with(".toml")
+            && file.len() > "pylock..toml".len()
+            && !file[7..file.len() - 5].contains('.'));
     if !pep751 {
-        return Err(("lock".into(), format!("lock file `{}` is not named `pylock.toml` or `pylock.<name>.toml`", py.lock),
-            Some("PEP 751 fixes the file name so tools can find locks; e.g. `lock: pylock.pytorch-cuda.toml`".into())));
+        return Err((
+            "lock".into(),
+            format!("lock file `{}` is not named `pylock.toml` or `pylock.<name>.toml`", py.lock),
+            Some("PEP 751 fixes the file name so tools can find locks; e.g. `lock: pylock.pytorch-cuda.toml`".into()),
+        ));
     }
     for (i, r) in py.requirements.iter().enumerate() {
         if pylock::requirement_names(std::slice::from_ref(r)).is_empty() {
-            return Err((format!("requirements[{i}]"), format!("`{r}` is not a PEP 508 requirement"), Some("e.g. `torch==2.9.0` or `numpy>=2`".into())));
+            return Err((
+                format!("requirements[{i}]"),
+                format!("`{r}` is not a PEP 508 requirement"),
+                Some("e.g. `torch==2.9.0` or `numpy>=2`".into()),
+            ));
         }
     }
     if let Some(t) = &py.exclude_newer {
         if !valid_timestamp(t) {
-            return Err(("exclude_newer".into(), format!("`{t}` is not a date or RFC 3339 time"), Some("e.g. `2026-11-01T00:00:00Z` or `2026-11-01`".into())));
+            return Err((
+                "exclude_newer".into(),
+                format!("`{t}` is not a date or RFC 3339 time"),
+                Some("e.g. `2026-11-01T00:00:00Z` or `2026-11-01`".into()),
+            ));
         }
     }
     if let Some(s) = &py.split {
         if let Some(m) = s.max_layers {
             if !(1..=layering::MAX_IMAGE_LAYERS as u32).contains(&m) {
-                return Err(("split.max_layers".into(), format!("max_layers {m} is outside 1-{}", layering::MAX_IMAGE_LAYERS), None));
+                return Err((
+                    "split.max_layers".into(),
+                    format!("max_layers {m} is outside 1-{}", layering::MAX_IMAGE_LAYERS),
+                    None,
+                ));
             }
         }
         if let Some(g) = s.groups {
             if !(1..=layering::MAX_IMAGE_LAYERS as u32).contains(&g) {
-                return Err(("split.groups".into(), format!("groups {g} is outside 1-{}", layering::MAX_IMAGE_LAYERS), None));
+                return Err((
+                    "split.groups".into(),
+                    format!("groups {g} is outside 1-{}", layering::MAX_IMAGE_LAYERS),
+                    None,
+                ));
             }
         }
     }
@@ -76,7 +99,14 @@ fn valid_timestamp(t: &str) -> bool {
     let b = t.as_bytes();
     let digits = |r: std::ops::Range<usize>| r.clone().all(|i| b.get(i).is_some_and(u8::is_ascii_digit));
     let date = b.len() >= 10 && digits(0..4) && b[4] == b'-' && digits(5..7) && b[7] == b'-' && digits(8..10);
-    date && (b.len() == 10 || (b.len() >= 20 && (b[10] == b'T' || b[10] == b' ') && digits(11..13) && b[13] == b':' && digits(14..16) && b[16] == b':' && digits(17..19)))
+    date && (b.len() == 10
+        || (b.len() >= 20
+            && (b[10] == b'T' || b[10] == b' ')
+            && digits(11..13)
+            && b[13] == b':'
+            && digits(14..16)
+            && b[16] == b':'
+            && digits(17..19)))
 }
 
 /// A `python:` source.
@@ -173,7 +203,12 @@ impl<'a> Python<'a> {
 }
 
 fn verify_local(p: &Path, w: &SelectedWheel) -> Result<(), SourceError> {
-    let f = fs_err::File::open(p).map_err(|e| SourceError::Message(format!("package `{}`: {e}\nhint: `path` in the lock is relative to the lock file", w.package)))?;
+    let f = fs_err::File::open(p).map_err(|e| {
+        SourceError::Message(format!(
+            "package `{}`: {e}\nhint: `path` in the lock is relative to the lock file",
+            w.package
+        ))
+    })?;
     let (d, n) = crate::digest::hash_reader(std::io::BufReader::new(f)).map_err(SourceError::io("reading", p))?;
     if let Some(size) = w.size {
         if size != n {
@@ -194,16 +229,25 @@ fn verify_local(p: &Path, w: &SelectedWheel) -> Result<(), SourceError> {
 /// checks the whole set for conflicts: identical duplicates (the empty
 /// `nvidia/__init__.py` of eleven wheels) are fine, different content at one
 /// path is an error naming both wheels.
-pub fn plan_wheels(sel: &Selection, files: &[PathBuf], scheme: &Scheme, requested: &BTreeSet<String>) -> Result<Vec<PlannedWheel>, SourceError> {
+pub fn plan_wheels(
+    sel: &Selection,
+    files: &[PathBuf],
+    scheme: &Scheme,
+    requested: &BTreeSet<String>,
+) -> Result<Vec<PlannedWheel>, SourceError> {
     let mut out = Vec::with_capacity(sel.wheels.len());
     let mut all = Tree::new();
     for (w, file) in sel.wheels.iter().zip(files) {
         let zip = ZipArchive::open(file, &w.name.file).map_err(|e| SourceError::Other(Box::new(e)))?;
         let size = std::fs::metadata(file).map_err(SourceError::io("reading", file))?.len();
         let req = requested.contains(&w.package);
-        let installed = install::install(&zip, &w.name.dist, &w.name.version, scheme, InstallOptions { requested: req }).map_err(|e| SourceError::Other(Box::new(e)))?;
+        let installed =
+            install::install(&zip, &w.name.dist, &w.name.version, scheme, InstallOptions { requested: req })
+                .map_err(|e| SourceError::Other(Box::new(e)))?;
         for (path, entry) in &installed.entries {
-            if let (Some(Entry { kind: Kind::File { .. }, .. }), Kind::File { content: Content::Source(src), .. }) = (all.get(path), &entry.kind) {
+            if let (Some(Entry { kind: Kind::File { .. }, .. }), Kind::File { content: Content::Source(src), .. }) =
+                (all.get(path), &entry.kind)
+            {
                 // The copy that will not be installed is still checked against its RECORD.
                 let mut r = src.open().map_err(|e| SourceError::Message(format!("{}: {e}", src.describe())))?;
                 std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| SourceError::Message(e.to_string()))?;
@@ -244,7 +288,10 @@ impl Source for Python<'_> {
                 self.spec.lock
             );
             if pylock != &self.spec.lock {
-                return Err(SourceError::Message(format!("the lock file recorded `{pylock}` for this entry, but the spec now names `{}`\n{hint}", self.spec.lock)));
+                return Err(SourceError::Message(format!(
+                    "the lock file recorded `{pylock}` for this entry, but the spec now names `{}`\n{hint}",
+                    self.spec.lock
+                )));
             }
             if sel.lock_sha256.to_string() != *sha {
                 return Err(SourceError::Message(format!(
@@ -262,7 +309,9 @@ impl Source for Python<'_> {
         sel.wheels
             .iter()
             .filter_map(|w| match &w.location {
-                WheelLocation::Url(u) => Some(Artifact { name: w.name.file.clone(), url: u.clone(), sha256: w.sha256, size: w.size }),
+                WheelLocation::Url(u) => {
+                    Some(Artifact { name: w.name.file.clone(), url: u.clone(), sha256: w.sha256, size: w.size })
+                }
                 WheelLocation::Path(_) => None,
             })
             .collect()
@@ -278,7 +327,12 @@ impl Source for Python<'_> {
         let mut planned = self.plan_wheels(&files)?;
         let sizes: Vec<(String, u64)> = planned.iter().map(|p| (p.wheel.package.clone(), p.size)).collect();
         let layers = layering::split(&sizes, &self.policy());
-        ctx.reporter.info(&format!("python: {} wheels from {} in {} layers", planned.len(), self.lock_path().display(), layers.len()));
+        ctx.reporter.info(&format!(
+            "python: {} wheels from {} in {} layers",
+            planned.len(),
+            self.lock_path().display(),
+            layers.len()
+        ));
         let mut parts = Vec::with_capacity(layers.len());
         for l in layers {
             let members: Vec<&PlannedWheel> = l.wheels.iter().map(|&i| &planned[i]).collect();
@@ -325,7 +379,11 @@ pub fn sbom_package(w: &PlannedWheel) -> crate::sbom::Package {
 
 /// `Requires-Dist` and version of the wheel of `package`, read from the
 /// fetched (or local) wheel's METADATA. `None` when the lock has no such package.
-pub fn wheel_requires(sel: &Selection, package: &str, store: &crate::store::Store) -> Result<Option<(String, Vec<String>)>, SourceError> {
+pub fn wheel_requires(
+    sel: &Selection,
+    package: &str,
+    store: &crate::store::Store,
+) -> Result<Option<(String, Vec<String>)>, SourceError> {
     let Some(w) = sel.wheels.iter().find(|w| w.package == package) else { return Ok(None) };
     let path = match &w.location {
         WheelLocation::Url(_) => store.path(&w.sha256),
@@ -337,7 +395,9 @@ pub fn wheel_requires(sel: &Selection, package: &str, store: &crate::store::Stor
         .iter()
         .find(|e| e.name.ends_with(".dist-info/METADATA") && e.name.matches('/').count() == 1)
         .ok_or_else(|| SourceError::Message(format!("{}: no METADATA", w.name.file)))?;
-    let text = String::from_utf8_lossy(&zip.read_small(meta, None, 16 << 20).map_err(|e| SourceError::Other(Box::new(e)))?).into_owned();
+    let text =
+        String::from_utf8_lossy(&zip.read_small(meta, None, 16 << 20).map_err(|e| SourceError::Other(Box::new(e)))?)
+            .into_owned();
     let mut version = w.version.clone();
     let mut reqs = Vec::new();
     for line in text.lines() {
@@ -359,11 +419,20 @@ mod tests {
 
     #[test]
     fn lock_names_follow_pep_751() {
-        let mk = |lock: &str| PythonSpec { lock: lock.into(), requirements: vec![], exclude_newer: None, index_url: None, extras: vec![], split: None };
+        let mk = |lock: &str| PythonSpec {
+            lock: lock.into(),
+            requirements: vec![],
+            exclude_newer: None,
+            index_url: None,
+            extras: vec![],
+            split: None,
+        };
         assert!(check_spec(&mk("pylock.toml")).is_ok());
         assert!(check_spec(&mk("../specs/pylock.pytorch-cuda.toml")).is_ok());
         assert!(check_spec(&mk("pytorch.pylock.toml")).is_err());
         assert!(check_spec(&mk("pylock.a.b.toml")).is_err());
-        assert!(valid_timestamp("2026-11-01T00:00:00Z") && valid_timestamp("2026-11-01") && !valid_timestamp("yesterday"));
+        assert!(
+            valid_timestamp("2026-11-01T00:00:00Z") && valid_timestamp("2026-11-01") && !valid_timestamp("yesterday")
+        );
     }
 }

@@ -169,7 +169,12 @@ pub fn select_file(file: &Path, target: &Target, extras: &BTreeSet<String>) -> R
         message: format!("cannot read the lock file: {e}"),
         hint: Some("create it with `strata lock SPEC` (needs `requirements:` and uv) or write it with `uv pip compile ... --format pylock.toml`; the path is relative to the file that names it".into()),
     })?;
-    let text = String::from_utf8(bytes.clone()).map_err(|_| PylockError { file: file.to_path_buf(), line: None, message: "the lock file is not UTF-8".into(), hint: None })?;
+    let text = String::from_utf8(bytes.clone()).map_err(|_| PylockError {
+        file: file.to_path_buf(),
+        line: None,
+        message: "the lock file is not UTF-8".into(),
+        hint: None,
+    })?;
     let mut sel = select(file, &text, target, extras)?;
     sel.lock_sha256 = Digest::of(&bytes);
     Ok(sel)
@@ -183,17 +188,30 @@ pub fn select(file: &Path, text: &str, target: &Target, extras: &BTreeSet<String
         message,
         hint: hint.map(str::to_string),
     };
-    let raw: RawLock = toml::from_str(text).map_err(|e| err(None, format!("not a valid pylock.toml:\n{e}"), Some("see https://packaging.python.org/en/latest/specifications/pylock-toml/")))?;
+    let raw: RawLock = toml::from_str(text).map_err(|e| {
+        err(
+            None,
+            format!("not a valid pylock.toml:\n{e}"),
+            Some("see https://packaging.python.org/en/latest/specifications/pylock-toml/"),
+        )
+    })?;
     let major = raw.lock_version.split('.').next().unwrap_or("");
     if major != "1" {
-        return Err(err(None, format!("lock-version `{}` is not supported; strata reads lock-version 1.x", raw.lock_version), Some("re-create the lock with a tool that writes PEP 751 version 1.0")));
+        return Err(err(
+            None,
+            format!("lock-version `{}` is not supported; strata reads lock-version 1.x", raw.lock_version),
+            Some("re-create the lock with a tool that writes PEP 751 version 1.0"),
+        ));
     }
     let full = Version::parse(&target.python_full).map_err(|e| err(None, e.to_string(), None))?;
     if let Some(rp) = &raw.requires_python {
         let set = SpecifierSet::parse(rp).map_err(|e| err(None, format!("requires-python: {e}"), None))?;
         if !set.contains(&full) {
-            return Err(err(None, format!("the lock requires Python `{rp}`, but the image has Python {}", target.python_full),
-                Some("re-lock for the image's Python (`strata lock SPEC` passes --python-version)")));
+            return Err(err(
+                None,
+                format!("the lock requires Python `{rp}`, but the image has Python {}", target.python_full),
+                Some("re-lock for the image's Python (`strata lock SPEC` passes --python-version)"),
+            ));
         }
     }
     let groups: BTreeSet<String> = raw.default_groups.iter().map(|g| normalize_name(g)).collect();
@@ -206,8 +224,15 @@ pub fn select(file: &Path, text: &str, target: &Target, extras: &BTreeSet<String
             any |= marker.evaluate(&env).map_err(|e| err(None, format!("environments: {e}"), None))?;
         }
         if !any {
-            return Err(err(None, format!("none of the lock's environments ({}) matches the image ({})", envs.join("; "), target.describe()),
-                Some("re-lock for the image's platform (`strata lock SPEC`)")));
+            return Err(err(
+                None,
+                format!(
+                    "none of the lock's environments ({}) matches the image ({})",
+                    envs.join("; "),
+                    target.describe()
+                ),
+                Some("re-lock for the image's platform (`strata lock SPEC`)"),
+            ));
         }
     }
     let ranks = target.tag_ranks();
@@ -231,10 +256,13 @@ pub fn select(file: &Path, text: &str, target: &Target, extras: &BTreeSet<String
             None => format!("`{name}`"),
         };
         if let Some(rp) = &p.requires_python {
-            let set = SpecifierSet::parse(rp).map_err(|e| perr(format!("package {label}: requires-python: {e}"), None))?;
+            let set =
+                SpecifierSet::parse(rp).map_err(|e| perr(format!("package {label}: requires-python: {e}"), None))?;
             if !set.contains(&full) {
-                return Err(perr(format!("package {label} requires Python `{rp}`, but the image has Python {}", target.python_full),
-                    Some("re-lock for the image's Python (`strata lock SPEC` passes --python-version)")));
+                return Err(perr(
+                    format!("package {label} requires Python `{rp}`, but the image has Python {}", target.python_full),
+                    Some("re-lock for the image's Python (`strata lock SPEC` passes --python-version)"),
+                ));
             }
         }
         if p.vcs.is_some() || p.directory.is_some() {
@@ -254,11 +282,17 @@ pub fn select(file: &Path, text: &str, target: &Target, extras: &BTreeSet<String
         let mut best: Option<(usize, (u64, String), &RawFile, WheelName)> = None;
         let mut seen = Vec::new();
         for f in &files {
-            let loc = f.url.as_deref().or(f.path.as_deref()).ok_or_else(|| perr(format!("package {label}: a wheel entry has neither `url` nor `path`"), None))?;
+            let loc =
+                f.url.as_deref().or(f.path.as_deref()).ok_or_else(|| {
+                    perr(format!("package {label}: a wheel entry has neither `url` nor `path`"), None)
+                })?;
             let fname = f.name.clone().unwrap_or_else(|| file_name_of(loc));
             let wn = WheelName::parse(&fname).map_err(|m| perr(format!("package {label}: {m}"), None))?;
             if normalize_name(&wn.dist) != name {
-                return Err(perr(format!("package {label}: wheel `{fname}` is for `{}`, not `{name}`", normalize_name(&wn.dist)), None));
+                return Err(perr(
+                    format!("package {label}: wheel `{fname}` is for `{}`, not `{name}`", normalize_name(&wn.dist)),
+                    None,
+                ));
             }
             let rank = wn.tags.iter().filter_map(|t| ranks.get(t)).min().copied();
             seen.push(format!("{} ({})", fname, wn.tag_text()));
@@ -266,7 +300,9 @@ pub fn select(file: &Path, text: &str, target: &Target, extras: &BTreeSet<String
                 let key = (r, wn.build_key());
                 let better = match &best {
                     None => true,
-                    Some((br, bb, _, bn)) => r < *br || (r == *br && (key.1 > *bb || (key.1 == *bb && wn.file < bn.file))),
+                    Some((br, bb, _, bn)) => {
+                        r < *br || (r == *br && (key.1 > *bb || (key.1 == *bb && wn.file < bn.file)))
+                    }
                 };
                 if better {
                     best = Some((r, key.1, f, wn));
@@ -289,31 +325,58 @@ pub fn select(file: &Path, text: &str, target: &Target, extras: &BTreeSet<String
                 _ => v == &wn.version,
             };
             if !same {
-                return Err(perr(format!("package {label}: the chosen wheel `{}` has version {}", wn.file, wn.version), Some("the lock is inconsistent; re-create it")));
+                return Err(perr(
+                    format!("package {label}: the chosen wheel `{}` has version {}", wn.file, wn.version),
+                    Some("the lock is inconsistent; re-create it"),
+                ));
             }
         }
         let sha = f.hashes.get("sha256").ok_or_else(|| {
-            perr(format!("package {label}: wheel `{}` has no sha256 in `hashes` (found: {})", wn.file, f.hashes.keys().cloned().collect::<Vec<_>>().join(", ")),
-                Some("strata pins downloads by SHA-256; re-lock with a tool that records sha256 (uv does)"))
+            perr(
+                format!(
+                    "package {label}: wheel `{}` has no sha256 in `hashes` (found: {})",
+                    wn.file,
+                    f.hashes.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+                Some("strata pins downloads by SHA-256; re-lock with a tool that records sha256 (uv does)"),
+            )
         })?;
         let sha256 = Digest::parse(sha).map_err(|e| perr(format!("package {label}: {e}"), None))?;
         let location = match (&f.url, &f.path) {
             (Some(u), _) => {
                 if !(u.starts_with("https://") || u.starts_with("http://")) {
-                    return Err(perr(format!("package {label}: wheel URL `{u}` is not http(s)"), Some("use `path` for local wheels")));
+                    return Err(perr(
+                        format!("package {label}: wheel URL `{u}` is not http(s)"),
+                        Some("use `path` for local wheels"),
+                    ));
                 }
                 WheelLocation::Url(u.clone())
             }
             (None, Some(p)) => WheelLocation::Path(base.join(p)),
             (None, None) => unreachable!("checked above"),
         };
-        let sel = SelectedWheel { package: name.clone(), version: version.unwrap_or_else(|| wn.version.clone()), name: wn, location, sha256, size: f.size, line };
+        let sel = SelectedWheel {
+            package: name.clone(),
+            version: version.unwrap_or_else(|| wn.version.clone()),
+            name: wn,
+            location,
+            sha256,
+            size: f.size,
+            line,
+        };
         if let Some(prev) = wheels.insert(name.clone(), sel) {
-            return Err(perr(format!("package `{name}` appears twice for this target (also at line {})", prev.line),
-                Some("PEP 751 allows several entries per name only when their markers exclude each other")));
+            return Err(perr(
+                format!("package `{name}` appears twice for this target (also at line {})", prev.line),
+                Some("PEP 751 allows several entries per name only when their markers exclude each other"),
+            ));
         }
     }
-    Ok(Selection { file: file.to_path_buf(), lock_sha256: Digest::of(text.as_bytes()), wheels: wheels.into_values().collect(), skipped })
+    Ok(Selection {
+        file: file.to_path_buf(),
+        lock_sha256: Digest::of(text.as_bytes()),
+        wheels: wheels.into_values().collect(),
+        skipped,
+    })
 }
 
 /// The normalised project names of PEP 508 requirement strings
@@ -378,17 +441,30 @@ wheels = [{ path = "wheels/markupsafe-3.0.4-cp311-abi3-manylinux1_x86_64.whl", h
             ]
         );
         assert_eq!(s.skipped, vec!["pywin32"]);
-        assert_eq!(s.wheels[0].location, WheelLocation::Path(PathBuf::from("/x/wheels/markupsafe-3.0.4-cp311-abi3-manylinux1_x86_64.whl")));
+        assert_eq!(
+            s.wheels[0].location,
+            WheelLocation::Path(PathBuf::from("/x/wheels/markupsafe-3.0.4-cp311-abi3-manylinux1_x86_64.whl"))
+        );
         assert_eq!(s.wheels[1].size, Some(3));
     }
 
     #[test]
     fn no_fitting_wheel_names_package_and_tags() {
-        let lock = LOCK.replace("cp311-cp311-manylinux_2_17", "cp310-cp310-manylinux_2_17").replace("cp311-cp311-manylinux_2_27", "cp313-cp313-manylinux_2_27");
+        let lock = LOCK
+            .replace("cp311-cp311-manylinux_2_17", "cp310-cp310-manylinux_2_17")
+            .replace("cp311-cp311-manylinux_2_27", "cp313-cp313-manylinux_2_27");
         let e = select(Path::new("pylock.toml"), &lock, &Target::default(), &BTreeSet::new()).unwrap_err();
         let msg = e.to_string();
-        assert!(msg.starts_with("pylock.toml:7: package `numpy` 2.4.6: no wheel fits CPython 3.11 manylinux_2_28 x86_64"), "{msg}");
-        assert!(msg.contains("(cp311-cp311-musllinux_1_2_x86_64)") && msg.contains("manylinux_2_31") && msg.contains("hint: "), "{msg}");
+        assert!(
+            msg.starts_with("pylock.toml:7: package `numpy` 2.4.6: no wheel fits CPython 3.11 manylinux_2_28 x86_64"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("(cp311-cp311-musllinux_1_2_x86_64)")
+                && msg.contains("manylinux_2_31")
+                && msg.contains("hint: "),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -397,12 +473,16 @@ wheels = [{ path = "wheels/markupsafe-3.0.4-cp311-abi3-manylinux1_x86_64.whl", h
         let none = BTreeSet::new();
         let err = |text: &str| select(Path::new("pylock.toml"), text, &t, &none).unwrap_err().to_string();
         let head = "lock-version = \"1.0\"\ncreated-by = \"t\"\n";
-        assert!(err(&format!("{head}requires-python = \">=3.12\"\n")).contains("requires Python `>=3.12`, but the image has Python 3.11.2"));
+        assert!(err(&format!("{head}requires-python = \">=3.12\"\n"))
+            .contains("requires Python `>=3.12`, but the image has Python 3.11.2"));
         assert!(err("lock-version = \"2.0\"\ncreated-by = \"t\"\n").contains("lock-version `2.0` is not supported"));
-        assert!(err(&format!("{head}environments = [\"sys_platform == 'win32'\"]\n")).contains("none of the lock's environments"));
+        assert!(err(&format!("{head}environments = [\"sys_platform == 'win32'\"]\n"))
+            .contains("none of the lock's environments"));
         let pkg = |body: &str| format!("{head}[[packages]]\nname = \"x\"\nversion = \"1\"\n{body}\n");
-        assert!(err(&pkg("sdist = { url = \"https://e/x-1.tar.gz\", hashes = { sha256 = \"00\" } }")).contains("has only a source distribution"));
-        assert!(err(&pkg("vcs = { type = \"git\", url = \"https://e/x\", commit-id = \"abc\" }")).contains("comes from a VCS checkout"));
+        assert!(err(&pkg("sdist = { url = \"https://e/x-1.tar.gz\", hashes = { sha256 = \"00\" } }"))
+            .contains("has only a source distribution"));
+        assert!(err(&pkg("vcs = { type = \"git\", url = \"https://e/x\", commit-id = \"abc\" }"))
+            .contains("comes from a VCS checkout"));
         assert!(err(&pkg("requires-python = \"<3.11\"\nwheels = []")).contains("package `x` 1 requires Python `<3.11`"));
         let w = "wheels = [{ url = \"https://e/x-1-py3-none-any.whl\", hashes = { sha256 = \"0000000000000000000000000000000000000000000000000000000000000000\" } }]";
         let twice = format!("{}[[packages]]\nname = \"X\"\nversion = \"1\"\n{w}\n", pkg(w));
@@ -414,7 +494,11 @@ wheels = [{ path = "wheels/markupsafe-3.0.4-cp311-abi3-manylinux1_x86_64.whl", h
 
     #[test]
     fn requirement_names_are_normalised() {
-        let n = requirement_names(&["torch==2.9.0".into(), "Jupyter_Lab[dev] >=4; python_version>='3.9'".into(), " numpy".into()]);
+        let n = requirement_names(&[
+            "torch==2.9.0".into(),
+            "Jupyter_Lab[dev] >=4; python_version>='3.9'".into(),
+            " numpy".into(),
+        ]);
         assert_eq!(n.into_iter().collect::<Vec<_>>(), vec!["jupyter-lab", "numpy", "torch"]);
     }
 }

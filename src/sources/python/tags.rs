@@ -31,7 +31,8 @@ impl Default for Target {
 }
 
 /// Legacy manylinux names (PEP 513, 571, 599) and the glibc they mean (PEP 600).
-pub const LEGACY_MANYLINUX: [(&str, (u32, u32)); 3] = [("manylinux2014", (2, 17)), ("manylinux2010", (2, 12)), ("manylinux1", (2, 5))];
+pub const LEGACY_MANYLINUX: [(&str, (u32, u32)); 3] =
+    [("manylinux2014", (2, 17)), ("manylinux2010", (2, 12)), ("manylinux1", (2, 5))];
 
 impl Target {
     /// `CPython 3.11 manylinux_2_28 x86_64`.
@@ -144,8 +145,14 @@ impl WheelName {
         let parts: Vec<&str> = stem.split('-').collect();
         let (dist, version, build, py, abi, plat) = match parts.as_slice() {
             [d, v, p, a, pl] => (*d, *v, None, *p, *a, *pl),
-            [d, v, b, p, a, pl] if b.starts_with(|c: char| c.is_ascii_digit()) => (*d, *v, Some(b.to_string()), *p, *a, *pl),
-            _ => return Err(format!("`{file}` is not a wheel file name of the form NAME-VERSION[-BUILD]-PY-ABI-PLATFORM.whl")),
+            [d, v, b, p, a, pl] if b.starts_with(|c: char| c.is_ascii_digit()) => {
+                (*d, *v, Some(b.to_string()), *p, *a, *pl)
+            }
+            _ => {
+                return Err(format!(
+                    "`{file}` is not a wheel file name of the form NAME-VERSION[-BUILD]-PY-ABI-PLATFORM.whl"
+                ))
+            }
         };
         if dist.is_empty() || version.is_empty() || [py, abi, plat].iter().any(|t| t.is_empty()) {
             return Err(format!("`{file}` has an empty name, version or tag"));
@@ -218,7 +225,8 @@ mod tests {
 
     #[test]
     fn wheel_names_expand_compressed_tags() {
-        let w = WheelName::parse("nvidia_nccl_cu12-2.27.5-py3-none-manylinux2014_x86_64.manylinux_2_17_x86_64.whl").unwrap();
+        let w = WheelName::parse("nvidia_nccl_cu12-2.27.5-py3-none-manylinux2014_x86_64.manylinux_2_17_x86_64.whl")
+            .unwrap();
         assert_eq!(w.dist, "nvidia_nccl_cu12");
         assert_eq!(w.tags.len(), 2);
         assert_eq!(w.tag_text(), "py3-none-manylinux2014_x86_64.manylinux_2_17_x86_64");

@@ -22,10 +22,20 @@ pub struct UvError {
 }
 
 /// The uv command line for `spec` (without the program name).
-pub fn compile_args(spec: &PythonSpec, target: &Target, requirements_file: &Path, output: &Path, compile_command: &str) -> Result<Vec<String>, UvError> {
+pub fn compile_args(
+    spec: &PythonSpec,
+    target: &Target,
+    requirements_file: &Path,
+    output: &Path,
+    compile_command: &str,
+) -> Result<Vec<String>, UvError> {
     let exclude = spec.exclude_newer.as_deref().ok_or_else(|| UvError {
-        message: "`python.exclude_newer` is not set; without it the same requirements resolve differently tomorrow".into(),
-        hint: Some("add e.g. `exclude_newer: 2026-11-01T00:00:00Z` to the `python:` entry (uv resolves as of that time)".into()),
+        message: "`python.exclude_newer` is not set; without it the same requirements resolve differently tomorrow"
+            .into(),
+        hint: Some(
+            "add e.g. `exclude_newer: 2026-11-01T00:00:00Z` to the `python:` entry (uv resolves as of that time)"
+                .into(),
+        ),
     })?;
     let mut args: Vec<String> = vec![
         "pip".into(),
@@ -56,7 +66,12 @@ pub fn compile_args(spec: &PythonSpec, target: &Target, requirements_file: &Path
 /// Runs uv for `spec` (whose lock goes to `lock_path`) and returns the lock
 /// text it wrote and that lock's selection for the target. Nothing is
 /// written at `lock_path`; the caller decides (see `lockfile`).
-pub fn compile(spec: &PythonSpec, lock_path: &Path, target: &Target, compile_command: &str) -> Result<(String, Selection), UvError> {
+pub fn compile(
+    spec: &PythonSpec,
+    lock_path: &Path,
+    target: &Target,
+    compile_command: &str,
+) -> Result<(String, Selection), UvError> {
     if spec.requirements.is_empty() {
         return Err(UvError {
             message: format!("`python:` with lock {} has no `requirements:` to resolve", spec.lock),
@@ -64,7 +79,10 @@ pub fn compile(spec: &PythonSpec, lock_path: &Path, target: &Target, compile_com
         });
     }
     let io = |what: &str, e: std::io::Error| UvError { message: format!("{what}: {e}"), hint: None };
-    let tmp = tempfile::Builder::new().prefix("strata-lock-").tempdir().map_err(|e| io("creating a temporary directory", e))?;
+    let tmp = tempfile::Builder::new()
+        .prefix("strata-lock-")
+        .tempdir()
+        .map_err(|e| io("creating a temporary directory", e))?;
     let req = tmp.path().join("requirements.in");
     let mut text = spec.requirements.join("\n");
     text.push('\n');
@@ -90,10 +108,8 @@ pub fn compile(spec: &PythonSpec, lock_path: &Path, target: &Target, compile_com
         });
     }
     let text = std::fs::read_to_string(&out).map_err(|e| io("reading the lock uv wrote", e))?;
-    let sel = pylock::select(lock_path, &text, target, &spec.extras.iter().cloned().collect()).map_err(|e| UvError {
-        message: format!("uv wrote a lock strata cannot use: {e}"),
-        hint: None,
-    })?;
+    let sel = pylock::select(lock_path, &text, target, &spec.extras.iter().cloned().collect())
+        .map_err(|e| UvError { message: format!("uv wrote a lock strata cannot use: {e}"), hint: None })?;
     Ok((text, sel))
 }
 
@@ -111,12 +127,17 @@ mod tests {
             extras: vec![],
             split: None,
         };
-        let a = compile_args(&spec, &Target::default(), Path::new("r.in"), Path::new("out.toml"), "strata lock s.yaml").unwrap().join(" ");
+        let a = compile_args(&spec, &Target::default(), Path::new("r.in"), Path::new("out.toml"), "strata lock s.yaml")
+            .unwrap()
+            .join(" ");
         assert_eq!(
             a,
             "pip compile r.in --python-platform x86_64-manylinux_2_28 --python-version 3.11 --format pylock.toml --exclude-newer 2026-11-01T00:00:00Z --no-config --quiet --custom-compile-command strata lock s.yaml --output-file out.toml"
         );
         let no_time = PythonSpec { exclude_newer: None, ..spec };
-        assert!(compile_args(&no_time, &Target::default(), Path::new("r"), Path::new("o"), "x").unwrap_err().to_string().contains("exclude_newer"));
+        assert!(compile_args(&no_time, &Target::default(), Path::new("r"), Path::new("o"), "x")
+            .unwrap_err()
+            .to_string()
+            .contains("exclude_newer"));
     }
 }

@@ -85,7 +85,8 @@ impl Version {
             (t2[..n].parse().ok(), &t2[n..])
         }
         // Longest spellings first so `rc` is not read as `r` + `c`.
-        const PRE: [(&str, u8); 7] = [("alpha", 0), ("beta", 1), ("preview", 2), ("pre", 2), ("rc", 2), ("a", 0), ("b", 1)];
+        const PRE: [(&str, u8); 7] =
+            [("alpha", 0), ("beta", 1), ("preview", 2), ("pre", 2), ("rc", 2), ("a", 0), ("b", 1)];
         const PRE_C: [(&str, u8); 1] = [("c", 2)];
         if let Some((k, r)) = take_word(tail, &PRE).or_else(|| take_word(tail, &PRE_C)) {
             let (n, r) = take_num(r);
@@ -281,7 +282,9 @@ impl Specifier {
             _ => (text.as_str(), false),
         };
         let parsed = Version::parse(v)?;
-        if wildcard && (parsed.pre.is_some() || parsed.post.is_some() || parsed.dev.is_some() || !parsed.local.is_empty()) {
+        if wildcard
+            && (parsed.pre.is_some() || parsed.post.is_some() || parsed.dev.is_some() || !parsed.local.is_empty())
+        {
             return Err(VersionError(text.clone()));
         }
         if op == Op::Compatible && parsed.release.len() < 2 {
@@ -320,11 +323,17 @@ impl Specifier {
             Op::Ge => v.public() >= *spec,
             Op::Lt => {
                 v.public() < *spec
-                    && !(!spec.is_prerelease() && v.is_prerelease() && Version::release_cmp(&v.release, &spec.release) == Ordering::Equal && v.epoch == spec.epoch)
+                    && !(!spec.is_prerelease()
+                        && v.is_prerelease()
+                        && Version::release_cmp(&v.release, &spec.release) == Ordering::Equal
+                        && v.epoch == spec.epoch)
             }
             Op::Gt => {
                 v.public() > *spec
-                    && !(spec.post.is_none() && v.post.is_some() && Version::release_cmp(&v.release, &spec.release) == Ordering::Equal && v.epoch == spec.epoch)
+                    && !(spec.post.is_none()
+                        && v.post.is_some()
+                        && Version::release_cmp(&v.release, &spec.release) == Ordering::Equal
+                        && v.epoch == spec.epoch)
                     && (v.local.is_empty() || v.public() != *spec)
             }
             Op::Compatible => {
@@ -370,7 +379,19 @@ mod tests {
 
     #[test]
     fn ordering_follows_pep_440() {
-        let order = ["1.0.dev0", "1.0a1", "1.0a2.dev1", "1.0a2", "1.0b1", "1.0rc1", "1.0", "1.0+local", "1.0.post1.dev0", "1.0.post1", "1.1"];
+        let order = [
+            "1.0.dev0",
+            "1.0a1",
+            "1.0a2.dev1",
+            "1.0a2",
+            "1.0b1",
+            "1.0rc1",
+            "1.0",
+            "1.0+local",
+            "1.0.post1.dev0",
+            "1.0.post1",
+            "1.1",
+        ];
         for w in order.windows(2) {
             assert!(v(w[0]) < v(w[1]), "{} < {}", w[0], w[1]);
         }

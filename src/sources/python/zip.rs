@@ -124,7 +124,9 @@ impl ZipArchive {
         let zf = ZipFile { file, path: path.to_path_buf(), label: label.to_string(), len };
         let read = |off: u64, n: usize| -> Result<Vec<u8>, ZipError> {
             let mut buf = vec![0u8; n];
-            zf.file.read_exact_at(&mut buf, off).map_err(|e| bad(format!("reading {} bytes at offset {off}: {e}", n)))?;
+            zf.file
+                .read_exact_at(&mut buf, off)
+                .map_err(|e| bad(format!("reading {} bytes at offset {off}: {e}", n)))?;
             Ok(buf)
         };
         // End of central directory: within the last 64 KiB + 22 bytes.
@@ -166,7 +168,9 @@ impl ZipArchive {
             return Err(bad(format!("{count} members is more than the {MAX_ENTRIES} allowed")));
         }
         if cd_off.checked_add(cd_size).is_none_or(|end| end > len) {
-            return Err(bad(format!("central directory ({cd_size} bytes at {cd_off}) lies outside the {len}-byte file")));
+            return Err(bad(format!(
+                "central directory ({cd_size} bytes at {cd_off}) lies outside the {len}-byte file"
+            )));
         }
         let cd = read(cd_off, cd_size as usize)?;
         let mut entries = Vec::with_capacity(count as usize);
@@ -192,7 +196,9 @@ impl ZipArchive {
                 return Err(bad("corrupt central directory".into()));
             }
             let name = std::str::from_utf8(&cd[p + 46..p + 46 + n])
-                .map_err(|_| bad(format!("member name {:?} is not UTF-8", String::from_utf8_lossy(&cd[p + 46..p + 46 + n]))))?
+                .map_err(|_| {
+                    bad(format!("member name {:?} is not UTF-8", String::from_utf8_lossy(&cd[p + 46..p + 46 + n])))
+                })?
                 .to_string();
             // Zip64 extended information.
             let mut xp = p + 46 + n;
@@ -228,7 +234,9 @@ impl ZipArchive {
             if method != 0 && method != 8 {
                 return Err(ZipError {
                     wheel: label.into(),
-                    message: format!("member `{name}` uses compression method {method}; wheels use stored (0) or deflate (8)"),
+                    message: format!(
+                        "member `{name}` uses compression method {method}; wheels use stored (0) or deflate (8)"
+                    ),
                     hint: Some("rebuild the wheel with a standard tool (pip wheel, uv build, python -m build)".into()),
                 });
             }
@@ -255,7 +263,9 @@ impl ZipArchive {
         let bomb = |m: String| ZipError {
             wheel: label.clone(),
             message: m,
-            hint: Some("this looks like a zip bomb; a real wheel never does this. Check where the wheel came from".into()),
+            hint: Some(
+                "this looks like a zip bomb; a real wheel never does this. Check where the wheel came from".into(),
+            ),
         };
         let mut total: u64 = 0;
         for e in &self.entries {
@@ -271,18 +281,29 @@ impl ZipArchive {
             }
         }
         if total > MAX_TOTAL_SIZE {
-            return Err(bomb(format!("members declare {total} bytes in all, more than the {MAX_TOTAL_SIZE}-byte limit")));
+            return Err(bomb(format!(
+                "members declare {total} bytes in all, more than the {MAX_TOTAL_SIZE}-byte limit"
+            )));
         }
         // Member data must not overlap: [local header, data end) ranges in offset order.
         let mut ranges: Vec<(u64, u64, &str)> = self
             .entries
             .iter()
-            .map(|e| (e.local_offset, e.local_offset.saturating_add(30 + e.name.len() as u64).saturating_add(e.compressed), e.name.as_str()))
+            .map(|e| {
+                (
+                    e.local_offset,
+                    e.local_offset.saturating_add(30 + e.name.len() as u64).saturating_add(e.compressed),
+                    e.name.as_str(),
+                )
+            })
             .collect();
         ranges.sort();
         for w in ranges.windows(2) {
             if w[1].0 < w[0].1 {
-                return Err(bomb(format!("members `{}` and `{}` share compressed data (overlapping entries)", w[0].2, w[1].2)));
+                return Err(bomb(format!(
+                    "members `{}` and `{}` share compressed data (overlapping entries)",
+                    w[0].2, w[1].2
+                )));
             }
         }
         if let Some(last) = ranges.last() {
@@ -308,14 +329,19 @@ impl ZipArchive {
         if entry.size > limit {
             return Err(ZipError {
                 wheel: self.file.label.clone(),
-                message: format!("member `{}` is {} bytes; at most {limit} are expected for this kind of file", entry.name, entry.size),
+                message: format!(
+                    "member `{}` is {} bytes; at most {limit} are expected for this kind of file",
+                    entry.name, entry.size
+                ),
                 hint: None,
             });
         }
         let mut out = Vec::with_capacity(entry.size as usize);
-        self.open_member(entry, expect)
-            .and_then(|mut r| r.read_to_end(&mut out))
-            .map_err(|e| ZipError { wheel: self.file.label.clone(), message: e.to_string(), hint: None })?;
+        self.open_member(entry, expect).and_then(|mut r| r.read_to_end(&mut out)).map_err(|e| ZipError {
+            wheel: self.file.label.clone(),
+            message: e.to_string(),
+            hint: None,
+        })?;
         Ok(out)
     }
 }
@@ -364,7 +390,9 @@ pub fn b64_encode(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
         let n = chunk.len();
-        let v = (u32::from(chunk[0]) << 16) | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8) | u32::from(*chunk.get(2).unwrap_or(&0));
+        let v = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
         for i in 0..=n {
             out.push(A[((v >> (18 - 6 * i)) & 63) as usize] as char);
         }
@@ -443,7 +471,10 @@ impl Read for PosReader {
         let want = buf.len().min(left.min(usize::MAX as u64) as usize);
         let n = self.file.file.read_at(&mut buf[..want], self.pos)?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("{} is shorter than its zip directory says", self.file.path.display())));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{} is shorter than its zip directory says", self.file.path.display()),
+            ));
         }
         self.pos += n as u64;
         Ok(n)
@@ -480,19 +511,28 @@ fn data_start(file: &ZipFile, e: &ZipEntry) -> io::Result<u64> {
     let n = u64::from(u16le(&h, 26));
     let x = u64::from(u16le(&h, 28));
     let mut name = vec![0u8; n as usize];
-    file.file.read_exact_at(&mut name, e.local_offset + 30).map_err(|x| err(format!("reading the local header: {x}")))?;
+    file.file
+        .read_exact_at(&mut name, e.local_offset + 30)
+        .map_err(|x| err(format!("reading the local header: {x}")))?;
     if name != e.name.as_bytes() {
-        return Err(err(format!("the local header names `{}`; the central directory and local headers disagree", String::from_utf8_lossy(&name))));
+        return Err(err(format!(
+            "the local header names `{}`; the central directory and local headers disagree",
+            String::from_utf8_lossy(&name)
+        )));
     }
     let start = e.local_offset + 30 + n + x;
-    start.checked_add(e.compressed).filter(|&end| end <= file.len).ok_or_else(|| err("data runs past the end of the file".into()))?;
+    start
+        .checked_add(e.compressed)
+        .filter(|&end| end <= file.len)
+        .ok_or_else(|| err("data runs past the end of the file".into()))?;
     Ok(start)
 }
 
 fn open_member(file: Arc<ZipFile>, e: &ZipEntry, expect: Option<RecordHash>) -> io::Result<MemberReader<'static>> {
     let start = data_start(&file, e)?;
     let raw = PosReader { file: file.clone(), pos: start, end: start + e.compressed };
-    let inner: Box<dyn Read + Send> = if e.method == 8 { Box::new(flate2::read::DeflateDecoder::new(raw)) } else { Box::new(raw) };
+    let inner: Box<dyn Read + Send> =
+        if e.method == 8 { Box::new(flate2::read::DeflateDecoder::new(raw)) } else { Box::new(raw) };
     Ok(MemberReader {
         inner,
         label: file.label.clone(),
@@ -516,7 +556,14 @@ impl MemberReader<'_> {
         }
         let crc = std::mem::take(&mut self.crc_hasher).finalize();
         if crc != self.crc {
-            return Err(member_err(&self.label, &self.name, format!("CRC-32 mismatch: zip directory says {:08x}, the bytes give {crc:08x} (corrupt wheel)", self.crc)));
+            return Err(member_err(
+                &self.label,
+                &self.name,
+                format!(
+                    "CRC-32 mismatch: zip directory says {:08x}, the bytes give {crc:08x} (corrupt wheel)",
+                    self.crc
+                ),
+            ));
         }
         if let Some((h, rec)) = self.hash.take() {
             let found = h.finish();
@@ -542,8 +589,14 @@ impl Read for MemberReader<'_> {
         }
         let n = self.inner.read(&mut buf[..want])?;
         if n == 0 {
-            return Err(member_err(&self.label, &self.name, format!(
-                "ends after {} of its declared {} bytes (truncated or corrupt wheel)", self.produced, self.size)));
+            return Err(member_err(
+                &self.label,
+                &self.name,
+                format!(
+                    "ends after {} of its declared {} bytes (truncated or corrupt wheel)",
+                    self.produced, self.size
+                ),
+            ));
         }
         self.crc_hasher.update(&buf[..n]);
         if let Some((h, _)) = &mut self.hash {

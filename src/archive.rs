@@ -94,8 +94,9 @@ impl Placement {
     }
 }
 
-/// Reads a (decompressed) tar stream into `tree`. File bytes go to a spool
-/// file in `scratch`. Device nodes and FIFOs are refused.
+/// Reads a (decompressed) tar stream into `tree`, placed as `placement` says.
+/// File bytes go to a spool file in `scratch`. Device nodes and FIFOs are
+/// refused.
 pub fn read_tar(
     r: impl Read,
     archive: &str,
@@ -104,37 +105,49 @@ pub fn read_tar(
     scratch: &Path,
     tree: &mut Tree,
 ) -> Result<(), SourceError> {
+    read_tar_mapped(r, archive, |raw| placement.map(archive, raw), placement.owner, origin, scratch, tree)
+}
+
+/// The tar reader behind tarballs and `.deb` data archives. `map` turns a
+/// member path into its image path (`None`: skip the member); `owner`, when
+/// set, replaces the archive's numeric ids. Hardlink targets go through `map`
+/// too, so a link can only point at another member that lands in the tree.
+pub fn read_tar_mapped(
+    r: impl Read,
+    archive: &str,
+    map: impl Fn(&str) -> Result<Option<TreePath>, SourceError>,
+    owner: Option<(u32, u32)>,
+    origin: &Arc<str>,
+    scratch: &Path,
+    tree: &mut Tree,
+) -> Result<(), SourceError> {
+    let fail = |m: String| SourceError::Message(format!("{archive}: {m}"));
     let (spool, spool_file) = Spool::create_in(scratch).map_err(SourceError::io("creating spool file in", scratch))?;
     let mut spool_w = io::BufWriter::with_capacity(1 << 20, spool_file);
     let mut offset = 0u64;
     let mut ar = tar::Archive::new(r);
-    let entries = ar.entries().map_err(|e| SourceError::Message(format!("{archive}: not a tar archive: {e}")))?;
+    let entries = ar.entries().map_err(|e| fail(format!("not a tar archive: {e}")))?;
     for entry in entries {
-        let mut entry = entry.map_err(|e| SourceError::Message(format!("{archive}: corrupt or truncated tar: {e}")))?;
+        let mut entry = entry.map_err(|e| fail(format!("corrupt or truncated tar: {e}")))?;
         let raw_path = String::from_utf8(entry.path_bytes().into_owned())
-            .map_err(|_| SourceError::Message(format!("{archive}: a member path is not valid UTF-8")))?;
-        let Some(path) = placement.map(archive, &raw_path)? else {
+            .map_err(|_| fail("a member path is not valid UTF-8".to_string()))?;
+        let Some(path) = map(&raw_path)? else {
             continue;
         };
         let header = entry.header();
         let mode = header.mode().unwrap_or(0o644) & 0o7777;
-        let (uid, gid) = match placement.owner {
-            Some(o) => o,
-            None => {
-                (header.uid().unwrap_or(0).try_into().unwrap_or(0), header.gid().unwrap_or(0).try_into().unwrap_or(0))
-            }
-        };
+        let (uid, gid) = owner.unwrap_or_else(|| {
+            let id = |v: io::Result<u64>| v.ok().and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
+            (id(header.uid()), id(header.gid()))
+        });
         let et = header.entry_type();
         let kind = if et.is_dir() {
             Kind::Dir { implicit: false }
         } else if et.is_file() || et == tar::EntryType::Continuous {
             let size = entry.size();
-            let copied = io::copy(&mut entry, &mut spool_w)
-                .map_err(|e| SourceError::Message(format!("{archive}: reading {raw_path}: {e}")))?;
+            let copied = io::copy(&mut entry, &mut spool_w).map_err(|e| fail(format!("reading {raw_path}: {e}")))?;
             if copied != size {
-                return Err(SourceError::Message(format!(
-                    "{archive}: {raw_path} is truncated ({copied} of {size} bytes)"
-                )));
+                return Err(fail(format!("{raw_path} is truncated ({copied} of {size} bytes)")));
             }
             let range = SpoolRange { spool: spool.clone(), offset, len: size };
             offset += size;
@@ -143,21 +156,21 @@ pub fn read_tar(
             let target = entry
                 .link_name_bytes()
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .ok_or_else(|| SourceError::Message(format!("{archive}: symlink {raw_path} has no target")))?;
+                .ok_or_else(|| fail(format!("symlink {raw_path} has no target")))?;
+            if target.is_empty() || target.contains('\0') {
+                return Err(fail(format!("symlink {raw_path} has an empty or invalid target")));
+            }
             Kind::Symlink { target }
         } else if et.is_hard_link() {
             let raw_target = entry
                 .link_name_bytes()
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .ok_or_else(|| SourceError::Message(format!("{archive}: hardlink {raw_path} has no target")))?;
-            let target = placement.map(archive, &raw_target).map_err(|e| {
-                SourceError::Message(format!(
-                    "{archive}: hardlink {raw_path} -> {raw_target} points outside the archive ({e})"
-                ))
-            })?;
+                .ok_or_else(|| fail(format!("hardlink {raw_path} has no target")))?;
+            let target = map(&raw_target)
+                .map_err(|e| fail(format!("hardlink {raw_path} -> {raw_target} points outside the archive ({e})")))?;
             let Some(target) = target else {
-                return Err(SourceError::Message(format!(
-                    "{archive}: hardlink {raw_path} -> {raw_target} points outside the unpacked part of the archive"
+                return Err(fail(format!(
+                    "hardlink {raw_path} -> {raw_target} points outside the unpacked part of the archive"
                 )));
             };
             Kind::Hardlink { target }
@@ -168,11 +181,14 @@ pub fn read_tar(
         {
             continue;
         } else {
-            return Err(SourceError::Message(format!(
-                "{archive}: {raw_path} is a {:?} entry; layers hold only files, directories and links (device nodes are created by the runtime)",
-                et
+            return Err(fail(format!(
+                "{raw_path} is a {et:?} entry; layers hold only files, directories and links (device nodes are created by the runtime)"
             )));
         };
+        if matches!(kind, Kind::File { .. }) && tree.get(&path).is_some() {
+            // Comparing with a duplicate reads this file's bytes back from the spool.
+            spool_w.flush().map_err(SourceError::io("writing spool file in", scratch))?;
+        }
         tree.insert(path, Entry { kind, mode, uid, gid, mtime: None, origin: origin.clone() })?;
     }
     spool_w.flush().map_err(SourceError::io("writing spool file in", scratch))?;

@@ -481,6 +481,39 @@ fn tarball_hardlink_to_outside_is_refused() {
 }
 
 #[test]
+fn tarball_with_a_member_appended_twice() {
+    // `tar -r` appends a second copy of a member. The same bytes again are
+    // accepted (one file in the layer); other bytes are a conflict that
+    // names both contents.
+    let c = Case::new();
+    let same = raw_tar(&[
+        TarItem::File("etc/motd", b"first copy\n", 0o644),
+        TarItem::File("etc/other", b"x", 0o644),
+        TarItem::File("etc/motd", b"first copy\n", 0o644),
+    ]);
+    std::fs::write(c.dir.path().join("same.tar"), same).unwrap();
+    let s = c.spec("version: 1\nname: x\nlayers:\n  - name: payload\n    tarball: {path: same.tar}\n");
+    let out = c.dir.path().join("o");
+    let o = build(&s, &format!("oci:{}", out.display()), &c.dir.path().join("cache"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let blob = |d: &str| std::fs::read(out.join("blobs/sha256").join(d.trim_start_matches("sha256:"))).unwrap();
+    let json = |b: Vec<u8>| serde_json::from_slice::<serde_json::Value>(&b).unwrap();
+    let index = json(std::fs::read(out.join("index.json")).unwrap());
+    let manifest = json(blob(index["manifests"][0]["digest"].as_str().unwrap()));
+    let layer = blob(manifest["layers"][0]["digest"].as_str().unwrap());
+    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(&layer[..]));
+    let paths: Vec<String> =
+        ar.entries().unwrap().map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(paths.iter().filter(|p| p.ends_with("etc/motd")).count(), 1, "{paths:?}");
+
+    let err = local_tarball_fails(&[
+        TarItem::File("etc/motd", b"first copy\n", 0o644),
+        TarItem::File("etc/motd", b"other copy\n", 0o644),
+    ]);
+    assert!(err.contains("etc/motd") && err.contains("content sha256:"), "{err}");
+}
+
+#[test]
 fn tarballs_in_every_codec_unpack_to_the_same_layer() {
     let tar = raw_tar(&[
         TarItem::Dir("opt/"),

@@ -3,14 +3,14 @@
 //! layer tree). Member paths that are absolute or contain `..` are refused,
 //! and the tree refuses anything written through a symlink.
 
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Read};
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::archive::decompress;
+use crate::archive::{decompress, read_tar_mapped};
 use crate::digest::{Digest, HashingReader};
 use crate::sources::SourceError;
-use crate::tree::{Content, Entry, Kind, PathError, Spool, SpoolRange, Tree, TreePath};
+use crate::tree::{Entry, PathError, Tree, TreePath};
 
 use super::control::parse_paragraphs;
 
@@ -221,67 +221,7 @@ pub fn read_data(
     scratch: &Path,
     tree: &mut Tree,
 ) -> Result<(), SourceError> {
-    let (spool, spool_file) = Spool::create_in(scratch).map_err(SourceError::io("creating spool file in", scratch))?;
-    let mut spool_w = io::BufWriter::with_capacity(1 << 20, spool_file);
-    let mut offset = 0u64;
-    let mut ar = tar::Archive::new(r);
-    let entries = ar.entries().map_err(|e| msg(what, format!("not a tar archive: {e}")))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| msg(what, format!("corrupt or truncated tar: {e}")))?;
-        let raw = String::from_utf8(entry.path_bytes().into_owned())
-            .map_err(|_| msg(what, "a member path is not valid UTF-8"))?;
-        let Some(path) = map_member(&raw, opts, what)? else { continue };
-        let header = entry.header();
-        let mode = header.mode().unwrap_or(0o644) & 0o7777;
-        let uid = header.uid().ok().and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
-        let gid = header.gid().ok().and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
-        let et = header.entry_type();
-        let kind = if et.is_dir() {
-            Kind::Dir { implicit: false }
-        } else if et.is_file() || et == tar::EntryType::Continuous {
-            let size = entry.size();
-            let copied = io::copy(&mut entry, &mut spool_w).map_err(|e| msg(what, format!("reading {raw}: {e}")))?;
-            if copied != size {
-                return Err(msg(what, format!("{raw} is truncated ({copied} of {size} bytes)")));
-            }
-            let range = SpoolRange { spool: spool.clone(), offset, len: size };
-            offset += size;
-            Kind::File { content: Content::Spool(range), size, sha256: None }
-        } else if et.is_symlink() {
-            let target = entry
-                .link_name_bytes()
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .ok_or_else(|| msg(what, format!("symlink {raw} has no target")))?;
-            if target.is_empty() || target.contains('\0') {
-                return Err(msg(what, format!("symlink {raw} has an empty or invalid target")));
-            }
-            Kind::Symlink { target }
-        } else if et.is_hard_link() {
-            let raw_target = entry
-                .link_name_bytes()
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .ok_or_else(|| msg(what, format!("hardlink {raw} has no target")))?;
-            let target = map_member(&raw_target, opts, what)?
-                .ok_or_else(|| msg(what, format!("hardlink {raw} points at the archive root")))?;
-            Kind::Hardlink { target }
-        } else if et.is_pax_global_extensions()
-            || et.is_pax_local_extensions()
-            || et.is_gnu_longname()
-            || et.is_gnu_longlink()
-        {
-            continue;
-        } else {
-            return Err(msg(what, format!("{raw} is a {et:?} entry; layers hold only files, directories and links")));
-        };
-        if matches!(kind, Kind::File { .. }) && tree.get(&path).is_some() {
-            // Comparing with a duplicate reads this file's bytes back from the spool.
-            spool_w.flush().map_err(SourceError::io("writing spool file in", scratch))?;
-        }
-        tree.insert(path, Entry { kind, mode, uid, gid, mtime: None, origin: origin.clone() })?;
-    }
-    spool_w.flush().map_err(SourceError::io("writing spool file in", scratch))?;
-    tree.check_hardlinks()?;
-    Ok(())
+    read_tar_mapped(r, what, |raw| map_member(raw, opts, what), None, origin, scratch, tree)
 }
 
 /// The control file with the `Status:` field dpkg's own database carries, so

@@ -3,7 +3,9 @@
 //! order, virtual packages through Provides, versions compared as dpkg does,
 //! excluded names never installed. No backtracking: the first satisfiable
 //! alternative wins, which is what apt does for a fresh install and keeps the
-//! result easy to predict. Conflicts and Breaks are not evaluated.
+//! result easy to predict. Conflicts and Breaks are checked on the result:
+//! a chosen package that conflicts with (or breaks) another chosen one is an
+//! error that names both and why each was chosen.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -25,6 +27,10 @@ pub struct Candidate {
     pub priority: u8,
     /// `Pre-Depends` then `Depends`, unparsed.
     pub depends: String,
+    /// `Conflicts`, unparsed (checked on the resolution, see `check_conflicts`).
+    pub conflicts: String,
+    /// `Breaks`, unparsed, checked like `conflicts`.
+    pub breaks: String,
     /// Parsed `Provides`.
     pub provides: Vec<Relation>,
     /// Pool path.
@@ -59,6 +65,8 @@ impl Candidate {
                 depends.push_str(d);
             }
         }
+        let conflicts = p.get("Conflicts").unwrap_or("").to_string();
+        let breaks = p.get("Breaks").unwrap_or("").to_string();
         let provides = match p.get("Provides") {
             Some(s) => parse_relations(s)
                 .map_err(|e| format!("{what}: package {name}: Provides: {e}"))?
@@ -87,6 +95,8 @@ impl Candidate {
             arch: a.to_string(),
             priority,
             depends,
+            conflicts,
+            breaks,
             provides,
             filename,
             size,
@@ -231,7 +241,57 @@ pub fn resolve<'u>(u: &'u Universe, req: &Request) -> Result<Resolution<'u>, Str
             queue.push_back((g, format!("{} {}", c.name, c.version)));
         }
     }
+    check_conflicts(&chosen, &why)?;
     Ok(Resolution { packages: chosen, notes })
+}
+
+/// Refuses a result in which a chosen package declares `Conflicts:` or
+/// `Breaks:` against another chosen one (a real package at a matching
+/// version, or a provider of a virtual name). A package's relations against
+/// itself or what it provides itself are ignored, as dpkg does.
+fn check_conflicts(chosen: &BTreeMap<String, &Candidate>, why: &BTreeMap<String, String>) -> Result<(), String> {
+    let needed = |name: &str| match why.get(name).map(String::as_str) {
+        Some("the spec") | None => "requested by the spec".to_string(),
+        Some(by) => format!("needed by {by}"),
+    };
+    for c in chosen.values() {
+        for (field, text) in [("Conflicts", &c.conflicts), ("Breaks", &c.breaks)] {
+            if text.is_empty() {
+                continue;
+            }
+            let groups =
+                parse_relations(text).map_err(|e| format!("package {} {}: {field}: {e}", c.name, c.version))?;
+            for r in groups.into_iter().flatten() {
+                let mut hits: Vec<&Candidate> = Vec::new();
+                if let Some(o) = chosen.get(&r.name) {
+                    if o.name != c.name && r.accepts(&o.version) {
+                        hits.push(o);
+                    }
+                }
+                // A conflict with a virtual name hits every other chosen
+                // provider of it (versioned: only a matching versioned Provides).
+                hits.extend(
+                    chosen.values().copied().filter(|o| o.name != c.name && o.name != r.name && provides_ok(o, &r)),
+                );
+                if let Some(o) = hits.first() {
+                    return Err(format!(
+                        "{} {} and {} {} cannot be installed together: {} {} declares `{field}: {r}`\n  {} is {}\n  {} is {}\nhint: `exclude:` the one the image can do without, or pin versions that do not clash",
+                        c.name,
+                        c.version,
+                        o.name,
+                        o.version,
+                        c.name,
+                        c.version,
+                        c.name,
+                        needed(&c.name),
+                        o.name,
+                        needed(&o.name)
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 fn satisfied(u: &Universe, chosen: &BTreeMap<String, &Candidate>, r: &Relation) -> bool {
@@ -475,6 +535,46 @@ Package: bar\nVersion: 9\nProvides: foo-abi\n";
         assert!(e.contains("libc 2.1 was already chosen"), "{e}");
         let e = resolve(&u, &req(&["nosuch"])).unwrap_err();
         assert!(e.contains("no package of that name"), "{e}");
+    }
+
+    const CONFLICTS: &str = "\
+Package: app\nVersion: 1\nDepends: tool, lib\n\n\
+Package: tool\nVersion: 2\nConflicts: lib (<< 1.5)\nBreaks: lib (>= 3)\n\n\
+Package: lib\nVersion: 1.0\n\n\
+Package: lib\nVersion: 2.0\n\n\
+Package: lib\nVersion: 3.0\n\n\
+Package: mta-a\nVersion: 1\nProvides: mail-transport-agent\nConflicts: mail-transport-agent\n\n\
+Package: mta-b\nVersion: 1\nProvides: mail-transport-agent\n";
+
+    #[test]
+    fn conflicts_and_breaks_between_chosen_packages_are_refused() {
+        let u = universe(CONFLICTS);
+        // lib 3.0 (the highest) is broken by tool 2.
+        let e = resolve(&u, &req(&["app"])).unwrap_err();
+        assert!(
+            e.starts_with("tool 2 and lib 3.0 cannot be installed together: tool 2 declares `Breaks: lib (>= 3)`"),
+            "{e}"
+        );
+        assert!(e.contains("tool is needed by app 1") && e.contains("lib is needed by app 1"), "{e}");
+        // Pinned to a version neither relation matches: fine.
+        assert_eq!(names(&resolve(&u, &req(&["lib (= 2.0)", "app"])).unwrap()), ["app=1", "lib=2.0", "tool=2"]);
+        // Conflicts with a version range.
+        let e = resolve(&u, &req(&["lib (= 1.0)", "tool"])).unwrap_err();
+        assert!(
+            e.contains("tool 2 declares `Conflicts: lib (<< 1.5)`") && e.contains("lib is requested by the spec"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn conflicts_with_a_virtual_name_spare_the_package_itself() {
+        let u = universe(CONFLICTS);
+        // mta-a provides and conflicts with mail-transport-agent: alone it is fine.
+        assert_eq!(names(&resolve(&u, &req(&["mta-a"])).unwrap()), ["mta-a=1"]);
+        // With another provider chosen, it is a clash.
+        let e = resolve(&u, &req(&["mta-a", "mta-b"])).unwrap_err();
+        assert!(e.contains("mta-a 1 and mta-b 1 cannot be installed together"), "{e}");
+        assert!(e.contains("`Conflicts: mail-transport-agent`"), "{e}");
     }
 
     #[test]

@@ -28,12 +28,36 @@ impl Paragraph {
 /// PGP armour must already be removed.
 pub fn parse_paragraphs(text: &str, what: &str) -> Result<Vec<Paragraph>, String> {
     let mut out = Vec::new();
+    for_each_paragraph(text.as_bytes(), what, |p| {
+        out.push(p);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Reads deb822 paragraphs from a stream and hands each to `f` as soon as it
+/// ends, so a 60,000-paragraph Packages index is never held whole (neither
+/// its text nor its paragraphs). `what` names the stream in errors.
+pub fn for_each_paragraph(
+    mut r: impl std::io::BufRead,
+    what: &str,
+    mut f: impl FnMut(Paragraph) -> Result<(), String>,
+) -> Result<(), String> {
     let mut cur = Paragraph::default();
-    for (n, raw) in text.lines().enumerate() {
-        let line = raw.strip_suffix('\r').unwrap_or(raw);
+    let mut raw = String::new();
+    let mut n = 0usize;
+    loop {
+        raw.clear();
+        let got = r.read_line(&mut raw).map_err(|e| format!("{what} line {}: {e}", n + 1))?;
+        if got == 0 {
+            break;
+        }
+        n += 1;
+        let line = raw.strip_suffix('\n').unwrap_or(&raw);
+        let line = line.strip_suffix('\r').unwrap_or(line);
         if line.trim().is_empty() {
             if !cur.fields.is_empty() {
-                out.push(std::mem::take(&mut cur));
+                f(std::mem::take(&mut cur))?;
             }
             continue;
         }
@@ -42,24 +66,24 @@ pub fn parse_paragraphs(text: &str, what: &str) -> Result<Vec<Paragraph>, String
         }
         if line.starts_with(' ') || line.starts_with('\t') {
             let Some(last) = cur.fields.last_mut() else {
-                return Err(format!("{what} line {}: continuation line without a field", n + 1));
+                return Err(format!("{what} line {n}: continuation line without a field"));
             };
             last.1.push('\n');
             last.1.push_str(line.trim_start());
             continue;
         }
         let Some((k, v)) = line.split_once(':') else {
-            return Err(format!("{what} line {}: expected `Field: value`, found `{}`", n + 1, truncate(line)));
+            return Err(format!("{what} line {n}: expected `Field: value`, found `{}`", truncate(line)));
         };
         if k.is_empty() || k.contains(char::is_whitespace) {
-            return Err(format!("{what} line {}: `{}` is not a field name", n + 1, truncate(k)));
+            return Err(format!("{what} line {n}: `{}` is not a field name", truncate(k)));
         }
         cur.fields.push((k.to_string(), v.trim().to_string()));
     }
     if !cur.fields.is_empty() {
-        out.push(cur);
+        f(cur)?;
     }
-    Ok(out)
+    Ok(())
 }
 
 fn truncate(s: &str) -> String {

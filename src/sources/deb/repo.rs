@@ -3,7 +3,6 @@
 //! cached in the store by digest), and resolve the requested packages.
 
 use std::collections::BTreeSet;
-use std::io::Read;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +13,7 @@ use crate::report::{redact_url, Reporter};
 use crate::spec::{DebsSpec, ResolvedLayer};
 use crate::store::Store;
 
-use super::control::{parse_paragraphs, parse_relations};
+use super::control::{for_each_paragraph, parse_relations};
 use super::release::{parse_release, parse_release_date, verify_inrelease, Keyring};
 use super::resolve::{resolve, Candidate, Request, Universe};
 use super::{arch_of, archives_of};
@@ -186,17 +185,15 @@ pub fn lock_layer(layer: &ResolvedLayer, spec: &DebsSpec, cx: &LockContext<'_>) 
                     cx.store.put_bytes(&bytes).map_err(|e| e.to_string())?;
                 }
                 let file = fs_err::File::open(cx.store.path(&digest)).map_err(|e| e.to_string())?;
-                let mut text = String::new();
-                decompress(std::io::BufReader::new(file), &path)
-                    .map_err(|e| e.to_string())?
-                    .read_to_string(&mut text)
-                    .map_err(|e| format!("{}: cannot decompress: {e}", redact_url(&url)))?;
+                let stream = decompress(std::io::BufReader::new(file), &path).map_err(|e| e.to_string())?;
                 let what = format!("{}/dists/{suite}/{path}", redact_url(&archive.url.0));
-                for p in parse_paragraphs(&text, &what)? {
+                // Streamed: only the candidates are kept, not the index text.
+                for_each_paragraph(std::io::BufReader::with_capacity(1 << 16, stream), &what, |p| {
                     if let Some(c) = Candidate::from_paragraph(&p, &arch, idx, &what)? {
                         universe.add(c);
                     }
-                }
+                    Ok(())
+                })?;
             }
             locked.push(LockedArchive {
                 url: archive.url.0.clone(),

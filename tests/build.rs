@@ -767,3 +767,104 @@ fn layers_written_in_parallel_keep_their_order_and_bytes() {
     assert_eq!(many2["manifest_digest"], one2["manifest_digest"]);
     assert_ne!(many2["manifest_digest"], many["manifest_digest"]);
 }
+
+/// Checks that an OCI layout is whole: every manifest its index names, and
+/// every config and layer those manifests name, is present with its digest
+/// and size. Returns the tags.
+fn assert_layout_whole(dir: &Path) -> Vec<String> {
+    let blob = |desc: &serde_json::Value| -> Vec<u8> {
+        let d = desc["digest"].as_str().unwrap();
+        let p = dir.join("blobs/sha256").join(d.trim_start_matches("sha256:"));
+        let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {d} is named but missing: {e}", dir.display()));
+        assert_eq!(format!("sha256:{}", sha256_hex(&bytes)), d, "{}: blob does not hash to its name", p.display());
+        assert_eq!(bytes.len() as u64, desc["size"].as_u64().unwrap(), "{}: wrong size", p.display());
+        bytes
+    };
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let mut tags = Vec::new();
+    for m in index["manifests"].as_array().unwrap() {
+        let manifest: serde_json::Value = serde_json::from_slice(&blob(m)).unwrap();
+        blob(&manifest["config"]);
+        for l in manifest["layers"].as_array().unwrap() {
+            blob(l);
+        }
+        if let Some(t) = m["annotations"]["org.opencontainers.image.ref.name"].as_str() {
+            tags.push(t.to_string());
+        }
+    }
+    tags
+}
+
+#[test]
+fn a_build_killed_at_any_moment_leaves_a_whole_layout_and_a_sound_cache() {
+    let t = tempfile::tempdir().unwrap();
+    // 16 MiB of text: about three seconds of work for a debug build, so the
+    // kills below land while the file is read, compressed and written.
+    let mut data = vec![0u8; 16 << 20];
+    let mut x: u64 = 0x2545F4914F6CDD1D;
+    for (i, chunk) in data.chunks_mut(8).enumerate() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        for (j, b) in chunk.iter_mut().enumerate() {
+            *b = if (i * 8 + j) % 64 == 63 { b'\n' } else { b'a' + ((x >> (j * 4)) & 15) as u8 };
+        }
+    }
+    std::fs::write(t.path().join("big.txt"), &data).unwrap();
+    let spec = t.path().join("big.yaml");
+    std::fs::write(
+        &spec,
+        "version: 1\nname: big\nlayers:\n  - files:\n      - {path: /data/big.txt, source: big.txt}\n",
+    )
+    .unwrap();
+    let out = t.path().join("out");
+    let cache = t.path().join("cache");
+    // The layout already holds another image, which must survive every kill.
+    let o = build(&hello_spec(), &format!("oci:{}:hello", out.display()), &cache);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let mut killed_while_running = 0;
+    for delay_ms in [40u64, 150, 300, 500, 800, 1200, 1700, 2300] {
+        let mut child = strata()
+            .args(["build", "-q", "--threads", "2"])
+            .arg(&spec)
+            .arg("-o")
+            .arg(format!("oci:{}:big", out.display()))
+            .arg("--cache")
+            .arg(&cache)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        if child.try_wait().unwrap().is_none() {
+            killed_while_running += 1;
+        }
+        child.kill().unwrap(); // SIGKILL: no destructor, no cleanup runs
+        child.wait().unwrap();
+        let tags = assert_layout_whole(&out);
+        assert!(tags.contains(&"hello".to_string()), "after a kill at {delay_ms} ms: {tags:?}");
+        // Nothing in the cache is stored under a name its bytes do not hash to.
+        for e in std::fs::read_dir(cache.join("cas/sha256")).unwrap() {
+            let p = e.unwrap().path();
+            assert_eq!(
+                sha256_hex(&std::fs::read(&p).unwrap()),
+                p.file_name().unwrap().to_str().unwrap(),
+                "after a kill at {delay_ms} ms: {} is poisoned",
+                p.display()
+            );
+        }
+    }
+    assert!(killed_while_running >= 3, "only {killed_while_running} kills hit a running build");
+
+    // The interrupted cache and layout finish the job, with the digest a
+    // clean build in a fresh cache gives.
+    let o = build(&spec, &format!("oci:{}:big", out.display()), &cache);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let clean = build(&spec, &format!("oci:{}", t.path().join("clean").display()), &t.path().join("fresh-cache"));
+    assert!(clean.status.success(), "{}", stderr(&clean));
+    assert_eq!(last_line(&stdout(&o)), last_line(&stdout(&clean)));
+    let mut tags = assert_layout_whole(&out);
+    tags.sort();
+    assert_eq!(tags, ["big", "hello"]);
+}

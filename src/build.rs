@@ -177,10 +177,12 @@ fn cache_lookup(store: &Store, key: &Digest, reporter: &dyn Reporter) -> Option<
     let blob_path = store.path(&e.blob.digest);
     let now = stamp(&blob_path)?;
     if e.stamp == Some(now) && now.1 == e.blob.size {
+        store.mark_used(&e.blob.digest);
         return Some(e.blob);
     }
     match store.verify(&e.blob.digest) {
         Ok(true) if now.1 == e.blob.size => {
+            store.mark_used(&e.blob.digest);
             cache_store(store, key, &e.blob);
             Some(e.blob)
         }

@@ -199,6 +199,7 @@ impl Fetcher {
                 continue;
             }
             if self.store.contains(&a.sha256) {
+                self.store.mark_used(&a.sha256);
                 summary.cached += 1;
                 continue;
             }

@@ -7,6 +7,7 @@
 pub mod archive;
 pub mod audit;
 pub mod build;
+pub mod cache;
 pub mod compress;
 pub mod config;
 pub mod cuda;

@@ -49,6 +49,7 @@ enum Command {
     Lock(commands::lock::LockArgs),
     Push(commands::push::PushArgs),
     Pull(commands::pull::PullArgs),
+    Cache(commands::cache::CacheArgs),
     /// Print the JSON Schema of image specs (or, with --layer, of layer files).
     #[command(hide = true)]
     Schema {
@@ -70,6 +71,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => commands::inspect::run(a, &cli.global),
         Command::Push(a) => commands::push::run(a, &cli.global),
         Command::Pull(a) => commands::pull::run(a, &cli.global),
+        Command::Cache(a) => commands::cache::run(a, &cli.global),
         Command::Schema { layer } => {
             let v = if layer { strata::spec::layer_schema() } else { strata::spec::image_schema() };
             serde_json::to_string_pretty(&v).map_err(anyhow::Error::from).and_then(|s| commands::out(&s))

@@ -5,6 +5,13 @@
 //! Layout under the root (default `~/.cache/strata`, or `STRATA_CACHE`):
 //! `cas/sha256/<hex>` blobs, `tmp/` partial writes, `locks/` lock files,
 //! `layers/` the layer cache index.
+//!
+//! Every process that opens the store holds a shared lock on
+//! `locks/store.lock` while it runs; `strata cache prune` takes it exclusively,
+//! so it never removes a blob a running build is about to read. A blob's
+//! access time is set whenever a build uses it (explicitly, so `noatime`
+//! mounts do not matter), which is what pruning by age reads. Modification
+//! times are left alone: the layer cache uses them to notice changed blobs.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -46,6 +53,9 @@ fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) ->
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    /// The shared (or, for pruning, exclusive) lock on `locks/store.lock`,
+    /// released when the last clone is dropped.
+    _use_lock: Option<std::sync::Arc<File>>,
 }
 
 /// An exclusive lock held until dropped.
@@ -61,14 +71,53 @@ impl Drop for LockGuard {
 }
 
 impl Store {
-    /// Opens (creating if needed) a store at `root`.
+    /// Opens (creating if needed) a store at `root`, holding a shared lock
+    /// on it for as long as the `Store` (or a clone) lives. Waits while
+    /// `strata cache prune` holds it.
     pub fn open(root: impl Into<PathBuf>) -> Result<Store, StoreError> {
-        let root = root.into();
+        Self::open_locked(root.into(), false, &mut |_| {})
+    }
+
+    /// Opens the store for pruning: an exclusive lock, taken once no other
+    /// process has the store open. `waiting` is called once if that means
+    /// waiting.
+    pub fn open_exclusive(root: impl Into<PathBuf>, waiting: &mut dyn FnMut(&Path)) -> Result<Store, StoreError> {
+        Self::open_locked(root.into(), true, waiting)
+    }
+
+    fn open_locked(root: PathBuf, exclusive: bool, waiting: &mut dyn FnMut(&Path)) -> Result<Store, StoreError> {
         for sub in ["cas/sha256", "tmp", "locks", "layers"] {
             let p = root.join(sub);
             std::fs::create_dir_all(&p).map_err(io_err("creating cache directory", &p))?;
         }
-        Ok(Store { root })
+        let p = root.join("locks/store.lock");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .map_err(io_err("creating lock file", &p))?;
+        let r = if exclusive { file.try_lock() } else { file.try_lock_shared() };
+        match r {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                waiting(&root);
+                if exclusive { file.lock() } else { file.lock_shared() }.map_err(io_err("locking", &p))?;
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(StoreError::Io { action: "locking", path: p, source: e })
+            }
+        }
+        Ok(Store { root, _use_lock: Some(std::sync::Arc::new(file)) })
+    }
+
+    /// Records that a blob was used now (its access time), for
+    /// `strata cache prune --unused-for`. Best effort: a failure only makes
+    /// the blob look older.
+    pub fn mark_used(&self, d: &Digest) {
+        if let Ok(f) = File::open(self.path(d)) {
+            let _ = f.set_times(std::fs::FileTimes::new().set_accessed(std::time::SystemTime::now()));
+        }
     }
 
     /// The default root: `$STRATA_CACHE`, else `$XDG_CACHE_HOME/strata`, else `~/.cache/strata`.
@@ -134,6 +183,7 @@ impl Store {
         }
         tmp.as_file().sync_all().map_err(io_err("syncing", tmp.path()))?;
         if dest.is_file() {
+            self.mark_used(digest);
             return Ok(dest);
         }
         tmp.persist(&dest).map_err(|e| StoreError::Io {
@@ -148,6 +198,7 @@ impl Store {
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<Digest, StoreError> {
         let d = Digest::of(bytes);
         if self.contains(&d) {
+            self.mark_used(&d);
             return Ok(d);
         }
         let mut tmp = self.temp_file()?;
@@ -160,6 +211,7 @@ impl Store {
     pub fn put_file(&self, src: &Path, expected: Option<&Digest>) -> Result<(Digest, u64), StoreError> {
         if let Some(d) = expected {
             if self.contains(d) {
+                self.mark_used(d);
                 let size = std::fs::metadata(self.path(d)).map(|m| m.len()).unwrap_or(0);
                 return Ok((*d, size));
             }

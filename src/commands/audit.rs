@@ -35,6 +35,9 @@ pub fn run(args: AuditArgs, global: &GlobalArgs) -> anyhow::Result<bool> {
     let reporter = Arc::new(CliReporter::new(global.quiet));
     let spec = strata::spec::load(&args.spec)?;
     let mut opts = BuildOptions { cache: global.cache_dir(), ..BuildOptions::default() };
+    // Held until the command ends, so `strata cache prune` waits for all of it
+    // (the build and the writing of its output), not only for the build.
+    let _cache = strata::store::Store::open(&opts.cache)?;
     opts.fetch = fetch_options(&args.net)?;
     opts.verifier = args.verifier.clone();
     opts.source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {

@@ -63,6 +63,9 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         None => Output::OciDir { dir: PathBuf::from("build").join(&spec.spec.name), tag: None },
     };
     let mut opts = BuildOptions { cache: global.cache_dir(), ..BuildOptions::default() };
+    // Held until the command ends, so `strata cache prune` waits for all of it
+    // (the build and the writing of its output), not only for the build.
+    let _cache = strata::store::Store::open(&opts.cache)?;
     if let Some(t) = args.threads {
         opts.threads = t.max(1);
     }

@@ -32,6 +32,9 @@ pub fn run(args: LockArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let spec = strata::spec::load(&args.spec)?;
     let started = std::time::Instant::now();
     let opts = LockOptions { cache: global.cache_dir(), timeout: std::time::Duration::from_secs(args.timeout.max(1)) };
+    // Held until the command ends, so `strata cache prune` waits for all of it
+    // (the build and the writing of its output), not only for the build.
+    let _cache = strata::store::Store::open(&opts.cache)?;
     let mut lock = lock_spec(&spec, &opts, reporter)?;
     // Python: uv rewrites the pylock of entries with `requirements:`; every
     // pylock's sha256 is recorded so builds notice a pylock edited later.

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod build;
+pub mod cache;
 pub mod diff;
 pub mod fetch;
 pub mod inspect;

@@ -169,7 +169,9 @@ pub fn lock_layer(layer: &ResolvedLayer, spec: &DebsSpec, cx: &LockContext<'_>) 
                 } else {
                     format!("{}/dists/{suite}/{path}", archive.url.0)
                 };
-                if !cx.store.contains(&digest) {
+                if cx.store.contains(&digest) {
+                    cx.store.mark_used(&digest);
+                } else {
                     cx.reporter.info(&format!("fetching {}", redact_url(&url)));
                     let bytes = http_get(&url, cx.timeout).map_err(|e| {
                         format!("GET {}: {}\nhint: the mirror may be in the middle of an update; retry later or use another mirror", redact_url(&url), e.message)

@@ -94,18 +94,27 @@ impl Placement {
     }
 }
 
+/// Where the bytes of an archive's files are kept until the layer is written.
+pub enum MemberData<'a> {
+    /// Copied into a new spool file in this scratch directory (a compressed
+    /// stream has no other place to read them from later).
+    Spool(&'a Path),
+    /// Read later from the archive file itself, at each member's offset:
+    /// the stream must be this file's bytes, uncompressed, from its start.
+    InPlace(Arc<Spool>),
+}
+
 /// Reads a (decompressed) tar stream into `tree`, placed as `placement` says.
-/// File bytes go to a spool file in `scratch`. Device nodes and FIFOs are
-/// refused.
+/// Device nodes and FIFOs are refused.
 pub fn read_tar(
     r: impl Read,
     archive: &str,
     placement: &Placement,
     origin: &Arc<str>,
-    scratch: &Path,
+    data: MemberData<'_>,
     tree: &mut Tree,
 ) -> Result<(), SourceError> {
-    read_tar_mapped(r, archive, |raw| placement.map(archive, raw), placement.owner, origin, scratch, tree)
+    read_tar_mapped(r, archive, |raw| placement.map(archive, raw), placement.owner, origin, data, tree)
 }
 
 /// The tar reader behind tarballs and `.deb` data archives. `map` turns a
@@ -118,12 +127,24 @@ pub fn read_tar_mapped(
     map: impl Fn(&str) -> Result<Option<TreePath>, SourceError>,
     owner: Option<(u32, u32)>,
     origin: &Arc<str>,
-    scratch: &Path,
+    data: MemberData<'_>,
     tree: &mut Tree,
 ) -> Result<(), SourceError> {
     let fail = |m: String| SourceError::Message(format!("{archive}: {m}"));
-    let (spool, spool_file) = Spool::create_in(scratch).map_err(SourceError::io("creating spool file in", scratch))?;
-    let mut spool_w = io::BufWriter::with_capacity(1 << 20, spool_file);
+    let (spool, mut spool_w, scratch) = match data {
+        MemberData::Spool(scratch) => {
+            let (spool, file) =
+                Spool::create_in(scratch).map_err(SourceError::io("creating spool file in", scratch))?;
+            (spool, Some(io::BufWriter::with_capacity(1 << 20, file)), Some(scratch))
+        }
+        MemberData::InPlace(spool) => (spool, None, None),
+    };
+    let flush = |w: &mut Option<io::BufWriter<std::fs::File>>| -> Result<(), SourceError> {
+        match (w, scratch) {
+            (Some(w), Some(dir)) => w.flush().map_err(SourceError::io("writing spool file in", dir)),
+            _ => Ok(()),
+        }
+    };
     let mut offset = 0u64;
     let mut ar = tar::Archive::new(r);
     let entries = ar.entries().map_err(|e| fail(format!("not a tar archive: {e}")))?;
@@ -145,12 +166,19 @@ pub fn read_tar_mapped(
             Kind::Dir { implicit: false }
         } else if et.is_file() || et == tar::EntryType::Continuous {
             let size = entry.size();
-            let copied = io::copy(&mut entry, &mut spool_w).map_err(|e| fail(format!("reading {raw_path}: {e}")))?;
-            if copied != size {
-                return Err(fail(format!("{raw_path} is truncated ({copied} of {size} bytes)")));
-            }
-            let range = SpoolRange { spool: spool.clone(), offset, len: size };
-            offset += size;
+            let range = match &mut spool_w {
+                Some(w) => {
+                    let copied = io::copy(&mut entry, w).map_err(|e| fail(format!("reading {raw_path}: {e}")))?;
+                    if copied != size {
+                        return Err(fail(format!("{raw_path} is truncated ({copied} of {size} bytes)")));
+                    }
+                    offset += size;
+                    SpoolRange { spool: spool.clone(), offset: offset - size, len: size }
+                }
+                // The tar reader reads past the bytes (hashing them on the
+                // way); a short archive fails at the next header.
+                None => SpoolRange { spool: spool.clone(), offset: entry.raw_file_position(), len: size },
+            };
             Kind::File { content: Content::Spool(range), size, sha256: None }
         } else if et.is_symlink() {
             let target = entry
@@ -187,11 +215,11 @@ pub fn read_tar_mapped(
         };
         if matches!(kind, Kind::File { .. }) && tree.get(&path).is_some() {
             // Comparing with a duplicate reads this file's bytes back from the spool.
-            spool_w.flush().map_err(SourceError::io("writing spool file in", scratch))?;
+            flush(&mut spool_w)?;
         }
         tree.insert(path, Entry { kind, mode, uid, gid, mtime: None, origin: origin.clone() })?;
     }
-    spool_w.flush().map_err(SourceError::io("writing spool file in", scratch))?;
+    flush(&mut spool_w)?;
     tree.check_hardlinks()?;
     Ok(())
 }

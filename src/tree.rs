@@ -199,10 +199,15 @@ impl Content {
 /// An append-only file that holds the bytes of archive members until the layer
 /// is written, so archive order and layer order can differ without holding
 /// the data in memory.
+///
+/// An uncompressed archive needs no copy: its own file serves as the spool
+/// ([`Spool::in_place`]), and members are ranges of it.
 #[derive(Debug)]
 pub struct Spool {
     file: File,
     path: PathBuf,
+    /// A temporary file of ours, removed on drop (not an archive read in place).
+    owned: bool,
 }
 
 impl Spool {
@@ -211,13 +216,22 @@ impl Spool {
         let tmp = tempfile::Builder::new().prefix("spool-").tempfile_in(dir)?;
         let (file, path) = tmp.keep().map_err(|e| e.error)?;
         let writer = file.try_clone()?;
-        Ok((Arc::new(Spool { file, path }), writer))
+        Ok((Arc::new(Spool { file, path, owned: true }), writer))
+    }
+
+    /// Uses an existing file (an uncompressed tar) as the spool, read through
+    /// this open handle: replacing the file on disk meanwhile does not change
+    /// what is read. It is never written or removed.
+    pub fn in_place(file: File, path: PathBuf) -> Arc<Spool> {
+        Arc::new(Spool { file, path, owned: false })
     }
 }
 
 impl Drop for Spool {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        if self.owned {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 

@@ -558,6 +558,68 @@ fn tarballs_in_every_codec_unpack_to_the_same_layer() {
 }
 
 #[test]
+fn a_plain_tarball_is_read_in_place_with_long_names_and_checked_for_truncation() {
+    // Uncompressed tars are not copied to scratch space: members are read
+    // from the archive at their offsets. Long names (GNU extension headers
+    // before the data) must not shift those offsets.
+    let long = format!("opt/{}/file.txt", "d".repeat(150));
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, body) in [("opt/a", &b"alpha\n"[..]), (long.as_str(), &b"long-named bytes\n"[..]), ("opt/z", b"zulu\n")]
+    {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(1);
+        b.append_data(&mut h, path, body).unwrap();
+    }
+    let plain = b.into_inner().unwrap();
+    let t = tempfile::tempdir().unwrap();
+    let mut layers = Vec::new();
+    for (name, bytes) in [("p.tar", plain.clone()), ("p.tar.gz", gzip(&plain))] {
+        std::fs::write(t.path().join(name), &bytes).unwrap();
+        let spec = t.path().join(format!("{name}.yaml"));
+        std::fs::write(&spec, format!("version: 1\nname: x\nlayers:\n  - tarball: {{path: {name}}}\n")).unwrap();
+        let out = t.path().join(format!("o-{name}"));
+        let o = build(&spec, &format!("oci:{}", out.display()), &t.path().join("c"));
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let index: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
+        let blob = |d: &str| std::fs::read(out.join("blobs/sha256").join(d.trim_start_matches("sha256:"))).unwrap();
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap();
+        let layer = blob(manifest["layers"][0]["digest"].as_str().unwrap());
+        let mut files = Vec::new();
+        let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(&layer[..]));
+        for e in ar.entries().unwrap() {
+            let mut e = e.unwrap();
+            if e.header().entry_type().is_file() {
+                let mut body = String::new();
+                std::io::Read::read_to_string(&mut e, &mut body).unwrap();
+                files.push((e.path().unwrap().to_string_lossy().into_owned(), body));
+            }
+        }
+        assert_eq!(
+            files,
+            [
+                ("opt/a".to_string(), "alpha\n".to_string()),
+                (long.clone(), "long-named bytes\n".to_string()),
+                ("opt/z".to_string(), "zulu\n".to_string())
+            ],
+            "{name}"
+        );
+        layers.push(manifest["layers"][0]["digest"].as_str().unwrap().to_string());
+    }
+    assert_eq!(layers[0], layers[1]);
+
+    // Cut inside the last member's bytes: refused, not read short later.
+    let cut = plain.len() - 1024 - 512 + 2;
+    std::fs::write(t.path().join("cut.tar"), &plain[..cut]).unwrap();
+    let c = Case::new();
+    std::fs::copy(t.path().join("cut.tar"), c.dir.path().join("cut.tar")).unwrap();
+    let err = c.fails(&c.spec("version: 1\nname: x\nlayers:\n  - tarball: {path: cut.tar}\n"));
+    assert!(err.contains("cut.tar") && (err.contains("truncated") || err.contains("corrupt")), "{err}");
+}
+
+#[test]
 fn output_into_a_non_layout_directory_is_refused() {
     let t = tempfile::tempdir().unwrap();
     std::fs::write(t.path().join("precious.txt"), "keep me").unwrap();

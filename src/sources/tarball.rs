@@ -3,10 +3,11 @@
 use std::io::Read;
 use std::sync::Arc;
 
-use crate::archive::{decompress, read_tar, Placement};
+use crate::archive::{decompress, read_tar, sniff, Codec, MemberData, Placement};
 use crate::digest::HashingReader;
 use crate::fetch::Artifact;
 use crate::spec::{parse_owner, ResolvedLayer, TarballSpec};
+use crate::tree::Spool;
 
 use super::{Context, Part, Source, SourceError};
 
@@ -75,11 +76,23 @@ impl Source for Tarball<'_> {
                 None => self.layer.resolve(s.path.as_deref().unwrap_or_default()),
             };
             let file = fs_err::File::open(&file_path).map_err(|e| SourceError::Message(format!("{name}: {e}")))?;
+            // An uncompressed tar is its own spool: members are read from it
+            // when the layer is written, through this handle, instead of
+            // being copied to scratch space first.
+            let mut head = [0u8; 8];
+            let n = std::os::unix::fs::FileExt::read_at(file.file(), &mut head, 0)
+                .map_err(SourceError::io("reading", &file_path))?;
+            let data = if sniff(&head[..n]) == Codec::Plain {
+                let handle = file.file().try_clone().map_err(SourceError::io("opening", &file_path))?;
+                MemberData::InPlace(Spool::in_place(handle, file_path.clone()))
+            } else {
+                MemberData::Spool(&ctx.scratch)
+            };
             let mut hashing = HashingReader::new(std::io::BufReader::new(file));
             let origin: Arc<str> = Arc::from(format!("tarball {name}"));
             {
                 let stream = decompress(&mut hashing, &name)?;
-                read_tar(stream, &name, &placement, &origin, &ctx.scratch, tree)?;
+                read_tar(stream, &name, &placement, &origin, data, tree)?;
             }
             // Hash the rest (padding after the end-of-archive marker) to check the pin.
             std::io::copy(&mut (&mut hashing).take(u64::MAX), &mut std::io::sink())

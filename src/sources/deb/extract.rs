@@ -7,7 +7,7 @@ use std::io::{self, BufReader, Read};
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::archive::{decompress, read_tar_mapped};
+use crate::archive::{decompress, read_tar_mapped, MemberData};
 use crate::digest::{Digest, HashingReader};
 use crate::sources::SourceError;
 use crate::tree::{Entry, PathError, Tree, TreePath};
@@ -221,7 +221,7 @@ pub fn read_data(
     scratch: &Path,
     tree: &mut Tree,
 ) -> Result<(), SourceError> {
-    read_tar_mapped(r, what, |raw| map_member(raw, opts, what), None, origin, scratch, tree)
+    read_tar_mapped(r, what, |raw| map_member(raw, opts, what), None, origin, MemberData::Spool(scratch), tree)
 }
 
 /// The control file with the `Status:` field dpkg's own database carries, so

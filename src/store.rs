@@ -55,7 +55,7 @@ pub struct Store {
     root: PathBuf,
     /// The shared (or, for pruning, exclusive) lock on `locks/store.lock`,
     /// released when the last clone is dropped.
-    _use_lock: Option<std::sync::Arc<File>>,
+    _use_lock: std::sync::Arc<File>,
 }
 
 /// An exclusive lock held until dropped.
@@ -108,7 +108,7 @@ impl Store {
                 return Err(StoreError::Io { action: "locking", path: p, source: e })
             }
         }
-        Ok(Store { root, _use_lock: Some(std::sync::Arc::new(file)) })
+        Ok(Store { root, _use_lock: std::sync::Arc::new(file) })
     }
 
     /// Records that a blob was used now (its access time), for

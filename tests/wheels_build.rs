@@ -455,3 +455,66 @@ fn installed_wheels_are_listed_by_importlib_metadata() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "[('alpha', '1.0', 'strata'), ('beta', '2.5', 'strata')]");
 }
+
+#[test]
+fn a_python_target_chooses_wheels_paths_and_launchers_for_that_interpreter() {
+    // Two wheels of one package: cp311 and cp312. The default target takes
+    // the cp311 one; `target: {python: 3.12.3}` the cp312 one, installed
+    // under python3.12 with launchers for /usr/bin/python3.12.
+    let p = Project::new();
+    let mut w311 = small("alpha", "1.0", 1);
+    w311.tag = "cp311-cp311-manylinux_2_17_x86_64".into();
+    w311.purelib = false;
+    let mut w312 = small("alpha", "1.0", 2);
+    w312.tag = "cp312-cp312-manylinux_2_34_x86_64".into();
+    w312.purelib = false;
+    let (b311, b312) = (w311.bytes(), w312.bytes());
+    let u311 = p.server.put(&w311.file_name(), b311.clone());
+    let u312 = p.server.put(&w312.file_name(), b312.clone());
+    let lock = format!(
+        "lock-version = \"1.0\"\ncreated-by = \"strata-tests\"\nrequires-python = \">=3.11\"\n\n[[packages]]\nname = \"alpha\"\nversion = \"1.0\"\nwheels = [\n  {{ url = \"{u311}\", size = {}, hashes = {{ sha256 = \"{}\" }} }},\n  {{ url = \"{u312}\", size = {}, hashes = {{ sha256 = \"{}\" }} }},\n]\n",
+        b311.len(),
+        sha256_hex(&b311),
+        b312.len(),
+        sha256_hex(&b312)
+    );
+    std::fs::write(p.path("pylock.toml"), lock).unwrap();
+    let cache = p.path("cache");
+    let build = |extra: &str, out: &str| {
+        p.spec(extra);
+        let o = strata(&cache)
+            .args(["build", "--unlocked"])
+            .arg(p.path("spec.yaml"))
+            .arg("-o")
+            .arg(format!("oci:{}", p.path(out).display()))
+            .output()
+            .unwrap();
+        (o.status.success(), stderr(&o))
+    };
+    let files = |out: &str| -> BTreeMap<String, Vec<u8>> {
+        let (_, _, layers) = read_layout(&p.path(out));
+        layers.into_iter().flat_map(|l| l.entries.into_iter()).map(|(k, v)| (k, v.2)).collect()
+    };
+
+    let (ok, err) = build("", "default");
+    assert!(ok, "{err}");
+    let f = files("default");
+    assert_eq!(f["usr/local/lib/python3.11/dist-packages/alpha/data.bin"], vec![b'x'; 1]);
+    assert!(String::from_utf8_lossy(&f["usr/local/bin/alpha-cli"]).starts_with("#!/usr/bin/python3.11\n"));
+
+    let (ok, err) = build("      target: {python: \"3.12.3\", glibc: \"2.39\"}\n", "py312");
+    assert!(ok, "{err}");
+    let f = files("py312");
+    assert_eq!(f["usr/local/lib/python3.12/dist-packages/alpha/data.bin"], vec![b'x'; 2]);
+    assert!(String::from_utf8_lossy(&f["usr/local/bin/alpha-cli"]).starts_with("#!/usr/bin/python3.12\n"));
+    assert!(!f.keys().any(|k| k.contains("python3.11")), "{:?}", f.keys().collect::<Vec<_>>());
+
+    // glibc 2.31 is too old for the cp312 wheel (manylinux_2_34): refused, naming the target.
+    let (ok, err) = build("      target: {python: \"3.12.3\", glibc: \"2.31\"}\n", "old-glibc");
+    assert!(!ok);
+    assert!(err.contains("no wheel fits CPython 3.12 manylinux_2_31 x86_64"), "{err}");
+    // A version that is not one is a spec error with its position.
+    let (ok, err) = build("      target: {python: \"3.12\"}\n", "bad");
+    assert!(!ok);
+    assert!(err.contains("spec.yaml:11:") && err.contains("is not a CPython 3 version in full"), "{err}");
+}

@@ -426,7 +426,62 @@ pub struct PythonSpec {
     /// Optional. How the wheels are split into layers.
     #[serde(default)]
     pub split: Option<PythonSplitSpec>,
+    /// Optional. The image's interpreter and platform, which choose the
+    /// wheels, evaluate markers and place files. Default: Debian bookworm's
+    /// CPython 3.11.2, manylinux_2_28, x86_64.
+    #[serde(default)]
+    pub target: Option<PythonTargetSpec>,
 }
+
+/// The interpreter a `python:` source installs for.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PythonTargetSpec {
+    /// Required. The image's CPython version, in full (`3.12.3`): the minor
+    /// version picks wheels and `/usr/local/lib/python3.X/dist-packages`,
+    /// the full one is what `python_full_version` markers see.
+    pub python: CPythonVersion,
+    /// Optional. The newest `manylinux_2_N` wheels may target: the glibc
+    /// of the image (`2.36`) or lower. Default: `2.28`.
+    #[serde(default)]
+    pub glibc: Option<GlibcVersion>,
+}
+
+/// A CPython version `3.MINOR.MICRO`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CPythonVersion(pub u32, pub u32, pub u32);
+
+impl<'de> Deserialize<'de> for CPythonVersion {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        let n: Vec<Option<u32>> = s.split('.').map(|p| p.parse().ok()).collect();
+        match n.as_slice() {
+            [Some(3), Some(mi), Some(mc)] if (6..100).contains(mi) => Ok(CPythonVersion(3, *mi, *mc)),
+            _ => Err(serde::de::Error::custom(format!(
+                "`{s}` is not a CPython 3 version in full, such as `3.12.3` (the image's `python3 --version`)"
+            ))),
+        }
+    }
+}
+
+/// A glibc version `2.N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct GlibcVersion(pub u32, pub u32);
+
+impl<'de> Deserialize<'de> for GlibcVersion {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.split_once('.').map(|(a, b)| (a.parse::<u32>(), b.parse::<u32>())) {
+            Some((Ok(2), Ok(n))) => Ok(GlibcVersion(2, n)),
+            _ => Err(serde::de::Error::custom(format!(
+                "`{s}` is not a glibc version such as `2.36` (the image's `ldd --version`)"
+            ))),
+        }
+    }
+}
+
+string_schema!(CPythonVersion, "CPythonVersion", {"type": "string", "pattern": "^3\\.[0-9]{1,2}\\.[0-9]+$", "description": "CPython version in full, e.g. \"3.12.3\"."});
+string_schema!(GlibcVersion, "GlibcVersion", {"type": "string", "pattern": "^2\\.[0-9]+$", "description": "glibc version, e.g. \"2.36\"."});
 
 /// How a `python:` source splits its wheels into layers.
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, JsonSchema)]

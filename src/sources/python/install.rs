@@ -92,7 +92,6 @@ pub struct InstallOptions {
 
 const SMALL: u64 = 16 << 20;
 const RECORD_LIMIT: u64 = 64 << 20;
-const RESERVED_SCRIPTS: [&str; 3] = ["python", "python3", "python3.11"];
 
 fn err(wheel: &str, message: impl Into<String>, hint: Option<&str>) -> ZipError {
     ZipError { wheel: wheel.to_string(), message: message.into(), hint: hint.map(str::to_string) }
@@ -406,7 +405,8 @@ pub fn install(
             if name.is_empty() || name.contains('/') || name.starts_with('.') {
                 return Err(err(w, format!("entry point name `{name}` in [{section}] is not a valid file name"), None));
             }
-            if RESERVED_SCRIPTS.contains(&name.as_str()) {
+            let interpreter_name = scheme.interpreter.rsplit('/').next().unwrap_or_default();
+            if name == "python" || name == "python3" || name == interpreter_name {
                 return Err(err(
                     w,
                     format!("entry point `{name}` would replace the Python interpreter's own command"),

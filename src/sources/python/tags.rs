@@ -30,6 +30,22 @@ impl Default for Target {
     }
 }
 
+impl Target {
+    /// The target a `python:` entry names (`target:`), else the default.
+    pub fn of(spec: Option<&crate::spec::PythonTargetSpec>) -> Target {
+        let d = Target::default();
+        match spec {
+            None => d,
+            Some(t) => Target {
+                python: (t.python.0, t.python.1),
+                python_full: format!("{}.{}.{}", t.python.0, t.python.1, t.python.2),
+                glibc: t.glibc.map(|g| (g.0, g.1)).unwrap_or(d.glibc),
+                arch: d.arch,
+            },
+        }
+    }
+}
+
 /// Legacy manylinux names (PEP 513, 571, 599) and the glibc they mean (PEP 600).
 pub const LEGACY_MANYLINUX: [(&str, (u32, u32)); 3] =
     [("manylinux2014", (2, 17)), ("manylinux2010", (2, 12)), ("manylinux1", (2, 5))];

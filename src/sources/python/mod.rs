@@ -426,6 +426,7 @@ mod tests {
             index_url: None,
             extras: vec![],
             split: None,
+            target: None,
         };
         assert!(check_spec(&mk("pylock.toml")).is_ok());
         assert!(check_spec(&mk("../specs/pylock.pytorch-cuda.toml")).is_ok());

@@ -126,6 +126,7 @@ mod tests {
             index_url: None,
             extras: vec![],
             split: None,
+            target: None,
         };
         let a = compile_args(&spec, &Target::default(), Path::new("r.in"), Path::new("out.toml"), "strata lock s.yaml")
             .unwrap()

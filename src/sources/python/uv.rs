@@ -135,6 +135,13 @@ mod tests {
             a,
             "pip compile r.in --python-platform x86_64-manylinux_2_28 --python-version 3.11 --format pylock.toml --exclude-newer 2026-11-01T00:00:00Z --no-config --quiet --custom-compile-command strata lock s.yaml --output-file out.toml"
         );
+        // A spec's target reaches uv.
+        let t = crate::spec::PythonTargetSpec {
+            python: crate::spec::CPythonVersion(3, 13, 5),
+            glibc: Some(crate::spec::GlibcVersion(2, 41)),
+        };
+        let a = compile_args(&spec, &Target::of(Some(&t)), Path::new("r"), Path::new("o"), "x").unwrap().join(" ");
+        assert!(a.contains("--python-platform x86_64-manylinux_2_41 --python-version 3.13 "), "{a}");
         let no_time = PythonSpec { exclude_newer: None, ..spec };
         assert!(compile_args(&no_time, &Target::default(), Path::new("r"), Path::new("o"), "x")
             .unwrap_err()

@@ -860,25 +860,8 @@ fn assert_layout_whole(dir: &Path) -> Vec<String> {
 #[test]
 fn a_build_killed_at_any_moment_leaves_a_whole_layout_and_a_sound_cache() {
     let t = tempfile::tempdir().unwrap();
-    // 16 MiB of text: about three seconds of work for a debug build, so the
-    // kills below land while the file is read, compressed and written.
-    let mut data = vec![0u8; 16 << 20];
-    let mut x: u64 = 0x2545F4914F6CDD1D;
-    for (i, chunk) in data.chunks_mut(8).enumerate() {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        for (j, b) in chunk.iter_mut().enumerate() {
-            *b = if (i * 8 + j) % 64 == 63 { b'\n' } else { b'a' + ((x >> (j * 4)) & 15) as u8 };
-        }
-    }
-    std::fs::write(t.path().join("big.txt"), &data).unwrap();
-    let spec = t.path().join("big.yaml");
-    std::fs::write(
-        &spec,
-        "version: 1\nname: big\nlayers:\n  - files:\n      - {path: /data/big.txt, source: big.txt}\n",
-    )
-    .unwrap();
+    // The kills below land while the file is read, compressed and written.
+    let spec = slow_spec(t.path());
     let out = t.path().join("out");
     let cache = t.path().join("cache");
     // The layout already holds another image, which must survive every kill.

@@ -95,24 +95,7 @@ fn prune_removes_only_what_no_recent_build_used() {
 fn prune_waits_for_a_running_build() {
     let t = tempfile::tempdir().unwrap();
     let cache = t.path().join("cache");
-    // About three seconds of work for a debug build.
-    let mut data = vec![0u8; 16 << 20];
-    let mut x: u64 = 0x9E3779B97F4A7C15;
-    for (i, b) in data.iter_mut().enumerate() {
-        if i % 8 == 0 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-        }
-        *b = if i % 64 == 63 { b'\n' } else { b'a' + ((x >> ((i % 8) * 4)) & 15) as u8 };
-    }
-    std::fs::write(t.path().join("big.txt"), &data).unwrap();
-    let spec = t.path().join("big.yaml");
-    std::fs::write(
-        &spec,
-        "version: 1\nname: big\nlayers:\n  - files:\n      - {path: /data/big.txt, source: big.txt}\n",
-    )
-    .unwrap();
+    let spec = slow_spec(t.path());
     let out = t.path().join("out");
     let build = strata()
         .args(["build", "-q"])

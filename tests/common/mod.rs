@@ -211,3 +211,27 @@ pub fn read_all(p: &Path) -> Vec<u8> {
     std::fs::File::open(p).unwrap().read_to_end(&mut v).unwrap();
     v
 }
+
+/// Writes `big.yaml`, a spec of one 16 MiB text file (`big.txt`), into `dir`:
+/// about three seconds of work for a debug build, long enough for tests that
+/// act while a build runs. Returns the spec's path.
+pub fn slow_spec(dir: &Path) -> PathBuf {
+    let mut data = vec![0u8; 16 << 20];
+    let mut x: u64 = 0x2545F4914F6CDD1D;
+    for (i, chunk) in data.chunks_mut(8).enumerate() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        for (j, b) in chunk.iter_mut().enumerate() {
+            *b = if (i * 8 + j) % 64 == 63 { b'\n' } else { b'a' + ((x >> (j * 4)) & 15) as u8 };
+        }
+    }
+    std::fs::write(dir.join("big.txt"), &data).unwrap();
+    let spec = dir.join("big.yaml");
+    std::fs::write(
+        &spec,
+        "version: 1\nname: big\nlayers:\n  - files:\n      - {path: /data/big.txt, source: big.txt}\n",
+    )
+    .unwrap();
+    spec
+}

@@ -913,3 +913,52 @@ fn a_build_killed_at_any_moment_leaves_a_whole_layout_and_a_sound_cache() {
     tags.sort();
     assert_eq!(tags, ["big", "hello"]);
 }
+
+#[test]
+fn leftovers_of_killed_writers_beside_an_output_are_removed_by_the_next_build() {
+    let t = tempfile::tempdir().unwrap();
+    let dead = {
+        let mut c = std::process::Command::new("true").spawn().unwrap();
+        let pid = c.id();
+        c.wait().unwrap();
+        pid
+    };
+    let alive = std::process::id();
+    let long_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(600);
+    let put = |name: &str, dir: bool, backdate: bool| {
+        let p = t.path().join(name);
+        if dir {
+            std::fs::create_dir_all(p.join("blobs/sha256")).unwrap();
+            std::fs::write(p.join("blobs/sha256/x"), b"partial").unwrap();
+        } else {
+            std::fs::write(&p, b"partial archive").unwrap();
+        }
+        if backdate {
+            let f = std::fs::File::open(&p).unwrap();
+            f.set_times(std::fs::FileTimes::new().set_modified(long_ago)).unwrap();
+        }
+    };
+    put(&format!(".strata-archive-{dead}-a1b2c3"), false, true); // killed long ago: removed
+    put(&format!(".strata-layout-{dead}-d4e5f6"), true, true); // killed long ago: removed
+    put(&format!(".strata-archive-{dead}-recent"), false, false); // writer gone, but just touched: kept
+    put(&format!(".strata-archive-{alive}-busy"), false, true); // its writer still runs: kept
+    put("other-file", false, true); // not ours: kept
+
+    let o = build(&hello_spec(), &format!("oci-archive:{}", t.path().join("hello.tar").display()), &t.path().join("c"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = build(&hello_spec(), &format!("oci:{}", t.path().join("layout").display()), &t.path().join("c"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut left: Vec<String> =
+        std::fs::read_dir(t.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    left.sort();
+    let mut want = vec![
+        format!(".strata-archive-{alive}-busy"),
+        format!(".strata-archive-{dead}-recent"),
+        "c".to_string(),
+        "hello.tar".to_string(),
+        "layout".to_string(),
+        "other-file".to_string(),
+    ];
+    want.sort();
+    assert_eq!(left, want);
+}

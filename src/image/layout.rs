@@ -244,8 +244,9 @@ fn write_oci_dir(
         // Build next to the destination, then rename: a crash leaves no half layout.
         let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         fs::create_dir_all(parent).map_err(ioe("creating", parent))?;
+        sweep_stale(parent, "layout");
         let tmp = tempfile::Builder::new()
-            .prefix(".strata-layout-")
+            .prefix(&temp_prefix("layout"))
             .tempdir_in(parent)
             .map_err(ioe("creating temporary directory in", parent))?;
         set_mode(tmp.path(), 0o755)?;
@@ -318,6 +319,45 @@ fn set_mode(path: &Path, mode: u32) -> Result<(), OutputError> {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(ioe("setting permissions of", path))
 }
 
+/// The name start of a large temporary output (`layout`, `archive`) written
+/// next to its destination: it carries this process's id, so that a later
+/// run can tell a leftover of a killed writer from work in progress.
+fn temp_prefix(kind: &str) -> String {
+    format!(".strata-{kind}-{}-", std::process::id())
+}
+
+/// Removes the temporary outputs of `kind` in `dir` that killed writers left:
+/// their process is gone (no `/proc/PID`) and they have not changed for a
+/// minute (a writer in another PID namespace still touches its file).
+fn sweep_stale(dir: &Path, kind: &str) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    let head = format!(".strata-{kind}-");
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&head))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() || Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let idle = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|d| d > std::time::Duration::from_secs(60));
+        if idle {
+            let p = e.path();
+            let _ = if e.file_type().is_ok_and(|t| t.is_dir()) { fs::remove_dir_all(&p) } else { fs::remove_file(&p) };
+        }
+    }
+}
+
 /// Writes `bytes` to `path` through a temporary file and a rename.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
     let parent = path.parent().unwrap_or(Path::new("."));
@@ -347,8 +387,9 @@ fn write_archive<'a>(
     list.sort_by(|a, b| a.0.cmp(&b.0));
     let parent = file.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     fs::create_dir_all(parent).map_err(ioe("creating", parent))?;
+    sweep_stale(parent, "archive");
     let tmp = tempfile::Builder::new()
-        .prefix(".strata-archive-")
+        .prefix(&temp_prefix("archive"))
         .tempfile_in(parent)
         .map_err(ioe("creating temporary file in", parent))?;
     {

@@ -264,22 +264,8 @@ fn one_layout_keeps_several_tags() {
 fn an_unchanged_rebuild_takes_every_layer_from_the_cache() {
     let t = tempfile::tempdir().unwrap();
     let cache = t.path().join("c");
-    let first = run(strata()
-        .args(["build", "--json"])
-        .arg(hello_spec())
-        .arg("-o")
-        .arg(format!("oci:{}", t.path().join("a").display()))
-        .arg("--cache")
-        .arg(&cache));
-    let second = run(strata()
-        .args(["build", "--json"])
-        .arg(hello_spec())
-        .arg("-o")
-        .arg(format!("oci:{}", t.path().join("b").display()))
-        .arg("--cache")
-        .arg(&cache));
-    let a: serde_json::Value = serde_json::from_str(&stdout(&first)).unwrap();
-    let b: serde_json::Value = serde_json::from_str(&stdout(&second)).unwrap();
+    let (a, _) = build_json(&hello_spec(), &format!("oci:{}", t.path().join("a").display()), &cache);
+    let (b, _) = build_json(&hello_spec(), &format!("oci:{}", t.path().join("b").display()), &cache);
     assert_eq!(a["manifest_digest"], HELLO_DIGEST);
     assert_eq!(a["manifest_digest"], b["manifest_digest"]);
     assert!(a["layers"].as_array().unwrap().iter().all(|l| l["cached"] == false));
@@ -542,15 +528,8 @@ fn tarballs_in_every_codec_unpack_to_the_same_layer() {
             ),
         )
         .unwrap();
-        let o = run(strata()
-            .args(["build", "--json"])
-            .arg(&spec)
-            .arg("-o")
-            .arg(format!("oci:{}", t.path().join(format!("o-{name}")).display()))
-            .arg("--cache")
-            .arg(t.path().join("c")));
-        assert!(o.status.success(), "{name}: {}", stderr(&o));
-        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        let (v, _) =
+            build_json(&spec, &format!("oci:{}", t.path().join(format!("o-{name}")).display()), &t.path().join("c"));
         // The specs differ (each pins its own archive), the layer must not.
         digests.push(v["layers"][0]["digest"].as_str().unwrap().to_string());
     }
@@ -720,16 +699,8 @@ fn a_corrupted_layer_cache_entry_is_detected_and_rebuilt() {
     std::fs::set_permissions(&blob, std::fs::Permissions::from_mode(0o644)).unwrap();
     std::fs::write(&blob, &bytes).unwrap();
 
-    let o = run(strata()
-        .args(["build", "--json"])
-        .arg(hello_spec())
-        .arg("-o")
-        .arg(format!("oci:{}", t.path().join("b").display()))
-        .arg("--cache")
-        .arg(&cache));
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stderr(&o).contains("was corrupt or changed; rebuilding"), "{}", stderr(&o));
-    let s: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let (s, err) = build_json(&hello_spec(), &format!("oci:{}", t.path().join("b").display()), &cache);
+    assert!(err.contains("was corrupt or changed; rebuilding"), "{err}");
     assert_eq!(s["manifest_digest"], HELLO_DIGEST);
     assert_eq!(s["layers"][1]["cached"], false);
     assert_eq!(s["layers"][0]["cached"], true);
@@ -744,17 +715,7 @@ fn changing_one_input_rebuilds_only_its_layer() {
     std::fs::write(t.path().join("conf"), "v=1\n").unwrap();
     std::fs::write(&spec, "version: 1\nname: x\nlayers:\n  - name: one\n    files: [{path: /one, content: \"1\"}]\n  - name: two\n    files: [{path: /etc/conf, source: conf}]\n").unwrap();
     let cache = t.path().join("c");
-    let go = |out: &str| -> serde_json::Value {
-        let o = run(strata()
-            .args(["build", "--json"])
-            .arg(&spec)
-            .arg("-o")
-            .arg(format!("oci:{}", t.path().join(out).display()))
-            .arg("--cache")
-            .arg(&cache));
-        assert!(o.status.success(), "{}", stderr(&o));
-        serde_json::from_str(&stdout(&o)).unwrap()
-    };
+    let go = |out: &str| build_json(&spec, &format!("oci:{}", t.path().join(out).display()), &cache).0;
     let a = go("a");
     std::fs::write(t.path().join("conf"), "v=2\n").unwrap();
     let b = go("b");

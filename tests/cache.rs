@@ -9,18 +9,6 @@ use std::time::{Duration, SystemTime};
 
 use common::*;
 
-fn build_json(spec: &Path, out: &Path, cache: &Path) -> serde_json::Value {
-    let o = run(strata()
-        .args(["build", "-q", "--json"])
-        .arg(spec)
-        .arg("-o")
-        .arg(format!("oci:{}", out.display()))
-        .arg("--cache")
-        .arg(cache));
-    assert!(o.status.success(), "{}", stderr(&o));
-    serde_json::from_str(&stdout(&o)).unwrap()
-}
-
 fn cache_json(cache: &Path, args: &[&str]) -> serde_json::Value {
     let o = run(strata().arg("--cache").arg(cache).arg("cache").args(args).arg("--json"));
     assert!(o.status.success(), "{}", stderr(&o));
@@ -49,8 +37,8 @@ fn prune_removes_only_what_no_recent_build_used() {
     let other = t.path().join("other.yaml");
     std::fs::write(&other, "version: 1\nname: other\nlayers:\n  - tarball: {path: tool.tar}\n").unwrap();
 
-    let first_hello = build_json(&hello, &t.path().join("h1"), &cache);
-    let first_other = build_json(&other, &t.path().join("o1"), &cache);
+    let first_hello = build_json(&hello, &format!("oci:{}", t.path().join("h1").display()), &cache).0;
+    let first_other = build_json(&other, &format!("oci:{}", t.path().join("o1").display()), &cache).0;
     let before = cache_json(&cache, &["info"]);
     // The store keeps layers (and downloads); configs and manifests live in the layouts.
     assert_eq!(before["blobs"], 3, "{before}");
@@ -59,7 +47,7 @@ fn prune_removes_only_what_no_recent_build_used() {
 
     // Two months pass; then only hello is built again, from the cache.
     age_all(&cache, 60);
-    let again = build_json(&hello, &t.path().join("h2"), &cache);
+    let again = build_json(&hello, &format!("oci:{}", t.path().join("h2").display()), &cache).0;
     assert!(all_cached(&again), "{again}");
 
     let dry = cache_json(&cache, &["prune", "--unused-for", "30d", "--dry-run"]);
@@ -72,10 +60,10 @@ fn prune_removes_only_what_no_recent_build_used() {
     assert_eq!(r["kept_blobs"], 2, "{r}");
 
     // Everything hello needs is still there; other is rebuilt to the same digest.
-    let hello3 = build_json(&hello, &t.path().join("h3"), &cache);
+    let hello3 = build_json(&hello, &format!("oci:{}", t.path().join("h3").display()), &cache).0;
     assert!(all_cached(&hello3), "{hello3}");
     assert_eq!(hello3["manifest_digest"], first_hello["manifest_digest"]);
-    let other2 = build_json(&other, &t.path().join("o2"), &cache);
+    let other2 = build_json(&other, &format!("oci:{}", t.path().join("o2").display()), &cache).0;
     assert_eq!(other2["layers"][0]["cached"], false, "{other2}");
     assert_eq!(other2["manifest_digest"], first_other["manifest_digest"]);
 

@@ -235,3 +235,11 @@ pub fn slow_spec(dir: &Path) -> PathBuf {
     .unwrap();
     spec
 }
+
+/// Runs `strata build --json SPEC -o OUTPUT --cache CACHE`, which must
+/// succeed, and returns its summary and what it printed on stderr.
+pub fn build_json(spec: &Path, output: &str, cache: &Path) -> (serde_json::Value, String) {
+    let o = run(strata().args(["build", "--json"]).arg(spec).arg("-o").arg(output).arg("--cache").arg(cache));
+    assert!(o.status.success(), "strata build {}: {}", spec.display(), stderr(&o));
+    (serde_json::from_str(&stdout(&o)).unwrap(), stderr(&o))
+}

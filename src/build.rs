@@ -14,6 +14,7 @@ use crate::fetch::{Artifact, FetchError, FetchOptions, FetchSummary, Fetcher};
 use crate::image::{assemble, BuiltImage, ImageError, ImageLayer, RuntimeConfig};
 use crate::layer::{write_layer, LayerBlob, LayerError, LayerSettings};
 use crate::lock::Lock;
+use crate::oci::Platform;
 use crate::report::{task_id, Reporter, TaskKind};
 use crate::sources::{sources_of, Context, Part, Source, SourceError};
 use crate::spec::{parse_platform, parse_port, LoadedSpec};
@@ -199,7 +200,7 @@ fn cache_store(store: &Store, key: &Digest, blob: &LayerBlob) {
     let p = store.layers_dir().join(format!("{}.json", key.hex()));
     let entry = CacheEntry { key: key.to_string(), blob: blob.clone(), stamp: stamp(&store.path(&blob.digest)) };
     if let Ok(bytes) = serde_json::to_vec(&entry) {
-        let _ = crate::image::layout::atomic_write(&p, &bytes);
+        let _ = crate::atomic::atomic_write(&p, &bytes);
     }
 }
 
@@ -458,7 +459,7 @@ pub fn build(spec: &LoadedSpec, opts: &BuildOptions, reporter: Arc<dyn Reporter>
     let (os, arch, variant) = parse_platform(spec.spec.platform.as_deref().unwrap_or("linux/amd64"))
         .ok_or_else(|| BuildError::Other("invalid platform".into()))?;
     let mut annotations = spec.spec.annotations.clone();
-    annotations.insert("org.opencontainers.image.created".into(), crate::image::rfc3339(epoch));
+    annotations.insert(crate::oci::CREATED.into(), crate::oci::rfc3339(epoch));
     annotations.insert(
         "dev.strata.spec.sha256".into(),
         crate::lock::spec_checksum(spec).map_err(|e| BuildError::Other(e.to_string()))?.to_string(),
@@ -468,7 +469,15 @@ pub fn build(spec: &LoadedSpec, opts: &BuildOptions, reporter: Arc<dyn Reporter>
             .insert("dev.strata.unlocked".into(), "true: built with --unlocked; the lock was not enforced".into());
     }
     annotations.insert("org.opencontainers.image.title".into(), spec.spec.name.clone());
-    let image = assemble(image_layers, &runtime, (&os, &arch, variant.as_deref()), epoch, &annotations)?;
+    let image = assemble(
+        &spec.spec.name,
+        image_layers,
+        &runtime,
+        Platform::new(&os, &arch, variant.as_deref()),
+        epoch,
+        &annotations,
+        &store,
+    )?;
     Ok(BuildResult { image, layers: summaries, fetch, epoch, packages })
 }
 

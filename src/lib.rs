@@ -5,6 +5,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod archive;
+pub mod atomic;
 pub mod audit;
 pub mod build;
 pub mod cache;
@@ -13,11 +14,13 @@ pub mod config;
 pub mod cuda;
 pub mod diff;
 pub mod digest;
+pub mod error;
 pub mod fetch;
 pub mod image;
 pub mod layer;
 pub mod lock;
 pub mod mirror;
+pub mod oci;
 pub mod pool;
 pub mod registry;
 pub mod report;
@@ -26,4 +29,6 @@ pub mod sources;
 pub mod spec;
 pub mod store;
 pub mod tarwriter;
+pub mod time;
+pub mod transport;
 pub mod tree;

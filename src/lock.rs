@@ -97,7 +97,7 @@ pub fn spec_checksum(spec: &LoadedSpec) -> Result<Digest, LockError> {
     for (i, (path, source)) in spec.sources.iter().enumerate() {
         let value: serde_json::Value =
             serde_norway::from_str(source).map_err(|e| LockError::Missing(format!("{}: {e}", path.display())))?;
-        let canon = crate::image::canonical::to_vec(&value).map_err(|e| LockError::Missing(e.to_string()))?;
+        let canon = crate::oci::canonical::to_vec(&value).map_err(|e| LockError::Missing(e.to_string()))?;
         // The spec's own file name does not matter; included files are named
         // relative to it.
         let rel = if i == 0 {
@@ -231,7 +231,7 @@ impl Lock {
             spec: spec_display.to_string(),
             message,
         })?;
-        crate::image::layout::atomic_write(path, text.as_bytes()).map_err(|e| LockError::Io {
+        crate::atomic::atomic_write(path, text.as_bytes()).map_err(|e| LockError::Io {
             action: "writing",
             path: path.to_path_buf(),
             source: std::io::Error::other(e.to_string()),

@@ -49,6 +49,7 @@ enum Command {
     Lock(commands::lock::LockArgs),
     Push(commands::push::PushArgs),
     Pull(commands::pull::PullArgs),
+    Copy(commands::copy::CopyArgs),
     Cache(commands::cache::CacheArgs),
     /// Print the JSON Schema of image specs (or, with --layer, of layer files).
     #[command(hide = true)]
@@ -71,6 +72,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => commands::inspect::run(a, &cli.global),
         Command::Push(a) => commands::push::run(a, &cli.global),
         Command::Pull(a) => commands::pull::run(a, &cli.global),
+        Command::Copy(a) => commands::copy::run(a, &cli.global),
         Command::Cache(a) => commands::cache::run(a, &cli.global),
         Command::Schema { layer } => {
             let v = if layer { strata::spec::layer_schema() } else { strata::spec::image_schema() };
@@ -98,8 +100,9 @@ fn tri_state(r: anyhow::Result<bool>) -> ExitCode {
     }
 }
 
-/// The error and its causes, each cause shown once: many errors already
-/// include their cause's text.
+/// The error and its causes, each cause shown once (many errors already
+/// include their cause's text), then the first hint an error in the chain
+/// offers.
 fn render_error(e: &anyhow::Error) -> String {
     let mut s = e.to_string();
     for cause in e.chain().skip(1) {
@@ -109,7 +112,22 @@ fn render_error(e: &anyhow::Error) -> String {
             s.push_str(&c);
         }
     }
+    if let Some(h) = e.chain().find_map(hint_of) {
+        if !s.contains(&h) {
+            s.push_str("\nhint: ");
+            s.push_str(&h);
+        }
+    }
     s
+}
+
+/// The hint of an error of a type that offers one.
+fn hint_of(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use strata::error::Hint;
+    if let Some(x) = e.downcast_ref::<strata::image::ImageError>() {
+        return x.hint();
+    }
+    None
 }
 
 fn init_tracing(verbose: u8) {

@@ -115,7 +115,7 @@ pub fn export(store: &Store, artifacts: &[Artifact], dir: &Path) -> Result<Expor
     }
     let bytes = serde_json::to_vec_pretty(&index)
         .map_err(|e| MirrorError::Index { path: dir.join("index.json"), message: e.to_string() })?;
-    crate::image::layout::atomic_write(&dir.join("index.json"), &bytes).map_err(|e| MirrorError::Io {
+    crate::atomic::atomic_write(&dir.join("index.json"), &bytes).map_err(|e| MirrorError::Io {
         action: "writing",
         path: dir.join("index.json"),
         source: io::Error::other(e.to_string()),

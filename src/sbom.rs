@@ -170,7 +170,7 @@ pub fn spdx(image_name: &str, tag: &str, manifest: &Digest, epoch: u64, layers: 
         "name": format!("{image_name}:{tag}"),
         "documentNamespace": format!("https://spdx.org/spdxdocs/strata/{}-{}", purl_escape(image_name), manifest.hex()),
         "creationInfo": {
-            "created": crate::image::rfc3339(epoch),
+            "created": crate::oci::rfc3339(epoch),
             "creators": [concat!("Tool: strata-", env!("CARGO_PKG_VERSION"))],
         },
         "packages": packages,

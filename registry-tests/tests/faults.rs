@@ -277,3 +277,25 @@ fn kill_9_mid_push_then_rerun() {
     assert_eq!(last_line(&out), digest);
     assert_eq!(skopeo_digest(&direct, None), digest);
 }
+
+#[test]
+fn a_failed_pull_leaves_nothing_in_the_way_of_the_retry() {
+    if !tools(&["docker-registry", "skopeo"]) {
+        return;
+    }
+    let reg = TestRegistry::start(Auth::Open);
+    let proxy = FaultProxy::start(reg.addr);
+    let (layout, digest) = hello_image();
+    let env = Env::new();
+    let dest = format!("{}/faults/pull:1", proxy.host());
+    env.ok(&["push", &format!("oci:{}", layout.display()), &dest]);
+    let status = Fault::Status { status: 500, retry_after: None };
+    proxy.rule(Rule { method: "GET", path: "/blobs/sha256:", min_body: 0, times: 1, fault: status });
+    let out = env.path("pulled");
+    let o = env.run(&["pull", &dest, "-o", &format!("oci:{}", out.display()), "--retries", "0"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("HTTP 500"), "{}", text(&o));
+    assert!(!out.exists(), "no half-written layout is left behind");
+    let o = env.ok(&["pull", &dest, "-o", &format!("oci:{}", out.display())]);
+    assert_eq!(last_line(&o), digest);
+}

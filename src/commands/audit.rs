@@ -3,10 +3,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use clap::Args;
 use serde_json::json;
 use strata::build::{build, BuildOptions};
+use strata::image::Image;
+use strata::oci::{ImageRef, Platform};
 
 use super::progress::CliReporter;
 use super::{fetch_options, out, NetArgs};
@@ -40,20 +41,14 @@ pub fn run(args: AuditArgs, global: &GlobalArgs) -> anyhow::Result<bool> {
     let _cache = strata::store::Store::open(&opts.cache)?;
     opts.fetch = fetch_options(&args.net)?;
     opts.verifier = args.verifier.clone();
-    opts.source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.trim().is_empty() => Some(
-            v.trim().parse().with_context(|| format!("SOURCE_DATE_EPOCH=`{v}` is not a whole number of seconds"))?,
-        ),
-        _ => None,
-    };
+    opts.source_date_epoch = super::source_date_epoch()?;
     let result = build(&spec, &opts, reporter)?;
-    let rebuilt = strata::image::read::BuiltSource {
-        image: result.image,
-        store: strata::store::Store::open(&opts.cache)?,
-        name: format!("rebuild of {}", args.spec.display()),
-    };
-    let published = strata::image::read::open(&args.image)?;
-    let report = strata::diff::compare(&rebuilt, published.as_ref())?;
+    let mut rebuilt = result.image;
+    rebuilt.name = format!("rebuild of {}", args.spec.display());
+    let published = super::default_transport().open(&ImageRef::parse(&args.image)?)?;
+    let platform = Platform::linux_amd64();
+    let report =
+        strata::diff::compare(&Image::open(&rebuilt, &platform)?, &Image::open(published.as_ref(), &platform)?)?;
     let verdict = strata::audit::explain(&report);
     if args.json {
         out(&serde_json::to_string_pretty(&json!({"verdict": verdict, "comparison": report}))?)?;

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod build;
 pub mod cache;
+pub mod copy;
 pub mod diff;
 pub mod fetch;
 pub mod inspect;
@@ -50,4 +51,24 @@ pub fn fetch_options(net: &NetArgs) -> anyhow::Result<strata::fetch::FetchOption
     }
     o.rewrites.extend(cfg.rewrite.into_iter().map(|r| (r.from, r.to)));
     Ok(o)
+}
+
+/// `SOURCE_DATE_EPOCH`, when set.
+pub fn source_date_epoch() -> anyhow::Result<Option<u64>> {
+    use anyhow::Context as _;
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.trim().is_empty() => Ok(Some(
+            v.trim().parse().with_context(|| format!("SOURCE_DATE_EPOCH=`{v}` is not a whole number of seconds"))?,
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// Opens images with default registry settings (credentials from the
+/// environment and auth files), for commands without registry options.
+pub fn default_transport() -> strata::transport::Transport {
+    strata::transport::Transport::new(
+        strata::registry::ClientOptions::default(),
+        std::sync::Arc::new(strata::report::NullReporter),
+    )
 }

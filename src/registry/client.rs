@@ -116,11 +116,6 @@ fn is_certificate_error(msg: &str) -> bool {
     m.contains("certificate") || m.contains("unknownissuer") || m.contains("notvalidforname")
 }
 
-/// `sha256:0123456789ab` — enough to recognise a digest in messages.
-pub fn short(d: &crate::digest::Digest) -> String {
-    format!("sha256:{}", &d.hex()[..12])
-}
-
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or(s)
 }
@@ -172,37 +167,9 @@ pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     if let Ok(s) = v.parse::<u64>() {
         return Some(Duration::from_secs(s));
     }
-    let at = parse_http_date(v)?;
+    let at = u64::try_from(crate::time::parse_rfc2822_utc(v)?).ok()?;
     let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
     Some(Duration::from_secs(at.saturating_sub(now)))
-}
-
-/// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) → seconds since 1970.
-fn parse_http_date(s: &str) -> Option<u64> {
-    let parts: Vec<&str> = s.split_whitespace().collect();
-    if parts.len() != 6 || parts[5] != "GMT" {
-        return None;
-    }
-    let day: i64 = parts[1].parse().ok()?;
-    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        .iter()
-        .position(|m| *m == parts[2])? as i64
-        + 1;
-    let year: i64 = parts[3].parse().ok()?;
-    let hms: Vec<i64> = parts[4].split(':').map(|x| x.parse().ok()).collect::<Option<Vec<_>>>()?;
-    if hms.len() != 3 {
-        return None;
-    }
-    // days from civil (Howard Hinnant)
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2];
-    u64::try_from(secs).ok()
 }
 
 /// Statuses worth another attempt.
@@ -230,7 +197,7 @@ impl Registry {
     ) -> Registry {
         Registry {
             host: host.to_string(),
-            api_host: crate::registry::reference::api_host(host).to_string(),
+            api_host: crate::oci::reference::api_host(host).to_string(),
             http_allowed: http_allowed(host, &opts.insecure_registries),
             http,
             base: tokio::sync::OnceCell::new(),
@@ -773,7 +740,6 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(RETRY_AFTER, HeaderValue::from_static("2"));
         assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
-        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
         h.insert(RETRY_AFTER, HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"));
         assert_eq!(retry_after(&h), Some(Duration::ZERO));
         h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));

@@ -5,9 +5,9 @@
 
 use std::path::PathBuf;
 
-use crate::image::read::ReadError;
+use crate::image::ImageError;
+use crate::oci::ReferenceError;
 use crate::registry::creds::CredentialError;
-use crate::registry::reference::ReferenceError;
 
 /// A registry operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +54,7 @@ pub enum RegistryError {
     },
     /// The local image could not be read.
     #[error(transparent)]
-    Source(#[from] ReadError),
+    Image(#[from] ImageError),
     /// Content is not what was expected (digest mismatch, bad JSON, …).
     #[error("{0}")]
     Invalid(String),

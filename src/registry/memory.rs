@@ -66,7 +66,7 @@ impl BlobMemory {
             let _ = std::fs::create_dir_all(parent);
         }
         if let Ok(bytes) = serde_json::to_vec(&data) {
-            let _ = crate::image::layout::atomic_write(path, &bytes);
+            let _ = crate::atomic::atomic_write(path, &bytes);
         }
     }
 }

@@ -16,18 +16,15 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use reqwest::header::{HeaderMap, ACCEPT, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, Response};
-use serde::Serialize;
 use tracing::debug;
 use url::Url;
 
 use crate::digest::{Digest, Hasher};
+use crate::image::{short, BlobAction};
+use crate::oci::{media, RawManifest};
 use crate::registry::auth::Scopes;
-use crate::registry::client::{read_limited, short, Registry, Req, ReqBody};
+use crate::registry::client::{read_limited, Registry, Req, ReqBody};
 use crate::registry::error::{Fail, RegistryError};
-
-/// Manifest media types we ask for (distribution 2.8 answers 404 for an
-/// OCI manifest unless its type is in `Accept`).
-pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
 
 /// Largest manifest accepted (the spec asks registries to take at least 4 MB).
 const MAX_MANIFEST: usize = 8 << 20;
@@ -153,18 +150,6 @@ impl BlobSource for FileBlob {
     }
 }
 
-/// What happened to a blob.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BlobAction {
-    /// Its bytes were sent.
-    Uploaded,
-    /// Mounted from another repository of the same registry (no bytes sent).
-    Mounted,
-    /// Already in the repository (no bytes sent).
-    Skipped,
-}
-
 /// One blob upload.
 pub(crate) struct Upload<'a> {
     pub repo: &'a str,
@@ -196,29 +181,9 @@ struct UploadState {
     mounted: Option<String>,
 }
 
-/// A manifest as fetched.
-#[derive(Debug, Clone)]
-pub struct Fetched {
-    /// The exact bytes.
-    pub bytes: Bytes,
-    /// Media type (the JSON's `mediaType`, else `Content-Type`).
-    pub media_type: String,
-    /// sha256 of the bytes.
-    pub digest: Digest,
-}
-
 fn location(resp: &Response) -> Option<Result<Url, url::ParseError>> {
     let loc = resp.headers().get(LOCATION)?.to_str().ok()?;
     Some(resp.url().join(loc))
-}
-
-/// Media type of manifest bytes: `mediaType` in the JSON, else the header.
-pub(crate) fn manifest_media_type(bytes: &[u8], header: Option<&str>) -> String {
-    serde_json::from_slice::<serde_json::Value>(bytes)
-        .ok()
-        .and_then(|v| v.get("mediaType").and_then(|m| m.as_str()).map(str::to_string))
-        .or_else(|| header.map(|h| h.split(';').next().unwrap_or(h).trim().to_string()))
-        .unwrap_or_else(|| crate::image::MANIFEST_MEDIA_TYPE.to_string())
 }
 
 impl Registry {
@@ -478,7 +443,7 @@ impl Registry {
     }
 
     /// `GET /v2/<repo>/manifests/<reference>`, checked against the digest when the reference is one.
-    pub async fn get_manifest(&self, repo: &str, reference: &str) -> Result<Fetched, RegistryError> {
+    pub async fn get_manifest(&self, repo: &str, reference: &str) -> Result<RawManifest, RegistryError> {
         let scopes = Scopes::pull(repo);
         let op = format!(
             "reading manifest {}/{repo}{}{reference}",
@@ -488,7 +453,8 @@ impl Registry {
         let fetched = self
             .retry(&op, || async {
                 let url = self.url(&format!("{repo}/manifests/{reference}")).await?;
-                let resp = self.send(&Req::new(Method::GET, url, &scopes).header(ACCEPT, MANIFEST_ACCEPT), &op).await?;
+                let resp =
+                    self.send(&Req::new(Method::GET, url, &scopes).header(ACCEPT, media::MANIFEST_ACCEPT), &op).await?;
                 if resp.status().as_u16() != 200 {
                     let mut f = self.status_fail(resp, &op, repo).await;
                     if let Fail::Fatal(RegistryError::Http { status: 404, hint, .. }) = &mut f {
@@ -515,16 +481,16 @@ impl Registry {
             })
             .await?;
         let (bytes, header) = fetched;
-        let digest = Digest::of(&bytes);
+        let m = RawManifest::new(bytes, header.as_deref());
         if let Ok(want) = Digest::parse(reference) {
-            if want != digest {
+            if want != m.digest {
                 return Err(RegistryError::Invalid(format!(
-                    "{op}: the registry sent a manifest that hashes to {digest}, not the requested {want}"
+                    "{op}: the registry sent a manifest that hashes to {}, not the requested {want}",
+                    m.digest
                 )));
             }
         }
-        let media_type = manifest_media_type(&bytes, header.as_deref());
-        Ok(Fetched { bytes, media_type, digest })
+        Ok(m)
     }
 
     /// `PUT /v2/<repo>/manifests/<reference>`; returns the response headers.
@@ -583,15 +549,13 @@ impl Registry {
         let op = format!("listing referrers of {} in {}/{repo}", short(subject), self.host);
         self.retry(&op, || async {
             let url = self.url(&format!("{repo}/referrers/{subject}")).await?;
-            let resp = self
-                .send(&Req::new(Method::GET, url, &scopes).header(ACCEPT, crate::image::INDEX_MEDIA_TYPE), &op)
-                .await?;
+            let resp = self.send(&Req::new(Method::GET, url, &scopes).header(ACCEPT, media::INDEX), &op).await?;
             let status = resp.status().as_u16();
             let is_index = resp
                 .headers()
                 .get(CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
-                .is_some_and(|c| c.starts_with(crate::image::INDEX_MEDIA_TYPE));
+                .is_some_and(|c| c.starts_with(media::INDEX));
             match status {
                 200 if is_index => Ok(Some(Bytes::from(read_limited(resp, MAX_MANIFEST).await))),
                 // 404 (or anything but an index) means no referrers API: use the fallback tag.

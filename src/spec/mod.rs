@@ -501,12 +501,7 @@ pub fn parse_owner(o: &str) -> Option<(u32, u32)> {
 }
 
 /// OCI tag grammar.
-pub fn valid_tag(t: &str) -> bool {
-    !t.is_empty()
-        && t.len() <= 128
-        && !t.starts_with(['.', '-'])
-        && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
-}
+pub use crate::oci::valid_tag;
 
 fn valid_account_name(n: &str) -> bool {
     let mut chars = n.chars();

@@ -376,13 +376,11 @@ impl Project {
 
 /// Files of the single layer of an OCI layout: path → (type, mode, content or link target).
 pub fn layer_files(oci_dir: &Path) -> BTreeMap<String, (char, u32, Vec<u8>)> {
-    let src = strata::image::read::open(&format!("oci:{}", oci_dir.display())).unwrap();
-    let m = src.manifest().unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&m.bytes).unwrap();
+    let src = strata::image::layout::Layout::open(oci_dir, None, format!("oci:{}", oci_dir.display()));
+    let image = strata::image::Image::open(&src, &strata::oci::Platform::linux_amd64()).unwrap();
     let mut out = BTreeMap::new();
-    for l in v["layers"].as_array().unwrap() {
-        let d = strata::digest::Digest::parse(l["digest"].as_str().unwrap()).unwrap();
-        let r = src.open_blob(&d).unwrap();
+    for l in image.layers() {
+        let r = image.open_blob(l).unwrap();
         let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(r));
         for e in ar.entries().unwrap() {
             let mut e = e.unwrap();

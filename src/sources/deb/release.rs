@@ -133,27 +133,7 @@ pub fn parse_release(text: &str, url: &str) -> Result<Release, String> {
 /// Seconds since 1970 of an RFC 2822 date as used in Release files
 /// (`Sat, 08 Nov 2025 09:31:41 UTC`).
 pub fn parse_release_date(s: &str) -> Option<i64> {
-    let s = s.trim();
-    let s = s.split_once(", ").map(|(_, r)| r).unwrap_or(s);
-    let parts: Vec<&str> = s.split_whitespace().collect();
-    let [day, mon, year, time, zone] = parts.as_slice() else { return None };
-    if !matches!(*zone, "UTC" | "GMT" | "+0000" | "Z") {
-        return None;
-    }
-    let d: i64 = day.parse().ok()?;
-    let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let m = months.iter().position(|x| x.eq_ignore_ascii_case(mon))? as i64 + 1;
-    let y: i64 = year.parse().ok()?;
-    let hms: Vec<i64> = time.split(':').map(|x| x.parse().ok()).collect::<Option<Vec<_>>>()?;
-    let [h, mi, se] = hms.as_slice() else { return None };
-    // Days from civil (Howard Hinnant's algorithm).
-    let (y2, m2) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let doy = (153 * m2 + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
-    Some(days * 86400 + h * 3600 + mi * 60 + se)
+    crate::time::parse_rfc2822_utc(s)
 }
 
 #[cfg(test)]

@@ -250,7 +250,7 @@ fn locked(spec: &LoadedSpec, opts: &BuildOptions, reporter: Arc<dyn Reporter>) -
             return Err(e(err));
         }
         reporter.warn("--unlocked: resolving Debian packages against the live archive (this build is not reproducible from the spec alone)");
-        let lo = crate::lock::LockOptions { cache: opts.cache.clone(), timeout: std::time::Duration::from_secs(30) };
+        let lo = crate::lock::LockOptions { cache: opts.cache.clone(), net: opts.fetch.net.clone() };
         let mut fresh = crate::lock::lock_spec(spec, &lo, reporter).map_err(e)?;
         if let Some(old) = &lock {
             fresh.other = old.other.clone();

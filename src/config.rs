@@ -1,5 +1,5 @@
 //! The user configuration file for site settings that do not belong in specs:
-//! mirrors, URL rewrites, offline mode.
+//! mirrors, URL rewrites, offline mode, proxy, CA certificates.
 //!
 //! Read from `$STRATA_CONFIG`, else `$XDG_CONFIG_HOME/strata/config.toml`, else
 //! `~/.config/strata/config.toml`; absent is fine. Command-line options add to
@@ -8,6 +8,8 @@
 //! ```toml
 //! offline = false
 //! mirrors = ["/srv/strata-mirror"]
+//! proxy = "http://proxy.internal:3128"
+//! ca_files = ["/etc/ssl/corp-ca.pem"]
 //! [[rewrite]]
 //! from = "https://files.pythonhosted.org/"
 //! to = "https://pypi.internal.example/files/"
@@ -40,6 +42,12 @@ pub struct Config {
     /// URL prefix rewrites, first match wins.
     #[serde(default)]
     pub rewrite: Vec<Rewrite>,
+    /// A proxy for every request (`http://proxy.internal:3128`).
+    #[serde(default)]
+    pub proxy: Option<String>,
+    /// Extra CA certificates (PEM files) trusted for every download.
+    #[serde(default)]
+    pub ca_files: Vec<PathBuf>,
 }
 
 /// Where the configuration file is looked for.
@@ -70,7 +78,7 @@ pub fn load_from(p: &Path) -> Result<Config, String> {
     let mut c: Config = toml::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?;
     // Relative mirror paths are relative to the file.
     let base = p.parent().unwrap_or(Path::new("."));
-    for m in &mut c.mirrors {
+    for m in c.mirrors.iter_mut().chain(c.ca_files.iter_mut()) {
         if m.is_relative() {
             *m = base.join(&*m);
         }

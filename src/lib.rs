@@ -20,6 +20,7 @@ pub mod image;
 pub mod layer;
 pub mod lock;
 pub mod mirror;
+pub mod net;
 pub mod oci;
 pub mod pool;
 pub mod registry;

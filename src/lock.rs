@@ -327,8 +327,8 @@ pub fn check_spec(spec: &LoadedSpec, lock: Option<&Lock>) -> Result<(), LockErro
 pub struct LockOptions {
     /// Cache root (indexes are cached in its store).
     pub cache: PathBuf,
-    /// Connect timeout for archive requests.
-    pub timeout: std::time::Duration,
+    /// CA files, proxy, timeouts and URL rewrites for archive requests.
+    pub net: crate::net::NetOptions,
 }
 
 /// Resolves every `debs:` entry of a spec and returns the new lock: the
@@ -341,8 +341,9 @@ pub fn lock_spec(
 ) -> Result<Lock, LockError> {
     let mut lock = load_for(spec)?.unwrap_or_else(Lock::new);
     let store = crate::store::Store::open(&opts.cache).map_err(|e| LockError::Missing(e.to_string()))?;
-    let cx =
-        crate::sources::deb::repo::LockContext { store: &store, reporter: reporter.clone(), timeout: opts.timeout };
+    let net = crate::net::Net::new(opts.net.clone()).map_err(|e| LockError::Missing(e.to_string()))?;
+    let retry = crate::net::RetryPolicy::default().with_retries(2);
+    let cx = crate::sources::deb::repo::LockContext { store: &store, reporter: reporter.clone(), net: &net, retry };
     let mut debs = BTreeMap::new();
     for l in &spec.layers {
         let Some(d) = &l.entry.debs else { continue };

@@ -30,6 +30,10 @@ pub struct GlobalArgs {
     /// Print only results and errors.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Also trust the CA certificates in this PEM file, for every download
+    /// (artifacts, Debian indexes, registries). Repeatable.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ca_file: Vec<PathBuf>,
 }
 
 impl GlobalArgs {

@@ -110,7 +110,7 @@ pub fn export(store: &Store, artifacts: &[Artifact], dir: &Path) -> Result<Expor
         }
         index.artifacts.insert(
             a.sha256.to_string(),
-            MirrorEntry { name: a.name.clone(), url: crate::report::redact_url(&a.url), size },
+            MirrorEntry { name: a.name.clone(), url: crate::net::redact::url(&a.url), size },
         );
     }
     let bytes = serde_json::to_vec_pretty(&index)

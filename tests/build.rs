@@ -395,6 +395,46 @@ fn unreachable_url_fails_after_retries() {
     assert!(err.contains("Connection refused") || err.contains("connect"), "{err}");
 }
 
+/// Builds a spec whose tarball comes from a server that misbehaves, with
+/// short network timeouts; returns stderr and how long it took.
+fn build_from_a_slow_server(reply: Reply) -> (String, std::time::Duration) {
+    let (c, _srv, s) = tarball_case(reply, &"3".repeat(64));
+    let started = std::time::Instant::now();
+    let o = run(strata()
+        .args(["build", "-q"])
+        .arg(&s)
+        .arg("-o")
+        .arg(format!("oci:{}", c.dir.path().join("o").display()))
+        .arg("--cache")
+        .arg(c.dir.path().join("cache"))
+        .env("STRATA_RETRY_BASE_MS", "10")
+        .env("STRATA_NET_IDLE_TIMEOUT", "1s")
+        .env("STRATA_NET_MIN_SPEED", "200")
+        .env("STRATA_NET_DEADLINE", "3s"));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    (stderr(&o), started.elapsed())
+}
+
+#[test]
+fn a_silent_server_is_cut_off_by_the_idle_timeout_and_the_deadline() {
+    // The server accepts the request and says nothing for two minutes.
+    let (err, took) = build_from_a_slow_server(Reply::Silent(std::time::Duration::from_secs(120)));
+    assert!(err.contains("nothing arrived for 1s (STRATA_NET_IDLE_TIMEOUT)"), "{err}");
+    assert!(err.contains("the deadline; STRATA_NET_DEADLINE sets it"), "{err}");
+    assert!(took < std::time::Duration::from_secs(60), "bounded: {took:?}");
+}
+
+#[test]
+fn a_drip_feeding_server_is_cut_off_by_the_minimum_speed() {
+    // A byte every 100 ms keeps resetting the idle timeout; the whole body
+    // would take minutes.
+    let body = vec![0u8; 4000];
+    let (err, took) = build_from_a_slow_server(Reply::Drip(body, std::time::Duration::from_millis(100)));
+    assert!(err.contains("too slow:") && err.contains("less than the minimum 200 bytes per second"), "{err}");
+    assert!(err.contains("the deadline; STRATA_NET_DEADLINE sets it"), "{err}");
+    assert!(took < std::time::Duration::from_secs(60), "bounded: {took:?}");
+}
+
 #[test]
 fn missing_file_on_server_is_not_retried_and_says_what_to_do() {
     let (c, srv, s) = tarball_case(Reply::Status(404), &"2".repeat(64));

@@ -39,7 +39,7 @@ pub fn run(args: AuditArgs, global: &GlobalArgs) -> anyhow::Result<bool> {
     // Held until the command ends, so `strata cache prune` waits for all of it
     // (the build and the writing of its output), not only for the build.
     let _cache = strata::store::Store::open(&opts.cache)?;
-    opts.fetch = fetch_options(&args.net)?;
+    opts.fetch = fetch_options(&args.net, global)?;
     opts.verifier = args.verifier.clone();
     opts.source_date_epoch = super::source_date_epoch()?;
     let result = build(&spec, &opts, reporter)?;

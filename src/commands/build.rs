@@ -80,7 +80,7 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     if let Some(t) = args.threads {
         opts.threads = t.max(1);
     }
-    opts.fetch = fetch_options(&args.net)?;
+    opts.fetch = fetch_options(&args.net, global)?;
     opts.no_layer_cache = args.no_layer_cache;
     opts.verifier = args.verifier.clone();
     opts.unlocked = args.unlocked;

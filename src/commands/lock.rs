@@ -31,7 +31,9 @@ pub fn run(args: LockArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let reporter = Arc::new(CliReporter::new(global.quiet));
     let spec = strata::spec::load(&args.spec)?;
     let started = std::time::Instant::now();
-    let opts = LockOptions { cache: global.cache_dir(), timeout: std::time::Duration::from_secs(args.timeout.max(1)) };
+    let mut net = super::net_options(global, &[])?;
+    net.timeouts.connect = std::time::Duration::from_secs(args.timeout.max(1));
+    let opts = LockOptions { cache: global.cache_dir(), net };
     // Held until the command ends, so `strata cache prune` waits for all of it
     // (the build and the writing of its output), not only for the build.
     let _cache = strata::store::Store::open(&opts.cache)?;

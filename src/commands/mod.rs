@@ -38,18 +38,33 @@ pub struct NetArgs {
     pub rewrite: Vec<String>,
 }
 
-/// Fetch options from the configuration file plus the command line.
-pub fn fetch_options(net: &NetArgs) -> anyhow::Result<strata::fetch::FetchOptions> {
+/// Network settings: the configuration file (proxy, CA files, rewrites),
+/// the environment (timeouts), the command line (`--ca-file`, `--rewrite`).
+pub fn net_options(global: &crate::GlobalArgs, rewrites: &[String]) -> anyhow::Result<strata::net::NetOptions> {
     use anyhow::Context as _;
     let (cfg, _) = strata::config::load().map_err(anyhow::Error::msg)?;
-    let mut o = strata::fetch::FetchOptions { offline: net.offline || cfg.offline, ..Default::default() };
-    o.mirrors = net.mirror.clone();
-    o.mirrors.extend(cfg.mirrors);
-    for r in &net.rewrite {
+    let mut o = strata::net::NetOptions {
+        ca_files: global.ca_file.clone(),
+        proxy: cfg.proxy.clone(),
+        timeouts: strata::net::Timeouts::from_env()?,
+        ..Default::default()
+    };
+    o.ca_files.extend(cfg.ca_files.iter().cloned());
+    for r in rewrites {
         let (from, to) = r.split_once('=').with_context(|| format!("--rewrite `{r}` is not FROM=TO"))?;
         o.rewrites.push((from.to_string(), to.to_string()));
     }
     o.rewrites.extend(cfg.rewrite.into_iter().map(|r| (r.from, r.to)));
+    Ok(o)
+}
+
+/// Fetch options from the configuration file plus the command line.
+pub fn fetch_options(net: &NetArgs, global: &crate::GlobalArgs) -> anyhow::Result<strata::fetch::FetchOptions> {
+    let (cfg, _) = strata::config::load().map_err(anyhow::Error::msg)?;
+    let mut o = strata::fetch::FetchOptions { offline: net.offline || cfg.offline, ..Default::default() };
+    o.mirrors = net.mirror.clone();
+    o.mirrors.extend(cfg.mirrors);
+    o.net = net_options(global, &net.rewrite)?;
     Ok(o)
 }
 

@@ -30,9 +30,6 @@ pub struct RegistryArgs {
     /// Use no credentials.
     #[arg(long, conflicts_with_all = ["creds", "authfile"])]
     pub anonymous: bool,
-    /// Also trust the CA certificates in this PEM file. Repeatable.
-    #[arg(long, value_name = "FILE")]
-    pub ca_file: Vec<PathBuf>,
     /// Allow plain HTTP and unverified TLS for HOST[:PORT]. Repeatable.
     /// Loopback hosts (127.0.0.0/8, ::1, localhost) may always use HTTP.
     #[arg(long, value_name = "HOST[:PORT]")]
@@ -76,7 +73,7 @@ impl RegistryArgs {
                 anonymous: self.anonymous,
                 ..Default::default()
             },
-            ca_files: self.ca_file.clone(),
+            net: super::net_options(global, &[])?,
             insecure_registries: self.insecure_registry.clone(),
             retries: self.retries,
             concurrency: self.jobs.max(1),

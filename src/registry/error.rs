@@ -58,6 +58,9 @@ pub enum RegistryError {
     /// Content is not what was expected (digest mismatch, bad JSON, …).
     #[error("{0}")]
     Invalid(String),
+    /// The network layer could not be set up (a bad --ca-file or proxy).
+    #[error(transparent)]
+    Net(#[from] crate::net::NetError),
     /// IO on a local path.
     #[error("{action} {path}: {source}")]
     Io {
@@ -93,6 +96,17 @@ impl RegistryError {
         match &mut self {
             RegistryError::Http { attempts, .. } | RegistryError::Network { attempts, .. } => *attempts = n,
             _ => {}
+        }
+        self
+    }
+
+    /// Records that the operation's deadline ended the attempts.
+    pub fn with_deadline(mut self, d: std::time::Duration) -> RegistryError {
+        if let RegistryError::Network { message, .. } = &mut self {
+            message.push_str(&format!(
+                "; no further attempt: the deadline of {}s passed (STRATA_NET_DEADLINE)",
+                d.as_secs_f64().round()
+            ));
         }
         self
     }

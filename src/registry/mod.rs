@@ -39,6 +39,7 @@ pub use push::{PushOptions, PushSummary, RegistrySink};
 pub use source::RemoteSource;
 
 use crate::digest::Digest;
+use crate::net::{ClientKind, Net, NetOptions, RetryPolicy};
 use crate::oci::{media, Index, RawManifest};
 use crate::report::{NullReporter, Reporter};
 use client::Registry;
@@ -49,14 +50,14 @@ use ops::{BlobSource, BytesBlob, FileBlob, Upload};
 pub struct ClientOptions {
     /// Where credentials come from.
     pub credentials: CredentialOptions,
-    /// Extra CA certificates (PEM bundles) trusted besides the system roots.
-    pub ca_files: Vec<PathBuf>,
+    /// CA files, proxy, timeouts.
+    pub net: NetOptions,
     /// Hosts (`host` or `host:port`) that may use plain HTTP or certificates
     /// that do not verify. Loopback hosts may always use HTTP.
     pub insecure_registries: Vec<String>,
     /// Extra attempts after the first on connection errors, 408, 429 and 5xx.
     pub retries: u32,
-    /// First backoff delay; doubles each retry (with jitter), at most 30 s.
+    /// First backoff delay; doubles each retry (with jitter), at most a minute.
     pub backoff: Duration,
     /// Blobs in flight at once.
     pub concurrency: usize,
@@ -66,22 +67,19 @@ pub struct ClientOptions {
     /// The file that remembers which repositories hold which blobs (mount
     /// sources); `None` = do not remember.
     pub memory: Option<PathBuf>,
-    /// A read that stalls this long fails (and is retried).
-    pub read_timeout: Duration,
 }
 
 impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {
             credentials: CredentialOptions::default(),
-            ca_files: Vec::new(),
+            net: NetOptions::default(),
             insecure_registries: Vec::new(),
             retries: 5,
             backoff: Duration::from_millis(500),
             concurrency: 4,
             chunk_size: None,
             memory: None,
-            read_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -90,6 +88,11 @@ impl ClientOptions {
     /// The memory file under a cache root.
     pub fn memory_in(cache: &Path) -> PathBuf {
         cache.join("registry/blob-locations.json")
+    }
+
+    /// The retry policy: `retries` extra attempts, `backoff` doubling.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy { retries: self.retries, backoff: self.backoff, ..RetryPolicy::default() }
     }
 }
 
@@ -115,60 +118,25 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 /// A registry client: a small async runtime and the registries it talked to.
 pub struct Client {
     rt: Arc<tokio::runtime::Runtime>,
+    net: Net,
     opts: Arc<ClientOptions>,
     reporter: Arc<dyn Reporter>,
-    strict: reqwest::Client,
-    lenient: reqwest::Client,
     registries: Mutex<HashMap<String, Arc<Registry>>>,
-}
-
-fn http_client(opts: &ClientOptions, accept_invalid: bool) -> Result<reqwest::Client, RegistryError> {
-    let mut b = reqwest::Client::builder()
-        .user_agent(concat!("strata/", env!("CARGO_PKG_VERSION")))
-        // Redirects are followed by hand: streamed bodies must be re-opened
-        // and credentials must stay with the registry's origin.
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(30))
-        .read_timeout(opts.read_timeout)
-        .pool_idle_timeout(Duration::from_secs(60));
-    for f in &opts.ca_files {
-        let pem = fs_err::read(f).map_err(|e| RegistryError::Invalid(format!("--ca-file: {e}")))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-            RegistryError::Invalid(format!("--ca-file {}: not a PEM certificate bundle: {e}", f.display()))
-        })?;
-        if certs.is_empty() {
-            return Err(RegistryError::Invalid(format!(
-                "--ca-file {}: no certificates found (expected PEM `BEGIN CERTIFICATE` blocks)",
-                f.display()
-            )));
-        }
-        for c in certs {
-            b = b.add_root_certificate(c);
-        }
-    }
-    if accept_invalid {
-        b = b.danger_accept_invalid_certs(true);
-    }
-    b.build().map_err(|e| RegistryError::Invalid(format!("building the HTTP client: {}", client::error_chain(&e))))
 }
 
 impl Client {
     /// A client; `reporter` receives progress and warnings.
     pub fn new(opts: ClientOptions, reporter: Arc<dyn Reporter>) -> Result<Client, RegistryError> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("strata-registry")
-            .enable_all()
-            .build()
-            .map_err(|e| RegistryError::Invalid(format!("starting the async runtime: {e}")))?;
-        let strict = http_client(&opts, false)?;
-        let lenient = http_client(&opts, true)?;
+        Client::with_net(Net::new(opts.net.clone())?, opts, reporter)
+    }
+
+    /// A client on an existing network layer.
+    pub fn with_net(net: Net, opts: ClientOptions, reporter: Arc<dyn Reporter>) -> Result<Client, RegistryError> {
         Ok(Client {
-            rt: Arc::new(rt),
+            rt: net.runtime().clone(),
+            net,
             opts: Arc::new(opts),
             reporter,
-            strict,
-            lenient,
             registries: Mutex::new(HashMap::new()),
         })
     }
@@ -191,11 +159,8 @@ impl Client {
             None => debug!(registry = %r.registry, searched = %lookup.searched.join(", "), "no credentials; anonymous"),
         }
         // Only hosts named as insecure skip certificate checks; loopback merely may use HTTP.
-        let http = if client::named_insecure(&r.registry, &self.opts.insecure_registries) {
-            self.lenient.clone()
-        } else {
-            self.strict.clone()
-        };
+        let insecure = client::named_insecure(&r.registry, &self.opts.insecure_registries);
+        let http = self.net.http(ClientKind { redirects: false, insecure })?.clone();
         let reg = Arc::new(Registry::new(&r.registry, http, lookup, self.opts.clone(), self.reporter.clone()));
         map.insert(r.registry.clone(), reg.clone());
         Ok(reg)

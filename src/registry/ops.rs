@@ -260,7 +260,7 @@ impl Registry {
         let sent = Arc::new(AtomicU64::new(0));
         let mut st = UploadState { mount: u.mount_from.clone(), chunk: self.opts.chunk_size, mounted: None };
         let op = format!("uploading {} to {}/{}", short(&u.digest), self.host, u.repo);
-        let mut attempt = 0;
+        let (mut attempt, started) = (0, std::time::Instant::now());
         loop {
             attempt += 1;
             match self.upload_attempt(u, &scopes, &mut st, &sent, attempt, &op).await {
@@ -273,11 +273,7 @@ impl Registry {
                     })
                 }
                 Err(Fail::Fatal(e)) => return Err(e.with_attempts(attempt)),
-                Err(Fail::Retry(e, ra)) => {
-                    if !self.backoff(&op, &e, attempt, ra).await {
-                        return Err(e.with_attempts(attempt));
-                    }
-                }
+                Err(Fail::Retry(e, ra)) => self.backoff(&op, e, attempt, started, ra).await?,
             }
         }
     }
@@ -535,7 +531,8 @@ impl Registry {
     pub(crate) async fn get_blob(&self, repo: &str, d: &Digest, op: &str) -> Result<Response, Fail> {
         let scopes = Scopes::pull(repo);
         let url = self.url(&format!("{repo}/blobs/{d}")).await?;
-        let resp = self.send(&Req::new(Method::GET, url, &scopes), op).await?;
+        let req = Req { streaming: true, ..Req::new(Method::GET, url, &scopes) };
+        let resp = self.send(&req, op).await?;
         if resp.status().as_u16() == 200 {
             Ok(resp)
         } else {

@@ -12,10 +12,14 @@ use bytes::Bytes;
 
 use crate::digest::{Digest, Hasher};
 use crate::image::{BlobReader, ImageError, ImageSource};
+use crate::net::{transport_message, SpeedGuard};
 use crate::oci::{Descriptor, RawManifest, Reference};
-use crate::registry::client::{error_chain, Registry};
+use crate::registry::client::Registry;
 use crate::registry::error::{Fail, RegistryError};
 use crate::registry::memory::BlobMemory;
+
+/// What to do when a download breaks, stalls or crawls.
+const SLOW_HINT: &str = "check the network; strata retries broken and stalled downloads (STRATA_NET_IDLE_TIMEOUT, STRATA_NET_MIN_SPEED and STRATA_NET_DEADLINE set how long it waits)";
 
 fn image_error(e: RegistryError) -> ImageError {
     ImageError::Registry(Box::new(e))
@@ -87,9 +91,22 @@ impl ImageSource for RemoteSource {
                         let mut resp = reg.get_blob(repo, &digest, op).await?;
                         // Bytes the reader already has are skipped on a retry.
                         let mut skip = delivered.load(Ordering::Relaxed);
+                        let mut speed = SpeedGuard::new(&reg.opts.net.timeouts);
                         loop {
                             match resp.chunk().await {
                                 Ok(Some(mut c)) => {
+                                    // A server that drip-feeds resets the idle timeout forever.
+                                    speed.update(c.len() as u64).map_err(|m| {
+                                        Fail::Retry(
+                                            RegistryError::Network {
+                                                operation: op.clone(),
+                                                message: m,
+                                                attempts: 1,
+                                                hint: SLOW_HINT.into(),
+                                            },
+                                            None,
+                                        )
+                                    })?;
                                     if skip > 0 {
                                         let n = skip.min(c.len() as u64);
                                         skip -= n;
@@ -112,10 +129,10 @@ impl ImageSource for RemoteSource {
                                             message: format!(
                                                 "the connection broke after {} bytes: {}",
                                                 delivered.load(Ordering::Relaxed),
-                                                error_chain(&e)
+                                                transport_message(&e, &reg.opts.net.timeouts)
                                             ),
                                             attempts: 1,
-                                            hint: "check the network; strata retries broken downloads".into(),
+                                            hint: SLOW_HINT.into(),
                                         },
                                         None,
                                     ))

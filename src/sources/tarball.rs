@@ -22,7 +22,7 @@ pub struct Tarball<'a> {
 impl Tarball<'_> {
     fn name(&self) -> String {
         match (&self.spec.url, &self.spec.path) {
-            (Some(u), _) => crate::report::redact_url(u),
+            (Some(u), _) => crate::net::redact::url(u),
             (_, Some(p)) => self.layer.resolve(p).display().to_string(),
             _ => "tarball".into(),
         }

@@ -62,6 +62,10 @@ pub enum Reply {
     Truncated(Vec<u8>, usize),
     /// Fails with `status` for the first `n` requests, then serves the body.
     FlakyThen(u16, usize, Vec<u8>),
+    /// Accepts the request and answers nothing for this long (a stalled server).
+    Silent(std::time::Duration),
+    /// 200 with the body, one byte every `interval` (a server that drip-feeds).
+    Drip(Vec<u8>, std::time::Duration),
 }
 
 /// A loopback HTTP/1.1 server serving fixed replies by path.
@@ -118,6 +122,20 @@ impl Server {
                                 send(&mut stream, *s, b"", 0)
                             } else {
                                 send(&mut stream, 200, b, b.len())
+                            }
+                        }
+                        Some(Reply::Silent(d)) => std::thread::sleep(*d),
+                        Some(Reply::Drip(b, interval)) => {
+                            let _ = write!(
+                                stream,
+                                "HTTP/1.1 200 X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                                b.len()
+                            );
+                            for byte in b {
+                                if stream.write_all(&[*byte]).and_then(|_| stream.flush()).is_err() {
+                                    break; // the client hung up
+                                }
+                                std::thread::sleep(*interval);
                             }
                         }
                     }

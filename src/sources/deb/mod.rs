@@ -126,7 +126,7 @@ impl Source for Debs<'_> {
                     crate::sbom::purl_escape(&p.arch)
                 )),
                 sha256: Some(d),
-                download: Some(crate::report::redact_url(&p.url)),
+                download: Some(crate::net::redact::url(&p.url)),
                 license: None,
             });
         }

@@ -4,12 +4,14 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::archive::decompress;
 use crate::digest::Digest;
+use crate::error::Hint;
 use crate::lock::{debs_inputs, DebPin, DebsLock, LockedArchive};
-use crate::report::{redact_url, Reporter};
+use crate::net::redact::url as redact_url;
+use crate::net::{Net, NetError, RetryPolicy};
+use crate::report::Reporter;
 use crate::spec::{DebsSpec, ResolvedLayer};
 use crate::store::Store;
 
@@ -18,66 +20,9 @@ use super::release::{parse_release, parse_release_date, verify_inrelease, Keyrin
 use super::resolve::{resolve, Candidate, Request, Universe};
 use super::{arch_of, archives_of};
 
-/// Why a plain GET failed: the status when the server answered.
-#[derive(Debug)]
-pub struct GetError {
-    /// HTTP status, when there was a response.
-    pub status: Option<u16>,
-    /// Description.
-    pub message: String,
-}
-
-/// GETs a small file (an `InRelease`), retrying network errors and 5xx.
-pub fn http_get(url: &str, timeout: Duration) -> Result<Vec<u8>, GetError> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| GetError { status: None, message: format!("starting the async runtime: {e}") })?;
-    let client = reqwest::Client::builder()
-        .user_agent(concat!("strata/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(timeout)
-        .timeout(timeout * 4)
-        .build()
-        .map_err(|e| GetError { status: None, message: format!("building the HTTP client: {e}") })?;
-    rt.block_on(async {
-        let mut last = GetError { status: None, message: String::new() };
-        for attempt in 0..3u32 {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(300 << attempt)).await;
-            }
-            match client.get(url).send().await {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    if resp.status().is_success() {
-                        match resp.bytes().await {
-                            Ok(b) => return Ok(b.to_vec()),
-                            Err(e) => last = GetError { status: None, message: format!("reading the body: {e}") },
-                        }
-                    } else {
-                        last = GetError { status: Some(status), message: format!("HTTP {status}") };
-                        if !(500..=599).contains(&status) && status != 429 {
-                            return Err(last);
-                        }
-                    }
-                }
-                Err(e) => {
-                    let mut m = e.to_string();
-                    let mut src = std::error::Error::source(&e);
-                    while let Some(s) = src {
-                        let t = s.to_string();
-                        if !m.contains(&t) {
-                            m.push_str(": ");
-                            m.push_str(&t);
-                        }
-                        src = s.source();
-                    }
-                    last = GetError { status: None, message: m };
-                }
-            }
-        }
-        Err(last)
-    })
-}
+/// The largest `InRelease` or Packages index read (bookworm's main
+/// Packages.xz is about 9 MB).
+const MAX_INDEX: usize = 256 << 20;
 
 /// Options of a lock run.
 pub struct LockContext<'a> {
@@ -85,8 +30,18 @@ pub struct LockContext<'a> {
     pub store: &'a Store,
     /// Progress.
     pub reporter: Arc<dyn Reporter>,
-    /// Network timeout for one connection.
-    pub timeout: Duration,
+    /// The network layer (CA files, proxy, timeouts, rewrites).
+    pub net: &'a Net,
+    /// How often a failed request is tried again.
+    pub retry: RetryPolicy,
+}
+
+impl LockContext<'_> {
+    /// GETs an index file with retries.
+    fn get(&self, url: &str) -> Result<Vec<u8>, NetError> {
+        let reporter = self.reporter.clone();
+        self.net.get_small(url, MAX_INDEX, &self.retry, &move |line| reporter.warn(line))
+    }
 }
 
 /// Resolves one `debs:` entry against its archives.
@@ -110,7 +65,7 @@ pub fn lock_layer(layer: &ResolvedLayer, spec: &DebsSpec, cx: &LockContext<'_>) 
         for suite in &archive.suites {
             let url = format!("{}/dists/{suite}/InRelease", archive.url.0);
             cx.reporter.info(&format!("fetching {}", redact_url(&url)));
-            let bytes = match http_get(&url, cx.timeout) {
+            let bytes = match cx.get(&url) {
                 Ok(b) => b,
                 Err(e) => {
                     if archive.optional {
@@ -118,15 +73,18 @@ pub fn lock_layer(layer: &ResolvedLayer, spec: &DebsSpec, cx: &LockContext<'_>) 
                             "skipped optional archive {} suite {suite}: {} ({})",
                             redact_url(&archive.url.0),
                             redact_url(&url),
-                            e.message
+                            net_message(&e)
                         ));
                         break;
                     }
-                    let hint = match e.status {
-                        Some(404) => "hint: check the archive URL and suite name (the file must exist at URL/dists/SUITE/InRelease), or mark the archive `optional: true`",
-                        _ => "hint: check the network or proxy; mark the archive `optional: true` to lock without it",
+                    let hint = match e.status() {
+                        Some(404) => "hint: check the archive URL and suite name (the file must exist at URL/dists/SUITE/InRelease), or mark the archive `optional: true`".to_string(),
+                        _ => match e.hint() {
+                            Some(h) if matches!(e, NetError::Tls { .. }) => format!("hint: {h}"),
+                            _ => "hint: check the network or proxy; mark the archive `optional: true` to lock without it".to_string(),
+                        },
                     };
-                    return Err(format!("GET {}: {}\n{hint}", redact_url(&url), e.message));
+                    return Err(format!("{e}\n{hint}"));
                 }
             };
             let text = verify_inrelease(&bytes, &keyring, &redact_url(&url))?;
@@ -173,8 +131,8 @@ pub fn lock_layer(layer: &ResolvedLayer, spec: &DebsSpec, cx: &LockContext<'_>) 
                     cx.store.mark_used(&digest);
                 } else {
                     cx.reporter.info(&format!("fetching {}", redact_url(&url)));
-                    let bytes = http_get(&url, cx.timeout).map_err(|e| {
-                        format!("GET {}: {}\nhint: the mirror may be in the middle of an update; retry later or use another mirror", redact_url(&url), e.message)
+                    let bytes = cx.get(&url).map_err(|e| {
+                        format!("{e}\nhint: the mirror may be in the middle of an update; retry later or use another mirror")
                     })?;
                     let found = Digest::of(&bytes);
                     if found != digest || bytes.len() as u64 != size {
@@ -231,4 +189,13 @@ pub fn lock_layer(layer: &ResolvedLayer, spec: &DebsSpec, cx: &LockContext<'_>) 
         })
         .collect();
     Ok(DebsLock { inputs: debs_inputs(spec), arch, archives: locked, notes, packages })
+}
+
+/// What went wrong, without the operation (the message names the URL already).
+fn net_message(e: &NetError) -> String {
+    match e {
+        NetError::Status { status, .. } => format!("HTTP {status}"),
+        NetError::Transport { message, .. } | NetError::Tls { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
 }

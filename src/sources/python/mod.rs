@@ -358,7 +358,7 @@ impl Source for Python<'_> {
 pub fn sbom_package(w: &PlannedWheel) -> crate::sbom::Package {
     use crate::sbom::purl_escape;
     let download = match &w.wheel.location {
-        WheelLocation::Url(u) => Some(crate::report::redact_url(u)),
+        WheelLocation::Url(u) => Some(crate::net::redact::url(u)),
         WheelLocation::Path(_) => None,
     };
     crate::sbom::Package {

@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+use crate::build::cache::CacheEntry;
 use crate::digest::Digest;
 use crate::store::{Store, StoreError};
 
@@ -172,10 +173,8 @@ pub fn prune(store: &Store, keep: Keep, dry_run: bool, now: SystemTime) -> Resul
     }
     for e in dir_entries(&store.layers_dir())? {
         let p = e.path();
-        let blob = std::fs::read(&p)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|v| v["blob"]["digest"].as_str().and_then(|d| Digest::parse(d).ok()));
+        // An entry that does not parse is of no use to any build: dangling.
+        let blob = CacheEntry::read(&p).map(|e| e.blob.digest);
         let dangling = match blob {
             Some(d) => removed.contains(&d) || !store.contains(&d),
             None => true,
@@ -251,7 +250,16 @@ mod tests {
         age(&store, &fresh, 2);
         age(&store, &reused, 40);
         store.mark_used(&reused);
-        let entry = |d: &Digest| format!("{{\"key\":\"k\",\"blob\":{{\"digest\":\"{d}\"}}}}");
+        let entry = |d: &Digest| {
+            let blob = crate::layer::LayerBlob {
+                digest: *d,
+                diff_id: *d,
+                size: 1,
+                tar_size: 1,
+                media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+            };
+            serde_json::to_vec(&CacheEntry { key: "k".into(), blob, stamp: None }).unwrap()
+        };
         std::fs::write(store.layers_dir().join("a.json"), entry(&old)).unwrap();
         std::fs::write(store.layers_dir().join("b.json"), entry(&fresh)).unwrap();
         std::fs::write(store.tmp_dir().join("part-left-by-a-kill"), b"xyz").unwrap();

@@ -19,6 +19,7 @@ pub mod fetch;
 pub mod image;
 pub mod layer;
 pub mod lock;
+pub mod lockfile;
 pub mod mirror;
 pub mod net;
 pub mod oci;

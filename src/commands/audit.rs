@@ -35,14 +35,14 @@ pub struct AuditArgs {
 pub fn run(args: AuditArgs, global: &GlobalArgs) -> anyhow::Result<bool> {
     let reporter = Arc::new(CliReporter::new(global.quiet));
     let spec = strata::spec::load(&args.spec)?;
-    let mut opts = BuildOptions { cache: global.cache_dir(), ..BuildOptions::default() };
-    // Held until the command ends, so `strata cache prune` waits for all of it
-    // (the build and the writing of its output), not only for the build.
-    let _cache = strata::store::Store::open(&opts.cache)?;
+    let mut opts = BuildOptions::default();
+    // Opened once and held until the command ends, so `strata cache prune`
+    // waits for all of it.
+    let store = strata::store::Store::open(global.cache_dir())?;
     opts.fetch = fetch_options(&args.net, global)?;
     opts.verifier = args.verifier.clone();
     opts.source_date_epoch = super::source_date_epoch()?;
-    let result = build(&spec, &opts, reporter)?;
+    let result = build(&spec, &store, &opts, reporter)?;
     let mut rebuilt = result.image;
     rebuilt.name = format!("rebuild of {}", args.spec.display());
     let published = super::default_transport().open(&ImageRef::parse(&args.image)?)?;

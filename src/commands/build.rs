@@ -73,10 +73,10 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let push_to = args.push.as_deref().map(strata::oci::Reference::parse).transpose()?;
     let spec = strata::spec::load(&args.spec)?;
     let output = output_of(args.output.as_deref(), &spec.spec.name)?;
-    let mut opts = BuildOptions { cache: global.cache_dir(), ..BuildOptions::default() };
-    // Held until the command ends, so `strata cache prune` waits for all of it
-    // (the build and the writing of its output), not only for the build.
-    let _cache = strata::store::Store::open(&opts.cache)?;
+    let mut opts = BuildOptions::default();
+    // Opened once and held until the command ends, so `strata cache prune`
+    // waits for all of it (the build and the writing of its output).
+    let store = strata::store::Store::open(global.cache_dir())?;
     if let Some(t) = args.threads {
         opts.threads = t.max(1);
     }
@@ -86,19 +86,10 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     opts.unlocked = args.unlocked;
     opts.source_date_epoch = super::source_date_epoch()?;
     let started = std::time::Instant::now();
-    let result = build(&spec, &opts, reporter.clone())?;
+    let result = build(&spec, &store, &opts, reporter.clone())?;
     let tag = spec.spec.tag.clone().unwrap_or_else(|| "latest".into());
-    let mut image = result.image;
-    let doc = strata::sbom::spdx(&spec.spec.name, &tag, &image.manifest.digest, result.epoch, &result.packages);
-    let doc = strata::oci::canonical::to_vec(&doc)?;
-    let sbom = strata::image::Attachment::new(
-        &image.manifest.descriptor(),
-        strata::sbom::SPDX_MEDIA_TYPE,
-        &doc,
-        result.epoch,
-    )?;
-    image.attach(sbom);
-    let content = Content::of_root(&image)?;
+    let image = &result.image;
+    let content = Content::of_root(image)?;
     let mut registry_opts = args.registry.options(global)?;
     registry_opts.chunk_size = args.upload.chunk_size;
     let transport = Transport::new(registry_opts, reporter.clone());

@@ -360,9 +360,8 @@ pub fn is_certificate_error(msg: &str) -> bool {
 fn load_ca_files(files: &[PathBuf]) -> Result<Vec<reqwest::Certificate>, NetError> {
     let mut out = Vec::new();
     for f in files {
-        let pem = fs_err::read(f).map_err(|source| {
-            NetError::CaFile(IoError { action: "reading", path: f.clone(), source })
-        })?;
+        let pem = fs_err::read(f)
+            .map_err(|source| NetError::CaFile(IoError { action: "reading", path: f.clone(), source }))?;
         let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| NetError::BadCaFile {
             path: f.clone(),
             problem: format!("not a PEM certificate bundle: {e}"),

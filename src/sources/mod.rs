@@ -11,11 +11,12 @@ pub mod deb;
 pub mod files;
 pub mod python;
 pub mod tarball;
+pub mod verifier;
 
 use std::path::PathBuf;
 
 use crate::fetch::Artifact;
-use crate::lock::Lock;
+use crate::lockfile::Lock;
 use crate::report::Reporter;
 use crate::spec::ResolvedLayer;
 use crate::store::{Store, StoreError};
@@ -114,6 +115,24 @@ pub trait Source {
     fn plan_with(&self, _ctx: &Context<'_>) -> Result<Vec<Part<'_>>, SourceError> {
         self.plan()
     }
+    /// Checks the CUDA stack the source installs against the spec's `gpu:`
+    /// section: from its lock alone when `store` is `None` (before anything
+    /// is downloaded), else also from its fetched artifacts. Default:
+    /// nothing to check.
+    fn check_gpu(&self, _gpu: &crate::spec::GpuSpec, _store: Option<&Store>) -> Result<(), GpuCheckError> {
+        Ok(())
+    }
+}
+
+/// Why a source's CUDA stack does not fit the spec's `gpu:` section.
+#[derive(Debug, thiserror::Error)]
+pub enum GpuCheckError {
+    /// The stack does not match.
+    #[error(transparent)]
+    Cuda(#[from] crate::cuda::CudaError),
+    /// The source could not be read.
+    #[error(transparent)]
+    Source(#[from] SourceError),
 }
 
 /// The sources of one resolved layer entry, in a fixed order. `lock` is the
@@ -123,7 +142,7 @@ pub fn sources_of<'a>(layer: &'a ResolvedLayer, lock: Option<&'a Lock>) -> Vec<B
     let mut v: Vec<Box<dyn Source + 'a>> = Vec::new();
     let e = &layer.entry;
     if let Some(d) = &e.debs {
-        let pins = lock.and_then(|l| l.debs.get(&crate::lock::layer_key(layer)));
+        let pins = lock.and_then(|l| l.debs.get(&crate::lockfile::layer_key(layer)));
         v.push(Box::new(deb::Debs { spec: d, layer, pins }));
     }
     if !e.dirs.is_empty() || !e.files.is_empty() || !e.symlinks.is_empty() {

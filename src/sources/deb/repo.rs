@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::archive::decompress;
 use crate::digest::Digest;
 use crate::error::Hint;
-use crate::lock::{debs_inputs, DebPin, DebsLock, LockedArchive};
+use crate::lockfile::{debs_inputs, DebPin, DebsLock, LockedArchive};
 use crate::net::redact::url as redact_url;
 use crate::net::{Net, NetError, RetryPolicy};
 use crate::report::Reporter;
@@ -18,7 +18,6 @@ use crate::store::Store;
 use super::control::{for_each_paragraph, parse_relations};
 use super::release::{parse_release, parse_release_date, verify_inrelease, Keyring};
 use super::resolve::{resolve, Candidate, Request, Universe};
-use super::{arch_of, archives_of};
 
 /// The largest `InRelease` or Packages index read (bookworm's main
 /// Packages.xz is about 9 MB).
@@ -46,7 +45,7 @@ impl LockContext<'_> {
 
 /// Resolves one `debs:` entry against its archives.
 pub fn lock_layer(layer: &ResolvedLayer, spec: &DebsSpec, cx: &LockContext<'_>) -> Result<DebsLock, String> {
-    let arch = arch_of(spec);
+    let arch = spec.arch();
     let keyring = match &spec.keyring {
         Some(k) => Keyring::load(&layer.resolve(k))
             .map_err(|e| format!("keyring: {e}\nhint: `keyring:` is relative to the file that names it"))?,
@@ -56,7 +55,7 @@ pub fn lock_layer(layer: &ResolvedLayer, spec: &DebsSpec, cx: &LockContext<'_>) 
     let mut locked = Vec::new();
     let mut notes = Vec::new();
     let mut urls = Vec::new();
-    for archive in archives_of(spec) {
+    for archive in spec.archives() {
         let idx = urls.len();
         urls.push(archive.url.0.clone());
         let comps = if archive.components.is_empty() { vec!["main".to_string()] } else { archive.components.clone() };

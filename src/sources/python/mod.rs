@@ -147,8 +147,8 @@ impl<'a> Python<'a> {
 
     /// Takes what the spec's lock file (`SPEC.lock`) recorded for this entry,
     /// so [`Source::check`] can refuse a pylock edited since `strata lock`.
-    pub fn with_lock(mut self, lock: Option<&crate::lock::Lock>) -> Self {
-        self.recorded = lock.and_then(|l| lockfile::recorded(l, &crate::lock::layer_key(self.layer)));
+    pub fn with_lock(mut self, lock: Option<&crate::lockfile::Lock>) -> Self {
+        self.recorded = lock.and_then(|l| lockfile::recorded(l, &crate::lockfile::layer_key(self.layer)));
         self
     }
 
@@ -278,6 +278,23 @@ pub fn fingerprint(target: &Target, scheme: &Scheme, wheels: &[&PlannedWheel]) -
 impl Source for Python<'_> {
     fn describe(&self) -> String {
         format!("python lock {}", self.lock_path().display())
+    }
+
+    fn check_gpu(
+        &self,
+        gpu: &crate::spec::GpuSpec,
+        store: Option<&crate::store::Store>,
+    ) -> Result<(), super::GpuCheckError> {
+        let sel = self.selection()?;
+        match store {
+            None => crate::cuda::check_lock(gpu, &sel.wheels)?,
+            Some(store) => {
+                if let Some((version, reqs)) = wheel_requires(sel, "torch", store)? {
+                    crate::cuda::check_torch_requires(gpu, &version, &reqs, &sel.wheels)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn check(&self) -> Result<(), SourceError> {

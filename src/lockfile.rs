@@ -1,6 +1,7 @@
-//! The lock file: `SPEC.lock` beside `SPEC.yaml`, written by `strata lock`
-//! and read by `strata build`, which installs exactly what it pins and never
-//! resolves anything over the network.
+//! The lock file's format: `SPEC.lock` beside `SPEC.yaml`, written by
+//! `strata lock` and read by `strata build`, which installs exactly what it
+//! pins and never resolves anything over the network. What a build or a
+//! relock does with it is decided in [`crate::lock`].
 //!
 //! Format (docs/lock.md): TOML, `version = 1`, one table per kind of pin.
 //! `[debs."<layer>"]` holds the Debian packages of one layer entry, keyed by
@@ -111,30 +112,6 @@ pub fn spec_checksum(spec: &LoadedSpec) -> Result<Digest, LockError> {
         text.push('\n');
     }
     Ok(Digest::of(text.as_bytes()))
-}
-
-/// Checks that `lock` was made from this spec (its `[spec]` checksum).
-pub fn check_current(spec: &LoadedSpec, lock: &Lock) -> Result<(), LockError> {
-    let lp = lock_path(&spec.path);
-    let now = spec_checksum(spec)?.to_string();
-    let hint = format!(
-        "hint: run `strata lock {}` and commit {} (or build with `--unlocked` for an experiment; the image then says so)",
-        spec.path.display(),
-        lp.display()
-    );
-    match &lock.spec {
-        Some(s) if s.checksum == now => Ok(()),
-        Some(s) => Err(LockError::Missing(format!(
-            "{} is stale: {} changed since it was locked\n  locked spec: {}\n  spec now:    {now}\n{hint}",
-            lp.display(),
-            spec.path.display(),
-            s.checksum
-        ))),
-        None => Err(LockError::Missing(format!(
-            "{} has no [spec] checksum (it predates locked builds)\n{hint}",
-            lp.display()
-        ))),
-    }
 }
 
 /// The pinned Debian packages of one layer entry.
@@ -262,7 +239,8 @@ pub fn layer_key(layer: &ResolvedLayer) -> String {
 
 /// The `sha256:` of everything in a `debs:` entry that affects resolution.
 pub fn debs_inputs(spec: &DebsSpec) -> String {
-    let archives: Vec<serde_json::Value> = crate::sources::deb::archives_of(spec)
+    let archives: Vec<serde_json::Value> = spec
+        .archives()
         .iter()
         .map(|a| serde_json::json!({"url": a.url.0, "suites": a.suites, "components": a.components, "optional": a.optional}))
         .collect();
@@ -271,7 +249,7 @@ pub fn debs_inputs(spec: &DebsSpec) -> String {
         "exclude": spec.exclude.iter().map(|p| p.0.clone()).collect::<Vec<_>>(),
         "prefer": spec.prefer.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect::<BTreeMap<_, _>>(),
         "archives": archives,
-        "arch": crate::sources::deb::arch_of(spec),
+        "arch": spec.arch(),
     });
     Digest::of(v.to_string().as_bytes()).to_string()
 }
@@ -309,59 +287,6 @@ pub fn debs_pins<'a>(
         )));
     }
     Ok(entry)
-}
-
-/// Checks, before anything is fetched, that every `debs:` entry of a spec is
-/// pinned by the lock and the pins are current.
-pub fn check_spec(spec: &LoadedSpec, lock: Option<&Lock>) -> Result<(), LockError> {
-    for l in &spec.layers {
-        if let Some(d) = &l.entry.debs {
-            debs_pins(&spec.path, lock, l, d)?;
-        }
-    }
-    Ok(())
-}
-
-/// Options of `strata lock`.
-#[derive(Debug, Clone)]
-pub struct LockOptions {
-    /// Cache root (indexes are cached in its store).
-    pub cache: PathBuf,
-    /// CA files, proxy, timeouts and URL rewrites for archive requests.
-    pub net: crate::net::NetOptions,
-}
-
-/// Resolves every `debs:` entry of a spec and returns the new lock: the
-/// existing lock's other sections are kept, its `debs` table is replaced.
-/// Nothing is written; see [`Lock::write`].
-pub fn lock_spec(
-    spec: &LoadedSpec,
-    opts: &LockOptions,
-    reporter: std::sync::Arc<dyn crate::report::Reporter>,
-) -> Result<Lock, LockError> {
-    let mut lock = load_for(spec)?.unwrap_or_else(Lock::new);
-    let store = crate::store::Store::open(&opts.cache).map_err(|e| LockError::Missing(e.to_string()))?;
-    let net = crate::net::Net::new(opts.net.clone()).map_err(|e| LockError::Missing(e.to_string()))?;
-    let retry = crate::net::RetryPolicy::default().with_retries(2);
-    let cx = crate::sources::deb::repo::LockContext { store: &store, reporter: reporter.clone(), net: &net, retry };
-    let mut debs = BTreeMap::new();
-    for l in &spec.layers {
-        let Some(d) = &l.entry.debs else { continue };
-        let key = layer_key(l);
-        if debs.contains_key(&key) {
-            return Err(LockError::Missing(format!(
-                "{}: two layer entries with `debs:` share the lock key `{key}`\nhint: give each a distinct `name:`",
-                l.file.display()
-            )));
-        }
-        reporter.info(&format!("resolving layer `{key}`"));
-        let entry = crate::sources::deb::repo::lock_layer(l, d, &cx)
-            .map_err(|m| LockError::Missing(format!("layer `{key}` ({} {}): {m}", l.file.display(), l.node)))?;
-        debs.insert(key, entry);
-    }
-    lock.version = LOCK_VERSION;
-    lock.debs = debs;
-    Ok(lock)
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@
 use super::full;
 use crate::checks::libs::Libs;
 use crate::driver::{self, arg, Context, DevBuf, Device, Module};
-use crate::ffi::cublas::{compute, dtype, Cublas, LtGemm, LtSpec};
+use crate::ffi::cublas::{compute, dtype, BlasHandle, Cublas, LtGemm, LtSpec};
 use crate::ffi::cuda::attr as Attr;
 use crate::kernels;
 use crate::policy::{match_sm, Level, Options, SmMatch};
@@ -256,7 +256,7 @@ fn run_task(
             });
             checks.push(jit);
             if let Some(m) = &module {
-                checks.push(timed("memory", &mut || memory_check(m, free, info.sms)));
+                checks.push(timed("memory", &mut || memory_check(m, free, info.sms, label)));
                 checks.push(timed("mma-sm80", &mut || mma_check(m, info.sms)));
             }
             out.module = module;
@@ -266,14 +266,14 @@ fn run_task(
             let blas = job.libs.cublas.wait();
             trace::mark(label, || "cuBLAS: handed over".into());
             checks.push(timed("cublas-tf32", &mut || {
-                cublas_tf32_check(blas.lib.as_ref())
+                cublas_tf32_check(blas.lib.as_ref(), label)
             }));
         }
         Task::LtDnn => {
             let blas = job.libs.cublas.wait();
             trace::mark(label, || "cuBLASLt: handed over".into());
             checks.push(timed("cublaslt-bf16", &mut || {
-                cublaslt_bf16_check(blas.lib.as_ref())
+                cublaslt_bf16_check(blas.lib.as_ref(), label)
             }));
             let dnn = job.libs.cudnn.wait();
             trace::mark(label, || "cuDNN: handed over".into());
@@ -570,19 +570,22 @@ fn count_mismatches(
 /// Writes an address-dependent pattern over up to 256 MiB and checks it on
 /// the GPU (twice, two seeds), then checks 16 MiB on the host after a
 /// device-to-host copy and 16 MiB on the GPU after a host-to-device copy.
-fn memory_check(module: &Module, free: u64, sms: u32) -> Check {
+fn memory_check(module: &Module, free: u64, sms: u32, label: &'static str) -> Check {
     let bytes = (256u64 << 20).min(free / 8).max(1 << 20) as usize & !0xFFFF;
     let run = || -> Result<String, String> {
         let buf = DevBuf::alloc(bytes).map_err(|e| e.to_string())?;
+        trace::mark(label, || "memory: allocated".into());
         let words = (bytes / 4) as u64;
         let mut bad = 0u64;
         for seed in [0x5EED_0001u32, 0xA5A5_5A5A] {
             fill(module, &buf, seed, u32::MAX, 0, sms)?;
             bad += count_mismatches(module, &buf, words, seed, sms)?;
         }
+        trace::mark(label, || "memory: GPU passes done".into());
         let probe = (16usize << 20).min(bytes) / 4;
         let mut host = vec![0u32; probe];
         buf.download(&mut host).map_err(|e| e.to_string())?;
+        trace::mark(label, || "memory: downloaded".into());
         let seed = 0xA5A5_5A5Au32;
         let host_bad = host
             .iter()
@@ -591,6 +594,7 @@ fn memory_check(module: &Module, free: u64, sms: u32) -> Check {
             .count() as u64;
         let seed = 0x0DD0_F00Du32;
         let up: Vec<u32> = (0..probe as u64).map(|i| kernels::mix(i, seed)).collect();
+        trace::mark(label, || "memory: host side compared and generated".into());
         buf.upload(&up).map_err(|e| e.to_string())?;
         let up_bad = count_mismatches(module, &buf, probe as u64, seed, sms)?;
         if bad + host_bad + up_bad != 0 {
@@ -735,7 +739,7 @@ fn wgmma_check(info: &GpuInfo) -> Check {
 
 const SMALL: (usize, usize, usize) = (256, 128, 256);
 
-fn cublas_tf32_check(blas: Option<&Cublas>) -> Check {
+fn cublas_tf32_check(blas: Option<&Cublas>, label: &'static str) -> Check {
     let Some(blas) = blas else {
         return Check::skip("cublas-tf32", "cuBLAS not loaded");
     };
@@ -746,8 +750,20 @@ fn cublas_tf32_check(blas: Option<&Cublas>) -> Check {
         let db = DevBuf::from_slice(&b).map_err(|e| e.to_string())?;
         let dc = DevBuf::alloc(m * n * 4).map_err(|e| e.to_string())?;
         dc.fill_bytes(0xFF).map_err(|e| e.to_string())?;
-        blas.gemm_tf32(m as i32, n as i32, k as i32, da.ptr, db.ptr, dc.ptr)?;
+        let handle = BlasHandle::new(blas)?;
+        trace::mark(label, || "cublas-tf32: cublasCreate done".into());
+        let spec = LtSpec::tn(
+            m as u64,
+            n as u64,
+            k as u64,
+            dtype::R_32F,
+            dtype::R_32F,
+            compute::F32_FAST_TF32,
+        );
+        handle.gemm_ex(spec, da.ptr, db.ptr, dc.ptr)?;
+        trace::mark(label, || "cublas-tf32: cublasGemmEx queued".into());
         driver::synchronize().map_err(|e| e.to_string())?;
+        trace::mark(label, || "cublas-tf32: synchronised".into());
         let mut got = vec![0f32; m * n];
         dc.download(&mut got).map_err(|e| e.to_string())?;
         match kernels::compare_exact(&got, &want) {
@@ -768,7 +784,7 @@ fn cublas_tf32_check(blas: Option<&Cublas>) -> Check {
     }
 }
 
-fn cublaslt_bf16_check(blas: Option<&Cublas>) -> Check {
+fn cublaslt_bf16_check(blas: Option<&Cublas>, label: &'static str) -> Check {
     let Some(blas) = blas else {
         return Check::skip("cublaslt-bf16", "cuBLASLt not loaded");
     };
@@ -791,8 +807,11 @@ fn cublaslt_bf16_check(blas: Option<&Cublas>) -> Check {
             compute::F32,
         );
         let plan = LtGemm::plan(blas, spec, None, ws.ptr, ws.bytes)?;
+        trace::mark(label, || "cublaslt-bf16: planned".into());
         plan.run(da.ptr, db.ptr, dd.ptr)?;
+        trace::mark(label, || "cublaslt-bf16: cublasLtMatmul queued".into());
         driver::synchronize().map_err(|e| e.to_string())?;
+        trace::mark(label, || "cublaslt-bf16: synchronised".into());
         let mut got = vec![0f32; m * n];
         dd.download(&mut got).map_err(|e| e.to_string())?;
         match kernels::compare_exact(&got, &want) {

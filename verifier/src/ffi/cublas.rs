@@ -223,27 +223,6 @@ impl Cublas {
         // SAFETY: no arguments.
         unsafe { (self.lt_version)() }
     }
-
-    /// `C = Aᵀ·B` in FP32 storage with TF32 tensor-core math, column-major,
-    /// A stored k×m, B k×n, C m×n (the layout of [`LtSpec`]), through
-    /// `cublasGemmEx` with `CUBLAS_COMPUTE_32F_FAST_TF32` (the PyTorch
-    /// `allow_tf32` path), on a handle of its own.
-    pub fn gemm_tf32(&self, m: i32, n: i32, k: i32, a: u64, b: u64, c: u64) -> Result<(), String> {
-        let h = BlasHandle::new(self)?;
-        h.gemm_ex(
-            LtSpec::tn(
-                m as u64,
-                n as u64,
-                k as u64,
-                dtype::R_32F,
-                dtype::R_32F,
-                compute::F32_FAST_TF32,
-            ),
-            a,
-            b,
-            c,
-        )
-    }
 }
 
 /// A cuBLAS handle with tensor-core math allowed, destroyed on drop.

@@ -26,6 +26,9 @@ mkdir -p "$OUT"
 exec > >(tee "$OUT/verify-all.log") 2>&1
 HERE=$(cd "$(dirname "$0")" && pwd)
 BIN=${BIN:-$(pwd)/.carry/strata-verify}
+# Every run goes through timeout(1) (about 1 ms of the walls below), so a
+# hang cannot eat the whole call.
+T="timeout -k 5 120"
 OLD=${OLD:-}
 DEV=${DEV:-}
 PY=${PYTHON:-python3}
@@ -34,13 +37,13 @@ LD0=${LD_LIBRARY_PATH:-}
 section() { echo; echo "=== $* ==="; }
 now() { date +%s.%N; }
 # wall seconds of one run of "$@", output discarded
-wall() { local t0 t1; t0=$(now); "$@" >/dev/null 2>&1; t1=$(now); awk "BEGIN{printf \"%.3f\", $t1 - $t0}"; }
+wall() { local t0 t1; t0=$(now); $T "$@" >/dev/null 2>&1; t1=$(now); awk "BEGIN{printf \"%.3f\", $t1 - $t0}"; }
 walls() { local n=$1; shift; local s=""; for _ in $(seq "$n"); do s="$s $(wall "$@")"; done; echo "$s"; }
 verdicts() { grep -E "^(FAIL|WARN) |^  fix:|^verdict:|^strata-verify: GPU|^command|SHOULD-NOT-RUN"; }
 
 section "first start on this machine: strata-verify -- true (page cache and JIT cache cold)"
 t0=$(now)
-STRATA_VERIFY_TRACE=1 "$BIN" -- true 2>"$OUT/first.txt"
+STRATA_VERIFY_TRACE=1 $T "$BIN" -- true 2>"$OUT/first.txt"
 rc=$?
 t1=$(now)
 echo "first start wall s: $(awk "BEGIN{printf \"%.3f\", $t1 - $t0}") (exit $rc)"
@@ -57,7 +60,7 @@ ldconfig -p | grep -E 'libcuda\.so|libnvidia-ml' || echo "(libcuda not in ld.so.
 NGPU=$(nvidia-smi -L | wc -l)
 
 section "quick level, one run in full (warm)"
-STRATA_VERIFY_TRACE=1 "$BIN" --json-file "$OUT/quick.json" -- sh -c 'echo "command ran: pid $$, result $STRATA_VERIFY_RESULT"' 2>&1
+STRATA_VERIFY_TRACE=1 $T "$BIN" --json-file "$OUT/quick.json" -- sh -c 'echo "command ran: pid $$, result $STRATA_VERIFY_RESULT"' 2>&1
 
 section "start-up until the command has run: strata-verify -- true, 5 runs (warm)"
 echo "strata-verify wall s:$(walls 5 "$BIN" -- true)"
@@ -70,7 +73,7 @@ if [ -n "$DEV" ]; then
     for g in serial 2 3 4; do
         echo "dev grouping $g wall s:$(STRATA_VERIFY_DEV_GROUPS=$g walls 3 "$DEV" -- true)"
     done
-    STRATA_VERIFY_DEV_GROUPS=serial STRATA_VERIFY_TRACE=1 "$DEV" 2>&1 | grep -E "^trace|verdict"
+    STRATA_VERIFY_DEV_GROUPS=serial STRATA_VERIFY_TRACE=1 $T "$DEV" 2>&1 | grep -E "^trace|verdict"
 fi
 
 section "PyTorch in the same run: python3 -c 'import torch; torch.cuda.init()', 5 runs"
@@ -78,21 +81,21 @@ echo "torch.cuda.init wall s:$(walls 5 "$PY" -c 'import torch; torch.cuda.init()
 echo "torch first tensor (import torch; torch.ones(1).cuda()) wall s:$(walls 3 "$PY" -c 'import torch; torch.ones(1).cuda()')"
 
 section "full level (trace: every GEMM candidate's rate)"
-STRATA_VERIFY_TRACE=1 "$BIN" --level full --json-file "$OUT/full.json" 2>&1 | grep -vE '^  lib|^trace .*(memory|context|cuDNN|cuBLAS|NCCL|libcuda|cuInit)'
+STRATA_VERIFY_TRACE=1 $T "$BIN" --level full --json-file "$OUT/full.json" 2>&1 | grep -vE '^  lib|^trace .*(memory|context|cuDNN|cuBLAS|NCCL|libcuda|cuInit)'
 
 section "PyTorch GEMM rates, same shapes (torch_gemm.py)"
 "$PY" "$HERE/torch_gemm.py"
 
 section "full level again"
-"$BIN" --level full 2>&1 | grep -E "gemm|hbm|verdict"
+$T "$BIN" --level full 2>&1 | grep -E "gemm|hbm|verdict"
 if [ -n "$DEV" ]; then
     section "dev: GEMM layouts TN,NN,NT"
-    STRATA_VERIFY_DEV_GEMM_LAYOUTS=TN,NN,NT STRATA_VERIFY_TRACE=1 "$DEV" --level full 2>&1 | grep -E "candidate|gemm-|verdict"
+    STRATA_VERIFY_DEV_GEMM_LAYOUTS=TN,NN,NT STRATA_VERIFY_TRACE=1 $T "$DEV" --level full 2>&1 | grep -E "candidate|gemm-|verdict"
 fi
 
 section "broken stacks (strict: the command must not run)"
 echo "--- no GPU visible: CUDA_VISIBLE_DEVICES=''"
-CUDA_VISIBLE_DEVICES= "$BIN" -- echo SHOULD-NOT-RUN 2>&1 | verdicts; echo "exit ${PIPESTATUS[0]}"
+CUDA_VISIBLE_DEVICES= $T "$BIN" -- echo SHOULD-NOT-RUN 2>&1 | verdicts; echo "exit ${PIPESTATUS[0]}"
 # A root with nothing but the verifier and the C libraries it links: no
 # /dev/nvidia*, no driver libraries, as in a container started without --gpus.
 NOGPU=/tmp/nogpu-root
@@ -102,7 +105,7 @@ for f in $(ldd "$BIN" | grep -o '/[^ ]*'); do mkdir -p "$NOGPU$(dirname "$f")"; 
 echo "--- no GPU visible: no /dev/nvidia* and no driver libraries (chroot $NOGPU, as a container started without --gpus)"
 chroot "$NOGPU" /bin/strata-verify -- echo SHOULD-NOT-RUN 2>&1 | verdicts; echo "exit ${PIPESTATUS[0]}"
 echo "--- wrong SM allowed set: STRATA_ALLOWED_SM=sm_80"
-STRATA_ALLOWED_SM=sm_80 "$BIN" -- echo SHOULD-NOT-RUN 2>&1 | verdicts; echo "exit ${PIPESTATUS[0]}"
+STRATA_ALLOWED_SM=sm_80 $T "$BIN" -- echo SHOULD-NOT-RUN 2>&1 | verdicts; echo "exit ${PIPESTATUS[0]}"
 STUB=$(ls /usr/local/cuda/lib64/stubs/libcuda.so /usr/local/cuda/targets/x86_64-linux/lib/stubs/libcuda.so 2>/dev/null | head -1)
 echo "toolkit stub: $STUB"
 if [ -n "$STUB" ]; then
@@ -121,20 +124,20 @@ EOF
     cp "$STUB" /tmp/stubcopy/lib/libcuda.so; cp "$STUB" /tmp/stubcopy/lib/libcuda.so.1
     cp "$STUB" /tmp/stubcopy2/lib/libcuda.so
     echo "--- stub copied to /tmp/stubcopy/lib (libcuda.so and libcuda.so.1), first in LD_LIBRARY_PATH"
-    LD_LIBRARY_PATH=/tmp/stubcopy/lib:$LD0 "$BIN" -- echo SHOULD-NOT-RUN 2>&1 | verdicts; echo "exit ${PIPESTATUS[0]}"
+    LD_LIBRARY_PATH=/tmp/stubcopy/lib:$LD0 $T "$BIN" -- echo SHOULD-NOT-RUN 2>&1 | verdicts; echo "exit ${PIPESTATUS[0]}"
     echo "--- the same copy second in LD_LIBRARY_PATH (the driver's libcuda comes first)"
-    LD_LIBRARY_PATH=$LD0:/tmp/stubcopy/lib "$BIN" -- sh -c 'echo command ran: $STRATA_VERIFY_RESULT' 2>&1 | grep -E "libcuda|cuinit|verdict|command ran"; echo "exit ${PIPESTATUS[0]}"
+    LD_LIBRARY_PATH=$LD0:/tmp/stubcopy/lib $T "$BIN" -- sh -c 'echo command ran: $STRATA_VERIFY_RESULT' 2>&1 | grep -E "libcuda|cuinit|verdict|command ran"; echo "exit ${PIPESTATUS[0]}"
     echo "--- stub copied as libcuda.so only (/tmp/stubcopy2/lib), first in LD_LIBRARY_PATH"
-    LD_LIBRARY_PATH=/tmp/stubcopy2/lib:$LD0 "$BIN" -- sh -c 'echo command ran: $STRATA_VERIFY_RESULT' 2>&1 | grep -E "libcuda|fix|verdict|command ran"; echo "exit ${PIPESTATUS[0]}"
+    LD_LIBRARY_PATH=/tmp/stubcopy2/lib:$LD0 $T "$BIN" -- sh -c 'echo command ran: $STRATA_VERIFY_RESULT' 2>&1 | grep -E "libcuda|fix|verdict|command ran"; echo "exit ${PIPESTATUS[0]}"
     echo "--- the toolkit's stubs directory itself first in LD_LIBRARY_PATH"
-    LD_LIBRARY_PATH=$(dirname "$STUB"):$LD0 "$BIN" -- sh -c 'echo command ran: $STRATA_VERIFY_RESULT' 2>&1 | grep -E "environment|libcuda|verdict|command ran"; echo "exit ${PIPESTATUS[0]}"
+    LD_LIBRARY_PATH=$(dirname "$STUB"):$LD0 $T "$BIN" -- sh -c 'echo command ran: $STRATA_VERIFY_RESULT' 2>&1 | grep -E "environment|libcuda|verdict|command ran"; echo "exit ${PIPESTATUS[0]}"
 fi
 echo "--- CUDA newer than the driver: STRATA_CUDA_VERSION=13.1 (driver: CUDA 13.0)"
-STRATA_CUDA_VERSION=13.1 "$BIN" -- sh -c 'echo command ran: $STRATA_VERIFY_RESULT' 2>&1 | grep -E "cuda-compat|verdict|command ran|^  fix"; echo "exit ${PIPESTATUS[0]}"
+STRATA_CUDA_VERSION=13.1 $T "$BIN" -- sh -c 'echo command ran: $STRATA_VERIFY_RESULT' 2>&1 | grep -E "cuda-compat|verdict|command ran|^  fix"; echo "exit ${PIPESTATUS[0]}"
 echo "--- CUDA newer than the driver, required: NVIDIA_REQUIRE_CUDA='cuda>=13.1'"
-NVIDIA_REQUIRE_CUDA='cuda>=13.1' "$BIN" -- echo SHOULD-NOT-RUN 2>&1 | verdicts; echo "exit ${PIPESTATUS[0]}"
+NVIDIA_REQUIRE_CUDA='cuda>=13.1' $T "$BIN" -- echo SHOULD-NOT-RUN 2>&1 | verdicts; echo "exit ${PIPESTATUS[0]}"
 echo "--- CUDA major newer than the driver: STRATA_CUDA_VERSION=14.0"
-STRATA_CUDA_VERSION=14.0 "$BIN" -- echo SHOULD-NOT-RUN 2>&1 | verdicts; echo "exit ${PIPESTATUS[0]}"
+STRATA_CUDA_VERSION=14.0 $T "$BIN" -- echo SHOULD-NOT-RUN 2>&1 | verdicts; echo "exit ${PIPESTATUS[0]}"
 CUDNN_DIRS=$(find /opt /usr /root -name 'libcudnn.so.9' 2>/dev/null | xargs -r -n1 dirname | sort -u | tr '\n' ' ')
 echo "--- missing cuDNN: every directory holding libcudnn.so.9 hidden under an empty tmpfs ($CUDNN_DIRS)"
 if [ -n "$CUDNN_DIRS" ] && command -v unshare >/dev/null; then
@@ -150,15 +153,20 @@ cat "$OUT/metrics.err"
 echo "--- idle"
 curl -s -i http://127.0.0.1:9400/metrics | tee "$OUT/metrics-idle.txt"
 echo "--- while a bf16 GEMM loop runs"
+rm -f /tmp/gemm-running
 "$PY" -c '
 import torch, time
 a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+a @ a
+torch.cuda.synchronize()
+open("/tmp/gemm-running", "w").close()
 t = time.time()
 while time.time() - t < 4:
     a @ a
 torch.cuda.synchronize()' &
 LPID=$!
-sleep 3
+for _ in $(seq 60); do [ -e /tmp/gemm-running ] && break; sleep 0.5; done
+sleep 1.5
 curl -s http://127.0.0.1:9400/metrics | tee "$OUT/metrics-busy.txt" | grep -vE '^#'
 wait $LPID
 echo "--- HEAD /metrics, GET /nope, POST /metrics, an oversized request"
@@ -178,9 +186,9 @@ kill $NPID 2>/dev/null; wait $NPID 2>/dev/null
 if [ "$NGPU" -gt 1 ]; then
     section "several GPUs ($NGPU): quick and full on all of them"
     nvidia-smi topo -m 2>/dev/null | head -$((NGPU + 2))
-    STRATA_VERIFY_TRACE=1 "$BIN" 2>&1 | grep -vE '^  lib'
+    STRATA_VERIFY_TRACE=1 $T "$BIN" 2>&1 | grep -vE '^  lib'
     echo "all GPUs wall s:$(walls 5 "$BIN" -- true)"
-    "$BIN" --level full 2>&1 | grep -E "gemm|hbm|nccl|verdict"
+    $T "$BIN" --level full 2>&1 | grep -E "gemm|hbm|nccl|verdict"
 fi
 
 section summary

@@ -67,13 +67,19 @@ echo "strata-verify wall s:$(walls 5 "$BIN" -- true)"
 echo "strata-verify, JIT cache off (CUDA_CACHE_DISABLE=1, as in a fresh container) wall s:$(CUDA_CACHE_DISABLE=1 walls 5 "$BIN" -- true)"
 if [ -n "$OLD" ]; then
     echo "previous binary wall s:$(walls 5 "$OLD" -- true)"
+    $T "$OLD" --json 2>/dev/null | "$PY" -c 'import json,sys; d=json.load(sys.stdin); print("previous binary, one run:", d["total_ms"], "ms;", ", ".join("%s %.1f" % (("gpu%d " % c["gpu"] if c["gpu"] is not None else "") + c["name"], c["ms"]) for c in d["checks"]))'
 fi
 echo "strata-verify again wall s:$(walls 5 "$BIN" -- true)"
+echo "--- timeline of a warm run"
+STRATA_VERIFY_TRACE=1 $T "$BIN" 2>&1 | grep -E "^trace|verdict"
 if [ -n "$DEV" ]; then
-    for g in serial 2 3 4; do
-        echo "dev grouping $g wall s:$(STRATA_VERIFY_DEV_GROUPS=$g walls 3 "$DEV" -- true)"
+    for g in serial 3 4; do
+        echo "dev grouping $g wall s:$(STRATA_VERIFY_DEV_GROUPS=$g walls 5 "$DEV" -- true)"
     done
-    STRATA_VERIFY_DEV_GROUPS=serial STRATA_VERIFY_TRACE=1 $T "$DEV" 2>&1 | grep -E "^trace|verdict"
+    echo "dev loader after cuInit wall s:$(STRATA_VERIFY_DEV_LOADER=after-init walls 5 "$DEV" -- true)"
+    echo "dev default again wall s:$(walls 5 "$DEV" -- true)"
+    echo "--- timeline, loader after cuInit"
+    STRATA_VERIFY_DEV_LOADER=after-init STRATA_VERIFY_TRACE=1 $T "$DEV" 2>&1 | grep -E "^trace|verdict"
 fi
 
 section "PyTorch in the same run: python3 -c 'import torch; torch.cuda.init()', 5 runs"
@@ -89,8 +95,10 @@ section "PyTorch GEMM rates, same shapes (torch_gemm.py)"
 section "full level again"
 $T "$BIN" --level full 2>&1 | grep -E "gemm|hbm|verdict"
 if [ -n "$DEV" ]; then
-    section "dev: GEMM layouts TN,NN,NT"
-    STRATA_VERIFY_DEV_GEMM_LAYOUTS=TN,NN,NT STRATA_VERIFY_TRACE=1 $T "$DEV" --level full 2>&1 | grep -E "candidate|gemm-|verdict"
+    section "dev: GEMM data: randn-like exponents (2^-3..2^1), mantissa bits a TF32/bf16 unit reads"
+    STRATA_VERIFY_DEV_FILL_0=81FFE000,3E000000 STRATA_VERIFY_DEV_FILL_14=81FF81FF,3E003E00 $T "$DEV" --level full 2>&1 | grep -E "gemm-|verdict"
+    section "dev: GEMM data: the default again"
+    $T "$DEV" --level full 2>&1 | grep -E "gemm-|verdict"
 fi
 
 section "broken stacks (strict: the command must not run)"
@@ -111,9 +119,9 @@ echo "toolkit stub: $STUB"
 if [ -n "$STUB" ]; then
     REAL=$(ls /usr/local/nvidia/lib64/libcuda.so.1 2>/dev/null || ldconfig -p | awk '/libcuda\.so\.1 /{print $NF; exit}')
     echo "stub: $(stat -c %s "$STUB") bytes; driver's: $(stat -L -c %s "$REAL") bytes ($(readlink -f "$REAL"))"
-    nm -D --defined-only "$STUB" | awk '{print $NF}' | sort > "$OUT/stub.syms"
-    nm -D --defined-only "$(readlink -f "$REAL")" | awk '{print $NF}' | sort > "$OUT/driver.syms"
-    echo "exported functions: stub $(wc -l < "$OUT/stub.syms"), driver $(wc -l < "$OUT/driver.syms"); in the driver only: $(comm -13 "$OUT/stub.syms" "$OUT/driver.syms" | wc -l) (first: $(comm -13 "$OUT/stub.syms" "$OUT/driver.syms" | head -5 | tr '\n' ' ')); in the stub only: $(comm -23 "$OUT/stub.syms" "$OUT/driver.syms" | wc -l)"
+    nm -D --defined-only "$STUB" | awk '{print $NF}' | sort > /tmp/stub.syms
+    nm -D --defined-only "$(readlink -f "$REAL")" | awk '{print $NF}' | sort > /tmp/driver.syms
+    echo "exported functions: stub $(wc -l < /tmp/stub.syms), driver $(wc -l < /tmp/driver.syms); in the driver only: $(comm -13 /tmp/stub.syms /tmp/driver.syms | wc -l) (first: $(comm -13 /tmp/stub.syms /tmp/driver.syms | head -5 | tr '\n' ' ')); in the stub only: $(comm -23 /tmp/stub.syms /tmp/driver.syms | wc -l)"
     "$PY" - "$STUB" <<'EOF'
 import ctypes, sys
 lib = ctypes.CDLL(sys.argv[1], mode=ctypes.RTLD_LOCAL)
@@ -138,18 +146,30 @@ echo "--- CUDA newer than the driver, required: NVIDIA_REQUIRE_CUDA='cuda>=13.1'
 NVIDIA_REQUIRE_CUDA='cuda>=13.1' $T "$BIN" -- echo SHOULD-NOT-RUN 2>&1 | verdicts; echo "exit ${PIPESTATUS[0]}"
 echo "--- CUDA major newer than the driver: STRATA_CUDA_VERSION=14.0"
 STRATA_CUDA_VERSION=14.0 $T "$BIN" -- echo SHOULD-NOT-RUN 2>&1 | verdicts; echo "exit ${PIPESTATUS[0]}"
+# Hide every cuDNN: a directory of the wheels goes under an empty tmpfs; in a
+# system directory (libc lives there too) an overlay whites out libcudnn*.
 CUDNN_DIRS=$(find /opt /usr /root -name 'libcudnn.so.9' 2>/dev/null | xargs -r -n1 dirname | sort -u | tr '\n' ' ')
-echo "--- missing cuDNN: every directory holding libcudnn.so.9 hidden under an empty tmpfs ($CUDNN_DIRS)"
+echo "--- missing cuDNN: every libcudnn* hidden ($CUDNN_DIRS)"
 if [ -n "$CUDNN_DIRS" ] && command -v unshare >/dev/null; then
-    CUDNN_DIRS=$CUDNN_DIRS unshare -m sh -c 'for d in $CUDNN_DIRS; do mount -t tmpfs none "$d"; done; exec "$0" -- sh -c "echo command ran: \$STRATA_VERIFY_RESULT"' "$BIN" 2>&1 | grep -E "cudnn|verdict|command ran|^  fix"
+    CUDNN_DIRS=$CUDNN_DIRS unshare -m sh -c '
+        for d in $CUDNN_DIRS; do
+            case "$d" in
+            /usr/lib/*|/lib/*)
+                o=/tmp/ovl$(echo "$d" | tr / _); rm -rf "$o"; mkdir -p "$o/up" "$o/work"
+                for f in "$d"/libcudnn*; do mknod "$o/up/$(basename "$f")" c 0 0; done
+                mount -t overlay overlay -o "lowerdir=$d,upperdir=$o/up,workdir=$o/work" "$d" ;;
+            *) mount -t tmpfs none "$d" ;;
+            esac
+        done
+        exec "$0" -- sh -c "echo command ran: \$STRATA_VERIFY_RESULT"' "$BIN" 2>&1 | grep -E "cudnn|verdict|command ran|^  fix"
     echo "exit ${PIPESTATUS[0]}"
 fi
 
 section "strata-verify metrics"
-"$BIN" metrics --listen 127.0.0.1:9400 2>"$OUT/metrics.err" &
+"$BIN" metrics --listen 127.0.0.1:9400 2>/tmp/metrics.err &
 MPID=$!
 sleep 0.5
-cat "$OUT/metrics.err"
+cat /tmp/metrics.err
 echo "--- idle"
 curl -s -i http://127.0.0.1:9400/metrics | tee "$OUT/metrics-idle.txt"
 echo "--- while a bf16 GEMM loop runs"
@@ -176,10 +196,10 @@ curl -s -o /dev/null -w '%{http_code}\n' -X POST http://127.0.0.1:9400/metrics
 curl -s -o /dev/null -w '%{http_code}\n' -H "X-Big: $(head -c 20000 /dev/zero | tr '\0' a)" http://127.0.0.1:9400/metrics
 kill $MPID; wait $MPID 2>/dev/null
 echo "--- no GPU: the same server in the chroot without driver libraries"
-chroot "$NOGPU" /bin/strata-verify metrics --listen 127.0.0.1:9401 2>"$OUT/metrics-nogpu.err" &
+chroot "$NOGPU" /bin/strata-verify metrics --listen 127.0.0.1:9401 2>/tmp/metrics-nogpu.err &
 NPID=$!
 sleep 0.5
-cat "$OUT/metrics-nogpu.err"
+cat /tmp/metrics-nogpu.err
 curl -s -i http://127.0.0.1:9401/metrics
 kill $NPID 2>/dev/null; wait $NPID 2>/dev/null
 

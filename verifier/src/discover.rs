@@ -355,9 +355,10 @@ pub fn unversioned_libcuda(in_use: &Path) -> Option<Unversioned> {
             evidence: format!("it has no function {symbol}"),
         },
     };
-    // The handle stays open: closing a library whose functions were called
-    // buys nothing at start-up.
-    std::mem::forget(lib);
+    // Closed again, so that it does not count among the libraries this
+    // process uses (only cuDriverGetVersion was called: nothing of it runs
+    // on).
+    drop(lib);
     Some(out)
 }
 

@@ -34,6 +34,9 @@ pub struct GpuJob<'a> {
     pub requirements: &'a [(String, Expr)],
     /// Driver facts for the rule language (arch and brand are filled per GPU).
     pub facts: Facts,
+    /// The GPU's brand (through NVML), asked only when a requirement cannot
+    /// be decided without it.
+    pub brand: &'a (dyn Fn(i32) -> Option<String> + Sync),
     /// The image's libraries, each ready when the loader thread has it.
     pub libs: &'a Libs,
 }
@@ -118,7 +121,8 @@ fn run_inner(job: &GpuJob<'_>, out: &mut GpuOutcome) {
     };
     push(out, c.ms(ms(t)));
 
-    push(out, require_check(job, &info));
+    let c = require_check(job, &mut out.info);
+    push(out, c);
     push(out, arch_check(job, &info));
 
     // Context: the first real use of the GPU (~90 ms on an H100).
@@ -230,14 +234,14 @@ struct TaskOut {
     checks: Vec<(Task, Vec<Check>)>,
 }
 
-fn run_task(
-    task: Task,
-    job: &GpuJob<'_>,
-    info: &GpuInfo,
-    free: u64,
-    label: &'static str,
-    out: &mut TaskOut,
-) {
+fn run_task(task: Task, job: &GpuJob<'_>, info: &GpuInfo, free: u64, out: &mut TaskOut) {
+    let part = match task {
+        Task::Sm80 => 0,
+        Task::Blas => 1,
+        Task::LtDnn => 2,
+        Task::Sm90a => 3,
+    };
+    let label = trace::gpu_label(job.ordinal, part);
     let mut checks = Vec::new();
     let timed = |name: &'static str, f: &mut dyn FnMut() -> Check| -> Check {
         trace::mark(label, || format!("{name}: start"));
@@ -256,7 +260,9 @@ fn run_task(
             });
             checks.push(jit);
             if let Some(m) = &module {
-                checks.push(timed("memory", &mut || memory_check(m, free, info.sms, label)));
+                checks.push(timed("memory", &mut || {
+                    memory_check(m, free, info.sms, label)
+                }));
                 checks.push(timed("mma-sm80", &mut || mma_check(m, info.sms)));
             }
             out.module = module;
@@ -295,7 +301,6 @@ fn run_group(
     ctx: &Context,
     info: &GpuInfo,
     free: u64,
-    label: &'static str,
 ) -> TaskOut {
     let mut out = TaskOut::default();
     if let Err(e) = ctx.make_current() {
@@ -311,7 +316,7 @@ fn run_group(
         return out;
     }
     for task in group {
-        let r = driver::contained(|| run_task(*task, job, info, free, label, &mut out));
+        let r = driver::contained(|| run_task(*task, job, info, free, &mut out));
         if let Err(msg) = r {
             out.checks.push((
                 *task,
@@ -333,20 +338,10 @@ fn side_by_side(job: &GpuJob<'_>, ctx: &Context, info: &GpuInfo, free: u64) -> S
             .iter()
             .enumerate()
             .skip(1)
-            .map(|(i, g)| {
-                let label = trace::gpu_label(job.ordinal, i);
-                s.spawn(move || run_group(g, job, ctx, info, free, label))
-            })
+            .map(|(_, g)| s.spawn(move || run_group(g, job, ctx, info, free)))
             .collect();
         if let Some(first) = groups.first() {
-            outs.push(run_group(
-                first,
-                job,
-                ctx,
-                info,
-                free,
-                trace::gpu_label(job.ordinal, 0),
-            ));
+            outs.push(run_group(first, job, ctx, info, free));
         }
         for (h, g) in handles.into_iter().zip(groups.iter().skip(1)) {
             outs.push(h.join().unwrap_or_else(|p| {
@@ -429,11 +424,10 @@ fn describe(job: &GpuJob<'_>, info: &mut GpuInfo) -> Result<Device, driver::CuEr
     info.memory_bytes = dev.total_mem()?;
     info.uuid = dev.uuid().unwrap_or_default();
     info.pci_bus_id = dev.pci_bus_id().unwrap_or_default();
-    info.brand = job.facts.brand.clone();
     Ok(dev)
 }
 
-fn require_check(job: &GpuJob<'_>, info: &GpuInfo) -> Check {
+fn require_check(job: &GpuJob<'_>, info: &mut GpuInfo) -> Check {
     if job.opts.disable_require {
         return Check::skip("require", "NVIDIA_DISABLE_REQUIRE is set");
     }
@@ -442,20 +436,35 @@ fn require_check(job: &GpuJob<'_>, info: &GpuInfo) -> Check {
     }
     let mut facts = job.facts.clone();
     facts.arch = Some(format!("{}.{}", info.cc.0, info.cc.1));
+    let evaluate = |facts: &Facts| {
+        job.requirements
+            .iter()
+            .map(|(name, expr)| (name, expr, expr.evaluate(facts)))
+            .collect::<Vec<_>>()
+    };
+    let mut outcomes = evaluate(&facts);
+    let mut brand_note = "not needed";
+    // An alternative that held without the brand decides; only otherwise is
+    // NVML asked for it (as the NVIDIA runtime would).
+    if outcomes
+        .iter()
+        .any(|(_, _, o)| !o.satisfied && !o.unknown.is_empty())
+    {
+        facts.brand = (job.brand)(job.ordinal);
+        info.brand = facts.brand.clone();
+        brand_note = "unknown (NVML not available)";
+        outcomes = evaluate(&facts);
+    }
     let describe = format!(
         "cuda {}, driver {}, arch {}, brand {}",
         facts.cuda.as_deref().unwrap_or("?"),
         facts.driver.as_deref().unwrap_or("?"),
         facts.arch.as_deref().unwrap_or("?"),
-        facts
-            .brand
-            .as_deref()
-            .unwrap_or("unknown (NVML not consulted)")
+        facts.brand.as_deref().unwrap_or(brand_note)
     );
     let mut failed = Vec::new();
     let mut passed = Vec::new();
-    for (name, expr) in job.requirements {
-        let outcome = expr.evaluate(&facts);
+    for (name, expr, outcome) in outcomes {
         if outcome.satisfied {
             passed.push(name.clone());
         } else {
@@ -531,11 +540,22 @@ pub fn fill_random(
     seed: u32,
     sms: u32,
 ) -> Result<(), String> {
-    let (and_mask, or_mask) = match elem {
+    #[allow(unused_mut)]
+    let (mut and_mask, mut or_mask) = match elem {
         dtype::R_16BF => (0x807F_807F, 0x3F00_3F00),
         dtype::R_8F_E4M3 => (0x8787_8787, 0x3030_3030),
         _ => (0x807F_FFFF, 0x3F00_0000),
     };
+    // Development: other bit patterns (STRATA_VERIFY_DEV_FILL_<14|28|0>=AND,OR
+    // in hex), to see how much the data moves a power-limited GEMM.
+    #[cfg(feature = "dev-kernels")]
+    if let Ok(v) = std::env::var(format!("STRATA_VERIFY_DEV_FILL_{elem}")) {
+        if let Some((a, o)) = v.split_once(',') {
+            if let (Ok(a), Ok(o)) = (u32::from_str_radix(a, 16), u32::from_str_radix(o, 16)) {
+                (and_mask, or_mask) = (a, o);
+            }
+        }
+    }
     fill(module, buf, seed, and_mask, or_mask, sms)
 }
 

@@ -29,7 +29,7 @@ use crate::require::{self, Expr, Facts, Key};
 use crate::trace;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Instant;
 
 /// A value produced once by one thread and awaited by others.
@@ -167,15 +167,24 @@ pub fn run(opts: &Options, env: &BTreeMap<String, String>, report: &mut Report) 
 
     // The image's libraries load on their own thread while cuInit runs.
     let libs = libs::Libs::default();
+    let cuinit_done: Latch<()> = Latch::default();
     std::thread::scope(|scope| {
         let loader = scope.spawn(|| {
+            // Development: start loading only once cuInit has returned
+            // (STRATA_VERIFY_DEV_LOADER=after-init), to measure what the two
+            // cost each other.
+            #[cfg(feature = "dev-kernels")]
+            if std::env::var("STRATA_VERIFY_DEV_LOADER").as_deref() == Ok("after-init") {
+                cuinit_done.wait();
+            }
             if let Err(msg) =
                 driver::contained(|| libs::load(&libs, &opts.lib_dirs, env, opts.cuda))
             {
                 libs.fail_unset(&msg);
             }
         });
-        gpu_phase(opts, report, &libcuda, &libs);
+        gpu_phase(opts, report, &libcuda, &libs, &cuinit_done);
+        cuinit_done.set_if_unset(|| ());
         if loader.join().is_err() {
             libs.fail_unset("the loader thread stopped");
         }
@@ -187,10 +196,18 @@ pub fn run(opts: &Options, env: &BTreeMap<String, String>, report: &mut Report) 
     trace::mark("main", || "checks done".into());
 }
 
-fn gpu_phase(opts: &Options, report: &mut Report, libcuda: &discover::Libcuda, libs: &libs::Libs) {
+fn gpu_phase(
+    opts: &Options,
+    report: &mut Report,
+    libcuda: &discover::Libcuda,
+    libs: &libs::Libs,
+    cuinit_done: &Latch<()>,
+) {
     let t = Instant::now();
     trace::mark("main", || "cuInit: start".into());
-    if let Err(e) = driver::init() {
+    let init = driver::init();
+    cuinit_done.set_if_unset(|| ());
+    if let Err(e) = init {
         let (cause, fix) = driver::explain(e.code).unwrap_or((
             "the driver did not initialise",
             "check nvidia-smi on the host",
@@ -219,20 +236,21 @@ fn gpu_phase(opts: &Options, report: &mut Report, libcuda: &discover::Libcuda, l
     let t = Instant::now();
     let module_version = kernel_module_version();
     let lib_version = libcuda.version.clone();
-    let needs_brand = opts
-        .requirements
-        .iter()
-        .any(|(_, v)| v.to_ascii_lowercase().contains("brand"));
-    let nvml = if needs_brand && !opts.disable_require {
-        find_nvml(&libcuda.path).and_then(|p| Nvml::open(&p).ok())
-    } else {
-        None
+    // NVML (tens of milliseconds to initialise, 150 ms on a cold start) is
+    // opened only when a fact needs it: the GPU brand for an
+    // NVIDIA_REQUIRE_* expression that cannot be decided without it, or the
+    // driver version when neither libcuda's file name nor the kernel module
+    // gives it.
+    let nvml: OnceLock<Option<Nvml>> = OnceLock::new();
+    let open_nvml = || {
+        nvml.get_or_init(|| find_nvml(&libcuda.path).and_then(|p| Nvml::open(&p).ok()))
+            .as_ref()
     };
     let driver_version = lib_version
         .as_ref()
         .map(|v| v.to_string())
         .or_else(|| module_version.as_ref().map(|v| v.to_string()))
-        .or_else(|| nvml.as_ref().and_then(|n| n.driver_version()));
+        .or_else(|| open_nvml().and_then(|n| n.driver_version()));
     report.driver.version = driver_version.clone();
     match &api {
         Ok(api) => {
@@ -286,9 +304,10 @@ fn gpu_phase(opts: &Options, report: &mut Report, libcuda: &discover::Libcuda, l
     if !bad.is_empty() && !opts.disable_require {
         report.checks.push(Check::fail("require-syntax", bad.join("; ")).fix("correct the expression (space = OR, comma = AND, e.g. cuda>=12.8 brand=tesla,driver>=535)"));
     }
-    let uses_brand = requirements
-        .iter()
-        .any(|(_, e)| e.alternatives.iter().flatten().any(|c| c.key == Key::Brand));
+    let uses_brand = !opts.disable_require
+        && requirements
+            .iter()
+            .any(|(_, e)| e.alternatives.iter().flatten().any(|c| c.key == Key::Brand));
 
     if count <= 0 {
         report.checks.push(
@@ -299,30 +318,34 @@ fn gpu_phase(opts: &Options, report: &mut Report, libcuda: &discover::Libcuda, l
         return;
     }
 
+    // The brand of a GPU, asked of NVML only when a requirement cannot be
+    // decided without it.
+    let brand_of = |ordinal: i32| -> Option<String> {
+        if !uses_brand {
+            return None;
+        }
+        let pci = driver::Device::get(ordinal)
+            .and_then(|d| d.pci_bus_id())
+            .ok()?;
+        open_nvml()
+            .and_then(|n| n.brand(&pci))
+            .map(|b| require::brand_name(b).to_string())
+    };
+
     // One thread per GPU.
     let jobs: Vec<gpu::GpuJob<'_>> = (0..count)
-        .map(|ordinal| {
-            let brand = if uses_brand {
-                let pci = driver::Device::get(ordinal)
-                    .and_then(|d| d.pci_bus_id())
-                    .ok();
-                pci.and_then(|p| nvml.as_ref().and_then(|n| n.brand(&p)))
-                    .map(|b| require::brand_name(b).to_string())
-            } else {
-                None
-            };
-            gpu::GpuJob {
-                opts,
-                ordinal,
-                requirements: &requirements,
-                facts: Facts {
-                    cuda: api.as_ref().ok().map(|a| a.to_string()),
-                    driver: driver_version.clone(),
-                    arch: None,
-                    brand,
-                },
-                libs,
-            }
+        .map(|ordinal| gpu::GpuJob {
+            opts,
+            ordinal,
+            requirements: &requirements,
+            facts: Facts {
+                cuda: api.as_ref().ok().map(|a| a.to_string()),
+                driver: driver_version.clone(),
+                arch: None,
+                brand: None,
+            },
+            brand: &brand_of,
+            libs,
         })
         .collect();
     trace::mark("main", || format!("{count} GPU thread(s): start"));

@@ -72,6 +72,11 @@ fi
 echo "strata-verify again wall s:$(walls 5 "$BIN" -- true)"
 echo "--- timeline of a warm run"
 STRATA_VERIFY_TRACE=1 $T "$BIN" 2>&1 | grep -E "^trace|verdict"
+echo "--- from execve to the command: the verifier's last trace line, then the command's clock, 3 runs"
+for _ in 1 2 3; do
+    STRATA_VERIFY_TRACE=1 $T "$BIN" -- date +%s.%N 2>&1 | grep -E "execve, at unix time|^[0-9]+\.[0-9]+$" | tr '\n' ' ' \
+        | awk '{for(i=1;i<=NF;i++) if($i=="time") t=$(i+1); print "execve at " t ", command at " $NF ": " sprintf("%.1f", ($NF - t) * 1000) " ms"}'
+done
 if [ -n "$DEV" ]; then
     for g in serial 3 4; do
         echo "dev grouping $g wall s:$(STRATA_VERIFY_DEV_GROUPS=$g walls 5 "$DEV" -- true)"
@@ -93,7 +98,11 @@ section "PyTorch GEMM rates, same shapes (torch_gemm.py)"
 "$PY" "$HERE/torch_gemm.py"
 
 section "full level again"
-$T "$BIN" --level full 2>&1 | grep -E "gemm|hbm|verdict"
+$T "$BIN" --level full 2>&1 | grep -E "^  .*(gemm|hbm)|verdict"
+section "PyTorch again (the fastest cases only)"
+"$PY" "$HERE/torch_gemm.py" --short
+section "full level a third time"
+$T "$BIN" --level full 2>&1 | grep -E "^  .*(gemm|hbm)|verdict"
 if [ -n "$DEV" ]; then
     section "dev: GEMM data: randn-like exponents (2^-3..2^1), mantissa bits a TF32/bf16 unit reads"
     STRATA_VERIFY_DEV_FILL_0=81FFE000,3E000000 STRATA_VERIFY_DEV_FILL_14=81FF81FF,3E003E00 $T "$DEV" --level full 2>&1 | grep -E "gemm-|verdict"
@@ -212,5 +221,5 @@ if [ "$NGPU" -gt 1 ]; then
 fi
 
 section summary
-grep -E "wall s:|^torch best|^  (PASS|FAIL|WARN)  gpu0 gemm|hbm-copy" "$OUT/verify-all.log" | grep -v "^trace"
+grep -E "wall s:|^torch best|^  (PASS|FAIL|WARN)  gpu0 (gemm|hbm)|^execve at" "$OUT/verify-all.log" | grep -v "^trace" | sed -E 's/ on H100 SXM5 80GB \(threshold.*\[/ [/' 
 section done

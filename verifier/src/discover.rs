@@ -198,21 +198,35 @@ pub enum Identity {
 }
 
 /// Asks the library through its own `cuDriverGetVersion` (safe before
-/// `cuInit`, and cheap: no GPU is touched).
-pub fn identify(api: &CudaApi, path: &Path) -> Identity {
+/// `cuInit`, and cheap: no GPU is touched). `has` says whether the library
+/// exports a symbol: the toolkit's stub also lacks the `cudbg*` entry points
+/// through which cuda-gdb talks to the driver (28 functions on driver
+/// 580.159.04 the CUDA 13.0 stub does not have), which the words mention.
+pub fn identify(api: &CudaApi, path: &Path, has: impl Fn(&str) -> bool) -> Identity {
     let mut v: std::ffi::c_int = 0;
     // SAFETY: out pointer; callable before cuInit.
     let code = unsafe { (api.driver_get_version)(&mut v) };
     if code == ERROR_STUB_LIBRARY {
-        Identity::Stub(
-            "its cuDriverGetVersion returns CUDA_ERROR_STUB_LIBRARY (34): there is no driver behind it"
-                .into(),
-        )
+        let debugger = if has("cudbgApiClientPid") {
+            ""
+        } else {
+            " and it lacks the driver's cudbg* entry points"
+        };
+        Identity::Stub(format!(
+            "its cuDriverGetVersion returns CUDA_ERROR_STUB_LIBRARY (34){debugger}: there is no driver behind it"
+        ))
     } else if is_stub_path(path) {
         Identity::Stub("it lives in a CUDA toolkit `stubs` directory".into())
     } else {
         Identity::Driver(if code == 0 { v } else { 0 })
     }
+}
+
+fn exports(lib: &Library, name: &str) -> bool {
+    let mut c = name.as_bytes().to_vec();
+    c.push(0);
+    // SAFETY: only looks the symbol up.
+    unsafe { lib.get::<*mut c_void>(c.as_slice()).is_ok() }
 }
 
 fn resolve_api(lib: &Library) -> Result<CudaApi, &'static str> {
@@ -289,7 +303,7 @@ pub fn load_libcuda(ld_library_path: Option<&str>) -> Result<Libcuda, LibcudaErr
         path: opened.clone(),
         symbol: symbol.to_string(),
     })?;
-    if let Identity::Stub(evidence) = identify(&api, &path) {
+    if let Identity::Stub(evidence) = identify(&api, &path, |n| exports(&lib, n)) {
         return Err(LibcudaError::Stub {
             target: (path != opened).then(|| path.clone()),
             driver: driver_behind(&path, ld_library_path),
@@ -343,7 +357,7 @@ pub fn unversioned_libcuda(in_use: &Path) -> Option<Unversioned> {
         return None;
     }
     let out = match resolve_api(&lib) {
-        Ok(api) => match identify(&api, &path) {
+        Ok(api) => match identify(&api, &path, |n| exports(&lib, n)) {
             Identity::Stub(evidence) => Unversioned::Stub {
                 path: opened,
                 evidence,

@@ -85,7 +85,13 @@ fn main() {
     }
 
     if trace::enabled() {
-        trace::mark("main", || "report written".into());
+        trace::mark("main", || {
+            let unix = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0);
+            format!("report written; next: execve, at unix time {unix:.6}")
+        });
         let mut err = std::io::stderr().lock();
         for e in trace::take() {
             let _ = writeln!(err, "trace {:8.1} ms  {:<10} {}", e.at_ms, e.thread, e.what);

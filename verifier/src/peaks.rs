@@ -160,21 +160,26 @@ pub const A100_PCIE_80: GpuModel = GpuModel {
     hbm_gbs: 1935.0,
     measured: None,
 };
-/// The verifier's own full level on a healthy H100 SXM5 (device kind
-/// nvidia-h100-x1, driver 580.159.04, cuBLAS 13.1): see docs/verifier.md.
+/// The verifier's own full level on healthy H100 SXM5 boards (700 W, driver
+/// 580.159.04, cuBLAS 13.1): medians of five runs on two machines of the
+/// device kind nvidia-h100-x1, 2026-12-06 (docs/verifier.md, "Measured").
+/// The GEMMs are power-limited there: healthy runs spread over 720-842
+/// TFLOP/s for bf16 with the card's temperature, 356-370 for TF32.
 pub const H100_SXM_MEASURED: Measured = Measured {
-    bf16_tflops: 780.0,
-    tf32_tflops: 420.0,
-    fp8_tflops: 1450.0,
-    hbm_tbs: 3.0,
+    bf16_tflops: 770.0,
+    tf32_tflops: 365.0,
+    fp8_tflops: 1520.0,
+    hbm_tbs: 3.02,
 };
 
-/// The same on a healthy H200 (two of them, run 3 in docs/verifier.md).
+/// The same on two healthy H200 boards (run 3 in docs/verifier.md, the
+/// previous binary: the heuristic's first cuBLASLt algorithm, which on the
+/// H100 was within 3% of the fastest).
 pub const H200_MEASURED: Measured = Measured {
-    bf16_tflops: 780.0,
-    tf32_tflops: 420.0,
-    fp8_tflops: 1430.0,
-    hbm_tbs: 4.2,
+    bf16_tflops: 814.0,
+    tf32_tflops: 365.0,
+    fp8_tflops: 1465.0,
+    hbm_tbs: 4.24,
 };
 
 /// H100 SXM5 80 GB.

@@ -260,7 +260,7 @@ fn a_stub_libcuda_outside_a_stubs_directory_is_named_for_removal() {
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(!out.contains("SHOULD-NOT-RUN"));
     let want = format!(
-        "FAIL libcuda: {} is the CUDA toolkit's stub library, not the driver: its cuDriverGetVersion returns CUDA_ERROR_STUB_LIBRARY (34): there is no driver behind it\n  fix: remove {} from the image, or {} from LD_LIBRARY_PATH and /etc/ld.so.conf.d (then run ldconfig): it is the CUDA toolkit's link-time stub, and CUDA programs, PyTorch included, load it instead of the driver's libcuda; then start the container with GPU access",
+        "FAIL libcuda: {} is the CUDA toolkit's stub library, not the driver: its cuDriverGetVersion returns CUDA_ERROR_STUB_LIBRARY (34) and it lacks the driver's cudbg* entry points: there is no driver behind it\n  fix: remove {} from the image, or {} from LD_LIBRARY_PATH and /etc/ld.so.conf.d (then run ldconfig): it is the CUDA toolkit's link-time stub, and CUDA programs, PyTorch included, load it instead of the driver's libcuda; then start the container with GPU access",
         stub.display(),
         stub.display(),
         dir.display()

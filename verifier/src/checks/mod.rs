@@ -189,6 +189,10 @@ pub fn run(opts: &Options, env: &BTreeMap<String, String>, report: &mut Report) 
             libs.fail_unset("the loader thread stopped");
         }
     });
+    // The libraries stay loaded: the process is about to become the command
+    // (or exit), and closing cuBLAS and cuDNN first would only run their
+    // destructors (over 10 ms) before it does.
+    std::mem::forget(libs);
 
     trace::mark("main", || "listing loaded libraries".into());
     report.libraries = loaded_gpu_libraries();

@@ -3,25 +3,43 @@
 //! pins and never resolves anything over the network. What a build or a
 //! relock does with it is decided in [`crate::lock`].
 //!
-//! Format (docs/lock.md): TOML, `version = 1`, one table per kind of pin.
-//! `[debs."<layer>"]` holds the Debian packages of one layer entry, keyed by
-//! the entry's `name` (or `file#layers[i]` when it has none). Sections this
-//! version does not know are kept unchanged when the file is rewritten, so
-//! other commands can add their own (Python wheel pins, the verifier's
-//! sha256, a spec checksum) without losing the Debian pins, and vice versa.
-//! Output is deterministic: tables and keys are sorted, packages sorted by
-//! name, no timestamps other than the archives' own `Date:`.
+//! Format 2 (docs/lock.md): TOML, one table per kind of pin, and beside each
+//! set of pins the inputs that chose them, written out (not hashed), so a
+//! check can say exactly what changed and a relock can keep every pin whose
+//! inputs did not:
+//!
+//! * `platform` — the spec's `platform:`;
+//! * `[verifier]` — the `strata-verify` binary images with `gpu:` get;
+//! * `[debs."<layer>"]` — the Debian packages of one layer entry, with
+//!   `[debs."<layer>".inputs]` (packages, exclude, prefer, archives) and
+//!   `arch`;
+//! * `[python."<layer>"]` — the pylock of one `python:` entry, its sha256,
+//!   and the requirements, `exclude_newer`, index, extras and target it was
+//!   resolved for.
+//!
+//! Nothing else in a spec (config, files, tarballs pinned in the spec
+//! itself) is recorded: editing it changes the image, not the lock. Sections
+//! this version does not know are kept unchanged when the file is
+//! rewritten. Output is deterministic: tables and keys are sorted, packages
+//! sorted by name, no timestamps other than the archives' own `Date:`.
+//!
+//! Format 1 (a `[spec]` checksum of the whole spec and a digest of each
+//! `debs:` entry's inputs) is still read, so `strata lock` can convert it and
+//! keep its pins; builds and `strata lock --check` ask for that conversion.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
-use crate::spec::{DebsSpec, LoadedSpec, ResolvedLayer};
+use crate::spec::{DebsSpec, LoadedSpec, PythonSpec, ResolvedLayer};
 
-/// The lock format version this strata reads and writes.
-pub const LOCK_VERSION: u32 = 1;
+/// The lock format version this strata writes.
+pub const LOCK_VERSION: u32 = 2;
+
+/// The platform of specs that name none.
+pub const DEFAULT_PLATFORM: &str = "linux/amd64";
 
 /// Why a lock file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -55,28 +73,35 @@ pub enum LockError {
 /// A lock file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Lock {
-    /// Format version: 1.
+    /// Format version: 2 (1 when read from an older file).
     pub version: u32,
-    /// The checksum of the normalised spec this lock was made from.
+    /// The spec's platform (`os/arch[/variant]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub spec: Option<SpecLock>,
+    pub platform: Option<String>,
     /// The `strata-verify` binary images with a `gpu:` section get.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verifier: Option<VerifierLock>,
     /// Debian packages per layer entry (key: [`layer_key`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub debs: BTreeMap<String, DebsLock>,
+    /// The pylock of each `python:` layer entry (key: [`layer_key`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub python: BTreeMap<String, PythonLock>,
     /// Sections owned by other commands, kept as they are.
     #[serde(flatten)]
     pub other: toml::Table,
+    /// What a format-1 file recorded instead of the inputs themselves.
+    #[serde(skip)]
+    pub legacy: Option<Legacy>,
 }
 
-/// `[spec]`: which spec the lock belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SpecLock {
-    /// [`spec_checksum`] of the spec and every file it includes.
-    pub checksum: String,
+/// The digests a format-1 lock recorded in place of inputs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Legacy {
+    /// `[spec] checksum`.
+    pub spec_checksum: Option<String>,
+    /// Each `debs:` entry's `inputs` digest ([`debs_inputs_v1`]).
+    pub debs_inputs: BTreeMap<String, String>,
 }
 
 /// `[verifier]`: the pinned `strata-verify` binary.
@@ -89,48 +114,65 @@ pub struct VerifierLock {
     pub size: u64,
 }
 
-/// The checksum of a spec as parsed: the spec file and every included layer
-/// file, each turned into canonical JSON (so comments, key order, quoting
-/// style and line endings do not matter), with its path relative to the spec.
-pub fn spec_checksum(spec: &LoadedSpec) -> Result<Digest, LockError> {
-    let base = spec.path.parent().unwrap_or(Path::new(""));
-    let mut text = String::from("strata-spec-v1\n");
-    for (i, (path, source)) in spec.sources.iter().enumerate() {
-        let value: serde_json::Value =
-            serde_norway::from_str(source).map_err(|e| LockError::Missing(format!("{}: {e}", path.display())))?;
-        let canon = crate::oci::canonical::to_vec(&value).map_err(|e| LockError::Missing(e.to_string()))?;
-        // The spec's own file name does not matter; included files are named
-        // relative to it.
-        let rel = if i == 0 {
-            "SPEC".to_string()
-        } else {
-            path.strip_prefix(base).unwrap_or(path).to_string_lossy().replace('\\', "/")
-        };
-        text.push_str(&rel);
-        text.push('\n');
-        text.push_str(&String::from_utf8_lossy(&canon));
-        text.push('\n');
-    }
-    Ok(Digest::of(text.as_bytes()))
-}
-
 /// The pinned Debian packages of one layer entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DebsLock {
-    /// `sha256:` of the resolution inputs (packages, excludes, preferences,
-    /// archives, arch). A different value means the spec changed since locking.
-    pub inputs: String,
-    /// Debian architecture.
+    /// Debian architecture (an input: it chooses the packages).
     pub arch: String,
-    /// The archive states the packages were resolved against.
-    pub archives: Vec<LockedArchive>,
     /// Decisions a reader may want to review (excluded dependencies,
     /// provider choices, optional archives that were unreachable).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// What the packages were resolved from.
+    pub inputs: DebsInputs,
+    /// The archive states the packages were resolved against.
+    pub archives: Vec<LockedArchive>,
     /// The packages, sorted by name.
     pub packages: Vec<DebPin>,
+}
+
+/// The inputs of a `debs:` entry that choose packages.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DebsInputs {
+    /// `packages:`, as written.
+    pub packages: Vec<String>,
+    /// `exclude:`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+    /// `prefer:`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub prefer: BTreeMap<String, String>,
+    /// The archives, one line each: `URL SUITE… [components: C…] [optional]`.
+    pub archives: Vec<String>,
+}
+
+impl DebsInputs {
+    /// The inputs of a `debs:` entry.
+    pub fn of(spec: &DebsSpec) -> DebsInputs {
+        DebsInputs {
+            packages: spec.packages.iter().map(|p| p.0.clone()).collect(),
+            exclude: spec.exclude.iter().map(|p| p.0.clone()).collect(),
+            prefer: spec.prefer.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect(),
+            archives: spec
+                .archives()
+                .iter()
+                .map(|a| {
+                    let comps: Vec<&str> = if a.components.is_empty() {
+                        vec!["main"]
+                    } else {
+                        a.components.iter().map(String::as_str).collect()
+                    };
+                    let mut s = format!("{} {} components: {}", a.url.0, a.suites.join(" "), comps.join(" "));
+                    if a.optional {
+                        s.push_str(" optional");
+                    }
+                    s
+                })
+                .collect(),
+        }
+    }
 }
 
 /// One signed `Release` used at lock time.
@@ -167,22 +209,194 @@ pub struct DebPin {
     pub size: u64,
 }
 
+/// `[python."<layer>"]`: the pylock of one `python:` entry and what chose it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PythonLock {
+    /// The pylock, as the spec names it (relative to the file that names it).
+    pub pylock: String,
+    /// `sha256:` of the pylock's bytes.
+    pub sha256: String,
+    /// The interpreter and platform the wheels are chosen for.
+    pub target: String,
+    /// Wheels the build installs from it.
+    pub wheels: u64,
+    /// `requirements:` as written (none: a pylock brought as it is).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub requirements: Vec<String>,
+    /// `exclude_newer:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude_newer: Option<String>,
+    /// `index_url:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_url: Option<String>,
+    /// `extras:`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extras: Vec<String>,
+}
+
+/// The inputs of a `python:` entry as the lock records them (everything in
+/// [`PythonLock`] but the pylock's sha256 and wheel count).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PythonInputs {
+    /// The pylock path.
+    pub pylock: String,
+    /// The target description.
+    pub target: String,
+    /// Requirements.
+    pub requirements: Vec<String>,
+    /// `exclude_newer`.
+    pub exclude_newer: Option<String>,
+    /// `index_url`.
+    pub index_url: Option<String>,
+    /// `extras`.
+    pub extras: Vec<String>,
+}
+
+impl PythonInputs {
+    /// The inputs of a `python:` entry.
+    pub fn of(spec: &PythonSpec) -> PythonInputs {
+        PythonInputs {
+            pylock: spec.lock.clone(),
+            target: crate::sources::python::Target::of(spec.target.as_ref()).describe(),
+            requirements: spec.requirements.clone(),
+            exclude_newer: spec.exclude_newer.clone(),
+            index_url: spec.index_url.clone(),
+            extras: spec.extras.clone(),
+        }
+    }
+
+    /// The inputs recorded in `lock`.
+    pub fn recorded(lock: &PythonLock) -> PythonInputs {
+        PythonInputs {
+            pylock: lock.pylock.clone(),
+            target: lock.target.clone(),
+            requirements: lock.requirements.clone(),
+            exclude_newer: lock.exclude_newer.clone(),
+            index_url: lock.index_url.clone(),
+            extras: lock.extras.clone(),
+        }
+    }
+
+    /// The lock record of these inputs with the pylock's digest and wheel count.
+    pub fn record(&self, sha256: &Digest, wheels: usize) -> PythonLock {
+        PythonLock {
+            pylock: self.pylock.clone(),
+            sha256: sha256.to_string(),
+            target: self.target.clone(),
+            wheels: wheels as u64,
+            requirements: self.requirements.clone(),
+            exclude_newer: self.exclude_newer.clone(),
+            index_url: self.index_url.clone(),
+            extras: self.extras.clone(),
+        }
+    }
+}
+
+/// The platform a spec builds for.
+pub fn platform_of(spec: &LoadedSpec) -> String {
+    spec.spec.platform.clone().unwrap_or_else(|| DEFAULT_PLATFORM.to_string())
+}
+
+/// Format 1 as written: kept only to read older files.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct V1Debs {
+    inputs: String,
+    arch: String,
+    archives: Vec<LockedArchive>,
+    #[serde(default)]
+    notes: Vec<String>,
+    packages: Vec<DebPin>,
+}
+
+#[derive(Deserialize)]
+struct V1Spec {
+    checksum: String,
+}
+
+#[derive(Deserialize)]
+struct V1Python {
+    pylock: String,
+    sha256: String,
+    target: String,
+    wheels: u64,
+}
+
 impl Lock {
-    /// An empty lock.
+    /// An empty lock of the current format.
     pub fn new() -> Lock {
         Lock { version: LOCK_VERSION, ..Lock::default() }
     }
 
-    /// Parses lock-file text.
+    /// Parses lock-file text (format 2, or format 1 to be converted).
     pub fn parse(text: &str, path: &Path, spec: &str) -> Result<Lock, LockError> {
         let perr = |message: String| LockError::Parse { path: path.to_path_buf(), spec: spec.to_string(), message };
-        let lock: Lock = toml::from_str(text).map_err(|e| perr(e.to_string().trim().to_string()))?;
-        if lock.version != LOCK_VERSION {
-            return Err(perr(format!(
-                "lock version {} (expected {LOCK_VERSION}); this strata reads version {LOCK_VERSION}",
-                lock.version
-            )));
-        }
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| perr(e.to_string().trim().to_string()))?;
+        let version = table.get("version").and_then(toml::Value::as_integer);
+        let lock = match version {
+            Some(2) => {
+                let lock: Lock = table.try_into().map_err(|e: toml::de::Error| perr(e.to_string().trim().to_string()))?;
+                lock
+            }
+            Some(1) => {
+                let mut legacy = Legacy::default();
+                let mut lock = Lock { version: 1, ..Lock::default() };
+                table.remove("version");
+                if let Some(s) = table.remove("spec") {
+                    let s: V1Spec = s.try_into().map_err(|e: toml::de::Error| perr(format!("[spec]: {e}")))?;
+                    legacy.spec_checksum = Some(s.checksum);
+                }
+                if let Some(v) = table.remove("verifier") {
+                    lock.verifier = Some(v.try_into().map_err(|e: toml::de::Error| perr(format!("[verifier]: {e}")))?);
+                }
+                if let Some(toml::Value::Table(debs)) = table.remove("debs") {
+                    for (k, v) in debs {
+                        let d: V1Debs =
+                            v.try_into().map_err(|e: toml::de::Error| perr(format!("[debs.\"{k}\"]: {e}")))?;
+                        legacy.debs_inputs.insert(k.clone(), d.inputs);
+                        lock.debs.insert(
+                            k,
+                            DebsLock {
+                                arch: d.arch,
+                                notes: d.notes,
+                                inputs: DebsInputs::default(),
+                                archives: d.archives,
+                                packages: d.packages,
+                            },
+                        );
+                    }
+                }
+                if let Some(toml::Value::Table(py)) = table.remove("python") {
+                    for (k, v) in py {
+                        let p: V1Python =
+                            v.try_into().map_err(|e: toml::de::Error| perr(format!("[python.\"{k}\"]: {e}")))?;
+                        lock.python.insert(
+                            k,
+                            PythonLock {
+                                pylock: p.pylock,
+                                sha256: p.sha256,
+                                target: p.target,
+                                wheels: p.wheels,
+                                requirements: Vec::new(),
+                                exclude_newer: None,
+                                index_url: None,
+                                extras: Vec::new(),
+                            },
+                        );
+                    }
+                }
+                lock.other = table;
+                lock.legacy = Some(legacy);
+                lock
+            }
+            Some(v) => {
+                return Err(perr(format!(
+                    "lock version {v} (expected {LOCK_VERSION}); this strata reads versions 1 and {LOCK_VERSION}"
+                )))
+            }
+            None => return Err(perr("no `version`".into())),
+        };
         for (k, d) in &lock.debs {
             for p in &d.packages {
                 if Digest::parse(&p.sha256).is_err() {
@@ -191,6 +405,11 @@ impl Lock {
             }
         }
         Ok(lock)
+    }
+
+    /// True when this lock came from a format-1 file.
+    pub fn is_legacy(&self) -> bool {
+        self.version != LOCK_VERSION
     }
 
     /// The deterministic text of the lock, with a header comment.
@@ -221,11 +440,39 @@ pub fn lock_path(spec_path: &Path) -> PathBuf {
     spec_path.with_extension("lock")
 }
 
+/// A spec path as messages and generated headers show it, the same however
+/// it was spelled: `./specs/x.yaml`, `specs/./x.yaml` and (from the
+/// repository root) `/abs/repo/specs/x.yaml` are all `specs/x.yaml`.
+pub fn display_path(path: &Path) -> String {
+    let cwd = std::env::current_dir().ok();
+    let rel = match (path.is_absolute(), &cwd) {
+        (true, Some(cwd)) => path.strip_prefix(cwd).map(Path::to_path_buf).unwrap_or_else(|_| path.to_path_buf()),
+        _ => path.to_path_buf(),
+    };
+    let mut parts: Vec<Component<'_>> = Vec::new();
+    for c in rel.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(parts.last(), Some(Component::Normal(_))) => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    let clean: PathBuf = parts.iter().collect();
+    let s = clean.to_string_lossy().replace('\\', "/");
+    if s.is_empty() {
+        ".".into()
+    } else {
+        s
+    }
+}
+
 /// Loads the lock file of a spec, `None` when there is none.
 pub fn load_for(spec: &LoadedSpec) -> Result<Option<Lock>, LockError> {
     let path = lock_path(&spec.path);
     match std::fs::read_to_string(&path) {
-        Ok(text) => Lock::parse(&text, &path, &spec.path.display().to_string()).map(Some),
+        Ok(text) => Lock::parse(&text, &path, &display_path(&spec.path)).map(Some),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(LockError::Io { action: "reading", path, source }),
     }
@@ -237,8 +484,8 @@ pub fn layer_key(layer: &ResolvedLayer) -> String {
     layer.display_name()
 }
 
-/// The `sha256:` of everything in a `debs:` entry that affects resolution.
-pub fn debs_inputs(spec: &DebsSpec) -> String {
+/// The format-1 digest of a `debs:` entry's inputs (to convert older locks).
+pub fn debs_inputs_v1(spec: &DebsSpec) -> String {
     let archives: Vec<serde_json::Value> = spec
         .archives()
         .iter()
@@ -254,6 +501,15 @@ pub fn debs_inputs(spec: &DebsSpec) -> String {
     Digest::of(v.to_string().as_bytes()).to_string()
 }
 
+/// Whether `entry` was resolved from exactly these inputs (for a format-1
+/// entry: whether its digest matches).
+pub fn debs_current(lock: &Lock, key: &str, entry: &DebsLock, spec: &DebsSpec) -> bool {
+    match &lock.legacy {
+        Some(l) => l.debs_inputs.get(key).is_some_and(|d| *d == debs_inputs_v1(spec)),
+        None => entry.inputs == DebsInputs::of(spec) && entry.arch == spec.arch(),
+    }
+}
+
 /// The Debian pins of a layer entry, checked against the spec: an error
 /// with a `strata lock` hint when the lock is missing, lacks the entry, or
 /// was made from different inputs.
@@ -265,25 +521,24 @@ pub fn debs_pins<'a>(
 ) -> Result<&'a DebsLock, LockError> {
     let key = layer_key(layer);
     let lp = lock_path(spec_path);
-    let hint = format!("hint: run `strata lock {}` (it resolves the packages against the archive and pins each .deb by sha256), then commit {}", spec_path.display(), lp.display());
+    let shown = display_path(spec_path);
+    let hint = format!("hint: run `strata lock {shown}` (it resolves the packages against the archive and pins each .deb by sha256), then commit {}", display_path(&lp));
     let Some(lock) = lock else {
         return Err(LockError::Missing(format!(
             "layer `{key}` installs Debian packages, but there is no lock file {}\n{hint}",
-            lp.display()
+            display_path(&lp)
         )));
     };
     let Some(entry) = lock.debs.get(&key) else {
         return Err(LockError::Missing(format!(
             "{} has no pins for the `debs:` of layer `{key}`\n{hint}",
-            lp.display()
+            display_path(&lp)
         )));
     };
-    let now = debs_inputs(debs);
-    if entry.inputs != now {
+    if !debs_current(lock, &key, entry, debs) {
         return Err(LockError::Missing(format!(
-            "the `debs:` of layer `{key}` changed since {} was written\n  locked inputs: {}\n  spec inputs:   {now}\n{hint}",
-            lp.display(),
-            entry.inputs
+            "the `debs:` of layer `{key}` changed since {} was written\n{hint}",
+            display_path(&lp),
         )));
     }
     Ok(entry)
@@ -293,17 +548,18 @@ pub fn debs_pins<'a>(
 mod tests {
     use super::*;
 
-    #[test]
-    fn round_trip_keeps_unknown_sections_and_is_stable() {
-        let text = r#"version = 1
+    const V2: &str = r#"version = 2
+platform = "linux/amd64"
 
-[python]
-pylock = "pylock.toml"
-sha256 = "00"
+[other]
+kept = "yes"
 
 [debs."base"]
-inputs = "sha256:0000000000000000000000000000000000000000000000000000000000000000"
 arch = "amd64"
+
+[debs."base".inputs]
+packages = ["a"]
+archives = ["http://deb.example/debian stable components: main"]
 
 [[debs."base".archives]]
 url = "http://deb.example/debian"
@@ -319,19 +575,52 @@ url = "http://deb.example/debian/pool/main/a/a_1.0_amd64.deb"
 path = "pool/main/a/a_1.0_amd64.deb"
 sha256 = "2222222222222222222222222222222222222222222222222222222222222222"
 size = 10
+
+[python.py]
+pylock = "pylock.toml"
+sha256 = "sha256:00"
+target = "CPython 3.11 manylinux_2_28 x86_64"
+wheels = 1
+requirements = ["alpha>=1"]
+exclude_newer = "2026-01-01T00:00:00Z"
 "#;
-        let lock = Lock::parse(text, Path::new("x.lock"), "x.yaml").unwrap();
-        assert!(lock.other.contains_key("python"));
+
+    #[test]
+    fn round_trip_keeps_unknown_sections_and_is_stable() {
+        let lock = Lock::parse(V2, Path::new("x.lock"), "x.yaml").unwrap();
+        assert!(lock.other.contains_key("other"));
+        assert_eq!(lock.python["py"].requirements, ["alpha>=1"]);
         let out = lock.to_text("x.yaml").unwrap();
         let again = Lock::parse(&out, Path::new("x.lock"), "x.yaml").unwrap();
         assert_eq!(lock, again);
         assert_eq!(out, again.to_text("x.yaml").unwrap());
-        assert!(out.contains("[python]"), "{out}");
+        assert!(out.contains("[other]"), "{out}");
+    }
+
+    #[test]
+    fn format_1_is_read_with_its_digests() {
+        let v1 = "version = 1\n[spec]\nchecksum = \"sha256:aa\"\n[debs.base]\ninputs = \"sha256:bb\"\narch = \"amd64\"\narchives = []\npackages = []\n[python.py]\npylock = \"pylock.toml\"\nsha256 = \"sha256:cc\"\ntarget = \"t\"\nwheels = 3\n";
+        let lock = Lock::parse(v1, Path::new("x.lock"), "x.yaml").unwrap();
+        assert!(lock.is_legacy());
+        let legacy = lock.legacy.as_ref().unwrap();
+        assert_eq!(legacy.spec_checksum.as_deref(), Some("sha256:aa"));
+        assert_eq!(legacy.debs_inputs["base"], "sha256:bb");
+        assert_eq!(lock.python["py"].wheels, 3);
     }
 
     #[test]
     fn wrong_version_is_an_error_with_a_hint() {
-        let e = Lock::parse("version = 2\n", Path::new("s.lock"), "s.yaml").unwrap_err().to_string();
-        assert!(e.contains("lock version 2") && e.contains("strata lock s.yaml"), "{e}");
+        let e = Lock::parse("version = 3\n", Path::new("s.lock"), "s.yaml").unwrap_err().to_string();
+        assert!(e.contains("lock version 3") && e.contains("strata lock s.yaml"), "{e}");
+    }
+
+    #[test]
+    fn display_path_does_not_depend_on_spelling() {
+        for p in ["specs/x.yaml", "./specs/x.yaml", "specs/./x.yaml", "specs/../specs/x.yaml"] {
+            assert_eq!(display_path(Path::new(p)), "specs/x.yaml", "{p}");
+        }
+        let abs = std::env::current_dir().unwrap().join("specs/x.yaml");
+        assert_eq!(display_path(&abs), "specs/x.yaml");
+        assert_eq!(display_path(Path::new("../x.yaml")), "../x.yaml");
     }
 }

@@ -55,6 +55,7 @@ enum Command {
     Pull(commands::pull::PullArgs),
     Copy(commands::copy::CopyArgs),
     Cache(commands::cache::CacheArgs),
+    Verifier(commands::verifier::VerifierArgs),
     /// Print the JSON Schema of image specs (or, with --layer, of layer files).
     #[command(hide = true)]
     Schema {
@@ -72,12 +73,13 @@ fn main() -> ExitCode {
         Command::Fetch(a) => commands::fetch::run(a, &cli.global),
         Command::Diff(a) => return tri_state(commands::diff::run(a)),
         Command::Audit(a) => return tri_state(commands::audit::run(a, &cli.global)),
-        Command::Lock(a) => commands::lock::run(a, &cli.global),
+        Command::Lock(a) => return commands::lock::run(a, &cli.global),
         Command::Inspect(a) => commands::inspect::run(a, &cli.global),
         Command::Push(a) => commands::push::run(a, &cli.global),
         Command::Pull(a) => commands::pull::run(a, &cli.global),
         Command::Copy(a) => commands::copy::run(a, &cli.global),
         Command::Cache(a) => commands::cache::run(a, &cli.global),
+        Command::Verifier(a) => commands::verifier::run(a),
         Command::Schema { layer } => {
             let v = if layer { strata::spec::layer_schema() } else { strata::spec::image_schema() };
             serde_json::to_string_pretty(&v).map_err(anyhow::Error::from).and_then(|s| commands::out(&s))
@@ -107,7 +109,7 @@ fn tri_state(r: anyhow::Result<bool>) -> ExitCode {
 /// The error and its causes, each cause shown once (many errors already
 /// include their cause's text), then the first hint an error in the chain
 /// offers.
-fn render_error(e: &anyhow::Error) -> String {
+pub(crate) fn render_error(e: &anyhow::Error) -> String {
     let mut s = e.to_string();
     for cause in e.chain().skip(1) {
         let c = cause.to_string();

@@ -123,6 +123,51 @@ pub fn export(store: &Store, artifacts: &[Artifact], dir: &Path) -> Result<Expor
     Ok(sum)
 }
 
+/// The file of `digest` in the first mirror that has one (not re-hashed
+/// here: readers check the digest of what they read).
+pub fn find(dirs: &[PathBuf], digest: &Digest) -> Option<PathBuf> {
+    dirs.iter().map(|d| d.join("sha256").join(digest.hex())).find(|p| p.is_file())
+}
+
+/// Every artifact the mirrors' indexes list for `url` (redacted URLs
+/// compare as written), with its file, in mirror order.
+pub fn find_url(dirs: &[PathBuf], url: &str) -> Vec<(Digest, PathBuf)> {
+    let want = crate::net::redact::url(url);
+    let mut out = Vec::new();
+    for d in dirs {
+        let Ok(index) = read_index(d) else { continue };
+        for (digest, e) in &index.artifacts {
+            if e.url != want {
+                continue;
+            }
+            if let Ok(digest) = Digest::parse(digest) {
+                let p = d.join("sha256").join(digest.hex());
+                if p.is_file() {
+                    out.push((digest, p));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Every wheel file the mirrors hold: (file name as the index names it,
+/// digest, original URL, size, path).
+pub fn wheels(dirs: &[PathBuf]) -> Vec<(String, Digest, String, u64, PathBuf)> {
+    let mut out = Vec::new();
+    for d in dirs {
+        let Ok(index) = read_index(d) else { continue };
+        for (digest, e) in &index.artifacts {
+            let Ok(digest) = Digest::parse(digest) else { continue };
+            let p = d.join("sha256").join(digest.hex());
+            if e.name.ends_with(".whl") && !e.name.contains('/') && p.is_file() {
+                out.push((e.name.clone(), digest, e.url.clone(), e.size, p));
+            }
+        }
+    }
+    out
+}
+
 /// One problem found by [`verify`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Problem {

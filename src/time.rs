@@ -46,6 +46,52 @@ pub fn parse_rfc2822_utc(s: &str) -> Option<i64> {
     Some(days_from_civil(y, m, d) * 86_400 + h * 3600 + mi * 60 + se)
 }
 
+/// Seconds since 1970 of an RFC 3339 time (`2026-11-01T00:00:00Z`,
+/// `2026-11-01T02:00:00+02:00`, fractions allowed) or a date (`2026-11-01`,
+/// midnight UTC). A time without a zone is taken as UTC.
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = s.get(r)?;
+        t.bytes().all(|b| b.is_ascii_digit()).then(|| t.parse().ok())?
+    };
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    if s.get(4..5)? != "-" || s.get(7..8)? != "-" || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    let days = days_from_civil(y, m, d);
+    if s.len() == 10 {
+        return Some(days * 86_400);
+    }
+    if !matches!(s.get(10..11)?, "T" | "t" | " ") || s.get(13..14)? != ":" || s.get(16..17)? != ":" {
+        return None;
+    }
+    let (h, mi, se) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let mut rest = &s[19..];
+    if let Some(f) = rest.strip_prefix('.') {
+        let n = f.bytes().take_while(u8::is_ascii_digit).count();
+        if n == 0 {
+            return None;
+        }
+        rest = &f[n..];
+    }
+    let offset = match rest {
+        "" | "Z" | "z" => 0,
+        z if z.len() == 6 && (z.starts_with('+') || z.starts_with('-')) && &z[3..4] == ":" => {
+            let oh: i64 = z[1..3].parse().ok()?;
+            let om: i64 = z[4..6].parse().ok()?;
+            let o = oh * 3600 + om * 60;
+            if z.starts_with('-') {
+                -o
+            } else {
+                o
+            }
+        }
+        _ => return None,
+    };
+    Some(days * 86_400 + h * 3600 + mi * 60 + se - offset)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,6 +104,12 @@ mod tests {
         }
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
         assert_eq!(parse_rfc2822_utc("Thu, 01 Jan 1970 00:00:00 UTC"), Some(0));
+        assert_eq!(parse_rfc3339("1970-01-02"), Some(86_400));
+        assert_eq!(parse_rfc3339("1970-01-01T01:00:00Z"), Some(3600));
+        assert_eq!(parse_rfc3339("1970-01-01T01:00:00.250+01:00"), Some(0));
+        assert_eq!(parse_rfc3339("2026-11-27T00:00:00Z"), Some(1_795_737_600));
+        assert_eq!(parse_rfc3339("2026-13-01"), None);
+        assert_eq!(parse_rfc3339("yesterday"), None);
         assert_eq!(parse_rfc2822_utc("Sat, 08 Nov 2025 09:31:41 UTC"), Some(1_762_594_301));
         assert_eq!(parse_rfc2822_utc("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
         assert_eq!(parse_rfc2822_utc("Sun, 06 Nov 1994 08:49:37 +0200"), None);

@@ -143,6 +143,9 @@ pub enum BuildError {
     /// The build's scratch directory could not be made.
     #[error(transparent)]
     Io(#[from] crate::error::IoError),
+    /// The spec could not be read again (for its checksum).
+    #[error(transparent)]
+    Spec(#[from] crate::spec::SpecError),
 }
 
 impl BuildError {
@@ -248,7 +251,7 @@ pub fn build(
     let runtime = config::runtime_config(spec, inputs.verifier.as_ref());
     let (os, arch, variant) = parse_platform(spec.spec.platform.as_deref().unwrap_or("linux/amd64"))
         .ok_or_else(|| BuildError::Image(ImageError::BadTag("invalid platform".into())))?;
-    let checksum = crate::lockfile::spec_checksum(spec).map_err(|e| BuildError::Lock(e.into()))?;
+    let checksum = crate::spec::checksum(spec)?;
     let annotations = config::annotations(spec, epoch, &checksum, opts.unlocked);
     let mut image = assemble(
         &spec.spec.name,

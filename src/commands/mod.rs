@@ -12,6 +12,7 @@ pub mod lock;
 pub mod progress;
 pub mod pull;
 pub mod push;
+pub mod verifier;
 
 use std::io::Write;
 

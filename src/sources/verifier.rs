@@ -1,6 +1,14 @@
 //! The `strata-verify` binary as a layer source: images whose spec has a
 //! `gpu:` section get it at [`VERIFIER_PATH`] in a layer of its own, like
 //! any other source's layer (cached by fingerprint, listed in the SBOM).
+//!
+//! strata carries the binary itself ([`EMBEDDED`]): the exact bytes
+//! `verifier/build-reproducible.sh` makes from the verifier's sources with
+//! the pinned toolchain, committed under `verifier/dist/` with a manifest of
+//! the sources they were built from (docs/verifier.md, "Reproducible
+//! bytes"). Any install of strata, with any toolchain, therefore puts the
+//! same verifier into images and builds the flagship to its golden digest;
+//! `--verifier PATH` replaces it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,11 +22,63 @@ use crate::tree::{Content, Entry, Kind, TreePath};
 /// Where the verifier is installed in images.
 pub const VERIFIER_PATH: &str = "/usr/local/bin/strata-verify";
 
+/// A `strata-verify` binary built into strata.
+#[derive(Debug)]
+pub struct Embedded {
+    /// The image platform it runs on (`linux/amd64`).
+    pub platform: &'static str,
+    /// The Rust target it was built for.
+    pub target: &'static str,
+    /// Its bytes.
+    pub bytes: &'static [u8],
+}
+
+/// The verifiers strata carries, one per image platform.
+pub const EMBEDDED: &[Embedded] = &[Embedded {
+    platform: "linux/amd64",
+    target: "x86_64-unknown-linux-gnu",
+    bytes: include_bytes!("../../verifier/dist/x86_64-unknown-linux-gnu/strata-verify"),
+}];
+
+/// The manifest of `verifier/dist/` (the toolchain, the sources' digests,
+/// each binary's sha256), as committed.
+pub const DIST_MANIFEST: &str = include_str!("../../verifier/dist/manifest.toml");
+
+impl Embedded {
+    /// The embedded verifier for an image platform (`os/arch[/variant]`).
+    pub fn for_platform(platform: &str) -> Option<&'static Embedded> {
+        EMBEDDED.iter().find(|e| e.platform == platform)
+    }
+
+    /// Its digest.
+    pub fn sha256(&self) -> Digest {
+        Digest::of(self.bytes)
+    }
+}
+
+/// Where the bytes of a verifier come from.
+#[derive(Debug, Clone)]
+pub enum Origin {
+    /// Built into strata.
+    Embedded(&'static Embedded),
+    /// A file given with `--verifier PATH`.
+    File(PathBuf),
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Embedded(e) => write!(f, "the strata-verify built into strata ({})", e.target),
+            Origin::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
 /// The verifier binary chosen for a build.
 #[derive(Debug, Clone)]
 pub struct Verifier {
-    /// The local file.
-    pub path: PathBuf,
+    /// Where its bytes are.
+    pub origin: Origin,
     /// Its digest.
     pub sha256: Digest,
     /// Its size.
@@ -29,7 +89,7 @@ pub struct Verifier {
 #[derive(Debug, thiserror::Error)]
 pub enum VerifierError {
     /// The binary cannot be read.
-    #[error("{}: the spec has a `gpu:` section, so the image gets strata-verify as its entrypoint, but the binary cannot be read at {}: {source}\nhint: build it with `verifier/build-reproducible.sh` (or `cargo build --release -p strata-verify`) and pass `--verifier PATH`, or set `gpu.verify: off`", spec.display(), path.display())]
+    #[error("{}: the spec has a `gpu:` section, so the image gets strata-verify as its entrypoint, but the binary cannot be read at {}: {source}\nhint: leave out `--verifier` to use the strata-verify built into strata, pass the path of a readable binary, or set `gpu.verify: off`", spec.display(), path.display())]
     Unreadable {
         /// The spec.
         spec: PathBuf,
@@ -39,11 +99,19 @@ pub enum VerifierError {
         #[source]
         source: std::io::Error,
     },
+    /// strata carries no verifier for the spec's platform.
+    #[error("{}: the spec has a `gpu:` section for platform {platform}, but strata carries strata-verify only for {}\nhint: build strata-verify for {platform} and pass it with `--verifier PATH`, or set `gpu.verify: off`", spec.display(), EMBEDDED.iter().map(|e| e.platform).collect::<Vec<_>>().join(", "))]
+    NoEmbedded {
+        /// The spec.
+        spec: PathBuf,
+        /// Its platform.
+        platform: String,
+    },
     /// The binary is not the one the lock pins.
-    #[error("strata-verify at {} does not match the lock {}\n  locked: {locked} ({locked_size} bytes)\n  found:  {found} ({found_size} bytes)\nhint: build it reproducibly with `verifier/build-reproducible.sh` and pass `--verifier target/x86_64-unknown-linux-gnu/verifier/strata-verify`, or re-lock with the binary you mean (`strata lock SPEC --verifier PATH`)", path.display(), lock.display())]
+    #[error("strata-verify ({origin}) does not match the lock {}\n  locked: {locked} ({locked_size} bytes)\n  found:  {found} ({found_size} bytes)\nhint: the lock was made with another verifier: re-lock to pin this one (`strata lock SPEC`, or `strata lock SPEC --verifier PATH`), or pass the pinned binary with `--verifier PATH` (`strata verifier --write PATH` writes the one built into this strata; `verifier/build-reproducible.sh` rebuilds it)", lock.display())]
     NotThePinned {
-        /// The binary.
-        path: PathBuf,
+        /// Where the binary came from.
+        origin: Origin,
         /// The lock file.
         lock: PathBuf,
         /// The pinned sha256.
@@ -58,10 +126,16 @@ pub enum VerifierError {
 }
 
 impl Verifier {
-    /// The verifier a spec's `gpu:` section asks for, located (`path`, else
-    /// `strata-verify` next to the running executable) and hashed; `None`
-    /// when the spec has no `gpu:` section or says `verify: off`. With a
-    /// `lock`, the binary must be the one it pins.
+    /// The built-in verifier for `platform`, if strata carries one.
+    pub fn embedded(platform: &str) -> Option<Verifier> {
+        let e = Embedded::for_platform(platform)?;
+        Some(Verifier { origin: Origin::Embedded(e), sha256: e.sha256(), size: e.bytes.len() as u64 })
+    }
+
+    /// The verifier a spec's `gpu:` section asks for: `path` when given,
+    /// else the one built into strata for the spec's platform; `None` when
+    /// the spec has no `gpu:` section or says `verify: off`. With a `lock`,
+    /// the binary must be the one it pins.
     pub fn locate(
         spec: &LoadedSpec,
         path: Option<&Path>,
@@ -71,29 +145,34 @@ impl Verifier {
         if gpu.verify.as_deref() == Some("off") {
             return Ok(None);
         }
-        let path = match path {
-            Some(p) => p.to_path_buf(),
-            None => std::env::current_exe()
-                .ok()
-                .and_then(|e| e.parent().map(|d| d.join("strata-verify")))
-                .unwrap_or_else(|| PathBuf::from("strata-verify")),
+        let v = match path {
+            Some(path) => {
+                let unreadable =
+                    |source| VerifierError::Unreadable { spec: spec.path.clone(), path: path.to_path_buf(), source };
+                let f = fs_err::File::open(path).map_err(unreadable)?;
+                let (sha256, size) =
+                    crate::digest::hash_reader(std::io::BufReader::new(f)).map_err(unreadable)?;
+                Verifier { origin: Origin::File(path.to_path_buf()), sha256, size }
+            }
+            None => {
+                let platform = crate::lockfile::platform_of(spec);
+                Verifier::embedded(&platform)
+                    .ok_or_else(|| VerifierError::NoEmbedded { spec: spec.path.clone(), platform })?
+            }
         };
-        let unreadable = |source| VerifierError::Unreadable { spec: spec.path.clone(), path: path.clone(), source };
-        let f = fs_err::File::open(&path).map_err(unreadable)?;
-        let (sha256, size) = crate::digest::hash_reader(std::io::BufReader::new(f)).map_err(unreadable)?;
         if let Some(pin) = lock.and_then(|l| l.verifier.as_ref()) {
-            if pin.sha256 != sha256.to_string() {
+            if pin.sha256 != v.sha256.to_string() {
                 return Err(VerifierError::NotThePinned {
-                    path,
+                    origin: v.origin,
                     lock: crate::lockfile::lock_path(&spec.path),
                     locked: pin.sha256.clone(),
                     locked_size: pin.size,
-                    found: sha256,
-                    found_size: size,
+                    found: v.sha256,
+                    found_size: v.size,
                 });
             }
         }
-        Ok(Some(Verifier { path, sha256, size }))
+        Ok(Some(v))
     }
 
     /// The SBOM entry of the binary.
@@ -109,11 +188,19 @@ impl Verifier {
             license: Some("Apache-2.0".into()),
         }
     }
+
+    /// Its bytes, for the layer.
+    fn content(&self) -> Content {
+        match &self.origin {
+            Origin::Embedded(e) => Content::Bytes(Arc::from(e.bytes)),
+            Origin::File(p) => Content::LocalFile(p.clone()),
+        }
+    }
 }
 
 impl Source for Verifier {
     fn describe(&self) -> String {
-        format!("strata-verify {}", self.path.display())
+        format!("strata-verify {}", self.origin)
     }
 
     fn plan(&self) -> Result<Vec<Part<'_>>, SourceError> {
@@ -121,8 +208,8 @@ impl Source for Verifier {
             name: None,
             fingerprint: format!("verifier-v1 {} {VERIFIER_PATH} 0755\n", self.sha256),
             populate: Box::new(move |_, tree| {
-                let origin: Arc<str> = Arc::from(format!("verifier {}", self.path.display()));
-                let mut entry = Entry::file(Content::LocalFile(self.path.clone()), self.size, 0o755, &origin);
+                let origin: Arc<str> = Arc::from(format!("verifier {}", self.origin));
+                let mut entry = Entry::file(self.content(), self.size, 0o755, &origin);
                 if let Kind::File { sha256, .. } = &mut entry.kind {
                     *sha256 = Some(self.sha256);
                 }

@@ -136,6 +136,33 @@ pub fn load(path: &Path) -> Result<LoadedSpec, SpecError> {
     Ok(LoadedSpec { path: path.to_path_buf(), spec, layers, sources })
 }
 
+/// The checksum of a spec as parsed, recorded in every image as the
+/// manifest annotation `dev.strata.spec.sha256` (provenance; the lock does
+/// not use it): the spec file and every included layer file, each turned
+/// into canonical JSON (so comments, key order, quoting style and line
+/// endings do not matter), with its path relative to the spec.
+pub fn checksum(spec: &LoadedSpec) -> Result<crate::digest::Digest, SpecError> {
+    let base = spec.path.parent().unwrap_or(Path::new(""));
+    let mut text = String::from("strata-spec-v1\n");
+    for (i, (path, source)) in spec.sources.iter().enumerate() {
+        let value: serde_json::Value = parse(path, source)?;
+        let canon = crate::oci::canonical::to_vec(&value)
+            .map_err(|e| SpecError::new(path, None, None, e.to_string(), None))?;
+        // The spec's own file name does not matter; included files are named
+        // relative to it.
+        let rel = if i == 0 {
+            "SPEC".to_string()
+        } else {
+            path.strip_prefix(base).unwrap_or(path).to_string_lossy().replace('\\', "/")
+        };
+        text.push_str(&rel);
+        text.push('\n');
+        text.push_str(&String::from_utf8_lossy(&canon));
+        text.push('\n');
+    }
+    Ok(crate::digest::Digest::of(text.as_bytes()))
+}
+
 fn canonical(p: &Path) -> PathBuf {
     std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
 }

@@ -1,14 +1,23 @@
 //! Lock time: fetch each suite's `InRelease`, verify its signature, fetch the
 //! Packages index it lists (checked against the Release SHA256 and size,
-//! cached in the store by digest), and resolve the requested packages.
+//! cached in the store by digest), and resolve the requested packages,
+//! keeping the versions the previous lock pinned where they still fit.
+//!
+//! Offline (`strata lock --offline`), nothing is downloaded: each
+//! `InRelease` is the one the previous lock recorded (by sha256, from the
+//! store or a mirror), else the newest a mirror holds for its URL; the
+//! Packages indexes come from the store or a mirror by digest. `strata fetch
+//! --into DIR` puts both into mirrors.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::archive::decompress;
 use crate::digest::Digest;
 use crate::error::Hint;
-use crate::lockfile::{debs_inputs, DebPin, DebsLock, LockedArchive};
+use crate::fetch::Artifact;
+use crate::lockfile::{DebPin, DebsInputs, DebsLock, LockedArchive};
 use crate::net::redact::url as redact_url;
 use crate::net::{Net, NetError, RetryPolicy};
 use crate::report::Reporter;
@@ -18,6 +27,7 @@ use crate::store::Store;
 use super::control::{for_each_paragraph, parse_relations};
 use super::release::{parse_release, parse_release_date, verify_inrelease, Keyring};
 use super::resolve::{resolve, Candidate, Request, Universe};
+use super::version::Version;
 
 /// The largest `InRelease` or Packages index read (bookworm's main
 /// Packages.xz is about 9 MB).
@@ -25,65 +35,168 @@ const MAX_INDEX: usize = 256 << 20;
 
 /// Options of a lock run.
 pub struct LockContext<'a> {
-    /// The store (Packages indexes are cached in it by digest).
+    /// The store (InRelease files and Packages indexes are kept in it by digest).
     pub store: &'a Store,
     /// Progress.
     pub reporter: Arc<dyn Reporter>,
-    /// The network layer (CA files, proxy, timeouts, rewrites).
-    pub net: &'a Net,
+    /// The network layer (CA files, proxy, timeouts, rewrites); `None`: offline.
+    pub net: Option<&'a Net>,
     /// How often a failed request is tried again.
     pub retry: RetryPolicy,
+    /// Mirror directories (from `strata fetch --into`), searched offline.
+    pub mirrors: &'a [PathBuf],
+}
+
+/// What the previous lock says about a layer entry, for a relock.
+#[derive(Default)]
+pub struct Previous<'a> {
+    /// Pins to keep where they still fit (empty for `--upgrade`).
+    pub pins: Vec<&'a DebPin>,
+    /// The archive states it was resolved against (offline, these are read again).
+    pub archives: &'a [LockedArchive],
+}
+
+/// One index file used by a resolution (an `InRelease` or a Packages index), in the store.
+#[derive(Debug, Clone)]
+pub struct IndexFile {
+    /// Short name for messages.
+    pub name: String,
+    /// Where it was (or would be) fetched.
+    pub url: String,
+    /// Its digest.
+    pub sha256: Digest,
+    /// Its size.
+    pub size: u64,
+}
+
+impl IndexFile {
+    /// As an artifact (to put into a mirror).
+    pub fn artifact(&self) -> Artifact {
+        Artifact { name: self.name.clone(), url: self.url.clone(), sha256: self.sha256, size: Some(self.size) }
+    }
+}
+
+/// The packages of a layer entry's archives, and what was read to know them.
+pub struct Indexes {
+    /// Every candidate.
+    pub universe: Universe,
+    /// The archive states read.
+    pub archives: Vec<LockedArchive>,
+    /// Optional archives skipped.
+    pub notes: Vec<String>,
+    /// The index files (all in the store).
+    pub files: Vec<IndexFile>,
+    /// Archive URLs by index (candidates name their archive by index).
+    pub urls: Vec<String>,
 }
 
 impl LockContext<'_> {
     /// GETs an index file with retries.
-    fn get(&self, url: &str) -> Result<Vec<u8>, NetError> {
+    fn get(&self, net: &Net, url: &str) -> Result<Vec<u8>, NetError> {
         let reporter = self.reporter.clone();
-        self.net.get_small(url, MAX_INDEX, &self.retry, &move |line| reporter.warn(line))
+        net.get_small(url, MAX_INDEX, &self.retry, &move |line| reporter.warn(line))
+    }
+
+    /// The bytes of `digest` from the store or a mirror (checked).
+    fn local(&self, digest: &Digest) -> Option<Vec<u8>> {
+        let path = if self.store.contains(digest) {
+            self.store.mark_used(digest);
+            self.store.path(digest)
+        } else {
+            crate::mirror::find(self.mirrors, digest)?
+        };
+        let bytes = std::fs::read(path).ok()?;
+        (Digest::of(&bytes) == *digest).then_some(bytes)
+    }
+
+    /// Keeps `bytes` in the store (so `strata fetch` and offline relocks find them).
+    fn keep(&self, bytes: &[u8]) -> Result<Digest, String> {
+        self.store.put_bytes(bytes).map_err(|e| e.to_string())
+    }
+
+    /// The `InRelease` of `url` offline: the recorded one, else the newest
+    /// (by `Date:`) a mirror holds.
+    fn offline_inrelease(&self, url: &str, recorded: Option<&str>) -> Result<Vec<u8>, String> {
+        if let Some(d) = recorded.and_then(|h| Digest::parse(h).ok()) {
+            if let Some(b) = self.local(&d) {
+                return Ok(b);
+            }
+        }
+        let mut best: Option<(i64, Vec<u8>)> = None;
+        for (d, _) in crate::mirror::find_url(self.mirrors, url) {
+            let Some(b) = self.local(&d) else { continue };
+            let date = std::str::from_utf8(&b)
+                .ok()
+                .and_then(|t| t.lines().find_map(|l| l.strip_prefix("Date:")).and_then(|v| parse_release_date(v.trim())))
+                .unwrap_or(i64::MIN);
+            if best.as_ref().is_none_or(|(t, _)| date > *t) {
+                best = Some((date, b));
+            }
+        }
+        best.map(|(_, b)| b).ok_or_else(|| {
+            format!(
+                "offline: {} is not in the cache or any mirror{}\nhint: on a connected machine run `strata fetch SPEC --into MIRROR` (it adds the archive indexes) and pass `--mirror MIRROR`, or lock online",
+                redact_url(url),
+                recorded.map(|h| format!(" (the lock recorded sha256:{h})")).unwrap_or_default()
+            )
+        })
     }
 }
 
-/// Resolves one `debs:` entry against its archives.
-pub fn lock_layer(layer: &ResolvedLayer, spec: &DebsSpec, cx: &LockContext<'_>) -> Result<DebsLock, String> {
+/// Reads the indexes of a `debs:` entry's archives (see the module docs for
+/// where each comes from).
+pub fn load_indexes(
+    layer: &ResolvedLayer,
+    spec: &DebsSpec,
+    cx: &LockContext<'_>,
+    recorded: &[LockedArchive],
+) -> Result<Indexes, String> {
     let arch = spec.arch();
     let keyring = match &spec.keyring {
         Some(k) => Keyring::load(&layer.resolve(k))
             .map_err(|e| format!("keyring: {e}\nhint: `keyring:` is relative to the file that names it"))?,
         None => Keyring::debian()?,
     };
-    let mut universe = Universe::default();
-    let mut locked = Vec::new();
-    let mut notes = Vec::new();
-    let mut urls = Vec::new();
+    let mut out = Indexes { universe: Universe::default(), archives: Vec::new(), notes: Vec::new(), files: Vec::new(), urls: Vec::new() };
     for archive in spec.archives() {
-        let idx = urls.len();
-        urls.push(archive.url.0.clone());
+        let idx = out.urls.len();
+        out.urls.push(archive.url.0.clone());
         let comps = if archive.components.is_empty() { vec!["main".to_string()] } else { archive.components.clone() };
         let mut suite_results = Vec::new();
         let mut skipped = None;
         for suite in &archive.suites {
             let url = format!("{}/dists/{suite}/InRelease", archive.url.0);
-            cx.reporter.info(&format!("fetching {}", redact_url(&url)));
-            let bytes = match cx.get(&url) {
+            let recorded_hash =
+                recorded.iter().find(|a| a.url == archive.url.0 && a.suite == *suite).map(|a| a.inrelease_sha256.as_str());
+            let fetched = match cx.net {
+                Some(net) => {
+                    cx.reporter.info(&format!("fetching {}", redact_url(&url)));
+                    cx.get(net, &url).map_err(|e| {
+                        let hint = match e.status() {
+                            Some(404) => "hint: check the archive URL and suite name (the file must exist at URL/dists/SUITE/InRelease), or mark the archive `optional: true`".to_string(),
+                            _ => match e.hint() {
+                                Some(h) if matches!(e, NetError::Tls { .. }) => format!("hint: {h}"),
+                                _ => "hint: check the network or proxy; mark the archive `optional: true` to lock without it".to_string(),
+                            },
+                        };
+                        (format!("{e}\n{hint}"), net_message(&e))
+                    })
+                }
+                None => cx.offline_inrelease(&url, recorded_hash).map_err(|m| (m.clone(), m)),
+            };
+            let bytes = match fetched {
                 Ok(b) => b,
-                Err(e) => {
+                Err((full, short)) => {
                     if archive.optional {
                         skipped = Some(format!(
                             "skipped optional archive {} suite {suite}: {} ({})",
                             redact_url(&archive.url.0),
                             redact_url(&url),
-                            net_message(&e)
+                            short.lines().next().unwrap_or_default()
                         ));
                         break;
                     }
-                    let hint = match e.status() {
-                        Some(404) => "hint: check the archive URL and suite name (the file must exist at URL/dists/SUITE/InRelease), or mark the archive `optional: true`".to_string(),
-                        _ => match e.hint() {
-                            Some(h) if matches!(e, NetError::Tls { .. }) => format!("hint: {h}"),
-                            _ => "hint: check the network or proxy; mark the archive `optional: true` to lock without it".to_string(),
-                        },
-                    };
-                    return Err(format!("{e}\n{hint}"));
+                    return Err(full);
                 }
             };
             let text = verify_inrelease(&bytes, &keyring, &redact_url(&url))?;
@@ -93,18 +206,32 @@ pub fn lock_layer(layer: &ResolvedLayer, spec: &DebsSpec, cx: &LockContext<'_>) 
                     (parse_release_date(vu), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH))
                 {
                     if (now.as_secs() as i64) > t {
-                        return Err(format!(
-                            "{}: the Release file expired (Valid-Until: {vu})\nhint: the mirror is stale (or the clock is wrong); use an up-to-date mirror",
+                        if cx.net.is_some() {
+                            return Err(format!(
+                                "{}: the Release file expired (Valid-Until: {vu})\nhint: the mirror is stale (or the clock is wrong); use an up-to-date mirror",
+                                redact_url(&url)
+                            ));
+                        }
+                        // Offline, the carried state is the point: it is still signed.
+                        cx.reporter.warn(&format!(
+                            "offline: {} is past its Valid-Until ({vu}); resolving against it as carried",
                             redact_url(&url)
                         ));
                     }
                 }
             }
-            suite_results.push((suite.clone(), release, Digest::of(&bytes)));
+            let digest = cx.keep(&bytes)?;
+            out.files.push(IndexFile {
+                name: format!("InRelease {suite} ({})", redact_url(&archive.url.0)),
+                url: url.clone(),
+                sha256: digest,
+                size: bytes.len() as u64,
+            });
+            suite_results.push((suite.clone(), release, digest));
         }
         if let Some(s) = skipped {
             cx.reporter.warn(&s);
-            notes.push(s);
+            out.notes.push(s);
             continue;
         }
         for (suite, release, inrelease_digest) in suite_results {
@@ -129,10 +256,21 @@ pub fn lock_layer(layer: &ResolvedLayer, spec: &DebsSpec, cx: &LockContext<'_>) 
                 if cx.store.contains(&digest) {
                     cx.store.mark_used(&digest);
                 } else {
-                    cx.reporter.info(&format!("fetching {}", redact_url(&url)));
-                    let bytes = cx.get(&url).map_err(|e| {
-                        format!("{e}\nhint: the mirror may be in the middle of an update; retry later or use another mirror")
-                    })?;
+                    let bytes = match (cx.local(&digest), cx.net) {
+                        (Some(b), _) => b,
+                        (None, Some(net)) => {
+                            cx.reporter.info(&format!("fetching {}", redact_url(&url)));
+                            cx.get(net, &url).map_err(|e| {
+                                format!("{e}\nhint: the mirror may be in the middle of an update; retry later or use another mirror")
+                            })?
+                        }
+                        (None, None) => {
+                            return Err(format!(
+                                "offline: the Packages index {}/dists/{suite}/{path} ({digest}) is not in the cache or any mirror\nhint: on a connected machine run `strata fetch SPEC --into MIRROR` (it adds the archive indexes) and pass `--mirror MIRROR`, or lock online",
+                                redact_url(&archive.url.0)
+                            ))
+                        }
+                    };
                     let found = Digest::of(&bytes);
                     if found != digest || bytes.len() as u64 != size {
                         return Err(format!(
@@ -141,20 +279,26 @@ pub fn lock_layer(layer: &ResolvedLayer, spec: &DebsSpec, cx: &LockContext<'_>) 
                             bytes.len()
                         ));
                     }
-                    cx.store.put_bytes(&bytes).map_err(|e| e.to_string())?;
+                    cx.keep(&bytes)?;
                 }
+                out.files.push(IndexFile {
+                    name: format!("Packages {suite}/{path} ({})", redact_url(&archive.url.0)),
+                    url: url.clone(),
+                    sha256: digest,
+                    size,
+                });
                 let file = fs_err::File::open(cx.store.path(&digest)).map_err(|e| e.to_string())?;
                 let stream = decompress(std::io::BufReader::new(file), &path).map_err(|e| e.to_string())?;
                 let what = format!("{}/dists/{suite}/{path}", redact_url(&archive.url.0));
                 // Streamed: only the candidates are kept, not the index text.
                 for_each_paragraph(std::io::BufReader::with_capacity(1 << 16, stream), &what, |p| {
                     if let Some(c) = Candidate::from_paragraph(&p, &arch, idx, &what)? {
-                        universe.add(c);
+                        out.universe.add(c);
                     }
                     Ok(())
                 })?;
             }
-            locked.push(LockedArchive {
+            out.archives.push(LockedArchive {
                 url: archive.url.0.clone(),
                 suite,
                 date: release.date.clone(),
@@ -162,7 +306,19 @@ pub fn lock_layer(layer: &ResolvedLayer, spec: &DebsSpec, cx: &LockContext<'_>) 
             });
         }
     }
-    if universe.is_empty() {
+    Ok(out)
+}
+
+/// Resolves one `debs:` entry against its archives, keeping the previous
+/// pins that still fit.
+pub fn lock_layer(
+    layer: &ResolvedLayer,
+    spec: &DebsSpec,
+    cx: &LockContext<'_>,
+    previous: &Previous<'_>,
+) -> Result<DebsLock, String> {
+    let idx = load_indexes(layer, spec, cx, previous.archives)?;
+    if idx.universe.is_empty() {
         return Err("no packages found in any archive\nhint: check `archives:`, `arch:` and the network".into());
     }
     let mut request = Request::default();
@@ -172,22 +328,33 @@ pub fn lock_layer(layer: &ResolvedLayer, spec: &DebsSpec, cx: &LockContext<'_>) 
     }
     request.exclude = spec.exclude.iter().map(|e| e.0.clone()).collect::<BTreeSet<_>>();
     request.prefer = spec.prefer.iter().map(|(k, v)| (k.clone(), v.0.clone())).collect();
-    let res = resolve(&universe, &request)?;
+    let old: BTreeMap<&str, &DebPin> = previous.pins.iter().map(|p| (p.name.as_str(), *p)).collect();
+    for p in &previous.pins {
+        if let Ok(v) = Version::parse(&p.version) {
+            request.locked.insert(p.name.clone(), v);
+        }
+    }
+    let res = resolve(&idx.universe, &request)?;
+    let mut notes = idx.notes;
     notes.extend(res.notes);
     let packages = res
         .packages
         .values()
-        .map(|c| DebPin {
-            name: c.name.clone(),
-            version: c.version.to_string(),
-            arch: c.arch.clone(),
-            url: format!("{}/{}", urls[c.archive], c.filename),
-            path: c.filename.clone(),
-            sha256: c.sha256.hex(),
-            size: c.size,
+        .map(|c| match old.get(c.name.as_str()) {
+            // A kept pin stays exactly as it was (same bytes; the URL it was found at).
+            Some(p) if p.version == c.version.to_string() && p.sha256 == c.sha256.hex() => (*p).clone(),
+            _ => DebPin {
+                name: c.name.clone(),
+                version: c.version.to_string(),
+                arch: c.arch.clone(),
+                url: format!("{}/{}", idx.urls[c.archive], c.filename),
+                path: c.filename.clone(),
+                sha256: c.sha256.hex(),
+                size: c.size,
+            },
         })
         .collect();
-    Ok(DebsLock { inputs: debs_inputs(spec), arch, archives: locked, notes, packages })
+    Ok(DebsLock { arch: spec.arch(), notes, inputs: DebsInputs::of(spec), archives: idx.archives, packages })
 }
 
 /// What went wrong, without the operation (the message names the URL already).

@@ -6,6 +6,12 @@
 //! result easy to predict. Conflicts and Breaks are checked on the result:
 //! a chosen package that conflicts with (or breaks) another chosen one is an
 //! error that names both and why each was chosen.
+//!
+//! A relock passes the versions the lock already pins as preferences
+//! ([`Request::locked`]): a relation that a locked version still satisfies
+//! gets that version (and an alternative or provider that was chosen before
+//! is chosen again), so adding a package adds it and what it needs and
+//! moves nothing else.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -147,6 +153,9 @@ pub struct Request {
     pub exclude: BTreeSet<String>,
     /// Virtual name → preferred provider.
     pub prefer: BTreeMap<String, String>,
+    /// Versions to keep when they still satisfy the relations (the pins of
+    /// the lock being refreshed), by package name.
+    pub locked: BTreeMap<String, Version>,
 }
 
 /// The result: chosen packages by name, plus notes for the lock file.
@@ -186,11 +195,12 @@ pub fn resolve<'u>(u: &'u Universe, req: &Request) -> Result<Resolution<'u>, Str
             notes.push(format!("excluded: {} (needed by {by})", group_text(&group)));
             continue;
         }
-        let mut pick: Option<&'u Candidate> = None;
+        // An alternative the lock already chose, still available, wins.
+        let mut pick: Option<&'u Candidate> = usable.iter().find_map(|r| locked_real(u, &chosen, req, r));
         let mut tried = Vec::new();
         let mut excluded_providers = 0;
-        for r in &usable {
-            match best_real(u, &chosen, &req.exclude, r) {
+        for r in usable.iter().filter(|_| pick.is_none()) {
+            match best_real(u, &chosen, req, r) {
                 Ok(Some(c)) => {
                     pick = Some(c);
                     break;
@@ -318,16 +328,35 @@ fn provides_ok(c: &Candidate, r: &Relation) -> bool {
     })
 }
 
-/// The highest version of the real package `r.name` that satisfies `r`.
-/// Err when the package was already chosen at a version that does not.
+/// The locked version of the real package `r.name`, when it is available
+/// and satisfies `r` (and nothing else was chosen for that name).
+fn locked_real<'u>(
+    u: &'u Universe,
+    chosen: &BTreeMap<String, &'u Candidate>,
+    req: &Request,
+    r: &Relation,
+) -> Option<&'u Candidate> {
+    let v = req.locked.get(&r.name)?;
+    if req.exclude.contains(&r.name) || chosen.contains_key(&r.name) {
+        return None;
+    }
+    u.by_name.get(&r.name)?.iter().find(|c| &c.version == v && r.accepts(&c.version))
+}
+
+/// The highest version of the real package `r.name` that satisfies `r`
+/// (the locked one, when it does). Err when the package was already chosen
+/// at a version that does not.
 fn best_real<'u>(
     u: &'u Universe,
     chosen: &BTreeMap<String, &'u Candidate>,
-    exclude: &BTreeSet<String>,
+    req: &Request,
     r: &Relation,
 ) -> Result<Option<&'u Candidate>, String> {
-    if exclude.contains(&r.name) {
+    if req.exclude.contains(&r.name) {
         return Ok(None);
+    }
+    if let Some(c) = locked_real(u, chosen, req, r) {
+        return Ok(Some(c));
     }
     if let Some(c) = chosen.get(&r.name) {
         return if r.accepts(&c.version) {
@@ -365,7 +394,7 @@ fn provider<'u>(
     }
     // One version per provider: the highest.
     let mut best: BTreeMap<&str, &'u Candidate> = BTreeMap::new();
-    for c in cands {
+    for &c in &cands {
         let e = best.entry(c.name.as_str()).or_insert(c);
         if c.version > e.version {
             *e = c;
@@ -387,12 +416,22 @@ fn provider<'u>(
     let mut list: Vec<&'u Candidate> = best.values().copied().collect();
     list.sort_by(|a, b| (a.priority, &a.name).cmp(&(b.priority, &b.name)));
     let first = list[0];
+    let names = list.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ");
+    // The provider the lock chose before, at its locked version, stays.
+    if let Some(c) = cands.iter().find(|c| req.locked.get(&c.name) == Some(&c.version)) {
+        let note = (list.len() > 1).then(|| {
+            if c.name == first.name {
+                format!("provider: {} for `{}` (highest priority among {names}; set `prefer:` to choose another)", c.name, r.name)
+            } else {
+                format!("provider: {} for `{}` (kept from the lock; among {names}; set `prefer:` to choose another)", c.name, r.name)
+            }
+        });
+        return Ok(Some((c, note)));
+    }
     let note = (list.len() > 1).then(|| {
         format!(
-            "provider: {} for `{}` (highest priority among {}; set `prefer:` to choose another)",
-            first.name,
-            r.name,
-            list.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+            "provider: {} for `{}` (highest priority among {names}; set `prefer:` to choose another)",
+            first.name, r.name,
         )
     });
     Ok(Some((first, note)))

@@ -3,6 +3,12 @@
 //! --format pylock.toml --exclude-newer <time>`. uv resolves for the image's
 //! interpreter and platform, not the host's, and `--exclude-newer` makes the
 //! resolution repeatable. uv is found as `$STRATA_UV` or `uv` on `PATH`.
+//!
+//! A relock hands uv the current pylock as its output file: uv keeps the
+//! versions it pins wherever they still satisfy the requirements (its
+//! preferences), so only what the edit needs moves; `--upgrade-package`
+//! moves named packages. Offline, uv runs with `--offline` and a
+//! `--find-links` directory of the wheels strata can offer.
 
 use std::path::Path;
 use std::process::Command;
@@ -21,6 +27,17 @@ pub struct UvError {
     pub hint: Option<String>,
 }
 
+/// What a relock asks of uv beyond the spec.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Preferences<'a> {
+    /// The current pylock's bytes: uv starts from its versions.
+    pub existing: Option<&'a [u8]>,
+    /// Packages uv may move to their newest allowed version.
+    pub upgrade_packages: &'a [String],
+    /// Offline: no network; choose from these wheels (and uv's cache).
+    pub find_links: Option<&'a Path>,
+}
+
 /// The uv command line for `spec` (without the program name).
 pub fn compile_args(
     spec: &PythonSpec,
@@ -28,6 +45,7 @@ pub fn compile_args(
     requirements_file: &Path,
     output: &Path,
     compile_command: &str,
+    prefs: &Preferences<'_>,
 ) -> Result<Vec<String>, UvError> {
     let exclude = spec.exclude_newer.as_deref().ok_or_else(|| UvError {
         message: "`python.exclude_newer` is not set; without it the same requirements resolve differently tomorrow"
@@ -60,6 +78,15 @@ pub fn compile_args(
         args.push("--index-url".into());
         args.push(i.clone());
     }
+    for p in prefs.upgrade_packages {
+        args.push("--upgrade-package".into());
+        args.push(p.clone());
+    }
+    if let Some(dir) = prefs.find_links {
+        args.push("--offline".into());
+        args.push("--find-links".into());
+        args.push(dir.display().to_string());
+    }
     Ok(args)
 }
 
@@ -71,6 +98,7 @@ pub fn compile(
     lock_path: &Path,
     target: &Target,
     compile_command: &str,
+    prefs: &Preferences<'_>,
 ) -> Result<(String, Selection), UvError> {
     if spec.requirements.is_empty() {
         return Err(UvError {
@@ -88,7 +116,10 @@ pub fn compile(
     text.push('\n');
     std::fs::write(&req, text).map_err(|e| io("writing requirements", e))?;
     let out = tmp.path().join(lock_path.file_name().unwrap_or("pylock.toml".as_ref()));
-    let args = compile_args(spec, target, &req, &out, compile_command)?;
+    if let Some(existing) = prefs.existing {
+        std::fs::write(&out, existing).map_err(|e| io("writing the current pylock for uv", e))?;
+    }
+    let args = compile_args(spec, target, &req, &out, compile_command, prefs)?;
     let uv = std::env::var_os("STRATA_UV").unwrap_or_else(|| "uv".into());
     let output = Command::new(&uv).args(&args).current_dir(tmp.path()).output().map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
@@ -102,9 +133,14 @@ pub fn compile(
     })?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
+        let hint = if prefs.find_links.is_some() {
+            "offline, uv can choose only from the wheels of the mirrors (`--mirror DIR`), of the current pylock and of its own cache: lock online, or bring a mirror that has the missing package (`strata fetch SPEC --into DIR` on a connected machine, for a spec that lists it)".to_string()
+        } else {
+            format!("check the requirements; uv resolves for the image ({}), so a package needs a wheel for it", target.describe())
+        };
         return Err(UvError {
             message: format!("uv pip compile failed ({}):\n{}", output.status, stderr.trim_end()),
-            hint: Some("check the requirements; uv resolves for the image (CPython 3.11, manylinux_2_28 x86_64), so a package needs a wheel for it".into()),
+            hint: Some(hint),
         });
     }
     let text = std::fs::read_to_string(&out).map_err(|e| io("reading the lock uv wrote", e))?;
@@ -128,7 +164,8 @@ mod tests {
             split: None,
             target: None,
         };
-        let a = compile_args(&spec, &Target::default(), Path::new("r.in"), Path::new("out.toml"), "strata lock s.yaml")
+        let none = Preferences::default();
+        let a = compile_args(&spec, &Target::default(), Path::new("r.in"), Path::new("out.toml"), "strata lock s.yaml", &none)
             .unwrap()
             .join(" ");
         assert_eq!(
@@ -140,10 +177,15 @@ mod tests {
             python: crate::spec::CPythonVersion(3, 13, 5),
             glibc: Some(crate::spec::GlibcVersion(2, 41)),
         };
-        let a = compile_args(&spec, &Target::of(Some(&t)), Path::new("r"), Path::new("o"), "x").unwrap().join(" ");
+        let a = compile_args(&spec, &Target::of(Some(&t)), Path::new("r"), Path::new("o"), "x", &none).unwrap().join(" ");
         assert!(a.contains("--python-platform x86_64-manylinux_2_41 --python-version 3.13 "), "{a}");
+        let ups = ["numpy".to_string()];
+        let links = Path::new("/links");
+        let prefs = Preferences { existing: None, upgrade_packages: &ups, find_links: Some(links) };
+        let a = compile_args(&spec, &Target::default(), Path::new("r"), Path::new("o"), "x", &prefs).unwrap().join(" ");
+        assert!(a.ends_with(" --upgrade-package numpy --offline --find-links /links"), "{a}");
         let no_time = PythonSpec { exclude_newer: None, ..spec };
-        assert!(compile_args(&no_time, &Target::default(), Path::new("r"), Path::new("o"), "x")
+        assert!(compile_args(&no_time, &Target::default(), Path::new("r"), Path::new("o"), "x", &none)
             .unwrap_err()
             .to_string()
             .contains("exclude_newer"));

@@ -5,38 +5,8 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Command;
 
 use common::*;
-
-fn unshare_net(cmd_args: &[&str]) -> Option<Command> {
-    if !have("unshare") {
-        return None;
-    }
-    let mut c = Command::new("unshare");
-    // As root a plain network namespace; otherwise map root in a user namespace.
-    let root = std::fs::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
-        .unwrap_or(false);
-    c.arg(if root { "-n" } else { "-rn" });
-    c.arg("--").arg(env!("CARGO_BIN_EXE_strata")).args(cmd_args);
-    c.env_remove("SOURCE_DATE_EPOCH").env_remove("STRATA_CACHE");
-    // Probe: can we create namespaces here at all?
-    let ok = Command::new("unshare")
-        .arg(if root { "-n" } else { "-rn" })
-        .arg("true")
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !ok {
-        if std::env::var("STRATA_REQUIRE_TOOLS").as_deref() == Ok("1") {
-            panic!("unshare cannot create a network namespace here");
-        }
-        eprintln!("note: cannot create network namespaces; skipping");
-        return None;
-    }
-    Some(c)
-}
 
 fn s(p: &Path) -> String {
     p.display().to_string()

@@ -222,7 +222,10 @@ fn changed_spec_makes_the_lock_stale() {
     let out = project.strata(&["build", "spec.yaml", "-o", "oci:out"]);
     assert!(!out.status.success());
     let err = scrub(&out, &project);
-    assert!(err.contains("changed since") && err.contains("strata lock"), "{err}");
+    assert!(
+        err.contains("spec.lock is stale:\n  layer `os`: exclude removed: docs-pkg\n") && err.contains("strata lock"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -336,7 +336,8 @@ impl Lock {
         let version = table.get("version").and_then(toml::Value::as_integer);
         let lock = match version {
             Some(2) => {
-                let lock: Lock = table.try_into().map_err(|e: toml::de::Error| perr(e.to_string().trim().to_string()))?;
+                let lock: Lock =
+                    table.try_into().map_err(|e: toml::de::Error| perr(e.to_string().trim().to_string()))?;
                 lock
             }
             Some(1) => {

@@ -85,7 +85,10 @@ fn a_stale_lock_is_refused_naming_the_change_and_unlocked_builds_say_so() {
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
     assert!(
-        err.contains("is stale") && err.contains("platform") && err.contains("strata lock") && err.contains("--unlocked"),
+        err.contains("is stale")
+            && err.contains("platform")
+            && err.contains("strata lock")
+            && err.contains("--unlocked"),
         "{err}"
     );
     assert!(!t.path().join("c").exists());
@@ -181,7 +184,10 @@ fn the_verifier_binary_is_pinned_by_the_lock() {
     assert!(o.status.success(), "{}", stderr(&o));
     let builtin = strata::sources::verifier::Verifier::embedded("linux/amd64").unwrap();
     let text = std::fs::read_to_string(t.path().join("g.lock")).unwrap();
-    assert!(text.contains(&format!("[verifier]\nsha256 = \"{}\"\nsize = {}\n", builtin.sha256, builtin.size)), "{text}");
+    assert!(
+        text.contains(&format!("[verifier]\nsha256 = \"{}\"\nsize = {}\n", builtin.sha256, builtin.size)),
+        "{text}"
+    );
     assert_eq!(check(t.path(), &spec, &[]).status.code(), Some(0));
 
     // --verifier overrides it, for the lock and the build.

@@ -180,7 +180,11 @@ fn dist_manifest_matches_the_verifier_sources() {
     );
     assert_eq!(m["sources"].as_str(), Some(sources_digest(&now).as_str()));
     let b = &m["binary"].as_array().unwrap()[0];
-    assert_eq!(b["sha256"].as_str(), Some(format!("sha256:{}", hex(&bin)).as_str()), "the binary is not the one the manifest names");
+    assert_eq!(
+        b["sha256"].as_str(),
+        Some(format!("sha256:{}", hex(&bin)).as_str()),
+        "the binary is not the one the manifest names"
+    );
     assert_eq!(b["size"].as_integer(), Some(bin.len() as i64));
 }
 

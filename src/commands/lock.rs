@@ -168,7 +168,11 @@ fn lock_cmd(args: &LockArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         "{} {shown_lock} ({} debs layer(s), {pkgs} packages; {}; {} pins kept, {} changed) in {:.1}s",
         if r.unchanged { "unchanged" } else { "wrote" },
         r.lock.debs.len(),
-        if r.resolved.is_empty() { "nothing resolved".to_string() } else { format!("resolved {}", r.resolved.join(", ")) },
+        if r.resolved.is_empty() {
+            "nothing resolved".to_string()
+        } else {
+            format!("resolved {}", r.resolved.join(", "))
+        },
         r.kept,
         r.pins.len(),
         started.elapsed().as_secs_f64()

@@ -318,10 +318,7 @@ pub fn check(spec: &LoadedSpec, lock: Option<&Lock>, verifier: VerifierCheck<'_>
     let mut out = Vec::new();
     let platform = platform_of(spec);
     if lock.platform.as_deref() != Some(platform.as_str()) {
-        out.push(Change::Platform {
-            locked: lock.platform.clone().unwrap_or_else(|| "(none)".into()),
-            now: platform,
-        });
+        out.push(Change::Platform { locked: lock.platform.clone().unwrap_or_else(|| "(none)".into()), now: platform });
     }
     let mut debs_keys = BTreeSet::new();
     let mut python_keys = BTreeSet::new();
@@ -579,7 +576,8 @@ fn diff_pins(
 /// Refuses an `exclude_newer` in the future (the result would change as
 /// packages are uploaded). Only entries uv resolves are checked.
 pub fn check_exclude_newer(spec: &LoadedSpec) -> Result<(), Error> {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     for layer in &spec.layers {
         let Some(py) = &layer.entry.python else { continue };
         let Some(t) = &py.exclude_newer else { continue };
@@ -649,7 +647,9 @@ pub fn relock(
                 resolved.push(format!("debs `{key}`"));
                 let previous = Previous {
                     pins: match prev {
-                        Some((_, e)) if !opts.upgrade => e.packages.iter().filter(|p| !moves.contains(&p.name)).collect(),
+                        Some((_, e)) if !opts.upgrade => {
+                            e.packages.iter().filter(|p| !moves.contains(&p.name)).collect()
+                        }
                         _ => Vec::new(),
                     },
                     archives: prev.map(|(_, e)| e.archives.as_slice()).unwrap_or_default(),
@@ -789,7 +789,7 @@ pub fn index_files(
         let recorded = lock.and_then(|k| k.debs.get(&key)).map(|e| e.archives.as_slice()).unwrap_or_default();
         let retry = RetryPolicy::default().with_retries(2);
         // The recorded states, from the store only.
-        let cx = LockContext { store, reporter: reporter.clone(), net: None, retry: retry.clone(), mirrors: &[] };
+        let cx = LockContext { store, reporter: reporter.clone(), net: None, retry, mirrors: &[] };
         if !recorded.is_empty() {
             if let Ok(idx) = crate::sources::deb::repo::load_indexes(l, d, &cx, recorded) {
                 out.extend(idx.files.iter().map(|f| (f.sha256.to_string(), f.artifact())));

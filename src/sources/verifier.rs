@@ -150,8 +150,7 @@ impl Verifier {
                 let unreadable =
                     |source| VerifierError::Unreadable { spec: spec.path.clone(), path: path.to_path_buf(), source };
                 let f = fs_err::File::open(path).map_err(unreadable)?;
-                let (sha256, size) =
-                    crate::digest::hash_reader(std::io::BufReader::new(f)).map_err(unreadable)?;
+                let (sha256, size) = crate::digest::hash_reader(std::io::BufReader::new(f)).map_err(unreadable)?;
                 Verifier { origin: Origin::File(path.to_path_buf()), sha256, size }
             }
             None => {

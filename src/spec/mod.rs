@@ -146,8 +146,8 @@ pub fn checksum(spec: &LoadedSpec) -> Result<crate::digest::Digest, SpecError> {
     let mut text = String::from("strata-spec-v1\n");
     for (i, (path, source)) in spec.sources.iter().enumerate() {
         let value: serde_json::Value = parse(path, source)?;
-        let canon = crate::oci::canonical::to_vec(&value)
-            .map_err(|e| SpecError::new(path, None, None, e.to_string(), None))?;
+        let canon =
+            crate::oci::canonical::to_vec(&value).map_err(|e| SpecError::new(path, None, None, e.to_string(), None))?;
         // The spec's own file name does not matter; included files are named
         // relative to it.
         let rel = if i == 0 {

@@ -127,7 +127,9 @@ impl LockContext<'_> {
             let Some(b) = self.local(&d) else { continue };
             let date = std::str::from_utf8(&b)
                 .ok()
-                .and_then(|t| t.lines().find_map(|l| l.strip_prefix("Date:")).and_then(|v| parse_release_date(v.trim())))
+                .and_then(|t| {
+                    t.lines().find_map(|l| l.strip_prefix("Date:")).and_then(|v| parse_release_date(v.trim()))
+                })
                 .unwrap_or(i64::MIN);
             if best.as_ref().is_none_or(|(t, _)| date > *t) {
                 best = Some((date, b));
@@ -157,7 +159,13 @@ pub fn load_indexes(
             .map_err(|e| format!("keyring: {e}\nhint: `keyring:` is relative to the file that names it"))?,
         None => Keyring::debian()?,
     };
-    let mut out = Indexes { universe: Universe::default(), archives: Vec::new(), notes: Vec::new(), files: Vec::new(), urls: Vec::new() };
+    let mut out = Indexes {
+        universe: Universe::default(),
+        archives: Vec::new(),
+        notes: Vec::new(),
+        files: Vec::new(),
+        urls: Vec::new(),
+    };
     for archive in spec.archives() {
         let idx = out.urls.len();
         out.urls.push(archive.url.0.clone());
@@ -166,8 +174,10 @@ pub fn load_indexes(
         let mut skipped = None;
         for suite in &archive.suites {
             let url = format!("{}/dists/{suite}/InRelease", archive.url.0);
-            let recorded_hash =
-                recorded.iter().find(|a| a.url == archive.url.0 && a.suite == *suite).map(|a| a.inrelease_sha256.as_str());
+            let recorded_hash = recorded
+                .iter()
+                .find(|a| a.url == archive.url.0 && a.suite == *suite)
+                .map(|a| a.inrelease_sha256.as_str());
             let fetched = match cx.net {
                 Some(net) => {
                     cx.reporter.info(&format!("fetching {}", redact_url(&url)));

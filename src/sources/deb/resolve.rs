@@ -421,9 +421,15 @@ fn provider<'u>(
     if let Some(c) = cands.iter().find(|c| req.locked.get(&c.name) == Some(&c.version)) {
         let note = (list.len() > 1).then(|| {
             if c.name == first.name {
-                format!("provider: {} for `{}` (highest priority among {names}; set `prefer:` to choose another)", c.name, r.name)
+                format!(
+                    "provider: {} for `{}` (highest priority among {names}; set `prefer:` to choose another)",
+                    c.name, r.name
+                )
             } else {
-                format!("provider: {} for `{}` (kept from the lock; among {names}; set `prefer:` to choose another)", c.name, r.name)
+                format!(
+                    "provider: {} for `{}` (kept from the lock; among {names}; set `prefer:` to choose another)",
+                    c.name, r.name
+                )
             }
         });
         return Ok(Some((c, note)));
@@ -462,6 +468,7 @@ fn describe_missing(u: &Universe, r: &Relation) -> String {
 mod tests {
     use super::*;
     use crate::sources::deb::control::{parse_paragraphs, parse_relation};
+    use crate::sources::deb::version::Version;
 
     fn universe(text: &str) -> Universe {
         let mut u = Universe::default();
@@ -550,6 +557,33 @@ Package: bar\nVersion: 9\nProvides: foo-abi\n";
             "{:?}",
             r.notes
         );
+    }
+
+    #[test]
+    fn locked_versions_and_providers_are_kept_while_they_fit() {
+        let u = universe(IDX);
+        let v = |s: &str| Version::parse(s).unwrap();
+        // A locked version that still satisfies the relation wins over the highest.
+        let mut q = req(&["libc"]);
+        q.locked.insert("libc".into(), v("1.5"));
+        assert_eq!(names(&resolve(&u, &q).unwrap()), ["libc=1.5"]);
+        // One that does not is replaced by the highest that does.
+        let mut q = req(&["app"]);
+        q.locked.insert("libc".into(), v("1.5"));
+        q.locked.insert("gawk".into(), v("5"));
+        let r = resolve(&u, &q).unwrap();
+        assert!(names(&r).contains(&"libc=2.1".to_string()));
+        // The locked provider stays although another has a higher priority, and the note says so.
+        assert!(names(&r).contains(&"gawk=5".to_string()) && !r.packages.contains_key("mawk"), "{:?}", names(&r));
+        assert!(r.notes.iter().any(|n| n.starts_with("provider: gawk for `awk` (kept from the lock")), "{:?}", r.notes);
+        // `prefer:` still decides over the lock.
+        q.prefer.insert("awk".into(), "mawk".into());
+        assert!(names(&resolve(&u, &q).unwrap()).contains(&"mawk=1.3".to_string()));
+        // A locked alternative is kept: without the lock the first one wins.
+        let mut q = Request { roots: vec![parse_relations("gawk | mawk").unwrap().remove(0)], ..Request::default() };
+        assert_eq!(names(&resolve(&u, &q).unwrap()), ["gawk=5"]);
+        q.locked.insert("mawk".into(), v("1.3"));
+        assert_eq!(names(&resolve(&u, &q).unwrap()), ["mawk=1.3"]);
     }
 
     #[test]

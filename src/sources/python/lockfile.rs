@@ -98,11 +98,7 @@ pub fn pylock_packages(text: &str) -> Result<Vec<PylockPackage>, String> {
 
 /// The versions of a pylock's packages by name (for reports).
 pub fn versions(text: &str) -> BTreeMap<String, String> {
-    pylock_packages(text)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|p| (p.name, p.version.unwrap_or_default()))
-        .collect()
+    pylock_packages(text).unwrap_or_default().into_iter().map(|p| (p.name, p.version.unwrap_or_default())).collect()
 }
 
 /// A PEP 508 requirement, as far as checking a pylock against it needs.
@@ -139,11 +135,8 @@ pub fn parse_requirement(s: &str) -> Result<Requirement, String> {
     }
     let rest = rest.trim();
     let rest = rest.strip_prefix('(').and_then(|r| r.strip_suffix(')')).unwrap_or(rest).trim();
-    let specifier = if rest.is_empty() {
-        None
-    } else {
-        Some(SpecifierSet::parse(rest).map_err(|e| format!("`{s}`: {e}"))?)
-    };
+    let specifier =
+        if rest.is_empty() { None } else { Some(SpecifierSet::parse(rest).map_err(|e| format!("`{s}`: {e}"))?) };
     Ok(Requirement { name, specifier, marker })
 }
 
@@ -248,7 +241,7 @@ pub fn lock_entry(
                 upgrade_packages: opts.upgrade_packages,
                 find_links: links.as_ref().map(|l| l.dir.path()),
             };
-            let (mut text, _) = uv::compile(py, &path, &src.target, command, &prefs)?;
+            let mut text = uv::compile(py, &path, &src.target, command, &prefs)?;
             if let Some(l) = &links {
                 text = restore_urls(&text, l, if opts.upgrade { None } else { old_text.as_deref() })
                     .map_err(|m| uv_err(format!("uv wrote a lock strata cannot use: {m}")))?;
@@ -256,8 +249,16 @@ pub fn lock_entry(
             (text.into_bytes(), true)
         }
     };
-    let sel = super::pylock::select(&path, &String::from_utf8_lossy(&bytes), &src.target, &py.extras.iter().cloned().collect())
-        .map_err(|e| UvError { message: e.to_string(), hint: None })?;
+    let sel = super::pylock::select(
+        &path,
+        &String::from_utf8_lossy(&bytes),
+        &src.target,
+        &py.extras.iter().cloned().collect(),
+    )
+    .map_err(|e| UvError {
+        message: if resolved { format!("uv wrote a lock strata cannot use: {e}") } else { e.to_string() },
+        hint: None,
+    })?;
     let changed = old.as_deref() != Some(&bytes[..]);
     if changed {
         write_atomic(&path, &bytes).map_err(|e| uv_err(format!("writing {}: {e}", path.display())))?;
@@ -296,7 +297,8 @@ fn find_links(opts: &Relock<'_>, old: Option<&str>) -> Result<Links, UvError> {
         if name.contains('/') || origin.contains_key(name) {
             return Ok(());
         }
-        std::os::unix::fs::symlink(file, dir.path().join(name)).map_err(io)?;
+        let target = std::fs::canonicalize(file).map_err(io)?;
+        std::os::unix::fs::symlink(target, dir.path().join(name)).map_err(io)?;
         origin.insert(name.to_string(), (url.to_string(), size));
         Ok(())
     };
@@ -326,7 +328,8 @@ fn find_links(opts: &Relock<'_>, old: Option<&str>) -> Result<Links, UvError> {
                 let Ok(d) = Digest::parse(h) else { continue };
                 let name = url.rsplit('/').next().unwrap_or_default();
                 if opts.store.contains(&d) && name.ends_with(".whl") {
-                    let size = w.size.unwrap_or_else(|| std::fs::metadata(opts.store.path(&d)).map(|m| m.len()).unwrap_or(0));
+                    let size =
+                        w.size.unwrap_or_else(|| std::fs::metadata(opts.store.path(&d)).map(|m| m.len()).unwrap_or(0));
                     add(name, url, size, &opts.store.path(&d))?;
                 }
             }
@@ -426,7 +429,8 @@ mod tests {
         let pk = pylock_packages(LOCK).unwrap();
         let t = Target::default();
         let none: Vec<String> = vec![];
-        let reqs = |r: &[&str]| unsatisfied(&r.iter().map(|s| s.to_string()).collect::<Vec<_>>(), &pk, &t, &none).unwrap();
+        let reqs =
+            |r: &[&str]| unsatisfied(&r.iter().map(|s| s.to_string()).collect::<Vec<_>>(), &pk, &t, &none).unwrap();
         assert!(reqs(&["torch==2.9.0", "numpy", "NumPy>=2,<3", "torch[cuda] (>=2)"]).is_empty());
         assert!(reqs(&["einops; python_version < '3'"]).is_empty(), "a marker false for the target is not checked");
         assert_eq!(reqs(&["einops"]), vec![("einops".to_string(), None)]);

@@ -13,7 +13,6 @@
 use std::path::Path;
 use std::process::Command;
 
-use super::pylock::{self, Selection};
 use super::tags::Target;
 use crate::spec::PythonSpec;
 
@@ -91,15 +90,15 @@ pub fn compile_args(
 }
 
 /// Runs uv for `spec` (whose lock goes to `lock_path`) and returns the lock
-/// text it wrote and that lock's selection for the target. Nothing is
-/// written at `lock_path`; the caller decides (see `lockfile`).
+/// text it wrote. Nothing is written at `lock_path`; the caller checks the
+/// text and decides (see `lockfile`).
 pub fn compile(
     spec: &PythonSpec,
     lock_path: &Path,
     target: &Target,
     compile_command: &str,
     prefs: &Preferences<'_>,
-) -> Result<(String, Selection), UvError> {
+) -> Result<String, UvError> {
     if spec.requirements.is_empty() {
         return Err(UvError {
             message: format!("`python:` with lock {} has no `requirements:` to resolve", spec.lock),
@@ -136,17 +135,17 @@ pub fn compile(
         let hint = if prefs.find_links.is_some() {
             "offline, uv can choose only from the wheels of the mirrors (`--mirror DIR`), of the current pylock and of its own cache: lock online, or bring a mirror that has the missing package (`strata fetch SPEC --into DIR` on a connected machine, for a spec that lists it)".to_string()
         } else {
-            format!("check the requirements; uv resolves for the image ({}), so a package needs a wheel for it", target.describe())
+            format!(
+                "check the requirements; uv resolves for the image ({}), so a package needs a wheel for it",
+                target.describe()
+            )
         };
         return Err(UvError {
             message: format!("uv pip compile failed ({}):\n{}", output.status, stderr.trim_end()),
             hint: Some(hint),
         });
     }
-    let text = std::fs::read_to_string(&out).map_err(|e| io("reading the lock uv wrote", e))?;
-    let sel = pylock::select(lock_path, &text, target, &spec.extras.iter().cloned().collect())
-        .map_err(|e| UvError { message: format!("uv wrote a lock strata cannot use: {e}"), hint: None })?;
-    Ok((text, sel))
+    std::fs::read_to_string(&out).map_err(|e| io("reading the lock uv wrote", e))
 }
 
 #[cfg(test)]
@@ -165,9 +164,16 @@ mod tests {
             target: None,
         };
         let none = Preferences::default();
-        let a = compile_args(&spec, &Target::default(), Path::new("r.in"), Path::new("out.toml"), "strata lock s.yaml", &none)
-            .unwrap()
-            .join(" ");
+        let a = compile_args(
+            &spec,
+            &Target::default(),
+            Path::new("r.in"),
+            Path::new("out.toml"),
+            "strata lock s.yaml",
+            &none,
+        )
+        .unwrap()
+        .join(" ");
         assert_eq!(
             a,
             "pip compile r.in --python-platform x86_64-manylinux_2_28 --python-version 3.11 --format pylock.toml --exclude-newer 2026-11-01T00:00:00Z --no-config --quiet --custom-compile-command strata lock s.yaml --output-file out.toml"
@@ -177,7 +183,8 @@ mod tests {
             python: crate::spec::CPythonVersion(3, 13, 5),
             glibc: Some(crate::spec::GlibcVersion(2, 41)),
         };
-        let a = compile_args(&spec, &Target::of(Some(&t)), Path::new("r"), Path::new("o"), "x", &none).unwrap().join(" ");
+        let a =
+            compile_args(&spec, &Target::of(Some(&t)), Path::new("r"), Path::new("o"), "x", &none).unwrap().join(" ");
         assert!(a.contains("--python-platform x86_64-manylinux_2_41 --python-version 3.13 "), "{a}");
         let ups = ["numpy".to_string()];
         let links = Path::new("/links");

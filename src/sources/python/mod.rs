@@ -15,6 +15,7 @@ pub mod layering;
 pub mod lockfile;
 pub mod marker;
 pub mod pylock;
+pub mod requirement;
 pub mod tags;
 pub mod uv;
 pub mod version;
@@ -55,11 +56,19 @@ pub fn check_spec(py: &PythonSpec) -> Result<(), (String, String, Option<String>
         ));
     }
     for (i, r) in py.requirements.iter().enumerate() {
-        if pylock::requirement_names(std::slice::from_ref(r)).is_empty() {
+        if let Err(e) = requirement::parse(r) {
+            return Err((format!("requirements[{i}]"), e.message, Some(e.hint)));
+        }
+    }
+    if let Some(u) = &py.index_url {
+        let ok = (u.starts_with("https://") || u.starts_with("http://"))
+            && url::Url::parse(u).is_ok()
+            && !u.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !ok {
             return Err((
-                format!("requirements[{i}]"),
-                format!("`{r}` is not a PEP 508 requirement"),
-                Some("e.g. `torch==2.9.0` or `numpy>=2`".into()),
+                "index_url".into(),
+                format!("`{}` is not an http(s) URL", crate::report::redact_url(u)),
+                Some("e.g. `index_url: https://pypi.org/simple`; local directories and other schemes are not accepted".into()),
             ));
         }
     }

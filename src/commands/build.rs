@@ -20,6 +20,10 @@ use crate::GlobalArgs;
 pub struct BuildArgs {
     /// The image spec (YAML).
     pub spec: PathBuf,
+    /// The build context: files the spec names (includes, `source:`,
+    /// `path:`, locks) must be inside it. Default: the spec's directory.
+    #[arg(long, value_name = "DIR")]
+    pub context: Option<PathBuf>,
     /// Where to write the image: oci:DIR[:TAG], oci-archive:FILE[:TAG] or
     /// docker-archive:FILE[:NAME:TAG]. Default: oci:build/NAME:TAG.
     #[arg(short, long, value_name = "OUTPUT")]
@@ -57,7 +61,7 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let reporter = Arc::new(CliReporter::new(global.quiet));
     // A bad destination should fail before the build, not after.
     let push_to = args.push.as_deref().map(strata::registry::Reference::parse).transpose()?;
-    let spec = strata::spec::load(&args.spec)?;
+    let spec = strata::spec::load_with(&args.spec, &strata::spec::LoadOptions { context: args.context.clone() })?;
     let output = match &args.output {
         Some(o) => Output::parse(o)?,
         None => Output::OciDir { dir: PathBuf::from("build").join(&spec.spec.name), tag: None },

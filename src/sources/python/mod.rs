@@ -171,7 +171,13 @@ impl<'a> Python<'a> {
         self.selection
             .get_or_init(|| {
                 let extras: BTreeSet<String> = self.spec.extras.iter().cloned().collect();
-                pylock::select_file(&self.lock_path(), &self.target, &extras)
+                let path = self.layer.host_file(&self.spec.lock).map_err(|e| pylock::PylockError {
+                    file: self.lock_path(),
+                    line: None,
+                    message: format!("cannot read the lock file: {e}"),
+                    hint: Some(e.hint().to_string()),
+                })?;
+                pylock::select_file(&path, &self.target, &extras)
             })
             .as_ref()
             .map_err(|e| SourceError::Other(Box::new(e.clone())))
@@ -196,8 +202,11 @@ impl<'a> Python<'a> {
         match &w.location {
             WheelLocation::Url(_) => Ok(ctx.store.path(&w.sha256)),
             WheelLocation::Path(p) => {
-                verify_local(p, w)?;
-                Ok(p.clone())
+                let p = crate::hostfs::resolve(&self.layer.context, Path::new(""), p).map_err(|e| {
+                    SourceError::Message(format!("package `{}`: wheel {e}\nhint: {}", w.package, e.hint()))
+                })?;
+                verify_local(&p, w)?;
+                Ok(p)
             }
         }
     }
@@ -212,13 +221,20 @@ impl<'a> Python<'a> {
 }
 
 fn verify_local(p: &Path, w: &SelectedWheel) -> Result<(), SourceError> {
-    let f = fs_err::File::open(p).map_err(|e| {
+    let (f, on_disk) = crate::hostfs::open_regular(p).map_err(|e| {
         SourceError::Message(format!(
             "package `{}`: {e}\nhint: `path` in the lock is relative to the lock file",
             w.package
         ))
     })?;
-    let (d, n) = crate::digest::hash_reader(std::io::BufReader::new(f)).map_err(SourceError::io("reading", p))?;
+    // The pinned size bounds the read (a file that never ends, or grows,
+    // is refused instead of hashed forever).
+    let expect = w.size.unwrap_or(on_disk);
+    if on_disk != expect {
+        return Err(SourceError::Message(format!("{}: expected {expect} bytes (pinned in the lock), found {on_disk}\nhint: the file changed since it was locked; re-lock if the new file is trusted", p.display())));
+    }
+    let (d, n) = crate::digest::hash_reader(crate::hostfs::Exact::new(std::io::BufReader::new(f), expect, p))
+        .map_err(SourceError::io("reading", p))?;
     if let Some(size) = w.size {
         if size != n {
             return Err(SourceError::Message(format!("{}: expected {size} bytes (pinned in the lock), found {n}\nhint: the file changed since it was locked; re-lock if the new file is trusted", p.display())));

@@ -264,6 +264,9 @@ fn locked(spec: &LoadedSpec, opts: &BuildOptions, reporter: Arc<dyn Reporter>) -
 pub fn build(spec: &LoadedSpec, opts: &BuildOptions, reporter: Arc<dyn Reporter>) -> Result<BuildResult, BuildError> {
     let store = Store::open(&opts.cache)?;
     let epoch = opts.source_date_epoch.or(spec.spec.epoch).unwrap_or(0);
+    if epoch > crate::spec::MAX_EPOCH {
+        return Err(BuildError::Other(format!("SOURCE_DATE_EPOCH: {}", crate::spec::epoch_message("the time", epoch))));
+    }
     let comp = compression_of(spec);
 
     let lock = locked(spec, opts, reporter.clone())?;

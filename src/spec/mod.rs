@@ -461,7 +461,28 @@ fn expand(
 type Problem = (String, String, Option<String>);
 
 fn check_entry(entry: &LayerEntry, base: &Path, context: &Path) -> Result<(), Problem> {
+    for (i, s) in entry.symlinks.iter().enumerate() {
+        if s.path.0.len() > 1 && s.path.0.ends_with('/') {
+            return Err((
+                format!("symlinks[{i}].path"),
+                format!("symlink path `{}` ends with `/`", s.path.0),
+                Some(format!("write it without the slash: `{}`", s.path.0.trim_end_matches('/'))),
+            ));
+        }
+    }
     for (i, f) in entry.files.iter().enumerate() {
+        if f.path.0.ends_with('/') {
+            return Err((
+                format!("files[{i}].path"),
+                format!("file path `{}` ends with `/`, which names a directory", f.path.0),
+                Some("give the file's own name (e.g. `/etc/motd`); directories go under `dirs:`".into()),
+            ));
+        }
+        if let Some(t) = f.mtime {
+            if t > MAX_EPOCH {
+                return Err((format!("files[{i}].mtime"), epoch_message("mtime", t), None));
+            }
+        }
         let given =
             [f.content.is_some(), f.content_base64.is_some(), f.source.is_some()].iter().filter(|b| **b).count();
         if given != 1 {
@@ -651,6 +672,11 @@ fn check_image(
             }
         }
     }
+    if let Some(e) = spec.epoch {
+        if e > MAX_EPOCH {
+            return Err(err("epoch", epoch_message("epoch", e), Some("e.g. `epoch: 1700000000`".into())));
+        }
+    }
     if !valid_name(&spec.name) {
         return Err(err(
             "name",
@@ -668,6 +694,16 @@ fn check_image(
         }
     }
     Ok(())
+}
+
+/// The latest time an image may carry: 9999-12-31T23:59:59Z. RFC 3339 (the
+/// `created` field) has four-digit years, so later times make images no tool
+/// can read.
+pub const MAX_EPOCH: u64 = 253_402_300_799;
+
+/// The message for a time past [`MAX_EPOCH`].
+pub fn epoch_message(what: &str, t: u64) -> String {
+    format!("{what} {t} is after the year 9999 (at most {MAX_EPOCH}); image times are RFC 3339 with four-digit years")
 }
 
 /// `os/arch[/variant]`.

@@ -143,6 +143,8 @@ struct CacheEntry {
     blob: LayerBlob,
     /// Identity of the blob file when it was written or last verified: a
     /// blob rewritten or truncated since then is re-hashed before reuse.
+    /// Bytes that change without a change of identity are caught when the
+    /// blob is copied into an output, which verifies its digest.
     #[serde(default)]
     stamp: Option<(u64, u64, i64, i64)>,
 }

@@ -113,19 +113,21 @@ impl Source for Tarball<'_> {
             let mut hashing =
                 HashingReader::new(crate::hostfs::Exact::new(std::io::BufReader::new(file), size, &file_path));
             let origin: Arc<str> = Arc::from(format!("tarball {name}"));
-            {
-                let stream = decompress(&mut hashing, &name)?;
-                read_tar(stream, &name, &placement, &origin, data, tree)?;
-            }
-            // Hash the rest (padding after the end-of-archive marker) to check the pin.
-            std::io::copy(&mut (&mut hashing).take(u64::MAX), &mut std::io::sink())
-                .map_err(SourceError::io("reading", &file_path))?;
+            let read = decompress(&mut hashing, &name)
+                .and_then(|stream| read_tar(stream, &name, &placement, &origin, data, tree));
+            // Hash the rest (padding after the end-of-archive marker) to check
+            // the pin, also when reading failed: a pinned file that does not
+            // match is the error to report, not what its bytes made of it.
+            let rest = std::io::copy(&mut (&mut hashing).take(u64::MAX), &mut std::io::sink())
+                .map_err(SourceError::io("reading", &file_path));
             let (found, _) = hashing.finish();
+            if found != content && rest.is_ok() && s.url.is_some() {
+                // Verified when it was downloaded: the cached copy changed since.
+                return Err(SourceError::corrupt_cache(&name, &file_path, content, found));
+            }
+            read?;
+            rest?;
             if found != content {
-                if s.url.is_some() {
-                    // Verified when it was downloaded: the cached copy changed since.
-                    return Err(SourceError::corrupt_cache(&name, &file_path, content, found));
-                }
                 return Err(SourceError::Message(format!(
                     "{name}: sha256 mismatch\n  expected: {content}\n  found:    {found}\nhint: the file changed since it was pinned; update `sha256` if the new file is trusted"
                 )));

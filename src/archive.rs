@@ -170,8 +170,8 @@ pub fn read_tar_mapped(
         let mut entry = entry.map_err(|e| fail(format!("corrupt or truncated tar: {e}")))?;
         let raw_path = String::from_utf8(entry.path_bytes().into_owned()).map_err(|e| {
             fail(format!(
-                "member path {} is not valid UTF-8",
-                crate::report::one_line(&String::from_utf8_lossy(e.as_bytes()))
+                "member path `{}` is not valid UTF-8",
+                e.as_bytes().escape_ascii()
             ))
         })?;
         // Member names are shown escaped: they come from the archive and
@@ -223,8 +223,8 @@ pub fn read_tar_mapped(
             let target = entry.link_name_bytes().ok_or_else(|| fail(format!("symlink {shown} has no target")))?;
             let target = String::from_utf8(target.into_owned()).map_err(|e| {
                 fail(format!(
-                    "symlink {shown} has a target that is not valid UTF-8 ({}); image paths are UTF-8",
-                    crate::report::one_line(&String::from_utf8_lossy(e.as_bytes()))
+                    "symlink {shown} has a target that is not valid UTF-8 (`{}`); image paths are UTF-8",
+                    e.as_bytes().escape_ascii()
                 ))
             })?;
             if target.is_empty() || target.contains('\0') || target.len() > crate::tree::MAX_PATH_BYTES {

@@ -107,7 +107,17 @@ pub fn resolve(context: &Path, base: &Path, rel: impl AsRef<Path>) -> Result<Pat
     let canon = match std::fs::canonicalize(&joined) {
         Ok(c) => c,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => {
-            return Err(HostPathError::Missing { path: joined })
+            // Missing: say so only for a path inside the context (a path
+            // outside it is refused as such, whether it exists or not).
+            let inside = joined
+                .ancestors()
+                .skip(1)
+                .find_map(|a| std::fs::canonicalize(if a.as_os_str().is_empty() { Path::new(".") } else { a }).ok())
+                .is_some_and(|a| a.starts_with(context));
+            if inside {
+                return Err(HostPathError::Missing { path: joined });
+            }
+            return Err(HostPathError::Outside { resolved: joined.clone(), path: joined, context: context.to_path_buf() });
         }
         Err(e) => return Err(HostPathError::Io { path: joined, message: e.to_string() }),
     };

@@ -192,13 +192,18 @@ pub fn read_tar_mapped(
             None => {
                 // An id that does not fit 32 bits is refused, not truncated
                 // or turned into root.
-                let id = |what: &str, v: io::Result<u64>| -> Result<u32, SourceError> {
+                let id = |what: &str, v: io::Result<u64>, raw: &[u8]| -> Result<u32, SourceError> {
+                    // An empty field (some writers leave it blank) means 0.
+                    if raw.iter().all(|b| *b == 0 || *b == b' ') {
+                        return Ok(0);
+                    }
                     let v = v.map_err(|e| fail(format!("{shown}: unreadable {what}: {e}")))?;
                     u32::try_from(v).map_err(|_| {
                         fail(format!("{shown}: {what} {v} does not fit in 32 bits\nhint: set `owner:` to choose the owner"))
                     })
                 };
-                (id("uid", header.uid())?, id("gid", header.gid())?)
+                let old = header.as_old();
+                (id("uid", header.uid(), &old.uid)?, id("gid", header.gid(), &old.gid)?)
             }
         };
         let kind = if et.is_dir() {

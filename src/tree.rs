@@ -804,6 +804,26 @@ mod tests {
     }
 
     #[test]
+    fn paths_are_bounded_and_parents_share_their_bytes() {
+        let deep = "a/".repeat(2000) + "f";
+        let p = TreePath::from_archive_member(&deep).unwrap();
+        let mut t = Tree::new();
+        t.insert(p.clone(), Entry::bytes(&b""[..], 0o644, &o("t"))).unwrap();
+        assert_eq!(t.len(), 2001);
+        // Every implicit parent is a prefix of the one buffer: no copies.
+        for (k, _) in t.iter() {
+            assert!(Arc::ptr_eq(&k.buf, &p.buf), "{} has its own copy", k.as_str().len());
+        }
+        // A sibling deep below creates only its own new parent.
+        let q = TreePath::from_archive_member(&("a/".repeat(2000) + "g/h")).unwrap();
+        t.insert(q, Entry::bytes(&b""[..], 0o644, &o("t"))).unwrap();
+        assert_eq!(t.len(), 2003);
+        assert!(matches!(TreePath::from_archive_member(&"a/".repeat(2049)), Err(PathError::TooLong(..))));
+        assert!(matches!(TreePath::from_image_path(&"n".repeat(256)), Err(PathError::NameTooLong(..))));
+        assert!(TreePath::from_image_path(&"n".repeat(255)).is_ok());
+    }
+
+    #[test]
     fn hardlink_outside_layer_is_refused() {
         let mut t = Tree::new();
         let origin = o("t");

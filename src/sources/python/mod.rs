@@ -175,7 +175,10 @@ impl<'a> Python<'a> {
                     file: self.lock_path(),
                     line: None,
                     message: format!("cannot read the lock file: {e}"),
-                    hint: Some(e.hint().to_string()),
+                    hint: Some(match e {
+                        crate::hostfs::HostPathError::Missing { .. } => "create it with `strata lock SPEC` (needs `requirements:` and uv) or write it with `uv pip compile ... --format pylock.toml`; the path is relative to the file that names it".to_string(),
+                        other => other.hint().to_string(),
+                    }),
                 })?;
                 pylock::select_file(&path, &self.target, &extras)
             })

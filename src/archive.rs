@@ -168,12 +168,8 @@ pub fn read_tar_mapped(
     let entries = ar.entries().map_err(|e| fail(format!("not a tar archive: {e}")))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| fail(format!("corrupt or truncated tar: {e}")))?;
-        let raw_path = String::from_utf8(entry.path_bytes().into_owned()).map_err(|e| {
-            fail(format!(
-                "member path `{}` is not valid UTF-8",
-                e.as_bytes().escape_ascii()
-            ))
-        })?;
+        let raw_path = String::from_utf8(entry.path_bytes().into_owned())
+            .map_err(|e| fail(format!("member path `{}` is not valid UTF-8", e.as_bytes().escape_ascii())))?;
         // Member names are shown escaped: they come from the archive and
         // could hold terminal escape sequences.
         let shown = crate::report::one_line(&raw_path);
@@ -199,7 +195,9 @@ pub fn read_tar_mapped(
                     }
                     let v = v.map_err(|e| fail(format!("{shown}: unreadable {what}: {e}")))?;
                     u32::try_from(v).map_err(|_| {
-                        fail(format!("{shown}: {what} {v} does not fit in 32 bits\nhint: set `owner:` to choose the owner"))
+                        fail(format!(
+                            "{shown}: {what} {v} does not fit in 32 bits\nhint: set `owner:` to choose the owner"
+                        ))
                     })
                 };
                 let old = header.as_old();

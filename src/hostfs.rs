@@ -117,14 +117,19 @@ pub fn resolve(context: &Path, base: &Path, rel: impl AsRef<Path>) -> Result<Pat
             if inside {
                 return Err(HostPathError::Missing { path: joined });
             }
-            return Err(HostPathError::Outside { resolved: joined.clone(), path: joined, context: context.to_path_buf() });
+            return Err(HostPathError::Outside {
+                resolved: joined.clone(),
+                path: joined,
+                context: context.to_path_buf(),
+            });
         }
         Err(e) => return Err(HostPathError::Io { path: joined, message: e.to_string() }),
     };
     if !canon.starts_with(context) {
         return Err(HostPathError::Outside { path: joined, resolved: canon, context: context.to_path_buf() });
     }
-    let meta = std::fs::metadata(&canon).map_err(|e| HostPathError::Io { path: joined.clone(), message: e.to_string() })?;
+    let meta =
+        std::fs::metadata(&canon).map_err(|e| HostPathError::Io { path: joined.clone(), message: e.to_string() })?;
     check_kind(&joined, &meta)?;
     check_real_fs(&joined, &canon)?;
     Ok(canon)
@@ -145,9 +150,7 @@ pub fn resolve_for_write(context: &Path, base: &Path, rel: impl AsRef<Path>) -> 
         return Err(HostPathError::Outside { path: joined, resolved: path, context: context.to_path_buf() });
     }
     match std::fs::symlink_metadata(&path) {
-        Ok(m) if m.file_type().is_symlink() => {
-            Err(HostPathError::NotRegular { path: joined, what: "a symbolic link" })
-        }
+        Ok(m) if m.file_type().is_symlink() => Err(HostPathError::NotRegular { path: joined, what: "a symbolic link" }),
         Ok(m) => check_kind(&joined, &m).map(|()| path),
         Err(_) => Ok(path),
     }
@@ -184,7 +187,7 @@ fn check_real_fs(shown: &Path, path: &Path) -> Result<(), HostPathError> {
         return Ok(());
     }
     const PSEUDO: [i64; 8] = [
-        0x9fa0,     // proc
+        0x9fa0,      // proc
         0x6265_6572, // sysfs
         0x6462_6720, // debugfs
         0x7363_6673, // securityfs

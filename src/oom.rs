@@ -85,12 +85,21 @@ pub fn install_panic_hook() {
             .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_default();
-        let oom = ["capacity overflow", "memory allocation", "failed to spawn thread", "Cannot allocate memory", "out of memory"]
-            .iter()
-            .any(|m| msg.contains(m));
+        let oom = [
+            "capacity overflow",
+            "memory allocation",
+            "failed to spawn thread",
+            "Cannot allocate memory",
+            "out of memory",
+        ]
+        .iter()
+        .any(|m| msg.contains(m));
         if oom {
             use std::io::Write as _;
-            let _ = writeln!(std::io::stderr(), "error: out of memory ({msg})\nhint: raise the memory limit, or lower --threads");
+            let _ = writeln!(
+                std::io::stderr(),
+                "error: out of memory ({msg})\nhint: raise the memory limit, or lower --threads"
+            );
             // SAFETY: ends the process at once, as an abort would, with status 1.
             unsafe { libc::_exit(1) }
         }

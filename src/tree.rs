@@ -573,10 +573,7 @@ impl Tree {
         // deepest existing ancestor and create only the missing ones below
         // it, so a deep path costs its new parents, not its depth, each time.
         let ancestors: Vec<TreePath> = path.ancestors().collect();
-        let first_missing = ancestors
-            .iter()
-            .rposition(|a| self.entries.contains_key(a))
-            .map_or(0, |i| i);
+        let first_missing = ancestors.iter().rposition(|a| self.entries.contains_key(a)).map_or(0, |i| i);
         for anc in ancestors.into_iter().skip(first_missing) {
             match self.entries.get(&anc) {
                 None => {

@@ -151,9 +151,32 @@ fn fuzz_spec_loader() {
     let layer = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-corpus/spec/layer.yaml")).unwrap();
     std::fs::write(dir.join("layer.yaml"), &layer).unwrap();
     let tokens: &[&[u8]] = &[
-        b"[", b"{", b"]", b"}", b"\n  - ", b": ", b"&a ", b"*a", b"!!binary ", b"- include: layer.yaml\n",
-        b"- include: spec.yaml\n", b"\"", b"'", b"\\u0000", b"---\n", b"? ", b"|\n", b"~", b"..", b"/proc/self/environ",
-        b"\xff", b"\t", b"layers:", b"name: ", b"epoch: 99999999999999", b"mode: \"7777\"",
+        b"[",
+        b"{",
+        b"]",
+        b"}",
+        b"\n  - ",
+        b": ",
+        b"&a ",
+        b"*a",
+        b"!!binary ",
+        b"- include: layer.yaml\n",
+        b"- include: spec.yaml\n",
+        b"\"",
+        b"'",
+        b"\\u0000",
+        b"---\n",
+        b"? ",
+        b"|\n",
+        b"~",
+        b"..",
+        b"/proc/self/environ",
+        b"\xff",
+        b"\t",
+        b"layers:",
+        b"name: ",
+        b"epoch: 99999999999999",
+        b"mode: \"7777\"",
     ];
     let mut rng = Rng(seed());
     fuzz("spec", "spec", tokens, Duration::from_secs(5), |input| {
@@ -172,7 +195,8 @@ fn fuzz_tar_reader() {
     let t = tempfile::tempdir().unwrap();
     let scratch = t.path().to_path_buf();
     let origin: Arc<str> = Arc::from("fuzz");
-    let tokens: &[&[u8]] = &[b"../", b"/", b"ustar\x0000", b"ustar  \x00", b"././@LongLink", b"\x00\x00\x00\x00", b"0000777"];
+    let tokens: &[&[u8]] =
+        &[b"../", b"/", b"ustar\x0000", b"ustar  \x00", b"././@LongLink", b"\x00\x00\x00\x00", b"0000777"];
     let mut rng = Rng(seed() ^ 3);
     fuzz("tar", "tar", tokens, Duration::from_secs(5), |input| {
         let placement = strata::archive::Placement {
@@ -182,7 +206,14 @@ fn fuzz_tar_reader() {
         };
         let mut tree = strata::tree::Tree::new();
         let r = strata::archive::decompress(input, "fuzz.tar").and_then(|s| {
-            strata::archive::read_tar(s, "fuzz.tar", &placement, &origin, strata::archive::MemberData::Spool(&scratch), &mut tree)
+            strata::archive::read_tar(
+                s,
+                "fuzz.tar",
+                &placement,
+                &origin,
+                strata::archive::MemberData::Spool(&scratch),
+                &mut tree,
+            )
         });
         if r.is_ok() {
             // Everything the tree holds can be read back.
@@ -203,13 +234,24 @@ fn fuzz_tar_reader() {
 fn fuzz_wheel_reader() {
     let t = tempfile::tempdir().unwrap();
     let path = t.path().join("demo-1.0-py3-none-any.whl");
-    let tokens: &[&[u8]] = &[b"PK\x01\x02", b"PK\x03\x04", b"PK\x05\x06", b"PK\x06\x06", b"PK\x06\x07", b"../", b"/", b",sha256=", b"\xff\xff\xff\xff"];
+    let tokens: &[&[u8]] = &[
+        b"PK\x01\x02",
+        b"PK\x03\x04",
+        b"PK\x05\x06",
+        b"PK\x06\x06",
+        b"PK\x06\x07",
+        b"../",
+        b"/",
+        b",sha256=",
+        b"\xff\xff\xff\xff",
+    ];
     let scheme = strata::sources::python::Scheme::debian((3, 11));
     fuzz("wheel", "wheel", tokens, Duration::from_secs(5), |input| {
         std::fs::write(&path, input).unwrap();
-        let Ok(zip) = strata::sources::python::zip::ZipArchive::open(&path, "demo-1.0-py3-none-any.whl") else { return };
-        let Ok(installed) =
-            strata::sources::python::install::install(&zip, "demo", "1.0", &scheme, Default::default())
+        let Ok(zip) = strata::sources::python::zip::ZipArchive::open(&path, "demo-1.0-py3-none-any.whl") else {
+            return;
+        };
+        let Ok(installed) = strata::sources::python::install::install(&zip, "demo", "1.0", &scheme, Default::default())
         else {
             return;
         };

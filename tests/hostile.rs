@@ -211,10 +211,13 @@ fn host_files_stay_in_the_build_context_and_secrets_stay_out_of_logs() {
 
     // `--context` widens the context explicitly; symlinks inside it are fine.
     let spec = write(&proj, "spec.yaml", "version: 1\nname: x\nlayers:\n  - include: link.yaml\n");
-    let o = run(strata_in(&proj).arg("build").arg(&spec).arg("--context").arg(root_dir).arg("-o").arg(format!(
-        "oci:{}",
-        root_dir.join("out").display()
-    )));
+    let o = run(strata_in(&proj)
+        .arg("build")
+        .arg(&spec)
+        .arg("--context")
+        .arg(root_dir)
+        .arg("-o")
+        .arg(format!("oci:{}", root_dir.join("out").display())));
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
@@ -232,7 +235,11 @@ fn spec_bombs_end_in_a_clear_error_under_a_memory_limit() {
     };
     // Ten small files, each including the next twice: 2^10 expansions.
     for i in 0..10 {
-        write(dir, &format!("f{i}.yaml"), &format!("version: 1\nlayers:\n  - include: f{}.yaml\n  - include: f{}.yaml\n", i + 1, i + 1));
+        write(
+            dir,
+            &format!("f{i}.yaml"),
+            &format!("version: 1\nlayers:\n  - include: f{}.yaml\n  - include: f{}.yaml\n", i + 1, i + 1),
+        );
     }
     write(dir, "f10.yaml", "version: 1\nlayers:\n  - dirs: [{path: /d}]\n");
     write(dir, "fanout.yaml", "version: 1\nname: x\nlayers:\n  - include: f0.yaml\n");
@@ -289,7 +296,11 @@ fn out_of_memory_is_a_clear_error_not_an_abort() {
             b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"[(x % 64) as usize] as char
         })
         .collect();
-    write(dir, "spec.yaml", &format!("version: 1\nname: x\nlayers:\n  - files: [{{path: /big, content_base64: {data}}}]\n"));
+    write(
+        dir,
+        "spec.yaml",
+        &format!("version: 1\nname: x\nlayers:\n  - files: [{{path: /big, content_base64: {data}}}]\n"),
+    );
     let o = limited(dir, 55_000_000, &["build", "spec.yaml", "-o", "oci:out"]);
     let e = fail(&o);
     assert!(e.starts_with("error: out of memory"), "{e}");
@@ -306,13 +317,30 @@ fn closed_output_streams_end_quietly() {
     let o = sh(format!("'{bin}' build /nonexistent.yaml 2>&-"));
     assert_eq!(o.status.code(), Some(1));
     // A successful build with stdout closed: exit 0, like other tools.
-    let o = sh(format!("'{bin}' --cache '{}' build -q '{}' -o 'oci:{}' >&-", cache.display(), spec.display(), t.path().join("a").display()));
+    let o = sh(format!(
+        "'{bin}' --cache '{}' build -q '{}' -o 'oci:{}' >&-",
+        cache.display(),
+        spec.display(),
+        t.path().join("a").display()
+    ));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     // Progress on a closed pipe.
-    let o = sh(format!("'{bin}' --cache '{}' build '{}' -o 'oci:{}' 2>&1 | true", cache.display(), spec.display(), t.path().join("b").display()));
+    let o = sh(format!(
+        "'{bin}' --cache '{}' build '{}' -o 'oci:{}' 2>&1 | true",
+        cache.display(),
+        spec.display(),
+        t.path().join("b").display()
+    ));
     assert!(o.status.success());
     // -v writes plain text to a file or pipe: no colour escapes.
-    let o = run(strata().arg("--cache").arg(&cache).arg("-v").arg("build").arg(&spec).arg("-o").arg(format!("oci:{}", t.path().join("c").display())));
+    let o = run(strata()
+        .arg("--cache")
+        .arg(&cache)
+        .arg("-v")
+        .arg("build")
+        .arg(&spec)
+        .arg("-o")
+        .arg(format!("oci:{}", t.path().join("c").display())));
     assert!(o.status.success());
     assert!(!stderr(&o).contains('\u{1b}'), "{}", stderr(&o));
 }
@@ -354,9 +382,8 @@ fn smaller_defects_each_get_a_clear_error() {
     let tarball = |name: &str, bytes: Vec<u8>| {
         std::fs::write(dir.join(name), bytes).unwrap();
     };
-    let spec_tar = |name: &str, extra: &str| {
-        format!("version: 1\nname: x\nlayers:\n  - tarball: {{path: {name}{extra}}}\n")
-    };
+    let spec_tar =
+        |name: &str, extra: &str| format!("version: 1\nname: x\nlayers:\n  - tarball: {{path: {name}{extra}}}\n");
     check("name with ../", "version: 1\nname: ../../x\nlayers:\n  - dirs: [{path: /d}]\n", &[]);
     check("absolute name", "version: 1\nname: /tmp/x\nlayers:\n  - dirs: [{path: /d}]\n", &[]);
     tarball("uid.tar", tar_with(|h| h.set_uid(1 << 32), b"usr/bin/su", b""));
@@ -373,7 +400,11 @@ fn smaller_defects_each_get_a_clear_error() {
     check("epoch past 9999", "version: 1\nname: x\nepoch: 253402300800\nlayers:\n  - dirs: [{path: /d}]\n", &[]);
     check("path: /etc/", "version: 1\nname: x\nlayers:\n  - files: [{path: /etc/, content: x}]\n", &[]);
     check("duplicate key", "version: 1\nname: x\nlayers:\n  - dirs: [{path: /d}]\nname: y\n", &[]);
-    check("a long line is cut", &format!("version: 1\nname: x\nlayers: [{{dirs: [{{path: /d}}], bogus: {}}}]\n", "y".repeat(5000)), &[]);
+    check(
+        "a long line is cut",
+        &format!("version: 1\nname: x\nlayers: [{{dirs: [{{path: /d}}], bogus: {}}}]\n", "y".repeat(5000)),
+        &[],
+    );
     // SOURCE_DATE_EPOCH too.
     let p = write(dir, "ok.yaml", "version: 1\nname: x\nlayers:\n  - dirs: [{path: /d}]\n");
     let o = run(strata_in(dir).env("SOURCE_DATE_EPOCH", "253402300800").arg("build").arg(&p).arg("-o").arg("oci:o"));

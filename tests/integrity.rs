@@ -91,10 +91,7 @@ fn a_rotted_cached_download_is_fetched_again() {
     let spec = t.path().join("spec.yaml");
     std::fs::write(
         &spec,
-        format!(
-            "version: 1\nname: tool\nlayers:\n  - tarball: {{url: {}/tool.tar.gz, sha256: {sha}}}\n",
-            server.addr
-        ),
+        format!("version: 1\nname: tool\nlayers:\n  - tarball: {{url: {}/tool.tar.gz, sha256: {sha}}}\n", server.addr),
     )
     .unwrap();
     let (first, _) = build_json(&spec, &format!("oci:{}", t.path().join("a").display()), &cache);

@@ -8,8 +8,8 @@ use clap::Args;
 use serde_json::json;
 use strata::build::{build, BuildError, BuildOptions};
 use strata::image::layout::{write, Output, OutputError};
-use strata::sources::SourceError;
 use strata::report::human_bytes;
+use strata::sources::SourceError;
 
 use super::progress::CliReporter;
 use super::push::{push_source, RegistryArgs, UploadArgs};

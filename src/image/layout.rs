@@ -271,7 +271,9 @@ fn write_oci_dir(
             Err(e) if dir.join("oci-layout").is_file() => {
                 tracing::debug!("{} appeared while it was written ({e}); merging into it", dir.display());
             }
-            Err(e) => return Err(OutputError::Io { action: "renaming layout into", path: dir.to_path_buf(), source: e }),
+            Err(e) => {
+                return Err(OutputError::Io { action: "renaming layout into", path: dir.to_path_buf(), source: e })
+            }
         }
     }
     fill_layout(img, store, dir, tag, sbom, true)

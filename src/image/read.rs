@@ -251,9 +251,7 @@ pub fn check_descriptors(manifest: &Value, what: &str) -> Result<(), ReadError> 
         descs.push(("subject".into(), s));
     }
     if let Some(layers) = manifest.get("layers") {
-        let list = layers
-            .as_array()
-            .ok_or_else(|| ReadError::Invalid(format!("{what}: `layers` is not a list")))?;
+        let list = layers.as_array().ok_or_else(|| ReadError::Invalid(format!("{what}: `layers` is not a list")))?;
         for (i, l) in list.iter().enumerate() {
             descs.push((format!("layers[{i}]"), l));
         }

@@ -33,9 +33,10 @@ impl Source for Files<'_> {
             } else if let Some(b) = &f.content_base64 {
                 ("base64", Digest::of(&decode_base64(b).map_err(SourceError::Message)?))
             } else {
-                let src = self.layer.host_file(f.source.as_deref().unwrap_or_default()).map_err(|e| {
-                    SourceError::Message(format!("{}: `source`: {e}\nhint: {}", f.path.0, e.hint()))
-                })?;
+                let src = self
+                    .layer
+                    .host_file(f.source.as_deref().unwrap_or_default())
+                    .map_err(|e| SourceError::Message(format!("{}: `source`: {e}\nhint: {}", f.path.0, e.hint())))?;
                 let (file, size) = crate::hostfs::open_regular(&src)
                     .map_err(|e| SourceError::Message(format!("{}: `source`: {e}", f.path.0)))?;
                 let exact = crate::hostfs::Exact::new(std::io::BufReader::new(file), size, &src);

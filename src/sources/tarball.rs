@@ -32,9 +32,7 @@ impl Tarball<'_> {
 impl Tarball<'_> {
     /// The local tarball `p`, confined to the build context.
     fn local_file(&self, p: &str) -> Result<std::path::PathBuf, SourceError> {
-        self.layer
-            .host_file(p)
-            .map_err(|e| SourceError::Message(format!("local tarball: {e}\nhint: {}", e.hint())))
+        self.layer.host_file(p).map_err(|e| SourceError::Message(format!("local tarball: {e}\nhint: {}", e.hint())))
     }
 }
 
@@ -88,7 +86,8 @@ impl Source for Tarball<'_> {
             };
             let (file, size) = match &s.url {
                 Some(_) => {
-                    let f = std::fs::File::open(&file_path).map_err(|e| SourceError::Message(format!("{name}: {e}")))?;
+                    let f =
+                        std::fs::File::open(&file_path).map_err(|e| SourceError::Message(format!("{name}: {e}")))?;
                     let len = f.metadata().map_err(SourceError::io("reading", &file_path))?.len();
                     (f, len)
                 }

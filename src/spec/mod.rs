@@ -202,7 +202,13 @@ pub fn load_with(path: &Path, opts: &LoadOptions) -> Result<LoadedSpec, SpecErro
         None => path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf(),
     };
     let context = crate::hostfs::context_dir(&ctx_dir).map_err(|e| {
-        SpecError::new(&ctx_dir, None, None, format!("build context: {e}"), Some("`--context` names a directory".into()))
+        SpecError::new(
+            &ctx_dir,
+            None,
+            None,
+            format!("build context: {e}"),
+            Some("`--context` names a directory".into()),
+        )
     })?;
     let mut budget = Budget { bytes: 0, includes: 0, context };
     let text = read(path, &mut budget)?;
@@ -258,8 +264,9 @@ fn read(path: &Path, budget: &mut Budget) -> Result<String, SpecError> {
         },
     )?;
     budget.bytes += bytes.len() as u64;
-    let text = String::from_utf8(bytes)
-        .map_err(|e| SpecError::new(path, None, None, format!("the file is not UTF-8 (byte {})", e.utf8_error().valid_up_to()), None))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        SpecError::new(path, None, None, format!("the file is not UTF-8 (byte {})", e.utf8_error().valid_up_to()), None)
+    })?;
     check_depth(path, &text)?;
     Ok(text)
 }
@@ -402,16 +409,16 @@ fn expand(
             if budget.includes > MAX_INCLUDES {
                 return Err(err(
                     "include",
-                    format!("the spec expands more than {MAX_INCLUDES} includes (counting each time a file is included)"),
+                    format!(
+                        "the spec expands more than {MAX_INCLUDES} includes (counting each time a file is included)"
+                    ),
                     Some("include each layer file once; includes that include each other multiply".into()),
                 ));
             }
             let inc_path = base.join(inc);
             let canon = match crate::hostfs::resolve(&budget.context, base, inc) {
                 Ok(c) => c,
-                Err(e) => {
-                    return Err(err("include", format!("cannot include {inc}: {e}"), Some(e.hint().to_string())))
-                }
+                Err(e) => return Err(err("include", format!("cannot include {inc}: {e}"), Some(e.hint().to_string()))),
             };
             if stack.contains(&canon) {
                 return Err(err("include", format!("include cycle: {} includes itself", inc_path.display()), None));
@@ -503,7 +510,11 @@ fn check_entry(entry: &LayerEntry, base: &Path, context: &Path) -> Result<(), Pr
         }
         if let Some(src) = &f.source {
             if let Err(e) = crate::hostfs::resolve(context, base, src) {
-                return Err((format!("files[{i}].source"), format!("`source` of {}: {e}", f.path.0), Some(e.hint().into())));
+                return Err((
+                    format!("files[{i}].source"),
+                    format!("`source` of {}: {e}", f.path.0),
+                    Some(e.hint().into()),
+                ));
             }
         }
     }

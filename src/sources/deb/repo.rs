@@ -95,7 +95,8 @@ pub fn lock_layer(layer: &ResolvedLayer, spec: &DebsSpec, cx: &LockContext<'_>) 
     let keyring = match &spec.keyring {
         Some(k) => {
             let path = layer.host_file(k).map_err(|e| format!("keyring: {e}\nhint: {}", e.hint()))?;
-            let bytes = crate::hostfs::read_bounded(&path, 16 << 20, "a keyring").map_err(|e| format!("keyring: {e}"))?;
+            let bytes =
+                crate::hostfs::read_bounded(&path, 16 << 20, "a keyring").map_err(|e| format!("keyring: {e}"))?;
             Keyring::from_bytes(&bytes, k)?
         }
         None => Keyring::debian()?,

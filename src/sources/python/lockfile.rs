@@ -61,9 +61,8 @@ pub fn lock_python(spec: &LoadedSpec, lock: &mut Lock, check: bool) -> Result<Ve
         let key = layer_key(layer);
         let src = Python::new(py, layer);
         // Written by `strata lock`: its directory must be in the build context.
-        let path = crate::hostfs::resolve_for_write(&layer.context, &layer.base_dir, &py.lock).map_err(|e| UvError {
-            message: format!("python lock {}: {e}", src.lock_path().display()),
-            hint: Some(e.hint().into()),
+        let path = crate::hostfs::resolve_for_write(&layer.context, &layer.base_dir, &py.lock).map_err(|e| {
+            UvError { message: format!("python lock {}: {e}", src.lock_path().display()), hint: Some(e.hint().into()) }
         })?;
         let old = match crate::hostfs::read_bounded(&path, super::pylock::MAX_PYLOCK_BYTES, "a lock file") {
             Ok(b) => Some(b),

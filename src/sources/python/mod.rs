@@ -68,7 +68,10 @@ pub fn check_spec(py: &PythonSpec) -> Result<(), (String, String, Option<String>
             return Err((
                 "index_url".into(),
                 format!("`{}` is not an http(s) URL", crate::report::redact_url(u)),
-                Some("e.g. `index_url: https://pypi.org/simple`; local directories and other schemes are not accepted".into()),
+                Some(
+                    "e.g. `index_url: https://pypi.org/simple`; local directories and other schemes are not accepted"
+                        .into(),
+                ),
             ));
         }
     }

@@ -66,7 +66,9 @@ pub fn parse(raw: &str) -> Result<Requirement, RequirementError> {
     }
     if s.starts_with('-') {
         return Err(refuse(
-            format!("`{s}` is an option, not a requirement (options such as `-e`, `-r` or `--index-url` are not accepted)"),
+            format!(
+                "`{s}` is an option, not a requirement (options such as `-e`, `-r` or `--index-url` are not accepted)"
+            ),
             "use `python.index_url` for the index; editable and local installs cannot be locked",
         ));
     }

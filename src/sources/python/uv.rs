@@ -85,7 +85,10 @@ pub fn compile(
     }
     if let Some(i) = &spec.index_url {
         if !(i.starts_with("https://") || i.starts_with("http://")) {
-            return Err(UvError { message: format!("`{}` is not an http(s) index URL", crate::report::redact_url(i)), hint: None });
+            return Err(UvError {
+                message: format!("`{}` is not an http(s) index URL", crate::report::redact_url(i)),
+                hint: None,
+            });
         }
     }
     if spec.requirements.is_empty() {

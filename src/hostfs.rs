@@ -204,12 +204,13 @@ fn check_real_fs(shown: &Path, path: &Path) -> Result<(), HostPathError> {
     Ok(())
 }
 
-/// Opens a regular file without blocking on FIFOs or following a final
-/// symlink, and returns it with its size.
+/// Opens a regular file without blocking on a FIFO (the kind is checked on
+/// the open handle), and returns it with its size. Confinement is
+/// [`resolve`]'s job: callers pass paths it returned, or paths the user gave.
 pub fn open_regular(path: &Path) -> Result<(File, u64), HostPathError> {
     let f = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_NOCTTY)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
         .map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => HostPathError::Missing { path: path.to_path_buf() },

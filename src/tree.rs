@@ -236,7 +236,12 @@ impl Content {
     pub fn open(&self) -> io::Result<Box<dyn Read + Send + '_>> {
         match self {
             Content::Bytes(b) => Ok(Box::new(&b[..])),
-            Content::LocalFile(p) => Ok(Box::new(fs_err::File::open(p)?)),
+            // Checked again when read: a file swapped for a FIFO or a device
+            // since it was planned must not block or feed the layer.
+            Content::LocalFile(p) => {
+                let (f, _) = crate::hostfs::open_regular(p).map_err(|e| io::Error::other(e.to_string()))?;
+                Ok(Box::new(f))
+            }
             Content::Spool(s) => Ok(Box::new(s.reader())),
             Content::Source(s) => s.open(),
         }

@@ -19,6 +19,9 @@ use std::io::Write;
 /// did not want the rest.
 pub fn out(line: &str) -> anyhow::Result<()> {
     let mut so = std::io::stdout().lock();
+    // Lines quote inputs (paths inside images, names from archives): their
+    // control characters are escaped so they cannot drive the terminal.
+    let line = strata::report::printable(line);
     match writeln!(so, "{line}").and_then(|()| so.flush()) {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe || e.raw_os_error() == Some(libc::EBADF) => {
             std::process::exit(0)

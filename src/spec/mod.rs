@@ -272,9 +272,8 @@ fn read(path: &Path, budget: &mut Budget) -> Result<String, SpecError> {
 }
 
 /// Refuses YAML nested deeper than [`MAX_YAML_DEPTH`], before any parser
-/// that could take super-linear time or stack on it sees the text. Flow
-/// brackets are counted directly; block nesting through the event parser,
-/// which stops at the first node too deep.
+/// that could take super-linear time or stack on it sees the text: a pass
+/// of the event parser, which stops at the first node too deep.
 fn check_depth(path: &Path, text: &str) -> Result<(), SpecError> {
     let too_deep = |line: usize, col: usize| {
         SpecError::new(
@@ -285,27 +284,6 @@ fn check_depth(path: &Path, text: &str) -> Result<(), SpecError> {
             Some("specs need only a few levels; check the indentation and brackets".into()),
         )
     };
-    // Flow collections: a bracket count (quoted brackets only overcount,
-    // and no real spec comes near the limit).
-    let mut depth = 0usize;
-    let (mut line, mut col) = (1, 0);
-    for ch in text.chars() {
-        col += 1;
-        match ch {
-            '\n' => {
-                line += 1;
-                col = 0;
-            }
-            '[' | '{' => {
-                depth += 1;
-                if depth > MAX_YAML_DEPTH {
-                    return Err(too_deep(line, col));
-                }
-            }
-            ']' | '}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
     let mut parser = yaml_rust2::parser::Parser::new_from_str(text);
     let mut depth = 0usize;
     loop {
@@ -321,7 +299,11 @@ fn check_depth(path: &Path, text: &str) -> Result<(), SpecError> {
                 yaml_rust2::Event::StreamEnd => return Ok(()),
                 _ => {}
             },
-            // Syntax errors are reported by the deserialiser, with its words.
+            // The event parser stops deep flow nesting itself; other syntax
+            // errors are reported by the deserialiser, with its words.
+            Err(e) if e.info().contains("recursion limit") => {
+                return Err(too_deep(e.marker().line(), e.marker().col() + 1))
+            }
             Err(_) => return Ok(()),
         }
     }

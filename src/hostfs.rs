@@ -208,14 +208,12 @@ fn check_real_fs(shown: &Path, path: &Path) -> Result<(), HostPathError> {
 /// the open handle), and returns it with its size. Confinement is
 /// [`resolve`]'s job: callers pass paths it returned, or paths the user gave.
 pub fn open_regular(path: &Path) -> Result<(File, u64), HostPathError> {
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .map_err(|e| match e.kind() {
+    let f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY).open(path).map_err(
+        |e| match e.kind() {
             std::io::ErrorKind::NotFound => HostPathError::Missing { path: path.to_path_buf() },
             _ => HostPathError::Io { path: path.to_path_buf(), message: e.to_string() },
-        })?;
+        },
+    )?;
     let meta = f.metadata().map_err(|e| HostPathError::Io { path: path.to_path_buf(), message: e.to_string() })?;
     check_kind(path, &meta)?;
     check_real_fs(path, path)?;

@@ -571,7 +571,7 @@ impl Tree {
     /// anything else at one path is a [`TreeError::Conflict`]. Nothing may be
     /// written below a symlink or a file.
     pub fn insert(&mut self, path: TreePath, entry: Entry) -> Result<(), TreeError> {
-        if self.entries.len() >= MAX_TREE_ENTRIES && self.entries.get(&path).is_none() {
+        if self.entries.len() >= MAX_TREE_ENTRIES && !self.entries.contains_key(&path) {
             return Err(TreeError::TooManyEntries { origin: entry.origin.to_string() });
         }
         // Every ancestor of an entry exists and is a directory: find the

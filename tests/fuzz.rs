@@ -205,17 +205,9 @@ fn fuzz_tar_reader() {
             owner: None,
         };
         let mut tree = strata::tree::Tree::new();
-        let r = strata::archive::decompress(input, "fuzz.tar").and_then(|s| {
-            strata::archive::read_tar(
-                s,
-                "fuzz.tar",
-                &placement,
-                &origin,
-                strata::archive::MemberData::Spool(&scratch),
-                &mut tree,
-            )
-        });
-        if r.is_ok() {
+        let Ok(stream) = strata::archive::decompress(input, "fuzz.tar") else { return };
+        let data = strata::archive::MemberData::Spool(&scratch);
+        if strata::archive::read_tar(stream, "fuzz.tar", &placement, &origin, data, &mut tree).is_ok() {
             // Everything the tree holds can be read back.
             for (_, e) in tree.iter() {
                 if let strata::tree::Kind::File { content, size, .. } = &e.kind {

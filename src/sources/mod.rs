@@ -65,16 +65,14 @@ pub enum SourceError {
     },
     /// A blob in the cache no longer has the bytes it was stored with (it
     /// has been removed, so the next attempt fetches or builds it again).
-    #[error("{what}: the cached copy {path} is corrupt (sha256 {found}, expected {expected}); it was removed and is fetched again on the next build")]
+    #[error("{what}: the cached copy {} is corrupt (sha256 {}, expected {}); it was removed and is fetched again on the next build", path.display(), digests.1, digests.0)]
     CorruptCache {
         /// What it is.
         what: String,
         /// Its path in the store.
         path: PathBuf,
-        /// The digest it was stored under.
-        expected: crate::digest::Digest,
-        /// What its bytes hash to now.
-        found: crate::digest::Digest,
+        /// The digest it was stored under, and what its bytes hash to now.
+        digests: Box<(crate::digest::Digest, crate::digest::Digest)>,
     },
     /// Any other error, already described.
     #[error(transparent)]
@@ -91,7 +89,11 @@ impl SourceError {
         found: crate::digest::Digest,
     ) -> SourceError {
         let _ = std::fs::remove_file(path);
-        SourceError::CorruptCache { what: what.to_string(), path: path.to_path_buf(), expected, found }
+        SourceError::CorruptCache {
+            what: what.to_string(),
+            path: path.to_path_buf(),
+            digests: Box::new((expected, found)),
+        }
     }
 
     /// An IO error with context.

@@ -30,7 +30,7 @@ fi
 # the system, when it is not on PATH.
 if [ -z "${STRATA_UV:-}" ] && ! command -v uv >/dev/null 2>&1; then
   if [ ! -x target/uv/bin/uv ]; then
-    python3 -m pip install --quiet --disable-pip-version-check --target target/uv uv==0.13.8 >/dev/null 2>&1 \
+    PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --disable-pip-version-check --target target/uv uv==0.13.8 >/dev/null 2>&1 \
       || echo "note: could not install uv with pip" >&2
   fi
   if [ -x target/uv/bin/uv ]; then export STRATA_UV="$PWD/target/uv/bin/uv"; fi

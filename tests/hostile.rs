@@ -264,6 +264,24 @@ fn spec_bombs_end_in_a_clear_error_under_a_memory_limit() {
     assert!(run(Command::new("mkfifo").arg(dir.join("x.lock"))).status.success());
     write(dir, "x.yaml", "version: 1\nname: x\nlayers:\n  - dirs: [{path: /d}]\n");
     check("spec lock is a FIFO", "x.yaml", "FIFO");
+    // A local wheel that never ends (a FIFO), and one far longer than the
+    // size its lock pins: refused before it is read, not hashed forever.
+    let pylock = |file: &str| {
+        format!(
+            "lock-version = \"1.0\"\ncreated-by = \"test\"\nrequires-python = \">=3.11\"\n\n[[packages]]\nname = \"demo\"\nversion = \"1.0\"\nwheels = [{{ path = \"{file}\", size = 10, hashes = {{ sha256 = \"{}\" }} }}]\n",
+            "0".repeat(64)
+        )
+    };
+    std::fs::create_dir_all(dir.join("w1")).unwrap();
+    assert!(run(Command::new("mkfifo").arg(dir.join("w1/demo-1.0-py3-none-any.whl"))).status.success());
+    write(dir, "w1/pylock.toml", &pylock("demo-1.0-py3-none-any.whl"));
+    write(dir, "w1.yaml", "version: 1\nname: x\nlayers:\n  - python: {lock: w1/pylock.toml}\n");
+    check("local wheel is a FIFO", "w1.yaml", "FIFO");
+    std::fs::create_dir_all(dir.join("w2")).unwrap();
+    std::fs::write(dir.join("w2/demo-1.0-py3-none-any.whl"), vec![0u8; 8 << 20]).unwrap();
+    write(dir, "w2/pylock.toml", &pylock("demo-1.0-py3-none-any.whl"));
+    write(dir, "w2.yaml", "version: 1\nname: x\nlayers:\n  - python: {lock: w2/pylock.toml}\n");
+    check("local wheel longer than pinned", "w2.yaml", "expected 10 bytes");
     // A 524-byte tarball whose members have 30,000 path components each.
     let mut b = tar::Builder::new(Vec::new());
     for i in 0..3 {

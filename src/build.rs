@@ -143,6 +143,8 @@ struct CacheEntry {
     blob: LayerBlob,
     /// Identity of the blob file when it was written or last verified: a
     /// blob rewritten or truncated since then is re-hashed before reuse.
+    /// Bytes that change without a change of identity are caught when the
+    /// blob is copied into an output, which verifies its digest.
     #[serde(default)]
     stamp: Option<(u64, u64, i64, i64)>,
 }
@@ -264,6 +266,9 @@ fn locked(spec: &LoadedSpec, opts: &BuildOptions, reporter: Arc<dyn Reporter>) -
 pub fn build(spec: &LoadedSpec, opts: &BuildOptions, reporter: Arc<dyn Reporter>) -> Result<BuildResult, BuildError> {
     let store = Store::open(&opts.cache)?;
     let epoch = opts.source_date_epoch.or(spec.spec.epoch).unwrap_or(0);
+    if epoch > crate::spec::MAX_EPOCH {
+        return Err(BuildError::Other(format!("SOURCE_DATE_EPOCH: {}", crate::spec::epoch_message("the time", epoch))));
+    }
     let comp = compression_of(spec);
 
     let lock = locked(spec, opts, reporter.clone())?;

@@ -14,6 +14,7 @@ pub mod cuda;
 pub mod diff;
 pub mod digest;
 pub mod fetch;
+pub mod hostfs;
 pub mod image;
 pub mod layer;
 pub mod lock;

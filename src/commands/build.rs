@@ -6,9 +6,10 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Args;
 use serde_json::json;
-use strata::build::{build, BuildOptions};
-use strata::image::layout::{write, Output};
+use strata::build::{build, BuildError, BuildOptions};
+use strata::image::layout::{write, Output, OutputError};
 use strata::report::human_bytes;
+use strata::sources::SourceError;
 
 use super::progress::CliReporter;
 use super::push::{push_source, RegistryArgs, UploadArgs};
@@ -20,6 +21,10 @@ use crate::GlobalArgs;
 pub struct BuildArgs {
     /// The image spec (YAML).
     pub spec: PathBuf,
+    /// The build context: files the spec names (includes, `source:`,
+    /// `path:`, locks) must be inside it. Default: the spec's directory.
+    #[arg(long, value_name = "DIR")]
+    pub context: Option<PathBuf>,
     /// Where to write the image: oci:DIR[:TAG], oci-archive:FILE[:TAG] or
     /// docker-archive:FILE[:NAME:TAG]. Default: oci:build/NAME:TAG.
     #[arg(short, long, value_name = "OUTPUT")]
@@ -57,7 +62,7 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let reporter = Arc::new(CliReporter::new(global.quiet));
     // A bad destination should fail before the build, not after.
     let push_to = args.push.as_deref().map(strata::registry::Reference::parse).transpose()?;
-    let spec = strata::spec::load(&args.spec)?;
+    let spec = strata::spec::load_with(&args.spec, &strata::spec::LoadOptions { context: args.context.clone() })?;
     let output = match &args.output {
         Some(o) => Output::parse(o)?,
         None => Output::OciDir { dir: PathBuf::from("build").join(&spec.spec.name), tag: None },
@@ -80,13 +85,33 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         _ => None,
     };
     let started = std::time::Instant::now();
-    let result = build(&spec, &opts, reporter.clone())?;
     let tag = spec.spec.tag.clone().unwrap_or_else(|| "latest".into());
-    let doc = strata::sbom::spdx(&spec.spec.name, &tag, &result.image.manifest.digest, result.epoch, &result.packages);
-    let doc = strata::image::canonical::to_vec(&doc)?;
-    let sbom = strata::image::layout::sbom_attachment(&result.image, &doc, result.epoch)?;
-    write(&result.image, &strata::store::Store::open(&opts.cache)?, &output, &spec.spec.name, &tag, Some(&sbom))
-        .with_context(|| format!("writing {}", output.display()))?;
+    // A blob that rotted in the cache is found when it is read (and removed
+    // then); the build runs once more, fetching or rebuilding what it lost.
+    let mut attempt = 0;
+    let result = loop {
+        attempt += 1;
+        let result = match build(&spec, &opts, reporter.clone()) {
+            Err(BuildError::Source { source: SourceError::CorruptCache { what, .. }, .. }) if attempt == 1 => {
+                eprintln!("warning: {what}: the cached copy was corrupt and has been removed; building again");
+                continue;
+            }
+            r => r?,
+        };
+        let doc =
+            strata::sbom::spdx(&spec.spec.name, &tag, &result.image.manifest.digest, result.epoch, &result.packages);
+        let doc = strata::image::canonical::to_vec(&doc)?;
+        let sbom = strata::image::layout::sbom_attachment(&result.image, &doc, result.epoch)?;
+        let store = strata::store::Store::open(&opts.cache)?;
+        match write(&result.image, &store, &output, &spec.spec.name, &tag, Some(&sbom)) {
+            Err(OutputError::CorruptBlob { digest, .. }) if attempt == 1 => {
+                eprintln!("warning: cached layer {digest} was corrupt and has been removed; building again");
+                continue;
+            }
+            r => r.with_context(|| format!("writing {}", output.display()))?,
+        }
+        break result;
+    };
     let digest = result.image.manifest.digest;
     if !global.quiet {
         let total: u64 = result.layers.iter().map(|l| l.blob.size).sum();

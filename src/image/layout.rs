@@ -62,6 +62,15 @@ pub enum OutputError {
         #[source]
         source: io::Error,
     },
+    /// A blob in the cache no longer matches its digest. It has been
+    /// removed, so building again rewrites it.
+    #[error("the cached blob {digest} is corrupt (its bytes hash to {found}); it was removed from the cache\nhint: build again: the layer is rebuilt")]
+    CorruptBlob {
+        /// The digest it is stored under.
+        digest: Digest,
+        /// What its bytes hash to.
+        found: Digest,
+    },
     /// Other.
     #[error("{0}")]
     Other(String),
@@ -128,7 +137,8 @@ impl Output {
 
 /// All blobs of an image: (digest, where the bytes are).
 enum BlobSrc<'a> {
-    Store(PathBuf),
+    /// A blob of the store, verified against its digest as it is copied.
+    Store(PathBuf, Digest),
     Bytes(&'a [u8]),
     Owned(Vec<u8>),
 }
@@ -138,7 +148,7 @@ fn blobs<'a>(img: &'a BuiltImage, store: &Store) -> Vec<(Digest, u64, BlobSrc<'a
     v.push((img.config.digest, img.config.bytes.len() as u64, BlobSrc::Bytes(&img.config.bytes)));
     v.push((img.manifest.digest, img.manifest.bytes.len() as u64, BlobSrc::Bytes(&img.manifest.bytes)));
     for l in &img.layers {
-        v.push((l.blob.digest, l.blob.size, BlobSrc::Store(store.path(&l.blob.digest))));
+        v.push((l.blob.digest, l.blob.size, BlobSrc::Store(store.path(&l.blob.digest), l.blob.digest)));
     }
     v.sort_by_key(|a| a.0);
     v.dedup_by(|a, b| a.0 == b.0);
@@ -250,17 +260,33 @@ fn write_oci_dir(
             .tempdir_in(parent)
             .map_err(ioe("creating temporary directory in", parent))?;
         set_mode(tmp.path(), 0o755)?;
-        fill_layout(img, store, tmp.path(), tag, None, sbom)?;
-        let tmp_path = tmp.keep();
-        fs::rename(&tmp_path, dir).map_err(ioe("renaming layout into", dir))?;
-        return Ok(());
+        fill_layout(img, store, tmp.path(), tag, sbom, false)?;
+        match fs::rename(tmp.path(), dir) {
+            Ok(()) => {
+                let _ = tmp.keep();
+                return Ok(());
+            }
+            // Another build created the layout meanwhile: add this image to
+            // it like to any existing layout (the temporary one is dropped).
+            Err(e) if dir.join("oci-layout").is_file() => {
+                tracing::debug!("{} appeared while it was written ({e}); merging into it", dir.display());
+            }
+            Err(e) => {
+                return Err(OutputError::Io { action: "renaming layout into", path: dir.to_path_buf(), source: e })
+            }
+        }
     }
-    let existing = if dir.join("index.json").is_file() {
-        Some(fs::read(dir.join("index.json")).map_err(ioe("reading", &dir.join("index.json")))?)
-    } else {
-        None
-    };
-    fill_layout(img, store, dir, tag, existing.as_deref(), sbom)
+    fill_layout(img, store, dir, tag, sbom, true)
+}
+
+/// Holds an exclusive lock on a layout directory (an advisory lock on the
+/// directory itself, so nothing is added to the layout) while its index is
+/// read, changed and written: concurrent builds into one layout keep each
+/// other's tags.
+fn lock_layout(dir: &Path) -> Result<fs::File, OutputError> {
+    let f = fs::File::open(dir).map_err(ioe("opening", dir))?;
+    f.lock().map_err(ioe("locking", dir))?;
+    Ok(f)
 }
 
 fn fill_layout(
@@ -268,8 +294,8 @@ fn fill_layout(
     store: &Store,
     dir: &Path,
     tag: &str,
-    existing_index: Option<&[u8]>,
     sbom: Option<&Attachment>,
+    merge: bool,
 ) -> Result<(), OutputError> {
     let bdir = dir.join("blobs/sha256");
     fs::create_dir_all(&bdir).map_err(ioe("creating", &bdir))?;
@@ -278,25 +304,37 @@ fn fill_layout(
         if dest.is_file() {
             continue;
         }
-        let tmp = bdir.join(format!(".{}.tmp", d.hex()));
         match src {
             BlobSrc::Bytes(b) => atomic_write(&dest, b)?,
             BlobSrc::Owned(b) => atomic_write(&dest, &b)?,
-            BlobSrc::Store(p) => {
-                let _ = fs::remove_file(&tmp);
-                // Hard links make large layouts cheap; fall back to a copy across filesystems.
-                if fs::hard_link(&p, &tmp).is_err() {
-                    fs::copy(&p, &tmp).map_err(ioe("copying blob to", &tmp))?;
-                }
-                fs::rename(&tmp, &dest).map_err(ioe("renaming blob to", &dest))?;
+            BlobSrc::Store(p, digest) => {
+                // A unique temporary name: two builds may add the same blob.
+                let tmp = tempfile::Builder::new()
+                    .prefix(&format!(".{}-", d.hex()))
+                    .suffix(".tmp")
+                    .tempfile_in(&bdir)
+                    .map_err(ioe("creating temporary file in", &bdir))?;
+                copy_verified(&p, tmp.as_file(), &digest)?;
+                set_mode(tmp.path(), 0o644)?;
+                tmp.persist(&dest).map_err(|e| OutputError::Io {
+                    action: "renaming blob to",
+                    path: dest.clone(),
+                    source: e.error,
+                })?;
             }
         }
     }
     atomic_write(&dir.join("oci-layout"), OCI_LAYOUT)?;
+    let _lock = if merge { Some(lock_layout(dir)?) } else { None };
+    let existing_index = if merge && dir.join("index.json").is_file() {
+        Some(fs::read(dir.join("index.json")).map_err(ioe("reading", &dir.join("index.json")))?)
+    } else {
+        None
+    };
     // Keep other images of the layout; replace the one with this tag.
     let mut manifests: Vec<serde_json::Value> = Vec::new();
     if let Some(bytes) = existing_index {
-        let v: serde_json::Value = serde_json::from_slice(bytes)
+        let v: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|e| OutputError::Other(format!("{}: invalid index.json: {e}", dir.display())))?;
         if let Some(list) = v.get("manifests").and_then(|m| m.as_array()) {
             for m in list {
@@ -312,6 +350,40 @@ fn fill_layout(
     let index = json!({"schemaVersion": 2, "mediaType": crate::image::INDEX_MEDIA_TYPE, "manifests": manifests});
     let bytes = canonical::to_vec(&index).map_err(|e| OutputError::Other(e.to_string()))?;
     atomic_write(&dir.join("index.json"), &bytes)
+}
+
+/// Copies a store blob into `out`, checking its digest on the way: a blob
+/// that rotted in the cache is removed from it and reported, never handed
+/// to a layout. The copy is a reflink (copy-on-write clone) where the
+/// filesystem has them, else a plain copy: the layout never shares bytes
+/// with the cache, so writing to one cannot corrupt the other.
+fn copy_verified(src: &Path, out: &fs::File, digest: &Digest) -> Result<(), OutputError> {
+    let input = fs::File::open(src).map_err(ioe("opening", src))?;
+    let found = if reflink(&input, out) {
+        let (found, _) =
+            crate::digest::hash_reader(io::BufReader::with_capacity(1 << 20, out)).map_err(ioe("reading", src))?;
+        found
+    } else {
+        let mut w = crate::digest::HashingWriter::new(io::BufWriter::with_capacity(1 << 20, out));
+        io::copy(&mut io::BufReader::with_capacity(1 << 20, &input), &mut w).map_err(ioe("copying", src))?;
+        let (mut buf, found, _) = w.finish();
+        buf.flush().map_err(ioe("copying", src))?;
+        found
+    };
+    if found != *digest {
+        let _ = fs::remove_file(src);
+        return Err(OutputError::CorruptBlob { digest: *digest, found });
+    }
+    Ok(())
+}
+
+/// Clones `src` into `dst` with the FICLONE ioctl (btrfs, XFS, bcachefs…);
+/// false where the filesystem cannot.
+fn reflink(src: &fs::File, dst: &fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    const FICLONE: libc::c_ulong = 0x4004_9409;
+    // SAFETY: both descriptors are open files owned by the caller.
+    unsafe { libc::ioctl(dst.as_raw_fd(), FICLONE as _, src.as_raw_fd()) == 0 }
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<(), OutputError> {
@@ -421,7 +493,11 @@ fn write_archive<'a>(
             let mut reader: Box<dyn Read> = match src {
                 BlobSrc::Bytes(b) => Box::new(*b),
                 BlobSrc::Owned(b) => Box::new(&b[..]),
-                BlobSrc::Store(p) => Box::new(fs::File::open(p).map_err(ioe("opening", p))?),
+                BlobSrc::Store(p, d) => Box::new(Verified {
+                    inner: crate::digest::HashingReader::new(fs::File::open(p).map_err(ioe("opening", p))?),
+                    expected: *d,
+                    path: p.clone(),
+                }),
             };
             tw.append(
                 &TarHeader {
@@ -436,7 +512,10 @@ fn write_archive<'a>(
                 },
                 Some(&mut reader),
             )
-            .map_err(ioe("writing", file))?;
+            .map_err(|e| match e.get_ref().and_then(|r| r.downcast_ref::<Corrupt>()) {
+                Some(c) => OutputError::CorruptBlob { digest: c.0, found: c.1 },
+                None => OutputError::Io { action: "writing", path: file.to_path_buf(), source: e },
+            })?;
         }
         let mut w = tw.finish().map_err(ioe("writing", file))?;
         w.flush().map_err(ioe("writing", file))?;
@@ -449,6 +528,38 @@ fn write_archive<'a>(
         source: e.error,
     })?;
     Ok(())
+}
+
+/// A store blob read into an archive, checked against its digest at its end.
+struct Verified {
+    inner: crate::digest::HashingReader<fs::File>,
+    expected: Digest,
+    path: PathBuf,
+}
+
+#[derive(Debug)]
+struct Corrupt(Digest, Digest);
+
+impl std::fmt::Display for Corrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cached blob {} is corrupt (its bytes hash to {})", self.0, self.1)
+    }
+}
+
+impl std::error::Error for Corrupt {}
+
+impl Read for Verified {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            let found = self.inner.digest_so_far();
+            if found != self.expected {
+                let _ = fs::remove_file(&self.path);
+                return Err(io::Error::other(Corrupt(self.expected, found)));
+            }
+        }
+        Ok(n)
+    }
 }
 
 fn attachment_blobs(a: Option<&Attachment>) -> Vec<(Digest, u64, BlobSrc<'static>)> {

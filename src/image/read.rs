@@ -202,6 +202,9 @@ fn root_manifest(src: &dyn ImageSource, digest: Digest, mt: String) -> Result<Ma
     let v: Value = serde_json::from_slice(&bytes)
         .map_err(|e| ReadError::Invalid(format!("{}: manifest {digest} is not JSON: {e}", src.describe())))?;
     let media_type = v.get("mediaType").and_then(Value::as_str).map(str::to_string).unwrap_or(mt);
+    if v.get("layers").is_some() {
+        check_descriptors(&v, &format!("{}: manifest {digest}", src.describe()))?;
+    }
     Ok(ManifestRef { bytes, digest, media_type, native: true })
 }
 
@@ -230,9 +233,42 @@ fn resolve_manifest(src: &dyn ImageSource, mut digest: Digest, mut mt: String) -
             mt = pick.get("mediaType").and_then(Value::as_str).unwrap_or(MANIFEST_MEDIA_TYPE).to_string();
             continue;
         }
+        check_descriptors(&v, &format!("{}: manifest {digest}", src.describe()))?;
         return Ok(ManifestRef { bytes, digest, media_type: declared, native: true });
     }
     Err(ReadError::Invalid(format!("{}: indexes nest too deeply", src.describe())))
+}
+
+/// Every descriptor of an image manifest (config, layers, subject) must name
+/// a sha256 digest and a size: a local layout or archive is held to what a
+/// registry would accept, so no path can be smuggled in as a digest.
+pub fn check_descriptors(manifest: &Value, what: &str) -> Result<(), ReadError> {
+    let mut descs: Vec<(String, &Value)> = Vec::new();
+    if let Some(c) = manifest.get("config") {
+        descs.push(("config".into(), c));
+    }
+    if let Some(s) = manifest.get("subject") {
+        descs.push(("subject".into(), s));
+    }
+    if let Some(layers) = manifest.get("layers") {
+        let list = layers.as_array().ok_or_else(|| ReadError::Invalid(format!("{what}: `layers` is not a list")))?;
+        for (i, l) in list.iter().enumerate() {
+            descs.push((format!("layers[{i}]"), l));
+        }
+    }
+    for (name, d) in descs {
+        let digest = d.get("digest").and_then(Value::as_str).unwrap_or_default();
+        if Digest::parse(digest).is_err() || !digest.starts_with("sha256:") {
+            return Err(ReadError::Invalid(format!(
+                "{what}: {name} has the digest `{}`, which is not `sha256:` and 64 hex digits",
+                crate::report::one_line(&digest.chars().take(100).collect::<String>())
+            )));
+        }
+        if d.get("size").and_then(Value::as_u64).is_none() {
+            return Err(ReadError::Invalid(format!("{what}: {name} has no valid size")));
+        }
+    }
+    Ok(())
 }
 
 struct OciDir {

@@ -93,8 +93,12 @@ pub struct LockContext<'a> {
 pub fn lock_layer(layer: &ResolvedLayer, spec: &DebsSpec, cx: &LockContext<'_>) -> Result<DebsLock, String> {
     let arch = arch_of(spec);
     let keyring = match &spec.keyring {
-        Some(k) => Keyring::load(&layer.resolve(k))
-            .map_err(|e| format!("keyring: {e}\nhint: `keyring:` is relative to the file that names it"))?,
+        Some(k) => {
+            let path = layer.host_file(k).map_err(|e| format!("keyring: {e}\nhint: {}", e.hint()))?;
+            let bytes =
+                crate::hostfs::read_bounded(&path, 16 << 20, "a keyring").map_err(|e| format!("keyring: {e}"))?;
+            Keyring::from_bytes(&bytes, k)?
+        }
         None => Keyring::debian()?,
     };
     let mut universe = Universe::default();

@@ -16,6 +16,7 @@ pub mod diff;
 pub mod digest;
 pub mod error;
 pub mod fetch;
+pub mod hostfs;
 pub mod image;
 pub mod layer;
 pub mod lock;

@@ -469,14 +469,28 @@ pub fn display_path(path: &Path) -> String {
     }
 }
 
+/// The largest lock file read, in bytes.
+pub const MAX_LOCK_BYTES: u64 = 64 << 20;
+
 /// Loads the lock file of a spec, `None` when there is none.
 pub fn load_for(spec: &LoadedSpec) -> Result<Option<Lock>, LockError> {
     let path = lock_path(&spec.path);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Lock::parse(&text, &path, &display_path(&spec.path)).map(Some),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(LockError::Io { action: "reading", path, source }),
+    if !path.exists() && std::fs::symlink_metadata(&path).is_err() {
+        return Ok(None);
     }
+    // A regular file of bounded size (a FIFO or an endless file here must
+    // not hang the build).
+    let bytes = crate::hostfs::read_bounded(&path, MAX_LOCK_BYTES, "a lock file").map_err(|e| LockError::Io {
+        action: "reading",
+        path: path.clone(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    let text = String::from_utf8(bytes).map_err(|_| LockError::Io {
+        action: "reading",
+        path: path.clone(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8"),
+    })?;
+    Lock::parse(&text, &path, &display_path(&spec.path)).map(Some)
 }
 
 /// The key of a layer entry in the lock's per-layer tables: its `name`, else

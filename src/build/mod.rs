@@ -146,6 +146,9 @@ pub enum BuildError {
     /// The spec could not be read again (for its checksum).
     #[error(transparent)]
     Spec(#[from] crate::spec::SpecError),
+    /// `SOURCE_DATE_EPOCH` is out of range.
+    #[error("SOURCE_DATE_EPOCH: {0}")]
+    Epoch(String),
 }
 
 impl BuildError {
@@ -201,6 +204,9 @@ pub fn build(
     reporter: Arc<dyn Reporter>,
 ) -> Result<BuildResult, BuildError> {
     let epoch = opts.source_date_epoch.or(spec.spec.epoch).unwrap_or(0);
+    if epoch > crate::spec::MAX_EPOCH {
+        return Err(BuildError::Epoch(crate::spec::epoch_message("the time", epoch)));
+    }
     let comp = compression_of(spec);
     let lock_opts =
         BuildLockOptions { unlocked: opts.unlocked, verifier: opts.verifier.clone(), net: opts.fetch.net.clone() };

@@ -19,6 +19,10 @@ use crate::GlobalArgs;
 pub struct LockArgs {
     /// The image spec (YAML). The lock is written beside it with the extension `.lock`.
     pub spec: PathBuf,
+    /// The build context: files the spec names (includes, `source:`,
+    /// `path:`, locks) must be inside it. Default: the spec's directory.
+    #[arg(long, value_name = "DIR")]
+    pub context: Option<PathBuf>,
     /// Check, offline, that the lock matches the spec's inputs and its pins are
     /// self-consistent; resolve nothing. Exit 0 current, 1 stale (each change named), 2 error.
     #[arg(long, conflicts_with_all = ["upgrade", "upgrade_package"])]
@@ -63,7 +67,7 @@ pub fn run(args: LockArgs, global: &GlobalArgs) -> ExitCode {
 
 /// `strata lock --check`: 0 current, 1 stale.
 fn check_cmd(args: &LockArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
-    let spec = strata::spec::load(&args.spec)?;
+    let spec = strata::spec::load_with(&args.spec, &strata::spec::LoadOptions { context: args.context.clone() })?;
     strata::lock::check_exclude_newer(&spec)?;
     let lock = load_for(&spec)?;
     let verifier = Verifier::locate(&spec, args.verifier.as_deref(), None)?;
@@ -102,7 +106,7 @@ fn check_cmd(args: &LockArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
 
 fn lock_cmd(args: &LockArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let reporter = Arc::new(CliReporter::new(global.quiet));
-    let spec = strata::spec::load(&args.spec)?;
+    let spec = strata::spec::load_with(&args.spec, &strata::spec::LoadOptions { context: args.context.clone() })?;
     let started = std::time::Instant::now();
     let mut net = super::net_options(global, &args.net.rewrite)?;
     net.timeouts.connect = std::time::Duration::from_secs(args.timeout.max(1));

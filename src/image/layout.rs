@@ -171,6 +171,20 @@ impl LayoutSink {
         })
     }
 
+    /// Adds the image to an existing layout, holding the layout's lock while
+    /// its index is read and rewritten.
+    fn merge_into(&self, content: &Content<'_>, dir: &Path) -> Result<WriteReport, ImageError> {
+        let _lock = lock_layout(dir)?;
+        let p = dir.join("index.json");
+        let existing = if p.is_file() {
+            let bytes = fs_err::read(&p).map_err(io_err::<ImageError>("reading", &p))?;
+            Some(parse_index(&bytes, &format!("oci:{}", dir.display()))?)
+        } else {
+            None
+        };
+        self.fill(content, dir, existing)
+    }
+
     fn fill(&self, content: &Content<'_>, dir: &Path, existing: Option<Index>) -> Result<WriteReport, ImageError> {
         let bdir = dir.join("blobs/sha256");
         fs_err::create_dir_all(&bdir).map_err(io_err::<ImageError>("creating", &bdir))?;
@@ -274,13 +288,17 @@ impl LayoutSink {
             return Ok(report(BlobAction::Skipped, 0));
         }
         if let Some(src) = content.source.blob_path(d) {
-            let tmp = bdir.join(format!(".{}.tmp", d.digest.hex()));
-            let _ = fs_err::remove_file(&tmp);
-            // Hard links make large layouts cheap; fall back to a copy across filesystems.
-            if std::fs::hard_link(&src, &tmp).is_err() {
-                fs_err::copy(&src, &tmp).map_err(io_err::<ImageError>("copying blob to", &tmp))?;
+            // A unique temporary name: two builds may add the same blob.
+            let tmp = tempfile::Builder::new()
+                .prefix(&format!(".{}-", d.digest.hex()))
+                .suffix(".tmp")
+                .tempfile_in(bdir)
+                .map_err(io_err::<ImageError>("creating temporary file in", bdir))?;
+            let found = copy_verified(&src, tmp.as_file())?;
+            if found != d.digest {
+                return Err(ImageError::CorruptBlob { path: src, digest: d.digest, found });
             }
-            fs_err::rename(&tmp, &dest).map_err(io_err::<ImageError>("renaming blob to", &dest))?;
+            crate::atomic::persist(tmp, &dest)?;
             return Ok(report(BlobAction::Written, 0));
         }
         let task = task_id();
@@ -292,6 +310,47 @@ impl LayoutSink {
         }
         r.map(|n| report(BlobAction::Written, n))
     }
+}
+
+/// Copies a local blob into `out` and returns the digest of what was
+/// copied (the caller compares it with the name): a blob that rotted in the
+/// cache is reported, never handed to a layout. The copy is a reflink
+/// (copy-on-write clone) where the filesystem has them, else a plain copy:
+/// the layout never shares bytes with the cache, so writing to one cannot
+/// corrupt the other.
+fn copy_verified(src: &Path, out: &std::fs::File) -> Result<Digest, ImageError> {
+    let input = fs_err::File::open(src).map_err(io_err::<ImageError>("opening", src))?;
+    if reflink(input.file(), out) {
+        let (found, _) =
+            crate::digest::hash_reader(io::BufReader::with_capacity(1 << 20, out))
+                .map_err(io_err::<ImageError>("reading", src))?;
+        return Ok(found);
+    }
+    let mut w = crate::digest::HashingWriter::new(io::BufWriter::with_capacity(1 << 20, out));
+    io::copy(&mut io::BufReader::with_capacity(1 << 20, input), &mut w)
+        .map_err(io_err::<ImageError>("copying", src))?;
+    let (mut buf, found, _) = w.finish();
+    buf.flush().map_err(io_err::<ImageError>("copying", src))?;
+    Ok(found)
+}
+
+/// Clones `src` into `dst` with the FICLONE ioctl (btrfs, XFS, bcachefs…);
+/// false where the filesystem cannot.
+fn reflink(src: &std::fs::File, dst: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    const FICLONE: libc::c_ulong = 0x4004_9409;
+    // SAFETY: both descriptors are open files owned by the caller.
+    unsafe { libc::ioctl(dst.as_raw_fd(), FICLONE as _, src.as_raw_fd()) == 0 }
+}
+
+/// Holds an exclusive lock on a layout directory (an advisory lock on the
+/// directory itself, so nothing is added to the layout) while its index is
+/// read, changed and written: concurrent builds into one layout keep each
+/// other's tags.
+fn lock_layout(dir: &Path) -> Result<std::fs::File, ImageError> {
+    let f = std::fs::File::open(dir).map_err(io_err::<ImageError>("opening", dir))?;
+    f.lock().map_err(io_err::<ImageError>("locking", dir))?;
+    Ok(f)
 }
 
 /// Streams a blob into a temporary file in `dir`, checking size and digest,
@@ -375,18 +434,24 @@ impl Sink for LayoutSink {
                     .map_err(io_err::<ImageError>("creating temporary directory in", parent))?;
                 set_mode(tmp.path(), 0o755)?;
                 let report = self.fill(content, tmp.path(), None)?;
-                let tmp_path = tmp.keep();
-                fs_err::rename(&tmp_path, dir).map_err(io_err::<ImageError>("renaming layout into", dir))?;
-                report
+                match std::fs::rename(tmp.path(), dir) {
+                    Ok(()) => {
+                        let _ = tmp.keep();
+                        report
+                    }
+                    // Another build created the layout meanwhile: add this
+                    // image to it like to any existing layout (the temporary
+                    // one is dropped).
+                    Err(e) if dir.join("oci-layout").is_file() => {
+                        tracing::debug!("{} appeared while it was written ({e}); merging into it", dir.display());
+                        self.merge_into(content, dir)?
+                    }
+                    Err(e) => {
+                        return Err(io_err::<ImageError>("renaming layout into", dir)(e));
+                    }
+                }
             } else {
-                let p = dir.join("index.json");
-                let existing = if p.is_file() {
-                    let bytes = fs_err::read(&p).map_err(io_err::<ImageError>("reading", &p))?;
-                    Some(parse_index(&bytes, &format!("oci:{}", dir.display()))?)
-                } else {
-                    None
-                };
-                self.fill(content, dir, existing)?
+                self.merge_into(content, dir)?
             };
         Ok(WriteReport { seconds: started.elapsed().as_secs_f64(), ..report })
     }

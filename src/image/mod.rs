@@ -263,6 +263,17 @@ pub enum ImageError {
         /// The digest of the bytes.
         found: Digest,
     },
+    /// A local blob (the cache's copy of a layer) no longer matches the
+    /// digest it is stored under; the build removes it and runs again.
+    #[error("the cached blob {digest} at {} is corrupt (its bytes hash to {found})\nhint: build again: the layer is rebuilt", path.display())]
+    CorruptBlob {
+        /// Where it is.
+        path: PathBuf,
+        /// The digest it is stored under.
+        digest: Digest,
+        /// What its bytes hash to.
+        found: Digest,
+    },
     /// A blob's length differs from its descriptor's size.
     #[error("{source_name}: blob {digest} has {found} bytes, its descriptor says {expected}; the image is corrupt")]
     SizeMismatch {

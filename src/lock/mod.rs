@@ -454,18 +454,23 @@ fn check_pylock(
     let src = Python::new(py, layer);
     let path = src.lock_path();
     let shown = display_path(&path);
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(vec![Change::PylockEdited {
-                layer: key,
-                path: shown,
-                recorded: entry.sha256.clone(),
-                now: "missing".into(),
-            }])
-        }
-        Err(source) => return Err(LockError::Io { action: "reading", path, source }.into()),
-    };
+    let bytes =
+        match crate::hostfs::read_bounded(&path, crate::sources::python::pylock::MAX_PYLOCK_BYTES, "a lock file") {
+            Ok(b) => b,
+            Err(crate::hostfs::HostPathError::Missing { .. }) => {
+                return Ok(vec![Change::PylockEdited {
+                    layer: key,
+                    path: shown,
+                    recorded: entry.sha256.clone(),
+                    now: "missing".into(),
+                }])
+            }
+            Err(e) => {
+                return Err(
+                    LockError::Io { action: "reading", path, source: std::io::Error::other(e.to_string()) }.into()
+                )
+            }
+        };
     let now = crate::digest::Digest::of(&bytes).to_string();
     if now != entry.sha256 {
         return Ok(vec![Change::PylockEdited { layer: key, path: shown, recorded: entry.sha256.clone(), now }]);

@@ -32,7 +32,7 @@ impl Keyring {
 
     /// Reads a keyring file (binary `.gpg` or ASCII-armored `.asc`).
     pub fn load(path: &Path) -> Result<Keyring, String> {
-        let bytes = fs_err::read(path).map_err(|e| e.to_string())?;
+        let bytes = crate::hostfs::read_bounded(path, 16 << 20, "a keyring").map_err(|e| e.to_string())?;
         Keyring::from_bytes(&bytes, &path.display().to_string())
     }
 

@@ -155,8 +155,12 @@ pub fn load_indexes(
 ) -> Result<Indexes, String> {
     let arch = spec.arch();
     let keyring = match &spec.keyring {
-        Some(k) => Keyring::load(&layer.resolve(k))
-            .map_err(|e| format!("keyring: {e}\nhint: `keyring:` is relative to the file that names it"))?,
+        Some(k) => {
+            let path = layer.host_file(k).map_err(|e| format!("keyring: {e}\nhint: {}", e.hint()))?;
+            let bytes =
+                crate::hostfs::read_bounded(&path, 16 << 20, "a keyring").map_err(|e| format!("keyring: {e}"))?;
+            Keyring::from_bytes(&bytes, k)?
+        }
         None => Keyring::debian()?,
     };
     let mut out = Indexes {

@@ -25,9 +25,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::marker::{normalize_name, Marker};
+use super::marker::normalize_name;
 use super::uv::{self, Preferences, UvError};
-use super::version::{SpecifierSet, Version};
+use super::version::Version;
 use super::{Python, Target};
 use crate::digest::Digest;
 use crate::lockfile::{layer_key, PythonInputs, PythonLock};
@@ -101,45 +101,6 @@ pub fn versions(text: &str) -> BTreeMap<String, String> {
     pylock_packages(text).unwrap_or_default().into_iter().map(|p| (p.name, p.version.unwrap_or_default())).collect()
 }
 
-/// A PEP 508 requirement, as far as checking a pylock against it needs.
-#[derive(Debug, Clone)]
-pub struct Requirement {
-    /// Normalised project name.
-    pub name: String,
-    /// Version specifiers (`None`: any version, or a direct URL).
-    pub specifier: Option<SpecifierSet>,
-    /// Environment marker.
-    pub marker: Option<Marker>,
-}
-
-/// Parses `name[extras] (specifiers) ; marker` (a direct reference,
-/// `name @ url`, checks the name only).
-pub fn parse_requirement(s: &str) -> Result<Requirement, String> {
-    let s = s.trim();
-    let (body, marker) = match s.split_once(';') {
-        Some((b, m)) => (b.trim(), Some(Marker::parse(m.trim()).map_err(|e| format!("`{s}`: marker: {e}"))?)),
-        None => (s, None),
-    };
-    let n = body.bytes().take_while(|b| b.is_ascii_alphanumeric() || b"._-".contains(b)).count();
-    if n == 0 {
-        return Err(format!("`{s}` does not start with a project name"));
-    }
-    let name = normalize_name(&body[..n]);
-    let mut rest = body[n..].trim_start();
-    if let Some(r) = rest.strip_prefix('[') {
-        let end = r.find(']').ok_or_else(|| format!("`{s}`: unclosed `[`"))?;
-        rest = r[end + 1..].trim_start();
-    }
-    if rest.starts_with('@') {
-        return Ok(Requirement { name, specifier: None, marker });
-    }
-    let rest = rest.trim();
-    let rest = rest.strip_prefix('(').and_then(|r| r.strip_suffix(')')).unwrap_or(rest).trim();
-    let specifier =
-        if rest.is_empty() { None } else { Some(SpecifierSet::parse(rest).map_err(|e| format!("`{s}`: {e}"))?) };
-    Ok(Requirement { name, specifier, marker })
-}
-
 /// The requirements a pylock does not satisfy for `target`: (requirement,
 /// what the pylock has for that name). Requirements whose marker is false
 /// for the target are not checked.
@@ -153,7 +114,7 @@ pub fn unsatisfied(
     let env = target.marker_env(&extras, &BTreeSet::new());
     let mut out = Vec::new();
     for r in requirements {
-        let req = parse_requirement(r)?;
+        let req = super::requirement::parse(r).map_err(|e| format!("`{r}`: {}", e.message))?;
         if let Some(m) = &req.marker {
             if !m.evaluate(&env).map_err(|e| format!("`{r}`: {e}"))? {
                 continue;
@@ -161,12 +122,13 @@ pub fn unsatisfied(
         }
         let have: Vec<&PylockPackage> = packages.iter().filter(|p| p.name == req.name).collect();
         let ok = !have.is_empty()
-            && match &req.specifier {
-                None => true,
-                Some(set) => have.iter().any(|p| {
-                    p.version.as_deref().and_then(|v| Version::parse(v).ok()).is_some_and(|v| set.contains(&v))
-                }),
-            };
+            && (req.specifiers.is_empty()
+                || have.iter().any(|p| {
+                    p.version
+                        .as_deref()
+                        .and_then(|v| Version::parse(v).ok())
+                        .is_some_and(|v| req.specifiers.iter().all(|s| s.contains(&v)))
+                }));
         if !ok {
             let found = (!have.is_empty()).then(|| {
                 have.iter()
@@ -210,9 +172,17 @@ pub fn lock_entry(
 ) -> Result<(PythonLock, Locked), UvError> {
     let key = layer_key(layer);
     let src = Python::new(py, layer);
-    let path = src.lock_path();
+    // Written by `strata lock`: its directory must be in the build context.
+    let path = crate::hostfs::resolve_for_write(&layer.context, &layer.base_dir, &py.lock).map_err(|e| UvError {
+        message: format!("python lock {}: {e}", src.lock_path().display()),
+        hint: Some(e.hint().into()),
+    })?;
     let inputs = PythonInputs::of(py);
-    let old = std::fs::read(&path).ok();
+    let old = match crate::hostfs::read_bounded(&path, super::pylock::MAX_PYLOCK_BYTES, "a lock file") {
+        Ok(b) => Some(b),
+        Err(crate::hostfs::HostPathError::Missing { .. }) => None,
+        Err(e) => return Err(UvError { message: e.to_string(), hint: Some(e.hint().into()) }),
+    };
     let old_text = old.as_deref().map(|b| String::from_utf8_lossy(b).into_owned());
     let before = old_text.as_deref().map(versions).unwrap_or_default();
     let uv_err = |message: String| UvError { message, hint: None };
@@ -435,7 +405,6 @@ mod tests {
         assert!(reqs(&["einops; python_version < '3'"]).is_empty(), "a marker false for the target is not checked");
         assert_eq!(reqs(&["einops"]), vec![("einops".to_string(), None)]);
         assert_eq!(reqs(&["torch==2.8.0"]), vec![("torch==2.8.0".to_string(), Some("torch 2.9.0".to_string()))]);
-        assert!(parse_requirement("==1").is_err());
     }
 
     #[test]

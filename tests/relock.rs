@@ -221,6 +221,13 @@ fn py_spec(dir: &Path, name: &str, index: &SimpleIndex, reqs: &[&str], exclude_n
     .unwrap();
 }
 
+/// Whether uv can run: `$STRATA_UV` (scripts/test.sh installs it there when
+/// it is not on PATH) or `uv`.
+fn uv_available() -> bool {
+    let uv = std::env::var("STRATA_UV").unwrap_or_else(|_| "uv".into());
+    have_tool(&uv, &["--version"])
+}
+
 /// strata with its own cache and uv's cache in `dir`.
 fn py_strata(dir: &Path, uv_cache: &str) -> Command {
     let mut c = strata();
@@ -251,7 +258,7 @@ fn versions(path: &Path) -> BTreeMap<String, String> {
 
 #[test]
 fn python_relock_keeps_pins_and_moves_only_what_is_asked() {
-    if !have_tool("uv", &["--version"]) {
+    if !uv_available() {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -304,7 +311,7 @@ fn python_relock_keeps_pins_and_moves_only_what_is_asked() {
 
 #[test]
 fn python_offline_relock_from_a_mirror() {
-    if !have_tool("uv", &["--version"]) {
+    if !uv_available() {
         return;
     }
     let t = tempfile::tempdir().unwrap();

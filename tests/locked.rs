@@ -250,7 +250,11 @@ fn committed_locks_are_current() {
 #[test]
 fn check_runs_in_a_network_namespace_with_no_interfaces() {
     let spec = root().join("specs/pytorch-cuda.yaml");
-    let Some(mut c) = unshare_net(&["lock", "--check", spec.to_str().unwrap()]) else { return };
+    let repo = root();
+    let Some(mut c) = unshare_net(&["lock", "--check", spec.to_str().unwrap(), "--context", repo.to_str().unwrap()])
+    else {
+        return;
+    };
     let o = run(&mut c);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stderr(&o).contains("pytorch-cuda.lock is current"), "{}", stderr(&o));

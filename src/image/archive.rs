@@ -260,15 +260,59 @@ fn write_tar(file: &Path, content: &Content<'_>, mut entries: Vec<(String, u64, 
             let mut reader: BlobReader<'_> = match data {
                 Data::Bytes(b) => Box::new(*b),
                 Data::Owned(b) => Box::new(&b[..]),
-                Data::Blob(d) => content.source.open_blob(d)?,
+                // Checked against its digest as it passes: a blob that rotted
+                // in the cache never ends up in an archive.
+                Data::Blob(d) => Box::new(Verified {
+                    inner: crate::digest::HashingReader::new(content.source.open_blob(d)?),
+                    expected: d.digest,
+                }),
             };
-            tw.append(&header(name, TarType::File, *size), Some(&mut reader))
-                .map_err(io_err::<ImageError>("writing", file))?;
+            tw.append(&header(name, TarType::File, *size), Some(&mut reader)).map_err(|e| {
+                match (e.get_ref().and_then(|r| r.downcast_ref::<Corrupt>()), data) {
+                    (Some(c), Data::Blob(d)) => ImageError::CorruptBlob {
+                        path: content.source.blob_path(d).unwrap_or_default(),
+                        digest: c.0,
+                        found: c.1,
+                    },
+                    _ => io_err::<ImageError>("writing", file)(e),
+                }
+            })?;
         }
         let mut w = tw.finish().map_err(io_err::<ImageError>("writing", file))?;
         w.flush().map_err(io_err::<ImageError>("writing", file))?;
     }
     Ok(persist(tmp, file)?)
+}
+
+/// A blob read into an archive, checked against its digest at its end.
+struct Verified<R> {
+    inner: crate::digest::HashingReader<R>,
+    expected: Digest,
+}
+
+/// A blob whose bytes do not hash to its digest: (expected, found).
+#[derive(Debug)]
+struct Corrupt(Digest, Digest);
+
+impl std::fmt::Display for Corrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "blob {} is corrupt (its bytes hash to {})", self.0, self.1)
+    }
+}
+
+impl std::error::Error for Corrupt {}
+
+impl<R: Read> Read for Verified<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            let found = self.inner.digest_so_far();
+            if found != self.expected {
+                return Err(io::Error::other(Corrupt(self.expected, found)));
+            }
+        }
+        Ok(n)
+    }
 }
 
 fn blob_reports(content: &Content<'_>, skip: impl Fn(&Descriptor) -> bool) -> Vec<BlobReport> {

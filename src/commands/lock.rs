@@ -159,7 +159,8 @@ fn lock_cmd(args: &LockArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
         };
         eprintln!("{}: {how} ({} wheels, {})", p.pylock, p.wheels, p.sha256);
     }
-    for (k, d) in &r.lock.debs {
+    // Notes of the entries resolved now (a kept entry's notes did not change).
+    for (k, d) in r.lock.debs.iter().filter(|(k, _)| r.resolved.contains(&format!("debs `{k}`"))) {
         for n in &d.notes {
             eprintln!("note: layer `{k}`: {n}");
         }

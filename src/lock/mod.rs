@@ -727,8 +727,9 @@ fn check_upgrade_names(
     for l in &spec.layers {
         if let Some(py) = &l.entry.python {
             let src = Python::new(py, l);
-            if let Ok(text) = std::fs::read_to_string(src.lock_path()) {
-                known.extend(pylockfile::versions(&text).into_keys());
+            let limit = crate::sources::python::pylock::MAX_PYLOCK_BYTES;
+            if let Ok(bytes) = crate::hostfs::read_bounded(&src.lock_path(), limit, "a lock file") {
+                known.extend(pylockfile::versions(&String::from_utf8_lossy(&bytes)).into_keys());
             }
             known.extend(crate::sources::python::pylock::requirement_names(&py.requirements));
         }

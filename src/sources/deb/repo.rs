@@ -105,7 +105,8 @@ impl LockContext<'_> {
         } else {
             crate::mirror::find(self.mirrors, digest)?
         };
-        let bytes = std::fs::read(path).ok()?;
+        // Bounded like a download: a mirror file is an input like any other.
+        let bytes = crate::hostfs::read_bounded(&path, MAX_INDEX as u64, "an archive index").ok()?;
         (Digest::of(&bytes) == *digest).then_some(bytes)
     }
 

@@ -187,7 +187,17 @@ pub fn lock_entry(
     let before = old_text.as_deref().map(versions).unwrap_or_default();
     let uv_err = |message: String| UvError { message, hint: None };
     let (bytes, resolved) = if py.requirements.is_empty() {
-        (old.clone().unwrap_or_default(), false)
+        match &old {
+            Some(b) => (b.clone(), false),
+            // A brought pylock that is not there: the selection says how to make one.
+            None => {
+                let message = match src.selection() {
+                    Err(e) => e.to_string(),
+                    Ok(_) => format!("{} cannot be read", path.display()),
+                };
+                return Err(uv_err(message));
+            }
+        }
     } else {
         let moves: Vec<&String> =
             opts.upgrade_packages.iter().filter(|n| before.contains_key(&normalize_name(n))).collect();

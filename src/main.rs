@@ -1,5 +1,6 @@
 //! The `strata` command line. It parses arguments and prints; the work is in
 //! the library.
+#![forbid(unsafe_code)]
 
 mod commands;
 
@@ -128,9 +129,22 @@ fn render_error(e: &anyhow::Error) -> String {
 /// The hint of an error of a type that offers one.
 fn hint_of(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     use strata::error::Hint;
-    if let Some(x) = e.downcast_ref::<strata::image::ImageError>() {
-        return x.hint();
+    macro_rules! try_hint {
+        ($($t:ty),*) => {$(
+            if let Some(x) = e.downcast_ref::<$t>() {
+                return x.hint();
+            }
+        )*};
     }
+    try_hint!(
+        strata::build::BuildError,
+        strata::lock::Error,
+        strata::sources::SourceError,
+        strata::sources::deb::error::DebError,
+        strata::fetch::FetchError,
+        strata::image::ImageError,
+        strata::net::NetError
+    );
     None
 }
 

@@ -145,6 +145,18 @@ pub enum BuildError {
     Io(#[from] crate::error::IoError),
 }
 
+impl crate::error::Hint for BuildError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            BuildError::Fetch(e) => e.hint(),
+            BuildError::Source { source, .. } | BuildError::Verifier { source } => source.hint(),
+            BuildError::Lock(e) => e.hint(),
+            BuildError::Image(e) => e.hint(),
+            _ => None,
+        }
+    }
+}
+
 impl BuildError {
     /// A source's failure, with the layer entry it belongs to.
     pub fn source(resolved: &ResolvedLayer, layer: &str, source: SourceError) -> BuildError {

@@ -277,7 +277,7 @@ impl LayoutSink {
             let tmp = bdir.join(format!(".{}.tmp", d.digest.hex()));
             let _ = fs_err::remove_file(&tmp);
             // Hard links make large layouts cheap; fall back to a copy across filesystems.
-            if std::fs::hard_link(&src, &tmp).is_err() {
+            if fs_err::hard_link(&src, &tmp).is_err() {
                 fs_err::copy(&src, &tmp).map_err(io_err::<ImageError>("copying blob to", &tmp))?;
             }
             fs_err::rename(&tmp, &dest).map_err(io_err::<ImageError>("renaming blob to", &dest))?;

@@ -37,6 +37,30 @@ pub enum Error {
     /// Locking a `python:` entry failed.
     #[error(transparent)]
     Python(#[from] UvError),
+    /// Resolving a `debs:` entry failed.
+    #[error("layer `{layer}` ({} {node}): {source}", file.display())]
+    Resolve {
+        /// The layer entry.
+        layer: String,
+        /// Its file.
+        file: PathBuf,
+        /// Its node in the file.
+        node: String,
+        /// Why.
+        #[source]
+        source: crate::sources::deb::error::DebError,
+    },
+    /// Two `debs:` entries with one lock key.
+    #[error("{}: two layer entries with `debs:` share the lock key `{key}`\nhint: give each a distinct `name:`", file.display())]
+    SharedKey {
+        /// The spec file.
+        file: PathBuf,
+        /// The key.
+        key: String,
+    },
+    /// The network layer could not be set up.
+    #[error(transparent)]
+    Net(#[from] crate::net::NetError),
     /// `strata lock --check`: the lock would change.
     #[error("{} is out of date (or missing) for {spec}\nhint: run `strata lock {spec}` and commit the result", path.display())]
     OutOfDate {
@@ -45,6 +69,16 @@ pub enum Error {
         /// The spec, as given.
         spec: String,
     },
+}
+
+impl crate::error::Hint for Error {
+    fn hint(&self) -> Option<String> {
+        match self {
+            Error::Resolve { source, .. } => source.hint(),
+            Error::Net(e) => e.hint(),
+            _ => None,
+        }
+    }
 }
 
 /// Checks that `lock` was made from this spec (its `[spec]` checksum).
@@ -90,25 +124,26 @@ pub fn resolve_debs(
     store: &Store,
     net: &NetOptions,
     reporter: Arc<dyn Reporter>,
-) -> Result<Lock, LockError> {
+) -> Result<Lock, Error> {
     let mut lock = base.unwrap_or_default();
     let mut debs = BTreeMap::new();
     let layers: Vec<_> = spec.layers.iter().filter_map(|l| l.entry.debs.as_ref().map(|d| (l, d))).collect();
     if !layers.is_empty() {
-        let net = Net::new(net.clone()).map_err(|e| LockError::Missing(e.to_string()))?;
+        let net = Net::new(net.clone())?;
         let retry = RetryPolicy::default().with_retries(2);
         let cx = crate::sources::deb::repo::LockContext { store, reporter: reporter.clone(), net: &net, retry };
         for (l, d) in layers {
             let key = layer_key(l);
             if debs.contains_key(&key) {
-                return Err(LockError::Missing(format!(
-                    "{}: two layer entries with `debs:` share the lock key `{key}`\nhint: give each a distinct `name:`",
-                    l.file.display()
-                )));
+                return Err(Error::SharedKey { file: l.file.clone(), key });
             }
             reporter.info(&format!("resolving layer `{key}`"));
-            let entry = crate::sources::deb::repo::lock_layer(l, d, &cx)
-                .map_err(|m| LockError::Missing(format!("layer `{key}` ({} {}): {m}", l.file.display(), l.node)))?;
+            let entry = crate::sources::deb::repo::lock_layer(l, d, &cx).map_err(|source| Error::Resolve {
+                layer: key.clone(),
+                file: l.file.clone(),
+                node: l.node.clone(),
+                source,
+            })?;
             debs.insert(key, entry);
         }
     }
@@ -158,7 +193,7 @@ pub fn relock(
         .map(|v| VerifierLock { sha256: v.sha256.to_string(), size: v.size });
     let path = lock_path(&spec.path);
     let shown = spec.path.display().to_string();
-    let text = lock.to_text(&shown).map_err(LockError::Missing)?;
+    let text = lock.to_text(&shown)?;
     let unchanged = fs_err::read_to_string(&path).ok().as_deref() == Some(text.as_str());
     if opts.check && !unchanged {
         return Err(Error::OutOfDate { path, spec: shown });

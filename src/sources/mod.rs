@@ -45,16 +45,8 @@ pub enum SourceError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// An IO error on a named path.
-    #[error("{action} {path}: {source}")]
-    Io {
-        /// What was being done.
-        action: String,
-        /// The path.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::error::IoError),
     /// An archive member path was refused.
     #[error("{archive}: member {source}")]
     Path {
@@ -64,17 +56,28 @@ pub enum SourceError {
         #[source]
         source: PathError,
     },
+    /// A Debian archive, index or package is not usable.
+    #[error(transparent)]
+    Deb(#[from] deb::error::DebError),
     /// Any other error, already described.
     #[error(transparent)]
     Other(Box<dyn std::error::Error + Send + Sync>),
 }
 
+impl crate::error::Hint for SourceError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            SourceError::Deb(e) => e.hint(),
+            _ => None,
+        }
+    }
+}
+
 impl SourceError {
     /// An IO error with context.
-    pub fn io(action: impl Into<String>, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> SourceError {
-        let action = action.into();
+    pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> SourceError {
         let path = path.into();
-        move |source| SourceError::Io { action, path, source }
+        move |source| SourceError::Io(crate::error::IoError { action, path, source })
     }
 }
 

@@ -29,7 +29,7 @@ pub struct Verifier {
 #[derive(Debug, thiserror::Error)]
 pub enum VerifierError {
     /// The binary cannot be read.
-    #[error("{}: the spec has a `gpu:` section, so the image gets strata-verify as its entrypoint, but the binary cannot be read at {}: {source}\nhint: build it with `verifier/build-reproducible.sh` (or `cargo build --release -p strata-verify`) and pass `--verifier PATH`, or set `gpu.verify: off`", spec.display(), path.display())]
+    #[error("{}: the spec has a `gpu:` section, so the image gets strata-verify as its entrypoint, but the binary cannot be read at {}: {}\nhint: build it with `verifier/build-reproducible.sh` (or `cargo build --release -p strata-verify`) and pass `--verifier PATH`, or set `gpu.verify: off`", spec.display(), path.display(), crate::error::os_message(source))]
     Unreadable {
         /// The spec.
         spec: PathBuf,

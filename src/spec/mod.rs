@@ -137,17 +137,17 @@ pub fn load(path: &Path) -> Result<LoadedSpec, SpecError> {
 }
 
 fn canonical(p: &Path) -> PathBuf {
-    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+    fs_err::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
 fn read(path: &Path) -> Result<String, SpecError> {
-    std::fs::read_to_string(path).map_err(|e| {
+    fs_err::read_to_string(path).map_err(|e| {
         let hint = if e.kind() == std::io::ErrorKind::NotFound {
             Some("check the path; relative paths in specs are resolved against the file that names them".to_string())
         } else {
             None
         };
-        SpecError::new(path, None, None, format!("cannot read: {e}"), hint)
+        SpecError::new(path, None, None, format!("cannot read: {}", crate::error::os_message(&e)), hint)
     })
 }
 
@@ -229,12 +229,12 @@ fn expand(
             if stack.len() >= MAX_INCLUDE_DEPTH {
                 return Err(err("include", format!("includes nest deeper than {MAX_INCLUDE_DEPTH} levels"), None));
             }
-            let inc_text = match std::fs::read_to_string(&inc_path) {
+            let inc_text = match fs_err::read_to_string(&inc_path) {
                 Ok(t) => t,
                 Err(e) => {
                     return Err(err(
                         "include",
-                        format!("cannot read included file {}: {e}", inc_path.display()),
+                        format!("cannot read included file {}: {}", inc_path.display(), crate::error::os_message(&e)),
                         Some("include paths are relative to the file that names them".into()),
                     ))
                 }
@@ -405,7 +405,7 @@ fn check_image(
             c.algorithm,
             c.level.unwrap_or_else(|| crate::compress::Compression::default_level(c.algorithm)),
         );
-        comp.validate().map_err(|m| err("compression.level", m, None))?;
+        comp.validate().map_err(|m| err("compression.level", m.to_string(), None))?;
     }
     if let Some(cfg) = &spec.config {
         for (i, port) in cfg.ports.iter().enumerate() {
@@ -510,41 +510,7 @@ fn valid_account_name(n: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
 }
 
-/// Decodes standard base64 (padding optional, whitespace ignored).
-pub fn decode_base64(s: &str) -> Result<Vec<u8>, String> {
-    fn val(c: u8) -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    }
-    let clean: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    let trimmed: &[u8] = {
-        let mut end = clean.len();
-        while end > 0 && clean[end - 1] == b'=' {
-            end -= 1;
-        }
-        &clean[..end]
-    };
-    if trimmed.len() % 4 == 1 {
-        return Err("truncated base64 input".into());
-    }
-    let mut out = Vec::with_capacity(trimmed.len() * 3 / 4);
-    for chunk in trimmed.chunks(4) {
-        let mut acc = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            let v = val(c).ok_or_else(|| format!("character `{}` is not base64", c as char))?;
-            acc |= v << (18 - 6 * i);
-        }
-        let bytes = acc.to_be_bytes();
-        out.extend_from_slice(&bytes[1..chunk.len()]);
-    }
-    Ok(out)
-}
+pub use crate::encoding::decode as decode_base64;
 
 /// The JSON Schema of image specs, as committed in `docs/spec.schema.json`.
 pub fn image_schema() -> serde_json::Value {

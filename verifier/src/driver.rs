@@ -57,10 +57,10 @@ pub fn panic_message(payload: &(dyn Any + Send)) -> String {
 pub fn contained<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     catch_unwind(AssertUnwindSafe(f)).map_err(|p| panic_message(p.as_ref()))
 }
-
 /// `cuGetErrorName` with an integer argument (see the module docs).
 pub fn error_name(code: i32) -> String {
     type F = unsafe extern "C" fn(c_int, *mut *const c_char) -> c_int;
+    // SAFETY: F is cuGetErrorName's C signature; it returns a static NUL-terminated string, read only when not null.
     let name = contained(|| unsafe {
         let f: F = *sys::culib().get::<F>(b"cuGetErrorName\0").ok()?;
         let mut p: *const c_char = std::ptr::null();
@@ -107,10 +107,10 @@ fn check(call: &'static str, r: sys::CUresult) -> Result<(), CuError> {
         Err(err(call, code))
     }
 }
-
 /// The path of the libcuda that cudarc itself opened, found through the
 /// address of its `cuInit`. Loads cudarc's library handle if needed.
 pub fn cudarc_libcuda_path() -> Result<std::path::PathBuf, String> {
+    // SAFETY: the cuInit symbol is only looked up, and its address only handed to dladdr: nothing is called or read.
     contained(|| unsafe {
         let sym = sys::culib()
             .get::<*mut c_void>(b"cuInit\0")
@@ -119,10 +119,10 @@ pub fn cudarc_libcuda_path() -> Result<std::path::PathBuf, String> {
             .ok_or_else(|| "dladdr found no file for cuInit".to_string())
     })?
 }
-
 /// `cuInit(0)`.
 pub fn init() -> Result<(), CuError> {
     type F = unsafe extern "C" fn(c_uint) -> c_int;
+    // SAFETY: F is cuInit's C signature in every libcuda, and 0 is the flags value the API requires.
     let code = contained(|| unsafe {
         let f: F = *sys::culib()
             .get::<F>(b"cuInit\0")
@@ -139,19 +139,19 @@ pub fn init() -> Result<(), CuError> {
         }),
     }
 }
-
 /// `cuDriverGetVersion`: e.g. 13000 for CUDA 13.0.
 pub fn driver_version() -> Result<i32, CuError> {
     let mut v: c_int = 0;
+    // SAFETY: writes one int through a pointer to a live local.
     check("cuDriverGetVersion", unsafe {
         sys::cuDriverGetVersion(&mut v)
     })?;
     Ok(v)
 }
-
 /// `cuDeviceGetCount`.
 pub fn device_count() -> Result<i32, CuError> {
     let mut n: c_int = 0;
+    // SAFETY: writes one int through a pointer to a live local.
     check("cuDeviceGetCount", unsafe { sys::cuDeviceGetCount(&mut n) })?;
     Ok(n)
 }
@@ -164,20 +164,20 @@ pub struct Device {
     /// Driver handle.
     pub dev: CUdevice,
 }
-
 impl Device {
     /// `cuDeviceGet`.
     pub fn get(ordinal: i32) -> Result<Self, CuError> {
         let mut dev: CUdevice = 0;
+        // SAFETY: writes one device handle through a pointer to a live local; the driver checks the ordinal.
         check("cuDeviceGet", unsafe {
             sys::cuDeviceGet(&mut dev, ordinal)
         })?;
         Ok(Device { ordinal, dev })
     }
-
     /// `cuDeviceGetAttribute`.
     pub fn attribute(&self, attr: sys::CUdevice_attribute) -> Result<i32, CuError> {
         let mut v: c_int = 0;
+        // SAFETY: writes one int through a pointer to a live local; `self.dev` came from cuDeviceGet.
         check("cuDeviceGetAttribute", unsafe {
             sys::cuDeviceGetAttribute(&mut v, attr, self.dev)
         })?;
@@ -195,6 +195,7 @@ impl Device {
     /// `cuDeviceGetName`.
     pub fn name(&self) -> Result<String, CuError> {
         let mut buf = [0u8; 256];
+        // SAFETY: the driver writes at most `buf.len()` bytes, the length passed, into the local buffer.
         check("cuDeviceGetName", unsafe {
             sys::cuDeviceGetName(
                 buf.as_mut_ptr() as *mut c_char,
@@ -204,16 +205,15 @@ impl Device {
         })?;
         Ok(c_buf_to_string(&buf))
     }
-
     /// `cuDeviceTotalMem`.
     pub fn total_mem(&self) -> Result<u64, CuError> {
         let mut bytes: usize = 0;
+        // SAFETY: writes one size_t through a pointer to a live local.
         check("cuDeviceTotalMem", unsafe {
             sys::cuDeviceTotalMem_v2(&mut bytes, self.dev)
         })?;
         Ok(bytes as u64)
     }
-
     /// `GPU-xxxxxxxx-xxxx-...`, the form `nvidia-smi -L` prints.
     pub fn uuid(&self) -> Result<String, CuError> {
         type F = unsafe extern "C" fn(*mut [u8; 16], CUdevice) -> c_int;
@@ -243,6 +243,7 @@ impl Device {
     /// `cuDeviceGetPCIBusId`, e.g. `0000:00:1E.0`.
     pub fn pci_bus_id(&self) -> Result<String, CuError> {
         let mut buf = [0u8; 64];
+        // SAFETY: the driver writes at most `buf.len()` bytes, the length passed, into the local buffer.
         check("cuDeviceGetPCIBusId", unsafe {
             sys::cuDeviceGetPCIBusId(
                 buf.as_mut_ptr() as *mut c_char,
@@ -253,7 +254,6 @@ impl Device {
         Ok(c_buf_to_string(&buf))
     }
 }
-
 fn c_buf_to_string(buf: &[u8]) -> String {
     let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
     String::from_utf8_lossy(&buf[..end]).into_owned()
@@ -273,11 +273,11 @@ pub struct Context {
 unsafe impl Send for Context {}
 // SAFETY: as above; the handle itself is immutable.
 unsafe impl Sync for Context {}
-
 impl Context {
     /// `cuDevicePrimaryCtxRetain` + `cuCtxSetCurrent`.
     pub fn primary(device: &Device) -> Result<Self, CuError> {
         let mut ctx: sys::CUcontext = std::ptr::null_mut();
+        // SAFETY: writes one context handle through a pointer to a live local; Drop releases it.
         check("cuDevicePrimaryCtxRetain", unsafe {
             sys::cuDevicePrimaryCtxRetain(&mut ctx, device.dev)
         })?;
@@ -285,24 +285,24 @@ impl Context {
         c.make_current()?;
         Ok(c)
     }
-
     /// `cuCtxSetCurrent`.
     pub fn make_current(&self) -> Result<(), CuError> {
+        // SAFETY: `self.ctx` is a primary context retained by `primary` and released only in Drop.
         check("cuCtxSetCurrent", unsafe { sys::cuCtxSetCurrent(self.ctx) })
     }
 }
-
 /// `cuMemGetInfo`: (free, total) bytes of the current context's device.
 pub fn mem_info() -> Result<(u64, u64), CuError> {
     let (mut free, mut total) = (0usize, 0usize);
+    // SAFETY: writes two size_t values through pointers to live locals.
     check("cuMemGetInfo", unsafe {
         sys::cuMemGetInfo_v2(&mut free, &mut total)
     })?;
     Ok((free as u64, total as u64))
 }
-
 /// `cuCtxSynchronize`.
 pub fn synchronize() -> Result<(), CuError> {
+    // SAFETY: no arguments; it waits for the current context's work to finish.
     check("cuCtxSynchronize", unsafe { sys::cuCtxSynchronize() })
 }
 
@@ -314,11 +314,11 @@ pub struct DevBuf {
     /// Size in bytes.
     pub bytes: usize,
 }
-
 impl DevBuf {
     /// `cuMemAlloc` in the current context.
     pub fn alloc(bytes: usize) -> Result<Self, CuError> {
         let mut ptr: CUdeviceptr = 0;
+        // SAFETY: writes one device pointer through a pointer to a live local; at least one byte is asked for.
         check("cuMemAlloc", unsafe {
             sys::cuMemAlloc_v2(&mut ptr, bytes.max(1))
         })?;
@@ -336,35 +336,35 @@ impl DevBuf {
     pub fn upload<T: Copy>(&self, data: &[T]) -> Result<(), CuError> {
         let bytes = std::mem::size_of_val(data);
         assert!(bytes <= self.bytes, "upload larger than the buffer");
+        // SAFETY: `data` is a live host slice of `bytes` bytes and the allocation holds at least that many (asserted above).
         check("cuMemcpyHtoD", unsafe {
             sys::cuMemcpyHtoD_v2(self.ptr, data.as_ptr() as *const c_void, bytes)
         })
     }
-
     /// `cuMemcpyDtoH` of the first `out.len()` elements.
     pub fn download<T: Copy>(&self, out: &mut [T]) -> Result<(), CuError> {
         let bytes = std::mem::size_of_val(out);
         assert!(bytes <= self.bytes, "download larger than the buffer");
+        // SAFETY: `out` is a live, writable host slice of `bytes` bytes and the allocation holds at least that many (asserted above).
         check("cuMemcpyDtoH", unsafe {
             sys::cuMemcpyDtoH_v2(out.as_mut_ptr() as *mut c_void, self.ptr, bytes)
         })
     }
-
     /// `cuMemsetD8`.
     pub fn fill_bytes(&self, value: u8) -> Result<(), CuError> {
+        // SAFETY: sets exactly the `self.bytes` bytes of this live allocation.
         check("cuMemsetD8", unsafe {
             sys::cuMemsetD8_v2(self.ptr, value, self.bytes)
         })
     }
 }
-
 impl Drop for DevBuf {
     fn drop(&mut self) {
         // Errors here (a context already torn down) have nothing to report to.
+        // SAFETY: `self.ptr` came from cuMemAlloc and is freed once, here.
         let _ = contained(|| unsafe { sys::cuMemFree_v2(self.ptr) });
     }
 }
-
 /// A module failed to load; `log` holds the JIT compiler's error log.
 #[derive(Debug, Clone)]
 pub struct JitError {
@@ -404,6 +404,7 @@ impl Module {
         let mut values: [*mut c_void; 2] =
             [log.as_mut_ptr() as *mut c_void, log.len() as *mut c_void];
         let mut raw: sys::CUmodule = std::ptr::null_mut();
+        // SAFETY: F is cuModuleLoadDataEx's C signature; the PTX is NUL-terminated, and the two options name the log buffer and its size, all alive across the call.
         let code = contained(|| unsafe {
             let f: F = *sys::culib()
                 .get::<F>(b"cuModuleLoadDataEx\0")
@@ -437,7 +438,6 @@ impl Module {
         }
         Ok(Module { raw })
     }
-
     /// `cuModuleGetFunction`.
     pub fn function(&self, name: &str) -> Result<CUfunction, CuError> {
         let cname = CString::new(name).map_err(|_| CuError {
@@ -446,13 +446,13 @@ impl Module {
             name: "NUL in name".into(),
         })?;
         let mut f: CUfunction = std::ptr::null_mut();
+        // SAFETY: `self.raw` is a loaded module, `cname` is NUL-terminated and alive, and one handle is written to a live local.
         check("cuModuleGetFunction", unsafe {
             sys::cuModuleGetFunction(&mut f, self.raw, cname.as_ptr())
         })?;
         Ok(f)
     }
 }
-
 /// Kernel argument pointer for [`launch`]: the address of a local value.
 pub fn arg<T>(value: &T) -> *mut c_void {
     value as *const T as *mut c_void
@@ -471,6 +471,7 @@ pub unsafe fn launch(
     smem: u32,
     params: &mut [*mut c_void],
 ) -> Result<(), CuError> {
+    // SAFETY: the caller guarantees `f` and `params` (this function's contract); grid, block and shared memory sizes are checked by the driver.
     check("cuLaunchKernel", unsafe {
         sys::cuLaunchKernel(
             f,
@@ -487,24 +488,25 @@ pub unsafe fn launch(
         )
     })
 }
-
 /// `cuMemcpyDtoDAsync` on the default stream.
 pub fn copy_d2d(dst: CUdeviceptr, src: CUdeviceptr, bytes: usize) -> Result<(), CuError> {
+    // SAFETY: only device memory is involved: the driver checks both device pointers and the size, and reports a bad one as an error.
     check("cuMemcpyDtoDAsync", unsafe {
         sys::cuMemcpyDtoDAsync_v2(dst, src, bytes, std::ptr::null_mut())
     })
 }
-
 /// Times `iters` runs of `body` on the default stream with CUDA events and
 /// returns milliseconds.
 pub fn time_ms(iters: u32, mut body: impl FnMut() -> Result<(), String>) -> Result<f64, String> {
     let mut start: sys::CUevent = std::ptr::null_mut();
     let mut stop: sys::CUevent = std::ptr::null_mut();
+    // SAFETY: each call writes one event handle through a pointer to a live local; both are destroyed below.
     unsafe {
         check("cuEventCreate", sys::cuEventCreate(&mut start, 0)).map_err(|e| e.to_string())?;
         check("cuEventCreate", sys::cuEventCreate(&mut stop, 0)).map_err(|e| e.to_string())?;
     }
     let result = (|| {
+        // SAFETY: `start` was created above; it is recorded on the default stream.
         unsafe {
             check(
                 "cuEventRecord",
@@ -515,6 +517,7 @@ pub fn time_ms(iters: u32, mut body: impl FnMut() -> Result<(), String>) -> Resu
         for _ in 0..iters {
             body()?;
         }
+        // SAFETY: `stop` was created above; recording it and waiting for it touch no host memory.
         unsafe {
             check(
                 "cuEventRecord",
@@ -535,13 +538,13 @@ pub fn time_ms(iters: u32, mut body: impl FnMut() -> Result<(), String>) -> Resu
         }
         Ok(f64::from(ms))
     })();
+    // SAFETY: both events were created above and are destroyed once, here.
     unsafe {
         let _ = sys::cuEventDestroy_v2(start);
         let _ = sys::cuEventDestroy_v2(stop);
     }
     result
 }
-
 /// Plain words for the `cuInit` and module-load errors users meet.
 pub fn explain(code: i32) -> Option<(&'static str, &'static str)> {
     Some(match code {
@@ -592,11 +595,9 @@ pub fn explain(code: i32) -> Option<(&'static str, &'static str)> {
         _ => return None,
     })
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
     #[test]
     fn panics_become_errors() {
         let r: Result<(), String> = contained(|| panic!("Missing symbol cuFoo: not found"));
@@ -604,7 +605,6 @@ mod tests {
         let r: Result<u32, String> = contained(|| 7);
         assert_eq!(r.unwrap(), 7);
     }
-
     #[test]
     fn buffers_to_strings() {
         assert_eq!(c_buf_to_string(b"NVIDIA H100\0garbage"), "NVIDIA H100");

@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use super::error::DebError;
 use crate::archive::decompress;
 use crate::digest::Digest;
 use crate::error::Hint;
@@ -44,11 +45,10 @@ impl LockContext<'_> {
 }
 
 /// Resolves one `debs:` entry against its archives.
-pub fn lock_layer(layer: &ResolvedLayer, spec: &DebsSpec, cx: &LockContext<'_>) -> Result<DebsLock, String> {
+pub fn lock_layer(layer: &ResolvedLayer, spec: &DebsSpec, cx: &LockContext<'_>) -> Result<DebsLock, DebError> {
     let arch = spec.arch();
     let keyring = match &spec.keyring {
-        Some(k) => Keyring::load(&layer.resolve(k))
-            .map_err(|e| format!("keyring: {e}\nhint: `keyring:` is relative to the file that names it"))?,
+        Some(k) => Keyring::load(&layer.resolve(k)).map_err(|e| DebError::SpecKeyring(Box::new(e)))?,
         None => Keyring::debian()?,
     };
     let mut universe = Universe::default();
@@ -77,13 +77,13 @@ pub fn lock_layer(layer: &ResolvedLayer, spec: &DebsSpec, cx: &LockContext<'_>) 
                         break;
                     }
                     let hint = match e.status() {
-                        Some(404) => "hint: check the archive URL and suite name (the file must exist at URL/dists/SUITE/InRelease), or mark the archive `optional: true`".to_string(),
+                        Some(404) => "check the archive URL and suite name (the file must exist at URL/dists/SUITE/InRelease), or mark the archive `optional: true`".to_string(),
                         _ => match e.hint() {
-                            Some(h) if matches!(e, NetError::Tls { .. }) => format!("hint: {h}"),
-                            _ => "hint: check the network or proxy; mark the archive `optional: true` to lock without it".to_string(),
+                            Some(h) if matches!(e, NetError::Tls { .. }) => h,
+                            _ => "check the network or proxy; mark the archive `optional: true` to lock without it".to_string(),
                         },
                     };
-                    return Err(format!("{e}\n{hint}"));
+                    return Err(DebError::Download { source: e, hint });
                 }
             };
             let text = verify_inrelease(&bytes, &keyring, &redact_url(&url))?;
@@ -93,10 +93,7 @@ pub fn lock_layer(layer: &ResolvedLayer, spec: &DebsSpec, cx: &LockContext<'_>) 
                     (parse_release_date(vu), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH))
                 {
                     if (now.as_secs() as i64) > t {
-                        return Err(format!(
-                            "{}: the Release file expired (Valid-Until: {vu})\nhint: the mirror is stale (or the clock is wrong); use an up-to-date mirror",
-                            redact_url(&url)
-                        ));
+                        return Err(DebError::Expired { url: redact_url(&url), valid_until: vu.clone() });
                     }
                 }
             }
@@ -115,10 +112,7 @@ pub fn lock_layer(layer: &ResolvedLayer, spec: &DebsSpec, cx: &LockContext<'_>) 
                     release.sha256.get(&p).map(|e| (p, *e))
                 });
                 let Some((path, (size, digest))) = found else {
-                    return Err(format!(
-                        "{}/dists/{suite}/InRelease lists no {base}(.xz|.gz)\nhint: check the component (`components:`) and architecture (`arch:`)",
-                        redact_url(&archive.url.0)
-                    ));
+                    return Err(DebError::NoIndex { archive: redact_url(&archive.url.0), suite, base });
                 };
                 let dir = path.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
                 let url = if release.by_hash {
@@ -130,21 +124,26 @@ pub fn lock_layer(layer: &ResolvedLayer, spec: &DebsSpec, cx: &LockContext<'_>) 
                     cx.store.mark_used(&digest);
                 } else {
                     cx.reporter.info(&format!("fetching {}", redact_url(&url)));
-                    let bytes = cx.get(&url).map_err(|e| {
-                        format!("{e}\nhint: the mirror may be in the middle of an update; retry later or use another mirror")
+                    let bytes = cx.get(&url).map_err(|source| DebError::Download {
+                        source,
+                        hint: "the mirror may be in the middle of an update; retry later or use another mirror".into(),
                     })?;
                     let found = Digest::of(&bytes);
                     if found != digest || bytes.len() as u64 != size {
-                        return Err(format!(
-                            "{}: the Packages index does not match the signed Release\n  expected: {digest} ({size} bytes)\n  found:    {found} ({} bytes)\nhint: the mirror is being updated or is corrupt; retry later or use another mirror",
-                            redact_url(&url),
-                            bytes.len()
-                        ));
+                        return Err(DebError::IndexMismatch {
+                            url: redact_url(&url),
+                            expected: digest,
+                            expected_size: size,
+                            found,
+                            found_size: bytes.len() as u64,
+                        });
                     }
-                    cx.store.put_bytes(&bytes).map_err(|e| e.to_string())?;
+                    cx.store.put_bytes(&bytes)?;
                 }
-                let file = fs_err::File::open(cx.store.path(&digest)).map_err(|e| e.to_string())?;
-                let stream = decompress(std::io::BufReader::new(file), &path).map_err(|e| e.to_string())?;
+                let p = cx.store.path(&digest);
+                let file = fs_err::File::open(&p).map_err(crate::error::io_err::<DebError>("opening", &p))?;
+                let stream =
+                    decompress(std::io::BufReader::new(file), &path).map_err(|e| DebError::Archive(Box::new(e)))?;
                 let what = format!("{}/dists/{suite}/{path}", redact_url(&archive.url.0));
                 // Streamed: only the candidates are kept, not the index text.
                 for_each_paragraph(std::io::BufReader::with_capacity(1 << 16, stream), &what, |p| {
@@ -163,7 +162,7 @@ pub fn lock_layer(layer: &ResolvedLayer, spec: &DebsSpec, cx: &LockContext<'_>) 
         }
     }
     if universe.is_empty() {
-        return Err("no packages found in any archive\nhint: check `archives:`, `arch:` and the network".into());
+        return Err(DebError::NoPackages);
     }
     let mut request = Request::default();
     for p in &spec.packages {

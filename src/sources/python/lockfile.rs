@@ -61,7 +61,7 @@ pub fn lock_python(spec: &LoadedSpec, lock: &mut Lock, check: bool) -> Result<Ve
         let key = layer_key(layer);
         let src = Python::new(py, layer);
         let path = src.lock_path();
-        let old = std::fs::read(&path).ok();
+        let old = fs_err::read(&path).ok();
         let (bytes, wheels, resolved) = if py.requirements.is_empty() {
             let sel = src.selection().map_err(|e| UvError { message: e.to_string(), hint: None })?;
             (old.clone().unwrap_or_default(), sel.wheels.len(), false)

@@ -163,10 +163,10 @@ fn percent_decode(s: &str) -> String {
 
 /// Reads `file` and selects one wheel per package for `target`.
 pub fn select_file(file: &Path, target: &Target, extras: &BTreeSet<String>) -> Result<Selection, PylockError> {
-    let bytes = std::fs::read(file).map_err(|e| PylockError {
+    let bytes = fs_err::read(file).map_err(|e| PylockError {
         file: file.to_path_buf(),
         line: None,
-        message: format!("cannot read the lock file: {e}"),
+        message: format!("cannot read the lock file: {}", crate::error::os_message(&e)),
         hint: Some("create it with `strata lock SPEC` (needs `requirements:` and uv) or write it with `uv pip compile ... --format pylock.toml`; the path is relative to the file that names it".into()),
     })?;
     let text = String::from_utf8(bytes.clone()).map_err(|_| PylockError {

@@ -18,8 +18,8 @@ pub const NVLINK_MIN_BUSBW_GBS: f64 = 100.0;
 fn set(ctx: &Context) -> Result<(), String> {
     ctx.make_current().map_err(|e| e.to_string())
 }
-
 fn memset_f32(buf: &DevBuf, value: f32) -> Result<(), String> {
+    // SAFETY: `buf` is a live device allocation of `buf.bytes` bytes in the current context; `bytes / 4` 32-bit words fit in it.
     let r = unsafe { sys::cuMemsetD32_v2(buf.ptr, value.to_bits(), buf.bytes / 4) };
     if r as i32 == 0 {
         Ok(())

@@ -31,7 +31,7 @@ pub struct Artifact {
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     /// The server answered with an error status.
-    #[error("GET {url}: HTTP {status}{after}{hint}", after = attempts_note(*attempts), hint = status_hint(*status))]
+    #[error("GET {url}: HTTP {status}{after}", after = attempts_note(*attempts))]
     Http {
         /// The URL (credentials redacted).
         url: String,
@@ -41,7 +41,7 @@ pub enum FetchError {
         attempts: u32,
     },
     /// The connection failed, stalled or was too slow.
-    #[error("GET {url}: {message}{after}\nhint: check the network or proxy settings, or build offline from a mirror (`strata fetch SPEC --into DIR`, then `strata build SPEC --offline --mirror DIR`)", after = crate::net::retry::gave_up_note(*attempts, *deadline))]
+    #[error("GET {url}: {message}{after}", after = crate::net::retry::gave_up_note(*attempts, *deadline))]
     Network {
         /// The URL (credentials redacted).
         url: String,
@@ -53,7 +53,7 @@ pub enum FetchError {
         deadline: Option<std::time::Duration>,
     },
     /// The bytes do not hash to the pinned digest.
-    #[error("{name} from {url}: sha256 mismatch\n  expected: {expected}\n  found:    {found}\nhint: the file at this URL changed or is corrupt; if the new file is trusted, update the pinned sha256 (and run `strata lock`)")]
+    #[error("{name} from {url}: sha256 mismatch\n  expected: {expected}\n  found:    {found}")]
     Mismatch {
         /// Artifact name.
         name: String,
@@ -79,7 +79,7 @@ pub enum FetchError {
         attempts: u32,
     },
     /// Offline mode and the artifact is not available locally.
-    #[error("{name} ({sha256}) is not in the cache or mirror, and offline mode forbids downloading {url}\nhint: on a connected machine run `strata fetch SPEC --into MIRROR` and bring MIRROR along")]
+    #[error("{name} ({sha256}) is not in the cache or mirror, and offline mode forbids downloading {url}")]
     Offline {
         /// Artifact name.
         name: String,
@@ -89,7 +89,7 @@ pub enum FetchError {
         url: String,
     },
     /// The server's certificate is not trusted: retrying cannot help.
-    #[error("GET {url}: TLS: {message}\nhint: {}", net::TLS_HINT)]
+    #[error("GET {url}: TLS: {message}")]
     Tls {
         /// The URL (credentials redacted).
         url: String,
@@ -102,6 +102,20 @@ pub enum FetchError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl crate::error::Hint for FetchError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            FetchError::Http { status, .. } => status_hint(*status).map(str::to_string),
+            FetchError::Network { .. } => Some("check the network or proxy settings, or build offline from a mirror (`strata fetch SPEC --into DIR`, then `strata build SPEC --offline --mirror DIR`)".into()),
+            FetchError::Mismatch { .. } => Some("the file at this URL changed or is corrupt; if the new file is trusted, update the pinned sha256 (and run `strata lock`)".into()),
+            FetchError::Offline { .. } => Some("on a connected machine run `strata fetch SPEC --into MIRROR` and bring MIRROR along".into()),
+            FetchError::Tls { .. } => Some(net::TLS_HINT.into()),
+            FetchError::Net(e) => e.hint(),
+            FetchError::Size { .. } | FetchError::Store(_) => None,
+        }
+    }
 }
 
 impl Attempts for FetchError {
@@ -128,11 +142,11 @@ fn attempts_note(n: u32) -> String {
     }
 }
 
-fn status_hint(status: u16) -> &'static str {
+fn status_hint(status: u16) -> Option<&'static str> {
     match status {
-        404 | 410 => "\nhint: the file is gone from this URL; if it was superseded upstream, re-lock (`strata lock SPEC`) or build from a mirror that still has it (`--mirror DIR`, filled by `strata fetch SPEC --into DIR`)",
-        401 | 403 => "\nhint: the server refused access; check credentials or use a mirror",
-        _ => "",
+        404 | 410 => Some("the file is gone from this URL; if it was superseded upstream, re-lock (`strata lock SPEC`) or build from a mirror that still has it (`--mirror DIR`, filled by `strata fetch SPEC --into DIR`)"),
+        401 | 403 => Some("the server refused access; check credentials or use a mirror"),
+        _ => None,
     }
 }
 
@@ -340,7 +354,12 @@ impl Fetcher {
         let mut writer = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
         let write_error = |e| {
             Failure::Fatal(
-                StoreError::Io { action: "writing download to", path: self.store.tmp_dir(), source: e }.into(),
+                StoreError::Io(crate::error::IoError {
+                    action: "writing download to",
+                    path: self.store.tmp_dir(),
+                    source: e,
+                })
+                .into(),
             )
         };
         while let Some(chunk) = stream.next().await {
@@ -369,7 +388,7 @@ impl Fetcher {
             writer.write_all(&chunk).map_err(write_error)?;
             self.reporter.progress(id, hasher.len());
             // A server that drip-feeds resets the idle timeout forever.
-            speed.update(chunk.len() as u64).map_err(|m| Failure::Retry(network(m), None))?;
+            speed.update(chunk.len() as u64).map_err(|m| Failure::Retry(network(m.to_string()), None))?;
         }
         writer.flush().map_err(write_error)?;
         drop(writer);

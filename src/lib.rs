@@ -1,5 +1,6 @@
 //! Strata: a declarative, reproducible OCI image compiler.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 // Errors carry paths, digests and hints for the user; they are built on cold
 // paths only, so their size does not matter.
 #![allow(clippy::result_large_err)]
@@ -14,6 +15,7 @@ pub mod config;
 pub mod cuda;
 pub mod diff;
 pub mod digest;
+pub mod encoding;
 pub mod error;
 pub mod fetch;
 pub mod hostfs;
@@ -35,3 +37,4 @@ pub mod tarwriter;
 pub mod time;
 pub mod transport;
 pub mod tree;
+pub mod units;

@@ -1,5 +1,8 @@
 //! The `strata` command line. It parses arguments and prints; the work is in
 //! the library.
+// No `unsafe` in the binary but the allocator wrapper of `oom` (a global
+// allocator is an unsafe trait); the library forbids it outright.
+#![deny(unsafe_code)]
 
 /// `eprintln!` for this binary: a closed or broken stderr is not a reason
 /// to panic (std's `eprintln!` panics when the write fails), so the message
@@ -12,6 +15,7 @@ macro_rules! eprintln {
 }
 
 mod commands;
+#[allow(unsafe_code)]
 mod oom;
 
 use std::path::PathBuf;
@@ -151,9 +155,22 @@ fn render_chain(e: &anyhow::Error) -> String {
 /// The hint of an error of a type that offers one.
 fn hint_of(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     use strata::error::Hint;
-    if let Some(x) = e.downcast_ref::<strata::image::ImageError>() {
-        return x.hint();
+    macro_rules! try_hint {
+        ($($t:ty),*) => {$(
+            if let Some(x) = e.downcast_ref::<$t>() {
+                return x.hint();
+            }
+        )*};
     }
+    try_hint!(
+        strata::build::BuildError,
+        strata::lock::Error,
+        strata::sources::SourceError,
+        strata::sources::deb::error::DebError,
+        strata::fetch::FetchError,
+        strata::image::ImageError,
+        strata::net::NetError
+    );
     None
 }
 

@@ -38,7 +38,7 @@ fn deb_archive(server: &debs_support::Server, key: &debs_support::TestKey, newer
 
 fn deb_spec(dir: &Path, archive: &str, packages: &[&str]) -> PathBuf {
     let p = dir.join("spec.yaml");
-    std::fs::write(
+    fs_err::write(
         &p,
         format!(
             "version: 1\nname: t\nlayers:\n  - name: os\n    debs:\n      keyring: archive-key.asc\n      archives: [{{url: \"{archive}\", suites: [stable]}}]\n      packages: [{}]\nconfig:\n  env: {{A: \"1\"}}\n",
@@ -54,7 +54,7 @@ fn strata_at(dir: &Path, cache: &str, args: &[&str]) -> Output {
 }
 
 fn deb_versions(dir: &Path) -> BTreeMap<String, String> {
-    let lock: toml::Table = toml::from_str(&std::fs::read_to_string(dir.join("spec.lock")).unwrap()).unwrap();
+    let lock: toml::Table = toml::from_str(&fs_err::read_to_string(dir.join("spec.lock")).unwrap()).unwrap();
     lock["debs"]["os"]["packages"]
         .as_array()
         .unwrap()
@@ -110,9 +110,9 @@ fn debian_relock_keeps_pins_and_moves_only_what_is_asked() {
     assert_eq!(strata_at(dir, "cache", &["lock", "--check", "spec.yaml"]).status.code(), Some(0));
 
     // An edit that chooses nothing (config) resolves nothing, even with the archive gone.
-    std::fs::write(
+    fs_err::write(
         dir.join("spec.yaml"),
-        std::fs::read_to_string(dir.join("spec.yaml")).unwrap().replace("A: \"1\"", "A: \"2\""),
+        fs_err::read_to_string(dir.join("spec.yaml")).unwrap().replace("A: \"1\"", "A: \"2\""),
     )
     .unwrap();
     let o = run(strata().current_dir(dir).args(["--cache", "other-cache", "lock", "--offline", "--json", "spec.yaml"]));
@@ -154,7 +154,7 @@ fn debian_offline_relock_from_a_mirror() {
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(v["artifacts"], 3);
     assert_eq!(v["indexes"], 2, "{v}");
-    let index = std::fs::read_to_string(dir.join("mirror/index.json")).unwrap();
+    let index = fs_err::read_to_string(dir.join("mirror/index.json")).unwrap();
     assert!(index.contains("/debian/dists/stable/InRelease") && index.contains("Packages.xz"), "{index}");
 
     // Air-gapped: a fresh cache, no network at all, the mirror answers.
@@ -169,7 +169,7 @@ fn debian_offline_relock_from_a_mirror() {
 
     // Without the indexes, the error names what is missing.
     deb_spec(dir, &url, &["app", "tool", "gawk"]);
-    std::fs::create_dir_all(dir.join("empty")).unwrap();
+    fs_err::create_dir_all(dir.join("empty")).unwrap();
     let o = run(strata().current_dir(dir).args([
         "--cache",
         "cold",
@@ -210,7 +210,7 @@ fn py_index() -> SimpleIndex {
 }
 
 fn py_spec(dir: &Path, name: &str, index: &SimpleIndex, reqs: &[&str], exclude_newer: &str) {
-    std::fs::write(
+    fs_err::write(
         dir.join(format!("{name}.yaml")),
         format!(
             "version: 1\nname: {name}\nlayers:\n  - name: python\n    python:\n      lock: pylock.{name}.toml\n      index_url: {}\n      requirements: [{}]\n      exclude_newer: {exclude_newer}\nconfig:\n  env: {{A: \"1\"}}\n",
@@ -237,7 +237,7 @@ fn py_strata(dir: &Path, uv_cache: &str) -> Command {
 
 /// The `[[packages]]` blocks of a pylock by name.
 fn blocks(path: &Path) -> BTreeMap<String, String> {
-    let text = std::fs::read_to_string(path).unwrap();
+    let text = fs_err::read_to_string(path).unwrap();
     text.split("\n[[packages]]\n")
         .skip(1)
         .map(|b| {
@@ -272,9 +272,9 @@ fn python_relock_keeps_pins_and_moves_only_what_is_asked() {
     let first = blocks(&pylock);
 
     // A config edit: current; relocking does not even need uv.
-    std::fs::write(
+    fs_err::write(
         dir.join("app.yaml"),
-        std::fs::read_to_string(dir.join("app.yaml")).unwrap().replace("A: \"1\"", "A: \"2\""),
+        fs_err::read_to_string(dir.join("app.yaml")).unwrap().replace("A: \"1\"", "A: \"2\""),
     )
     .unwrap();
     assert_eq!(run(py_strata(dir, "uv").args(["lock", "--check", "app.yaml"])).status.code(), Some(0));

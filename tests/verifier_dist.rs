@@ -23,7 +23,7 @@ fn hex(b: &[u8]) -> String {
 }
 
 fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut entries: Vec<_> = fs_err::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
     entries.sort();
     for p in entries {
         if p.is_dir() {
@@ -41,7 +41,7 @@ fn inputs() -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let mut files = vec![root.join("verifier/Cargo.toml"), root.join("verifier/build-reproducible.sh")];
     files_under(&root.join("verifier/src"), &mut files);
-    let mut ptx: Vec<PathBuf> = std::fs::read_dir(root.join("verifier/kernels"))
+    let mut ptx: Vec<PathBuf> = fs_err::read_dir(root.join("verifier/kernels"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "ptx"))
@@ -50,11 +50,11 @@ fn inputs() -> BTreeMap<String, String> {
     files.extend(ptx);
     for f in files {
         let rel = f.strip_prefix(&root).unwrap().to_string_lossy().replace('\\', "/");
-        out.insert(rel, hex(&std::fs::read(&f).unwrap()));
+        out.insert(rel, hex(&fs_err::read(&f).unwrap()));
     }
 
     // The workspace settings the verifier build inherits.
-    let cargo: toml::Table = toml::from_str(&std::fs::read_to_string(root.join("Cargo.toml")).unwrap()).unwrap();
+    let cargo: toml::Table = toml::from_str(&fs_err::read_to_string(root.join("Cargo.toml")).unwrap()).unwrap();
     let pick = |path: &[&str]| -> toml::Value {
         let mut v = toml::Value::Table(cargo.clone());
         for k in path {
@@ -73,7 +73,7 @@ fn inputs() -> BTreeMap<String, String> {
     );
 
     // strata-verify and every package it depends on, as Cargo.lock has them.
-    let lock: toml::Table = toml::from_str(&std::fs::read_to_string(root.join("Cargo.lock")).unwrap()).unwrap();
+    let lock: toml::Table = toml::from_str(&fs_err::read_to_string(root.join("Cargo.lock")).unwrap()).unwrap();
     let packages = lock["package"].as_array().unwrap();
     let find = |dep: &str| -> &toml::Value {
         let mut parts = dep.split(' ');
@@ -115,11 +115,11 @@ fn sources_digest(inputs: &BTreeMap<String, String>) -> String {
 }
 
 fn manifest() -> toml::Table {
-    toml::from_str(&std::fs::read_to_string(root().join(DIST).join("manifest.toml")).unwrap()).unwrap()
+    toml::from_str(&fs_err::read_to_string(root().join(DIST).join("manifest.toml")).unwrap()).unwrap()
 }
 
 fn binary() -> Vec<u8> {
-    std::fs::read(root().join(DIST).join(TARGET).join("strata-verify")).unwrap()
+    fs_err::read(root().join(DIST).join(TARGET).join("strata-verify")).unwrap()
 }
 
 fn tool_version(cmd: &str, args: &[&str]) -> Option<String> {
@@ -153,7 +153,7 @@ fn dist_manifest_matches_the_verifier_sources() {
         t.insert("binary".into(), toml::Value::Array(vec![b.into()]));
         t.insert("inputs".into(), toml::Value::Table(now.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect()));
         text.push_str(&toml::to_string(&t).unwrap());
-        std::fs::write(root().join(DIST).join("manifest.toml"), text).unwrap();
+        fs_err::write(root().join(DIST).join("manifest.toml"), text).unwrap();
         return;
     }
     let m = manifest();
@@ -199,9 +199,9 @@ fn strata_carries_the_dist_binary_and_writes_it_out() {
     assert_eq!(v["sha256"], format!("sha256:{}", hex(&bin)));
     assert_eq!(v["size"], bin.len());
     assert_eq!(v["sources"], manifest()["sources"].as_str().unwrap());
-    assert_eq!(std::fs::read(&out).unwrap(), bin);
+    assert_eq!(fs_err::read(&out).unwrap(), bin);
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o755);
+    assert_eq!(fs_err::metadata(&out).unwrap().permissions().mode() & 0o777, 0o755);
     // The plain output ends with the digest, like `strata build`.
     let o = run(strata().arg("verifier"));
     assert_eq!(stdout(&o).lines().last().unwrap(), format!("sha256:{}", hex(&bin)));
@@ -213,7 +213,7 @@ fn strata_carries_the_dist_binary_and_writes_it_out() {
 fn committed_gpu_locks_pin_the_built_in_verifier() {
     let bin = binary();
     let lock: toml::Table =
-        toml::from_str(&std::fs::read_to_string(root().join("specs/pytorch-cuda.lock")).unwrap()).unwrap();
+        toml::from_str(&fs_err::read_to_string(root().join("specs/pytorch-cuda.lock")).unwrap()).unwrap();
     assert_eq!(lock["verifier"]["sha256"].as_str(), Some(format!("sha256:{}", hex(&bin)).as_str()));
     assert_eq!(lock["verifier"]["size"].as_integer(), Some(bin.len() as i64));
 }
@@ -248,7 +248,7 @@ fn rebuilding_with_the_pinned_toolchain_gives_the_committed_bytes() {
         .env_remove("CARGO_BUILD_RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS"));
     assert!(o.status.success(), "verifier/build-reproducible.sh failed:\n{}", stderr(&o));
-    let rebuilt = std::fs::read(target.path().join(TARGET).join("verifier/strata-verify")).unwrap();
+    let rebuilt = fs_err::read(target.path().join(TARGET).join("verifier/strata-verify")).unwrap();
     let committed = binary();
     assert!(
         rebuilt == committed,

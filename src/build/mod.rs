@@ -151,6 +151,18 @@ pub enum BuildError {
     Epoch(String),
 }
 
+impl crate::error::Hint for BuildError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            BuildError::Fetch(e) => e.hint(),
+            BuildError::Source { source, .. } | BuildError::Verifier { source } => source.hint(),
+            BuildError::Lock(e) => e.hint(),
+            BuildError::Image(e) => e.hint(),
+            _ => None,
+        }
+    }
+}
+
 impl BuildError {
     /// A source's failure, with the layer entry it belongs to.
     pub fn source(resolved: &ResolvedLayer, layer: &str, source: SourceError) -> BuildError {

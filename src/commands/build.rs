@@ -110,7 +110,7 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         let content = Content::of_root(&result.image)?;
         match transport.sink(&output, &spec.spec.name, &tag, PushOptions::default())?.write(&content) {
             Err(ImageError::CorruptBlob { path, digest, .. }) if attempt == 1 && path.starts_with(store.root()) => {
-                let _ = std::fs::remove_file(&path);
+                let _ = fs_err::remove_file(&path);
                 eprintln!("warning: cached layer {digest} was corrupt and has been removed; building again");
                 continue;
             }

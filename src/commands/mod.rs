@@ -50,7 +50,7 @@ pub struct NetArgs {
 /// the environment (timeouts), the command line (`--ca-file`, `--rewrite`).
 pub fn net_options(global: &crate::GlobalArgs, rewrites: &[String]) -> anyhow::Result<strata::net::NetOptions> {
     use anyhow::Context as _;
-    let (cfg, _) = strata::config::load().map_err(anyhow::Error::msg)?;
+    let (cfg, _) = strata::config::load()?;
     let mut o = strata::net::NetOptions {
         ca_files: global.ca_file.clone(),
         proxy: cfg.proxy.clone(),
@@ -68,7 +68,7 @@ pub fn net_options(global: &crate::GlobalArgs, rewrites: &[String]) -> anyhow::R
 
 /// Fetch options from the configuration file plus the command line.
 pub fn fetch_options(net: &NetArgs, global: &crate::GlobalArgs) -> anyhow::Result<strata::fetch::FetchOptions> {
-    let (cfg, _) = strata::config::load().map_err(anyhow::Error::msg)?;
+    let (cfg, _) = strata::config::load()?;
     let mut o = strata::fetch::FetchOptions { offline: net.offline || cfg.offline, ..Default::default() };
     o.mirrors = net.mirror.clone();
     o.mirrors.extend(cfg.mirrors);

@@ -55,8 +55,8 @@ pub struct UploadArgs {
     pub from: Option<String>,
 }
 
-fn parse_size(s: &str) -> Result<u64, String> {
-    strata::registry::parse_size(s)
+fn parse_size(s: &str) -> Result<u64, strata::units::QuantityError> {
+    strata::units::parse_size(s)
 }
 
 impl RegistryArgs {

@@ -36,7 +36,7 @@ pub fn run(args: VerifierArgs) -> anyhow::Result<()> {
     let field = |k: &str| manifest.get(k).and_then(|v| v.as_str()).unwrap_or("-").to_string();
     if let Some(path) = &args.write {
         strata::atomic::atomic_write(path, e.bytes)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        fs_err::set_permissions(path, std::fs::Permissions::from_mode(0o755))
             .with_context(|| format!("making {} executable", path.display()))?;
     }
     let sha256 = e.sha256();

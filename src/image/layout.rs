@@ -314,18 +314,11 @@ impl LayoutSink {
 
 /// Copies a local blob into `out` and returns the digest of what was
 /// copied (the caller compares it with the name): a blob that rotted in the
-/// cache is reported, never handed to a layout. The copy is a reflink
-/// (copy-on-write clone) where the filesystem has them, else a plain copy:
-/// the layout never shares bytes with the cache, so writing to one cannot
+/// cache is reported, never handed to a layout. A copy, not a hard link: the
+/// layout never shares bytes with the cache, so writing to one cannot
 /// corrupt the other.
-fn copy_verified(src: &Path, out: &std::fs::File) -> Result<Digest, ImageError> {
+fn copy_verified(src: &Path, out: impl Write) -> Result<Digest, ImageError> {
     let input = fs_err::File::open(src).map_err(io_err::<ImageError>("opening", src))?;
-    if reflink(input.file(), out) {
-        let (found, _) =
-            crate::digest::hash_reader(io::BufReader::with_capacity(1 << 20, out))
-                .map_err(io_err::<ImageError>("reading", src))?;
-        return Ok(found);
-    }
     let mut w = crate::digest::HashingWriter::new(io::BufWriter::with_capacity(1 << 20, out));
     io::copy(&mut io::BufReader::with_capacity(1 << 20, input), &mut w)
         .map_err(io_err::<ImageError>("copying", src))?;
@@ -334,22 +327,13 @@ fn copy_verified(src: &Path, out: &std::fs::File) -> Result<Digest, ImageError> 
     Ok(found)
 }
 
-/// Clones `src` into `dst` with the FICLONE ioctl (btrfs, XFS, bcachefs…);
-/// false where the filesystem cannot.
-fn reflink(src: &std::fs::File, dst: &std::fs::File) -> bool {
-    use std::os::fd::AsRawFd;
-    const FICLONE: libc::c_ulong = 0x4004_9409;
-    // SAFETY: both descriptors are open files owned by the caller.
-    unsafe { libc::ioctl(dst.as_raw_fd(), FICLONE as _, src.as_raw_fd()) == 0 }
-}
-
 /// Holds an exclusive lock on a layout directory (an advisory lock on the
 /// directory itself, so nothing is added to the layout) while its index is
 /// read, changed and written: concurrent builds into one layout keep each
 /// other's tags.
-fn lock_layout(dir: &Path) -> Result<std::fs::File, ImageError> {
-    let f = std::fs::File::open(dir).map_err(io_err::<ImageError>("opening", dir))?;
-    f.lock().map_err(io_err::<ImageError>("locking", dir))?;
+fn lock_layout(dir: &Path) -> Result<fs_err::File, ImageError> {
+    let f = fs_err::File::open(dir).map_err(io_err::<ImageError>("opening", dir))?;
+    f.file().lock().map_err(io_err::<ImageError>("locking", dir))?;
     Ok(f)
 }
 
@@ -434,7 +418,7 @@ impl Sink for LayoutSink {
                     .map_err(io_err::<ImageError>("creating temporary directory in", parent))?;
                 set_mode(tmp.path(), 0o755)?;
                 let report = self.fill(content, tmp.path(), None)?;
-                match std::fs::rename(tmp.path(), dir) {
+                match fs_err::rename(tmp.path(), dir) {
                     Ok(()) => {
                         let _ = tmp.keep();
                         report

@@ -65,22 +65,23 @@ pub enum Error {
         source: UvError,
     },
     /// Resolving a `debs:` entry failed.
-    #[error("layer `{layer}` ({file} {node}): {message}")]
-    Debs {
-        /// The layer key.
+    #[error("layer `{layer}` ({} {node}): {source}", file.display())]
+    Resolve {
+        /// The layer entry.
         layer: String,
-        /// The file holding the entry.
-        file: String,
-        /// Its node.
+        /// Its file.
+        file: PathBuf,
+        /// Its node in the file.
         node: String,
-        /// What went wrong (with a hint).
-        message: String,
+        /// Why.
+        #[source]
+        source: crate::sources::deb::error::DebError,
     },
     /// Two `debs:` entries share a lock key.
-    #[error("{file}: two layer entries with `debs:` share the lock key `{key}`\nhint: give each a distinct `name:`")]
-    DuplicateKey {
+    #[error("{}: two layer entries with `debs:` share the lock key `{key}`\nhint: give each a distinct `name:`", file.display())]
+    SharedKey {
         /// The file of the second one.
-        file: String,
+        file: PathBuf,
         /// The key.
         key: String,
     },
@@ -108,6 +109,16 @@ pub enum Error {
     /// The network layer could not be set up.
     #[error(transparent)]
     Net(#[from] crate::net::NetError),
+}
+
+impl crate::error::Hint for Error {
+    fn hint(&self) -> Option<String> {
+        match self {
+            Error::Resolve { source, .. } => source.hint(),
+            Error::Net(e) => e.hint(),
+            _ => None,
+        }
+    }
 }
 
 /// One way a lock no longer matches its spec.
@@ -466,9 +477,9 @@ fn check_pylock(
                 }])
             }
             Err(e) => {
-                return Err(
-                    LockError::Io { action: "reading", path, source: std::io::Error::other(e.to_string()) }.into()
-                )
+                let io =
+                    crate::error::IoError { action: "reading", path, source: std::io::Error::other(e.to_string()) };
+                return Err(LockError::Io(io).into());
             }
         };
     let now = crate::digest::Digest::of(&bytes).to_string();
@@ -476,14 +487,10 @@ fn check_pylock(
         return Ok(vec![Change::PylockEdited { layer: key, path: shown, recorded: entry.sha256.clone(), now }]);
     }
     let text = String::from_utf8_lossy(&bytes);
-    let packages = pylockfile::pylock_packages(&text).map_err(|m| LockError::Parse {
-        path: path.clone(),
-        spec: shown.clone(),
-        message: m,
-    })?;
+    let packages = pylockfile::pylock_packages(&text).map_err(|source| Error::Python { layer: key.clone(), source })?;
     let target = Target::of(py.target.as_ref());
     let missing = pylockfile::unsatisfied(&py.requirements, &packages, &target, &py.extras)
-        .map_err(|m| Error::Python { layer: key.clone(), source: UvError { message: m, hint: None } })?;
+        .map_err(|source| Error::Python { layer: key.clone(), source })?;
     Ok(missing
         .into_iter()
         .map(|(requirement, found)| Change::Unsatisfied { layer: key.clone(), requirement, found })
@@ -636,7 +643,7 @@ pub fn relock(
         let Some(d) = &l.entry.debs else { continue };
         let key = layer_key(l);
         if lock.debs.contains_key(&key) {
-            return Err(Error::DuplicateKey { file: display_path(&l.file), key });
+            return Err(Error::SharedKey { file: l.file.clone(), key });
         }
         let prev = old.as_ref().and_then(|o| o.debs.get(&key).map(|e| (o, e)));
         let current = prev.is_some_and(|(o, e)| debs_current(o, &key, e, d));
@@ -659,11 +666,11 @@ pub fn relock(
                     },
                     archives: prev.map(|(_, e)| e.archives.as_slice()).unwrap_or_default(),
                 };
-                crate::sources::deb::repo::lock_layer(l, d, &cx, &previous).map_err(|message| Error::Debs {
+                crate::sources::deb::repo::lock_layer(l, d, &cx, &previous).map_err(|source| Error::Resolve {
                     layer: key.clone(),
-                    file: display_path(&l.file),
+                    file: l.file.clone(),
                     node: l.node.clone(),
-                    message,
+                    source,
                 })?
             }
         };
@@ -807,7 +814,7 @@ pub fn index_files(
                 Ok(idx) => out.extend(idx.files.iter().map(|f| (f.sha256.to_string(), f.artifact()))),
                 Err(e) => reporter.warn(&format!(
                     "layer `{key}`: the archives' current indexes are not in the mirror ({}); `strata lock --offline` can then only use the recorded states",
-                    e.lines().next().unwrap_or_default()
+                    e.to_string().lines().next().unwrap_or_default()
                 )),
             }
         }
@@ -889,8 +896,8 @@ pub fn for_build(
                 pins: prev.as_ref().map(|e| e.packages.iter().collect()).unwrap_or_default(),
                 archives: prev.as_ref().map(|e| e.archives.as_slice()).unwrap_or_default(),
             };
-            let entry = crate::sources::deb::repo::lock_layer(layer, d, &cx, &previous).map_err(|message| {
-                Error::Debs { layer: key.clone(), file: display_path(&layer.file), node: layer.node.clone(), message }
+            let entry = crate::sources::deb::repo::lock_layer(layer, d, &cx, &previous).map_err(|source| {
+                Error::Resolve { layer: key.clone(), file: layer.file.clone(), node: layer.node.clone(), source }
             })?;
             l.debs.insert(key, entry);
         }

@@ -59,7 +59,7 @@ impl Timeouts {
         let mut t = Timeouts::default();
         let dur = |name: &'static str, into: &mut Duration| -> Result<(), NetError> {
             if let Ok(v) = std::env::var(name) {
-                *into = parse_duration(&v).ok_or(NetError::BadSetting { name, value: v })?;
+                *into = crate::units::parse_duration(&v).map_err(|_| NetError::BadSetting { name, value: v })?;
             }
             Ok(())
         };
@@ -72,21 +72,6 @@ impl Timeouts {
         }
         Ok(t)
     }
-}
-
-/// `250ms`, `30s`, `5m`, `1h`, or plain seconds.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let n: u64 = t[..split].parse().ok()?;
-    let d = match t[split..].trim() {
-        "ms" => Duration::from_millis(n),
-        "" | "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n.checked_mul(60)?),
-        "h" => Duration::from_secs(n.checked_mul(3600)?),
-        _ => return None,
-    };
-    (!d.is_zero()).then_some(d)
 }
 
 /// Network settings shared by every command that downloads or uploads.
@@ -319,7 +304,12 @@ impl Net {
                 }
                 guard.update(c.len() as u64).map_err(|m| {
                     retry::Failure::Retry(
-                        NetError::Transport { operation: op.clone(), message: m, attempts: 1, deadline: None },
+                        NetError::Transport {
+                            operation: op.clone(),
+                            message: m.to_string(),
+                            attempts: 1,
+                            deadline: None,
+                        },
                         None,
                     )
                 })?;
@@ -408,15 +398,6 @@ fn build_client(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_duration("30"), Some(Duration::from_secs(30)));
-        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
-        assert_eq!(parse_duration(" 1h "), Some(Duration::from_secs(3600)));
-        assert!(parse_duration("0s").is_none() && parse_duration("soon").is_none() && parse_duration("5d").is_none());
-    }
 
     #[test]
     fn rewrites_first_match_wins() {

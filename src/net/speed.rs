@@ -29,25 +29,36 @@ impl SpeedGuard {
         }
     }
 
-    /// Records `n` bytes received; an error text when the body is too slow.
-    pub fn update(&mut self, n: u64) -> Result<(), String> {
+    /// Records `n` bytes received; an error when the body is too slow.
+    pub fn update(&mut self, n: u64) -> Result<(), TooSlow> {
         self.in_window += n;
         let elapsed = self.window_start.elapsed();
         if elapsed < self.window {
             return Ok(());
         }
         if self.in_window < self.min_bytes {
-            return Err(format!(
-                "too slow: {} bytes in the last {:.0}s, less than the minimum {} bytes per second",
-                self.in_window,
-                elapsed.as_secs_f64(),
-                self.min_bytes / self.window.as_secs().max(1)
-            ));
+            return Err(TooSlow {
+                bytes: self.in_window,
+                seconds: elapsed.as_secs_f64().round() as u64,
+                min_speed: self.min_bytes / self.window.as_secs().max(1),
+            });
         }
         self.window_start = Instant::now();
         self.in_window = 0;
         Ok(())
     }
+}
+
+/// A body that arrives slower than the minimum speed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("too slow: {bytes} bytes in the last {seconds}s, less than the minimum {min_speed} bytes per second")]
+pub struct TooSlow {
+    /// Bytes received in the window.
+    pub bytes: u64,
+    /// The window's length.
+    pub seconds: u64,
+    /// The minimum, bytes per second.
+    pub min_speed: u64,
 }
 
 #[cfg(test)]
@@ -60,7 +71,7 @@ mod tests {
         let mut g = SpeedGuard::new(&t);
         assert!(g.update(1).is_ok(), "too early to judge");
         std::thread::sleep(Duration::from_millis(60));
-        let e = g.update(1).unwrap_err();
+        let e = g.update(1).unwrap_err().to_string();
         assert!(e.contains("too slow: 2 bytes"), "{e}");
         let mut g = SpeedGuard::new(&t);
         std::thread::sleep(Duration::from_millis(60));

@@ -3,8 +3,6 @@
 //! registry's own error codes, and a `hint:` line when there is something
 //! the user can do.
 
-use std::path::PathBuf;
-
 use crate::image::ImageError;
 use crate::oci::ReferenceError;
 use crate::registry::creds::CredentialError;
@@ -62,16 +60,8 @@ pub enum RegistryError {
     #[error(transparent)]
     Net(#[from] crate::net::NetError),
     /// IO on a local path.
-    #[error("{action} {path}: {source}")]
-    Io {
-        /// What.
-        action: &'static str,
-        /// Where.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::error::IoError),
 }
 
 fn prefixed(p: &str, s: &str) -> String {

@@ -96,24 +96,7 @@ impl ClientOptions {
     }
 }
 
-/// Parses sizes like `4MiB`, `5MB`, `512KiB`, `1048576`.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a size (e.g. 4MiB, 5MB, 1048576)"))?;
-    let mul: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1000,
-        "kib" => 1 << 10,
-        "m" | "mb" => 1_000_000,
-        "mib" => 1 << 20,
-        "g" | "gb" => 1_000_000_000,
-        "gib" => 1 << 30,
-        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use B, KB, KiB, MB, MiB, GB or GiB)")),
-    };
-    n.checked_mul(mul).filter(|v| *v > 0).ok_or_else(|| format!("`{s}` is not a usable size"))
-}
+pub use crate::units::parse_size;
 
 /// A registry client: a small async runtime and the registries it talked to.
 pub struct Client {
@@ -344,18 +327,4 @@ pub(crate) async fn list_referrers(
     };
     let what = format!("referrers of {subject}");
     Ok(raw.index(&what).map_err(|e| RegistryError::Invalid(e.to_string()))?.manifests)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("4MiB").unwrap(), 4 << 20);
-        assert_eq!(parse_size("5MB").unwrap(), 5_000_000);
-        assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
-        assert_eq!(parse_size("512 KiB").unwrap(), 512 << 10);
-        assert!(parse_size("0").is_err() && parse_size("4 parsecs").is_err() && parse_size("MiB").is_err());
-    }
 }

@@ -56,7 +56,7 @@ impl BlobSource for BytesBlob {
 /// Feeds a blocking reader into a stream through a small bounded channel,
 /// checking size and digest as it goes.
 pub(crate) fn pump<'a>(
-    open: impl FnOnce() -> Result<Box<dyn std::io::Read + Send + 'a>, String>,
+    open: impl FnOnce() -> Result<Box<dyn std::io::Read + Send + 'a>, crate::image::ImageError>,
     digest: Digest,
     size: u64,
     what: String,
@@ -71,7 +71,7 @@ pub(crate) fn pump<'a>(
     };
     let mut r = match open() {
         Ok(r) => r,
-        Err(e) => return fail(e, &tx),
+        Err(e) => return fail(e.to_string(), &tx),
     };
     let mut h = Hasher::new();
     loop {
@@ -135,9 +135,13 @@ impl BlobSource for FileBlob {
             let shown = path.display().to_string();
             pump(
                 || {
-                    std::fs::File::open(&path)
-                        .map(|f| Box::new(f) as Box<dyn std::io::Read + Send>)
-                        .map_err(|e| format!("opening {shown}: {e}"))
+                    fs_err::File::open(&path).map(|f| Box::new(f) as Box<dyn std::io::Read + Send>).map_err(|e| {
+                        crate::image::ImageError::Io(crate::error::IoError {
+                            action: "opening",
+                            path: path.clone(),
+                            source: e,
+                        })
+                    })
                 },
                 digest,
                 size,

@@ -46,9 +46,7 @@ impl BlobSource for ScopedBlob<'_, '_> {
     fn open(&self, problem: &Problem) -> BlobStream {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let (src, d, problem) = (self.src, self.descriptor, problem.clone());
-        self.scope.spawn(move || {
-            pump(|| src.open_blob(d).map_err(|e| e.to_string()), d.digest, d.size, src.describe(), problem, tx)
-        });
+        self.scope.spawn(move || pump(|| src.open_blob(d), d.digest, d.size, src.describe(), problem, tx));
         receiver_stream(rx)
     }
 }

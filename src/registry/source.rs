@@ -100,7 +100,7 @@ impl ImageSource for RemoteSource {
                                         Fail::Retry(
                                             RegistryError::Network {
                                                 operation: op.clone(),
-                                                message: m,
+                                                message: m.to_string(),
                                                 attempts: 1,
                                                 hint: SLOW_HINT.into(),
                                             },

@@ -45,16 +45,8 @@ pub enum SourceError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// An IO error on a named path.
-    #[error("{action} {path}: {source}")]
-    Io {
-        /// What was being done.
-        action: String,
-        /// The path.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::error::IoError),
     /// An archive member path was refused.
     #[error("{archive}: member {source}")]
     Path {
@@ -75,9 +67,21 @@ pub enum SourceError {
         /// The digest it was stored under, and what its bytes hash to now.
         digests: Box<(crate::digest::Digest, crate::digest::Digest)>,
     },
+    /// A Debian archive, index or package is not usable.
+    #[error(transparent)]
+    Deb(#[from] deb::error::DebError),
     /// Any other error, already described.
     #[error(transparent)]
     Other(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl crate::error::Hint for SourceError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            SourceError::Deb(e) => e.hint(),
+            _ => None,
+        }
+    }
 }
 
 impl SourceError {
@@ -89,7 +93,7 @@ impl SourceError {
         expected: crate::digest::Digest,
         found: crate::digest::Digest,
     ) -> SourceError {
-        let _ = std::fs::remove_file(path);
+        let _ = fs_err::remove_file(path);
         SourceError::CorruptCache {
             what: what.to_string(),
             path: path.to_path_buf(),
@@ -98,10 +102,9 @@ impl SourceError {
     }
 
     /// An IO error with context.
-    pub fn io(action: impl Into<String>, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> SourceError {
-        let action = action.into();
+    pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> SourceError {
         let path = path.into();
-        move |source| SourceError::Io { action, path, source }
+        move |source| SourceError::Io(crate::error::IoError { action, path, source })
     }
 }
 

@@ -89,7 +89,7 @@ pub struct Verifier {
 #[derive(Debug, thiserror::Error)]
 pub enum VerifierError {
     /// The binary cannot be read.
-    #[error("{}: the spec has a `gpu:` section, so the image gets strata-verify as its entrypoint, but the binary cannot be read at {}: {source}\nhint: leave out `--verifier` to use the strata-verify built into strata, pass the path of a readable binary, or set `gpu.verify: off`", spec.display(), path.display())]
+    #[error("{}: the spec has a `gpu:` section, so the image gets strata-verify as its entrypoint, but the binary cannot be read at {}: {}\nhint: leave out `--verifier` to use the strata-verify built into strata, pass the path of a readable binary, or set `gpu.verify: off`", spec.display(), path.display(), crate::error::os_message(source))]
     Unreadable {
         /// The spec.
         spec: PathBuf,

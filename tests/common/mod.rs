@@ -224,9 +224,9 @@ pub fn umoci_runc(layout: &Path, tag: &str, work: &Path) -> (i32, String, String
         run(Command::new("umoci").args(["unpack", "--image"]).arg(format!("{}:{tag}", layout.display())).arg(&bundle));
     assert!(o.status.success(), "umoci unpack failed: {}", stderr(&o));
     let cfg_path = bundle.join("config.json");
-    let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+    let mut cfg: serde_json::Value = serde_json::from_slice(&fs_err::read(&cfg_path).unwrap()).unwrap();
     cfg["process"]["terminal"] = serde_json::Value::Bool(false);
-    std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+    fs_err::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
     static N: AtomicUsize = AtomicUsize::new(0);
     let id = format!("strata-test-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
     let o = run(Command::new("runc").arg("run").arg(&id).current_dir(&bundle));
@@ -236,7 +236,7 @@ pub fn umoci_runc(layout: &Path, tag: &str, work: &Path) -> (i32, String, String
 
 pub fn read_all(p: &Path) -> Vec<u8> {
     let mut v = Vec::new();
-    std::fs::File::open(p).unwrap().read_to_end(&mut v).unwrap();
+    fs_err::File::open(p).unwrap().read_to_end(&mut v).unwrap();
     v
 }
 
@@ -254,9 +254,9 @@ pub fn slow_spec(dir: &Path) -> PathBuf {
             *b = if (i * 8 + j) % 64 == 63 { b'\n' } else { b'a' + ((x >> (j * 4)) & 15) as u8 };
         }
     }
-    std::fs::write(dir.join("big.txt"), &data).unwrap();
+    fs_err::write(dir.join("big.txt"), &data).unwrap();
     let spec = dir.join("big.yaml");
-    std::fs::write(
+    fs_err::write(
         &spec,
         "version: 1\nname: big\nlayers:\n  - files:\n      - {path: /data/big.txt, source: big.txt}\n",
     )
@@ -281,7 +281,7 @@ pub fn unshare_net(cmd_args: &[&str]) -> Option<Command> {
     }
     let mut c = Command::new("unshare");
     // As root a plain network namespace; otherwise map root in a user namespace.
-    let root = std::fs::read_to_string("/proc/self/status")
+    let root = fs_err::read_to_string("/proc/self/status")
         .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
         .unwrap_or(false);
     c.arg(if root { "-n" } else { "-rn" });

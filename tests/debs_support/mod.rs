@@ -347,7 +347,7 @@ pub struct Project {
 impl Project {
     pub fn new(key: &TestKey) -> Project {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("archive-key.asc"), key.public_armored()).unwrap();
+        fs_err::write(dir.path().join("archive-key.asc"), key.public_armored()).unwrap();
         Project { dir }
     }
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -359,7 +359,7 @@ impl Project {
             "version: 1\nname: t\nlayers:\n  - name: os\n    debs:\n      keyring: archive-key.asc\n      archives: [{{url: \"{archive}\", suites: [stable]}}]\n{debs_body}"
         );
         let p = self.path("spec.yaml");
-        std::fs::write(&p, text).unwrap();
+        fs_err::write(&p, text).unwrap();
         p
     }
     pub fn strata(&self, args: &[&str]) -> std::process::Output {

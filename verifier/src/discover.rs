@@ -152,7 +152,6 @@ pub fn file_of_symbol(lib: &Library, symbol: &[u8]) -> Option<PathBuf> {
     let ptr: *mut c_void = unsafe { lib.get::<*mut c_void>(symbol).ok().map(|s| *s)? };
     file_of_address(ptr as usize)
 }
-
 /// The path under which the file mapped at address `addr` was opened, via
 /// `dladdr` (which only looks the address up in the loader's tables;
 /// nothing is dereferenced).
@@ -160,6 +159,7 @@ pub fn file_of_address(addr: usize) -> Option<PathBuf> {
     if addr == 0 {
         return None;
     }
+    // SAFETY: `Dl_info` is plain C data (pointers and integers), for which all zero bytes is a valid value.
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
     // SAFETY: dladdr only compares the address with mapped ranges and fills `info`.
     let ok = unsafe { libc::dladdr(addr as *const c_void, &mut info) };
@@ -479,7 +479,6 @@ pub fn image_lib_dirs(extra: &[PathBuf], env: &BTreeMap<String, String>) -> Vec<
     dirs.push(PathBuf::from("/usr/lib64"));
     dedup_canonical(dirs.into_iter().filter(|d| d.is_dir()).collect())
 }
-
 /// Finds the first existing file among `names` × `dirs`. With
 /// `names_first`, every directory is tried for the first name before the
 /// second name is considered (used when the image's CUDA major is known and
@@ -506,7 +505,6 @@ pub fn find_lib(dirs: &[PathBuf], names: &[String], names_first: bool) -> Option
     }
     None
 }
-
 /// Every shared object mapped into this process, in load order.
 pub fn loaded_objects() -> Vec<PathBuf> {
     unsafe extern "C" fn collect(
@@ -516,8 +514,10 @@ pub fn loaded_objects() -> Vec<PathBuf> {
     ) -> libc::c_int {
         // SAFETY: the loader passes a valid info pointer and our own Vec.
         let out = unsafe { &mut *(data as *mut Vec<PathBuf>) };
+        // SAFETY: `info` is the valid pointer the loader passed for this call.
         let name = unsafe { (*info).dlpi_name };
         if !name.is_null() {
+            // SAFETY: `name` is not null (checked) and the loader's NUL-terminated object name.
             let bytes = unsafe { CStr::from_ptr(name) }.to_bytes();
             if !bytes.is_empty() {
                 out.push(PathBuf::from(OsStr::from_bytes(bytes)));

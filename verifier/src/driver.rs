@@ -453,7 +453,6 @@ impl Module {
         Ok(f)
     }
 }
-
 /// Kernel argument pointer for [`launch`]: the address of a local value.
 pub fn arg<T>(value: &T) -> *mut c_void {
     value as *const T as *mut c_void
@@ -473,6 +472,7 @@ pub unsafe fn launch(
     params: &mut [*mut c_void],
 ) -> Result<(), CuError> {
     let a = api()?;
+    // SAFETY: the caller guarantees `f` and `params` (this function's contract); `params` outlives the call.
     check("cuLaunchKernel", unsafe {
         (a.launch_kernel)(
             f,

@@ -11,6 +11,7 @@
 //! - [`standins`]: what maintainer scripts would have done.
 
 pub mod control;
+pub mod error;
 pub mod extract;
 pub mod ldcache;
 pub mod release;

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use super::error::DebError;
 use crate::archive::decompress;
 use crate::digest::Digest;
 use crate::error::Hint;
@@ -111,13 +112,13 @@ impl LockContext<'_> {
     }
 
     /// Keeps `bytes` in the store (so `strata fetch` and offline relocks find them).
-    fn keep(&self, bytes: &[u8]) -> Result<Digest, String> {
-        self.store.put_bytes(bytes).map_err(|e| e.to_string())
+    fn keep(&self, bytes: &[u8]) -> Result<Digest, DebError> {
+        Ok(self.store.put_bytes(bytes)?)
     }
 
     /// The `InRelease` of `url` offline: the recorded one, else the newest
     /// (by `Date:`) a mirror holds.
-    fn offline_inrelease(&self, url: &str, recorded: Option<&str>) -> Result<Vec<u8>, String> {
+    fn offline_inrelease(&self, url: &str, recorded: Option<&str>) -> Result<Vec<u8>, DebError> {
         if let Some(d) = recorded.and_then(|h| Digest::parse(h).ok()) {
             if let Some(b) = self.local(&d) {
                 return Ok(b);
@@ -136,13 +137,8 @@ impl LockContext<'_> {
                 best = Some((date, b));
             }
         }
-        best.map(|(_, b)| b).ok_or_else(|| {
-            format!(
-                "offline: {} is not in the cache or any mirror{}\nhint: on a connected machine run `strata fetch SPEC --into MIRROR` (it adds the archive indexes) and pass `--mirror MIRROR`, or lock online",
-                redact_url(url),
-                recorded.map(|h| format!(" (the lock recorded sha256:{h})")).unwrap_or_default()
-            )
-        })
+        best.map(|(_, b)| b)
+            .ok_or_else(|| DebError::OfflineInRelease { url: redact_url(url), recorded: recorded.map(str::to_string) })
     }
 }
 
@@ -153,13 +149,13 @@ pub fn load_indexes(
     spec: &DebsSpec,
     cx: &LockContext<'_>,
     recorded: &[LockedArchive],
-) -> Result<Indexes, String> {
+) -> Result<Indexes, DebError> {
     let arch = spec.arch();
     let keyring = match &spec.keyring {
         Some(k) => {
-            let path = layer.host_file(k).map_err(|e| format!("keyring: {e}\nhint: {}", e.hint()))?;
-            let bytes =
-                crate::hostfs::read_bounded(&path, 16 << 20, "a keyring").map_err(|e| format!("keyring: {e}"))?;
+            let spec_keyring = |e: crate::hostfs::HostPathError| DebError::SpecKeyring(Box::new(DebError::Host(e)));
+            let path = layer.host_file(k).map_err(spec_keyring)?;
+            let bytes = crate::hostfs::read_bounded(&path, 16 << 20, "a keyring").map_err(spec_keyring)?;
             Keyring::from_bytes(&bytes, k)?
         }
         None => Keyring::debian()?,
@@ -188,30 +184,33 @@ pub fn load_indexes(
                     cx.reporter.info(&format!("fetching {}", redact_url(&url)));
                     cx.get(net, &url).map_err(|e| {
                         let hint = match e.status() {
-                            Some(404) => "hint: check the archive URL and suite name (the file must exist at URL/dists/SUITE/InRelease), or mark the archive `optional: true`".to_string(),
+                            Some(404) => "check the archive URL and suite name (the file must exist at URL/dists/SUITE/InRelease), or mark the archive `optional: true`".to_string(),
                             _ => match e.hint() {
-                                Some(h) if matches!(e, NetError::Tls { .. }) => format!("hint: {h}"),
-                                _ => "hint: check the network or proxy; mark the archive `optional: true` to lock without it".to_string(),
+                                Some(h) if matches!(e, NetError::Tls { .. }) => h,
+                                _ => "check the network or proxy; mark the archive `optional: true` to lock without it".to_string(),
                             },
                         };
-                        (format!("{e}\n{hint}"), net_message(&e))
+                        let short = net_message(&e);
+                        (DebError::Download { source: e, hint }, short)
                     })
                 }
-                None => cx.offline_inrelease(&url, recorded_hash).map_err(|m| (m.clone(), m)),
+                None => cx.offline_inrelease(&url, recorded_hash).map_err(|e| {
+                    let short = e.to_string();
+                    (e, short)
+                }),
             };
             let bytes = match fetched {
                 Ok(b) => b,
-                Err((full, short)) => {
+                Err((err, short)) => {
                     if archive.optional {
                         skipped = Some(format!(
-                            "skipped optional archive {} suite {suite}: {} ({})",
+                            "skipped optional archive {} suite {suite}: {} ({short})",
                             redact_url(&archive.url.0),
                             redact_url(&url),
-                            short.lines().next().unwrap_or_default()
                         ));
                         break;
                     }
-                    return Err(full);
+                    return Err(err);
                 }
             };
             let text = verify_inrelease(&bytes, &keyring, &redact_url(&url))?;
@@ -222,10 +221,7 @@ pub fn load_indexes(
                 {
                     if (now.as_secs() as i64) > t {
                         if cx.net.is_some() {
-                            return Err(format!(
-                                "{}: the Release file expired (Valid-Until: {vu})\nhint: the mirror is stale (or the clock is wrong); use an up-to-date mirror",
-                                redact_url(&url)
-                            ));
+                            return Err(DebError::Expired { url: redact_url(&url), valid_until: vu.clone() });
                         }
                         // Offline, the carried state is the point: it is still signed.
                         cx.reporter.warn(&format!(
@@ -257,10 +253,7 @@ pub fn load_indexes(
                     release.sha256.get(&p).map(|e| (p, *e))
                 });
                 let Some((path, (size, digest))) = found else {
-                    return Err(format!(
-                        "{}/dists/{suite}/InRelease lists no {base}(.xz|.gz)\nhint: check the component (`components:`) and architecture (`arch:`)",
-                        redact_url(&archive.url.0)
-                    ));
+                    return Err(DebError::NoIndex { archive: redact_url(&archive.url.0), suite, base });
                 };
                 let dir = path.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
                 let url = if release.by_hash {
@@ -275,24 +268,28 @@ pub fn load_indexes(
                         (Some(b), _) => b,
                         (None, Some(net)) => {
                             cx.reporter.info(&format!("fetching {}", redact_url(&url)));
-                            cx.get(net, &url).map_err(|e| {
-                                format!("{e}\nhint: the mirror may be in the middle of an update; retry later or use another mirror")
+                            cx.get(net, &url).map_err(|source| DebError::Download {
+                                source,
+                                hint: "the mirror may be in the middle of an update; retry later or use another mirror"
+                                    .into(),
                             })?
                         }
                         (None, None) => {
-                            return Err(format!(
-                                "offline: the Packages index {}/dists/{suite}/{path} ({digest}) is not in the cache or any mirror\nhint: on a connected machine run `strata fetch SPEC --into MIRROR` (it adds the archive indexes) and pass `--mirror MIRROR`, or lock online",
-                                redact_url(&archive.url.0)
-                            ))
+                            return Err(DebError::OfflineIndex {
+                                url: format!("{}/dists/{suite}/{path}", redact_url(&archive.url.0)),
+                                digest,
+                            })
                         }
                     };
                     let found = Digest::of(&bytes);
                     if found != digest || bytes.len() as u64 != size {
-                        return Err(format!(
-                            "{}: the Packages index does not match the signed Release\n  expected: {digest} ({size} bytes)\n  found:    {found} ({} bytes)\nhint: the mirror is being updated or is corrupt; retry later or use another mirror",
-                            redact_url(&url),
-                            bytes.len()
-                        ));
+                        return Err(DebError::IndexMismatch {
+                            url: redact_url(&url),
+                            expected: digest,
+                            expected_size: size,
+                            found,
+                            found_size: bytes.len() as u64,
+                        });
                     }
                     cx.keep(&bytes)?;
                 }
@@ -302,8 +299,10 @@ pub fn load_indexes(
                     sha256: digest,
                     size,
                 });
-                let file = fs_err::File::open(cx.store.path(&digest)).map_err(|e| e.to_string())?;
-                let stream = decompress(std::io::BufReader::new(file), &path).map_err(|e| e.to_string())?;
+                let p = cx.store.path(&digest);
+                let file = fs_err::File::open(&p).map_err(crate::error::io_err::<DebError>("opening", &p))?;
+                let stream =
+                    decompress(std::io::BufReader::new(file), &path).map_err(|e| DebError::Archive(Box::new(e)))?;
                 let what = format!("{}/dists/{suite}/{path}", redact_url(&archive.url.0));
                 // Streamed: only the candidates are kept, not the index text.
                 for_each_paragraph(std::io::BufReader::with_capacity(1 << 16, stream), &what, |p| {
@@ -331,10 +330,10 @@ pub fn lock_layer(
     spec: &DebsSpec,
     cx: &LockContext<'_>,
     previous: &Previous<'_>,
-) -> Result<DebsLock, String> {
+) -> Result<DebsLock, DebError> {
     let idx = load_indexes(layer, spec, cx, previous.archives)?;
     if idx.universe.is_empty() {
-        return Err("no packages found in any archive\nhint: check `archives:`, `arch:` and the network".into());
+        return Err(DebError::NoPackages);
     }
     let mut request = Request::default();
     for p in &spec.packages {

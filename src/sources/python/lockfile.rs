@@ -87,8 +87,9 @@ struct RawPackage {
 }
 
 /// The packages a pylock lists (every one, whatever the target).
-pub fn pylock_packages(text: &str) -> Result<Vec<PylockPackage>, String> {
-    let raw: RawPackages = toml::from_str(text).map_err(|e| format!("not a valid pylock.toml: {e}"))?;
+pub fn pylock_packages(text: &str) -> Result<Vec<PylockPackage>, UvError> {
+    let raw: RawPackages =
+        toml::from_str(text).map_err(|e| UvError { message: format!("not a valid pylock.toml: {e}"), hint: None })?;
     Ok(raw
         .packages
         .into_iter()
@@ -109,14 +110,15 @@ pub fn unsatisfied(
     packages: &[PylockPackage],
     target: &Target,
     extras: &[String],
-) -> Result<Vec<(String, Option<String>)>, String> {
+) -> Result<Vec<(String, Option<String>)>, UvError> {
     let extras: BTreeSet<String> = extras.iter().map(|e| normalize_name(e)).collect();
     let env = target.marker_env(&extras, &BTreeSet::new());
     let mut out = Vec::new();
     for r in requirements {
-        let req = super::requirement::parse(r).map_err(|e| format!("`{r}`: {}", e.message))?;
+        let req = super::requirement::parse(r)
+            .map_err(|e| UvError { message: format!("requirement `{r}`: {}", e.message), hint: Some(e.hint) })?;
         if let Some(m) = &req.marker {
-            if !m.evaluate(&env).map_err(|e| format!("`{r}`: {e}"))? {
+            if !m.evaluate(&env).map_err(|e| UvError { message: format!("requirement `{r}`: {e}"), hint: None })? {
                 continue;
             }
         }
@@ -205,10 +207,10 @@ pub fn lock_entry(
             (Some(text), Some(p)) if !opts.upgrade && moves.is_empty() => {
                 let same_inputs = legacy || PythonInputs::recorded(p) == inputs;
                 let same_bytes = p.sha256 == Digest::of(text.as_bytes()).to_string();
-                let packages = pylock_packages(text).map_err(uv_err)?;
+                let packages = pylock_packages(text)?;
                 same_inputs
                     && same_bytes
-                    && unsatisfied(&py.requirements, &packages, &src.target, &py.extras).map_err(uv_err)?.is_empty()
+                    && unsatisfied(&py.requirements, &packages, &src.target, &py.extras)?.is_empty()
             }
             _ => false,
         };
@@ -223,8 +225,7 @@ pub fn lock_entry(
             };
             let mut text = uv::compile(py, &path, &src.target, command, &prefs)?;
             if let Some(l) = &links {
-                text = restore_urls(&text, l, if opts.upgrade { None } else { old_text.as_deref() })
-                    .map_err(|m| uv_err(format!("uv wrote a lock strata cannot use: {m}")))?;
+                text = restore_urls(&text, l, if opts.upgrade { None } else { old_text.as_deref() })?;
             }
             (text.into_bytes(), true)
         }
@@ -277,8 +278,8 @@ fn find_links(opts: &Relock<'_>, old: Option<&str>) -> Result<Links, UvError> {
         if name.contains('/') || origin.contains_key(name) {
             return Ok(());
         }
-        let target = std::fs::canonicalize(file).map_err(io)?;
-        std::os::unix::fs::symlink(target, dir.path().join(name)).map_err(io)?;
+        let target = fs_err::canonicalize(file).map_err(io)?;
+        fs_err::os::unix::fs::symlink(target, dir.path().join(name)).map_err(io)?;
         origin.insert(name.to_string(), (url.to_string(), size));
         Ok(())
     };
@@ -309,7 +310,7 @@ fn find_links(opts: &Relock<'_>, old: Option<&str>) -> Result<Links, UvError> {
                 let name = url.rsplit('/').next().unwrap_or_default();
                 if opts.store.contains(&d) && name.ends_with(".whl") {
                     let size =
-                        w.size.unwrap_or_else(|| std::fs::metadata(opts.store.path(&d)).map(|m| m.len()).unwrap_or(0));
+                        w.size.unwrap_or_else(|| fs_err::metadata(opts.store.path(&d)).map(|m| m.len()).unwrap_or(0));
                     add(name, url, size, &opts.store.path(&d))?;
                 }
             }
@@ -357,7 +358,8 @@ fn name_version(block: &str) -> Option<(String, String)> {
 /// same version keeps its artifact fields (`wheels`, `sdist`, …) as they
 /// were; the others get the URL and size their wheel was fetched from in
 /// place of the temporary `file://` path uv saw.
-fn restore_urls(text: &str, links: &Links, old: Option<&str>) -> Result<String, String> {
+fn restore_urls(text: &str, links: &Links, old: Option<&str>) -> Result<String, UvError> {
+    let bad = |m: String| UvError { message: format!("uv wrote a lock strata cannot use: {m}"), hint: None };
     const ARTIFACTS: [&str; 5] = ["wheels", "sdist", "archive", "directory", "vcs"];
     let old_blocks: BTreeMap<(String, String), Vec<(String, String)>> = old
         .map(|o| blocks(o).1.into_iter().filter_map(|b| Some((name_version(&b)?, fields(&b)))).collect())
@@ -366,7 +368,7 @@ fn restore_urls(text: &str, links: &Links, old: Option<&str>) -> Result<String, 
     let (head, new_blocks) = blocks(text);
     let mut out = head;
     for b in new_blocks {
-        let nv = name_version(&b).ok_or_else(|| format!("cannot read the package block:\n{b}"))?;
+        let nv = name_version(&b).ok_or_else(|| bad(format!("cannot read the package block:\n{b}")))?;
         let mut f = fields(&b);
         if let Some(of) = old_blocks.get(&nv) {
             f.retain(|(k, _)| !ARTIFACTS.contains(&k.as_str()));
@@ -375,12 +377,12 @@ fn restore_urls(text: &str, links: &Links, old: Option<&str>) -> Result<String, 
         let mut body: String = f.into_iter().map(|(_, v)| v + "\n").collect();
         while let Some(i) = body.find(&format!("url = \"{prefix}")) {
             let start = i + "url = \"".len();
-            let end = start + body[start..].find('"').ok_or("unterminated url")?;
+            let end = start + body[start..].find('"').ok_or_else(|| bad("unterminated url".into()))?;
             let name = body[start + prefix.len()..end].to_string();
             let (url, size) = links
                 .origin
                 .get(&name)
-                .ok_or_else(|| format!("uv chose {name}, which is not in the offline wheel directory"))?;
+                .ok_or_else(|| bad(format!("uv chose {name}, which is not in the offline wheel directory")))?;
             body.replace_range(i..end + 1, &format!("url = {}, size = {size}", toml::Value::from(url.as_str())));
         }
         out.push_str("\n[[packages]]\n");

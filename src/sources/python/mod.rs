@@ -270,7 +270,7 @@ pub fn plan_wheels(
     let mut all = Tree::new();
     for (w, file) in sel.wheels.iter().zip(files) {
         let zip = ZipArchive::open(file, &w.name.file).map_err(|e| SourceError::Other(Box::new(e)))?;
-        let size = std::fs::metadata(file).map_err(SourceError::io("reading", file))?.len();
+        let size = fs_err::metadata(file).map_err(SourceError::io("reading", file))?.len();
         let req = requested.contains(&w.package);
         let installed =
             install::install(&zip, &w.name.dist, &w.name.version, scheme, InstallOptions { requested: req })

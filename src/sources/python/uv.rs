@@ -124,7 +124,10 @@ pub fn compile(
             hint: Some("list the top-level packages (e.g. `requirements: [torch==2.9.0, numpy]`), or bring your own lock (see docs/python.md)".into()),
         });
     }
-    let io = |what: &str, e: std::io::Error| UvError { message: format!("{what}: {e}"), hint: None };
+    let io = |what: &str, e: std::io::Error| UvError {
+        message: format!("{what}: {}", crate::error::os_message(&e)),
+        hint: None,
+    };
     let tmp = tempfile::Builder::new()
         .prefix("strata-lock-")
         .tempdir()
@@ -132,10 +135,10 @@ pub fn compile(
     let req = tmp.path().join("requirements.in");
     let mut text = spec.requirements.join("\n");
     text.push('\n');
-    std::fs::write(&req, text).map_err(|e| io("writing requirements", e))?;
+    fs_err::write(&req, text).map_err(|e| io("writing requirements", e))?;
     let out = tmp.path().join(lock_path.file_name().unwrap_or("pylock.toml".as_ref()));
     if let Some(existing) = prefs.existing {
-        std::fs::write(&out, existing).map_err(|e| io("writing the current pylock for uv", e))?;
+        fs_err::write(&out, existing).map_err(|e| io("writing the current pylock for uv", e))?;
     }
     let args = compile_args(spec, target, &req, &out, compile_command, prefs)?;
     let uv = std::env::var_os("STRATA_UV").unwrap_or_else(|| "uv".into());
@@ -164,7 +167,7 @@ pub fn compile(
             hint: Some(hint),
         });
     }
-    std::fs::read_to_string(&out).map_err(|e| io("reading the lock uv wrote", e))
+    fs_err::read_to_string(&out).map_err(|e| io("reading the lock uv wrote", e))
 }
 
 #[cfg(test)]

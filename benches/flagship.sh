@@ -114,8 +114,8 @@ measure() { # label, command... -> one line in results.tsv: label wall user sys 
 strata_build() { # label, spec, extra args...
   local label="$1" spec="$2"; shift 2
   rm -rf "$WORK/out-$label"
-  measure "$label" "$STRATA" --cache "$CACHE" -q build --json "$spec" -o "oci:$WORK/out-$label" --verifier "$VERIFIER" "$@"
-  rm -rf "$WORK/out-$label" # hard links into the store; nothing else to keep
+  measure "$label" "$STRATA" --cache "$CACHE" -q build --json "$spec" --context "$WORK" -o "oci:$WORK/out-$label" --verifier "$VERIFIER" "$@"
+  rm -rf "$WORK/out-$label"
 }
 rebuilt() { # label -> names of the layers that were written, not taken from the cache
   python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print(' '.join(l['name'] for l in d['layers'] if not l['cached']) or '-')" "$WORK/json-$1.txt"

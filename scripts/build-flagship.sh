@@ -11,4 +11,4 @@ cd "$root"
 out=${1:-oci:build/pytorch-cuda}
 cargo build --quiet --release --locked -p strata
 verifier=$(verifier/build-reproducible.sh | awk '{print $2}')
-exec target/release/strata build specs/pytorch-cuda.yaml -o "$out" --verifier "$verifier"
+exec target/release/strata build specs/pytorch-cuda.yaml --context . -o "$out" --verifier "$verifier"

@@ -25,6 +25,17 @@ if [ "${#missing[@]}" -gt 0 ]; then
   fi
 fi
 
+# uv resolves `requirements:` at lock time; tests/hostile.rs checks that it is
+# never allowed to build a source distribution. Installed into target/, not
+# the system, when it is not on PATH.
+if [ -z "${STRATA_UV:-}" ] && ! command -v uv >/dev/null 2>&1; then
+  if [ ! -x target/uv/bin/uv ]; then
+    PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --quiet --disable-pip-version-check --target target/uv uv==0.13.8 >/dev/null 2>&1 \
+      || echo "note: could not install uv with pip" >&2
+  fi
+  if [ -x target/uv/bin/uv ]; then export STRATA_UV="$PWD/target/uv/bin/uv"; fi
+fi
+
 if ! command -v cargo >/dev/null 2>&1; then
   echo "error: cargo is not installed; Strata needs a Rust toolchain (1.89 or newer)" >&2
   exit 1

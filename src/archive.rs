@@ -114,7 +114,25 @@ pub fn read_tar(
     data: MemberData<'_>,
     tree: &mut Tree,
 ) -> Result<(), SourceError> {
-    read_tar_mapped(r, archive, |raw| placement.map(archive, raw), placement.owner, origin, data, tree)
+    let (kept, stripped) = (std::cell::Cell::new(0usize), std::cell::Cell::new(0usize));
+    let map = |raw: &str| {
+        let p = placement.map(archive, raw)?;
+        match &p {
+            Some(_) => kept.set(kept.get() + 1),
+            None if placement.strip_components > 0 => stripped.set(stripped.get() + 1),
+            None => {}
+        }
+        Ok(p)
+    };
+    read_tar_mapped(r, archive, map, placement.owner, origin, data, tree)?;
+    if kept.get() == 0 && stripped.get() > 0 {
+        return Err(SourceError::Message(format!(
+            "{archive}: `strip_components: {}` removes the whole path of every member ({} of them), so the layer would be empty\nhint: lower `strip_components`",
+            placement.strip_components,
+            stripped.get()
+        )));
+    }
+    Ok(())
 }
 
 /// The tar reader behind tarballs and `.deb` data archives. `map` turns a
@@ -151,26 +169,50 @@ pub fn read_tar_mapped(
     for entry in entries {
         let mut entry = entry.map_err(|e| fail(format!("corrupt or truncated tar: {e}")))?;
         let raw_path = String::from_utf8(entry.path_bytes().into_owned())
-            .map_err(|_| fail("a member path is not valid UTF-8".to_string()))?;
+            .map_err(|e| fail(format!("member path `{}` is not valid UTF-8", e.as_bytes().escape_ascii())))?;
+        // Member names are shown escaped: they come from the archive and
+        // could hold terminal escape sequences.
+        let shown = crate::report::one_line(&raw_path);
+        let et = entry.header().entry_type();
+        if et.is_pax_global_extensions() || et.is_pax_local_extensions() || et.is_gnu_longname() || et.is_gnu_longlink()
+        {
+            continue;
+        }
         let Some(path) = map(&raw_path)? else {
             continue;
         };
         let header = entry.header();
         let mode = header.mode().unwrap_or(0o644) & 0o7777;
-        let (uid, gid) = owner.unwrap_or_else(|| {
-            let id = |v: io::Result<u64>| v.ok().and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
-            (id(header.uid()), id(header.gid()))
-        });
-        let et = header.entry_type();
+        let (uid, gid) = match owner {
+            Some(o) => o,
+            None => {
+                // An id that does not fit 32 bits is refused, not truncated
+                // or turned into root.
+                let id = |what: &str, v: io::Result<u64>, raw: &[u8]| -> Result<u32, SourceError> {
+                    // An empty field (some writers leave it blank) means 0.
+                    if raw.iter().all(|b| *b == 0 || *b == b' ') {
+                        return Ok(0);
+                    }
+                    let v = v.map_err(|e| fail(format!("{shown}: unreadable {what}: {e}")))?;
+                    u32::try_from(v).map_err(|_| {
+                        fail(format!(
+                            "{shown}: {what} {v} does not fit in 32 bits\nhint: set `owner:` to choose the owner"
+                        ))
+                    })
+                };
+                let old = header.as_old();
+                (id("uid", header.uid(), &old.uid)?, id("gid", header.gid(), &old.gid)?)
+            }
+        };
         let kind = if et.is_dir() {
             Kind::Dir { implicit: false }
         } else if et.is_file() || et == tar::EntryType::Continuous {
             let size = entry.size();
             let range = match &mut spool_w {
                 Some(w) => {
-                    let copied = io::copy(&mut entry, w).map_err(|e| fail(format!("reading {raw_path}: {e}")))?;
+                    let copied = io::copy(&mut entry, w).map_err(|e| fail(format!("reading {shown}: {e}")))?;
                     if copied != size {
-                        return Err(fail(format!("{raw_path} is truncated ({copied} of {size} bytes)")));
+                        return Err(fail(format!("{shown} is truncated ({copied} of {size} bytes)")));
                     }
                     offset += size;
                     SpoolRange { spool: spool.clone(), offset: offset - size, len: size }
@@ -181,36 +223,35 @@ pub fn read_tar_mapped(
             };
             Kind::File { content: Content::Spool(range), size, sha256: None }
         } else if et.is_symlink() {
-            let target = entry
-                .link_name_bytes()
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .ok_or_else(|| fail(format!("symlink {raw_path} has no target")))?;
-            if target.is_empty() || target.contains('\0') {
-                return Err(fail(format!("symlink {raw_path} has an empty or invalid target")));
+            let target = entry.link_name_bytes().ok_or_else(|| fail(format!("symlink {shown} has no target")))?;
+            let target = String::from_utf8(target.into_owned()).map_err(|e| {
+                fail(format!(
+                    "symlink {shown} has a target that is not valid UTF-8 (`{}`); image paths are UTF-8",
+                    e.as_bytes().escape_ascii()
+                ))
+            })?;
+            if target.is_empty() || target.contains('\0') || target.len() > crate::tree::MAX_PATH_BYTES {
+                return Err(fail(format!("symlink {shown} has an empty, too long or invalid target")));
             }
             Kind::Symlink { target }
         } else if et.is_hard_link() {
             let raw_target = entry
                 .link_name_bytes()
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .ok_or_else(|| fail(format!("hardlink {raw_path} has no target")))?;
+                .ok_or_else(|| fail(format!("hardlink {shown} has no target")))?;
+            let target_shown = crate::report::one_line(&raw_target);
             let target = map(&raw_target)
-                .map_err(|e| fail(format!("hardlink {raw_path} -> {raw_target} points outside the archive ({e})")))?;
+                .map_err(|e| fail(format!("hardlink {shown} -> {target_shown} points outside the archive ({e})")))?;
             let Some(target) = target else {
                 return Err(fail(format!(
-                    "hardlink {raw_path} -> {raw_target} points outside the unpacked part of the archive"
+                    "hardlink {shown} -> {target_shown} points outside the unpacked part of the archive"
                 )));
             };
             Kind::Hardlink { target }
-        } else if et.is_pax_global_extensions()
-            || et.is_pax_local_extensions()
-            || et.is_gnu_longname()
-            || et.is_gnu_longlink()
-        {
-            continue;
         } else {
             return Err(fail(format!(
-                "{raw_path} is a {et:?} entry; layers hold only files, directories and links (device nodes are created by the runtime)"
+                "{shown} is {}; layers hold only files, directories and links (device nodes are created by the runtime)",
+                entry_type_name(et)
             )));
         };
         if matches!(kind, Kind::File { .. }) && tree.get(&path).is_some() {
@@ -222,4 +263,23 @@ pub fn read_tar_mapped(
     flush(&mut spool_w)?;
     tree.check_hardlinks()?;
     Ok(())
+}
+
+/// A tar entry type in words, for messages.
+fn entry_type_name(et: tar::EntryType) -> String {
+    use tar::EntryType as E;
+    match et {
+        E::Char => "a character device".into(),
+        E::Block => "a block device".into(),
+        E::Fifo => "a FIFO".into(),
+        E::GNUSparse => "a GNU sparse file".into(),
+        other => {
+            let b = other.as_byte();
+            if b.is_ascii_graphic() {
+                format!("an entry of unknown type `{}` (0x{b:02x})", b as char)
+            } else {
+                format!("an entry of unknown type 0x{b:02x}")
+            }
+        }
+    }
 }

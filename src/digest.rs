@@ -153,6 +153,10 @@ impl<R: Read> HashingReader<R> {
     pub fn finish(self) -> (Digest, u64) {
         self.hasher.finish()
     }
+    /// The digest of what was read so far.
+    pub fn digest_so_far(&self) -> Digest {
+        self.hasher.clone().finish().0
+    }
 }
 
 impl<R: Read> Read for HashingReader<R> {

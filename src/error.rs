@@ -18,21 +18,6 @@ pub struct IoError {
     pub source: io::Error,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_are_named_once() {
-        let e = fs_err::read("/nonexistent/strata-test").unwrap_err();
-        assert_eq!(os_message(&e), "No such file or directory (os error 2)");
-        let io = IoError { action: "reading", path: "/nonexistent/strata-test".into(), source: e };
-        assert_eq!(io.to_string(), "reading /nonexistent/strata-test: No such file or directory (os error 2)");
-        let plain = io::Error::new(io::ErrorKind::Other, "boom");
-        assert_eq!(os_message(&plain), "boom");
-    }
-}
-
 impl IoError {
     /// The error kind of the cause.
     pub fn kind(&self) -> io::ErrorKind {
@@ -63,4 +48,19 @@ pub fn io_err<'a, E: From<IoError>>(action: &'static str, path: &'a Path) -> imp
 pub trait Hint {
     /// One line (or a few) of advice, without the `hint:` prefix.
     fn hint(&self) -> Option<String>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_named_once() {
+        let e = fs_err::read("/nonexistent/strata-test").unwrap_err();
+        assert_eq!(os_message(&e), "No such file or directory (os error 2)");
+        let io = IoError { action: "reading", path: "/nonexistent/strata-test".into(), source: e };
+        assert_eq!(io.to_string(), "reading /nonexistent/strata-test: No such file or directory (os error 2)");
+        let plain = io::Error::other("boom");
+        assert_eq!(os_message(&plain), "boom");
+    }
 }

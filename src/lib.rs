@@ -18,6 +18,7 @@ pub mod digest;
 pub mod encoding;
 pub mod error;
 pub mod fetch;
+pub mod hostfs;
 pub mod image;
 pub mod layer;
 pub mod lock;

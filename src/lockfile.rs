@@ -42,6 +42,21 @@ pub enum LockError {
     /// The lock could not be turned into TOML.
     #[error("serialising the lock: {0}")]
     Serialize(#[source] toml::ser::Error),
+    /// The lock file is not a readable regular file of a sane size.
+    #[error("reading {}: {source}", path.display())]
+    Read {
+        /// The lock file.
+        path: PathBuf,
+        /// Why it cannot be read.
+        #[source]
+        source: crate::hostfs::HostPathError,
+    },
+    /// The lock file is not text.
+    #[error("reading {}: not UTF-8", path.display())]
+    NotUtf8 {
+        /// The lock file.
+        path: PathBuf,
+    },
     /// A pin the build needs is missing or stale.
     #[error("{0}")]
     Missing(String),
@@ -208,14 +223,21 @@ pub fn lock_path(spec_path: &Path) -> PathBuf {
     spec_path.with_extension("lock")
 }
 
+/// The largest lock file read, in bytes.
+pub const MAX_LOCK_BYTES: u64 = 64 << 20;
+
 /// Loads the lock file of a spec, `None` when there is none.
 pub fn load_for(spec: &LoadedSpec) -> Result<Option<Lock>, LockError> {
     let path = lock_path(&spec.path);
-    match fs_err::read_to_string(&path) {
-        Ok(text) => Lock::parse(&text, &path, &spec.path.display().to_string()).map(Some),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(LockError::Io(crate::error::IoError { action: "reading", path, source })),
+    if !path.exists() && fs_err::symlink_metadata(&path).is_err() {
+        return Ok(None);
     }
+    // A regular file of bounded size (a FIFO or an endless file here must
+    // not hang the build).
+    let bytes = crate::hostfs::read_bounded(&path, MAX_LOCK_BYTES, "a lock file")
+        .map_err(|source| LockError::Read { path: path.clone(), source })?;
+    let text = String::from_utf8(bytes).map_err(|_| LockError::NotUtf8 { path: path.clone() })?;
+    Lock::parse(&text, &path, &spec.path.display().to_string()).map(Some)
 }
 
 /// The key of a layer entry in the lock's per-layer tables: its `name`, else

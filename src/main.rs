@@ -2,6 +2,16 @@
 //! the library.
 #![forbid(unsafe_code)]
 
+/// `eprintln!` for this binary: a closed or broken stderr is not a reason
+/// to panic (std's `eprintln!` panics when the write fails), so the message
+/// is dropped instead and the command goes on to its exit status.
+macro_rules! eprintln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
 mod commands;
 
 use std::path::PathBuf;
@@ -65,7 +75,11 @@ enum Command {
     },
 }
 
+#[global_allocator]
+static ALLOC: strata_sys::ExitOnOom = strata_sys::ExitOnOom;
+
 fn main() -> ExitCode {
+    strata_sys::install_oom_panic_hook();
     let cli = Cli::parse();
     init_tracing(cli.global.verbose);
     let result = match cli.command {
@@ -109,6 +123,12 @@ fn tri_state(r: anyhow::Result<bool>) -> ExitCode {
 /// include their cause's text), then the first hint an error in the chain
 /// offers.
 fn render_error(e: &anyhow::Error) -> String {
+    // Errors quote inputs (member names, server messages): escape control
+    // characters so they cannot drive the terminal.
+    strata::report::printable(&render_chain(e)).into_owned()
+}
+
+fn render_chain(e: &anyhow::Error) -> String {
     let mut s = e.to_string();
     for cause in e.chain().skip(1) {
         let c = cause.to_string();
@@ -158,6 +178,8 @@ fn init_tracing(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colour only for a terminal: logs written to files or pipes stay plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .init();

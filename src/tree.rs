@@ -21,9 +21,45 @@ use std::sync::Arc;
 use crate::digest::{hash_reader, Digest};
 
 /// A normalised path inside the image: relative to `/`, no `.` or `..`
-/// components, no empty components, no trailing slash, valid UTF-8, no NUL.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TreePath(String);
+/// components, no empty components, no trailing slash, valid UTF-8, no NUL,
+/// at most [`MAX_PATH_BYTES`] bytes with components of at most
+/// [`MAX_NAME_BYTES`] (what Linux, and so every runtime, can unpack).
+///
+/// A path shares its bytes with the path it was cut from: the parents of a
+/// deep path cost a pointer each, not a copy of their text, so the implicit
+/// directories of deep archive members do not take quadratic memory.
+#[derive(Clone)]
+pub struct TreePath {
+    buf: Arc<str>,
+    len: usize,
+}
+
+/// The longest image path accepted, in bytes (Linux's `PATH_MAX` less the NUL).
+pub const MAX_PATH_BYTES: usize = 4095;
+/// The longest path component accepted, in bytes (Linux's `NAME_MAX`).
+pub const MAX_NAME_BYTES: usize = 255;
+
+impl PartialEq for TreePath {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+impl Eq for TreePath {}
+impl PartialOrd for TreePath {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for TreePath {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+impl std::hash::Hash for TreePath {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
+    }
+}
 
 /// Why a path was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,6 +76,22 @@ pub enum PathError {
     /// The path held a NUL byte.
     #[error("`{0}` contains a NUL byte")]
     Nul(String),
+    /// The path is longer than a runtime can unpack.
+    #[error("`{0}` is {1} bytes long; image paths may have at most {MAX_PATH_BYTES}")]
+    TooLong(String, usize),
+    /// A component is longer than a file name can be.
+    #[error("`{0}` has a component of {1} bytes; names may have at most {MAX_NAME_BYTES}")]
+    NameTooLong(String, usize),
+}
+
+/// The start of a path for messages: long hostile paths are cut and their
+/// control characters escaped.
+fn shown(raw: &str) -> String {
+    let one = crate::report::one_line(raw);
+    match one.char_indices().nth(160) {
+        Some((i, _)) => format!("{}…", &one[..i]),
+        None => one,
+    }
 }
 
 impl TreePath {
@@ -54,23 +106,29 @@ impl TreePath {
     /// A leading `./` is normal in tarballs and allowed.
     pub fn from_archive_member(raw: &str) -> Result<TreePath, PathError> {
         if raw.starts_with('/') {
-            return Err(PathError::Absolute(raw.to_string()));
+            return Err(PathError::Absolute(shown(raw)));
         }
         Self::normalise(raw, raw)
     }
 
     fn normalise(rel: &str, original: &str) -> Result<TreePath, PathError> {
         if rel.contains('\0') {
-            return Err(PathError::Nul(original.to_string()));
+            return Err(PathError::Nul(shown(original)));
         }
-        let mut out = String::with_capacity(rel.len());
+        let mut out = String::with_capacity(rel.len().min(MAX_PATH_BYTES + 1));
         for comp in rel.split('/') {
             match comp {
                 "" | "." => continue,
-                ".." => return Err(PathError::ParentComponent(original.to_string())),
+                ".." => return Err(PathError::ParentComponent(shown(original))),
                 c => {
+                    if c.len() > MAX_NAME_BYTES {
+                        return Err(PathError::NameTooLong(shown(original), c.len()));
+                    }
                     if !out.is_empty() {
                         out.push('/');
+                    }
+                    if out.len() + c.len() > MAX_PATH_BYTES {
+                        return Err(PathError::TooLong(shown(original), rel.len()));
                     }
                     out.push_str(c);
                 }
@@ -79,47 +137,54 @@ impl TreePath {
         if out.is_empty() {
             return Err(PathError::Empty);
         }
-        Ok(TreePath(out))
+        let len = out.len();
+        Ok(TreePath { buf: Arc::from(out), len })
     }
 
     /// The path without a leading slash, as stored in tar headers.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.buf[..self.len]
+    }
+
+    fn prefix(&self, len: usize) -> TreePath {
+        TreePath { buf: self.buf.clone(), len }
     }
 
     /// The parent directory, or `None` for a top-level entry.
     pub fn parent(&self) -> Option<TreePath> {
-        self.0.rfind('/').map(|i| TreePath(self.0[..i].to_string()))
+        self.as_str().rfind('/').map(|i| self.prefix(i))
     }
 
     /// The last component.
     pub fn file_name(&self) -> &str {
-        match self.0.rfind('/') {
-            Some(i) => &self.0[i + 1..],
-            None => &self.0,
+        let s = self.as_str();
+        match s.rfind('/') {
+            Some(i) => &s[i + 1..],
+            None => s,
         }
     }
 
     /// Appends a relative path (which is normalised and checked).
     pub fn join(&self, rel: &str) -> Result<TreePath, PathError> {
-        TreePath::normalise(&format!("{}/{}", self.0, rel), rel)
+        TreePath::normalise(&format!("{}/{}", self.as_str(), rel), rel)
     }
 
-    /// All ancestors, outermost first (`a`, `a/b` for `a/b/c`).
+    /// All ancestors, outermost first (`a`, `a/b` for `a/b/c`). They share
+    /// this path's bytes.
     pub fn ancestors(&self) -> impl Iterator<Item = TreePath> + '_ {
-        self.0.match_indices('/').map(move |(i, _)| TreePath(self.0[..i].to_string()))
+        self.as_str().match_indices('/').map(move |(i, _)| self.prefix(i))
     }
 }
 
 impl fmt::Display for TreePath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "/{}", self.0)
+        write!(f, "/{}", self.as_str())
     }
 }
 
 impl fmt::Debug for TreePath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "/{}", self.0)
+        write!(f, "/{}", self.as_str())
     }
 }
 
@@ -176,7 +241,12 @@ impl Content {
     pub fn open(&self) -> io::Result<Box<dyn Read + Send + '_>> {
         match self {
             Content::Bytes(b) => Ok(Box::new(&b[..])),
-            Content::LocalFile(p) => Ok(Box::new(fs_err::File::open(p)?)),
+            // Checked again when read: a file swapped for a FIFO or a device
+            // since it was planned must not block or feed the layer.
+            Content::LocalFile(p) => {
+                let (f, _) = crate::hostfs::open_regular(p).map_err(|e| io::Error::other(e.to_string()))?;
+                Ok(Box::new(f))
+            }
             Content::Spool(s) => Ok(Box::new(s.reader())),
             Content::Source(s) => s.open(),
         }
@@ -443,6 +513,12 @@ pub enum TreeError {
         /// The source.
         origin: String,
     },
+    /// The layer has more entries than a layer may have.
+    #[error("{origin}: the layer would have more than {MAX_TREE_ENTRIES} entries (files, directories and links)\nhint: split the content over several layers")]
+    TooManyEntries {
+        /// The source that added the entry too many.
+        origin: String,
+    },
     /// Reading content to compare duplicates failed.
     #[error("reading {what} to compare duplicate {path}: {source}")]
     Io {
@@ -455,6 +531,9 @@ pub enum TreeError {
         source: io::Error,
     },
 }
+
+/// The most entries one layer's tree may hold.
+pub const MAX_TREE_ENTRIES: usize = 2_000_000;
 
 /// A layer's file tree.
 #[derive(Debug, Default, Clone)]
@@ -497,7 +576,15 @@ impl Tree {
     /// anything else at one path is a [`TreeError::Conflict`]. Nothing may be
     /// written below a symlink or a file.
     pub fn insert(&mut self, path: TreePath, entry: Entry) -> Result<(), TreeError> {
-        for anc in path.ancestors() {
+        if self.entries.len() >= MAX_TREE_ENTRIES && !self.entries.contains_key(&path) {
+            return Err(TreeError::TooManyEntries { origin: entry.origin.to_string() });
+        }
+        // Every ancestor of an entry exists and is a directory: find the
+        // deepest existing ancestor and create only the missing ones below
+        // it, so a deep path costs its new parents, not its depth, each time.
+        let ancestors: Vec<TreePath> = path.ancestors().collect();
+        let first_missing = ancestors.iter().rposition(|a| self.entries.contains_key(a)).map_or(0, |i| i);
+        for anc in ancestors.into_iter().skip(first_missing) {
             match self.entries.get(&anc) {
                 None => {
                     self.entries.insert(
@@ -721,6 +808,26 @@ mod tests {
         // A later implicit creation does not reset it.
         t.insert(TreePath::from_image_path("tmp/y").unwrap(), Entry::bytes(&b""[..], 0o644, &origin)).unwrap();
         assert_eq!(t.get(&TreePath::from_image_path("tmp").unwrap()).unwrap().mode, 0o1777);
+    }
+
+    #[test]
+    fn paths_are_bounded_and_parents_share_their_bytes() {
+        let deep = "a/".repeat(2000) + "f";
+        let p = TreePath::from_archive_member(&deep).unwrap();
+        let mut t = Tree::new();
+        t.insert(p.clone(), Entry::bytes(&b""[..], 0o644, &o("t"))).unwrap();
+        assert_eq!(t.len(), 2001);
+        // Every implicit parent is a prefix of the one buffer: no copies.
+        for (k, _) in t.iter() {
+            assert!(Arc::ptr_eq(&k.buf, &p.buf), "{} has its own copy", k.as_str().len());
+        }
+        // A sibling deep below creates only its own new parent.
+        let q = TreePath::from_archive_member(&("a/".repeat(2000) + "g/h")).unwrap();
+        t.insert(q, Entry::bytes(&b""[..], 0o644, &o("t"))).unwrap();
+        assert_eq!(t.len(), 2003);
+        assert!(matches!(TreePath::from_archive_member(&"a/".repeat(2049)), Err(PathError::TooLong(..))));
+        assert!(matches!(TreePath::from_image_path(&"n".repeat(256)), Err(PathError::NameTooLong(..))));
+        assert!(TreePath::from_image_path(&"n".repeat(255)).is_ok());
     }
 
     #[test]

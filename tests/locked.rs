@@ -95,7 +95,9 @@ fn the_verifier_binary_is_pinned_by_the_lock() {
 fn committed_locks_are_current() {
     // The specs in the repository build locked: their locks match them.
     for spec in ["specs/python-base.yaml", "specs/pytorch-cuda.yaml"] {
-        let loaded = strata::spec::load(&root().join(spec)).unwrap();
+        // They include ../layers/, so the repository is their build context.
+        let opts = strata::spec::LoadOptions { context: Some(root()) };
+        let loaded = strata::spec::load_with(&root().join(spec), &opts).unwrap();
         let lock = strata::lock::load_for(&loaded).unwrap().unwrap_or_else(|| panic!("{spec} has no lock"));
         strata::lock::check_current(&loaded, &lock).unwrap_or_else(|e| panic!("{spec}: {e}"));
         strata::lock::check_spec(&loaded, Some(&lock)).unwrap_or_else(|e| panic!("{spec}: {e}"));

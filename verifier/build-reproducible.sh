@@ -14,9 +14,6 @@ cargo_home=${CARGO_HOME:-$HOME/.cargo}
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 triple=x86_64-unknown-linux-gnu
 
-# cudarc's build script prefers this variable over the pinned cuda-11040
-# feature; a stray value would change the bindings.
-unset CUDARC_CUDA_VERSION
 # Paths that would otherwise end up in panic messages: the checkout, the
 # cargo registry, and the target directory (it may live outside the checkout).
 # An explicit --target keeps these flags away from the host artifacts other

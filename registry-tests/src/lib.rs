@@ -243,7 +243,18 @@ fn image_from_spec(name: &str, spec: &Path) -> (PathBuf, String) {
     }
     let dir = images_dir().join(name);
     let env = Env::new();
-    let out = env.ok(&["build", spec.to_str().unwrap(), "-o", &format!("oci:{}", dir.display()), "-q"]);
+    // Big images include a layer file beside their spec's directory: the
+    // images directory is their build context.
+    let context = images_dir();
+    let out = env.ok(&[
+        "build",
+        spec.to_str().unwrap(),
+        "--context",
+        context.to_str().unwrap(),
+        "-o",
+        &format!("oci:{}", dir.display()),
+        "-q",
+    ]);
     let v = (dir, last_line(&out));
     map.insert(name.to_string(), v.clone());
     v

@@ -140,6 +140,12 @@ pub enum BuildError {
         /// How many it would have.
         layers: usize,
     },
+    /// `SOURCE_DATE_EPOCH` past what image tools can read.
+    #[error("SOURCE_DATE_EPOCH: {}", crate::spec::epoch_message("the time", *epoch))]
+    Epoch {
+        /// The epoch given.
+        epoch: u64,
+    },
     /// The build's scratch directory could not be made.
     #[error(transparent)]
     Io(#[from] crate::error::IoError),
@@ -210,6 +216,9 @@ pub fn build(
     reporter: Arc<dyn Reporter>,
 ) -> Result<BuildResult, BuildError> {
     let epoch = opts.source_date_epoch.or(spec.spec.epoch).unwrap_or(0);
+    if epoch > crate::spec::MAX_EPOCH {
+        return Err(BuildError::Epoch { epoch });
+    }
     let comp = compression_of(spec);
     let lock_opts =
         BuildLockOptions { unlocked: opts.unlocked, verifier: opts.verifier.clone(), net: opts.fetch.net.clone() };

@@ -19,6 +19,10 @@ use crate::GlobalArgs;
 pub struct AuditArgs {
     /// The image spec.
     pub spec: PathBuf,
+    /// The build context: files the spec names (includes, `source:`,
+    /// `path:`, locks) must be inside it. Default: the spec's directory.
+    #[arg(long, value_name = "DIR")]
+    pub context: Option<PathBuf>,
     /// The published image: docker://REF, oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE.
     pub image: String,
     /// Print the verdict and the full comparison as JSON.
@@ -34,7 +38,7 @@ pub struct AuditArgs {
 /// Runs the audit; `Ok(true)` when identical.
 pub fn run(args: AuditArgs, global: &GlobalArgs) -> anyhow::Result<bool> {
     let reporter = Arc::new(CliReporter::new(global.quiet));
-    let spec = strata::spec::load(&args.spec)?;
+    let spec = strata::spec::load_with(&args.spec, &strata::spec::LoadOptions { context: args.context.clone() })?;
     let mut opts = BuildOptions::default();
     // Opened once and held until the command ends, so `strata cache prune`
     // waits for all of it.

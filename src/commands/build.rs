@@ -6,11 +6,12 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Args;
 use serde_json::json;
-use strata::build::{build, BuildOptions};
-use strata::image::{Content, Sink};
+use strata::build::{build, BuildError, BuildOptions};
+use strata::image::{Content, ImageError, Sink};
 use strata::oci::ImageRef;
 use strata::registry::PushOptions;
 use strata::report::human_bytes;
+use strata::sources::SourceError;
 use strata::transport::Transport;
 
 use super::progress::CliReporter;
@@ -23,6 +24,10 @@ use crate::GlobalArgs;
 pub struct BuildArgs {
     /// The image spec (YAML).
     pub spec: PathBuf,
+    /// The build context: files the spec names (includes, `source:`,
+    /// `path:`, locks) must be inside it. Default: the spec's directory.
+    #[arg(long, value_name = "DIR")]
+    pub context: Option<PathBuf>,
     /// Where to write the image: oci:DIR[:TAG], oci-archive:FILE[:TAG] or
     /// docker-archive:FILE[:NAME:TAG]. Default: oci:build/NAME:TAG.
     #[arg(short, long, value_name = "OUTPUT")]
@@ -71,7 +76,7 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let reporter = Arc::new(CliReporter::new(global.quiet));
     // A bad destination should fail before the build, not after.
     let push_to = args.push.as_deref().map(strata::oci::Reference::parse).transpose()?;
-    let spec = strata::spec::load(&args.spec)?;
+    let spec = strata::spec::load_with(&args.spec, &strata::spec::LoadOptions { context: args.context.clone() })?;
     let output = output_of(args.output.as_deref(), &spec.spec.name)?;
     let mut opts = BuildOptions::default();
     // Opened once and held until the command ends, so `strata cache prune`
@@ -86,17 +91,34 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     opts.unlocked = args.unlocked;
     opts.source_date_epoch = super::source_date_epoch()?;
     let started = std::time::Instant::now();
-    let result = build(&spec, &store, &opts, reporter.clone())?;
     let tag = spec.spec.tag.clone().unwrap_or_else(|| "latest".into());
-    let image = &result.image;
-    let content = Content::of_root(image)?;
     let mut registry_opts = args.registry.options(global)?;
     registry_opts.chunk_size = args.upload.chunk_size;
     let transport = Transport::new(registry_opts, reporter.clone());
-    transport
-        .sink(&output, &spec.spec.name, &tag, PushOptions::default())?
-        .write(&content)
-        .with_context(|| format!("writing {output}"))?;
+    let sink = transport.sink(&output, &spec.spec.name, &tag, PushOptions::default())?;
+    // A blob that rotted in the cache is found when it is read (and removed
+    // then); the build runs once more, fetching or rebuilding what it lost.
+    let mut attempt = 0;
+    let result = loop {
+        attempt += 1;
+        let result = match build(&spec, &store, &opts, reporter.clone()) {
+            Err(BuildError::Source { source: SourceError::CorruptCache { what, .. }, .. }) if attempt == 1 => {
+                eprintln!("warning: {what}: the cached copy was corrupt and has been removed; building again");
+                continue;
+            }
+            r => r?,
+        };
+        match sink.write(&Content::of_root(&result.image)?) {
+            Err(ImageError::CorruptBlob { digest, .. }) if attempt == 1 => {
+                eprintln!("warning: cached layer {digest} was corrupt and has been removed; building again");
+                continue;
+            }
+            r => r.with_context(|| format!("writing {output}"))?,
+        };
+        break result;
+    };
+    let image = &result.image;
+    let content = Content::of_root(image)?;
     let digest = image.manifest.digest;
     if !global.quiet {
         let total: u64 = result.layers.iter().map(|l| l.blob.size).sum();

@@ -17,6 +17,10 @@ pub struct FetchArgs {
     /// The image spec (with --into).
     #[arg(required_unless_present = "verify")]
     pub spec: Option<PathBuf>,
+    /// The build context: files the spec names (includes, `source:`,
+    /// `path:`, locks) must be inside it. Default: the spec's directory.
+    #[arg(long, value_name = "DIR")]
+    pub context: Option<PathBuf>,
     /// Mirror directory to fill: `sha256/<hex>` files and `index.json`.
     #[arg(long, value_name = "DIR", required_unless_present = "verify")]
     pub into: Option<PathBuf>,
@@ -46,7 +50,7 @@ pub fn run(args: FetchArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     }
     let (Some(spec_path), Some(into)) = (&args.spec, &args.into) else { unreachable!("clap enforces SPEC and --into") };
     let reporter = Arc::new(CliReporter::new(global.quiet));
-    let spec = strata::spec::load(spec_path)?;
+    let spec = strata::spec::load_with(spec_path, &strata::spec::LoadOptions { context: args.context.clone() })?;
     let lock = strata::lock::load_for(&spec)?;
     strata::lock::check_spec(&spec, lock.as_ref())?;
     let artifacts = strata::build::artifacts_of(&spec, lock.as_ref());

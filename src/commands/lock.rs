@@ -15,6 +15,10 @@ use crate::GlobalArgs;
 pub struct LockArgs {
     /// The image spec (YAML). The lock is written beside it with the extension `.lock`.
     pub spec: PathBuf,
+    /// The build context: files the spec names (includes, `source:`,
+    /// `path:`, locks) must be inside it. Default: the spec's directory.
+    #[arg(long, value_name = "DIR")]
+    pub context: Option<PathBuf>,
     /// Resolve and compare with the existing lock without writing; exit 1 if it would change.
     #[arg(long)]
     pub check: bool,
@@ -29,7 +33,7 @@ pub struct LockArgs {
 
 pub fn run(args: LockArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let reporter = Arc::new(CliReporter::new(global.quiet));
-    let spec = strata::spec::load(&args.spec)?;
+    let spec = strata::spec::load_with(&args.spec, &strata::spec::LoadOptions { context: args.context.clone() })?;
     let started = std::time::Instant::now();
     let mut net = super::net_options(global, &[])?;
     net.timeouts.connect = std::time::Duration::from_secs(args.timeout.max(1));

@@ -15,11 +15,18 @@ pub mod push;
 
 use std::io::Write;
 
-/// Writes a line to stdout; a closed pipe (`strata … | head`) is not an error.
+/// Writes a line to stdout; a closed pipe (`strata … | head`) or a closed
+/// stdout (`>&-`) ends the command quietly with status 0: whoever closed it
+/// did not want the rest.
 pub fn out(line: &str) -> anyhow::Result<()> {
     let mut so = std::io::stdout().lock();
-    match writeln!(so, "{line}") {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+    // Lines quote inputs (paths inside images, names from archives): their
+    // control characters are escaped so they cannot drive the terminal.
+    let line = strata::report::printable(line);
+    match writeln!(so, "{line}").and_then(|()| so.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe || e.raw_os_error() == Some(libc::EBADF) => {
+            std::process::exit(0)
+        }
         r => Ok(r?),
     }
 }

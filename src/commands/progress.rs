@@ -43,6 +43,8 @@ impl CliReporter {
         if self.quiet {
             return;
         }
+        // Labels and messages name inputs (artifacts, layers): no raw control characters.
+        let s = strata::report::printable(s);
         match &self.bars {
             Some(mp) => {
                 let _ = mp.println(s);
@@ -65,11 +67,12 @@ impl Reporter for CliReporter {
             .unwrap_or_else(|_| ProgressStyle::default_bar());
             pb.set_style(style);
             pb.set_prefix(verb(kind));
-            pb.set_message(label.to_string());
+            pb.set_message(strata::report::one_line(label));
             pb.enable_steady_tick(Duration::from_millis(250));
             mp.add(pb)
         });
         if bar.is_none() && !self.quiet {
+            let label = strata::report::one_line(label);
             eprintln!(
                 "{:>6} {label}{}",
                 verb(kind),
@@ -113,6 +116,7 @@ impl Reporter for CliReporter {
     }
 
     fn warn(&self, message: &str) {
+        let message = strata::report::printable(message);
         // Warnings show even with --quiet.
         match &self.bars {
             Some(mp) => {

@@ -220,6 +220,45 @@ impl ImageSource for DockerArchive {
     }
 }
 
+/// A blob read into an archive, checked against its digest at its end.
+struct Verified<'a> {
+    inner: BlobReader<'a>,
+    hasher: crate::digest::Hasher,
+    expected: Digest,
+}
+
+impl<'a> Verified<'a> {
+    fn new(inner: BlobReader<'a>, expected: Digest) -> Verified<'a> {
+        Verified { inner, hasher: crate::digest::Hasher::new(), expected }
+    }
+}
+
+/// The error a [`Verified`] reader ends with: (expected, found).
+#[derive(Debug)]
+struct Corrupt(Digest, Digest);
+
+impl std::fmt::Display for Corrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "blob {} is corrupt (its bytes hash to {})", self.0, self.1)
+    }
+}
+
+impl std::error::Error for Corrupt {}
+
+impl Read for Verified<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        if n == 0 && !buf.is_empty() {
+            let found = std::mem::take(&mut self.hasher).finish().0;
+            if found != self.expected {
+                return Err(io::Error::other(Corrupt(self.expected, found)));
+            }
+        }
+        Ok(n)
+    }
+}
+
 /// Where an archive entry's bytes come from.
 enum Data<'a> {
     Bytes(&'a [u8]),
@@ -260,10 +299,21 @@ fn write_tar(file: &Path, content: &Content<'_>, mut entries: Vec<(String, u64, 
             let mut reader: BlobReader<'_> = match data {
                 Data::Bytes(b) => Box::new(*b),
                 Data::Owned(b) => Box::new(&b[..]),
-                Data::Blob(d) => content.source.open_blob(d)?,
+                Data::Blob(d) => Box::new(Verified::new(content.source.open_blob(d)?, d.digest)),
             };
-            tw.append(&header(name, TarType::File, *size), Some(&mut reader))
-                .map_err(io_err::<ImageError>("writing", file))?;
+            tw.append(&header(name, TarType::File, *size), Some(&mut reader)).map_err(|e| {
+                match e.get_ref().and_then(|r| r.downcast_ref::<Corrupt>()) {
+                    Some(Corrupt(digest, found)) => {
+                        if let Data::Blob(d) = data {
+                            content.source.discard(d);
+                        }
+                        ImageError::CorruptBlob { digest: *digest, found: *found }
+                    }
+                    None => {
+                        ImageError::Io(crate::error::IoError { action: "writing", path: file.to_path_buf(), source: e })
+                    }
+                }
+            })?;
         }
         let mut w = tw.finish().map_err(io_err::<ImageError>("writing", file))?;
         w.flush().map_err(io_err::<ImageError>("writing", file))?;

@@ -171,7 +171,7 @@ impl LayoutSink {
         })
     }
 
-    fn fill(&self, content: &Content<'_>, dir: &Path, existing: Option<Index>) -> Result<WriteReport, ImageError> {
+    fn fill(&self, content: &Content<'_>, dir: &Path, merge: bool) -> Result<WriteReport, ImageError> {
         let bdir = dir.join("blobs/sha256");
         fs_err::create_dir_all(&bdir).map_err(io_err::<ImageError>("creating", &bdir))?;
         let blobs = self.copy_blobs(content, &bdir)?;
@@ -191,6 +191,14 @@ impl LayoutSink {
         }
         atomic_write(&dir.join("oci-layout"), OCI_LAYOUT)?;
         // Keep other images of the layout; replace the one with this tag.
+        let _lock = if merge { Some(lock_layout(dir)?) } else { None };
+        let p = dir.join("index.json");
+        let existing = if merge && p.is_file() {
+            let bytes = fs_err::read(&p).map_err(io_err::<ImageError>("reading", &p))?;
+            Some(parse_index(&bytes, &format!("oci:{}", dir.display()))?)
+        } else {
+            None
+        };
         let mut entries: Vec<Descriptor> = existing
             .map(|i| i.manifests)
             .unwrap_or_default()
@@ -274,13 +282,19 @@ impl LayoutSink {
             return Ok(report(BlobAction::Skipped, 0));
         }
         if let Some(src) = content.source.blob_path(d) {
-            let tmp = bdir.join(format!(".{}.tmp", d.digest.hex()));
-            let _ = fs_err::remove_file(&tmp);
-            // Hard links make large layouts cheap; fall back to a copy across filesystems.
-            if fs_err::hard_link(&src, &tmp).is_err() {
-                fs_err::copy(&src, &tmp).map_err(io_err::<ImageError>("copying blob to", &tmp))?;
+            // A unique temporary name: two builds may add the same blob.
+            let tmp = tempfile::Builder::new()
+                .prefix(&format!(".{}-", d.digest.hex()))
+                .suffix(".tmp")
+                .tempfile_in(bdir)
+                .map_err(io_err::<ImageError>("creating temporary file in", bdir))?;
+            if let Err(e) = copy_verified(&src, &tmp, &d.digest) {
+                if matches!(e, ImageError::CorruptBlob { .. }) {
+                    content.source.discard(d);
+                }
+                return Err(e);
             }
-            fs_err::rename(&tmp, &dest).map_err(io_err::<ImageError>("renaming blob to", &dest))?;
+            crate::atomic::persist(tmp, &dest)?;
             return Ok(report(BlobAction::Written, 0));
         }
         let task = task_id();
@@ -292,6 +306,41 @@ impl LayoutSink {
         }
         r.map(|n| report(BlobAction::Written, n))
     }
+}
+
+/// Copies a local blob (in the cache) into `out`, checking its digest on the
+/// way: a blob that rotted is reported, never handed to a layout. The copy
+/// is a reflink (copy-on-write clone) where the filesystem has them, else a
+/// plain copy: the layout never shares bytes with the cache, so writing to
+/// one cannot corrupt the other.
+fn copy_verified(src: &Path, out: &tempfile::NamedTempFile, digest: &Digest) -> Result<(), ImageError> {
+    let input = fs_err::File::open(src).map_err(io_err::<ImageError>("opening", src))?;
+    let found = if strata_sys::reflink(input.file(), out.as_file()) {
+        let (found, _) = crate::digest::hash_reader(io::BufReader::with_capacity(1 << 20, out.as_file()))
+            .map_err(io_err::<ImageError>("reading", src))?;
+        found
+    } else {
+        let mut w = crate::digest::HashingWriter::new(io::BufWriter::with_capacity(1 << 20, out.as_file()));
+        io::copy(&mut io::BufReader::with_capacity(1 << 20, input), &mut w)
+            .map_err(io_err::<ImageError>("copying", src))?;
+        let (mut buf, found, _) = w.finish();
+        buf.flush().map_err(io_err::<ImageError>("copying", src))?;
+        found
+    };
+    if found != *digest {
+        return Err(ImageError::CorruptBlob { digest: *digest, found });
+    }
+    Ok(())
+}
+
+/// Holds an exclusive lock on a layout directory (an advisory lock on the
+/// directory itself, so nothing is added to the layout) while its index is
+/// read, changed and written: concurrent writers into one layout keep each
+/// other's tags.
+fn lock_layout(dir: &Path) -> Result<fs_err::File, ImageError> {
+    let f = fs_err::File::open(dir).map_err(io_err::<ImageError>("opening", dir))?;
+    f.lock().map_err(io_err::<ImageError>("locking", dir))?;
+    Ok(f)
 }
 
 /// Streams a blob into a temporary file in `dir`, checking size and digest,
@@ -374,19 +423,29 @@ impl Sink for LayoutSink {
                     .tempdir_in(parent)
                     .map_err(io_err::<ImageError>("creating temporary directory in", parent))?;
                 set_mode(tmp.path(), 0o755)?;
-                let report = self.fill(content, tmp.path(), None)?;
-                let tmp_path = tmp.keep();
-                fs_err::rename(&tmp_path, dir).map_err(io_err::<ImageError>("renaming layout into", dir))?;
-                report
+                let report = self.fill(content, tmp.path(), false)?;
+                match fs_err::rename(tmp.path(), dir) {
+                    Ok(()) => {
+                        let _ = tmp.keep();
+                        report
+                    }
+                    // Another writer created the layout meanwhile: add this
+                    // image to it like to any existing layout (the temporary
+                    // one is dropped).
+                    Err(e) if dir.join("oci-layout").is_file() => {
+                        tracing::debug!("{} appeared while it was written ({e}); merging into it", dir.display());
+                        self.fill(content, dir, true)?
+                    }
+                    Err(e) => {
+                        return Err(ImageError::Io(IoError {
+                            action: "renaming layout into",
+                            path: dir.clone(),
+                            source: e,
+                        }))
+                    }
+                }
             } else {
-                let p = dir.join("index.json");
-                let existing = if p.is_file() {
-                    let bytes = fs_err::read(&p).map_err(io_err::<ImageError>("reading", &p))?;
-                    Some(parse_index(&bytes, &format!("oci:{}", dir.display()))?)
-                } else {
-                    None
-                };
-                self.fill(content, dir, existing)?
+                self.fill(content, dir, true)?
             };
         Ok(WriteReport { seconds: started.elapsed().as_secs_f64(), ..report })
     }

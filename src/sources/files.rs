@@ -22,7 +22,7 @@ impl Source for Files<'_> {
     fn plan(&self) -> Result<Vec<Part<'_>>, SourceError> {
         let e = &self.layer.entry;
         // Local files are hashed now so the fingerprint covers their bytes.
-        let mut local: Vec<(Digest, u64)> = Vec::new();
+        let mut local: Vec<(std::path::PathBuf, Digest, u64)> = Vec::new();
         let mut fp = String::from("files-v1\n");
         for d in &e.dirs {
             fp.push_str(&format!("dir {} {:o} {} {}\n", d.path.0, d.mode.map_or(0o755, |m| m.0), d.uid, d.gid));
@@ -33,16 +33,15 @@ impl Source for Files<'_> {
             } else if let Some(b) = &f.content_base64 {
                 ("base64", Digest::of(&decode_base64(b).map_err(|e| SourceError::Message(e.to_string()))?))
             } else {
-                let src = self.layer.resolve(f.source.as_deref().unwrap_or_default());
-                let file = fs_err::File::open(&src).map_err(|e| {
-                    SourceError::Message(format!(
-                        "{}: {e}\nhint: `source` is relative to {}",
-                        f.path.0,
-                        self.layer.file.display()
-                    ))
-                })?;
-                let (d, n) = hash_reader(std::io::BufReader::new(file)).map_err(SourceError::io("reading", &src))?;
-                local.push((d, n));
+                let src = self
+                    .layer
+                    .host_file(f.source.as_deref().unwrap_or_default())
+                    .map_err(|e| SourceError::Message(format!("{}: `source`: {e}\nhint: {}", f.path.0, e.hint())))?;
+                let (file, size) = crate::hostfs::open_regular(&src)
+                    .map_err(|e| SourceError::Message(format!("{}: `source`: {e}", f.path.0)))?;
+                let exact = crate::hostfs::Exact::new(std::io::BufReader::new(file), size, &src);
+                let (d, n) = hash_reader(exact).map_err(SourceError::io("reading", &src))?;
+                local.push((src, d, n));
                 ("local", d)
             };
             fp.push_str(&format!(
@@ -71,8 +70,7 @@ impl Source for Files<'_> {
                 } else if let Some(b) = &f.content_base64 {
                     Entry::bytes(decode_base64(b).map_err(|e| SourceError::Message(e.to_string()))?, mode, &origin)
                 } else {
-                    let src = self.layer.resolve(f.source.as_deref().unwrap_or_default());
-                    let (digest, size) = local
+                    let (src, digest, size) = local
                         .next()
                         .ok_or_else(|| SourceError::Message("internal: local file list out of step".into()))?;
                     let mut e = Entry::file(Content::LocalFile(src), size, mode, &origin);

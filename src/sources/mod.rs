@@ -59,6 +59,17 @@ pub enum SourceError {
     /// A Debian archive, index or package is not usable.
     #[error(transparent)]
     Deb(#[from] deb::error::DebError),
+    /// A blob in the cache no longer has the bytes it was stored with (it
+    /// has been removed, so the next attempt fetches or builds it again).
+    #[error("{what}: the cached copy {} is corrupt (sha256 {}, expected {}); it was removed and is fetched again on the next build", path.display(), digests.1, digests.0)]
+    CorruptCache {
+        /// What it is.
+        what: String,
+        /// Its path in the store.
+        path: PathBuf,
+        /// The digest it was stored under, and what its bytes hash to now.
+        digests: Box<(crate::digest::Digest, crate::digest::Digest)>,
+    },
     /// Any other error, already described.
     #[error(transparent)]
     Other(Box<dyn std::error::Error + Send + Sync>),
@@ -74,6 +85,22 @@ impl crate::error::Hint for SourceError {
 }
 
 impl SourceError {
+    /// A cached blob that failed verification: it is removed from the store
+    /// (best effort) and reported as [`SourceError::CorruptCache`].
+    pub fn corrupt_cache(
+        what: &str,
+        path: &std::path::Path,
+        expected: crate::digest::Digest,
+        found: crate::digest::Digest,
+    ) -> SourceError {
+        let _ = fs_err::remove_file(path);
+        SourceError::CorruptCache {
+            what: what.to_string(),
+            path: path.to_path_buf(),
+            digests: Box::new((expected, found)),
+        }
+    }
+
     /// An IO error with context.
     pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> SourceError {
         let path = path.into();

@@ -29,6 +29,13 @@ impl Tarball<'_> {
     }
 }
 
+impl Tarball<'_> {
+    /// The local tarball `p`, confined to the build context.
+    fn local_file(&self, p: &str) -> Result<std::path::PathBuf, SourceError> {
+        self.layer.host_file(p).map_err(|e| SourceError::Message(format!("local tarball: {e}\nhint: {}", e.hint())))
+    }
+}
+
 impl Source for Tarball<'_> {
     fn describe(&self) -> String {
         format!("tarball {}", self.name())
@@ -52,9 +59,11 @@ impl Source for Tarball<'_> {
         let content = match (&s.sha256, &s.path) {
             (Some(d), _) => d.0,
             (None, Some(p)) => {
-                let path = self.layer.resolve(p);
-                let f = fs_err::File::open(&path).map_err(|e| SourceError::Message(e.to_string()))?;
-                crate::digest::hash_reader(std::io::BufReader::new(f)).map_err(SourceError::io("reading", &path))?.0
+                let path = self.local_file(p)?;
+                let (f, size) = crate::hostfs::open_regular(&path)
+                    .map_err(|e| SourceError::Message(format!("local tarball: {e}\nhint: {}", e.hint())))?;
+                let exact = crate::hostfs::Exact::new(std::io::BufReader::new(f), size, &path);
+                crate::digest::hash_reader(exact).map_err(SourceError::io("reading", &path))?.0
             }
             (None, None) => return Err(SourceError::Message("tarball without url or path".into())),
         };
@@ -73,9 +82,18 @@ impl Source for Tarball<'_> {
             };
             let file_path = match &s.url {
                 Some(_) => ctx.store.path(&content),
-                None => self.layer.resolve(s.path.as_deref().unwrap_or_default()),
+                None => self.local_file(s.path.as_deref().unwrap_or_default())?,
             };
-            let file = fs_err::File::open(&file_path).map_err(|e| SourceError::Message(format!("{name}: {e}")))?;
+            let (file, size) = match &s.url {
+                Some(_) => {
+                    let f = fs_err::File::open(&file_path)
+                        .map_err(|e| SourceError::Message(format!("{name}: {}", crate::error::os_message(&e))))?;
+                    let len = f.metadata().map_err(SourceError::io("reading", &file_path))?.len();
+                    (f, len)
+                }
+                None => crate::hostfs::open_regular(&file_path)
+                    .map_err(|e| SourceError::Message(format!("{name}: {e}\nhint: {}", e.hint())))?,
+            };
             // An uncompressed tar is its own spool: members are read from it
             // when the layer is written, through this handle, instead of
             // being copied to scratch space first.
@@ -88,16 +106,25 @@ impl Source for Tarball<'_> {
             } else {
                 MemberData::Spool(&ctx.scratch)
             };
-            let mut hashing = HashingReader::new(std::io::BufReader::new(file));
+            // Never more than the file's size when it was opened: a file that
+            // keeps growing cannot keep the build reading.
+            let mut hashing =
+                HashingReader::new(crate::hostfs::Exact::new(std::io::BufReader::new(file), size, &file_path));
             let origin: Arc<str> = Arc::from(format!("tarball {name}"));
-            {
-                let stream = decompress(&mut hashing, &name)?;
-                read_tar(stream, &name, &placement, &origin, data, tree)?;
-            }
-            // Hash the rest (padding after the end-of-archive marker) to check the pin.
-            std::io::copy(&mut (&mut hashing).take(u64::MAX), &mut std::io::sink())
-                .map_err(SourceError::io("reading", &file_path))?;
+            let read = decompress(&mut hashing, &name)
+                .and_then(|stream| read_tar(stream, &name, &placement, &origin, data, tree));
+            // Hash the rest (padding after the end-of-archive marker) to check
+            // the pin, also when reading failed: a pinned file that does not
+            // match is the error to report, not what its bytes made of it.
+            let rest = std::io::copy(&mut (&mut hashing).take(u64::MAX), &mut std::io::sink())
+                .map_err(SourceError::io("reading", &file_path));
             let (found, _) = hashing.finish();
+            if found != content && rest.is_ok() && s.url.is_some() {
+                // Verified when it was downloaded: the cached copy changed since.
+                return Err(SourceError::corrupt_cache(&name, &file_path, content, found));
+            }
+            read?;
+            rest?;
             if found != content {
                 return Err(SourceError::Message(format!(
                     "{name}: sha256 mismatch\n  expected: {content}\n  found:    {found}\nhint: the file changed since it was pinned; update `sha256` if the new file is trusted"

@@ -8,7 +8,7 @@ use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::Marker;
 
 enum Frame {
-    Map { key: Option<String> },
+    Map { key: Option<String>, seen: std::collections::HashSet<String> },
     Seq { index: usize },
 }
 
@@ -16,6 +16,8 @@ enum Frame {
 struct Index {
     stack: Vec<Frame>,
     paths: HashMap<String, (usize, usize)>,
+    /// The first key that appears twice in one mapping: (key, line, column).
+    duplicate: Option<(String, usize, usize)>,
 }
 
 impl Index {
@@ -23,13 +25,13 @@ impl Index {
         let mut s = String::new();
         for f in &self.stack {
             match f {
-                Frame::Map { key: Some(k) } => {
+                Frame::Map { key: Some(k), .. } => {
                     if !s.is_empty() {
                         s.push('.');
                     }
                     s.push_str(k);
                 }
-                Frame::Map { key: None } => {}
+                Frame::Map { key: None, .. } => {}
                 Frame::Seq { index } => s.push_str(&format!("[{index}]")),
             }
         }
@@ -50,7 +52,7 @@ impl Index {
 
     fn value_end(&mut self) {
         match self.stack.last_mut() {
-            Some(Frame::Map { key }) => *key = None,
+            Some(Frame::Map { key, .. }) => *key = None,
             Some(Frame::Seq { index }) => *index += 1,
             None => {}
         }
@@ -61,8 +63,11 @@ impl MarkedEventReceiver for Index {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         match ev {
             Event::Scalar(v, ..) => {
-                if let Some(Frame::Map { key }) = self.stack.last_mut() {
+                if let Some(Frame::Map { key, seen }) = self.stack.last_mut() {
                     if key.is_none() {
+                        if !seen.insert(v.clone()) && self.duplicate.is_none() {
+                            self.duplicate = Some((v.clone(), mark.line(), mark.col() + 1));
+                        }
                         *key = Some(v);
                         self.record(mark);
                         return;
@@ -77,7 +82,7 @@ impl MarkedEventReceiver for Index {
             }
             Event::MappingStart(..) => {
                 self.value_start(mark);
-                self.stack.push(Frame::Map { key: None });
+                self.stack.push(Frame::Map { key: None, seen: Default::default() });
             }
             Event::SequenceStart(..) => {
                 self.value_start(mark);
@@ -104,6 +109,14 @@ pub fn index(text: &str) -> HashMap<String, (usize, usize)> {
     idx.paths
 }
 
+/// The first key written twice in one mapping, with its second position.
+pub fn first_duplicate(text: &str) -> Option<(String, usize, usize)> {
+    let mut idx = Index::default();
+    let mut parser = Parser::new_from_str(text);
+    let _ = parser.load(&mut idx, false);
+    idx.duplicate
+}
+
 /// The location of `path`, or of its closest recorded ancestor.
 pub fn find(index: &HashMap<String, (usize, usize)>, path: &str) -> Option<(usize, usize)> {
     let mut p = path.to_string();
@@ -128,5 +141,12 @@ mod tests {
         assert_eq!(idx.get("layers[0].files[0].source"), Some(&(5, 9)));
         assert_eq!(idx.get("layers[1].name"), Some(&(6, 5)));
         assert_eq!(find(&idx, "layers[1].name.nope"), Some((6, 5)));
+    }
+
+    #[test]
+    fn finds_the_second_of_two_equal_keys() {
+        let text = "version: 1\nname: a\nlayers:\n  - dirs: [{path: /a, path: /b}]\nname: b\n";
+        assert_eq!(first_duplicate(text), Some(("path".to_string(), 4, 23)));
+        assert_eq!(first_duplicate("a: 1\nb: {a: 2}\n"), None);
     }
 }

@@ -26,8 +26,9 @@ pub struct SpecError {
     pub message: String,
     /// How to fix it.
     pub hint: Option<String>,
-    /// The offending source line.
-    pub snippet: Option<String>,
+    /// The offending source line (at most [`SNIPPET_CHARS`] of it around
+    /// the column) and the column of the caret within that excerpt.
+    pub snippet: Option<(String, usize)>,
 }
 
 impl std::error::Error for SpecError {}
@@ -38,7 +39,7 @@ impl fmt::Display for SpecError {
             Some((l, c)) => write!(f, "{}:{}:{}: {}", self.file.display(), l, c, self.message)?,
             None => write!(f, "{}: {}", self.file.display(), self.message)?,
         }
-        if let (Some(snippet), Some((line, col))) = (&self.snippet, self.location) {
+        if let (Some((snippet, col)), Some((line, _))) = (&self.snippet, self.location) {
             let num = line.to_string();
             let pad = " ".repeat(num.len());
             write!(f, "\n{pad} |\n{num} | {snippet}\n{pad} | {}^", " ".repeat(col.saturating_sub(1)))?;
@@ -59,11 +60,52 @@ impl SpecError {
         hint: Option<String>,
     ) -> SpecError {
         let snippet = match (text, location) {
-            (Some(t), Some((l, _))) => t.lines().nth(l.saturating_sub(1)).map(|s| s.to_string()),
+            (Some(t), Some((l, c))) => t.lines().nth(l.saturating_sub(1)).map(|s| excerpt(s, c)),
             _ => None,
         };
+        // Messages may quote a value of the file: one line, and not long.
+        let message = clip(&crate::report::one_line(&message), MAX_MESSAGE_CHARS);
         SpecError { file: file.to_path_buf(), location, message, hint, snippet }
     }
+}
+
+/// The longest message text (a quoted value is cut beyond it).
+const MAX_MESSAGE_CHARS: usize = 300;
+/// The widest part of an offending line that is shown.
+const SNIPPET_CHARS: usize = 120;
+
+fn clip(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// At most [`SNIPPET_CHARS`] of `line` around column `col` (1-based, in
+/// characters), control characters escaped; returns the excerpt and the
+/// column within it. The column stays pointing at the same character.
+fn excerpt(line: &str, col: usize) -> (String, usize) {
+    let chars: Vec<char> = line.chars().collect();
+    let c = col.saturating_sub(1).min(chars.len());
+    let start = c.saturating_sub(SNIPPET_CHARS / 2);
+    let end = (start + SNIPPET_CHARS).min(chars.len());
+    let mut shown = String::new();
+    let mut col_in = 1;
+    if start > 0 {
+        shown.push('…');
+        col_in += 1;
+    }
+    for (i, ch) in chars[start..end].iter().enumerate() {
+        let piece: String = if ch.is_control() && *ch != '\t' { ch.escape_default().collect() } else { ch.to_string() };
+        if start + i < c {
+            col_in += piece.chars().count();
+        }
+        shown.push_str(&piece);
+    }
+    if end < chars.len() {
+        shown.push('…');
+    }
+    (shown, col_in)
 }
 
 /// One layer entry after includes were expanded, with the file it came from.
@@ -77,6 +119,8 @@ pub struct ResolvedLayer {
     pub file: PathBuf,
     /// Its node path in that file, e.g. `layers[2]`.
     pub node: String,
+    /// The build context (canonical): host files the entry names must be in it.
+    pub context: PathBuf,
 }
 
 impl ResolvedLayer {
@@ -92,9 +136,16 @@ impl ResolvedLayer {
         }
     }
 
-    /// Resolves a path relative to the file that names it.
+    /// Resolves a path relative to the file that names it (as written, for
+    /// messages; use [`ResolvedLayer::host_file`] to read it).
     pub fn resolve(&self, rel: &str) -> PathBuf {
         self.base_dir.join(rel)
+    }
+
+    /// The regular file `rel` names, relative to the file that names it,
+    /// confined to the build context ([`crate::hostfs`]).
+    pub fn host_file(&self, rel: &str) -> Result<PathBuf, crate::hostfs::HostPathError> {
+        crate::hostfs::resolve(&self.context, &self.base_dir, rel)
     }
 }
 
@@ -109,20 +160,65 @@ pub struct LoadedSpec {
     pub layers: Vec<ResolvedLayer>,
     /// Every file read (spec and layer files) with its text, in load order.
     pub sources: Vec<(PathBuf, String)>,
+    /// The build context (canonical).
+    pub context: PathBuf,
 }
 
 const MAX_INCLUDE_DEPTH: usize = 16;
+/// The largest spec or layer file read, in bytes.
+pub const MAX_SPEC_FILE_BYTES: u64 = 4 << 20;
+/// The most bytes of spec and layer files one spec may read in all.
+pub const MAX_SPEC_TOTAL_BYTES: u64 = 8 << 20;
+/// The deepest YAML nesting (mappings and sequences) accepted.
+pub const MAX_YAML_DEPTH: usize = 64;
+/// The most `include:` entries one spec may expand, counting repeats.
+pub const MAX_INCLUDES: usize = 256;
+
+/// How a spec is loaded.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// The build context: host files the spec names must be inside it.
+    /// Default: the directory of the spec file.
+    pub context: Option<PathBuf>,
+}
+
+/// Loads an image spec and everything it includes, with the spec's
+/// directory as the build context.
+pub fn load(path: &Path) -> Result<LoadedSpec, SpecError> {
+    load_with(path, &LoadOptions::default())
+}
+
+/// Running totals of one load, checked against the limits as files are read.
+struct Budget {
+    bytes: u64,
+    includes: usize,
+    context: PathBuf,
+}
 
 /// Loads an image spec and everything it includes.
-pub fn load(path: &Path) -> Result<LoadedSpec, SpecError> {
-    let text = read(path)?;
+pub fn load_with(path: &Path, opts: &LoadOptions) -> Result<LoadedSpec, SpecError> {
+    let ctx_dir = match &opts.context {
+        Some(c) => c.clone(),
+        None => path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf(),
+    };
+    let context = crate::hostfs::context_dir(&ctx_dir).map_err(|e| {
+        SpecError::new(
+            &ctx_dir,
+            None,
+            None,
+            format!("build context: {e}"),
+            Some("`--context` names a directory".into()),
+        )
+    })?;
+    let mut budget = Budget { bytes: 0, includes: 0, context };
+    let text = read(path, &mut budget)?;
     let spec: ImageSpec = parse(path, &text)?;
     let index = locate::index(&text);
     let mut sources = vec![(path.to_path_buf(), text.clone())];
     let mut layers = Vec::new();
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut stack = vec![canonical(path)];
-    expand(path, &text, &index, &base, &spec.layers, &mut layers, &mut sources, &mut stack)?;
+    expand(path, &text, &index, &base, &spec.layers, &mut layers, &mut sources, &mut stack, &mut budget)?;
     check_image(path, &text, &index, &spec)?;
     if layers.is_empty() {
         return Err(SpecError::new(
@@ -133,29 +229,98 @@ pub fn load(path: &Path) -> Result<LoadedSpec, SpecError> {
             Some("add at least one entry under `layers:` (files, dirs, tarball, debs, ... or an include)".into()),
         ));
     }
-    Ok(LoadedSpec { path: path.to_path_buf(), spec, layers, sources })
+    Ok(LoadedSpec { path: path.to_path_buf(), spec, layers, sources, context: budget.context })
 }
 
 fn canonical(p: &Path) -> PathBuf {
     fs_err::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-fn read(path: &Path) -> Result<String, SpecError> {
-    fs_err::read_to_string(path).map_err(|e| {
-        let hint = if e.kind() == std::io::ErrorKind::NotFound {
-            Some("check the path; relative paths in specs are resolved against the file that names them".to_string())
-        } else {
-            None
-        };
-        SpecError::new(path, None, None, format!("cannot read: {}", crate::error::os_message(&e)), hint)
-    })
+/// Reads a spec or layer file: a regular file, within the size limits.
+fn read(path: &Path, budget: &mut Budget) -> Result<String, SpecError> {
+    let cannot = |e: crate::hostfs::HostPathError| {
+        SpecError::new(path, None, None, format!("cannot read: {e}"), Some(e.hint().to_string()))
+    };
+    let left = MAX_SPEC_TOTAL_BYTES.saturating_sub(budget.bytes);
+    let bytes = crate::hostfs::read_bounded(path, MAX_SPEC_FILE_BYTES.min(left), "a spec or layer file").map_err(
+        |e| match e {
+            crate::hostfs::HostPathError::TooLarge { size, .. } if MAX_SPEC_FILE_BYTES > left => SpecError::new(
+                path,
+                None,
+                None,
+                format!(
+                    "the spec and the files it includes exceed {MAX_SPEC_TOTAL_BYTES} bytes in all (this one has {size})"
+                ),
+                Some("large inline content belongs in a file named by `source:`".into()),
+            ),
+            crate::hostfs::HostPathError::TooLarge { size, .. } => SpecError::new(
+                path,
+                None,
+                None,
+                format!("the file is {size} bytes; spec and layer files may have at most {MAX_SPEC_FILE_BYTES}"),
+                Some("large inline content belongs in a file named by `source:`".into()),
+            ),
+            other => cannot(other),
+        },
+    )?;
+    budget.bytes += bytes.len() as u64;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        SpecError::new(path, None, None, format!("the file is not UTF-8 (byte {})", e.utf8_error().valid_up_to()), None)
+    })?;
+    check_depth(path, &text)?;
+    Ok(text)
+}
+
+/// Refuses YAML nested deeper than [`MAX_YAML_DEPTH`], before any parser
+/// that could take super-linear time or stack on it sees the text: a pass
+/// of the event parser, which stops at the first node too deep.
+fn check_depth(path: &Path, text: &str) -> Result<(), SpecError> {
+    let too_deep = |line: usize, col: usize| {
+        SpecError::new(
+            path,
+            Some(text),
+            Some((line, col)),
+            format!("the YAML nests deeper than {MAX_YAML_DEPTH} levels"),
+            Some("specs need only a few levels; check the indentation and brackets".into()),
+        )
+    };
+    let mut parser = yaml_rust2::parser::Parser::new_from_str(text);
+    let mut depth = 0usize;
+    loop {
+        match parser.next_token() {
+            Ok((ev, mark)) => match ev {
+                yaml_rust2::Event::MappingStart(..) | yaml_rust2::Event::SequenceStart(..) => {
+                    depth += 1;
+                    if depth > MAX_YAML_DEPTH {
+                        return Err(too_deep(mark.line(), mark.col() + 1));
+                    }
+                }
+                yaml_rust2::Event::MappingEnd | yaml_rust2::Event::SequenceEnd => depth = depth.saturating_sub(1),
+                yaml_rust2::Event::StreamEnd => return Ok(()),
+                _ => {}
+            },
+            // The event parser stops deep flow nesting itself; other syntax
+            // errors are reported by the deserialiser, with its words.
+            Err(e) if e.info().contains("recursion limit") => {
+                return Err(too_deep(e.marker().line(), e.marker().col() + 1))
+            }
+            Err(_) => return Ok(()),
+        }
+    }
 }
 
 /// Parses YAML text into `T` with located errors and hints.
 pub fn parse<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, SpecError> {
     serde_norway::from_str::<T>(text).map_err(|e| {
-        let location = e.location().map(|l| (l.line(), l.column()));
+        let mut location = e.location().map(|l| (l.line(), l.column()));
         let message = strip_position(&e.to_string());
+        if message.contains("duplicate") {
+            if let Some((key, line, col)) = locate::first_duplicate(text) {
+                location = Some((line, col));
+                let hint = Some(format!("`{key}` appears twice in one mapping; keep one"));
+                return SpecError::new(path, Some(text), location, message, hint);
+            }
+        }
         let hint = hint_for(&message);
         SpecError::new(path, Some(text), location, message, hint)
     })
@@ -206,6 +371,7 @@ fn expand(
     out: &mut Vec<ResolvedLayer>,
     sources: &mut Vec<(PathBuf, String)>,
     stack: &mut Vec<PathBuf>,
+    budget: &mut Budget,
 ) -> Result<(), SpecError> {
     for (i, entry) in entries.iter().enumerate() {
         let node = format!("layers[{i}]");
@@ -221,30 +387,37 @@ fn expand(
                     Some("put the other keys in a separate entry under `layers:`".into()),
                 ));
             }
+            budget.includes += 1;
+            if budget.includes > MAX_INCLUDES {
+                return Err(err(
+                    "include",
+                    format!(
+                        "the spec expands more than {MAX_INCLUDES} includes (counting each time a file is included)"
+                    ),
+                    Some("include each layer file once; includes that include each other multiply".into()),
+                ));
+            }
             let inc_path = base.join(inc);
-            let canon = canonical(&inc_path);
+            let canon = match crate::hostfs::resolve(&budget.context, base, inc) {
+                Ok(c) => c,
+                Err(e) => return Err(err("include", format!("cannot include {inc}: {e}"), Some(e.hint().to_string()))),
+            };
             if stack.contains(&canon) {
                 return Err(err("include", format!("include cycle: {} includes itself", inc_path.display()), None));
             }
             if stack.len() >= MAX_INCLUDE_DEPTH {
                 return Err(err("include", format!("includes nest deeper than {MAX_INCLUDE_DEPTH} levels"), None));
             }
-            let inc_text = match fs_err::read_to_string(&inc_path) {
-                Ok(t) => t,
-                Err(e) => {
-                    return Err(err(
-                        "include",
-                        format!("cannot read included file {}: {}", inc_path.display(), crate::error::os_message(&e)),
-                        Some("include paths are relative to the file that names them".into()),
-                    ))
-                }
-            };
+            let inc_text = read(&canon, budget).map_err(|mut e| {
+                e.file = inc_path.clone();
+                e
+            })?;
             let lf: LayerFile = parse(&inc_path, &inc_text)?;
             let inc_index = locate::index(&inc_text);
             sources.push((inc_path.clone(), inc_text.clone()));
             let inc_base = inc_path.parent().map(Path::to_path_buf).unwrap_or_default();
             stack.push(canon);
-            expand(&inc_path, &inc_text, &inc_index, &inc_base, &lf.layers, out, sources, stack)?;
+            expand(&inc_path, &inc_text, &inc_index, &inc_base, &lf.layers, out, sources, stack, budget)?;
             stack.pop();
             continue;
         }
@@ -252,16 +425,53 @@ fn expand(
             return Err(err("", "this layer entry has no source".into(),
                 Some("give it `files`, `dirs`, `symlinks`, `tarball`, `accounts`, `debs` or `python`, or `include:` a layer file".into())));
         }
-        check_entry(entry, base).map_err(|(sub, m, h)| err(&sub, m, h))?;
-        out.push(ResolvedLayer { entry: entry.clone(), base_dir: base.to_path_buf(), file: file.to_path_buf(), node });
+        if out.len() >= crate::sources::python::layering::MAX_IMAGE_LAYERS {
+            return Err(err(
+                "",
+                format!(
+                    "the spec has more than {} layer entries; an image has at most that many layers",
+                    crate::sources::python::layering::MAX_IMAGE_LAYERS
+                ),
+                Some("merge layer entries".into()),
+            ));
+        }
+        check_entry(entry, base, &budget.context).map_err(|(sub, m, h)| err(&sub, m, h))?;
+        out.push(ResolvedLayer {
+            entry: entry.clone(),
+            base_dir: base.to_path_buf(),
+            file: file.to_path_buf(),
+            node,
+            context: budget.context.clone(),
+        });
     }
     Ok(())
 }
 
 type Problem = (String, String, Option<String>);
 
-fn check_entry(entry: &LayerEntry, base: &Path) -> Result<(), Problem> {
+fn check_entry(entry: &LayerEntry, base: &Path, context: &Path) -> Result<(), Problem> {
+    for (i, s) in entry.symlinks.iter().enumerate() {
+        if s.path.0.len() > 1 && s.path.0.ends_with('/') {
+            return Err((
+                format!("symlinks[{i}].path"),
+                format!("symlink path `{}` ends with `/`", s.path.0),
+                Some(format!("write it without the slash: `{}`", s.path.0.trim_end_matches('/'))),
+            ));
+        }
+    }
     for (i, f) in entry.files.iter().enumerate() {
+        if f.path.0.ends_with('/') {
+            return Err((
+                format!("files[{i}].path"),
+                format!("file path `{}` ends with `/`, which names a directory", f.path.0),
+                Some("give the file's own name (e.g. `/etc/motd`); directories go under `dirs:`".into()),
+            ));
+        }
+        if let Some(t) = f.mtime {
+            if t > MAX_EPOCH {
+                return Err((format!("files[{i}].mtime"), epoch_message("mtime", t), None));
+            }
+        }
         let given =
             [f.content.is_some(), f.content_base64.is_some(), f.source.is_some()].iter().filter(|b| **b).count();
         if given != 1 {
@@ -281,12 +491,11 @@ fn check_entry(entry: &LayerEntry, base: &Path) -> Result<(), Problem> {
             }
         }
         if let Some(src) = &f.source {
-            let p = base.join(src);
-            if !p.is_file() {
+            if let Err(e) = crate::hostfs::resolve(context, base, src) {
                 return Err((
                     format!("files[{i}].source"),
-                    format!("local file {} (for {}) does not exist or is not a regular file", p.display(), f.path.0),
-                    Some("`source` is relative to the spec file that names it".into()),
+                    format!("`source` of {}: {e}", f.path.0),
+                    Some(e.hint().into()),
                 ));
             }
         }
@@ -313,12 +522,8 @@ fn check_entry(entry: &LayerEntry, base: &Path) -> Result<(), Problem> {
                 }
             }
             (None, Some(p)) => {
-                if !base.join(p).is_file() {
-                    return Err((
-                        "tarball.path".into(),
-                        format!("local tarball {} does not exist", base.join(p).display()),
-                        Some("`path` is relative to the spec file that names it".into()),
-                    ));
+                if let Err(e) = crate::hostfs::resolve(context, base, p) {
+                    return Err(("tarball.path".into(), format!("local tarball: {e}"), Some(e.hint().into())));
                 }
             }
         }
@@ -460,6 +665,18 @@ fn check_image(
             }
         }
     }
+    if let Some(e) = spec.epoch {
+        if e > MAX_EPOCH {
+            return Err(err("epoch", epoch_message("epoch", e), Some("e.g. `epoch: 1700000000`".into())));
+        }
+    }
+    if !valid_name(&spec.name) {
+        return Err(err(
+            "name",
+            format!("`{}` is not a valid image name", crate::report::one_line(&spec.name)),
+            Some("names are lower-case letters and digits, with `.`, `_` or `-` between them and `/` between components (e.g. `pytorch-cuda` or `team/app`); the default output is build/NAME".into()),
+        ));
+    }
     if let Some(tag) = &spec.tag {
         if !valid_tag(tag) {
             return Err(err(
@@ -470,6 +687,16 @@ fn check_image(
         }
     }
     Ok(())
+}
+
+/// The latest time an image may carry: 9999-12-31T23:59:59Z. RFC 3339 (the
+/// `created` field) has four-digit years, so later times make images no tool
+/// can read.
+pub const MAX_EPOCH: u64 = 253_402_300_799;
+
+/// The message for a time past [`MAX_EPOCH`].
+pub fn epoch_message(what: &str, t: u64) -> String {
+    format!("{what} {t} is after the year 9999 (at most {MAX_EPOCH}); image times are RFC 3339 with four-digit years")
 }
 
 /// `os/arch[/variant]`.
@@ -498,6 +725,40 @@ pub fn parse_port(p: &str) -> Option<String> {
 pub fn parse_owner(o: &str) -> Option<(u32, u32)> {
     let (u, g) = o.split_once(':')?;
     Some((u.parse().ok()?, g.parse().ok()?))
+}
+
+/// An image name: OCI repository components (`[a-z0-9]+` joined by `.`,
+/// `_`, `__` or dashes) separated by `/`, at most 255 bytes. No component can
+/// be `.` or `..` and the name cannot start with `/`, so `build/NAME` stays
+/// inside `build/`.
+pub fn valid_name(n: &str) -> bool {
+    let component = |c: &str| {
+        let b = c.as_bytes();
+        if b.is_empty() || !b[0].is_ascii_alphanumeric() || !b[b.len() - 1].is_ascii_alphanumeric() {
+            return false;
+        }
+        let mut i = 0;
+        while i < b.len() {
+            let ch = b[i];
+            if ch.is_ascii_lowercase() || ch.is_ascii_digit() {
+                i += 1;
+            } else if ch == b'.' || ch == b'_' || ch == b'-' {
+                // A separator: `.`, `_`, `__` or a run of `-`, then alphanumerics.
+                let start = i;
+                while i < b.len() && !(b[i].is_ascii_lowercase() || b[i].is_ascii_digit()) {
+                    i += 1;
+                }
+                let sep = &c[start..i];
+                if !(sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-')) {
+                    return false;
+                }
+            } else {
+                return false;
+            }
+        }
+        true
+    };
+    !n.is_empty() && n.len() <= 255 && n.split('/').all(component)
 }
 
 /// OCI tag grammar.
@@ -550,5 +811,11 @@ mod tests {
         assert_eq!(parse_port("53/udp").as_deref(), Some("53/udp"));
         assert!(parse_port("0").is_none() && parse_port("80/xyz").is_none());
         assert!(valid_tag("2.9.0-cu128") && !valid_tag("-x") && !valid_tag("a b"));
+        for ok in ["hello", "pytorch-cuda", "team/app", "a.b_c__d--e", "x1"] {
+            assert!(valid_name(ok), "{ok}");
+        }
+        for bad in ["../../x", "/abs", "..", ".", "a/../b", "a//b", "A", "a b", "-a", "a-", "a/", "", "a\u{1b}[2J"] {
+            assert!(!valid_name(bad), "{bad}");
+        }
     }
 }

@@ -73,9 +73,14 @@ impl<'de> Deserialize<'de> for ImagePath {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         if !s.starts_with('/') {
-            return Err(serde::de::Error::custom(format!(
-                "image path `{s}` must be absolute (start with `/`), e.g. `/{s}`"
-            )));
+            // Suggest the absolute form only when it is itself valid.
+            let fixed = format!("/{s}");
+            return Err(serde::de::Error::custom(match crate::tree::TreePath::from_image_path(&fixed) {
+                Ok(_) => format!("image path `{s}` must be absolute (start with `/`), e.g. `{fixed}`"),
+                Err(_) => format!(
+                    "image path `{s}` must be absolute (start with `/`) and have no `..` components, e.g. `/opt/tool`"
+                ),
+            }));
         }
         crate::tree::TreePath::from_image_path(&s).map_err(serde::de::Error::custom)?;
         Ok(ImagePath(s))

@@ -56,6 +56,8 @@ pub fn have(tool: &str) -> bool {
 pub enum Reply {
     /// 200 with the body.
     Body(Vec<u8>),
+    /// 200 with a Content-Type (e.g. a package index page).
+    Typed(&'static str, Vec<u8>),
     /// A status with an empty body.
     Status(u16),
     /// Sends a Content-Length of the full body but only `n` bytes, then closes.
@@ -115,6 +117,14 @@ impl Server {
                     match routes.get(&path) {
                         None => send(&mut stream, 404, b"", 0),
                         Some(Reply::Body(b)) => send(&mut stream, 200, b, b.len()),
+                        Some(Reply::Typed(t, b)) => {
+                            let _ = write!(
+                                stream,
+                                "HTTP/1.1 200 OK\r\nContent-Type: {t}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                                b.len()
+                            );
+                            let _ = stream.write_all(b);
+                        }
                         Some(Reply::Status(s)) => send(&mut stream, *s, b"", 0),
                         Some(Reply::Truncated(b, k)) => send(&mut stream, 200, &b[..*k], b.len()),
                         Some(Reply::FlakyThen(s, k, b)) => {

@@ -34,7 +34,7 @@ ln -s dash "$b/bin/sh"
 tar --sort=name --owner=0 --group=0 --numeric-owner --mtime=@1700000000 -cf "$out/base.tar" -C "$b" .
 cp "$bin" "$out/strata-verify"
 
-"$strata" -q build "$root/verifier/device/smoke.yaml" -o "oci:$work/oci:smoke"
+"$strata" -q build "$root/verifier/device/smoke.yaml" --context "$root" -o "oci:$work/oci:smoke"
 umoci unpack --image "$work/oci:smoke" "$out/bundle" >/dev/null
 cp "$work/x/usr/sbin/runc" "$out/runc"
 cp -L "$work/x/usr/lib/x86_64-linux-gnu/libseccomp.so.2" "$out/libseccomp.so.2"

@@ -1,6 +1,7 @@
 #!/bin/bash
-# Everything measured on the GPU machine for docs/verifier.md and
-# docs/benchmarks.md, in one go (device time is scarce): machine facts, the
+# The 2026-11-28 measurements; verify-all.sh now covers the same and more, and
+# this script stays for its runc smoke-bundle section. Everything measured on
+# the GPU machine for docs/verifier.md and docs/benchmarks.md, in one go (device time is scarce): machine facts, the
 # driver's library layout, the PTX build, the quick and full levels, start-up
 # time against PyTorch, the failure words, and the verifier under runc.
 #
@@ -91,7 +92,7 @@ echo "--- image declares CUDA 12.8 but carries CUDA 13 libraries"
 STRATA_CUDA_VERSION=12.8 "$BIN" --warn 2>&1 | grep -E "cuda-compat|FAIL  cublas|FAIL  cudnn"
 echo "--- no GPU visible (CUDA_VISIBLE_DEVICES='')"
 CUDA_VISIBLE_DEVICES= "$BIN" 2>&1 | grep -E "FAIL|fix" | head -4
-echo "--- CUDA stubs directory first on LD_LIBRARY_PATH (verifier restarts itself without it)"
+echo "--- CUDA stubs directory first on LD_LIBRARY_PATH (libcuda.so leads to the stub: a warning)"
 LD_LIBRARY_PATH=/usr/local/cuda/lib64/stubs:${LD_LIBRARY_PATH:-} "$BIN" -- sh -c 'echo "command sees LD_LIBRARY_PATH=$LD_LIBRARY_PATH"' 2>&1 | grep -E "environment|libcuda|cuinit|verdict|command sees"
 echo "--- a stub posing as libcuda.so.1"
 S=$(mktemp -d); ln -s /usr/local/cuda/lib64/stubs/libcuda.so "$S/libcuda.so.1"

@@ -8,7 +8,8 @@
 //! could resolve to the build host's or a CUDA `stubs/` copy.
 
 use crate::compat::{driver_version_from_libcuda_name, DottedVersion};
-use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_NOW};
+use crate::ffi::cuda::{CudaApi, ERROR_STUB_LIBRARY};
+use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_LAZY, RTLD_LOCAL, RTLD_NOW};
 use std::collections::BTreeMap;
 use std::ffi::{c_void, CStr, OsStr};
 use std::os::unix::ffi::OsStrExt;
@@ -62,8 +63,6 @@ pub fn device_nodes(dev: &Path) -> DeviceNodes {
 
 /// libcuda as found.
 pub struct Libcuda {
-    /// The open library (kept open for the life of the process).
-    pub lib: Library,
     /// The file the loader mapped (symlinks resolved).
     pub path: PathBuf,
     /// True when `dlopen("libcuda.so.1")` found it: other programs in the
@@ -73,6 +72,8 @@ pub struct Libcuda {
     pub version: Option<DottedVersion>,
     /// What the loader said when `via_loader` is false.
     pub loader_error: Option<String>,
+    /// Its driver API, every function resolved.
+    pub api: CudaApi,
 }
 
 /// Why libcuda could not be used.
@@ -86,11 +87,26 @@ pub enum LibcudaError {
         /// The directories looked at, joined for display.
         searched: String,
     },
-    /// The file is the CUDA toolkit's link-time stub.
-    #[error("the libcuda found at {path} is the CUDA toolkit's link-time stub, not the driver")]
+    /// The file is a CUDA toolkit stub: a placeholder for linking, with no
+    /// driver behind it.
+    #[error("{} is the CUDA toolkit's stub library, not the driver: {evidence}{}", shown(.path, .target.as_deref()), behind(.driver.as_deref()))]
     Stub {
+        /// The path the loader opened (a link, perhaps).
+        path: PathBuf,
+        /// Where that path leads, when it is a link.
+        target: Option<PathBuf>,
+        /// What gave it away.
+        evidence: String,
+        /// The driver's own libcuda, found further down the search order.
+        driver: Option<PathBuf>,
+    },
+    /// It loads but lacks a function every driver has.
+    #[error("{path} has no function {symbol}: it is not a complete CUDA driver library")]
+    Incomplete {
         /// Where.
         path: PathBuf,
+        /// The first missing function.
+        symbol: String,
     },
     /// It exists but does not load.
     #[error("{path} exists but does not load: {message}")]
@@ -100,6 +116,23 @@ pub enum LibcudaError {
         /// The loader's message.
         message: String,
     },
+}
+
+fn shown(path: &Path, target: Option<&Path>) -> String {
+    match target {
+        Some(t) => format!("{} (a link to {})", path.display(), t.display()),
+        None => path.display().to_string(),
+    }
+}
+
+fn behind(driver: Option<&Path>) -> String {
+    match driver {
+        Some(d) => format!(
+            "; the loader finds it before the driver's own {}",
+            d.display()
+        ),
+        None => String::new(),
+    }
 }
 
 /// The loader's own words for a libloading error (`libcuda.so.1: cannot
@@ -112,14 +145,16 @@ pub fn dl_error_text(e: &libloading::Error) -> String {
     }
 }
 
-/// The file that holds `symbol` in `lib`, via `dladdr`.
+/// The path under which the loader mapped the file holding `symbol` in
+/// `lib` (as opened: a link is not resolved), via `dladdr`.
 pub fn file_of_symbol(lib: &Library, symbol: &[u8]) -> Option<PathBuf> {
     // SAFETY: we only take the address of the symbol; it is never called here.
     let ptr: *mut c_void = unsafe { lib.get::<*mut c_void>(symbol).ok().map(|s| *s)? };
     file_of_address(ptr as usize)
 }
-/// The file mapped at address `addr`, via `dladdr` (which only looks the
-/// address up in the loader's tables; nothing is dereferenced).
+/// The path under which the file mapped at address `addr` was opened, via
+/// `dladdr` (which only looks the address up in the loader's tables;
+/// nothing is dereferenced).
 pub fn file_of_address(addr: usize) -> Option<PathBuf> {
     if addr == 0 {
         return None;
@@ -133,8 +168,7 @@ pub fn file_of_address(addr: usize) -> Option<PathBuf> {
     }
     // SAFETY: dli_fname points into the loader's own string table.
     let name = unsafe { CStr::from_ptr(info.dli_fname) };
-    let path = PathBuf::from(OsStr::from_bytes(name.to_bytes()));
-    Some(std::fs::canonicalize(&path).unwrap_or(path))
+    Some(PathBuf::from(OsStr::from_bytes(name.to_bytes())))
 }
 
 /// True for a path inside a CUDA toolkit `stubs` directory.
@@ -142,14 +176,97 @@ pub fn is_stub_path(path: &Path) -> bool {
     path.components().any(|c| c.as_os_str() == "stubs")
 }
 
+fn canonical(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
 fn version_of(path: &Path) -> Option<DottedVersion> {
-    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    driver_version_from_libcuda_name(&real.file_name()?.to_string_lossy())
+    driver_version_from_libcuda_name(&canonical(path).file_name()?.to_string_lossy())
+}
+
+/// What a libcuda does when asked, which is what tells the driver's library
+/// from the toolkit's link-time stub: every function of the stub returns
+/// `CUDA_ERROR_STUB_LIBRARY` (34), `cuDriverGetVersion` included, because
+/// there is no driver behind it. (The stub also carries no driver version in
+/// its file name, but a copy can be called anything.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// `cuDriverGetVersion` answered with this CUDA version (13000 = 13.0).
+    Driver(i32),
+    /// A stub; the words say how it showed.
+    Stub(String),
+}
+
+/// Asks the library through its own `cuDriverGetVersion` (safe before
+/// `cuInit`, and cheap: no GPU is touched). `has` says whether the library
+/// exports a symbol: the toolkit's stub also lacks the `cudbg*` entry points
+/// through which cuda-gdb talks to the driver (28 functions on driver
+/// 580.159.04 the CUDA 13.0 stub does not have), which the words mention.
+pub fn identify(api: &CudaApi, path: &Path, has: impl Fn(&str) -> bool) -> Identity {
+    let mut v: std::ffi::c_int = 0;
+    // SAFETY: out pointer; callable before cuInit.
+    let code = unsafe { (api.driver_get_version)(&mut v) };
+    if code == ERROR_STUB_LIBRARY {
+        let debugger = if has("cudbgApiClientPid") {
+            ""
+        } else {
+            " and it lacks the driver's cudbg* entry points"
+        };
+        Identity::Stub(format!(
+            "its cuDriverGetVersion returns CUDA_ERROR_STUB_LIBRARY (34){debugger}: there is no driver behind it"
+        ))
+    } else if is_stub_path(path) {
+        Identity::Stub("it lives in a CUDA toolkit `stubs` directory".into())
+    } else {
+        Identity::Driver(if code == 0 { v } else { 0 })
+    }
+}
+
+fn exports(lib: &Library, name: &str) -> bool {
+    let mut c = name.as_bytes().to_vec();
+    c.push(0);
+    // SAFETY: only looks the symbol up.
+    unsafe { lib.get::<*mut c_void>(c.as_slice()).is_ok() }
+}
+
+fn resolve_api(lib: &Library) -> Result<CudaApi, &'static str> {
+    CudaApi::resolve(|name| {
+        let mut c = name.as_bytes().to_vec();
+        c.push(0);
+        // SAFETY: only the address is taken here; CudaApi gives it its type.
+        unsafe { lib.get::<*mut c_void>(c.as_slice()).ok().map(|s| *s) }
+    })
+}
+
+/// The driver's own libcuda among the places a loader would look after
+/// `skip`: `LD_LIBRARY_PATH`, then the runtimes' injection directories. The
+/// driver installs libcuda as `libcuda.so.1` → `libcuda.so.<driver version>`;
+/// a file whose real name carries a driver version is taken to be it (it is
+/// named in a message, never loaded).
+pub fn driver_behind(skip: &Path, ld_library_path: Option<&str>) -> Option<PathBuf> {
+    let skip = canonical(skip);
+    let dirs = ld_library_path
+        .unwrap_or("")
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .chain(LIBCUDA_DIRS.iter().copied());
+    for dir in dirs {
+        let candidate = Path::new(dir).join("libcuda.so.1");
+        let real = canonical(&candidate);
+        if candidate.is_file()
+            && real != skip
+            && !is_stub_path(&real)
+            && version_of(&real).is_some()
+        {
+            return Some(real);
+        }
+    }
+    None
 }
 
 /// Opens libcuda the way CUDA programs do, falling back to the known
-/// injection directories by absolute path.
-pub fn load_libcuda() -> Result<Libcuda, LibcudaError> {
+/// injection directories by absolute path, and makes sure it is the driver's.
+pub fn load_libcuda(ld_library_path: Option<&str>) -> Result<Libcuda, LibcudaError> {
     // SAFETY: loading libcuda runs its initialisers, which is what every
     // CUDA program does; no other thread uses the loader-visible state yet.
     let loader = unsafe { Library::open(Some("libcuda.so.1"), RTLD_NOW | RTLD_GLOBAL) };
@@ -157,23 +274,16 @@ pub fn load_libcuda() -> Result<Libcuda, LibcudaError> {
         Ok(lib) => (lib, true, None),
         Err(e) => {
             let loader_error = dl_error_text(&e);
-            let mut found = None;
-            for dir in LIBCUDA_DIRS {
-                let candidate = Path::new(dir).join("libcuda.so.1");
-                if candidate.exists() {
-                    found = Some(candidate);
-                    break;
-                }
-            }
+            let found = LIBCUDA_DIRS
+                .iter()
+                .map(|dir| Path::new(dir).join("libcuda.so.1"))
+                .find(|c| c.exists());
             let Some(path) = found else {
                 return Err(LibcudaError::NotFound {
                     loader_error,
                     searched: LIBCUDA_DIRS.join(", "),
                 });
             };
-            if is_stub_path(&path) {
-                return Err(LibcudaError::Stub { path });
-            }
             // SAFETY: as above.
             match unsafe { Library::open(Some(&path), RTLD_NOW | RTLD_GLOBAL) } {
                 Ok(lib) => (lib, false, Some(loader_error)),
@@ -186,18 +296,84 @@ pub fn load_libcuda() -> Result<Libcuda, LibcudaError> {
             }
         }
     };
-    let path = file_of_symbol(&lib, b"cuInit\0").unwrap_or_else(|| PathBuf::from("libcuda.so.1"));
-    if is_stub_path(&path) {
-        return Err(LibcudaError::Stub { path });
+    let opened = file_of_symbol(&lib, b"cuDriverGetVersion\0")
+        .unwrap_or_else(|| PathBuf::from("libcuda.so.1"));
+    let path = canonical(&opened);
+    let api = resolve_api(&lib).map_err(|symbol| LibcudaError::Incomplete {
+        path: opened.clone(),
+        symbol: symbol.to_string(),
+    })?;
+    if let Identity::Stub(evidence) = identify(&api, &path, |n| exports(&lib, n)) {
+        return Err(LibcudaError::Stub {
+            target: (path != opened).then(|| path.clone()),
+            driver: driver_behind(&path, ld_library_path),
+            path: opened,
+            evidence,
+        });
     }
     let version = version_of(&path);
+    // Open for the life of the process: `api` points into it.
+    std::mem::forget(lib);
     Ok(Libcuda {
-        lib,
         path,
         via_loader,
         version,
         loader_error,
+        api,
     })
+}
+
+/// What the unversioned name `libcuda.so` leads to, when that is not the
+/// libcuda in use. CUDA's runtime, PyTorch and NCCL open `libcuda.so.1`, but
+/// some programs (and anything linked with `-lcuda` against a stub at run
+/// time) open `libcuda.so`; a stub or another driver copy found under that
+/// name breaks only them.
+pub enum Unversioned {
+    /// `libcuda.so` is a stub.
+    Stub {
+        /// The path the loader opened.
+        path: PathBuf,
+        /// What gave it away.
+        evidence: String,
+    },
+    /// `libcuda.so` is another, complete libcuda.
+    Other {
+        /// The path the loader opened.
+        path: PathBuf,
+    },
+}
+
+/// Opens `libcuda.so` through the loader (local scope: nothing it exports
+/// can shadow the libcuda in use) and compares it with `in_use`. None when
+/// the name does not resolve or resolves to the same file.
+pub fn unversioned_libcuda(in_use: &Path) -> Option<Unversioned> {
+    // SAFETY: the same load any program opening `libcuda.so` makes; a stub
+    // has no initialisers worth the name, and the driver's own file is
+    // already loaded (the loader then hands back the same object).
+    let lib = unsafe { Library::open(Some("libcuda.so"), RTLD_LAZY | RTLD_LOCAL) }.ok()?;
+    let opened = file_of_symbol(&lib, b"cuDriverGetVersion\0")?;
+    let path = canonical(&opened);
+    if path == canonical(in_use) {
+        return None;
+    }
+    let out = match resolve_api(&lib) {
+        Ok(api) => match identify(&api, &path, |n| exports(&lib, n)) {
+            Identity::Stub(evidence) => Unversioned::Stub {
+                path: opened,
+                evidence,
+            },
+            Identity::Driver(_) => Unversioned::Other { path: opened },
+        },
+        Err(symbol) => Unversioned::Stub {
+            path: opened,
+            evidence: format!("it has no function {symbol}"),
+        },
+    };
+    // Closed again, so that it does not count among the libraries this
+    // process uses (only cuDriverGetVersion was called: nothing of it runs
+    // on).
+    drop(lib);
+    Some(out)
 }
 
 /// `LD_LIBRARY_PATH` entries that point into a CUDA `stubs` directory.

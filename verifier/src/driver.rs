@@ -1,25 +1,38 @@
-//! The CUDA driver API through cudarc (dynamic loading, binding level 11.4),
-//! with small owning wrappers and every panic contained.
+//! The CUDA driver API with small owning wrappers, every call checked.
 //!
-//! cudarc reports a missing library or symbol by panicking; [`contained`]
-//! turns such a panic into an error string so the user sees a check failure
-//! in words, never a Rust panic message.
-//!
-//! cudarc types `CUresult` as a Rust enum. A driver newer than the binding
-//! level may return a code the enum lacks, and receiving that through an
-//! enum-typed return would be undefined behaviour. The calls where unusual
-//! codes are plausible — `cuInit`, `cuModuleLoadDataEx` and `cuGetErrorName`
-//! — are therefore made through cudarc's library handle with an integer
-//! return type; the rest (allocation, copies, launches, events) return
-//! classic codes that every binding level knows.
+//! The functions come from [`crate::ffi::cuda::CudaApi`], resolved once from
+//! the libcuda the dynamic loader gives for `libcuda.so.1` (see
+//! [`crate::discover::load_libcuda`]) and installed here with [`install`]
+//! before any thread starts. Return codes are plain integers, named by
+//! `cuGetErrorName`.
 
-use cudarc::driver::sys;
+use crate::ffi::cuda::{CudaApi, Handle};
 use std::any::Any;
-use std::ffi::{c_char, c_int, c_uint, c_void, CStr, CString};
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::OnceLock;
 
-pub use sys::{CUdevice, CUdeviceptr, CUfunction, CUstream};
+pub use crate::ffi::cuda::{Device as CUdevice, DevicePtr as CUdeviceptr};
+/// `CUfunction`.
+pub type CUfunction = Handle;
+/// `CUstream`.
+pub type CUstream = Handle;
+
+static API: OnceLock<CudaApi> = OnceLock::new();
+
+/// Makes `api` the driver for the rest of the process. The first call wins.
+pub fn install(api: CudaApi) {
+    let _ = API.set(api);
+}
+
+fn api() -> Result<&'static CudaApi, CuError> {
+    API.get().ok_or_else(|| CuError {
+        call: "libcuda",
+        code: -1,
+        name: "the driver library is not loaded".into(),
+    })
+}
 
 /// A failed driver call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,44 +64,29 @@ pub fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
-/// Runs `f`, turning a panic (cudarc's way to report a missing library or
-/// symbol) into `Err(message)`. The process-wide panic hook installed by the
-/// binary keeps the panic from printing anything itself.
+/// Runs `f`, turning a panic (a bug, or a library misbehaving under us) into
+/// `Err(message)`. The process-wide panic hook installed by the binary keeps
+/// the panic from printing anything itself.
 pub fn contained<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     catch_unwind(AssertUnwindSafe(f)).map_err(|p| panic_message(p.as_ref()))
 }
-/// `cuGetErrorName` with an integer argument (see the module docs).
+
+/// `cuGetErrorName`, or `CUresult N` when the driver has no name for `code`.
 pub fn error_name(code: i32) -> String {
-    type F = unsafe extern "C" fn(c_int, *mut *const c_char) -> c_int;
-    // SAFETY: F is cuGetErrorName's C signature; it returns a static NUL-terminated string, read only when not null.
-    let name = contained(|| unsafe {
-        let f: F = *sys::culib().get::<F>(b"cuGetErrorName\0").ok()?;
+    let named = api().ok().and_then(|a| {
         let mut p: *const c_char = std::ptr::null();
-        if f(code, &mut p) == 0 && !p.is_null() {
-            Some(CStr::from_ptr(p).to_string_lossy().into_owned())
+        // SAFETY: out pointer; the driver returns a static string.
+        if unsafe { (a.get_error_name)(code, &mut p) } == 0 && !p.is_null() {
+            // SAFETY: non-null NUL-terminated static string.
+            Some(unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
         } else {
             None
         }
     });
-    name.ok()
-        .flatten()
-        .unwrap_or_else(|| format!("CUresult {code}"))
-}
-
-/// The first of `names` that libcuda exports, through cudarc's handle. Used
-/// where the CUDA 13 headers renamed a function (`cuDeviceGetUuid` →
-/// `_v2`, `cuEventElapsedTime` → `_v2`): drivers of either era then work.
-fn raw_sym<F: Copy>(names: &[&str]) -> Option<F> {
-    contained(|| {
-        names.iter().find_map(|n| {
-            let mut c = n.as_bytes().to_vec();
-            c.push(0);
-            // SAFETY: the caller names F as the function's C signature.
-            unsafe { sys::culib().get::<F>(c.as_slice()).ok().map(|s| *s) }
-        })
+    named.unwrap_or_else(|| match code {
+        34 => "CUDA_ERROR_STUB_LIBRARY".into(),
+        _ => format!("CUresult {code}"),
     })
-    .ok()
-    .flatten()
 }
 
 fn err(call: &'static str, code: i32) -> CuError {
@@ -99,60 +97,38 @@ fn err(call: &'static str, code: i32) -> CuError {
     }
 }
 
-fn check(call: &'static str, r: sys::CUresult) -> Result<(), CuError> {
-    let code = r as i32;
+fn check(call: &'static str, code: c_int) -> Result<(), CuError> {
     if code == 0 {
         Ok(())
     } else {
         Err(err(call, code))
     }
 }
-/// The path of the libcuda that cudarc itself opened, found through the
-/// address of its `cuInit`. Loads cudarc's library handle if needed.
-pub fn cudarc_libcuda_path() -> Result<std::path::PathBuf, String> {
-    // SAFETY: the cuInit symbol is only looked up, and its address only handed to dladdr: nothing is called or read.
-    contained(|| unsafe {
-        let sym = sys::culib()
-            .get::<*mut c_void>(b"cuInit\0")
-            .map_err(|e| e.to_string())?;
-        crate::discover::file_of_address(*sym as usize)
-            .ok_or_else(|| "dladdr found no file for cuInit".to_string())
-    })?
-}
+
 /// `cuInit(0)`.
 pub fn init() -> Result<(), CuError> {
-    type F = unsafe extern "C" fn(c_uint) -> c_int;
-    // SAFETY: F is cuInit's C signature in every libcuda, and 0 is the flags value the API requires.
-    let code = contained(|| unsafe {
-        let f: F = *sys::culib()
-            .get::<F>(b"cuInit\0")
-            .map_err(|e| e.to_string())?;
-        Ok::<c_int, String>(f(0))
-    });
-    match code {
-        Ok(Ok(0)) => Ok(()),
-        Ok(Ok(c)) => Err(err("cuInit", c)),
-        Ok(Err(m)) | Err(m) => Err(CuError {
-            call: "cuInit",
-            code: -1,
-            name: m,
-        }),
-    }
+    let a = api()?;
+    // SAFETY: flags must be 0.
+    check("cuInit", unsafe { (a.init)(0) })
 }
+
 /// `cuDriverGetVersion`: e.g. 13000 for CUDA 13.0.
 pub fn driver_version() -> Result<i32, CuError> {
+    let a = api()?;
     let mut v: c_int = 0;
-    // SAFETY: writes one int through a pointer to a live local.
+    // SAFETY: out pointer.
     check("cuDriverGetVersion", unsafe {
-        sys::cuDriverGetVersion(&mut v)
+        (a.driver_get_version)(&mut v)
     })?;
     Ok(v)
 }
+
 /// `cuDeviceGetCount`.
 pub fn device_count() -> Result<i32, CuError> {
+    let a = api()?;
     let mut n: c_int = 0;
-    // SAFETY: writes one int through a pointer to a live local.
-    check("cuDeviceGetCount", unsafe { sys::cuDeviceGetCount(&mut n) })?;
+    // SAFETY: out pointer.
+    check("cuDeviceGetCount", unsafe { (a.device_get_count)(&mut n) })?;
     Ok(n)
 }
 
@@ -164,40 +140,43 @@ pub struct Device {
     /// Driver handle.
     pub dev: CUdevice,
 }
+
 impl Device {
     /// `cuDeviceGet`.
     pub fn get(ordinal: i32) -> Result<Self, CuError> {
+        let a = api()?;
         let mut dev: CUdevice = 0;
-        // SAFETY: writes one device handle through a pointer to a live local; the driver checks the ordinal.
-        check("cuDeviceGet", unsafe {
-            sys::cuDeviceGet(&mut dev, ordinal)
-        })?;
+        // SAFETY: out pointer.
+        check("cuDeviceGet", unsafe { (a.device_get)(&mut dev, ordinal) })?;
         Ok(Device { ordinal, dev })
     }
-    /// `cuDeviceGetAttribute`.
-    pub fn attribute(&self, attr: sys::CUdevice_attribute) -> Result<i32, CuError> {
+
+    /// `cuDeviceGetAttribute` (`attr`: a value of [`crate::ffi::cuda::attr`]).
+    pub fn attribute(&self, attr: i32) -> Result<i32, CuError> {
+        let a = api()?;
         let mut v: c_int = 0;
-        // SAFETY: writes one int through a pointer to a live local; `self.dev` came from cuDeviceGet.
+        // SAFETY: out pointer.
         check("cuDeviceGetAttribute", unsafe {
-            sys::cuDeviceGetAttribute(&mut v, attr, self.dev)
+            (a.device_get_attribute)(&mut v, attr, self.dev)
         })?;
         Ok(v)
     }
 
     /// Compute capability.
     pub fn compute_capability(&self) -> Result<(u32, u32), CuError> {
-        use sys::CUdevice_attribute::*;
-        let major = self.attribute(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR)?;
-        let minor = self.attribute(CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)?;
+        use crate::ffi::cuda::attr;
+        let major = self.attribute(attr::COMPUTE_CAPABILITY_MAJOR)?;
+        let minor = self.attribute(attr::COMPUTE_CAPABILITY_MINOR)?;
         Ok((major.max(0) as u32, minor.max(0) as u32))
     }
 
     /// `cuDeviceGetName`.
     pub fn name(&self) -> Result<String, CuError> {
+        let a = api()?;
         let mut buf = [0u8; 256];
-        // SAFETY: the driver writes at most `buf.len()` bytes, the length passed, into the local buffer.
+        // SAFETY: buffer and its length.
         check("cuDeviceGetName", unsafe {
-            sys::cuDeviceGetName(
+            (a.device_get_name)(
                 buf.as_mut_ptr() as *mut c_char,
                 buf.len() as c_int,
                 self.dev,
@@ -205,47 +184,36 @@ impl Device {
         })?;
         Ok(c_buf_to_string(&buf))
     }
+
     /// `cuDeviceTotalMem`.
     pub fn total_mem(&self) -> Result<u64, CuError> {
+        let a = api()?;
         let mut bytes: usize = 0;
-        // SAFETY: writes one size_t through a pointer to a live local.
+        // SAFETY: out pointer.
         check("cuDeviceTotalMem", unsafe {
-            sys::cuDeviceTotalMem_v2(&mut bytes, self.dev)
+            (a.device_total_mem)(&mut bytes, self.dev)
         })?;
         Ok(bytes as u64)
     }
+
     /// `GPU-xxxxxxxx-xxxx-...`, the form `nvidia-smi -L` prints.
     pub fn uuid(&self) -> Result<String, CuError> {
-        type F = unsafe extern "C" fn(*mut [u8; 16], CUdevice) -> c_int;
-        let f: F = raw_sym(&["cuDeviceGetUuid_v2", "cuDeviceGetUuid"]).ok_or(CuError {
-            call: "cuDeviceGetUuid",
-            code: -1,
-            name: "symbol not found".into(),
-        })?;
+        let a = api()?;
         let mut b = [0u8; 16];
         // SAFETY: 16-byte out buffer, the layout of CUuuid.
-        let code = unsafe { f(&mut b, self.dev) };
-        if code != 0 {
-            return Err(err("cuDeviceGetUuid", code));
-        }
-        let hex =
-            |r: std::ops::Range<usize>| b[r].iter().map(|x| format!("{x:02x}")).collect::<String>();
-        Ok(format!(
-            "GPU-{}-{}-{}-{}-{}",
-            hex(0..4),
-            hex(4..6),
-            hex(6..8),
-            hex(8..10),
-            hex(10..16)
-        ))
+        check("cuDeviceGetUuid", unsafe {
+            (a.device_get_uuid)(&mut b, self.dev)
+        })?;
+        Ok(format_uuid(&b))
     }
 
     /// `cuDeviceGetPCIBusId`, e.g. `0000:00:1E.0`.
     pub fn pci_bus_id(&self) -> Result<String, CuError> {
+        let a = api()?;
         let mut buf = [0u8; 64];
-        // SAFETY: the driver writes at most `buf.len()` bytes, the length passed, into the local buffer.
+        // SAFETY: buffer and its length.
         check("cuDeviceGetPCIBusId", unsafe {
-            sys::cuDeviceGetPCIBusId(
+            (a.device_get_pci_bus_id)(
                 buf.as_mut_ptr() as *mut c_char,
                 buf.len() as c_int,
                 self.dev,
@@ -254,6 +222,21 @@ impl Device {
         Ok(c_buf_to_string(&buf))
     }
 }
+
+/// `GPU-` followed by the 16 bytes in the 8-4-4-4-12 grouping.
+pub fn format_uuid(b: &[u8; 16]) -> String {
+    let hex =
+        |r: std::ops::Range<usize>| b[r].iter().map(|x| format!("{x:02x}")).collect::<String>();
+    format!(
+        "GPU-{}-{}-{}-{}-{}",
+        hex(0..4),
+        hex(4..6),
+        hex(6..8),
+        hex(8..10),
+        hex(10..16)
+    )
+}
+
 fn c_buf_to_string(buf: &[u8]) -> String {
     let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
     String::from_utf8_lossy(&buf[..end]).into_owned()
@@ -266,44 +249,52 @@ fn c_buf_to_string(buf: &[u8]) -> String {
 /// ends by `execve`, which frees everything at once.
 #[derive(Debug, Clone, Copy)]
 pub struct Context {
-    ctx: sys::CUcontext,
+    ctx: Handle,
 }
 
 // SAFETY: a CUcontext handle may be made current on any thread.
 unsafe impl Send for Context {}
 // SAFETY: as above; the handle itself is immutable.
 unsafe impl Sync for Context {}
+
 impl Context {
     /// `cuDevicePrimaryCtxRetain` + `cuCtxSetCurrent`.
     pub fn primary(device: &Device) -> Result<Self, CuError> {
-        let mut ctx: sys::CUcontext = std::ptr::null_mut();
-        // SAFETY: writes one context handle through a pointer to a live local; Drop releases it.
+        let a = api()?;
+        let mut ctx: Handle = std::ptr::null_mut();
+        // SAFETY: out pointer.
         check("cuDevicePrimaryCtxRetain", unsafe {
-            sys::cuDevicePrimaryCtxRetain(&mut ctx, device.dev)
+            (a.primary_ctx_retain)(&mut ctx, device.dev)
         })?;
         let c = Context { ctx };
         c.make_current()?;
         Ok(c)
     }
+
     /// `cuCtxSetCurrent`.
     pub fn make_current(&self) -> Result<(), CuError> {
-        // SAFETY: `self.ctx` is a primary context retained by `primary` and released only in Drop.
-        check("cuCtxSetCurrent", unsafe { sys::cuCtxSetCurrent(self.ctx) })
+        let a = api()?;
+        // SAFETY: a retained context.
+        check("cuCtxSetCurrent", unsafe { (a.ctx_set_current)(self.ctx) })
     }
 }
+
 /// `cuMemGetInfo`: (free, total) bytes of the current context's device.
 pub fn mem_info() -> Result<(u64, u64), CuError> {
+    let a = api()?;
     let (mut free, mut total) = (0usize, 0usize);
-    // SAFETY: writes two size_t values through pointers to live locals.
+    // SAFETY: out pointers.
     check("cuMemGetInfo", unsafe {
-        sys::cuMemGetInfo_v2(&mut free, &mut total)
+        (a.mem_get_info)(&mut free, &mut total)
     })?;
     Ok((free as u64, total as u64))
 }
+
 /// `cuCtxSynchronize`.
 pub fn synchronize() -> Result<(), CuError> {
-    // SAFETY: no arguments; it waits for the current context's work to finish.
-    check("cuCtxSynchronize", unsafe { sys::cuCtxSynchronize() })
+    let a = api()?;
+    // SAFETY: no arguments.
+    check("cuCtxSynchronize", unsafe { (a.ctx_synchronize)() })
 }
 
 /// Device memory, freed on drop.
@@ -314,13 +305,15 @@ pub struct DevBuf {
     /// Size in bytes.
     pub bytes: usize,
 }
+
 impl DevBuf {
     /// `cuMemAlloc` in the current context.
     pub fn alloc(bytes: usize) -> Result<Self, CuError> {
+        let a = api()?;
         let mut ptr: CUdeviceptr = 0;
-        // SAFETY: writes one device pointer through a pointer to a live local; at least one byte is asked for.
+        // SAFETY: out pointer.
         check("cuMemAlloc", unsafe {
-            sys::cuMemAlloc_v2(&mut ptr, bytes.max(1))
+            (a.mem_alloc)(&mut ptr, bytes.max(1))
         })?;
         Ok(DevBuf { ptr, bytes })
     }
@@ -332,39 +325,57 @@ impl DevBuf {
         Ok(buf)
     }
 
-    /// `cuMemcpyHtoD` of `data` to the start of the buffer.
+    /// `cuMemcpyHtoD` of `data` to the start of the buffer (at most the
+    /// buffer's size).
     pub fn upload<T: Copy>(&self, data: &[T]) -> Result<(), CuError> {
-        let bytes = std::mem::size_of_val(data);
-        assert!(bytes <= self.bytes, "upload larger than the buffer");
-        // SAFETY: `data` is a live host slice of `bytes` bytes and the allocation holds at least that many (asserted above).
+        let a = api()?;
+        let bytes = std::mem::size_of_val(data).min(self.bytes);
+        // SAFETY: `bytes` fit in both the host slice and the buffer.
         check("cuMemcpyHtoD", unsafe {
-            sys::cuMemcpyHtoD_v2(self.ptr, data.as_ptr() as *const c_void, bytes)
+            (a.memcpy_htod)(self.ptr, data.as_ptr() as *const c_void, bytes)
         })
     }
-    /// `cuMemcpyDtoH` of the first `out.len()` elements.
+
+    /// `cuMemcpyDtoH` of the first `out.len()` elements (at most the
+    /// buffer's size).
     pub fn download<T: Copy>(&self, out: &mut [T]) -> Result<(), CuError> {
-        let bytes = std::mem::size_of_val(out);
-        assert!(bytes <= self.bytes, "download larger than the buffer");
-        // SAFETY: `out` is a live, writable host slice of `bytes` bytes and the allocation holds at least that many (asserted above).
+        let a = api()?;
+        let bytes = std::mem::size_of_val(out).min(self.bytes);
+        // SAFETY: `bytes` fit in both the host slice and the buffer.
         check("cuMemcpyDtoH", unsafe {
-            sys::cuMemcpyDtoH_v2(out.as_mut_ptr() as *mut c_void, self.ptr, bytes)
+            (a.memcpy_dtoh)(out.as_mut_ptr() as *mut c_void, self.ptr, bytes)
         })
     }
+
     /// `cuMemsetD8`.
     pub fn fill_bytes(&self, value: u8) -> Result<(), CuError> {
-        // SAFETY: sets exactly the `self.bytes` bytes of this live allocation.
+        let a = api()?;
+        // SAFETY: the whole buffer.
         check("cuMemsetD8", unsafe {
-            sys::cuMemsetD8_v2(self.ptr, value, self.bytes)
+            (a.memset_d8)(self.ptr, value, self.bytes)
+        })
+    }
+
+    /// `cuMemsetD32` of every 32-bit word with `value`.
+    pub fn fill_u32(&self, value: u32) -> Result<(), CuError> {
+        let a = api()?;
+        // SAFETY: the whole buffer, in 4-byte words.
+        check("cuMemsetD32", unsafe {
+            (a.memset_d32)(self.ptr, value, self.bytes / 4)
         })
     }
 }
+
 impl Drop for DevBuf {
     fn drop(&mut self) {
         // Errors here (a context already torn down) have nothing to report to.
-        // SAFETY: `self.ptr` came from cuMemAlloc and is freed once, here.
-        let _ = contained(|| unsafe { sys::cuMemFree_v2(self.ptr) });
+        if let Ok(a) = api() {
+            // SAFETY: an allocation of ours, freed once.
+            let _ = unsafe { (a.mem_free)(self.ptr) };
+        }
     }
 }
+
 /// A module failed to load; `log` holds the JIT compiler's error log.
 #[derive(Debug, Clone)]
 pub struct JitError {
@@ -377,58 +388,45 @@ pub struct JitError {
 /// A loaded module.
 #[derive(Debug)]
 pub struct Module {
-    raw: sys::CUmodule,
+    raw: Handle,
 }
+
+// SAFETY: a CUmodule handle may be used from any thread of its context.
+unsafe impl Send for Module {}
+// SAFETY: as above; the handle itself is immutable.
+unsafe impl Sync for Module {}
 
 impl Module {
     /// `cuModuleLoadDataEx` with the JIT error log captured.
     pub fn load_ptx(ptx: &str) -> Result<Self, JitError> {
-        type F = unsafe extern "C" fn(
-            *mut sys::CUmodule,
-            *const c_void,
-            c_uint,
-            *mut c_int,
-            *mut *mut c_void,
-        ) -> c_int;
-        let image = CString::new(ptx).map_err(|_| JitError {
-            error: CuError {
+        let no_log = |error: CuError| JitError {
+            error,
+            log: String::new(),
+        };
+        let a = api().map_err(no_log)?;
+        let image = CString::new(ptx).map_err(|_| {
+            no_log(CuError {
                 call: "cuModuleLoadDataEx",
                 code: -1,
                 name: "PTX text contains a NUL byte".into(),
-            },
-            log: String::new(),
+            })
         })?;
         let mut log = vec![0u8; 16 * 1024];
         // CU_JIT_ERROR_LOG_BUFFER = 5, CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES = 6.
         let mut options: [c_int; 2] = [5, 6];
         let mut values: [*mut c_void; 2] =
             [log.as_mut_ptr() as *mut c_void, log.len() as *mut c_void];
-        let mut raw: sys::CUmodule = std::ptr::null_mut();
-        // SAFETY: F is cuModuleLoadDataEx's C signature; the PTX is NUL-terminated, and the two options name the log buffer and its size, all alive across the call.
-        let code = contained(|| unsafe {
-            let f: F = *sys::culib()
-                .get::<F>(b"cuModuleLoadDataEx\0")
-                .map_err(|e| e.to_string())?;
-            Ok::<c_int, String>(f(
+        let mut raw: Handle = std::ptr::null_mut();
+        // SAFETY: NUL-terminated PTX; two options with their values; the log
+        // buffer outlives the call.
+        let code = unsafe {
+            (a.module_load_data_ex)(
                 &mut raw,
                 image.as_ptr() as *const c_void,
                 2,
                 options.as_mut_ptr(),
                 values.as_mut_ptr(),
-            ))
-        });
-        let code = match code {
-            Ok(Ok(c)) => c,
-            Ok(Err(m)) | Err(m) => {
-                return Err(JitError {
-                    error: CuError {
-                        call: "cuModuleLoadDataEx",
-                        code: -1,
-                        name: m,
-                    },
-                    log: String::new(),
-                })
-            }
+            )
         };
         if code != 0 {
             return Err(JitError {
@@ -438,21 +436,24 @@ impl Module {
         }
         Ok(Module { raw })
     }
+
     /// `cuModuleGetFunction`.
     pub fn function(&self, name: &str) -> Result<CUfunction, CuError> {
+        let a = api()?;
         let cname = CString::new(name).map_err(|_| CuError {
             call: "cuModuleGetFunction",
             code: -1,
             name: "NUL in name".into(),
         })?;
         let mut f: CUfunction = std::ptr::null_mut();
-        // SAFETY: `self.raw` is a loaded module, `cname` is NUL-terminated and alive, and one handle is written to a live local.
+        // SAFETY: out pointer, a loaded module, a NUL-terminated name.
         check("cuModuleGetFunction", unsafe {
-            sys::cuModuleGetFunction(&mut f, self.raw, cname.as_ptr())
+            (a.module_get_function)(&mut f, self.raw, cname.as_ptr())
         })?;
         Ok(f)
     }
 }
+
 /// Kernel argument pointer for [`launch`]: the address of a local value.
 pub fn arg<T>(value: &T) -> *mut c_void {
     value as *const T as *mut c_void
@@ -471,9 +472,10 @@ pub unsafe fn launch(
     smem: u32,
     params: &mut [*mut c_void],
 ) -> Result<(), CuError> {
+    let a = api()?;
     // SAFETY: the caller guarantees `f` and `params` (this function's contract); grid, block and shared memory sizes are checked by the driver.
     check("cuLaunchKernel", unsafe {
-        sys::cuLaunchKernel(
+        (a.launch_kernel)(
             f,
             grid,
             1,
@@ -490,61 +492,65 @@ pub unsafe fn launch(
 }
 /// `cuMemcpyDtoDAsync` on the default stream.
 pub fn copy_d2d(dst: CUdeviceptr, src: CUdeviceptr, bytes: usize) -> Result<(), CuError> {
-    // SAFETY: only device memory is involved: the driver checks both device pointers and the size, and reports a bad one as an error.
+    let a = api()?;
+    // SAFETY: the caller's buffers hold `bytes`.
     check("cuMemcpyDtoDAsync", unsafe {
-        sys::cuMemcpyDtoDAsync_v2(dst, src, bytes, std::ptr::null_mut())
+        (a.memcpy_dtod_async)(dst, src, bytes, std::ptr::null_mut())
     })
 }
+
+/// `cuStreamCreate` with default flags, in the current context.
+pub fn stream_create() -> Result<CUstream, CuError> {
+    let a = api()?;
+    let mut s: CUstream = std::ptr::null_mut();
+    // SAFETY: out pointer; flags 0.
+    check("cuStreamCreate", unsafe { (a.stream_create)(&mut s, 0) })?;
+    Ok(s)
+}
+
 /// Times `iters` runs of `body` on the default stream with CUDA events and
 /// returns milliseconds.
 pub fn time_ms(iters: u32, mut body: impl FnMut() -> Result<(), String>) -> Result<f64, String> {
-    let mut start: sys::CUevent = std::ptr::null_mut();
-    let mut stop: sys::CUevent = std::ptr::null_mut();
-    // SAFETY: each call writes one event handle through a pointer to a live local; both are destroyed below.
+    let a = api().map_err(|e| e.to_string())?;
+    let mut start: Handle = std::ptr::null_mut();
+    let mut stop: Handle = std::ptr::null_mut();
+    // SAFETY: out pointers; flags 0.
     unsafe {
-        check("cuEventCreate", sys::cuEventCreate(&mut start, 0)).map_err(|e| e.to_string())?;
-        check("cuEventCreate", sys::cuEventCreate(&mut stop, 0)).map_err(|e| e.to_string())?;
+        check("cuEventCreate", (a.event_create)(&mut start, 0)).map_err(|e| e.to_string())?;
+        if let Err(e) = check("cuEventCreate", (a.event_create)(&mut stop, 0)) {
+            (a.event_destroy)(start);
+            return Err(e.to_string());
+        }
     }
+    let null: Handle = std::ptr::null_mut();
     let result = (|| {
-        // SAFETY: `start` was created above; it is recorded on the default stream.
-        unsafe {
-            check(
-                "cuEventRecord",
-                sys::cuEventRecord(start, std::ptr::null_mut()),
-            )
-            .map_err(|e| e.to_string())?
-        };
+        // SAFETY: events of this context, the default stream.
+        check("cuEventRecord", unsafe { (a.event_record)(start, null) })
+            .map_err(|e| e.to_string())?;
         for _ in 0..iters {
             body()?;
         }
-        // SAFETY: `stop` was created above; recording it and waiting for it touch no host memory.
+        // SAFETY: as above.
         unsafe {
-            check(
-                "cuEventRecord",
-                sys::cuEventRecord(stop, std::ptr::null_mut()),
-            )
-            .map_err(|e| e.to_string())?;
-            check("cuEventSynchronize", sys::cuEventSynchronize(stop))
-                .map_err(|e| e.to_string())?;
+            check("cuEventRecord", (a.event_record)(stop, null)).map_err(|e| e.to_string())?;
+            check("cuEventSynchronize", (a.event_synchronize)(stop)).map_err(|e| e.to_string())?;
         }
-        type F = unsafe extern "C" fn(*mut f32, sys::CUevent, sys::CUevent) -> c_int;
-        let f: F = raw_sym(&["cuEventElapsedTime_v2", "cuEventElapsedTime"])
-            .ok_or("libcuda exports no cuEventElapsedTime")?;
         let mut ms: f32 = 0.0;
         // SAFETY: two recorded events of this context and an out pointer.
-        let code = unsafe { f(&mut ms, start, stop) };
-        if code != 0 {
-            return Err(err("cuEventElapsedTime", code).to_string());
-        }
+        check("cuEventElapsedTime", unsafe {
+            (a.event_elapsed_time)(&mut ms, start, stop)
+        })
+        .map_err(|e| e.to_string())?;
         Ok(f64::from(ms))
     })();
-    // SAFETY: both events were created above and are destroyed once, here.
+    // SAFETY: events created above, destroyed once.
     unsafe {
-        let _ = sys::cuEventDestroy_v2(start);
-        let _ = sys::cuEventDestroy_v2(stop);
+        (a.event_destroy)(start);
+        (a.event_destroy)(stop);
     }
     result
 }
+
 /// Plain words for the `cuInit` and module-load errors users meet.
 pub fn explain(code: i32) -> Option<(&'static str, &'static str)> {
     Some(match code {
@@ -595,9 +601,11 @@ pub fn explain(code: i32) -> Option<(&'static str, &'static str)> {
         _ => return None,
     })
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
     #[test]
     fn panics_become_errors() {
         let r: Result<(), String> = contained(|| panic!("Missing symbol cuFoo: not found"));
@@ -605,6 +613,7 @@ mod tests {
         let r: Result<u32, String> = contained(|| 7);
         assert_eq!(r.unwrap(), 7);
     }
+
     #[test]
     fn buffers_to_strings() {
         assert_eq!(c_buf_to_string(b"NVIDIA H100\0garbage"), "NVIDIA H100");

@@ -14,11 +14,13 @@
 //! - [`report`]: check results, the text report and the JSON report.
 //! - [`json`]: the one JSON writer (deterministic key order).
 //! - [`discover`]: finding libcuda and the image's own CUDA libraries.
-//! - [`driver`]: the CUDA driver API through cudarc, with panics contained.
-//! - [`ffi`]: cuBLAS, cuBLASLt, cuDNN, NCCL and NVML through libloading.
+//! - [`driver`]: the CUDA driver API, every call checked.
+//! - [`ffi`]: libcuda, cuBLAS, cuBLASLt, cuDNN, NCCL and NVML through libloading.
 //! - [`kernels`]: the embedded PTX and the host-side reference results.
 //! - [`checks`]: the quick and full check sequences.
 //! - [`handover`]: replacing this process with the user's command.
+//! - [`metrics`]: `strata-verify metrics`, GPU metrics for Prometheus.
+//! - [`trace`]: the optional start-up timeline (`STRATA_VERIFY_TRACE=1`).
 #![deny(missing_docs)]
 
 pub mod checks;
@@ -29,7 +31,9 @@ pub mod ffi;
 pub mod handover;
 pub mod json;
 pub mod kernels;
+pub mod metrics;
 pub mod peaks;
 pub mod policy;
 pub mod report;
 pub mod require;
+pub mod trace;

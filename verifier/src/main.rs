@@ -1,24 +1,26 @@
 //! `strata-verify [OPTIONS] [-- COMMAND...]`: the thin binary. Parses the
 //! command line, runs the checks, prints the report, then either stops
 //! (strict mode and a failure) or becomes COMMAND through `execve`.
+//! `strata-verify metrics` serves GPU metrics instead.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::Write;
 use std::process::exit;
+use std::sync::Arc;
 use std::time::Instant;
-use strata_verify::checks::{self, Next};
+use strata_verify::checks;
 use strata_verify::policy::{self, Action, Mode};
 use strata_verify::report::{Check, Report, Status};
-use strata_verify::{driver, handover, json};
+use strata_verify::{driver, handover, json, metrics, trace};
 
 fn main() {
     let started = Instant::now();
     // Descriptors the command should inherit: those we were started with.
     let inherited = handover::open_fds();
-    // cudarc reports missing libraries and symbols by panicking; every such
-    // panic is caught and reported as a failed check in words, so the
-    // default hook's message would only be noise.
+    // A panic (a bug, or a library misbehaving under us) is caught and
+    // reported as a failed check in words, so the default hook's message
+    // would only be noise.
     std::panic::set_hook(Box::new(|_| {}));
 
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
@@ -41,7 +43,15 @@ fn main() {
             println!("strata-verify {}", env!("CARGO_PKG_VERSION"));
             exit(0);
         }
+        Action::Metrics { listen } => serve_metrics(&listen),
         Action::Run => {}
+    }
+    if env
+        .get("STRATA_VERIFY_TRACE")
+        .map(|v| !matches!(v.as_str(), "" | "0"))
+        .unwrap_or(false)
+    {
+        trace::enable(started);
     }
 
     if opts.policy.mode == Mode::Off {
@@ -49,19 +59,11 @@ fn main() {
     }
 
     let mut report = Report::new(opts.policy, &opts.policy_origin);
-    match driver::contained(|| checks::run(&opts, &env, &mut report)) {
-        Ok(Next::Done) => {}
-        Ok(Next::Reexec) => {
-            let e = handover::reexec_without_stubs();
-            report.checks.push(Check::fail(
-                "libcuda",
-                format!("could not restart without the CUDA stubs directory: {e}"),
-            ));
-        }
-        Err(msg) => report.checks.push(Check::fail(
+    if let Err(msg) = driver::contained(|| checks::run(&opts, &env, &mut report)) {
+        report.checks.push(Check::fail(
             "internal",
             format!("strata-verify stopped unexpectedly: {msg}"),
-        )),
+        ));
     }
     report.total_ms = started.elapsed().as_secs_f64() * 1e3;
 
@@ -79,6 +81,20 @@ fn main() {
                 "strata-verify: cannot write the JSON report to {}: {e}",
                 path.display()
             );
+        }
+    }
+
+    if trace::enabled() {
+        trace::mark("main", || {
+            let unix = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0);
+            format!("report written; next: execve, at unix time {unix:.6}")
+        });
+        let mut err = std::io::stderr().lock();
+        for e in trace::take() {
+            let _ = writeln!(err, "trace {:8.1} ms  {:<10} {}", e.at_ms, e.thread, e.what);
         }
     }
 
@@ -100,6 +116,32 @@ fn main() {
         );
     }
     run_command(&opts.command, verdict.key(), &inherited);
+}
+
+/// `strata-verify metrics`: serves until killed.
+fn serve_metrics(listen: &str) -> ! {
+    let listener = match std::net::TcpListener::bind(listen) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("strata-verify metrics: cannot listen on {listen}: {e}");
+            exit(1);
+        }
+    };
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| listen.to_string());
+    let source = Arc::new(metrics::NvmlSource::default());
+    let nvml = match source.open() {
+        Ok(()) => "NVML open".to_string(),
+        Err(e) => format!("NVML not available yet ({e}); serving strata_gpu_up 0 until it is"),
+    };
+    eprintln!("strata-verify metrics: serving http://{addr}/metrics; {nvml}");
+    let scrape: Arc<dyn Fn() -> String + Send + Sync> =
+        Arc::new(move || metrics::render(&source.snapshot()));
+    let e = metrics::serve(listener, metrics::ServerConfig::default(), scrape);
+    eprintln!("strata-verify metrics: cannot accept connections on {addr}: {e}");
+    exit(1);
 }
 
 /// Becomes `command` (never returns on success); exits 0 when there is none.

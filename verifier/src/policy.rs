@@ -283,6 +283,12 @@ pub enum Action {
     Help,
     /// Print the version.
     Version,
+    /// `strata-verify metrics`: serve GPU metrics for Prometheus on this
+    /// address (`HOST:PORT`).
+    Metrics {
+        /// Where to listen.
+        listen: String,
+    },
 }
 
 /// Everything the run needs, resolved from flags and environment.
@@ -355,6 +361,39 @@ fn truthy(value: &str) -> bool {
     )
 }
 
+/// `metrics [--listen ADDR]` (the arguments after `metrics`).
+fn parse_metrics(args: &[OsString]) -> Result<Action, UsageError> {
+    let mut listen = crate::metrics::DEFAULT_LISTEN.to_string();
+    let mut i = 0;
+    while i < args.len() {
+        let arg = args[i]
+            .to_str()
+            .ok_or_else(|| UsageError::NotUtf8("metrics".into()))?;
+        match arg.split_once('=') {
+            Some(("--listen", v)) => listen = v.to_string(),
+            _ => match arg {
+                "--listen" => {
+                    i += 1;
+                    listen = args
+                        .get(i)
+                        .ok_or_else(|| UsageError::MissingValue("--listen".into()))?
+                        .to_str()
+                        .ok_or_else(|| UsageError::NotUtf8("--listen".into()))?
+                        .to_string();
+                }
+                "-h" | "--help" => return Ok(Action::Help),
+                f if f.starts_with('-') => return Err(UsageError::UnknownFlag(f.into())),
+                other => return Err(UsageError::StrayArgument(other.into())),
+            },
+        }
+        i += 1;
+    }
+    if listen.trim().is_empty() {
+        return Err(UsageError::MissingValue("--listen".into()));
+    }
+    Ok(Action::Metrics { listen })
+}
+
 /// Reads flags (`args` without the program name) and the environment.
 pub fn parse(args: &[OsString], env: &BTreeMap<String, String>) -> Result<Options, UsageError> {
     let mut policy = Policy::default();
@@ -391,6 +430,12 @@ pub fn parse(args: &[OsString], env: &BTreeMap<String, String>) -> Result<Option
     let mut json_stdout = false;
     let mut command = Vec::new();
     let mut i = 0;
+    // `strata-verify metrics ...` is a subcommand; `strata-verify -- metrics`
+    // runs a program called metrics.
+    if args.first().map(|a| a == "metrics").unwrap_or(false) {
+        action = parse_metrics(&args[1..])?;
+        i = args.len();
+    }
     let text = |i: usize, name: &str| -> Result<String, UsageError> {
         args.get(i)
             .ok_or_else(|| UsageError::MissingValue(name.into()))?
@@ -501,6 +546,7 @@ pub const USAGE: &str = "\
 strata-verify: check the GPU stack of this container, then run COMMAND
 
 usage: strata-verify [OPTIONS] [-- COMMAND [ARGS...]]
+       strata-verify metrics [--listen ADDR]
 
 options (each overrides the environment variable named after it):
   --policy P          quick | full | warn | off, or a comma list such as full,warn   [STRATA_VERIFY]
@@ -515,6 +561,10 @@ options (each overrides the environment variable named after it):
   --lib-dir DIR       look for cuBLAS/cuDNN/NCCL in DIR first (repeatable)      [STRATA_VERIFY_LIB_PATH]
   -V, --version       print the version
   -h, --help          print this help
+
+metrics: serve per-GPU temperature, power, memory and utilisation (NVML)
+  for Prometheus at http://ADDR/metrics; ADDR defaults to 0.0.0.0:9400.
+  Without a GPU it still answers, with strata_gpu_up 0.
 
 exit status: the command's own when it runs (this process becomes it);
   0 verified and no command; 1 a check failed (strict); 2 usage error;
@@ -642,6 +692,47 @@ mod tests {
         assert_eq!(o.command, args(&["python", "--level", "x", "--"]));
         let o = parse(&args(&["--"]), &BTreeMap::new()).unwrap();
         assert!(o.command.is_empty());
+    }
+
+    #[test]
+    fn metrics_subcommand() {
+        let o = parse(&args(&["metrics"]), &env(&[])).unwrap();
+        assert_eq!(
+            o.action,
+            Action::Metrics {
+                listen: "0.0.0.0:9400".into()
+            }
+        );
+        for a in [
+            &["metrics", "--listen", "127.0.0.1:9500"][..],
+            &["metrics", "--listen=127.0.0.1:9500"],
+        ] {
+            let o = parse(&args(a), &env(&[])).unwrap();
+            assert_eq!(
+                o.action,
+                Action::Metrics {
+                    listen: "127.0.0.1:9500".into()
+                }
+            );
+        }
+        assert_eq!(
+            parse(&args(&["metrics", "--help"]), &env(&[]))
+                .unwrap()
+                .action,
+            Action::Help
+        );
+        assert_eq!(
+            parse(&args(&["metrics", "--listen"]), &env(&[])).unwrap_err(),
+            UsageError::MissingValue("--listen".into())
+        );
+        assert_eq!(
+            parse(&args(&["metrics", "--port", "1"]), &env(&[])).unwrap_err(),
+            UsageError::UnknownFlag("--port".into())
+        );
+        // After `--`, `metrics` is a command like any other.
+        let o = parse(&args(&["--", "metrics"]), &env(&[])).unwrap();
+        assert_eq!(o.action, Action::Run);
+        assert_eq!(o.command, vec![OsString::from("metrics")]);
     }
 
     #[test]

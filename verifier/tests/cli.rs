@@ -170,3 +170,183 @@ fn usage_errors_exit_2_and_missing_commands_127() {
     assert_eq!(o.status.code(), Some(0));
     assert!(text(&o).0.contains("usage: strata-verify"));
 }
+
+/// Every function the verifier resolves from libcuda, as the CUDA toolkit's
+/// link-time stub defines them: each returns CUDA_ERROR_STUB_LIBRARY (34).
+/// (The real stub is tried on a GPU machine by verifier/device/verify-all.sh;
+/// CI has no CUDA toolkit, so it compiles this stand-in with the C compiler
+/// Rust links with.)
+const STUB_FUNCTIONS: &[&str] = &[
+    "cuInit",
+    "cuDriverGetVersion",
+    "cuGetErrorName",
+    "cuDeviceGetCount",
+    "cuDeviceGet",
+    "cuDeviceGetAttribute",
+    "cuDeviceGetName",
+    "cuDeviceTotalMem_v2",
+    "cuDeviceGetUuid_v2",
+    "cuDeviceGetPCIBusId",
+    "cuDevicePrimaryCtxRetain",
+    "cuCtxSetCurrent",
+    "cuCtxSynchronize",
+    "cuMemGetInfo_v2",
+    "cuMemAlloc_v2",
+    "cuMemFree_v2",
+    "cuMemcpyHtoD_v2",
+    "cuMemcpyDtoH_v2",
+    "cuMemcpyDtoDAsync_v2",
+    "cuMemsetD8_v2",
+    "cuMemsetD32_v2",
+    "cuModuleLoadDataEx",
+    "cuModuleGetFunction",
+    "cuLaunchKernel",
+    "cuStreamCreate",
+    "cuEventCreate",
+    "cuEventRecord",
+    "cuEventSynchronize",
+    "cuEventElapsedTime_v2",
+    "cuEventDestroy_v2",
+];
+
+/// Builds `dir/libcuda.so.1` from `functions` (each returning 34). None when
+/// there is no C compiler (then the caller skips, unless tools are required).
+fn build_stub(dir: &Path, functions: &[&str]) -> Option<PathBuf> {
+    std::fs::create_dir_all(dir).unwrap();
+    let src = dir.join("stub.c");
+    let body: String = functions
+        .iter()
+        .map(|f| format!("int {f}(void) {{ return 34; }}\n"))
+        .collect();
+    std::fs::write(&src, body).unwrap();
+    let out = dir.join("libcuda.so.1");
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let ok = Command::new(&cc)
+        .args(["-shared", "-fPIC", "-Wl,-soname,libcuda.so.1", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        assert!(
+            std::env::var("STRATA_REQUIRE_TOOLS").as_deref() != Ok("1"),
+            "cannot build a test library with {cc}"
+        );
+        eprintln!("skipped: no C compiler ({cc})");
+        return None;
+    }
+    let _ = std::fs::remove_file(&src);
+    Some(out)
+}
+
+#[test]
+fn a_stub_libcuda_outside_a_stubs_directory_is_named_for_removal() {
+    if driver_present() {
+        eprintln!("skipped: this machine has an NVIDIA driver");
+        return;
+    }
+    let dir =
+        std::env::temp_dir().join(format!("strata-verify-stub-{}/opt/lib", std::process::id()));
+    let Some(stub) = build_stub(&dir, STUB_FUNCTIONS) else {
+        return;
+    };
+    let o = bin()
+        .env("LD_LIBRARY_PATH", &dir)
+        .args(["--", "echo", "SHOULD-NOT-RUN"])
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(!out.contains("SHOULD-NOT-RUN"));
+    let want = format!(
+        "FAIL libcuda: {} is the CUDA toolkit's stub library, not the driver: its cuDriverGetVersion returns CUDA_ERROR_STUB_LIBRARY (34) and it lacks the driver's cudbg* entry points: there is no driver behind it\n  fix: remove {} from the image, or {} from LD_LIBRARY_PATH and /etc/ld.so.conf.d (then run ldconfig): it is the CUDA toolkit's link-time stub, and CUDA programs, PyTorch included, load it instead of the driver's libcuda; then start the container with GPU access",
+        stub.display(),
+        stub.display(),
+        dir.display()
+    );
+    assert!(err.contains(&want), "expected\n{want}\nin\n{err}");
+    // Nothing else ran: no cuInit against a stub.
+    assert!(!err.contains("cuinit"), "{err}");
+
+    // A library that lacks one of the driver's functions is not taken for
+    // the driver either, whatever it answers.
+    let partial: Vec<&str> = STUB_FUNCTIONS
+        .iter()
+        .copied()
+        .filter(|f| *f != "cuMemsetD32_v2")
+        .collect();
+    let dir2 = dir.with_file_name("lib2");
+    let Some(lib) = build_stub(&dir2, &partial) else {
+        return;
+    };
+    let o = bin().env("LD_LIBRARY_PATH", &dir2).output().unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "FAIL libcuda: {} has no function cuMemsetD32_v2: it is not a complete CUDA driver library",
+            lib.display()
+        )),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(dir.parent().unwrap().parent().unwrap());
+}
+
+#[test]
+fn metrics_without_a_gpu_answer_up_zero_and_keep_serving() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    if driver_present() {
+        eprintln!("skipped: this machine has an NVIDIA driver");
+        return;
+    }
+    let mut child = bin()
+        .args(["metrics", "--listen", "127.0.0.1:0"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(
+        first.starts_with("strata-verify metrics: serving http://127.0.0.1:"),
+        "{first}"
+    );
+    assert!(first.contains("NVML not available yet"), "{first}");
+    let addr = first
+        .trim_start_matches("strata-verify metrics: serving http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let get = |req: &str| {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    for _ in 0..2 {
+        let r = get("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
+        assert!(r.contains("\nstrata_gpu_up 0\n"), "{r}");
+        assert!(r.contains("# NVML unavailable: "), "{r}");
+    }
+    assert!(get("GET /other HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 404 "));
+    let _ = child.kill();
+    let _ = child.wait();
+    // A port that cannot be had is an error in words, exit 1.
+    let o = bin()
+        .args(["metrics", "--listen", "256.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o)
+            .1
+            .starts_with("strata-verify metrics: cannot listen on 256.0.0.1:1: "),
+        "{}",
+        text(&o).1
+    );
+}

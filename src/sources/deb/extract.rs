@@ -73,14 +73,19 @@ pub fn extract_deb(
 ) -> Result<DebMeta, SourceError> {
     let file = fs_err::File::open(path).map_err(|e| msg(label, e))?;
     let mut r = HashingReader::new(BufReader::with_capacity(1 << 20, file));
-    let meta = read_deb(&mut r, label, opts, scratch, tree)?;
-    io::copy(&mut r, &mut io::sink()).map_err(|e| msg(label, e))?;
+    let meta = read_deb(&mut r, label, opts, scratch, tree);
+    // Hash the rest whether or not the package read well: a package that
+    // does not match its pin rotted in the cache (it was verified when it
+    // was downloaded), and that, not its contents, is the error to report.
+    let rest = io::copy(&mut r, &mut io::sink());
     let (found, _) = r.finish();
-    if let Some(exp) = expected {
+    if let (Some(exp), Ok(_)) = (expected, &rest) {
         if &found != exp {
-            return Err(msg(label, format!("sha256 mismatch\n  expected: {exp}\n  found:    {found}\nhint: the cached file is corrupt; remove it from the cache and build again")));
+            return Err(SourceError::corrupt_cache(label, path, *exp, found));
         }
     }
+    let meta = meta?;
+    rest.map_err(|e| msg(label, e))?;
     Ok(meta)
 }
 

@@ -48,7 +48,12 @@ impl LockContext<'_> {
 pub fn lock_layer(layer: &ResolvedLayer, spec: &DebsSpec, cx: &LockContext<'_>) -> Result<DebsLock, DebError> {
     let arch = spec.arch();
     let keyring = match &spec.keyring {
-        Some(k) => Keyring::load(&layer.resolve(k)).map_err(|e| DebError::SpecKeyring(Box::new(e)))?,
+        Some(k) => {
+            let path = layer.host_file(k).map_err(|source| DebError::KeyringPath { source })?;
+            let bytes = crate::hostfs::read_bounded(&path, 16 << 20, "a keyring")
+                .map_err(|source| DebError::KeyringFile { source })?;
+            Keyring::from_bytes(&bytes, k)?
+        }
         None => Keyring::debian()?,
     };
     let mut universe = Universe::default();

@@ -60,8 +60,15 @@ pub fn lock_python(spec: &LoadedSpec, lock: &mut Lock, check: bool) -> Result<Ve
         let Some(py) = &layer.entry.python else { continue };
         let key = layer_key(layer);
         let src = Python::new(py, layer);
-        let path = src.lock_path();
-        let old = fs_err::read(&path).ok();
+        // Written by `strata lock`: its directory must be in the build context.
+        let path = crate::hostfs::resolve_for_write(&layer.context, &layer.base_dir, &py.lock).map_err(|e| {
+            UvError { message: format!("python lock {}: {e}", src.lock_path().display()), hint: Some(e.hint().into()) }
+        })?;
+        let old = match crate::hostfs::read_bounded(&path, super::pylock::MAX_PYLOCK_BYTES, "a lock file") {
+            Ok(b) => Some(b),
+            Err(crate::hostfs::HostPathError::Missing { .. }) => None,
+            Err(e) => return Err(UvError { message: e.to_string(), hint: Some(e.hint().into()) }),
+        };
         let (bytes, wheels, resolved) = if py.requirements.is_empty() {
             let sel = src.selection().map_err(|e| UvError { message: e.to_string(), hint: None })?;
             (old.clone().unwrap_or_default(), sel.wheels.len(), false)

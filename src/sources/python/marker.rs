@@ -87,6 +87,9 @@ pub enum MarkerProblem {
     /// A variable PEP 508 does not define.
     #[error("unknown marker variable `{0}`")]
     UnknownVariable(String),
+    /// Parentheses nested deeper than the limit.
+    #[error("parentheses nest deeper than {0} levels")]
+    TooDeep(usize),
     /// `~=` between values that are not versions.
     #[error("`~=` needs versions, got '{0}' and '{1}'")]
     NeedsVersions(String, String),
@@ -225,6 +228,9 @@ fn describe(t: Option<&Tok>) -> String {
     }
 }
 
+/// The deepest parenthesis nesting a marker may have.
+pub const MAX_MARKER_DEPTH: usize = 32;
+
 /// A parsed marker expression.
 #[derive(Debug, Clone)]
 pub struct Marker {
@@ -241,6 +247,19 @@ impl Marker {
     /// Parses a marker.
     pub fn parse(text: &str) -> Result<Marker, MarkerError> {
         let err = |problem| MarkerError { marker: text.to_string(), problem };
+        // The parser recurses once per parenthesis: bound the nesting so a
+        // hostile marker cannot exhaust the stack.
+        let mut depth = 0usize;
+        for c in text.chars() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+            if depth > MAX_MARKER_DEPTH {
+                return Err(err(MarkerProblem::TooDeep(MAX_MARKER_DEPTH)));
+            }
+        }
         let toks = lex(text).map_err(err)?;
         let mut p = Parser { toks, pos: 0 };
         let expr = p.or().map_err(err)?;
@@ -392,5 +411,13 @@ mod tests {
         assert_eq!(normalize_name("Typing_Extensions"), "typing-extensions");
         assert_eq!(normalize_name("zope.interface"), "zope-interface");
         assert_eq!(normalize_name("a__-b"), "a-b");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_recursing() {
+        let deep = format!("{}python_version == '3.11'{}", "(".repeat(100_000), ")".repeat(100_000));
+        assert!(Marker::parse(&deep).unwrap_err().to_string().contains("deeper than 32"));
+        let ok = format!("{}python_version == '3.11'{}", "(".repeat(32), ")".repeat(32));
+        assert!(Marker::parse(&ok).is_ok());
     }
 }

@@ -15,6 +15,7 @@ pub mod layering;
 pub mod lockfile;
 pub mod marker;
 pub mod pylock;
+pub mod requirement;
 pub mod tags;
 pub mod uv;
 pub mod version;
@@ -55,11 +56,22 @@ pub fn check_spec(py: &PythonSpec) -> Result<(), (String, String, Option<String>
         ));
     }
     for (i, r) in py.requirements.iter().enumerate() {
-        if pylock::requirement_names(std::slice::from_ref(r)).is_empty() {
+        if let Err(e) = requirement::parse(r) {
+            return Err((format!("requirements[{i}]"), e.message, Some(e.hint)));
+        }
+    }
+    if let Some(u) = &py.index_url {
+        let ok = (u.starts_with("https://") || u.starts_with("http://"))
+            && url::Url::parse(u).is_ok()
+            && !u.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !ok {
             return Err((
-                format!("requirements[{i}]"),
-                format!("`{r}` is not a PEP 508 requirement"),
-                Some("e.g. `torch==2.9.0` or `numpy>=2`".into()),
+                "index_url".into(),
+                format!("`{}` is not an http(s) URL", crate::net::redact::url(u)),
+                Some(
+                    "e.g. `index_url: https://pypi.org/simple`; local directories and other schemes are not accepted"
+                        .into(),
+                ),
             ));
         }
     }
@@ -162,7 +174,16 @@ impl<'a> Python<'a> {
         self.selection
             .get_or_init(|| {
                 let extras: BTreeSet<String> = self.spec.extras.iter().cloned().collect();
-                pylock::select_file(&self.lock_path(), &self.target, &extras)
+                let path = self.layer.host_file(&self.spec.lock).map_err(|e| pylock::PylockError {
+                    file: self.lock_path(),
+                    line: None,
+                    message: format!("cannot read the lock file: {e}"),
+                    hint: Some(match e {
+                        crate::hostfs::HostPathError::Missing { .. } => "create it with `strata lock SPEC` (needs `requirements:` and uv) or write it with `uv pip compile ... --format pylock.toml`; the path is relative to the file that names it".to_string(),
+                        other => other.hint().to_string(),
+                    }),
+                })?;
+                pylock::select_file(&path, &self.target, &extras)
             })
             .as_ref()
             .map_err(|e| SourceError::Other(Box::new(e.clone())))
@@ -187,8 +208,11 @@ impl<'a> Python<'a> {
         match &w.location {
             WheelLocation::Url(_) => Ok(ctx.store.path(&w.sha256)),
             WheelLocation::Path(p) => {
-                verify_local(p, w)?;
-                Ok(p.clone())
+                let p = crate::hostfs::resolve(&self.layer.context, Path::new(""), p).map_err(|e| {
+                    SourceError::Message(format!("package `{}`: wheel {e}\nhint: {}", w.package, e.hint()))
+                })?;
+                verify_local(&p, w)?;
+                Ok(p)
             }
         }
     }
@@ -203,13 +227,20 @@ impl<'a> Python<'a> {
 }
 
 fn verify_local(p: &Path, w: &SelectedWheel) -> Result<(), SourceError> {
-    let f = fs_err::File::open(p).map_err(|e| {
+    let (f, on_disk) = crate::hostfs::open_regular(p).map_err(|e| {
         SourceError::Message(format!(
             "package `{}`: {e}\nhint: `path` in the lock is relative to the lock file",
             w.package
         ))
     })?;
-    let (d, n) = crate::digest::hash_reader(std::io::BufReader::new(f)).map_err(SourceError::io("reading", p))?;
+    // The pinned size bounds the read (a file that never ends, or grows,
+    // is refused instead of hashed forever).
+    let expect = w.size.unwrap_or(on_disk);
+    if on_disk != expect {
+        return Err(SourceError::Message(format!("{}: expected {expect} bytes (pinned in the lock), found {on_disk}\nhint: the file changed since it was locked; re-lock if the new file is trusted", p.display())));
+    }
+    let (d, n) = crate::digest::hash_reader(crate::hostfs::Exact::new(std::io::BufReader::new(f), expect, p))
+        .map_err(SourceError::io("reading", p))?;
     if let Some(size) = w.size {
         if size != n {
             return Err(SourceError::Message(format!("{}: expected {size} bytes (pinned in the lock), found {n}\nhint: the file changed since it was locked; re-lock if the new file is trusted", p.display())));

@@ -161,12 +161,15 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The largest pylock.toml read, in bytes.
+pub const MAX_PYLOCK_BYTES: u64 = 64 << 20;
+
 /// Reads `file` and selects one wheel per package for `target`.
 pub fn select_file(file: &Path, target: &Target, extras: &BTreeSet<String>) -> Result<Selection, PylockError> {
-    let bytes = fs_err::read(file).map_err(|e| PylockError {
+    let bytes = crate::hostfs::read_bounded(file, MAX_PYLOCK_BYTES, "a lock file").map_err(|e| PylockError {
         file: file.to_path_buf(),
         line: None,
-        message: format!("cannot read the lock file: {}", crate::error::os_message(&e)),
+        message: format!("cannot read the lock file: {e}"),
         hint: Some("create it with `strata lock SPEC` (needs `requirements:` and uv) or write it with `uv pip compile ... --format pylock.toml`; the path is relative to the file that names it".into()),
     })?;
     let text = String::from_utf8(bytes.clone()).map_err(|_| PylockError {

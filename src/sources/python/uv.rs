@@ -50,6 +50,9 @@ pub fn compile_args(
         "--exclude-newer".into(),
         exclude.to_string(),
         "--no-config".into(),
+        // Wheels only (uv's `--only-binary :all:`): never build a source
+        // distribution, which would run its build backend, arbitrary code.
+        "--no-build".into(),
         "--quiet".into(),
         "--custom-compile-command".into(),
         compile_command.to_string(),
@@ -72,6 +75,22 @@ pub fn compile(
     target: &Target,
     compile_command: &str,
 ) -> Result<(String, Selection), UvError> {
+    // Checked again here (not only when the spec was loaded): nothing but a
+    // name requirement may reach uv.
+    for r in &spec.requirements {
+        super::requirement::parse(r).map_err(|e| UvError {
+            message: format!("requirement {}: {}", crate::report::printable(r), e.message),
+            hint: Some(e.hint),
+        })?;
+    }
+    if let Some(i) = &spec.index_url {
+        if !(i.starts_with("https://") || i.starts_with("http://")) {
+            return Err(UvError {
+                message: format!("`{}` is not an http(s) index URL", crate::net::redact::url(i)),
+                hint: None,
+            });
+        }
+    }
     if spec.requirements.is_empty() {
         return Err(UvError {
             message: format!("`python:` with lock {} has no `requirements:` to resolve", spec.lock),
@@ -136,7 +155,7 @@ mod tests {
             .join(" ");
         assert_eq!(
             a,
-            "pip compile r.in --python-platform x86_64-manylinux_2_28 --python-version 3.11 --format pylock.toml --exclude-newer 2026-11-01T00:00:00Z --no-config --quiet --custom-compile-command strata lock s.yaml --output-file out.toml"
+            "pip compile r.in --python-platform x86_64-manylinux_2_28 --python-version 3.11 --format pylock.toml --exclude-newer 2026-11-01T00:00:00Z --no-config --no-build --quiet --custom-compile-command strata lock s.yaml --output-file out.toml"
         );
         // A spec's target reaches uv.
         let t = crate::spec::PythonTargetSpec {

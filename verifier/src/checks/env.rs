@@ -127,8 +127,20 @@ pub fn libcuda_failure(
                 .fix("let the NVIDIA container runtime inject the driver libraries: set NVIDIA_DRIVER_CAPABILITIES=compute,utility (or all) and run with --gpus all / the CDI device nvidia.com/gpu=all")
             }
         }
-        LibcudaError::Stub { .. } => Check::fail("libcuda", format!("{e} (CUDA_ERROR_STUB_LIBRARY, 34)"))
-            .fix(format!("remove the CUDA stubs directory from LD_LIBRARY_PATH and /etc/ld.so.conf.d, then {RUN_WITH_GPUS}")),
+        LibcudaError::Stub { path, driver, .. } => {
+            let dir = path
+                .parent()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default();
+            let remove = format!("remove {} from the image, or {dir} from LD_LIBRARY_PATH and /etc/ld.so.conf.d (then run ldconfig): it is the CUDA toolkit's link-time stub, and CUDA programs, PyTorch included, load it instead of the driver's libcuda", path.display());
+            let fix = match driver {
+                Some(_) => remove,
+                None => format!("{remove}; then {RUN_WITH_GPUS}"),
+            };
+            Check::fail("libcuda", e.to_string()).fix(fix)
+        }
+        LibcudaError::Incomplete { .. } => Check::fail("libcuda", e.to_string())
+            .fix("the libcuda.so.1 the loader finds is not the driver's (a stub, or a damaged copy); remove it so that the one the NVIDIA container runtime injects is found"),
         LibcudaError::LoadFailed { .. } => Check::fail("libcuda", e.to_string())
             .fix("the injected driver library is damaged or for another architecture; check the host's driver installation (nvidia-smi on the host)"),
     }
@@ -206,13 +218,18 @@ mod tests {
             .unwrap()
             .contains("NVIDIA_DRIVER_CAPABILITIES"));
         let stub = LibcudaError::Stub {
-            path: "/usr/local/cuda/lib64/stubs/libcuda.so".into(),
+            path: "/opt/app/lib/libcuda.so.1".into(),
+            target: None,
+            evidence: "its cuDriverGetVersion returns CUDA_ERROR_STUB_LIBRARY (34): there is no driver behind it".into(),
+            driver: Some("/usr/local/nvidia/lib64/libcuda.so.580.159.04".into()),
         };
         let c = libcuda_failure(&stub, &nodes, &BTreeMap::new());
+        assert_eq!(c.detail, "/opt/app/lib/libcuda.so.1 is the CUDA toolkit's stub library, not the driver: its cuDriverGetVersion returns CUDA_ERROR_STUB_LIBRARY (34): there is no driver behind it; the loader finds it before the driver's own /usr/local/nvidia/lib64/libcuda.so.580.159.04");
+        let fix = c.fix.unwrap();
+        assert!(fix.starts_with("remove /opt/app/lib/libcuda.so.1 from the image, or /opt/app/lib from LD_LIBRARY_PATH"), "{fix}");
         assert!(
-            c.detail.contains("stub") && c.detail.contains("34"),
-            "{}",
-            c.detail
+            !fix.contains("nvidia/lib64"),
+            "the driver's own file must not be named for removal: {fix}"
         );
     }
 }

@@ -1,15 +1,27 @@
 //! The per-GPU checks of the quick level. Each GPU runs on its own thread
-//! with its own primary context.
+//! with its own primary context. Once the context exists, the checks that
+//! do not depend on each other run side by side on that context, each on a
+//! thread of its own, because their cost is mostly driver and library
+//! start-up on the CPU (module loading, JIT, cuBLAS initialisation), not GPU
+//! time:
+//!
+//! - the sm_80 module: JIT, memory, `mma.sync` (this thread);
+//! - `wgmma` on sm_90a: its own JIT and kernel;
+//! - cuBLAS `cublasGemmEx` TF32;
+//! - cuBLASLt bf16, then a cuDNN handle.
+//!
+//! The report keeps the fixed order whatever order they finish in.
 
-use super::{full, Latch};
+use super::full;
 use crate::checks::libs::Libs;
 use crate::driver::{self, arg, Context, DevBuf, Device, Module};
-use crate::ffi::cublas::{compute, dtype, LtGemm, LtSpec};
+use crate::ffi::cublas::{compute, dtype, BlasHandle, Cublas, LtGemm, LtSpec};
+use crate::ffi::cuda::attr as Attr;
 use crate::kernels;
 use crate::policy::{match_sm, Level, Options, SmMatch};
 use crate::report::{Check, GpuInfo};
 use crate::require::{Expr, Facts};
-use cudarc::driver::sys::CUdevice_attribute as Attr;
+use crate::trace;
 use std::time::Instant;
 
 /// What every GPU thread gets.
@@ -22,8 +34,11 @@ pub struct GpuJob<'a> {
     pub requirements: &'a [(String, Expr)],
     /// Driver facts for the rule language (arch and brand are filled per GPU).
     pub facts: Facts,
-    /// The image's libraries, ready when the loader thread is done.
-    pub libs: &'a Latch<Libs>,
+    /// The GPU's brand (through NVML), asked only when a requirement cannot
+    /// be decided without it.
+    pub brand: &'a (dyn Fn(i32) -> Option<String> + Sync),
+    /// The image's libraries, each ready when the loader thread has it.
+    pub libs: &'a Libs,
 }
 
 /// What a GPU thread returns.
@@ -81,12 +96,8 @@ fn run_inner(job: &GpuJob<'_>, out: &mut GpuOutcome) {
         }
     };
     let info = out.info.clone();
-    let mode = dev
-        .attribute(Attr::CU_DEVICE_ATTRIBUTE_COMPUTE_MODE)
-        .unwrap_or(0);
-    let ecc = dev
-        .attribute(Attr::CU_DEVICE_ATTRIBUTE_ECC_ENABLED)
-        .unwrap_or(0);
+    let mode = dev.attribute(Attr::COMPUTE_MODE).unwrap_or(0);
+    let ecc = dev.attribute(Attr::ECC_ENABLED).unwrap_or(0);
     let detail = format!(
         "{}, sm_{}{}, {} SMs, {:.1} GiB, ECC {}, PCI {}, {}",
         info.name,
@@ -110,10 +121,13 @@ fn run_inner(job: &GpuJob<'_>, out: &mut GpuOutcome) {
     };
     push(out, c.ms(ms(t)));
 
-    push(out, require_check(job, &info));
+    let c = require_check(job, &mut out.info);
+    push(out, c);
     push(out, arch_check(job, &info));
 
-    // Context: the first real use of the GPU (~130 ms on an H100).
+    // Context: the first real use of the GPU (~90 ms on an H100).
+    let label = trace::gpu_label(job.ordinal, 0);
+    trace::mark(label, || "context: creating".into());
     let t = Instant::now();
     let ctx = match Context::primary(&dev) {
         Ok(c) => c,
@@ -152,12 +166,235 @@ fn run_inner(job: &GpuJob<'_>, out: &mut GpuOutcome) {
         Check::pass("context", detail)
     };
     push(out, c.ms(ms(t)));
+    trace::mark(label, || "context: ready".into());
 
-    // The sm_80 module: JIT-compiled by the driver (~150 ms the first time).
-    let t = Instant::now();
+    let results = side_by_side(job, &ctx, &info, free);
+    let module = results.module;
+    for c in results.checks {
+        push(out, c);
+    }
+
+    if job.opts.policy.level == Level::Full {
+        let blas = job.libs.cublas.wait();
+        match &module {
+            Some(m) => {
+                for c in full::run(m, &info, blas.lib.as_ref()) {
+                    push(out, c);
+                }
+            }
+            None => push(
+                out,
+                Check::skip(
+                    "gemm-bf16",
+                    "the embedded kernels did not load; no throughput checks",
+                ),
+            ),
+        }
+    }
+}
+
+/// The independent parts of the per-GPU quick level.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Task {
+    /// JIT of the sm_80 module, memory, `mma.sync`.
+    Sm80,
+    /// `wgmma` on sm_90a.
+    Sm90a,
+    /// cuBLAS TF32.
+    Blas,
+    /// cuBLASLt bf16 and the cuDNN handle.
+    LtDnn,
+}
+
+/// Which tasks share a thread; the first group runs on the GPU's own
+/// thread. The shipped grouping gives every task its own thread.
+fn groups() -> Vec<Vec<Task>> {
+    use Task::*;
+    #[cfg(feature = "dev-kernels")]
+    if let Ok(v) = std::env::var("STRATA_VERIFY_DEV_GROUPS") {
+        return match v.as_str() {
+            "serial" => vec![vec![Sm80, Sm90a, Blas, LtDnn]],
+            "2" => vec![vec![Sm80, Sm90a], vec![Blas, LtDnn]],
+            "3" => vec![vec![Sm80, Sm90a], vec![Blas], vec![LtDnn]],
+            _ => vec![vec![Sm80], vec![Sm90a], vec![Blas], vec![LtDnn]],
+        };
+    }
+    vec![vec![Sm80], vec![Sm90a], vec![Blas], vec![LtDnn]]
+}
+
+#[derive(Default)]
+struct SideBySide {
+    module: Option<Module>,
+    checks: Vec<Check>,
+}
+
+#[derive(Default)]
+struct TaskOut {
+    module: Option<Module>,
+    checks: Vec<(Task, Vec<Check>)>,
+}
+
+fn run_task(task: Task, job: &GpuJob<'_>, info: &GpuInfo, free: u64, out: &mut TaskOut) {
+    let part = match task {
+        Task::Sm80 => 0,
+        Task::Blas => 1,
+        Task::LtDnn => 2,
+        Task::Sm90a => 3,
+    };
+    let label = trace::gpu_label(job.ordinal, part);
+    let mut checks = Vec::new();
+    let timed = |name: &'static str, f: &mut dyn FnMut() -> Check| -> Check {
+        trace::mark(label, || format!("{name}: start"));
+        let t = Instant::now();
+        let c = f().ms(ms(t));
+        trace::mark(label, || format!("{name}: {}", c.status.key()));
+        c
+    };
+    match task {
+        Task::Sm80 => {
+            let mut module = None;
+            let jit = timed("jit-sm80", &mut || {
+                let (m, c) = load_sm80(info);
+                module = m;
+                c
+            });
+            checks.push(jit);
+            if let Some(m) = &module {
+                checks.push(timed("memory", &mut || {
+                    memory_check(m, free, info.sms, label)
+                }));
+                checks.push(timed("mma-sm80", &mut || mma_check(m, info.sms)));
+            }
+            out.module = module;
+        }
+        Task::Sm90a => checks.push(timed("wgmma-sm90a", &mut || wgmma_check(info))),
+        Task::Blas => {
+            let blas = job.libs.cublas.wait();
+            trace::mark(label, || "cuBLAS: handed over".into());
+            checks.push(timed("cublas-tf32", &mut || {
+                cublas_tf32_check(blas.lib.as_ref(), label)
+            }));
+        }
+        Task::LtDnn => {
+            let blas = job.libs.cublas.wait();
+            trace::mark(label, || "cuBLASLt: handed over".into());
+            checks.push(timed("cublaslt-bf16", &mut || {
+                cublaslt_bf16_check(blas.lib.as_ref(), label)
+            }));
+            let dnn = job.libs.cudnn.wait();
+            trace::mark(label, || "cuDNN: handed over".into());
+            checks.push(timed("cudnn-handle", &mut || match &dnn.lib {
+                Some(dnn) => match dnn.handle_roundtrip() {
+                    Ok(()) => Check::pass("cudnn-handle", "cudnnCreate/cudnnDestroy on this GPU"),
+                    Err(e) => Check::fail("cudnn-handle", e).fix("cuDNN cannot use this GPU; check that it was built for this CUDA major and GPU architecture"),
+                },
+                None => Check::skip("cudnn-handle", "cuDNN not loaded"),
+            }));
+        }
+    }
+    out.checks.push((task, checks));
+}
+
+fn run_group(
+    group: &[Task],
+    job: &GpuJob<'_>,
+    ctx: &Context,
+    info: &GpuInfo,
+    free: u64,
+) -> TaskOut {
+    let mut out = TaskOut::default();
+    if let Err(e) = ctx.make_current() {
+        for task in group {
+            out.checks.push((
+                *task,
+                vec![Check::fail(
+                    "internal",
+                    format!("cannot use the context: {e}"),
+                )],
+            ));
+        }
+        return out;
+    }
+    for task in group {
+        let r = driver::contained(|| run_task(*task, job, info, free, &mut out));
+        if let Err(msg) = r {
+            out.checks.push((
+                *task,
+                vec![Check::fail(
+                    "internal",
+                    format!("a driver call failed unexpectedly: {msg}"),
+                )],
+            ));
+        }
+    }
+    out
+}
+
+fn side_by_side(job: &GpuJob<'_>, ctx: &Context, info: &GpuInfo, free: u64) -> SideBySide {
+    let groups = groups();
+    let mut outs: Vec<TaskOut> = Vec::new();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = groups
+            .iter()
+            .enumerate()
+            .skip(1)
+            .map(|(_, g)| s.spawn(move || run_group(g, job, ctx, info, free)))
+            .collect();
+        if let Some(first) = groups.first() {
+            outs.push(run_group(first, job, ctx, info, free));
+        }
+        for (h, g) in handles.into_iter().zip(groups.iter().skip(1)) {
+            outs.push(h.join().unwrap_or_else(|p| {
+                TaskOut {
+                    module: None,
+                    checks: g
+                        .iter()
+                        .map(|t| {
+                            (
+                                *t,
+                                vec![Check::fail("internal", driver::panic_message(p.as_ref()))],
+                            )
+                        })
+                        .collect(),
+                }
+            }));
+        }
+    });
+    let mut result = SideBySide::default();
+    let mut by_task: Vec<(Task, Vec<Check>)> = Vec::new();
+    for o in outs {
+        if o.module.is_some() {
+            result.module = o.module;
+        }
+        by_task.extend(o.checks);
+    }
+    for task in [Task::Sm80, Task::Sm90a, Task::Blas, Task::LtDnn] {
+        for (t, checks) in by_task.iter_mut() {
+            if *t == task {
+                result.checks.append(checks);
+            }
+        }
+    }
+    result
+}
+
+/// The sm_80 module: JIT-compiled by the driver (~20-100 ms, or well under
+/// a millisecond from the driver's cache).
+fn load_sm80(info: &GpuInfo) -> (Option<Module>, Check) {
     let ptx80 = kernels::ptx("verify_sm80");
-    let module = match Module::load_ptx(&ptx80) {
-        Ok(m) => m,
+    match Module::load_ptx(&ptx80) {
+        Ok(m) => (
+            Some(m),
+            Check::pass(
+                "jit-sm80",
+                format!(
+                    "PTX {} (sm_80) JIT-compiled for sm_{}{}",
+                    kernels::ptx_version(&ptx80).unwrap_or("?"),
+                    info.cc.0,
+                    info.cc.1
+                ),
+            ),
+        ),
         Err(e) => {
             let (cause, fix) = driver::explain(e.error.code).unwrap_or((
                 "the driver could not compile the embedded kernels",
@@ -171,59 +408,10 @@ fn run_inner(job: &GpuJob<'_>, out: &mut GpuOutcome) {
                     e.log.lines().take(3).collect::<Vec<_>>().join(" | ")
                 )
             };
-            push(
-                out,
-                Check::fail("jit-sm80", format!("{}: {cause}{log}", e.error))
-                    .fix(fix)
-                    .ms(ms(t)),
-            );
-            return;
-        }
-    };
-    push(
-        out,
-        Check::pass(
-            "jit-sm80",
-            format!(
-                "PTX {} (sm_80) JIT-compiled for sm_{}{}",
-                kernels::ptx_version(&ptx80).unwrap_or("?"),
-                info.cc.0,
-                info.cc.1
-            ),
-        )
-        .ms(ms(t)),
-    );
-
-    let t = Instant::now();
-    push(out, memory_check(&module, free, info.sms).ms(ms(t)));
-    let t = Instant::now();
-    push(out, mma_check(&module, info.sms).ms(ms(t)));
-    let t = Instant::now();
-    push(out, wgmma_check(&info).ms(ms(t)));
-
-    // From here on the image's libraries are needed.
-    let libs = job.libs.wait();
-    let workspace = DevBuf::alloc(32 << 20).ok();
-    let t = Instant::now();
-    push(out, cublas_tf32_check(&libs).ms(ms(t)));
-    let t = Instant::now();
-    push(
-        out,
-        cublaslt_bf16_check(&libs, workspace.as_ref()).ms(ms(t)),
-    );
-    let t = Instant::now();
-    let c = match &libs.cudnn {
-        Some(dnn) => match dnn.handle_roundtrip() {
-            Ok(()) => Check::pass("cudnn-handle", "cudnnCreate/cudnnDestroy on this GPU"),
-            Err(e) => Check::fail("cudnn-handle", e).fix("cuDNN cannot use this GPU; check that it was built for this CUDA major and GPU architecture"),
-        },
-        None => Check::skip("cudnn-handle", "cuDNN not loaded"),
-    };
-    push(out, c.ms(ms(t)));
-
-    if job.opts.policy.level == Level::Full {
-        for c in full::run(&module, &info, &libs, workspace.as_ref()) {
-            push(out, c);
+            (
+                None,
+                Check::fail("jit-sm80", format!("{}: {cause}{log}", e.error)).fix(fix),
+            )
         }
     }
 }
@@ -232,17 +420,14 @@ fn describe(job: &GpuJob<'_>, info: &mut GpuInfo) -> Result<Device, driver::CuEr
     let dev = Device::get(job.ordinal)?;
     info.name = dev.name()?;
     info.cc = dev.compute_capability()?;
-    info.sms = dev
-        .attribute(Attr::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?
-        .max(0) as u32;
+    info.sms = dev.attribute(Attr::MULTIPROCESSOR_COUNT)?.max(0) as u32;
     info.memory_bytes = dev.total_mem()?;
     info.uuid = dev.uuid().unwrap_or_default();
     info.pci_bus_id = dev.pci_bus_id().unwrap_or_default();
-    info.brand = job.facts.brand.clone();
     Ok(dev)
 }
 
-fn require_check(job: &GpuJob<'_>, info: &GpuInfo) -> Check {
+fn require_check(job: &GpuJob<'_>, info: &mut GpuInfo) -> Check {
     if job.opts.disable_require {
         return Check::skip("require", "NVIDIA_DISABLE_REQUIRE is set");
     }
@@ -251,20 +436,35 @@ fn require_check(job: &GpuJob<'_>, info: &GpuInfo) -> Check {
     }
     let mut facts = job.facts.clone();
     facts.arch = Some(format!("{}.{}", info.cc.0, info.cc.1));
+    let evaluate = |facts: &Facts| {
+        job.requirements
+            .iter()
+            .map(|(name, expr)| (name, expr, expr.evaluate(facts)))
+            .collect::<Vec<_>>()
+    };
+    let mut outcomes = evaluate(&facts);
+    let mut brand_note = "not needed";
+    // An alternative that held without the brand decides; only otherwise is
+    // NVML asked for it (as the NVIDIA runtime would).
+    if outcomes
+        .iter()
+        .any(|(_, _, o)| !o.satisfied && !o.unknown.is_empty())
+    {
+        facts.brand = (job.brand)(job.ordinal);
+        info.brand = facts.brand.clone();
+        brand_note = "unknown (NVML not available)";
+        outcomes = evaluate(&facts);
+    }
     let describe = format!(
         "cuda {}, driver {}, arch {}, brand {}",
         facts.cuda.as_deref().unwrap_or("?"),
         facts.driver.as_deref().unwrap_or("?"),
         facts.arch.as_deref().unwrap_or("?"),
-        facts
-            .brand
-            .as_deref()
-            .unwrap_or("unknown (NVML not consulted)")
+        facts.brand.as_deref().unwrap_or(brand_note)
     );
     let mut failed = Vec::new();
     let mut passed = Vec::new();
-    for (name, expr) in job.requirements {
-        let outcome = expr.evaluate(&facts);
+    for (name, expr, outcome) in outcomes {
         if outcome.satisfied {
             passed.push(name.clone());
         } else {
@@ -340,11 +540,22 @@ pub fn fill_random(
     seed: u32,
     sms: u32,
 ) -> Result<(), String> {
-    let (and_mask, or_mask) = match elem {
+    #[allow(unused_mut)]
+    let (mut and_mask, mut or_mask) = match elem {
         dtype::R_16BF => (0x807F_807F, 0x3F00_3F00),
         dtype::R_8F_E4M3 => (0x8787_8787, 0x3030_3030),
         _ => (0x807F_FFFF, 0x3F00_0000),
     };
+    // Development: other bit patterns (STRATA_VERIFY_DEV_FILL_<14|28|0>=AND,OR
+    // in hex), to see how much the data moves a power-limited GEMM.
+    #[cfg(feature = "dev-kernels")]
+    if let Ok(v) = std::env::var(format!("STRATA_VERIFY_DEV_FILL_{elem}")) {
+        if let Some((a, o)) = v.split_once(',') {
+            if let (Ok(a), Ok(o)) = (u32::from_str_radix(a, 16), u32::from_str_radix(o, 16)) {
+                (and_mask, or_mask) = (a, o);
+            }
+        }
+    }
     fill(module, buf, seed, and_mask, or_mask, sms)
 }
 
@@ -379,19 +590,22 @@ fn count_mismatches(
 /// Writes an address-dependent pattern over up to 256 MiB and checks it on
 /// the GPU (twice, two seeds), then checks 16 MiB on the host after a
 /// device-to-host copy and 16 MiB on the GPU after a host-to-device copy.
-fn memory_check(module: &Module, free: u64, sms: u32) -> Check {
+fn memory_check(module: &Module, free: u64, sms: u32, label: &'static str) -> Check {
     let bytes = (256u64 << 20).min(free / 8).max(1 << 20) as usize & !0xFFFF;
     let run = || -> Result<String, String> {
         let buf = DevBuf::alloc(bytes).map_err(|e| e.to_string())?;
+        trace::mark(label, || "memory: allocated".into());
         let words = (bytes / 4) as u64;
         let mut bad = 0u64;
         for seed in [0x5EED_0001u32, 0xA5A5_5A5A] {
             fill(module, &buf, seed, u32::MAX, 0, sms)?;
             bad += count_mismatches(module, &buf, words, seed, sms)?;
         }
+        trace::mark(label, || "memory: GPU passes done".into());
         let probe = (16usize << 20).min(bytes) / 4;
         let mut host = vec![0u32; probe];
         buf.download(&mut host).map_err(|e| e.to_string())?;
+        trace::mark(label, || "memory: downloaded".into());
         let seed = 0xA5A5_5A5Au32;
         let host_bad = host
             .iter()
@@ -400,6 +614,7 @@ fn memory_check(module: &Module, free: u64, sms: u32) -> Check {
             .count() as u64;
         let seed = 0x0DD0_F00Du32;
         let up: Vec<u32> = (0..probe as u64).map(|i| kernels::mix(i, seed)).collect();
+        trace::mark(label, || "memory: host side compared and generated".into());
         buf.upload(&up).map_err(|e| e.to_string())?;
         let up_bad = count_mismatches(module, &buf, probe as u64, seed, sms)?;
         if bad + host_bad + up_bad != 0 {
@@ -544,8 +759,8 @@ fn wgmma_check(info: &GpuInfo) -> Check {
 
 const SMALL: (usize, usize, usize) = (256, 128, 256);
 
-fn cublas_tf32_check(libs: &Libs) -> Check {
-    let Some(blas) = &libs.cublas else {
+fn cublas_tf32_check(blas: Option<&Cublas>, label: &'static str) -> Check {
+    let Some(blas) = blas else {
         return Check::skip("cublas-tf32", "cuBLAS not loaded");
     };
     let (m, n, k) = SMALL;
@@ -555,8 +770,20 @@ fn cublas_tf32_check(libs: &Libs) -> Check {
         let db = DevBuf::from_slice(&b).map_err(|e| e.to_string())?;
         let dc = DevBuf::alloc(m * n * 4).map_err(|e| e.to_string())?;
         dc.fill_bytes(0xFF).map_err(|e| e.to_string())?;
-        blas.gemm_tf32(m as i32, n as i32, k as i32, da.ptr, db.ptr, dc.ptr)?;
+        let handle = BlasHandle::new(blas)?;
+        trace::mark(label, || "cublas-tf32: cublasCreate done".into());
+        let spec = LtSpec::tn(
+            m as u64,
+            n as u64,
+            k as u64,
+            dtype::R_32F,
+            dtype::R_32F,
+            compute::F32_FAST_TF32,
+        );
+        handle.gemm_ex(spec, da.ptr, db.ptr, dc.ptr)?;
+        trace::mark(label, || "cublas-tf32: cublasGemmEx queued".into());
         driver::synchronize().map_err(|e| e.to_string())?;
+        trace::mark(label, || "cublas-tf32: synchronised".into());
         let mut got = vec![0f32; m * n];
         dc.download(&mut got).map_err(|e| e.to_string())?;
         match kernels::compare_exact(&got, &want) {
@@ -577,13 +804,13 @@ fn cublas_tf32_check(libs: &Libs) -> Check {
     }
 }
 
-fn cublaslt_bf16_check(libs: &Libs, workspace: Option<&DevBuf>) -> Check {
-    let Some(blas) = &libs.cublas else {
+fn cublaslt_bf16_check(blas: Option<&Cublas>, label: &'static str) -> Check {
+    let Some(blas) = blas else {
         return Check::skip("cublaslt-bf16", "cuBLASLt not loaded");
     };
     let (m, n, k) = SMALL;
     let run = || -> Result<String, String> {
-        let ws = workspace.ok_or("no workspace memory")?;
+        let ws = DevBuf::alloc(full::WORKSPACE_BYTES).map_err(|e| e.to_string())?;
         let (a, b, want) = kernels::small_gemm_case(m, n, k);
         let a16: Vec<u16> = a.iter().map(|x| kernels::bf16(*x as i32)).collect();
         let b16: Vec<u16> = b.iter().map(|x| kernels::bf16(*x as i32)).collect();
@@ -591,17 +818,20 @@ fn cublaslt_bf16_check(libs: &Libs, workspace: Option<&DevBuf>) -> Check {
         let db = DevBuf::from_slice(&b16).map_err(|e| e.to_string())?;
         let dd = DevBuf::alloc(m * n * 4).map_err(|e| e.to_string())?;
         dd.fill_bytes(0xFF).map_err(|e| e.to_string())?;
-        let spec = LtSpec {
-            m: m as u64,
-            n: n as u64,
-            k: k as u64,
-            ab_type: dtype::R_16BF,
-            cd_type: dtype::R_32F,
-            compute: compute::F32,
-        };
+        let spec = LtSpec::tn(
+            m as u64,
+            n as u64,
+            k as u64,
+            dtype::R_16BF,
+            dtype::R_32F,
+            compute::F32,
+        );
         let plan = LtGemm::plan(blas, spec, None, ws.ptr, ws.bytes)?;
+        trace::mark(label, || "cublaslt-bf16: planned".into());
         plan.run(da.ptr, db.ptr, dd.ptr)?;
+        trace::mark(label, || "cublaslt-bf16: cublasLtMatmul queued".into());
         driver::synchronize().map_err(|e| e.to_string())?;
+        trace::mark(label, || "cublaslt-bf16: synchronised".into());
         let mut got = vec![0f32; m * n];
         dd.download(&mut got).map_err(|e| e.to_string())?;
         match kernels::compare_exact(&got, &want) {

@@ -1,28 +1,74 @@
 //! Loading the image's cuBLAS/cuBLASLt, cuDNN and NCCL by absolute path and
 //! checking that their versions belong together and with the image's CUDA.
-//! Runs on its own thread while the main thread waits in `cuInit`.
+//! Runs on its own thread while the main thread waits in `cuInit`; each
+//! library is handed over the moment it is loaded (cuBLAS first: the GPU
+//! threads need it soonest), so the GPU threads never wait for cuDNN, the
+//! slowest to load, before their cuBLAS checks.
 
+use super::Latch;
 use crate::compat::CudaVersion;
 use crate::discover::{find_lib, image_lib_dirs};
 use crate::ffi::cublas::Cublas;
 use crate::ffi::cudnn::{self, Cudnn};
 use crate::ffi::nccl::{self, Nccl};
 use crate::report::Check;
+use crate::trace;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// The loaded libraries and the checks that loading them produced.
+/// One library, loaded or not, and the check that loading it produced.
+pub struct Loaded<T> {
+    /// The `cublas`, `cudnn` or `nccl` check.
+    pub check: Check,
+    /// The library, when found and loaded.
+    pub lib: Option<T>,
+}
+
+/// The image's libraries, each published by the loader thread as soon as it
+/// is loaded.
 #[derive(Default)]
 pub struct Libs {
-    /// cuBLAS + cuBLASLt, when found and loaded.
-    pub cublas: Option<Cublas>,
-    /// cuDNN, when found and loaded.
-    pub cudnn: Option<Cudnn>,
-    /// NCCL, when found and loaded.
-    pub nccl: Option<Nccl>,
-    /// `cublas`, `cudnn`, `nccl` checks.
-    pub checks: Vec<Check>,
+    /// cuBLAS + cuBLASLt.
+    pub cublas: Latch<Loaded<Cublas>>,
+    /// cuDNN.
+    pub cudnn: Latch<Loaded<Cudnn>>,
+    /// NCCL.
+    pub nccl: Latch<Loaded<Nccl>>,
+}
+
+impl Libs {
+    /// The three checks in report order (waits for all of them).
+    pub fn checks(&self) -> Vec<Check> {
+        vec![
+            self.cublas.wait().check.clone(),
+            self.cudnn.wait().check.clone(),
+            self.nccl.wait().check.clone(),
+        ]
+    }
+
+    /// Publishes a failure for every library not yet published (the loader
+    /// stopped early), so nobody waits forever.
+    pub fn fail_unset(&self, why: &str) {
+        let fail = |name: &str| {
+            Check::fail(
+                name,
+                format!("loading the image's libraries crashed: {why}"),
+            )
+        };
+        self.cublas.set_if_unset(|| Loaded {
+            check: fail("cublas"),
+            lib: None,
+        });
+        self.cudnn.set_if_unset(|| Loaded {
+            check: fail("cudnn"),
+            lib: None,
+        });
+        self.nccl.set_if_unset(|| Loaded {
+            check: fail("nccl"),
+            lib: None,
+        });
+    }
 }
 
 /// Majors to try, the image's first. With a declared CUDA version only the
@@ -146,6 +192,7 @@ fn cudnn_check(dirs: &[PathBuf], image: Option<CudaVersion>) -> (Check, Option<C
         Ok(l) => l,
         Err(e) => return (Check::fail("cudnn", e.to_string()).ms(ms_since(t)), None),
     };
+    trace::mark("loader", || "cuDNN: libraries open; version checks".into());
     let (ma, mi, pa) = cudnn::decode_version(lib.version());
     let cudart = lib.cudart_version();
     let cudart_v = CudaVersion::from_driver_api(cudart as i32);
@@ -218,24 +265,25 @@ fn nccl_check(dirs: &[PathBuf]) -> (Check, Option<Nccl>) {
     }
 }
 
-/// Finds and loads the image's libraries.
+/// Finds and loads the image's libraries, publishing each in `libs` as soon
+/// as it is ready: cuBLAS, then NCCL (small), then cuDNN (the slowest).
 pub fn load(
+    libs: &Libs,
     extra_dirs: &[PathBuf],
     env: &BTreeMap<String, String>,
     image: Option<CudaVersion>,
-) -> Libs {
+) {
     let dirs = image_lib_dirs(extra_dirs, env);
-    let mut libs = Libs::default();
-    let (c, blas) = cublas_check(&dirs, image);
-    libs.checks.push(c);
-    libs.cublas = blas;
-    let (c, dnn) = cudnn_check(&dirs, image);
-    libs.checks.push(c);
-    libs.cudnn = dnn;
-    let (c, nc) = nccl_check(&dirs);
-    libs.checks.push(c);
-    libs.nccl = nc;
-    libs
+    trace::mark("loader", || "cuBLAS: loading".into());
+    let (check, lib) = cublas_check(&dirs, image);
+    libs.cublas.set(Loaded { check, lib });
+    trace::mark("loader", || "cuBLAS: done; NCCL: loading".into());
+    let (check, lib) = nccl_check(&dirs);
+    libs.nccl.set(Loaded { check, lib });
+    trace::mark("loader", || "NCCL: done; cuDNN: loading".into());
+    let (check, lib) = cudnn_check(&dirs, image);
+    libs.cudnn.set(Loaded { check, lib });
+    trace::mark("loader", || "cuDNN: done".into());
 }
 
 #[cfg(test)]

@@ -1,10 +1,13 @@
 //! The check sequence. Order of work, chosen for start-up time:
 //!
-//! 1. environment and libcuda (no GPU work, a few ms);
-//! 2. `cuInit` on the main thread (~200 ms) while a second thread loads the
-//!    image's cuBLAS/cuDNN/NCCL (~100 ms);
-//! 3. one thread per GPU: context, JIT, memory, tensor-core kernels, then the
-//!    library checks once the loader thread is done;
+//! 1. environment and libcuda (no GPU work, a few ms); every driver function
+//!    is resolved here, before any other thread starts;
+//! 2. `cuInit` on the main thread (~100 ms) while a second thread loads the
+//!    image's cuBLAS, NCCL and cuDNN, handing each over as soon as it is
+//!    loaded;
+//! 3. one thread per GPU: context, then side by side on that context the
+//!    sm_80 kernels and memory, wgmma, cuBLAS and cuBLASLt/cuDNN (see
+//!    [`gpu`]);
 //! 4. NCCL across GPUs, when there is more than one.
 //!
 //! Report order is fixed (global checks, libraries, then each GPU in ordinal
@@ -23,9 +26,10 @@ use crate::ffi::nvml::Nvml;
 use crate::policy::Options;
 use crate::report::{Check, LibraryInfo, Report};
 use crate::require::{self, Expr, Facts, Key};
+use crate::trace;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Instant;
 
 /// A value produced once by one thread and awaited by others.
@@ -51,6 +55,15 @@ impl<T> Latch<T> {
         self.ready.notify_all();
     }
 
+    /// Publishes `make()` unless a value is already there.
+    pub fn set_if_unset(&self, make: impl FnOnce() -> T) {
+        let mut slot = self.value.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(Arc::new(make()));
+            self.ready.notify_all();
+        }
+    }
+
     /// Blocks until [`Latch::set`] has run.
     pub fn wait(&self) -> Arc<T> {
         let mut slot = self.value.lock().unwrap_or_else(|p| p.into_inner());
@@ -61,14 +74,6 @@ impl<T> Latch<T> {
             slot = self.ready.wait(slot).unwrap_or_else(|p| p.into_inner());
         }
     }
-}
-
-/// What [`run`] decided beyond the report.
-pub enum Next {
-    /// Report is complete.
-    Done,
-    /// Start again without the CUDA stub directories (see `handover`).
-    Reexec,
 }
 
 fn ms(t: Instant) -> f64 {
@@ -98,55 +103,48 @@ fn find_nvml(libcuda: &Path) -> Option<PathBuf> {
 }
 
 /// Runs the checks the options ask for.
-pub fn run(opts: &Options, env: &BTreeMap<String, String>, report: &mut Report) -> Next {
+pub fn run(opts: &Options, env: &BTreeMap<String, String>, report: &mut Report) {
     report.image_cuda = opts.cuda.map(|c| c.to_string());
     report.allowed_sm = opts.allowed_sm.iter().map(|s| s.to_string()).collect();
 
     let nodes = device_nodes(Path::new("/dev"));
     let t = Instant::now();
-    // After the stub-avoiding restart, judge the environment the container
-    // was really started with.
-    let restarted = crate::handover::original_ld_library_path();
-    let mut seen_env = env.clone();
-    match &restarted {
-        Some(Some(orig)) => {
-            seen_env.insert("LD_LIBRARY_PATH".into(), orig.clone());
-        }
-        Some(None) => {
-            seen_env.remove("LD_LIBRARY_PATH");
-        }
-        None => {}
-    }
-    report
-        .checks
-        .push(env::preflight(&seen_env, &nodes).ms(ms(t)));
+    report.checks.push(env::preflight(env, &nodes).ms(ms(t)));
 
     // libcuda, found the way CUDA programs find it.
+    trace::mark("main", || "libcuda: opening".into());
     let t = Instant::now();
-    let libcuda = match discover::load_libcuda() {
+    let ld_path = env.get("LD_LIBRARY_PATH").map(String::as_str);
+    let libcuda = match discover::load_libcuda(ld_path) {
         Ok(l) => l,
         Err(e) => {
             report
                 .checks
                 .push(env::libcuda_failure(&e, &nodes, env).ms(ms(t)));
-            return Next::Done;
+            return;
         }
     };
+    driver::install(libcuda.api);
     let version_text = libcuda
         .version
         .as_ref()
         .map(|v| v.to_string())
         .unwrap_or_else(|| "unknown version".into());
     let c = if libcuda.via_loader {
-        let note = if restarted.is_some() {
-            "; restarted once without the CUDA stubs directory, which made libcuda.so resolve to the stub"
-        } else {
-            ""
-        };
-        Check::pass(
-            "libcuda",
-            format!("{} (driver {version_text}){note}", libcuda.path.display()),
-        )
+        let found = format!("{} (driver {version_text})", libcuda.path.display());
+        match discover::unversioned_libcuda(&libcuda.path) {
+            None => Check::pass("libcuda", found),
+            Some(discover::Unversioned::Stub { path, evidence }) => Check::warn(
+                "libcuda",
+                format!("{found}; but `libcuda.so`, the name some programs open instead of libcuda.so.1, leads to {}, the CUDA toolkit's stub library: {evidence}", path.display()),
+            )
+            .fix(format!("remove {} (or its directory from LD_LIBRARY_PATH): it is for linking only, and programs that open libcuda.so get it instead of the driver", path.display())),
+            Some(discover::Unversioned::Other { path }) => Check::warn(
+                "libcuda",
+                format!("{found}; but `libcuda.so`, the name some programs open instead of libcuda.so.1, leads to another libcuda, {}", path.display()),
+            )
+            .fix(format!("remove {} (or its directory from LD_LIBRARY_PATH) so that every program uses the driver's libcuda", path.display())),
+        }
     } else {
         let dir = libcuda
             .path
@@ -165,81 +163,73 @@ pub fn run(opts: &Options, env: &BTreeMap<String, String>, report: &mut Report) 
     };
     report.checks.push(c.ms(ms(t)));
     report.driver.libcuda = Some(libcuda.path.display().to_string());
-
-    // cudarc opens libcuda by its own list of names; make sure that is the
-    // same file (a stubs directory on LD_LIBRARY_PATH could shadow it).
-    match driver::cudarc_libcuda_path() {
-        Ok(p) if same_file(&p, &libcuda.path) => {}
-        Ok(p) => {
-            if !crate::handover::is_reexec() && discover::is_stub_path(&p) {
-                return Next::Reexec;
-            }
-            report.checks.push(
-                Check::fail("libcuda", format!("two different libcuda files are in use: {} (loader) and {} (driver bindings)", libcuda.path.display(), p.display()))
-                    .fix(format!("remove {} from the library path: only the driver's libcuda may be visible", p.display())),
-            );
-            return Next::Done;
-        }
-        Err(e) => {
-            report.checks.push(Check::fail(
-                "libcuda",
-                format!("the driver bindings cannot open libcuda: {e}"),
-            ));
-            return Next::Done;
-        }
-    }
+    trace::mark("main", || "libcuda: ready".into());
 
     // The image's libraries load on their own thread while cuInit runs.
-    let latch: Latch<libs::Libs> = Latch::default();
+    let libs = libs::Libs::default();
+    let cuinit_done: Latch<()> = Latch::default();
     std::thread::scope(|scope| {
         let loader = scope.spawn(|| {
-            let loaded = driver::contained(|| libs::load(&opts.lib_dirs, env, opts.cuda))
-                .unwrap_or_else(|msg| libs::Libs {
-                    checks: vec![Check::fail(
-                        "libraries",
-                        format!("loading the image's libraries crashed: {msg}"),
-                    )],
-                    ..Default::default()
-                });
-            latch.set(loaded);
+            // Development: start loading only once cuInit has returned
+            // (STRATA_VERIFY_DEV_LOADER=after-init), to measure what the two
+            // cost each other.
+            #[cfg(feature = "dev-kernels")]
+            if std::env::var("STRATA_VERIFY_DEV_LOADER").as_deref() == Ok("after-init") {
+                cuinit_done.wait();
+            }
+            if let Err(msg) =
+                driver::contained(|| libs::load(&libs, &opts.lib_dirs, env, opts.cuda))
+            {
+                libs.fail_unset(&msg);
+            }
         });
-        gpu_phase(opts, report, &libcuda, &latch);
-        let _ = loader.join();
+        gpu_phase(opts, report, &libcuda, &libs, &cuinit_done);
+        cuinit_done.set_if_unset(|| ());
+        if loader.join().is_err() {
+            libs.fail_unset("the loader thread stopped");
+        }
     });
+    // The libraries stay loaded: the process is about to become the command
+    // (or exit), and closing cuBLAS and cuDNN first would only run their
+    // destructors (over 10 ms) before it does.
+    std::mem::forget(libs);
 
+    trace::mark("main", || "listing loaded libraries".into());
     report.libraries = loaded_gpu_libraries();
     report.checks.push(duplicates_check(&report.libraries));
-    Next::Done
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (std::fs::metadata(a), std::fs::metadata(b)) {
-        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
-        _ => a == b,
-    }
+    trace::mark("main", || "checks done".into());
 }
 
 fn gpu_phase(
     opts: &Options,
     report: &mut Report,
     libcuda: &discover::Libcuda,
-    latch: &Latch<libs::Libs>,
+    libs: &libs::Libs,
+    cuinit_done: &Latch<()>,
 ) {
     let t = Instant::now();
-    if let Err(e) = driver::init() {
+    trace::mark("main", || "cuInit: start".into());
+    let init = driver::init();
+    cuinit_done.set_if_unset(|| ());
+    if let Err(e) = init {
         let (cause, fix) = driver::explain(e.code).unwrap_or((
             "the driver did not initialise",
             "check nvidia-smi on the host",
         ));
+        let cause = if e.code == crate::ffi::cuda::ERROR_STUB_LIBRARY {
+            format!("{} is a CUDA stub library: {cause}", libcuda.path.display())
+        } else {
+            cause.to_string()
+        };
         report.checks.push(
             Check::fail("cuinit", format!("{e}: {cause}"))
                 .fix(fix)
                 .ms(ms(t)),
         );
-        push_lib_checks(report, latch);
+        report.checks.extend(libs.checks());
         return;
     }
+    trace::mark("main", || "cuInit: done".into());
     let count = driver::device_count().unwrap_or(0);
     let api = driver::driver_version().map(CudaVersion::from_driver_api);
     report
@@ -250,20 +240,21 @@ fn gpu_phase(
     let t = Instant::now();
     let module_version = kernel_module_version();
     let lib_version = libcuda.version.clone();
-    let needs_brand = opts
-        .requirements
-        .iter()
-        .any(|(_, v)| v.to_ascii_lowercase().contains("brand"));
-    let nvml = if needs_brand && !opts.disable_require {
-        find_nvml(&libcuda.path).and_then(|p| Nvml::open(&p).ok())
-    } else {
-        None
+    // NVML (tens of milliseconds to initialise, 150 ms on a cold start) is
+    // opened only when a fact needs it: the GPU brand for an
+    // NVIDIA_REQUIRE_* expression that cannot be decided without it, or the
+    // driver version when neither libcuda's file name nor the kernel module
+    // gives it.
+    let nvml: OnceLock<Option<Nvml>> = OnceLock::new();
+    let open_nvml = || {
+        nvml.get_or_init(|| find_nvml(&libcuda.path).and_then(|p| Nvml::open(&p).ok()))
+            .as_ref()
     };
     let driver_version = lib_version
         .as_ref()
         .map(|v| v.to_string())
         .or_else(|| module_version.as_ref().map(|v| v.to_string()))
-        .or_else(|| nvml.as_ref().and_then(|n| n.driver_version()));
+        .or_else(|| open_nvml().and_then(|n| n.driver_version()));
     report.driver.version = driver_version.clone();
     match &api {
         Ok(api) => {
@@ -317,45 +308,51 @@ fn gpu_phase(
     if !bad.is_empty() && !opts.disable_require {
         report.checks.push(Check::fail("require-syntax", bad.join("; ")).fix("correct the expression (space = OR, comma = AND, e.g. cuda>=12.8 brand=tesla,driver>=535)"));
     }
-    let uses_brand = requirements
-        .iter()
-        .any(|(_, e)| e.alternatives.iter().flatten().any(|c| c.key == Key::Brand));
+    let uses_brand = !opts.disable_require
+        && requirements
+            .iter()
+            .any(|(_, e)| e.alternatives.iter().flatten().any(|c| c.key == Key::Brand));
 
     if count <= 0 {
         report.checks.push(
             Check::fail("gpus", "the driver reports no GPU")
                 .fix("start the container with GPUs (--gpus all) and check NVIDIA_VISIBLE_DEVICES / CUDA_VISIBLE_DEVICES"),
         );
-        push_lib_checks(report, latch);
+        report.checks.extend(libs.checks());
         return;
     }
 
+    // The brand of a GPU, asked of NVML only when a requirement cannot be
+    // decided without it.
+    let brand_of = |ordinal: i32| -> Option<String> {
+        if !uses_brand {
+            return None;
+        }
+        let pci = driver::Device::get(ordinal)
+            .and_then(|d| d.pci_bus_id())
+            .ok()?;
+        open_nvml()
+            .and_then(|n| n.brand(&pci))
+            .map(|b| require::brand_name(b).to_string())
+    };
+
     // One thread per GPU.
     let jobs: Vec<gpu::GpuJob<'_>> = (0..count)
-        .map(|ordinal| {
-            let brand = if uses_brand {
-                let pci = driver::Device::get(ordinal)
-                    .and_then(|d| d.pci_bus_id())
-                    .ok();
-                pci.and_then(|p| nvml.as_ref().and_then(|n| n.brand(&p)))
-                    .map(|b| require::brand_name(b).to_string())
-            } else {
-                None
-            };
-            gpu::GpuJob {
-                opts,
-                ordinal,
-                requirements: &requirements,
-                facts: Facts {
-                    cuda: api.as_ref().ok().map(|a| a.to_string()),
-                    driver: driver_version.clone(),
-                    arch: None,
-                    brand,
-                },
-                libs: latch,
-            }
+        .map(|ordinal| gpu::GpuJob {
+            opts,
+            ordinal,
+            requirements: &requirements,
+            facts: Facts {
+                cuda: api.as_ref().ok().map(|a| a.to_string()),
+                driver: driver_version.clone(),
+                arch: None,
+                brand: None,
+            },
+            brand: &brand_of,
+            libs,
         })
         .collect();
+    trace::mark("main", || format!("{count} GPU thread(s): start"));
     let outcomes: Vec<gpu::GpuOutcome> = std::thread::scope(|s| {
         let handles: Vec<_> = jobs
             .iter()
@@ -378,8 +375,9 @@ fn gpu_phase(
             .collect()
     });
 
-    push_lib_checks(report, latch);
-    let libs = latch.wait();
+    trace::mark("main", || "GPU threads: done".into());
+    report.checks.extend(libs.checks());
+    let nccl_lib = libs.nccl.wait();
     let mut contexts = Vec::new();
     for o in outcomes {
         report.gpus.push(o.info);
@@ -388,7 +386,7 @@ fn gpu_phase(
     }
 
     let t = Instant::now();
-    match (&libs.nccl, contexts.len()) {
+    match (&nccl_lib.lib, contexts.len()) {
         (_, n) if n < 2 => report.checks.push(
             Check::skip(
                 "nccl-allreduce",
@@ -412,11 +410,6 @@ fn gpu_phase(
             format!("only {n} of {count} GPUs could be opened"),
         )),
     }
-}
-
-fn push_lib_checks(report: &mut Report, latch: &Latch<libs::Libs>) {
-    let libs = latch.wait();
-    report.checks.extend(libs.checks.iter().cloned());
 }
 
 fn compat_check(img: CudaVersion, api: CudaVersion, driver: Option<&str>) -> Check {

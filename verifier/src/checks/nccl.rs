@@ -7,7 +7,6 @@ use crate::ffi::nccl::Nccl;
 use crate::peaks;
 use crate::policy::Level;
 use crate::report::{Check, Figure, GpuInfo};
-use cudarc::driver::sys;
 use std::time::Instant;
 
 /// Bus bandwidth every NVLink-connected SXM system reaches easily; below it
@@ -18,17 +17,9 @@ pub const NVLINK_MIN_BUSBW_GBS: f64 = 100.0;
 fn set(ctx: &Context) -> Result<(), String> {
     ctx.make_current().map_err(|e| e.to_string())
 }
+
 fn memset_f32(buf: &DevBuf, value: f32) -> Result<(), String> {
-    // SAFETY: `buf` is a live device allocation of `buf.bytes` bytes in the current context; `bytes / 4` 32-bit words fit in it.
-    let r = unsafe { sys::cuMemsetD32_v2(buf.ptr, value.to_bits(), buf.bytes / 4) };
-    if r as i32 == 0 {
-        Ok(())
-    } else {
-        Err(format!(
-            "cuMemsetD32 returned {}",
-            driver::error_name(r as i32)
-        ))
-    }
+    buf.fill_u32(value.to_bits()).map_err(|e| e.to_string())
 }
 
 fn sync_all(ctxs: &[Context]) -> Result<(), String> {
@@ -45,16 +36,7 @@ fn streams(ctxs: &[Context]) -> Result<Vec<*mut std::ffi::c_void>, String> {
     let mut out = Vec::new();
     for c in ctxs {
         set(c)?;
-        let mut s: sys::CUstream = std::ptr::null_mut();
-        // SAFETY: out pointer; flags 0 (default).
-        let r = unsafe { sys::cuStreamCreate(&mut s, 0) };
-        if r as i32 != 0 {
-            return Err(format!(
-                "cuStreamCreate returned {}",
-                driver::error_name(r as i32)
-            ));
-        }
-        out.push(s as *mut std::ffi::c_void);
+        out.push(driver::stream_create().map_err(|e| e.to_string())?);
     }
     Ok(out)
 }

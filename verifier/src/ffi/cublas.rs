@@ -223,57 +223,71 @@ impl Cublas {
         // SAFETY: no arguments.
         unsafe { (self.lt_version)() }
     }
+}
 
-    /// `C = Aᵀ·B` in FP32 storage with TF32 tensor-core math, column-major,
-    /// A stored k×m, B k×n, C m×n (the layout of [`LtSpec`]), through
-    /// `cublasGemmEx` with `CUBLAS_COMPUTE_32F_FAST_TF32` (the PyTorch
-    /// `allow_tf32` path).
-    pub fn gemm_tf32(&self, m: i32, n: i32, k: i32, a: u64, b: u64, c: u64) -> Result<(), String> {
+/// A cuBLAS handle with tensor-core math allowed, destroyed on drop.
+pub struct BlasHandle<'a> {
+    blas: &'a Cublas,
+    h: Handle,
+}
+
+impl<'a> BlasHandle<'a> {
+    /// `cublasCreate` + `cublasSetMathMode(CUBLAS_TF32_TENSOR_OP_MATH)`.
+    pub fn new(blas: &'a Cublas) -> Result<Self, String> {
         let mut h: Handle = std::ptr::null_mut();
         // SAFETY: out pointer.
-        ok("cublasCreate", unsafe { (self.create)(&mut h) })?;
+        ok("cublasCreate", unsafe { (blas.create)(&mut h) })?;
+        let handle = BlasHandle { blas, h };
+        // CUBLAS_TF32_TENSOR_OP_MATH = 3: also covers the compute-type path.
+        // SAFETY: handle from cublasCreate.
+        ok("cublasSetMathMode", unsafe { (blas.set_math_mode)(h, 3) })?;
+        Ok(handle)
+    }
+
+    /// `D = op(A)·op(B)` (alpha 1, beta 0) through `cublasGemmEx` with the
+    /// default algorithm, in the layout `spec` describes.
+    pub fn gemm_ex(&self, spec: LtSpec, a: u64, b: u64, d: u64) -> Result<(), String> {
         let alpha = 1.0f32;
         let beta = 0.0f32;
+        let [(_, _, lda), (_, _, ldb), (_, _, ldd)] = spec.layouts();
         // SAFETY: handle from cublasCreate; device pointers sized by the caller.
-        let r = unsafe {
-            // CUBLAS_TF32_TENSOR_OP_MATH = 3: also covers the compute-type path.
-            ok("cublasSetMathMode", (self.set_math_mode)(h, 3)).and_then(|_| {
-                ok(
-                    "cublasGemmEx",
-                    (self.gemm_ex)(
-                        h,
-                        OP_T,
-                        OP_N,
-                        m,
-                        n,
-                        k,
-                        &alpha as *const f32 as *const c_void,
-                        a as *const c_void,
-                        dtype::R_32F,
-                        k,
-                        b as *const c_void,
-                        dtype::R_32F,
-                        k,
-                        &beta as *const f32 as *const c_void,
-                        c as *mut c_void,
-                        dtype::R_32F,
-                        m,
-                        compute::F32_FAST_TF32,
-                        GEMM_DEFAULT,
-                    ),
-                )
-            })
-        };
-        // SAFETY: handle from cublasCreate.
-        unsafe { (self.destroy)(h) };
-        r
+        ok("cublasGemmEx", unsafe {
+            (self.blas.gemm_ex)(
+                self.h,
+                if spec.trans_a { OP_T } else { OP_N },
+                if spec.trans_b { OP_T } else { OP_N },
+                spec.m as c_int,
+                spec.n as c_int,
+                spec.k as c_int,
+                &alpha as *const f32 as *const c_void,
+                a as *const c_void,
+                spec.ab_type,
+                lda as c_int,
+                b as *const c_void,
+                spec.ab_type,
+                ldb as c_int,
+                &beta as *const f32 as *const c_void,
+                d as *mut c_void,
+                spec.cd_type,
+                ldd as c_int,
+                spec.compute,
+                GEMM_DEFAULT,
+            )
+        })
     }
 }
 
-/// What a cuBLASLt matmul computes. Layout is "TN", column-major:
-/// A stored k×m and used transposed, B stored k×n, D m×n; FP8 requires
-/// exactly this layout, and it suits the other types as well.
-#[derive(Debug, Clone, Copy)]
+impl Drop for BlasHandle<'_> {
+    fn drop(&mut self) {
+        // SAFETY: handle from cublasCreate, destroyed once.
+        unsafe { (self.blas.destroy)(self.h) };
+    }
+}
+
+/// What a matmul computes: `D = op(A)·op(B)`, column-major, D m×n. "TN"
+/// (A stored k×m and used transposed, B stored k×n) keeps both operands
+/// K-major, which FP8 requires and the tensor cores read best.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LtSpec {
     /// Rows of D.
     pub m: u64,
@@ -287,23 +301,68 @@ pub struct LtSpec {
     pub cd_type: i32,
     /// `cublasComputeType_t`.
     pub compute: i32,
+    /// A is stored k×m and used transposed.
+    pub trans_a: bool,
+    /// B is stored n×k and used transposed.
+    pub trans_b: bool,
 }
 
-/// A planned cuBLASLt matmul: descriptors and the heuristic's first algorithm.
+impl LtSpec {
+    /// The "TN" layout.
+    pub fn tn(m: u64, n: u64, k: u64, ab_type: i32, cd_type: i32, compute: i32) -> Self {
+        LtSpec {
+            m,
+            n,
+            k,
+            ab_type,
+            cd_type,
+            compute,
+            trans_a: true,
+            trans_b: false,
+        }
+    }
+
+    /// `TN`, `NN`, `NT` or `TT`.
+    pub fn layout_name(&self) -> &'static str {
+        match (self.trans_a, self.trans_b) {
+            (true, false) => "TN",
+            (false, false) => "NN",
+            (false, true) => "NT",
+            (true, true) => "TT",
+        }
+    }
+
+    /// (rows, cols, leading dimension) of A, B and D as stored.
+    fn layouts(&self) -> [(u64, u64, u64); 3] {
+        let a = if self.trans_a {
+            (self.k, self.m)
+        } else {
+            (self.m, self.k)
+        };
+        let b = if self.trans_b {
+            (self.n, self.k)
+        } else {
+            (self.k, self.n)
+        };
+        [(a.0, a.1, a.0), (b.0, b.1, b.0), (self.m, self.n, self.m)]
+    }
+}
+
+/// A planned cuBLASLt matmul: descriptors and the algorithms the heuristic
+/// offers, best guess first.
 pub struct LtGemm<'a> {
     blas: &'a Cublas,
     handle: Handle,
     desc: Handle,
     layouts: [Handle; 3],
-    algo: Algo,
-    /// Workspace the algorithm needs (≤ the workspace given to [`LtGemm::plan`]).
-    pub workspace_needed: usize,
+    algos: Vec<(Algo, usize)>,
+    chosen: usize,
     workspace: u64,
     workspace_size: usize,
 }
 
 impl<'a> LtGemm<'a> {
-    /// Creates descriptors and asks the heuristic for an algorithm.
+    /// Creates descriptors and asks the heuristic for its first algorithm.
     /// `scales` (device pointers to one f32 each) are required for FP8.
     pub fn plan(
         blas: &'a Cublas,
@@ -312,13 +371,26 @@ impl<'a> LtGemm<'a> {
         workspace: u64,
         workspace_size: usize,
     ) -> Result<Self, String> {
+        Self::plan_candidates(blas, spec, scales, workspace, workspace_size, 1)
+    }
+
+    /// Like [`LtGemm::plan`], keeping up to `max_algos` of the heuristic's
+    /// algorithms (its order: best guess first) to choose from by timing.
+    pub fn plan_candidates(
+        blas: &'a Cublas,
+        spec: LtSpec,
+        scales: Option<(u64, u64)>,
+        workspace: u64,
+        workspace_size: usize,
+        max_algos: usize,
+    ) -> Result<Self, String> {
         let mut g = LtGemm {
             blas,
             handle: std::ptr::null_mut(),
             desc: std::ptr::null_mut(),
             layouts: [std::ptr::null_mut(); 3],
-            algo: Algo::default(),
-            workspace_needed: 0,
+            algos: Vec::new(),
+            chosen: 0,
             workspace,
             workspace_size,
         };
@@ -330,7 +402,8 @@ impl<'a> LtGemm<'a> {
                 "cublasLtMatmulDescCreate",
                 (blas.desc_create)(&mut g.desc, spec.compute, dtype::R_32F),
             )?;
-            let (ta, tb) = (OP_T, OP_N);
+            let ta = if spec.trans_a { OP_T } else { OP_N };
+            let tb = if spec.trans_b { OP_T } else { OP_N };
             ok(
                 "cublasLtMatmulDescSetAttribute(TRANSA)",
                 (blas.desc_set)(g.desc, DESC_TRANSA, &ta as *const i32 as *const c_void, 4),
@@ -359,15 +432,12 @@ impl<'a> LtGemm<'a> {
                     ),
                 )?;
             }
-            let dims = [
-                (spec.ab_type, spec.k, spec.m),
-                (spec.ab_type, spec.k, spec.n),
-                (spec.cd_type, spec.m, spec.n),
-            ];
-            for (slot, (t, rows, cols)) in g.layouts.iter_mut().zip(dims) {
+            let types = [spec.ab_type, spec.ab_type, spec.cd_type];
+            for ((slot, t), (rows, cols, ld)) in g.layouts.iter_mut().zip(types).zip(spec.layouts())
+            {
                 ok(
                     "cublasLtMatrixLayoutCreate",
-                    (blas.layout_create)(slot, t, rows, cols, rows as i64),
+                    (blas.layout_create)(slot, t, rows, cols, ld as i64),
                 )?;
             }
             let mut pref: Handle = std::ptr::null_mut();
@@ -377,7 +447,8 @@ impl<'a> LtGemm<'a> {
             )?;
             let ws = workspace_size as u64;
             let mut found: c_int = 0;
-            let mut heur = Heuristic::default();
+            let max = max_algos.clamp(1, 32);
+            let mut heur = vec![Heuristic::default(); max];
             let r = ok(
                 "cublasLtMatmulPreferenceSetAttribute",
                 (blas.pref_set)(
@@ -398,8 +469,8 @@ impl<'a> LtGemm<'a> {
                         g.layouts[2],
                         g.layouts[2],
                         pref,
-                        1,
-                        &mut heur,
+                        max as c_int,
+                        heur.as_mut_ptr(),
                         &mut found,
                     ),
                 )
@@ -409,16 +480,46 @@ impl<'a> LtGemm<'a> {
             if found == 0 {
                 return Err("cublasLtMatmulAlgoGetHeuristic found no algorithm (CUBLAS_STATUS_NOT_SUPPORTED for this type on this GPU)".into());
             }
-            g.algo = heur.algo;
-            g.workspace_needed = heur.workspace_size;
+            g.algos = heur
+                .iter()
+                .take(found.max(0) as usize)
+                .filter(|h| h.state == 0)
+                .map(|h| (h.algo, h.workspace_size))
+                .collect();
+            if g.algos.is_empty() {
+                return Err("cublasLtMatmulAlgoGetHeuristic offered no usable algorithm".into());
+            }
         }
         Ok(g)
+    }
+
+    /// How many algorithms the heuristic offered.
+    pub fn candidates(&self) -> usize {
+        self.algos.len()
+    }
+
+    /// Makes algorithm `i` (in the heuristic's order) the one [`LtGemm::run`] uses.
+    pub fn choose(&mut self, i: usize) {
+        if i < self.algos.len() {
+            self.chosen = i;
+        }
+    }
+
+    /// The algorithm in use (its index in the heuristic's order).
+    pub fn chosen(&self) -> usize {
+        self.chosen
+    }
+
+    /// Workspace the chosen algorithm needs (≤ the workspace given to the plan).
+    pub fn workspace_needed(&self) -> usize {
+        self.algos.get(self.chosen).map(|a| a.1).unwrap_or(0)
     }
 
     /// `D = A·B` (alpha 1, beta 0) on the default stream.
     pub fn run(&self, a: u64, b: u64, d: u64) -> Result<(), String> {
         let alpha = 1.0f32;
         let beta = 0.0f32;
+        let (algo, _) = self.algos.get(self.chosen).ok_or("no algorithm planned")?;
         // SAFETY: descriptors from plan(); device pointers sized by the caller.
         ok("cublasLtMatmul", unsafe {
             (self.blas.matmul)(
@@ -434,7 +535,7 @@ impl<'a> LtGemm<'a> {
                 self.layouts[2],
                 d as *mut c_void,
                 self.layouts[2],
-                &self.algo,
+                algo,
                 self.workspace as *mut c_void,
                 self.workspace_size,
                 std::ptr::null_mut(),

@@ -83,8 +83,10 @@ impl Cudnn {
                     message: "missing: cuDNN would abort the process when it needs it".into(),
                 });
             }
+            crate::trace::mark("loader", || format!("cuDNN: opening libcudnn_{part}"));
             opened.push(Lib::open_lazy(&p)?);
         }
+        crate::trace::mark("loader", || "cuDNN: opening libcudnn".into());
         let lib = Lib::open(path)?;
         // SAFETY: signatures from cudnn_graph.h / cudnn_ops.h (9.x) and
         // cudnn_*_infer.h (8.x).

@@ -1,10 +1,12 @@
-//! Small hand-written FFI for the libraries whose file names change with the
-//! CUDA major version (`libcublas.so.12` vs `.13`) or that cudarc's name list
-//! misses (`libnccl.so.2`). Each library is opened by absolute path and every
-//! function is resolved up front, so a missing symbol is an error value, not
-//! a panic in the middle of a check.
+//! Small hand-written FFI: libcuda (from the file the loader gives for
+//! `libcuda.so.1`), and cuBLAS, cuDNN, NCCL and NVML, whose file names change
+//! with the CUDA major version (`libcublas.so.12` vs `.13`) and which are
+//! opened by absolute path from the image's own directories. Every function
+//! is resolved up front, so a missing symbol is an error value, not a panic
+//! in the middle of a check.
 
 pub mod cublas;
+pub mod cuda;
 pub mod cudnn;
 pub mod nccl;
 pub mod nvml;

@@ -17,10 +17,9 @@
 //!   locks) have a size limit checked before reading, and reads never go
 //!   past the size the file had when it was opened.
 
-use std::io::Read;
-
 use fs_err::os::unix::fs::OpenOptionsExt;
 use fs_err::File;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Why a host path was refused.
@@ -124,13 +123,13 @@ pub fn resolve(context: &Path, base: &Path, rel: impl AsRef<Path>) -> Result<Pat
                 context: context.to_path_buf(),
             });
         }
-        Err(e) => return Err(HostPathError::Io { path: joined, message: e.to_string() }),
+        Err(e) => return Err(HostPathError::Io { path: joined, message: crate::error::os_message(&e) }),
     };
     if !canon.starts_with(context) {
         return Err(HostPathError::Outside { path: joined, resolved: canon, context: context.to_path_buf() });
     }
-    let meta =
-        fs_err::metadata(&canon).map_err(|e| HostPathError::Io { path: joined.clone(), message: e.to_string() })?;
+    let meta = fs_err::metadata(&canon)
+        .map_err(|e| HostPathError::Io { path: joined.clone(), message: crate::error::os_message(&e) })?;
     check_kind(&joined, &meta)?;
     check_real_fs(&joined, &canon)?;
     Ok(canon)
@@ -178,10 +177,10 @@ fn check_kind(path: &Path, meta: &std::fs::Metadata) -> Result<(), HostPathError
 
 /// Refuses files on kernel pseudo-filesystems (procfs, sysfs, ...).
 fn check_real_fs(shown: &Path, path: &Path) -> Result<(), HostPathError> {
-    // rustix wraps statfs(2) safely (the library itself has no `unsafe`).
-    let Ok(st) = rustix::fs::statfs(path) else {
-        return Ok(());
-    };
+    if path.as_os_str().as_encoded_bytes().contains(&0) {
+        return Err(HostPathError::Io { path: shown.to_path_buf(), message: "the path contains a NUL byte".into() });
+    }
+    let Some(kind) = strata_sys::filesystem_type(path) else { return Ok(()) };
     const PSEUDO: [i64; 8] = [
         0x9fa0,      // proc
         0x6265_6572, // sysfs
@@ -192,8 +191,6 @@ fn check_real_fs(shown: &Path, path: &Path) -> Result<(), HostPathError> {
         0x7472_6163, // tracefs
         0xcafe_4a11, // bpf
     ];
-    #[allow(clippy::unnecessary_cast)]
-    let kind = st.f_type as i64;
     if PSEUDO.contains(&kind) {
         return Err(HostPathError::NotRegular { path: shown.to_path_buf(), what: "a kernel pseudo-file" });
     }
@@ -207,10 +204,12 @@ pub fn open_regular(path: &Path) -> Result<(File, u64), HostPathError> {
     let f = fs_err::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY).open(path).map_err(
         |e| match e.kind() {
             std::io::ErrorKind::NotFound => HostPathError::Missing { path: path.to_path_buf() },
-            _ => HostPathError::Io { path: path.to_path_buf(), message: e.to_string() },
+            _ => HostPathError::Io { path: path.to_path_buf(), message: crate::error::os_message(&e) },
         },
     )?;
-    let meta = f.metadata().map_err(|e| HostPathError::Io { path: path.to_path_buf(), message: e.to_string() })?;
+    let meta = f
+        .metadata()
+        .map_err(|e| HostPathError::Io { path: path.to_path_buf(), message: crate::error::os_message(&e) })?;
     check_kind(path, &meta)?;
     check_real_fs(path, path)?;
     Ok((f, meta.len()))
@@ -226,7 +225,7 @@ pub fn read_bounded(path: &Path, limit: u64, purpose: &'static str) -> Result<Ve
     let mut buf = Vec::with_capacity(size as usize);
     f.take(limit + 1)
         .read_to_end(&mut buf)
-        .map_err(|e| HostPathError::Io { path: path.to_path_buf(), message: e.to_string() })?;
+        .map_err(|e| HostPathError::Io { path: path.to_path_buf(), message: crate::error::os_message(&e) })?;
     if buf.len() as u64 > limit {
         return Err(HostPathError::TooLarge { path: path.to_path_buf(), size: buf.len() as u64, limit, purpose });
     }

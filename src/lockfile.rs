@@ -60,6 +60,21 @@ pub enum LockError {
     /// The lock could not be turned into TOML.
     #[error("serialising the lock: {0}")]
     Serialize(#[source] toml::ser::Error),
+    /// The lock file is not a readable regular file of a sane size.
+    #[error("reading {}: {source}", path.display())]
+    Read {
+        /// The lock file.
+        path: PathBuf,
+        /// Why it cannot be read.
+        #[source]
+        source: crate::hostfs::HostPathError,
+    },
+    /// The lock file is not text.
+    #[error("reading {}: not UTF-8", path.display())]
+    NotUtf8 {
+        /// The lock file.
+        path: PathBuf,
+    },
     /// A pin the build needs is missing or stale.
     #[error("{0}")]
     Missing(String),
@@ -467,14 +482,9 @@ pub fn load_for(spec: &LoadedSpec) -> Result<Option<Lock>, LockError> {
     }
     // A regular file of bounded size (a FIFO or an endless file here must
     // not hang the build).
-    let bytes = crate::hostfs::read_bounded(&path, MAX_LOCK_BYTES, "a lock file").map_err(|e| {
-        crate::error::IoError { action: "reading", path: path.clone(), source: std::io::Error::other(e.to_string()) }
-    })?;
-    let text = String::from_utf8(bytes).map_err(|_| crate::error::IoError {
-        action: "reading",
-        path: path.clone(),
-        source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8"),
-    })?;
+    let bytes = crate::hostfs::read_bounded(&path, MAX_LOCK_BYTES, "a lock file")
+        .map_err(|source| LockError::Read { path: path.clone(), source })?;
+    let text = String::from_utf8(bytes).map_err(|_| LockError::NotUtf8 { path: path.clone() })?;
     Lock::parse(&text, &path, &display_path(&spec.path)).map(Some)
 }
 

@@ -15,8 +15,6 @@ macro_rules! eprintln {
 }
 
 mod commands;
-#[allow(unsafe_code)]
-mod oom;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -81,10 +79,10 @@ enum Command {
 }
 
 #[global_allocator]
-static ALLOC: oom::ExitOnOom = oom::ExitOnOom;
+static ALLOC: strata_sys::ExitOnOom = strata_sys::ExitOnOom;
 
 fn main() -> ExitCode {
-    oom::install_panic_hook();
+    strata_sys::install_oom_panic_hook();
     let cli = Cli::parse();
     init_tracing(cli.global.verbose);
     let result = match cli.command {

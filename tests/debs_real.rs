@@ -56,6 +56,8 @@ fn python_base_runs_and_finds_libc() {
         .arg("--quiet")
         .arg("build")
         .arg(&spec)
+        .arg("--context")
+        .arg(repo())
         .arg("-o")
         .arg(format!("oci:{}:t", oci.display()));
     if !online {

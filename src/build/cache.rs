@@ -49,7 +49,9 @@ pub struct CacheEntry {
     /// The layer.
     pub blob: LayerBlob,
     /// The blob file's identity when recorded: a blob rewritten or truncated
-    /// since then is re-hashed before reuse.
+    /// since then is re-hashed before reuse. Bytes that change without a
+    /// change of identity are caught when the blob is copied into an output,
+    /// which verifies its digest.
     #[serde(default)]
     pub stamp: Option<Stamp>,
 }

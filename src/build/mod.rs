@@ -140,15 +140,18 @@ pub enum BuildError {
         /// How many it would have.
         layers: usize,
     },
+    /// `SOURCE_DATE_EPOCH` past what image tools can read.
+    #[error("SOURCE_DATE_EPOCH: {}", crate::spec::epoch_message("the time", *epoch))]
+    Epoch {
+        /// The epoch given.
+        epoch: u64,
+    },
     /// The build's scratch directory could not be made.
     #[error(transparent)]
     Io(#[from] crate::error::IoError),
     /// The spec could not be read again (for its checksum).
     #[error(transparent)]
     Spec(#[from] crate::spec::SpecError),
-    /// `SOURCE_DATE_EPOCH` is out of range.
-    #[error("SOURCE_DATE_EPOCH: {0}")]
-    Epoch(String),
 }
 
 impl crate::error::Hint for BuildError {
@@ -217,7 +220,7 @@ pub fn build(
 ) -> Result<BuildResult, BuildError> {
     let epoch = opts.source_date_epoch.or(spec.spec.epoch).unwrap_or(0);
     if epoch > crate::spec::MAX_EPOCH {
-        return Err(BuildError::Epoch(crate::spec::epoch_message("the time", epoch)));
+        return Err(BuildError::Epoch { epoch });
     }
     let comp = compression_of(spec);
     let lock_opts =

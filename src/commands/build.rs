@@ -95,6 +95,7 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let mut registry_opts = args.registry.options(global)?;
     registry_opts.chunk_size = args.upload.chunk_size;
     let transport = Transport::new(registry_opts, reporter.clone());
+    let sink = transport.sink(&output, &spec.spec.name, &tag, PushOptions::default())?;
     // A blob that rotted in the cache is found when it is read (and removed
     // then); the build runs once more, fetching or rebuilding what it lost.
     let mut attempt = 0;
@@ -107,17 +108,13 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             }
             r => r?,
         };
-        let content = Content::of_root(&result.image)?;
-        match transport.sink(&output, &spec.spec.name, &tag, PushOptions::default())?.write(&content) {
-            Err(ImageError::CorruptBlob { path, digest, .. }) if attempt == 1 && path.starts_with(store.root()) => {
-                let _ = fs_err::remove_file(&path);
+        match sink.write(&Content::of_root(&result.image)?) {
+            Err(ImageError::CorruptBlob { digest, .. }) if attempt == 1 => {
                 eprintln!("warning: cached layer {digest} was corrupt and has been removed; building again");
                 continue;
             }
-            r => {
-                r.with_context(|| format!("writing {output}"))?;
-            }
-        }
+            r => r.with_context(|| format!("writing {output}"))?,
+        };
         break result;
     };
     let image = &result.image;

@@ -220,6 +220,45 @@ impl ImageSource for DockerArchive {
     }
 }
 
+/// A blob read into an archive, checked against its digest at its end.
+struct Verified<'a> {
+    inner: BlobReader<'a>,
+    hasher: crate::digest::Hasher,
+    expected: Digest,
+}
+
+impl<'a> Verified<'a> {
+    fn new(inner: BlobReader<'a>, expected: Digest) -> Verified<'a> {
+        Verified { inner, hasher: crate::digest::Hasher::new(), expected }
+    }
+}
+
+/// The error a [`Verified`] reader ends with: (expected, found).
+#[derive(Debug)]
+struct Corrupt(Digest, Digest);
+
+impl std::fmt::Display for Corrupt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "blob {} is corrupt (its bytes hash to {})", self.0, self.1)
+    }
+}
+
+impl std::error::Error for Corrupt {}
+
+impl Read for Verified<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        if n == 0 && !buf.is_empty() {
+            let found = std::mem::take(&mut self.hasher).finish().0;
+            if found != self.expected {
+                return Err(io::Error::other(Corrupt(self.expected, found)));
+            }
+        }
+        Ok(n)
+    }
+}
+
 /// Where an archive entry's bytes come from.
 enum Data<'a> {
     Bytes(&'a [u8]),
@@ -260,21 +299,19 @@ fn write_tar(file: &Path, content: &Content<'_>, mut entries: Vec<(String, u64, 
             let mut reader: BlobReader<'_> = match data {
                 Data::Bytes(b) => Box::new(*b),
                 Data::Owned(b) => Box::new(&b[..]),
-                // Checked against its digest as it passes: a blob that rotted
-                // in the cache never ends up in an archive.
-                Data::Blob(d) => Box::new(Verified {
-                    inner: crate::digest::HashingReader::new(content.source.open_blob(d)?),
-                    expected: d.digest,
-                }),
+                Data::Blob(d) => Box::new(Verified::new(content.source.open_blob(d)?, d.digest)),
             };
             tw.append(&header(name, TarType::File, *size), Some(&mut reader)).map_err(|e| {
-                match (e.get_ref().and_then(|r| r.downcast_ref::<Corrupt>()), data) {
-                    (Some(c), Data::Blob(d)) => ImageError::CorruptBlob {
-                        path: content.source.blob_path(d).unwrap_or_default(),
-                        digest: c.0,
-                        found: c.1,
-                    },
-                    _ => io_err::<ImageError>("writing", file)(e),
+                match e.get_ref().and_then(|r| r.downcast_ref::<Corrupt>()) {
+                    Some(Corrupt(digest, found)) => {
+                        if let Data::Blob(d) = data {
+                            content.source.discard(d);
+                        }
+                        ImageError::CorruptBlob { digest: *digest, found: *found }
+                    }
+                    None => {
+                        ImageError::Io(crate::error::IoError { action: "writing", path: file.to_path_buf(), source: e })
+                    }
                 }
             })?;
         }
@@ -282,37 +319,6 @@ fn write_tar(file: &Path, content: &Content<'_>, mut entries: Vec<(String, u64, 
         w.flush().map_err(io_err::<ImageError>("writing", file))?;
     }
     Ok(persist(tmp, file)?)
-}
-
-/// A blob read into an archive, checked against its digest at its end.
-struct Verified<R> {
-    inner: crate::digest::HashingReader<R>,
-    expected: Digest,
-}
-
-/// A blob whose bytes do not hash to its digest: (expected, found).
-#[derive(Debug)]
-struct Corrupt(Digest, Digest);
-
-impl std::fmt::Display for Corrupt {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "blob {} is corrupt (its bytes hash to {})", self.0, self.1)
-    }
-}
-
-impl std::error::Error for Corrupt {}
-
-impl<R: Read> Read for Verified<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n == 0 && !buf.is_empty() {
-            let found = self.inner.digest_so_far();
-            if found != self.expected {
-                return Err(io::Error::other(Corrupt(self.expected, found)));
-            }
-        }
-        Ok(n)
-    }
 }
 
 fn blob_reports(content: &Content<'_>, skip: impl Fn(&Descriptor) -> bool) -> Vec<BlobReport> {

@@ -164,6 +164,12 @@ impl ImageSource for BuiltImage {
         Ok(self.attachments.iter().map(Attachment::descriptor).collect())
     }
 
+    fn discard(&self, d: &Descriptor) {
+        if self.layers.iter().any(|l| l.blob.digest == d.digest) {
+            let _ = fs_err::remove_file(self.store.path(&d.digest));
+        }
+    }
+
     fn blob_path(&self, d: &Descriptor) -> Option<PathBuf> {
         self.layers.iter().any(|l| l.blob.digest == d.digest).then(|| self.store.path(&d.digest))
     }

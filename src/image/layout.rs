@@ -171,21 +171,7 @@ impl LayoutSink {
         })
     }
 
-    /// Adds the image to an existing layout, holding the layout's lock while
-    /// its index is read and rewritten.
-    fn merge_into(&self, content: &Content<'_>, dir: &Path) -> Result<WriteReport, ImageError> {
-        let _lock = lock_layout(dir)?;
-        let p = dir.join("index.json");
-        let existing = if p.is_file() {
-            let bytes = fs_err::read(&p).map_err(io_err::<ImageError>("reading", &p))?;
-            Some(parse_index(&bytes, &format!("oci:{}", dir.display()))?)
-        } else {
-            None
-        };
-        self.fill(content, dir, existing)
-    }
-
-    fn fill(&self, content: &Content<'_>, dir: &Path, existing: Option<Index>) -> Result<WriteReport, ImageError> {
+    fn fill(&self, content: &Content<'_>, dir: &Path, merge: bool) -> Result<WriteReport, ImageError> {
         let bdir = dir.join("blobs/sha256");
         fs_err::create_dir_all(&bdir).map_err(io_err::<ImageError>("creating", &bdir))?;
         let blobs = self.copy_blobs(content, &bdir)?;
@@ -205,6 +191,14 @@ impl LayoutSink {
         }
         atomic_write(&dir.join("oci-layout"), OCI_LAYOUT)?;
         // Keep other images of the layout; replace the one with this tag.
+        let _lock = if merge { Some(lock_layout(dir)?) } else { None };
+        let p = dir.join("index.json");
+        let existing = if merge && p.is_file() {
+            let bytes = fs_err::read(&p).map_err(io_err::<ImageError>("reading", &p))?;
+            Some(parse_index(&bytes, &format!("oci:{}", dir.display()))?)
+        } else {
+            None
+        };
         let mut entries: Vec<Descriptor> = existing
             .map(|i| i.manifests)
             .unwrap_or_default()
@@ -294,9 +288,11 @@ impl LayoutSink {
                 .suffix(".tmp")
                 .tempfile_in(bdir)
                 .map_err(io_err::<ImageError>("creating temporary file in", bdir))?;
-            let found = copy_verified(&src, tmp.as_file())?;
-            if found != d.digest {
-                return Err(ImageError::CorruptBlob { path: src, digest: d.digest, found });
+            if let Err(e) = copy_verified(&src, &tmp, &d.digest) {
+                if matches!(e, ImageError::CorruptBlob { .. }) {
+                    content.source.discard(d);
+                }
+                return Err(e);
             }
             crate::atomic::persist(tmp, &dest)?;
             return Ok(report(BlobAction::Written, 0));
@@ -312,28 +308,38 @@ impl LayoutSink {
     }
 }
 
-/// Copies a local blob into `out` and returns the digest of what was
-/// copied (the caller compares it with the name): a blob that rotted in the
-/// cache is reported, never handed to a layout. A copy, not a hard link: the
-/// layout never shares bytes with the cache, so writing to one cannot
-/// corrupt the other.
-fn copy_verified(src: &Path, out: impl Write) -> Result<Digest, ImageError> {
+/// Copies a local blob (in the cache) into `out`, checking its digest on the
+/// way: a blob that rotted is reported, never handed to a layout. The copy
+/// is a reflink (copy-on-write clone) where the filesystem has them, else a
+/// plain copy: the layout never shares bytes with the cache, so writing to
+/// one cannot corrupt the other.
+fn copy_verified(src: &Path, out: &tempfile::NamedTempFile, digest: &Digest) -> Result<(), ImageError> {
     let input = fs_err::File::open(src).map_err(io_err::<ImageError>("opening", src))?;
-    let mut w = crate::digest::HashingWriter::new(io::BufWriter::with_capacity(1 << 20, out));
-    io::copy(&mut io::BufReader::with_capacity(1 << 20, input), &mut w)
-        .map_err(io_err::<ImageError>("copying", src))?;
-    let (mut buf, found, _) = w.finish();
-    buf.flush().map_err(io_err::<ImageError>("copying", src))?;
-    Ok(found)
+    let found = if strata_sys::reflink(input.file(), out.as_file()) {
+        let (found, _) = crate::digest::hash_reader(io::BufReader::with_capacity(1 << 20, out.as_file()))
+            .map_err(io_err::<ImageError>("reading", src))?;
+        found
+    } else {
+        let mut w = crate::digest::HashingWriter::new(io::BufWriter::with_capacity(1 << 20, out.as_file()));
+        io::copy(&mut io::BufReader::with_capacity(1 << 20, input), &mut w)
+            .map_err(io_err::<ImageError>("copying", src))?;
+        let (mut buf, found, _) = w.finish();
+        buf.flush().map_err(io_err::<ImageError>("copying", src))?;
+        found
+    };
+    if found != *digest {
+        return Err(ImageError::CorruptBlob { digest: *digest, found });
+    }
+    Ok(())
 }
 
 /// Holds an exclusive lock on a layout directory (an advisory lock on the
 /// directory itself, so nothing is added to the layout) while its index is
-/// read, changed and written: concurrent builds into one layout keep each
+/// read, changed and written: concurrent writers into one layout keep each
 /// other's tags.
 fn lock_layout(dir: &Path) -> Result<fs_err::File, ImageError> {
     let f = fs_err::File::open(dir).map_err(io_err::<ImageError>("opening", dir))?;
-    f.file().lock().map_err(io_err::<ImageError>("locking", dir))?;
+    f.lock().map_err(io_err::<ImageError>("locking", dir))?;
     Ok(f)
 }
 
@@ -417,25 +423,29 @@ impl Sink for LayoutSink {
                     .tempdir_in(parent)
                     .map_err(io_err::<ImageError>("creating temporary directory in", parent))?;
                 set_mode(tmp.path(), 0o755)?;
-                let report = self.fill(content, tmp.path(), None)?;
+                let report = self.fill(content, tmp.path(), false)?;
                 match fs_err::rename(tmp.path(), dir) {
                     Ok(()) => {
                         let _ = tmp.keep();
                         report
                     }
-                    // Another build created the layout meanwhile: add this
+                    // Another writer created the layout meanwhile: add this
                     // image to it like to any existing layout (the temporary
                     // one is dropped).
                     Err(e) if dir.join("oci-layout").is_file() => {
                         tracing::debug!("{} appeared while it was written ({e}); merging into it", dir.display());
-                        self.merge_into(content, dir)?
+                        self.fill(content, dir, true)?
                     }
                     Err(e) => {
-                        return Err(io_err::<ImageError>("renaming layout into", dir)(e));
+                        return Err(ImageError::Io(IoError {
+                            action: "renaming layout into",
+                            path: dir.clone(),
+                            source: e,
+                        }))
                     }
                 }
             } else {
-                self.merge_into(content, dir)?
+                self.fill(content, dir, true)?
             };
         Ok(WriteReport { seconds: started.elapsed().as_secs_f64(), ..report })
     }

@@ -69,6 +69,9 @@ pub trait ImageSource: Send + Sync {
     fn blob_path(&self, _d: &Descriptor) -> Option<PathBuf> {
         None
     }
+    /// Forgets a local blob found corrupt while it was copied (the cache
+    /// drops it, so the next build rewrites it). Default: nothing.
+    fn discard(&self, _d: &Descriptor) {}
     /// False when the source has no manifests of its own and the one it
     /// shows was made up from its metadata (`docker save` archives): such
     /// an image cannot be copied to a registry with its digest unchanged.
@@ -263,12 +266,10 @@ pub enum ImageError {
         /// The digest of the bytes.
         found: Digest,
     },
-    /// A local blob (the cache's copy of a layer) no longer matches the
-    /// digest it is stored under; the build removes it and runs again.
-    #[error("the cached blob {digest} at {} is corrupt (its bytes hash to {found})\nhint: build again: the layer is rebuilt", path.display())]
+    /// A blob held locally (in the cache) no longer has the bytes its digest
+    /// names. The source has dropped it, so building again rewrites it.
+    #[error("the cached blob {digest} is corrupt (its bytes hash to {found}); it was removed from the cache")]
     CorruptBlob {
-        /// Where it is.
-        path: PathBuf,
         /// The digest it is stored under.
         digest: Digest,
         /// What its bytes hash to.
@@ -401,6 +402,7 @@ impl Hint for ImageError {
     fn hint(&self) -> Option<String> {
         match self {
             ImageError::NotALayoutDestination { .. } => Some("choose a new or empty directory".into()),
+            ImageError::CorruptBlob { .. } => Some("build again: the layer is rebuilt".into()),
             ImageError::NoPlatform { .. } => Some("choose one with --platform OS/ARCH".into()),
             ImageError::Unsupported { advice, .. } => Some(advice.clone()),
             ImageError::DigestMismatch { .. } | ImageError::SizeMismatch { .. } => {

@@ -42,12 +42,13 @@ pub struct Descriptor {
 /// (a bare hex string, which [`Digest::parse`] also accepts, is refused).
 pub(crate) fn oci_digest<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Digest, D::Error> {
     let s = String::deserialize(d)?;
-    if !s.starts_with("sha256:") {
-        return Err(serde::de::Error::custom(format!(
-            "`{s}` is not a sha256 digest (only `sha256:` followed by 64 lower-case hex digits is supported)"
-        )));
+    match s.strip_prefix("sha256:").and(Digest::parse(&s).ok()) {
+        Some(digest) => Ok(digest),
+        None => Err(serde::de::Error::custom(format!(
+            "the digest `{}` is not `sha256:` and 64 hex digits (only sha256 is supported)",
+            crate::report::one_line(&s.chars().take(100).collect::<String>())
+        ))),
     }
-    Digest::parse(&s).map_err(serde::de::Error::custom)
 }
 
 impl Descriptor {

@@ -56,6 +56,9 @@ pub enum SourceError {
         #[source]
         source: PathError,
     },
+    /// A Debian archive, index or package is not usable.
+    #[error(transparent)]
+    Deb(#[from] deb::error::DebError),
     /// A blob in the cache no longer has the bytes it was stored with (it
     /// has been removed, so the next attempt fetches or builds it again).
     #[error("{what}: the cached copy {} is corrupt (sha256 {}, expected {}); it was removed and is fetched again on the next build", path.display(), digests.1, digests.0)]
@@ -67,9 +70,6 @@ pub enum SourceError {
         /// The digest it was stored under, and what its bytes hash to now.
         digests: Box<(crate::digest::Digest, crate::digest::Digest)>,
     },
-    /// A Debian archive, index or package is not usable.
-    #[error(transparent)]
-    Deb(#[from] deb::error::DebError),
     /// Any other error, already described.
     #[error(transparent)]
     Other(Box<dyn std::error::Error + Send + Sync>),

@@ -86,7 +86,8 @@ impl Source for Tarball<'_> {
             };
             let (file, size) = match &s.url {
                 Some(_) => {
-                    let f = fs_err::File::open(&file_path).map_err(|e| SourceError::Message(format!("{name}: {e}")))?;
+                    let f = fs_err::File::open(&file_path)
+                        .map_err(|e| SourceError::Message(format!("{name}: {}", crate::error::os_message(&e))))?;
                     let len = f.metadata().map_err(SourceError::io("reading", &file_path))?.len();
                     (f, len)
                 }

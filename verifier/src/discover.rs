@@ -159,7 +159,7 @@ pub fn file_of_address(addr: usize) -> Option<PathBuf> {
     if addr == 0 {
         return None;
     }
-    // SAFETY: `Dl_info` is plain C data (pointers and integers), for which all zero bytes is a valid value.
+    // SAFETY: Dl_info is plain C data (pointers and integers): all zeroes is a valid value.
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
     // SAFETY: dladdr only compares the address with mapped ranges and fills `info`.
     let ok = unsafe { libc::dladdr(addr as *const c_void, &mut info) };
@@ -479,6 +479,7 @@ pub fn image_lib_dirs(extra: &[PathBuf], env: &BTreeMap<String, String>) -> Vec<
     dirs.push(PathBuf::from("/usr/lib64"));
     dedup_canonical(dirs.into_iter().filter(|d| d.is_dir()).collect())
 }
+
 /// Finds the first existing file among `names` × `dirs`. With
 /// `names_first`, every directory is tried for the first name before the
 /// second name is considered (used when the image's CUDA major is known and
@@ -514,10 +515,10 @@ pub fn loaded_objects() -> Vec<PathBuf> {
     ) -> libc::c_int {
         // SAFETY: the loader passes a valid info pointer and our own Vec.
         let out = unsafe { &mut *(data as *mut Vec<PathBuf>) };
-        // SAFETY: `info` is the valid pointer the loader passed for this call.
+        // SAFETY: dl_iterate_phdr passes a valid dl_phdr_info for the duration of the callback.
         let name = unsafe { (*info).dlpi_name };
         if !name.is_null() {
-            // SAFETY: `name` is not null (checked) and the loader's NUL-terminated object name.
+            // SAFETY: dlpi_name is not null (checked) and is the loader's NUL-terminated name of the object.
             let bytes = unsafe { CStr::from_ptr(name) }.to_bytes();
             if !bytes.is_empty() {
                 out.push(PathBuf::from(OsStr::from_bytes(bytes)));
@@ -530,7 +531,6 @@ pub fn loaded_objects() -> Vec<PathBuf> {
     unsafe { libc::dl_iterate_phdr(Some(collect), &mut out as *mut Vec<PathBuf> as *mut c_void) };
     out
 }
-
 /// True for libraries worth listing in the report: CUDA, its math
 /// libraries, NCCL and the driver's own.
 pub fn is_gpu_library(file_name: &str) -> bool {

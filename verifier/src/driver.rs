@@ -453,6 +453,7 @@ impl Module {
         Ok(f)
     }
 }
+
 /// Kernel argument pointer for [`launch`]: the address of a local value.
 pub fn arg<T>(value: &T) -> *mut c_void {
     value as *const T as *mut c_void
@@ -472,7 +473,7 @@ pub unsafe fn launch(
     params: &mut [*mut c_void],
 ) -> Result<(), CuError> {
     let a = api()?;
-    // SAFETY: the caller guarantees `f` and `params` (this function's contract); `params` outlives the call.
+    // SAFETY: the caller guarantees `f` and `params` (this function's contract); grid, block and shared memory sizes are checked by the driver.
     check("cuLaunchKernel", unsafe {
         (a.launch_kernel)(
             f,
@@ -489,7 +490,6 @@ pub unsafe fn launch(
         )
     })
 }
-
 /// `cuMemcpyDtoDAsync` on the default stream.
 pub fn copy_d2d(dst: CUdeviceptr, src: CUdeviceptr, bytes: usize) -> Result<(), CuError> {
     let a = api()?;

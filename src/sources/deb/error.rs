@@ -9,9 +9,20 @@ use crate::net::NetError;
 /// A Debian archive, index or package that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum DebError {
-    /// A keyring file cannot be read.
-    #[error(transparent)]
-    KeyringFile(IoError),
+    /// A keyring file cannot be read (missing, not a regular file, too large).
+    #[error("keyring: {source}")]
+    KeyringFile {
+        /// Why.
+        #[source]
+        source: crate::hostfs::HostPathError,
+    },
+    /// The keyring a `debs:` entry names is outside the build context.
+    #[error("keyring: {source}")]
+    KeyringPath {
+        /// Why.
+        #[source]
+        source: crate::hostfs::HostPathError,
+    },
     /// Keyring bytes that are not an OpenPGP keyring.
     #[error("{origin}: not an OpenPGP keyring: {detail}")]
     NotAKeyring {
@@ -362,19 +373,13 @@ pub enum DebError {
     /// A compressed index cannot be read.
     #[error(transparent)]
     Archive(Box<super::super::SourceError>),
-    /// A file the spec names (a keyring) is outside the build context or not a regular file.
-    #[error(transparent)]
-    Host(#[from] crate::hostfs::HostPathError),
 }
 
 impl crate::error::Hint for DebError {
     fn hint(&self) -> Option<String> {
         Some(match self {
-            DebError::SpecKeyring(e) => match e.as_ref() {
-                DebError::Host(h) => h.hint().into(),
-                _ => "`keyring:` is relative to the file that names it".into(),
-            },
-            DebError::Host(h) => h.hint().into(),
+            DebError::SpecKeyring(_) => "`keyring:` is relative to the file that names it".into(),
+            DebError::KeyringPath { source } => source.hint().into(),
             DebError::NotClearSigned { .. } => "check that the URL is a Debian archive root (it must have dists/SUITE/InRelease)".into(),
             DebError::Untrusted { .. } => "the file was altered, or the archive is signed by a key that is not trusted; give the archive's keyring with `keyring:` in the `debs:` entry".into(),
             DebError::NoSha256 { .. } => "strata needs SHA256 index checksums (MD5Sum/SHA1 alone are not trusted)".into(),

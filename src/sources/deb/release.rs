@@ -33,13 +33,8 @@ impl Keyring {
 
     /// Reads a keyring file (binary `.gpg` or ASCII-armored `.asc`).
     pub fn load(path: &Path) -> Result<Keyring, DebError> {
-        let bytes = crate::hostfs::read_bounded(path, 16 << 20, "a keyring").map_err(|e| {
-            DebError::KeyringFile(crate::error::IoError {
-                action: "reading",
-                path: path.to_path_buf(),
-                source: std::io::Error::other(e.to_string()),
-            })
-        })?;
+        let bytes = crate::hostfs::read_bounded(path, 16 << 20, "a keyring")
+            .map_err(|source| DebError::KeyringFile { source })?;
         Keyring::from_bytes(&bytes, &path.display().to_string())
     }
 

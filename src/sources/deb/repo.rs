@@ -153,9 +153,9 @@ pub fn load_indexes(
     let arch = spec.arch();
     let keyring = match &spec.keyring {
         Some(k) => {
-            let spec_keyring = |e: crate::hostfs::HostPathError| DebError::SpecKeyring(Box::new(DebError::Host(e)));
-            let path = layer.host_file(k).map_err(spec_keyring)?;
-            let bytes = crate::hostfs::read_bounded(&path, 16 << 20, "a keyring").map_err(spec_keyring)?;
+            let path = layer.host_file(k).map_err(|source| DebError::KeyringPath { source })?;
+            let bytes = crate::hostfs::read_bounded(&path, 16 << 20, "a keyring")
+                .map_err(|source| DebError::KeyringFile { source })?;
             Keyring::from_bytes(&bytes, k)?
         }
         None => Keyring::debian()?,

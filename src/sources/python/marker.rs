@@ -87,12 +87,12 @@ pub enum MarkerProblem {
     /// A variable PEP 508 does not define.
     #[error("unknown marker variable `{0}`")]
     UnknownVariable(String),
+    /// Parentheses nested deeper than the limit.
+    #[error("parentheses nest deeper than {0} levels")]
+    TooDeep(usize),
     /// `~=` between values that are not versions.
     #[error("`~=` needs versions, got '{0}' and '{1}'")]
     NeedsVersions(String, String),
-    /// Parentheses nested beyond [`MAX_MARKER_DEPTH`].
-    #[error("parentheses nest deeper than {MAX_MARKER_DEPTH} levels")]
-    TooDeep,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -257,7 +257,7 @@ impl Marker {
                 _ => {}
             }
             if depth > MAX_MARKER_DEPTH {
-                return Err(err(MarkerProblem::TooDeep));
+                return Err(err(MarkerProblem::TooDeep(MAX_MARKER_DEPTH)));
             }
         }
         let toks = lex(text).map_err(err)?;

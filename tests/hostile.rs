@@ -455,9 +455,8 @@ fn inspect_and_diff_refuse_descriptors_that_are_not_digests() {
     let src = format!("oci:{}:1.0", layout.display());
     let o = run(strata().arg("inspect").arg(&src));
     let e = fail(&o);
-    let refused = "`sha256:../../../../etc/passwd` is not a sha256 digest";
-    assert!(e.contains(refused), "{e}");
+    assert!(e.contains("is not `sha256:` and 64 hex digits"), "{e}");
     let o = run(strata().arg("diff").arg(&src).arg(&src));
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains(refused), "{}", stderr(&o));
+    assert!(stderr(&o).contains("is not `sha256:` and 64 hex digits"), "{}", stderr(&o));
 }

@@ -1,5 +1,8 @@
 //! The `strata` command line. It parses arguments and prints; the work is in
 //! the library.
+// No `unsafe` in the binary but the allocator wrapper of `oom` (a global
+// allocator is an unsafe trait); the library forbids it outright.
+#![deny(unsafe_code)]
 
 /// `eprintln!` for this binary: a closed or broken stderr is not a reason
 /// to panic (std's `eprintln!` panics when the write fails), so the message
@@ -12,7 +15,6 @@ macro_rules! eprintln {
 }
 
 mod commands;
-mod oom;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +43,10 @@ pub struct GlobalArgs {
     /// Print only results and errors.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Also trust the CA certificates in this PEM file, for every download
+    /// (artifacts, Debian indexes, registries). Repeatable.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ca_file: Vec<PathBuf>,
 }
 
 impl GlobalArgs {
@@ -60,7 +66,9 @@ enum Command {
     Lock(commands::lock::LockArgs),
     Push(commands::push::PushArgs),
     Pull(commands::pull::PullArgs),
+    Copy(commands::copy::CopyArgs),
     Cache(commands::cache::CacheArgs),
+    Verifier(commands::verifier::VerifierArgs),
     /// Print the JSON Schema of image specs (or, with --layer, of layer files).
     #[command(hide = true)]
     Schema {
@@ -71,10 +79,10 @@ enum Command {
 }
 
 #[global_allocator]
-static ALLOC: oom::ExitOnOom = oom::ExitOnOom;
+static ALLOC: strata_sys::ExitOnOom = strata_sys::ExitOnOom;
 
 fn main() -> ExitCode {
-    oom::install_panic_hook();
+    strata_sys::install_oom_panic_hook();
     let cli = Cli::parse();
     init_tracing(cli.global.verbose);
     let result = match cli.command {
@@ -82,11 +90,13 @@ fn main() -> ExitCode {
         Command::Fetch(a) => commands::fetch::run(a, &cli.global),
         Command::Diff(a) => return tri_state(commands::diff::run(a)),
         Command::Audit(a) => return tri_state(commands::audit::run(a, &cli.global)),
-        Command::Lock(a) => commands::lock::run(a, &cli.global),
+        Command::Lock(a) => return commands::lock::run(a, &cli.global),
         Command::Inspect(a) => commands::inspect::run(a, &cli.global),
         Command::Push(a) => commands::push::run(a, &cli.global),
         Command::Pull(a) => commands::pull::run(a, &cli.global),
+        Command::Copy(a) => commands::copy::run(a, &cli.global),
         Command::Cache(a) => commands::cache::run(a, &cli.global),
+        Command::Verifier(a) => commands::verifier::run(a),
         Command::Schema { layer } => {
             let v = if layer { strata::spec::layer_schema() } else { strata::spec::image_schema() };
             serde_json::to_string_pretty(&v).map_err(anyhow::Error::from).and_then(|s| commands::out(&s))
@@ -113,9 +123,10 @@ fn tri_state(r: anyhow::Result<bool>) -> ExitCode {
     }
 }
 
-/// The error and its causes, each cause shown once: many errors already
-/// include their cause's text.
-fn render_error(e: &anyhow::Error) -> String {
+/// The error and its causes, each cause shown once (many errors already
+/// include their cause's text), then the first hint an error in the chain
+/// offers.
+pub(crate) fn render_error(e: &anyhow::Error) -> String {
     // Errors quote inputs (member names, server messages): escape control
     // characters so they cannot drive the terminal.
     strata::report::printable(&render_chain(e)).into_owned()
@@ -130,7 +141,35 @@ fn render_chain(e: &anyhow::Error) -> String {
             s.push_str(&c);
         }
     }
+    if let Some(h) = e.chain().find_map(hint_of) {
+        if !s.contains(&h) {
+            s.push_str("\nhint: ");
+            s.push_str(&h);
+        }
+    }
     s
+}
+
+/// The hint of an error of a type that offers one.
+fn hint_of(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use strata::error::Hint;
+    macro_rules! try_hint {
+        ($($t:ty),*) => {$(
+            if let Some(x) = e.downcast_ref::<$t>() {
+                return x.hint();
+            }
+        )*};
+    }
+    try_hint!(
+        strata::build::BuildError,
+        strata::lock::Error,
+        strata::sources::SourceError,
+        strata::sources::deb::error::DebError,
+        strata::fetch::FetchError,
+        strata::image::ImageError,
+        strata::net::NetError
+    );
+    None
 }
 
 fn init_tracing(verbose: u8) {

@@ -27,6 +27,9 @@ pub struct FetchArgs {
     /// Re-hash every file of the mirror DIR and report corrupt or missing ones.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["spec", "into"])]
     pub verify: Option<PathBuf>,
+    /// Print a JSON summary on stdout.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub net: NetArgs,
 }
@@ -42,10 +45,20 @@ pub fn run(args: FetchArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         for p in &problems {
             eprintln!("error: {p}");
         }
+        if args.json {
+            let v = serde_json::json!({
+                "mirror": dir.display().to_string(),
+                "verified": checked,
+                "problems": problems.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            });
+            out(&v.to_string())?;
+        }
         if !problems.is_empty() {
             anyhow::bail!("{}: {} of {} files have problems\nhint: rerun `strata fetch SPEC --into {}` on a connected machine to repair it", dir.display(), problems.len(), checked, dir.display());
         }
-        out(&format!("{}: {checked} files verified", dir.display()))?;
+        if !args.json {
+            out(&format!("{}: {checked} files verified", dir.display()))?;
+        }
         return Ok(());
     }
     let (Some(spec_path), Some(into)) = (&args.spec, &args.into) else { unreachable!("clap enforces SPEC and --into") };
@@ -55,13 +68,36 @@ pub fn run(args: FetchArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     strata::lock::check_spec(&spec, lock.as_ref())?;
     let artifacts = strata::build::artifacts_of(&spec, lock.as_ref());
     let store = strata::store::Store::open(global.cache_dir())?;
-    let opts = fetch_options(&args.net)?;
-    let fetched = strata::fetch::Fetcher::new(store.clone(), opts, reporter).fetch_all(&artifacts)?;
-    let sum = strata::mirror::export(&store, &artifacts, into)?;
+    let opts = fetch_options(&args.net, global)?;
+    let offline = opts.offline;
+    let net = opts.net.clone();
+    let fetched = strata::fetch::Fetcher::new(store.clone(), opts, reporter.clone()).fetch_all(&artifacts)?;
+    // The archive indexes too, so `strata lock --offline --mirror` can resolve.
+    let indexes = strata::lock::index_files(&spec, lock.as_ref(), &store, (!offline).then_some(&net), reporter);
+    let mut all = artifacts.clone();
+    all.extend(indexes.iter().cloned());
+    let sum = strata::mirror::export(&store, &all, into)?;
+    if args.json {
+        let v = serde_json::json!({
+            "spec": strata::lock::display_path(spec_path),
+            "mirror": into.display().to_string(),
+            "artifacts": artifacts.len(),
+            "indexes": indexes.len(),
+            "downloaded": fetched.downloaded,
+            "downloaded_bytes": fetched.bytes,
+            "from_cache": fetched.cached,
+            "from_mirror": fetched.from_mirror,
+            "added": sum.added,
+            "added_bytes": sum.bytes,
+            "present": sum.present,
+        });
+        return out(&v.to_string());
+    }
     if !global.quiet {
         eprintln!(
-            "{} artifacts: {} downloaded ({}), {} from cache; mirror {}: {} added ({}), {} already present",
+            "{} artifacts and {} archive indexes: {} downloaded ({}), {} from cache; mirror {}: {} added ({}), {} already present",
             artifacts.len(),
+            indexes.len(),
             fetched.downloaded,
             human_bytes(fetched.bytes),
             fetched.cached + fetched.from_mirror,

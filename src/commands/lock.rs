@@ -1,16 +1,20 @@
 //! `strata lock`.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Args;
-use strata::lock::{lock_path, lock_spec, LockOptions};
+use strata::lock::{check, display_path, load_for, lock_path, relock, RelockOptions, Stale, VerifierCheck};
+use strata::sources::verifier::Verifier;
 
 use super::progress::CliReporter;
+use super::{out, NetArgs};
 use crate::GlobalArgs;
 
-/// Resolve the spec's package names into pinned URLs + sha256 and write SPEC.lock
-/// (Debian packages), and each `python:` entry's pylock.toml (with uv).
+/// Resolve the spec's package names into pins (Debian packages into SPEC.lock,
+/// Python requirements into each pylock.toml, with uv), keeping every pin the
+/// spec still allows; or, with --check, say whether the lock is current.
 #[derive(Debug, Args)]
 pub struct LockArgs {
     /// The image spec (YAML). The lock is written beside it with the extension `.lock`.
@@ -19,82 +23,164 @@ pub struct LockArgs {
     /// `path:`, locks) must be inside it. Default: the spec's directory.
     #[arg(long, value_name = "DIR")]
     pub context: Option<PathBuf>,
-    /// Resolve and compare with the existing lock without writing; exit 1 if it would change.
-    #[arg(long)]
+    /// Check, offline, that the lock matches the spec's inputs and its pins are
+    /// self-consistent; resolve nothing. Exit 0 current, 1 stale (each change named), 2 error.
+    #[arg(long, conflicts_with_all = ["upgrade", "upgrade_package"])]
     pub check: bool,
+    /// Resolve everything afresh, ignoring the current pins.
+    #[arg(long, conflicts_with = "upgrade_package")]
+    pub upgrade: bool,
+    /// Move this package (Debian or Python) to the newest version the spec
+    /// allows; every other pin stays. Repeatable.
+    #[arg(long = "upgrade-package", value_name = "NAME")]
+    pub upgrade_package: Vec<String>,
+    /// Print a JSON summary on stdout.
+    #[arg(long)]
+    pub json: bool,
     /// The strata-verify binary to pin for specs with a `gpu:` section.
-    /// Default: strata-verify next to this executable.
+    /// Default: the one built into strata (`strata verifier`).
     #[arg(long, env = "STRATA_VERIFIER", value_name = "PATH")]
     pub verifier: Option<PathBuf>,
     /// Seconds to wait for an archive to accept a connection.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     pub timeout: u64,
+    #[command(flatten)]
+    pub net: NetArgs,
 }
 
-pub fn run(args: LockArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+pub fn run(args: LockArgs, global: &GlobalArgs) -> ExitCode {
+    let error_code = if args.check { 2 } else { 1 };
+    let json = args.json;
+    let spec_shown = display_path(&args.spec);
+    match if args.check { check_cmd(&args, global) } else { lock_cmd(&args, global) } {
+        Ok(code) => code,
+        Err(e) => {
+            if json {
+                let v = serde_json::json!({"spec": spec_shown, "status": "error", "error": crate::render_error(&e)});
+                let _ = out(&v.to_string());
+            }
+            eprintln!("error: {}", crate::render_error(&e));
+            ExitCode::from(error_code)
+        }
+    }
+}
+
+/// `strata lock --check`: 0 current, 1 stale.
+fn check_cmd(args: &LockArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let spec = strata::spec::load_with(&args.spec, &strata::spec::LoadOptions { context: args.context.clone() })?;
+    strata::lock::check_exclude_newer(&spec)?;
+    let lock = load_for(&spec)?;
+    let verifier = Verifier::locate(&spec, args.verifier.as_deref(), None)?;
+    let changes = check(&spec, lock.as_ref(), VerifierCheck::Expect(verifier.as_ref()))?;
+    let path = lock_path(&spec.path);
+    let shown = display_path(&spec.path);
+    let status = if changes.is_empty() { "current" } else { "stale" };
+    if args.json {
+        let v = serde_json::json!({
+            "spec": shown,
+            "lock": display_path(&path),
+            "status": status,
+            "changes": changes.iter().map(|c| {
+                let mut v = serde_json::to_value(c).unwrap_or_default();
+                v["message"] = c.to_string().into();
+                v
+            }).collect::<Vec<_>>(),
+        });
+        out(&v.to_string())?;
+    }
+    if changes.is_empty() {
+        if !global.quiet && !args.json {
+            if lock.is_none() {
+                eprintln!("{shown} pins nothing: no lock needed");
+            } else {
+                eprintln!("{} is current", display_path(&path));
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !args.json || !global.quiet {
+        eprintln!("{}", Stale { lock: path, spec: shown, changes, build: false });
+    }
+    Ok(ExitCode::from(1))
+}
+
+fn lock_cmd(args: &LockArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let reporter = Arc::new(CliReporter::new(global.quiet));
     let spec = strata::spec::load_with(&args.spec, &strata::spec::LoadOptions { context: args.context.clone() })?;
     let started = std::time::Instant::now();
-    let opts = LockOptions { cache: global.cache_dir(), timeout: std::time::Duration::from_secs(args.timeout.max(1)) };
-    // Held until the command ends, so `strata cache prune` waits for all of it
-    // (the build and the writing of its output), not only for the build.
-    let _cache = strata::store::Store::open(&opts.cache)?;
-    let mut lock = lock_spec(&spec, &opts, reporter)?;
-    // Python: uv rewrites the pylock of entries with `requirements:`; every
-    // pylock's sha256 is recorded so builds notice a pylock edited later.
-    let pylocks = strata::sources::python::lockfile::lock_python(&spec, &mut lock, args.check)?;
-    // The spec itself, and the verifier binary images with `gpu:` get.
-    lock.spec = Some(strata::lock::SpecLock { checksum: strata::lock::spec_checksum(&spec)?.to_string() });
-    let vopts = strata::build::BuildOptions { verifier: args.verifier.clone(), unlocked: true, ..Default::default() };
-    lock.verifier = strata::build::verifier_plan(&spec, &vopts)?
-        .map(|v| strata::lock::VerifierLock { sha256: v.sha256.to_string(), size: v.size });
-    let path = lock_path(&args.spec);
-    let shown = args.spec.display().to_string();
-    let text = lock.to_text(&shown).map_err(anyhow::Error::msg)?;
-    let old = std::fs::read_to_string(&path).ok();
-    let unchanged = old.as_deref() == Some(text.as_str());
-    if args.check {
-        if unchanged {
-            if !global.quiet {
-                eprintln!("{} is up to date", path.display());
-            }
-            return Ok(());
-        }
-        anyhow::bail!(
-            "{} is out of date (or missing) for {}\nhint: run `strata lock {}` and commit the result",
-            path.display(),
-            shown,
-            shown
-        );
+    let mut net = super::net_options(global, &args.net.rewrite)?;
+    net.timeouts.connect = std::time::Duration::from_secs(args.timeout.max(1));
+    let (cfg, _) = strata::config::load().map_err(anyhow::Error::msg)?;
+    let mut mirrors = args.net.mirror.clone();
+    mirrors.extend(cfg.mirrors);
+    // Opened once and held until the command ends, so `strata cache prune` waits.
+    let store = strata::store::Store::open(global.cache_dir())?;
+    let opts = RelockOptions {
+        net,
+        verifier: args.verifier.clone(),
+        upgrade: args.upgrade,
+        upgrade_packages: args.upgrade_package.clone(),
+        offline: args.net.offline || cfg.offline,
+        mirrors,
+    };
+    let r = relock(&spec, &store, &opts, reporter)?;
+    let shown_lock = display_path(&r.path);
+    if args.json {
+        let v = serde_json::json!({
+            "spec": display_path(&spec.path),
+            "lock": shown_lock,
+            "status": if r.unchanged { "unchanged" } else { "written" },
+            "resolved": r.resolved,
+            "kept": r.kept,
+            "pins": r.pins,
+            "pylocks": r.pylocks.iter().map(|p| serde_json::json!({
+                "layer": p.layer,
+                "pylock": p.pylock,
+                "sha256": p.sha256.to_string(),
+                "wheels": p.wheels,
+                "resolved": p.resolved,
+                "changed": p.changed,
+            })).collect::<Vec<_>>(),
+            "notes": r.lock.debs.iter().map(|(k, d)| (k.clone(), d.notes.clone())).collect::<std::collections::BTreeMap<_, _>>(),
+            "seconds": (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
+        });
+        out(&v.to_string())?;
+        return Ok(ExitCode::SUCCESS);
     }
-    if !unchanged {
-        lock.write(&path, &shown)?;
+    if global.quiet {
+        return Ok(ExitCode::SUCCESS);
     }
-    if !global.quiet {
-        for p in &pylocks {
-            eprintln!(
-                "{} {} ({} wheels, {}{})",
-                if p.changed { "wrote" } else { "unchanged" },
-                p.pylock,
-                p.wheels,
-                p.sha256,
-                if p.resolved { "" } else { ", brought, not resolved" }
-            );
-        }
-        let pkgs: usize = lock.debs.values().map(|d| d.packages.len()).sum();
-        for (k, d) in &lock.debs {
-            for n in &d.notes {
-                eprintln!("note: layer `{k}`: {n}");
-            }
-        }
-        eprintln!(
-            "{} {} ({} debs layer(s), {} packages) in {:.1}s",
-            if unchanged { "unchanged" } else { "wrote" },
-            path.display(),
-            lock.debs.len(),
-            pkgs,
-            started.elapsed().as_secs_f64()
-        );
+    for p in &r.pylocks {
+        let how = match (p.requirements, p.resolved, p.changed) {
+            (false, _, _) => "recorded (brought, not resolved)",
+            (true, false, _) => "kept (its inputs did not change)",
+            (true, true, true) => "resolved and rewritten",
+            (true, true, false) => "resolved, unchanged",
+        };
+        eprintln!("{}: {how} ({} wheels, {})", p.pylock, p.wheels, p.sha256);
     }
-    Ok(())
+    // Notes of the entries resolved now (a kept entry's notes did not change).
+    for (k, d) in r.lock.debs.iter().filter(|(k, _)| r.resolved.contains(&format!("debs `{k}`"))) {
+        for n in &d.notes {
+            eprintln!("note: layer `{k}`: {n}");
+        }
+    }
+    for c in &r.pins {
+        eprintln!("{} `{}`: {c}", c.section, c.layer);
+    }
+    let pkgs: usize = r.lock.debs.values().map(|d| d.packages.len()).sum();
+    eprintln!(
+        "{} {shown_lock} ({} debs layer(s), {pkgs} packages; {}; {} pins kept, {} changed) in {:.1}s",
+        if r.unchanged { "unchanged" } else { "wrote" },
+        r.lock.debs.len(),
+        if r.resolved.is_empty() {
+            "nothing resolved".to_string()
+        } else {
+            format!("resolved {}", r.resolved.join(", "))
+        },
+        r.kept,
+        r.pins.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
 }

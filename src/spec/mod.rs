@@ -232,8 +232,35 @@ pub fn load_with(path: &Path, opts: &LoadOptions) -> Result<LoadedSpec, SpecErro
     Ok(LoadedSpec { path: path.to_path_buf(), spec, layers, sources, context: budget.context })
 }
 
+/// The checksum of a spec as parsed, recorded in every image as the
+/// manifest annotation `dev.strata.spec.sha256` (provenance; the lock does
+/// not use it): the spec file and every included layer file, each turned
+/// into canonical JSON (so comments, key order, quoting style and line
+/// endings do not matter), with its path relative to the spec.
+pub fn checksum(spec: &LoadedSpec) -> Result<crate::digest::Digest, SpecError> {
+    let base = spec.path.parent().unwrap_or(Path::new(""));
+    let mut text = String::from("strata-spec-v1\n");
+    for (i, (path, source)) in spec.sources.iter().enumerate() {
+        let value: serde_json::Value = parse(path, source)?;
+        let canon =
+            crate::oci::canonical::to_vec(&value).map_err(|e| SpecError::new(path, None, None, e.to_string(), None))?;
+        // The spec's own file name does not matter; included files are named
+        // relative to it.
+        let rel = if i == 0 {
+            "SPEC".to_string()
+        } else {
+            path.strip_prefix(base).unwrap_or(path).to_string_lossy().replace('\\', "/")
+        };
+        text.push_str(&rel);
+        text.push('\n');
+        text.push_str(&String::from_utf8_lossy(&canon));
+        text.push('\n');
+    }
+    Ok(crate::digest::Digest::of(text.as_bytes()))
+}
+
 fn canonical(p: &Path) -> PathBuf {
-    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+    fs_err::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
 /// Reads a spec or layer file: a regular file, within the size limits.
@@ -610,7 +637,7 @@ fn check_image(
             c.algorithm,
             c.level.unwrap_or_else(|| crate::compress::Compression::default_level(c.algorithm)),
         );
-        comp.validate().map_err(|m| err("compression.level", m, None))?;
+        comp.validate().map_err(|m| err("compression.level", m.to_string(), None))?;
     }
     if let Some(cfg) = &spec.config {
         for (i, port) in cfg.ports.iter().enumerate() {
@@ -732,42 +759,11 @@ pub fn parse_owner(o: &str) -> Option<(u32, u32)> {
 /// be `.` or `..` and the name cannot start with `/`, so `build/NAME` stays
 /// inside `build/`.
 pub fn valid_name(n: &str) -> bool {
-    let component = |c: &str| {
-        let b = c.as_bytes();
-        if b.is_empty() || !b[0].is_ascii_alphanumeric() || !b[b.len() - 1].is_ascii_alphanumeric() {
-            return false;
-        }
-        let mut i = 0;
-        while i < b.len() {
-            let ch = b[i];
-            if ch.is_ascii_lowercase() || ch.is_ascii_digit() {
-                i += 1;
-            } else if ch == b'.' || ch == b'_' || ch == b'-' {
-                // A separator: `.`, `_`, `__` or a run of `-`, then alphanumerics.
-                let start = i;
-                while i < b.len() && !(b[i].is_ascii_lowercase() || b[i].is_ascii_digit()) {
-                    i += 1;
-                }
-                let sep = &c[start..i];
-                if !(sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-')) {
-                    return false;
-                }
-            } else {
-                return false;
-            }
-        }
-        true
-    };
-    !n.is_empty() && n.len() <= 255 && n.split('/').all(component)
+    crate::oci::reference::valid_repository(n)
 }
 
 /// OCI tag grammar.
-pub fn valid_tag(t: &str) -> bool {
-    !t.is_empty()
-        && t.len() <= 128
-        && !t.starts_with(['.', '-'])
-        && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
-}
+pub use crate::oci::valid_tag;
 
 fn valid_account_name(n: &str) -> bool {
     let mut chars = n.chars();
@@ -776,41 +772,7 @@ fn valid_account_name(n: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
 }
 
-/// Decodes standard base64 (padding optional, whitespace ignored).
-pub fn decode_base64(s: &str) -> Result<Vec<u8>, String> {
-    fn val(c: u8) -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    }
-    let clean: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    let trimmed: &[u8] = {
-        let mut end = clean.len();
-        while end > 0 && clean[end - 1] == b'=' {
-            end -= 1;
-        }
-        &clean[..end]
-    };
-    if trimmed.len() % 4 == 1 {
-        return Err("truncated base64 input".into());
-    }
-    let mut out = Vec::with_capacity(trimmed.len() * 3 / 4);
-    for chunk in trimmed.chunks(4) {
-        let mut acc = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            let v = val(c).ok_or_else(|| format!("character `{}` is not base64", c as char))?;
-            acc |= v << (18 - 6 * i);
-        }
-        let bytes = acc.to_be_bytes();
-        out.extend_from_slice(&bytes[1..chunk.len()]);
-    }
-    Ok(out)
-}
+pub use crate::encoding::decode as decode_base64;
 
 /// The JSON Schema of image specs, as committed in `docs/spec.schema.json`.
 pub fn image_schema() -> serde_json::Value {

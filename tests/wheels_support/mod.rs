@@ -198,7 +198,7 @@ impl Wheel {
     }
     pub fn write_to(&self, dir: &Path) -> PathBuf {
         let p = dir.join(self.file_name());
-        std::fs::write(&p, self.bytes()).unwrap();
+        fs_err::write(&p, self.bytes()).unwrap();
         p
     }
 }
@@ -284,12 +284,12 @@ pub struct Layer {
 }
 
 fn blob(dir: &Path, digest: &str) -> Vec<u8> {
-    std::fs::read(dir.join("blobs/sha256").join(digest.trim_start_matches("sha256:"))).unwrap()
+    fs_err::read(dir.join("blobs/sha256").join(digest.trim_start_matches("sha256:"))).unwrap()
 }
 
 /// The manifest digest, the config JSON and the layers of the only image in `dir`.
 pub fn read_layout(dir: &Path) -> (String, serde_json::Value, Vec<Layer>) {
-    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let index: serde_json::Value = serde_json::from_slice(&fs_err::read(dir.join("index.json")).unwrap()).unwrap();
     let mdigest = index["manifests"][0]["digest"].as_str().unwrap().to_string();
     let manifest: serde_json::Value = serde_json::from_slice(&blob(dir, &mdigest)).unwrap();
     let config: serde_json::Value =
@@ -335,4 +335,117 @@ pub fn have_tool(cmd: &str, args: &[&str]) -> bool {
         eprintln!("note: skipping, `{cmd} {}` is not available", args.join(" "));
     }
     ok
+}
+
+/// Files an index serves: path → (bytes, content type).
+type Served = Arc<Mutex<BTreeMap<String, (Vec<u8>, &'static str)>>>;
+
+/// A package index on loopback that uv resolves against as it does against
+/// PyPI: PEP 691 JSON project pages with PEP 700 upload times (so
+/// `exclude_newer` applies) and PEP 658 metadata files (so uv reads
+/// dependencies without downloading wheels), and the wheels themselves.
+pub struct SimpleIndex {
+    pub base: String,
+    files: Served,
+    projects: Arc<Mutex<BTreeMap<String, Vec<serde_json::Value>>>>,
+    pub hits: Arc<Mutex<Vec<String>>>,
+}
+
+impl SimpleIndex {
+    pub fn start() -> SimpleIndex {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let files: Served = Arc::default();
+        let hits: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (f, h) = (files.clone(), hits.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { continue };
+                let (f, h) = (f.clone(), h.clone());
+                std::thread::spawn(move || {
+                    let mut buf = Vec::new();
+                    let mut tmp = [0u8; 1024];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut tmp) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                        }
+                    }
+                    let req = String::from_utf8_lossy(&buf);
+                    let mut words = req.split_whitespace();
+                    let method = words.next().unwrap_or("").to_string();
+                    let path = words.next().unwrap_or("/").to_string();
+                    h.lock().unwrap().push(format!("{method} {path}"));
+                    let found = f.lock().unwrap().get(&path).cloned();
+                    let resp = match found {
+                        Some((b, ctype)) => {
+                            let mut r = format!(
+                                "HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                                b.len()
+                            )
+                            .into_bytes();
+                            if method != "HEAD" {
+                                r.extend_from_slice(&b);
+                            }
+                            r
+                        }
+                        None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
+                    };
+                    let _ = s.write_all(&resp);
+                });
+            }
+        });
+        SimpleIndex { base, files, projects: Arc::default(), hits }
+    }
+
+    /// The index URL (`python.index_url`).
+    pub fn url(&self) -> String {
+        format!("{}/simple", self.base)
+    }
+
+    /// Publishes a wheel as uploaded at `uploaded` (RFC 3339); returns its URL.
+    pub fn publish(&self, w: &Wheel, uploaded: &str) -> String {
+        let bytes = w.bytes();
+        let name = w.file_name();
+        let metadata = w.metadata.clone().unwrap_or_else(|| {
+            format!("Metadata-Version: 2.1\nName: {}\nVersion: {}\n", w.dist.replace('_', "-"), w.version)
+        });
+        let url = format!("{}/files/{name}", self.base);
+        let entry = serde_json::json!({
+            "filename": name,
+            "url": url,
+            "hashes": {"sha256": sha256_hex(&bytes)},
+            "size": bytes.len(),
+            "upload-time": uploaded,
+            "core-metadata": {"sha256": sha256_hex(metadata.as_bytes())},
+        });
+        let project = w.dist.to_lowercase().replace('_', "-");
+        let mut files = self.files.lock().unwrap();
+        files.insert(format!("/files/{name}"), (bytes, "application/octet-stream"));
+        files.insert(format!("/files/{name}.metadata"), (metadata.into_bytes(), "text/plain"));
+        let mut projects = self.projects.lock().unwrap();
+        let list = projects.entry(project.clone()).or_default();
+        list.push(entry);
+        let page = serde_json::json!({"meta": {"api-version": "1.1"}, "name": project, "files": list});
+        files.insert(
+            format!("/simple/{project}/"),
+            (serde_json::to_vec(&page).unwrap(), "application/vnd.pypi.simple.v1+json"),
+        );
+        url
+    }
+}
+
+/// A pure-Python wheel whose METADATA requires `deps`.
+pub fn wheel_with_deps(dist: &str, version: &str, deps: &[&str]) -> Wheel {
+    let mut w = Wheel::new(dist, version).with(Member::file(
+        &format!("{dist}/__init__.py"),
+        format!("V = '{version}'\n"),
+        0o644,
+    ));
+    let mut m = format!("Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n");
+    for d in deps {
+        m.push_str(&format!("Requires-Dist: {d}\n"));
+    }
+    w.metadata = Some(m);
+    w
 }

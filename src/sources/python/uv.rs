@@ -3,11 +3,16 @@
 //! --format pylock.toml --exclude-newer <time>`. uv resolves for the image's
 //! interpreter and platform, not the host's, and `--exclude-newer` makes the
 //! resolution repeatable. uv is found as `$STRATA_UV` or `uv` on `PATH`.
+//!
+//! A relock hands uv the current pylock as its output file: uv keeps the
+//! versions it pins wherever they still satisfy the requirements (its
+//! preferences), so only what the edit needs moves; `--upgrade-package`
+//! moves named packages. Offline, uv runs with `--offline` and a
+//! `--find-links` directory of the wheels strata can offer.
 
 use std::path::Path;
 use std::process::Command;
 
-use super::pylock::{self, Selection};
 use super::tags::Target;
 use crate::spec::PythonSpec;
 
@@ -21,6 +26,17 @@ pub struct UvError {
     pub hint: Option<String>,
 }
 
+/// What a relock asks of uv beyond the spec.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Preferences<'a> {
+    /// The current pylock's bytes: uv starts from its versions.
+    pub existing: Option<&'a [u8]>,
+    /// Packages uv may move to their newest allowed version.
+    pub upgrade_packages: &'a [String],
+    /// Offline: no network; choose from these wheels (and uv's cache).
+    pub find_links: Option<&'a Path>,
+}
+
 /// The uv command line for `spec` (without the program name).
 pub fn compile_args(
     spec: &PythonSpec,
@@ -28,6 +44,7 @@ pub fn compile_args(
     requirements_file: &Path,
     output: &Path,
     compile_command: &str,
+    prefs: &Preferences<'_>,
 ) -> Result<Vec<String>, UvError> {
     let exclude = spec.exclude_newer.as_deref().ok_or_else(|| UvError {
         message: "`python.exclude_newer` is not set; without it the same requirements resolve differently tomorrow"
@@ -63,18 +80,28 @@ pub fn compile_args(
         args.push("--index-url".into());
         args.push(i.clone());
     }
+    for p in prefs.upgrade_packages {
+        args.push("--upgrade-package".into());
+        args.push(p.clone());
+    }
+    if let Some(dir) = prefs.find_links {
+        args.push("--offline".into());
+        args.push("--find-links".into());
+        args.push(dir.display().to_string());
+    }
     Ok(args)
 }
 
 /// Runs uv for `spec` (whose lock goes to `lock_path`) and returns the lock
-/// text it wrote and that lock's selection for the target. Nothing is
-/// written at `lock_path`; the caller decides (see `lockfile`).
+/// text it wrote. Nothing is written at `lock_path`; the caller checks the
+/// text and decides (see `lockfile`).
 pub fn compile(
     spec: &PythonSpec,
     lock_path: &Path,
     target: &Target,
     compile_command: &str,
-) -> Result<(String, Selection), UvError> {
+    prefs: &Preferences<'_>,
+) -> Result<String, UvError> {
     // Checked again here (not only when the spec was loaded): nothing but a
     // name requirement may reach uv.
     for r in &spec.requirements {
@@ -86,7 +113,7 @@ pub fn compile(
     if let Some(i) = &spec.index_url {
         if !(i.starts_with("https://") || i.starts_with("http://")) {
             return Err(UvError {
-                message: format!("`{}` is not an http(s) index URL", crate::report::redact_url(i)),
+                message: format!("`{}` is not an http(s) index URL", crate::net::redact::url(i)),
                 hint: None,
             });
         }
@@ -97,7 +124,10 @@ pub fn compile(
             hint: Some("list the top-level packages (e.g. `requirements: [torch==2.9.0, numpy]`), or bring your own lock (see docs/python.md)".into()),
         });
     }
-    let io = |what: &str, e: std::io::Error| UvError { message: format!("{what}: {e}"), hint: None };
+    let io = |what: &str, e: std::io::Error| UvError {
+        message: format!("{what}: {}", crate::error::os_message(&e)),
+        hint: None,
+    };
     let tmp = tempfile::Builder::new()
         .prefix("strata-lock-")
         .tempdir()
@@ -105,9 +135,12 @@ pub fn compile(
     let req = tmp.path().join("requirements.in");
     let mut text = spec.requirements.join("\n");
     text.push('\n');
-    std::fs::write(&req, text).map_err(|e| io("writing requirements", e))?;
+    fs_err::write(&req, text).map_err(|e| io("writing requirements", e))?;
     let out = tmp.path().join(lock_path.file_name().unwrap_or("pylock.toml".as_ref()));
-    let args = compile_args(spec, target, &req, &out, compile_command)?;
+    if let Some(existing) = prefs.existing {
+        fs_err::write(&out, existing).map_err(|e| io("writing the current pylock for uv", e))?;
+    }
+    let args = compile_args(spec, target, &req, &out, compile_command, prefs)?;
     let uv = std::env::var_os("STRATA_UV").unwrap_or_else(|| "uv".into());
     let output = Command::new(&uv).args(&args).current_dir(tmp.path()).output().map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
@@ -121,15 +154,20 @@ pub fn compile(
     })?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
+        let hint = if prefs.find_links.is_some() {
+            "offline, uv can choose only from the wheels of the mirrors (`--mirror DIR`), of the current pylock and of its own cache: lock online, or bring a mirror that has the missing package (`strata fetch SPEC --into DIR` on a connected machine, for a spec that lists it)".to_string()
+        } else {
+            format!(
+                "check the requirements; uv resolves for the image ({}), so a package needs a wheel for it",
+                target.describe()
+            )
+        };
         return Err(UvError {
             message: format!("uv pip compile failed ({}):\n{}", output.status, stderr.trim_end()),
-            hint: Some("check the requirements; uv resolves for the image (CPython 3.11, manylinux_2_28 x86_64), so a package needs a wheel for it".into()),
+            hint: Some(hint),
         });
     }
-    let text = std::fs::read_to_string(&out).map_err(|e| io("reading the lock uv wrote", e))?;
-    let sel = pylock::select(lock_path, &text, target, &spec.extras.iter().cloned().collect())
-        .map_err(|e| UvError { message: format!("uv wrote a lock strata cannot use: {e}"), hint: None })?;
-    Ok((text, sel))
+    fs_err::read_to_string(&out).map_err(|e| io("reading the lock uv wrote", e))
 }
 
 #[cfg(test)]
@@ -147,9 +185,17 @@ mod tests {
             split: None,
             target: None,
         };
-        let a = compile_args(&spec, &Target::default(), Path::new("r.in"), Path::new("out.toml"), "strata lock s.yaml")
-            .unwrap()
-            .join(" ");
+        let none = Preferences::default();
+        let a = compile_args(
+            &spec,
+            &Target::default(),
+            Path::new("r.in"),
+            Path::new("out.toml"),
+            "strata lock s.yaml",
+            &none,
+        )
+        .unwrap()
+        .join(" ");
         assert_eq!(
             a,
             "pip compile r.in --python-platform x86_64-manylinux_2_28 --python-version 3.11 --format pylock.toml --exclude-newer 2026-11-01T00:00:00Z --no-config --no-build --quiet --custom-compile-command strata lock s.yaml --output-file out.toml"
@@ -159,10 +205,16 @@ mod tests {
             python: crate::spec::CPythonVersion(3, 13, 5),
             glibc: Some(crate::spec::GlibcVersion(2, 41)),
         };
-        let a = compile_args(&spec, &Target::of(Some(&t)), Path::new("r"), Path::new("o"), "x").unwrap().join(" ");
+        let a =
+            compile_args(&spec, &Target::of(Some(&t)), Path::new("r"), Path::new("o"), "x", &none).unwrap().join(" ");
         assert!(a.contains("--python-platform x86_64-manylinux_2_41 --python-version 3.13 "), "{a}");
+        let ups = ["numpy".to_string()];
+        let links = Path::new("/links");
+        let prefs = Preferences { existing: None, upgrade_packages: &ups, find_links: Some(links) };
+        let a = compile_args(&spec, &Target::default(), Path::new("r"), Path::new("o"), "x", &prefs).unwrap().join(" ");
+        assert!(a.ends_with(" --upgrade-package numpy --offline --find-links /links"), "{a}");
         let no_time = PythonSpec { exclude_newer: None, ..spec };
-        assert!(compile_args(&no_time, &Target::default(), Path::new("r"), Path::new("o"), "x")
+        assert!(compile_args(&no_time, &Target::default(), Path::new("r"), Path::new("o"), "x", &none)
             .unwrap_err()
             .to_string()
             .contains("exclude_newer"));

@@ -7,6 +7,8 @@
 //! cache already holds a layer with that fingerprint.
 
 pub mod accounts;
+pub mod cacerts;
+pub mod copy;
 pub mod deb;
 pub mod files;
 pub mod python;
@@ -153,6 +155,9 @@ pub fn sources_of<'a>(layer: &'a ResolvedLayer, lock: Option<&'a Lock>) -> Vec<B
         let pins = lock.and_then(|l| l.debs.get(&crate::lock::layer_key(layer)));
         v.push(Box::new(deb::Debs { spec: d, layer, pins }));
     }
+    if !e.copy.is_empty() {
+        v.push(Box::new(copy::Copy { layer }));
+    }
     if !e.dirs.is_empty() || !e.files.is_empty() || !e.symlinks.is_empty() {
         v.push(Box::new(files::Files { layer }));
     }
@@ -164,6 +169,9 @@ pub fn sources_of<'a>(layer: &'a ResolvedLayer, lock: Option<&'a Lock>) -> Vec<B
     }
     if let Some(p) = &e.python {
         v.push(Box::new(python::Python::new(p, layer).with_lock(lock)));
+    }
+    if !e.ca_certificates.is_empty() {
+        v.push(Box::new(cacerts::CaCertificates { layer }));
     }
     v
 }

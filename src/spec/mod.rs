@@ -147,6 +147,12 @@ impl ResolvedLayer {
     pub fn host_file(&self, rel: &str) -> Result<PathBuf, crate::hostfs::HostPathError> {
         crate::hostfs::resolve(&self.context, &self.base_dir, rel)
     }
+
+    /// The directory `rel` names, confined to the build context as
+    /// [`ResolvedLayer::host_file`] confines files.
+    pub fn host_dir(&self, rel: &str) -> Result<PathBuf, crate::hostfs::HostPathError> {
+        crate::hostfs::resolve_dir(&self.context, &self.base_dir, rel)
+    }
 }
 
 /// A loaded, checked image spec.
@@ -423,7 +429,7 @@ fn expand(
         }
         if !entry.has_sources() {
             return Err(err("", "this layer entry has no source".into(),
-                Some("give it `files`, `dirs`, `symlinks`, `tarball`, `accounts`, `debs` or `python`, or `include:` a layer file".into())));
+                Some("give it `files`, `dirs`, `symlinks`, `copy`, `tarball`, `accounts`, `debs`, `python` or `ca_certificates`, or `include:` a layer file".into())));
         }
         if out.len() >= crate::sources::python::layering::MAX_IMAGE_LAYERS {
             return Err(err(
@@ -500,6 +506,33 @@ fn check_entry(entry: &LayerEntry, base: &Path, context: &Path) -> Result<(), Pr
             }
         }
     }
+    for (i, c) in entry.copy.iter().enumerate() {
+        if let Err(e) = crate::hostfs::resolve_dir(context, base, &c.from) {
+            return Err((format!("copy[{i}].from"), format!("copy from `{}`: {e}", c.from), Some(e.hint().into())));
+        }
+        for (key, globs) in [("include", &c.include), ("exclude", &c.exclude)] {
+            if let Err((j, m)) = crate::sources::copy::patterns(globs) {
+                return Err((
+                    format!("copy[{i}].{key}[{j}]"),
+                    m,
+                    Some(
+                        "globs use `*`, `?`, `[abc]` within a name and `**` across directories, e.g. `**/*.py`".into(),
+                    ),
+                ));
+            }
+        }
+    }
+    for (i, c) in entry.ca_certificates.iter().enumerate() {
+        match crate::hostfs::resolve(context, base, c) {
+            Err(e) => {
+                return Err((format!("ca_certificates[{i}]"), format!("CA certificate: {e}"), Some(e.hint().into())))
+            }
+            Ok(path) => {
+                crate::sources::cacerts::read_certificate(&path, c)
+                    .map_err(|(m, h)| (format!("ca_certificates[{i}]"), m, Some(h)))?;
+            }
+        }
+    }
     if let Some(t) = &entry.tarball {
         match (&t.url, &t.path) {
             (Some(_), Some(_)) | (None, None) => {
@@ -541,6 +574,8 @@ fn check_entry(entry: &LayerEntry, base: &Path, context: &Path) -> Result<(), Pr
         if !entry.files.is_empty()
             || !entry.dirs.is_empty()
             || !entry.symlinks.is_empty()
+            || !entry.copy.is_empty()
+            || !entry.ca_certificates.is_empty()
             || entry.tarball.is_some()
             || entry.accounts.is_some()
         {

@@ -217,6 +217,8 @@ impl Fetcher {
         if todo.is_empty() {
             return Ok(summary);
         }
+        let bytes = todo.iter().map(|a| a.size).sum::<Option<u64>>();
+        self.reporter.plan(TaskKind::Download, todo.len() as u64, bytes);
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(|e| {
             FetchError::Network { url: String::new(), message: format!("starting the async runtime: {e}"), attempts: 0 }
         })?;

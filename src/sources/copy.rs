@@ -71,8 +71,15 @@ fn select(layer: &ResolvedLayer, c: &CopySpec) -> Result<(PathBuf, Vec<HostEntry
         .map_err(|e| SourceError::Message(format!("copy from `{}`: {e}\nhint: {}", c.from, e.hint())))?;
     let include = patterns(&c.include).map_err(|(_, m)| err(m))?;
     let exclude = patterns(&c.exclude).map_err(|(_, m)| err(m))?;
-    let all = crate::hostfs::walk(&root, MAX_TREE_ENTRIES, &mut |rel| !exclude.is_match(rel))
-        .map_err(|e| SourceError::Message(format!("copy from `{}`: {e}\nhint: {}", c.from, e.hint())))?;
+    let all = crate::hostfs::walk(&root, MAX_TREE_ENTRIES, &mut |rel| !exclude.is_match(rel)).map_err(|e| {
+        let hint = match e {
+            crate::hostfs::HostPathError::NotRegular { .. } => {
+                "FIFOs, sockets and devices cannot go into an image; leave them out with `exclude:`"
+            }
+            _ => e.hint(),
+        };
+        SourceError::Message(format!("copy from `{}`: {e}\nhint: {hint}", c.from))
+    })?;
     let rel_of = |e: &HostEntry| match e {
         HostEntry::Dir { rel } | HostEntry::File { rel, .. } | HostEntry::Symlink { rel, .. } => rel.clone(),
     };

@@ -137,10 +137,54 @@ pub struct BuildResult {
     pub packages: Vec<crate::sbom::LayerPackages>,
 }
 
+/// What a layer leaves for the layers above it: the directory links they
+/// resolve paths through, and the inputs of the CA bundle. Recorded with
+/// each cached layer, so a layer taken from the cache passes them on.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LayerEffects {
+    /// Links made, retargeted or replaced.
+    #[serde(default)]
+    pub links: crate::tree::LinkChanges,
+    /// CA bundle inputs.
+    #[serde(default)]
+    pub ca: crate::sources::cacerts::CaChanges,
+}
+
+/// What the layers below one layer leave for it.
+#[derive(Debug, Clone, Default)]
+struct Below {
+    links: Arc<crate::tree::Lower>,
+    ca: crate::sources::cacerts::CaState,
+}
+
+impl Below {
+    fn apply(&mut self, fx: &LayerEffects, layer: &str) -> Result<(), BuildError> {
+        if !fx.links.set.is_empty() || !fx.links.removed.is_empty() {
+            let mut links = (*self.links).clone();
+            links.apply(&fx.links, layer).map_err(|e| BuildError::Other(format!("layer `{layer}`: {e}")))?;
+            self.links = Arc::new(links);
+        }
+        self.ca.apply(&fx.ca);
+        Ok(())
+    }
+
+    /// True when a cached layer with these effects was made over this state
+    /// (its CA bundle, if it wrote one, from the same inputs) and every blob
+    /// the effects name is still in the store.
+    fn fits(&self, fx: &LayerEffects, store: &Store) -> bool {
+        let same_ca = fx.ca.made_from.is_none_or(|d| d == self.ca.digest());
+        same_ca && crate::sources::cacerts::CaState::blobs(&fx.ca).all(|d| store.contains(d))
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct CacheEntry {
     key: String,
     blob: LayerBlob,
+    /// What the layer leaves for the layers above (entries without it, from
+    /// older versions, are not used).
+    #[serde(default)]
+    effects: Option<LayerEffects>,
     /// Identity of the blob file when it was written or last verified: a
     /// blob rewritten or truncated since then is re-hashed before reuse.
     /// Bytes that change without a change of identity are caught when the
@@ -153,6 +197,15 @@ fn stamp(p: &std::path::Path) -> Option<(u64, u64, i64, i64)> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(p).ok()?;
     Some((m.ino(), m.len(), m.mtime(), m.mtime_nsec()))
+}
+
+/// The cache key of a layer written above `below` (the directory links its
+/// paths resolve through are part of what it is made from).
+fn layer_key_above(fingerprints: &[&str], comp: &Compression, epoch: u64, below: &crate::tree::Lower) -> Digest {
+    let lower = format!("lower {}", below.digest());
+    let mut all: Vec<&str> = fingerprints.to_vec();
+    all.push(&lower);
+    layer_key(&all, comp, epoch)
 }
 
 fn layer_key(fingerprints: &[&str], comp: &Compression, epoch: u64) -> Digest {
@@ -173,20 +226,26 @@ fn layer_key(fingerprints: &[&str], comp: &Compression, epoch: u64) -> Digest {
 /// A cached layer, re-hashed first when its file changed since it was
 /// recorded; a corrupt blob is deleted and `None` returned so it is rebuilt.
 fn cache_lookup(store: &Store, key: &Digest, reporter: &dyn Reporter) -> Option<LayerBlob> {
+    cache_lookup_effects(store, key, reporter).map(|(b, _)| b)
+}
+
+/// A cached layer and what it leaves for the layers above; see [`cache_lookup`].
+fn cache_lookup_effects(store: &Store, key: &Digest, reporter: &dyn Reporter) -> Option<(LayerBlob, LayerEffects)> {
     let p = store.layers_dir().join(format!("{}.json", key.hex()));
     let bytes = std::fs::read(&p).ok()?;
     let e: CacheEntry = serde_json::from_slice(&bytes).ok()?;
+    let effects = e.effects.clone().unwrap_or_default();
     let blob_path = store.path(&e.blob.digest);
     let now = stamp(&blob_path)?;
     if e.stamp == Some(now) && now.1 == e.blob.size {
         store.mark_used(&e.blob.digest);
-        return Some(e.blob);
+        return Some((e.blob, effects));
     }
     match store.verify(&e.blob.digest) {
         Ok(true) if now.1 == e.blob.size => {
             store.mark_used(&e.blob.digest);
-            cache_store(store, key, &e.blob);
-            Some(e.blob)
+            cache_store(store, key, &e.blob, e.effects.as_ref());
+            Some((e.blob, effects))
         }
         _ => {
             reporter.warn(&format!("layer cache: blob {} was corrupt or changed; rebuilding it", e.blob.digest));
@@ -197,9 +256,14 @@ fn cache_lookup(store: &Store, key: &Digest, reporter: &dyn Reporter) -> Option<
     }
 }
 
-fn cache_store(store: &Store, key: &Digest, blob: &LayerBlob) {
+fn cache_store(store: &Store, key: &Digest, blob: &LayerBlob, effects: Option<&LayerEffects>) {
     let p = store.layers_dir().join(format!("{}.json", key.hex()));
-    let entry = CacheEntry { key: key.to_string(), blob: blob.clone(), stamp: stamp(&store.path(&blob.digest)) };
+    let entry = CacheEntry {
+        key: key.to_string(),
+        blob: blob.clone(),
+        effects: effects.cloned(),
+        stamp: stamp(&store.path(&blob.digest)),
+    };
     if let Ok(bytes) = serde_json::to_vec(&entry) {
         let _ = crate::image::layout::atomic_write(&p, &bytes);
     }
@@ -330,45 +394,66 @@ pub fn build(spec: &LoadedSpec, opts: &BuildOptions, reporter: Arc<dyn Reporter>
         )));
     }
 
-    // Cache lookups first; the layers the cache lacks are then populated
-    // here, in order, and written by up to `threads` workers at once (a
+    // Layers in order: each is looked up in the cache with a key that
+    // covers the links of the layers below it, else populated above them
+    // (here, in order) and written by up to `threads` workers at once (a
     // spliced layer is mostly inflating and hashing on one core). Blob bytes
     // do not depend on the threads, and the manifest keeps the planned order.
     struct Slot {
         name: String,
-        key: Digest,
         packages: Vec<crate::sbom::Package>,
         blob: Option<LayerBlob>,
         cached: bool,
+    }
+    enum Item {
+        Cached(LayerBlob),
+        Tree(Tree, Digest, LayerEffects),
     }
     let mut slots: Vec<Slot> = Vec::new();
     let mut queue = Vec::new();
     for (name, parts, resolved) in layers {
         let packages: Vec<crate::sbom::Package> = parts.iter().flat_map(|p| p.packages.clone()).collect();
-        let fps: Vec<&str> = parts.iter().map(|p| p.fingerprint.as_str()).collect();
-        let key = layer_key(&fps, &comp, epoch);
-        let blob = if opts.no_layer_cache { None } else { cache_lookup(&store, &key, reporter.as_ref()) };
-        match &blob {
-            Some(b) => reporter.info(&format!("layer {name}: cached {}", b.digest)),
-            None => queue.push(Some((slots.len(), parts, resolved))),
-        }
-        slots.push(Slot { name, key, packages, cached: blob.is_some(), blob });
+        queue.push(Some((parts, resolved)));
+        slots.push(Slot { name, packages, cached: false, blob: None });
     }
+    let mut below = Below::default();
     let written = crate::pool::run_ordered(
         queue.len(),
         opts.threads.clamp(1, MAX_PARALLEL_LAYERS),
         |i| {
-            let Some((slot, parts, resolved)) = queue[i].take() else {
+            let Some((parts, resolved)) = queue[i].take() else {
                 return Err(BuildError::Other("layer queued twice".into()));
             };
-            let mut tree = Tree::new();
-            for p in parts {
-                (p.populate)(&ctx, &mut tree).map_err(|e| source_error(resolved, &slots[slot].name, e))?;
+            let name = slots[i].name.clone();
+            let fps: Vec<&str> = parts.iter().map(|p| p.fingerprint.as_str()).collect();
+            let key = layer_key_above(&fps, &comp, epoch, &below.links);
+            if !opts.no_layer_cache {
+                if let Some((blob, fx)) = cache_lookup_effects(&store, &key, reporter.as_ref()) {
+                    if below.fits(&fx, &store) {
+                        reporter.info(&format!("layer {name}: cached {}", blob.digest));
+                        below.apply(&fx, &name)?;
+                        return Ok(Item::Cached(blob));
+                    }
+                }
             }
-            Ok((slot, tree))
+            let replace = resolved.entry.replace_symlinks.iter().map(|p| p.tree_path()).collect();
+            let mut tree = Tree::above(below.links.clone(), replace);
+            for p in parts {
+                (p.populate)(&ctx, &mut tree).map_err(|e| source_error(resolved, &name, e))?;
+            }
+            let ca = crate::sources::cacerts::update_bundle(&mut tree, &below.ca, &store)
+                .map_err(|e| source_error(resolved, &name, e))?;
+            let fx = LayerEffects { links: tree.link_changes(), ca };
+            below.apply(&fx, &name)?;
+            reporter.plan(TaskKind::Layer, 1, Some(tree.file_bytes()));
+            Ok(Item::Tree(tree, key, fx))
         },
-        |_, (slot, tree)| {
-            let Slot { name, key, .. } = &slots[slot];
+        |i, item| {
+            let (tree, key, fx) = match item {
+                Item::Cached(blob) => return Ok((i, blob, true)),
+                Item::Tree(tree, key, fx) => (tree, key, fx),
+            };
+            let name = &slots[i].name;
             let id = task_id();
             reporter.start(id, TaskKind::Layer, name, Some(tree.file_bytes()));
             let blob = {
@@ -378,12 +463,13 @@ pub fn build(spec: &LoadedSpec, opts: &BuildOptions, reporter: Arc<dyn Reporter>
                     .map_err(|source| BuildError::Layer { layer: name.clone(), source })?
             };
             reporter.finish(id, &format!("{} ({})", blob.digest, crate::report::human_bytes(blob.size)));
-            cache_store(&store, key, &blob);
-            Ok((slot, blob))
+            cache_store(&store, &key, &blob, Some(&fx));
+            Ok((i, blob, false))
         },
     )?;
-    for (slot, blob) in written {
+    for (slot, blob, cached) in written {
         slots[slot].blob = Some(blob);
+        slots[slot].cached = cached;
     }
 
     let mut image_layers = Vec::new();
@@ -431,7 +517,7 @@ pub fn build(spec: &LoadedSpec, opts: &BuildOptions, reporter: Arc<dyn Reporter>
                 .map_err(|e| BuildError::Other(e.to_string()))?;
                 let blob = write_layer(&tree, &settings, &store, &|_| {})
                     .map_err(|source| BuildError::Layer { layer: name.clone(), source })?;
-                cache_store(&store, &key, &blob);
+                cache_store(&store, &key, &blob, None);
                 (blob, false)
             }
         };

@@ -273,7 +273,7 @@ pub fn layout_entries(layout: &Path) -> Vec<BTreeMap<String, (char, u32, u64, u6
     for l in manifest["layers"].as_array().unwrap() {
         let mut files = BTreeMap::new();
         let raw = fs_err::read(blob(l["digest"].as_str().unwrap())).unwrap();
-        let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(&raw[..]));
+        let mut ar = tar::Archive::new(flate2::read::MultiGzDecoder::new(&raw[..]));
         for e in ar.entries().unwrap() {
             let mut e = e.unwrap();
             let p = String::from_utf8_lossy(&e.path_bytes()).trim_end_matches('/').to_string();

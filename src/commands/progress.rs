@@ -335,8 +335,10 @@ impl Reporter for CliReporter {
             };
             self.update_total_bar(&mut st, k);
         }
-        if self.shown == Shown::Lines && items > 0 {
-            let size = bytes.map(|b| format!(", {}", human_bytes(b))).unwrap_or_default();
+        // Layers are announced one by one as they start; a batch of
+        // downloads or uploads is announced with its size.
+        if self.shown == Shown::Lines && items > 0 && kind != TaskKind::Layer {
+            let size = bytes.map(|b| format!(", {} in all", human_bytes(b))).unwrap_or_default();
             self.line(&format!("{:>6} {items} {}{size}", verb(kind), plural(kind)));
         }
     }

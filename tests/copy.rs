@@ -104,7 +104,7 @@ fn a_directory_tree_is_copied_filtered_owned_and_the_same_from_any_checkout() {
     assert_eq!(build_in(&b, &t.path().join("layout-b")), digest);
 
     let layers = layout_entries(&layout);
-    let listing = |l: &std::collections::BTreeMap<String, (char, u32, u64, u64, Vec<u8>)>| -> Vec<String> {
+    let listing = |l: &LayerEntries| -> Vec<String> {
         l.iter().map(|(p, (c, m, u, g, _))| format!("{c} {m:04o} {u}:{g} {p}")).collect()
     };
     assert_eq!(

@@ -110,7 +110,7 @@ fn select(layer: &ResolvedLayer, c: &CopySpec) -> Result<(PathBuf, Vec<HostEntry
         }
     }
     kept.extend(keep_dirs.into_iter().map(|rel| HostEntry::Dir { rel }));
-    kept.sort_by(|a, b| rel_of(a).cmp(&rel_of(b)));
+    kept.sort_by_key(rel_of);
     Ok((root, kept))
 }
 

@@ -261,10 +261,13 @@ pub fn cat_elf() -> Vec<u8> {
     hex::decode("7f454c4602010100000000000000000002003e0001000000780040000000000040000000000000000000000000000000000000004000380001000000000000000100000005000000000000000000000000004000000000000000400000000000d400000000000000d40000000000000000100000000000004881ec00100000488bbc241010000031f6b8020000000f0585c078344189c44489e74889e6ba0010000031c00f0585c0781e741389c2bf010000004889e6b8010000000f05ebd831ffb83c0000000f05bf01000000b83c0000000f05").unwrap()
 }
 
+/// The entries of one layer: path → (type, mode, uid, gid, content or link target).
+pub type LayerEntries = BTreeMap<String, (char, u32, u64, u64, Vec<u8>)>;
+
 /// Every entry of every layer of an OCI layout, in layer order (later
 /// layers overwrite earlier ones in the map): path → (type `d`/`f`/`l`/`h`,
 /// mode, uid, gid, content or link target). Read with tar and flate2 only.
-pub fn layout_entries(layout: &Path) -> Vec<BTreeMap<String, (char, u32, u64, u64, Vec<u8>)>> {
+pub fn layout_entries(layout: &Path) -> Vec<LayerEntries> {
     let json = |p: PathBuf| -> serde_json::Value { serde_json::from_slice(&fs_err::read(p).unwrap()).unwrap() };
     let blob = |d: &str| layout.join("blobs/sha256").join(d.trim_start_matches("sha256:"));
     let index = json(layout.join("index.json"));

@@ -157,7 +157,7 @@ pub fn read_tar_mapped(
         }
         MemberData::InPlace(spool) => (spool, None, None),
     };
-    let flush = |w: &mut Option<io::BufWriter<std::fs::File>>| -> Result<(), SourceError> {
+    let flush = |w: &mut Option<io::BufWriter<fs_err::File>>| -> Result<(), SourceError> {
         match (w, scratch) {
             (Some(w), Some(dir)) => w.flush().map_err(SourceError::io("writing spool file in", dir)),
             _ => Ok(()),

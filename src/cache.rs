@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+use crate::build::cache::CacheEntry;
 use crate::digest::Digest;
 use crate::store::{Store, StoreError};
 
@@ -73,12 +74,12 @@ pub struct PruneReport {
 }
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
-    move |source| StoreError::Io { action, path: path.to_path_buf(), source }
+    crate::error::io_err(action, path)
 }
 
-fn dir_entries(dir: &Path) -> Result<Vec<std::fs::DirEntry>, StoreError> {
+fn dir_entries(dir: &Path) -> Result<Vec<fs_err::DirEntry>, StoreError> {
     let mut v = Vec::new();
-    for e in std::fs::read_dir(dir).map_err(io_err("reading", dir))? {
+    for e in fs_err::read_dir(dir).map_err(io_err("reading", dir))? {
         v.push(e.map_err(io_err("reading", dir))?);
     }
     v.sort_by_key(|e| e.file_name());
@@ -87,11 +88,11 @@ fn dir_entries(dir: &Path) -> Result<Vec<std::fs::DirEntry>, StoreError> {
 
 /// Bytes under a path (a file, or a directory walked without following links).
 fn size_of(p: &Path) -> u64 {
-    let Ok(m) = std::fs::symlink_metadata(p) else { return 0 };
+    let Ok(m) = fs_err::symlink_metadata(p) else { return 0 };
     if !m.is_dir() {
         return m.len();
     }
-    std::fs::read_dir(p).map(|rd| rd.flatten().map(|e| size_of(&e.path())).sum()).unwrap_or(0)
+    fs_err::read_dir(p).map(|rd| rd.flatten().map(|e| size_of(&e.path())).sum()).unwrap_or(0)
 }
 
 struct BlobFile {
@@ -108,7 +109,7 @@ fn blobs(store: &Store) -> Result<Vec<BlobFile>, StoreError> {
     let mut v = Vec::new();
     for e in dir_entries(&dir)? {
         let path = e.path();
-        let m = std::fs::symlink_metadata(&path).map_err(io_err("reading", &path))?;
+        let m = fs_err::symlink_metadata(&path).map_err(io_err("reading", &path))?;
         let digest = e.file_name().to_str().and_then(|n| Digest::parse(&format!("sha256:{n}")).ok());
         v.push(BlobFile {
             path,
@@ -155,7 +156,7 @@ pub fn prune(store: &Store, keep: Keep, dry_run: bool, now: SystemTime) -> Resul
         // A name that is not a digest is debris, whatever its age.
         if stale || b.digest.is_none() {
             if !dry_run {
-                std::fs::remove_file(&b.path).map_err(io_err("removing", &b.path))?;
+                fs_err::remove_file(&b.path).map_err(io_err("removing", &b.path))?;
             }
             r.removed_blobs += 1;
             r.removed_bytes += b.size;
@@ -172,17 +173,15 @@ pub fn prune(store: &Store, keep: Keep, dry_run: bool, now: SystemTime) -> Resul
     }
     for e in dir_entries(&store.layers_dir())? {
         let p = e.path();
-        let blob = std::fs::read(&p)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .and_then(|v| v["blob"]["digest"].as_str().and_then(|d| Digest::parse(d).ok()));
+        // An entry that does not parse is of no use to any build: dangling.
+        let blob = CacheEntry::read(&p).map(|e| e.blob.digest);
         let dangling = match blob {
             Some(d) => removed.contains(&d) || !store.contains(&d),
             None => true,
         };
         if dangling {
             if !dry_run {
-                std::fs::remove_file(&p).map_err(io_err("removing", &p))?;
+                fs_err::remove_file(&p).map_err(io_err("removing", &p))?;
             }
             r.removed_layer_entries += 1;
         }
@@ -193,49 +192,21 @@ pub fn prune(store: &Store, keep: Keep, dry_run: bool, now: SystemTime) -> Resul
         r.removed_tmp_bytes += size_of(&p);
         if !dry_run {
             let is_dir = e.file_type().map(|t| t.is_dir()).unwrap_or(false);
-            if is_dir { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) }
+            if is_dir { fs_err::remove_dir_all(&p) } else { fs_err::remove_file(&p) }
                 .map_err(io_err("removing", &p))?;
         }
     }
     Ok(r)
 }
 
-/// Parses an age such as `30d`, `12h`, `90m`, `2w` or `45s`.
-pub fn parse_age(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not an age\nhint: write a number and a unit, e.g. 30d, 12h, 90m, 2w"))?;
-    let secs = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        _ => return Err(format!("`{s}`: unknown unit `{unit}`\nhint: use s, m, h, d or w, e.g. 30d")),
-    };
-    n.checked_mul(secs).map(Duration::from_secs).ok_or_else(|| format!("`{s}` is too long"))
-}
+pub use crate::units::parse_age;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn ages() {
-        assert_eq!(parse_age("30d").unwrap(), Duration::from_secs(30 * 86_400));
-        assert_eq!(parse_age("2w").unwrap(), Duration::from_secs(14 * 86_400));
-        assert_eq!(parse_age("90m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_age("0s").unwrap(), Duration::ZERO);
-        assert!(parse_age("30").unwrap_err().contains("unknown unit"));
-        assert!(parse_age("d").unwrap_err().contains("not an age"));
-        assert!(parse_age("3y").unwrap_err().contains("use s, m, h, d or w"));
-    }
-
     fn age(store: &Store, d: &Digest, days: u64) {
-        let f = std::fs::File::open(store.path(d)).unwrap();
+        let f = fs_err::File::open(store.path(d)).unwrap();
         f.set_times(std::fs::FileTimes::new().set_accessed(SystemTime::now() - Duration::from_secs(days * 86_400)))
             .unwrap();
     }
@@ -251,12 +222,21 @@ mod tests {
         age(&store, &fresh, 2);
         age(&store, &reused, 40);
         store.mark_used(&reused);
-        let entry = |d: &Digest| format!("{{\"key\":\"k\",\"blob\":{{\"digest\":\"{d}\"}}}}");
-        std::fs::write(store.layers_dir().join("a.json"), entry(&old)).unwrap();
-        std::fs::write(store.layers_dir().join("b.json"), entry(&fresh)).unwrap();
-        std::fs::write(store.tmp_dir().join("part-left-by-a-kill"), b"xyz").unwrap();
-        std::fs::create_dir(store.tmp_dir().join("build-left")).unwrap();
-        std::fs::write(store.tmp_dir().join("build-left/spool"), b"12345").unwrap();
+        let entry = |d: &Digest| {
+            let blob = crate::layer::LayerBlob {
+                digest: *d,
+                diff_id: *d,
+                size: 1,
+                tar_size: 1,
+                media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+            };
+            serde_json::to_vec(&CacheEntry { key: "k".into(), blob, stamp: None, effects: None }).unwrap()
+        };
+        fs_err::write(store.layers_dir().join("a.json"), entry(&old)).unwrap();
+        fs_err::write(store.layers_dir().join("b.json"), entry(&fresh)).unwrap();
+        fs_err::write(store.tmp_dir().join("part-left-by-a-kill"), b"xyz").unwrap();
+        fs_err::create_dir(store.tmp_dir().join("build-left")).unwrap();
+        fs_err::write(store.tmp_dir().join("build-left/spool"), b"12345").unwrap();
         drop(store);
 
         let store = Store::open_exclusive(t.path(), &mut |_| panic!("nobody else holds the store")).unwrap();
@@ -269,7 +249,7 @@ mod tests {
         assert_eq!((r.removed_layer_entries, r.removed_tmp_entries, r.removed_tmp_bytes), (1, 2, 8));
         assert!(!store.contains(&old) && store.contains(&fresh) && store.contains(&reused));
         assert!(!store.layers_dir().join("a.json").exists() && store.layers_dir().join("b.json").exists());
-        assert_eq!(std::fs::read_dir(store.tmp_dir()).unwrap().count(), 0);
+        assert_eq!(fs_err::read_dir(store.tmp_dir()).unwrap().count(), 0);
 
         let r = prune(&store, Keep::Nothing, false, now).unwrap();
         assert_eq!((r.removed_blobs, r.kept_blobs, r.removed_layer_entries), (2, 0, 1));

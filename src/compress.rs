@@ -100,7 +100,7 @@ impl Compression {
     }
 
     /// Checks the level range.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), LevelError> {
         let ok = match self.algorithm {
             Algorithm::Gzip => (1..=9).contains(&self.level),
             Algorithm::Zstd => (1..=19).contains(&self.level),
@@ -109,9 +109,19 @@ impl Compression {
         if ok {
             Ok(())
         } else {
-            Err(format!("level {} is out of range for {:?} (gzip: 1-9, zstd: 1-19)", self.level, self.algorithm))
+            Err(LevelError { level: self.level, algorithm: self.algorithm })
         }
     }
+}
+
+/// A compression level outside the algorithm's range.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("level {level} is out of range for {algorithm:?} (gzip: 1-9, zstd: 1-19)")]
+pub struct LevelError {
+    /// The level asked for.
+    pub level: i32,
+    /// The algorithm.
+    pub algorithm: Algorithm,
 }
 
 /// A writer that compresses into `W`; call [`Compressor::finish`] to end the stream.

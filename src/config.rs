@@ -1,5 +1,5 @@
 //! The user configuration file for site settings that do not belong in specs:
-//! mirrors, URL rewrites, offline mode.
+//! mirrors, URL rewrites, offline mode, proxy, CA certificates.
 //!
 //! Read from `$STRATA_CONFIG`, else `$XDG_CONFIG_HOME/strata/config.toml`, else
 //! `~/.config/strata/config.toml`; absent is fine. Command-line options add to
@@ -8,6 +8,8 @@
 //! ```toml
 //! offline = false
 //! mirrors = ["/srv/strata-mirror"]
+//! proxy = "http://proxy.internal:3128"
+//! ca_files = ["/etc/ssl/corp-ca.pem"]
 //! [[rewrite]]
 //! from = "https://files.pythonhosted.org/"
 //! to = "https://pypi.internal.example/files/"
@@ -40,6 +42,12 @@ pub struct Config {
     /// URL prefix rewrites, first match wins.
     #[serde(default)]
     pub rewrite: Vec<Rewrite>,
+    /// A proxy for every request (`http://proxy.internal:3128`).
+    #[serde(default)]
+    pub proxy: Option<String>,
+    /// Extra CA certificates (PEM files) trusted for every download.
+    #[serde(default)]
+    pub ca_files: Vec<PathBuf>,
 }
 
 /// Where the configuration file is looked for.
@@ -53,24 +61,46 @@ pub fn path() -> Option<PathBuf> {
     std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config/strata/config.toml"))
 }
 
+/// Why the configuration file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// `STRATA_CONFIG` names a file that is not there.
+    #[error("STRATA_CONFIG names {}, which does not exist", path.display())]
+    Missing {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The file cannot be read.
+    #[error(transparent)]
+    Io(#[from] crate::error::IoError),
+    /// The file is not a valid configuration.
+    #[error("{}: {source}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The parser's complaint (names the key and line).
+        #[source]
+        source: toml::de::Error,
+    },
+}
+
 /// Loads the configuration (an absent file is the default configuration).
-pub fn load() -> Result<(Config, Option<PathBuf>), String> {
+pub fn load() -> Result<(Config, Option<PathBuf>), ConfigError> {
     match path() {
         Some(p) if p.is_file() => load_from(&p).map(|c| (c, Some(p))),
-        Some(p) if std::env::var_os("STRATA_CONFIG").is_some() => {
-            Err(format!("STRATA_CONFIG names {}, which does not exist", p.display()))
-        }
+        Some(p) if std::env::var_os("STRATA_CONFIG").is_some() => Err(ConfigError::Missing { path: p }),
         _ => Ok((Config::default(), None)),
     }
 }
 
 /// Loads a configuration file.
-pub fn load_from(p: &Path) -> Result<Config, String> {
-    let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
-    let mut c: Config = toml::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?;
+pub fn load_from(p: &Path) -> Result<Config, ConfigError> {
+    let text = fs_err::read_to_string(p).map_err(crate::error::io_err::<ConfigError>("reading", p))?;
+    let mut c: Config =
+        toml::from_str(&text).map_err(|source| ConfigError::Invalid { path: p.to_path_buf(), source })?;
     // Relative mirror paths are relative to the file.
     let base = p.parent().unwrap_or(Path::new("."));
-    for m in &mut c.mirrors {
+    for m in c.mirrors.iter_mut().chain(c.ca_files.iter_mut()) {
         if m.is_relative() {
             *m = base.join(&*m);
         }
@@ -86,7 +116,7 @@ mod tests {
     fn parses_mirrors_and_rewrites_and_refuses_unknown_keys() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("c.toml");
-        std::fs::write(
+        fs_err::write(
             &p,
             "offline = true\nmirrors = [\"m\"]\n[[rewrite]]\nfrom = \"https://a/\"\nto = \"http://b/\"\n",
         )
@@ -95,7 +125,7 @@ mod tests {
         assert!(c.offline);
         assert_eq!(c.mirrors, vec![d.path().join("m")]);
         assert_eq!(c.rewrite[0].to, "http://b/");
-        std::fs::write(&p, "mirror = []\n").unwrap();
-        assert!(load_from(&p).unwrap_err().contains("unknown field"));
+        fs_err::write(&p, "mirror = []\n").unwrap();
+        assert!(load_from(&p).unwrap_err().to_string().contains("unknown field"));
     }
 }

@@ -10,7 +10,8 @@ use serde_json::Value;
 
 use crate::archive::decompress;
 use crate::digest::{Digest, Hasher};
-use crate::image::read::{ImageSource, ReadError};
+use crate::image::{Image, ImageError};
+use crate::oci::Descriptor;
 
 /// What one path in a layer is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -190,7 +191,7 @@ impl Report {
 pub enum DiffError {
     /// Reading failed.
     #[error(transparent)]
-    Read(#[from] ReadError),
+    Read(#[from] ImageError),
     /// Other.
     #[error("{0}")]
     Other(String),
@@ -200,26 +201,28 @@ fn json_of(bytes: &[u8], what: &str) -> Result<Value, DiffError> {
     serde_json::from_slice(bytes).map_err(|e| DiffError::Other(format!("{what} is not valid JSON: {e}")))
 }
 
+/// Annotations as a JSON object (`null` when there are none), for [`json_diff`].
+fn annotations_value(a: &std::collections::BTreeMap<String, String>) -> Value {
+    if a.is_empty() {
+        Value::Null
+    } else {
+        Value::Object(a.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect())
+    }
+}
+
 /// Compares two images.
-pub fn compare(a: &dyn ImageSource, b: &dyn ImageSource) -> Result<Report, DiffError> {
-    let ma = a.manifest()?;
-    let mb = b.manifest()?;
-    let ja = json_of(&ma.bytes, &format!("{} manifest", a.describe()))?;
-    let jb = json_of(&mb.bytes, &format!("{} manifest", b.describe()))?;
-    let cfg_digest = |m: &Value, who: &str| -> Result<Digest, DiffError> {
-        m.pointer("/config/digest")
-            .and_then(Value::as_str)
-            .and_then(|d| Digest::parse(d).ok())
-            .ok_or_else(|| DiffError::Other(format!("{who}: manifest without a config digest")))
-    };
-    let ca = json_of(&a.blob_bytes(&cfg_digest(&ja, &a.describe())?)?, "config")?;
-    let cb = json_of(&b.blob_bytes(&cfg_digest(&jb, &b.describe())?)?, "config")?;
+pub fn compare(a: &Image<'_>, b: &Image<'_>) -> Result<Report, DiffError> {
+    let (ca_bytes, ca_typed) = a.config()?;
+    let (cb_bytes, cb_typed) = b.config()?;
+    // The configs are compared as documents: every field, known to Strata or not.
+    let ca = json_of(&ca_bytes, "config")?;
+    let cb = json_of(&cb_bytes, "config")?;
 
     let mut manifest_annotations = Vec::new();
     json_diff(
         "/annotations",
-        ja.get("annotations").unwrap_or(&Value::Null),
-        jb.get("annotations").unwrap_or(&Value::Null),
+        &annotations_value(&a.manifest.annotations),
+        &annotations_value(&b.manifest.annotations),
         &mut manifest_annotations,
     );
     let provenance = "/annotations/dev.strata.spec.sha256";
@@ -237,38 +240,28 @@ pub fn compare(a: &dyn ImageSource, b: &dyn ImageSource) -> Result<Report, DiffE
     let mut config = Vec::new();
     json_diff("", &strip(&ca), &strip(&cb), &mut config);
 
-    let la = ja.get("layers").and_then(Value::as_array).cloned().unwrap_or_default();
-    let lb = jb.get("layers").and_then(Value::as_array).cloned().unwrap_or_default();
-    let da = ca.pointer("/rootfs/diff_ids").and_then(Value::as_array).cloned().unwrap_or_default();
-    let db = cb.pointer("/rootfs/diff_ids").and_then(Value::as_array).cloned().unwrap_or_default();
+    let (la, lb) = (a.layers(), b.layers());
+    let (da, db) = (&ca_typed.rootfs.diff_ids, &cb_typed.rootfs.diff_ids);
     let ha = ca.get("history").and_then(Value::as_array).cloned().unwrap_or_default();
     let hb = cb.get("history").and_then(Value::as_array).cloned().unwrap_or_default();
     let mut layers = Vec::new();
     for i in 0..la.len().max(lb.len()) {
         let (x, y) = (la.get(i), lb.get(i));
-        let s = |v: Option<&Value>, k: &str| v.and_then(|v| v.get(k)).and_then(Value::as_str).map(str::to_string);
-        let ann = |v: Option<&Value>, k: &str| {
-            v.and_then(|v| v.pointer(&format!("/annotations/{}", k.replace('/', "~1"))))
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        };
+        let ann = |v: Option<&Descriptor>, k: &str| v.and_then(|v| v.annotation(k)).map(str::to_string);
         let name = ann(y, "dev.strata.layer.name").or_else(|| ann(x, "dev.strata.layer.name"));
-        let (a_diff, b_diff) = (
-            da.get(i).and_then(Value::as_str).map(str::to_string),
-            db.get(i).and_then(Value::as_str).map(str::to_string),
-        );
+        let (a_diff, b_diff) = (da.get(i).map(|d| d.to_string()), db.get(i).map(|d| d.to_string()));
         let status = match (x, y) {
             (Some(_), None) => LayerStatus::Removed,
             (None, Some(_)) => LayerStatus::Added,
             (Some(x), Some(y)) => {
-                if s(Some(x), "digest") == s(Some(y), "digest") {
+                if x.digest == y.digest {
                     LayerStatus::Identical
                 } else if a_diff.is_some() && a_diff == b_diff {
                     LayerStatus::SameContentDifferentCompression {
                         a_compression: ann(Some(x), "dev.strata.layer.compression"),
                         b_compression: ann(Some(y), "dev.strata.layer.compression"),
-                        a_media_type: s(Some(x), "mediaType").unwrap_or_default(),
-                        b_media_type: s(Some(y), "mediaType").unwrap_or_default(),
+                        a_media_type: x.media_type.clone(),
+                        b_media_type: y.media_type.clone(),
                     }
                 } else {
                     let fa = layer_files(a, x)?;
@@ -283,8 +276,8 @@ pub fn compare(a: &dyn ImageSource, b: &dyn ImageSource) -> Result<Report, DiffE
         layers.push(LayerDiff {
             index: i + 1,
             name,
-            a_digest: s(x, "digest"),
-            b_digest: s(y, "digest"),
+            a_digest: x.map(|d| d.digest.to_string()),
+            b_digest: y.map(|d| d.digest.to_string()),
             a_diff_id: a_diff,
             b_diff_id: b_diff,
             status,
@@ -300,9 +293,9 @@ pub fn compare(a: &dyn ImageSource, b: &dyn ImageSource) -> Result<Report, DiffE
     Ok(Report {
         a: a.describe(),
         b: b.describe(),
-        a_manifest: ma.digest.to_string(),
-        b_manifest: mb.digest.to_string(),
-        identical: ma.bytes == mb.bytes,
+        a_manifest: a.raw.digest.to_string(),
+        b_manifest: b.raw.digest.to_string(),
+        identical: a.raw.bytes == b.raw.bytes,
         manifest_annotations,
         spec_checksums,
         config,
@@ -339,14 +332,10 @@ pub fn json_diff(ptr: &str, a: &Value, b: &Value, out: &mut Vec<ConfigChange>) {
 }
 
 /// Reads every entry of a layer blob: path → info.
-pub fn layer_files(src: &dyn ImageSource, desc: &Value) -> Result<BTreeMap<String, FileInfo>, DiffError> {
-    let digest = desc
-        .get("digest")
-        .and_then(Value::as_str)
-        .and_then(|d| Digest::parse(d).ok())
-        .ok_or_else(|| DiffError::Other("layer descriptor without digest".into()))?;
-    let what = format!("{} layer {digest}", src.describe());
-    let raw = src.open_blob(&digest)?;
+pub fn layer_files(image: &Image<'_>, desc: &Descriptor) -> Result<BTreeMap<String, FileInfo>, DiffError> {
+    let digest = desc.digest;
+    let what = format!("{} layer {digest}", image.describe());
+    let raw = image.open_blob(desc)?;
     let stream = decompress(raw, &what).map_err(|e| DiffError::Other(e.to_string()))?;
     let mut ar = tar::Archive::new(stream);
     let mut out = BTreeMap::new();

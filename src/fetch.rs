@@ -4,13 +4,14 @@
 
 use std::io::Write;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::StreamExt;
-use tracing::{debug, info_span, Instrument};
+use tracing::{info_span, Instrument};
 
 use crate::digest::{Digest, Hasher};
-use crate::report::{redact_url, task_id, Reporter, TaskKind};
+use crate::net::retry::{self, Attempts, Failure, RetryPolicy};
+use crate::net::{self, redact, Net, NetError, NetOptions, SpeedGuard};
+use crate::report::{task_id, Reporter, TaskKind};
 use crate::store::{Store, StoreError};
 
 /// A pinned artifact to fetch.
@@ -30,7 +31,7 @@ pub struct Artifact {
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     /// The server answered with an error status.
-    #[error("GET {url}: HTTP {status}{after}{hint}", after = attempts_note(*attempts), hint = status_hint(*status))]
+    #[error("GET {url}: HTTP {status}{after}", after = attempts_note(*attempts))]
     Http {
         /// The URL (credentials redacted).
         url: String,
@@ -39,8 +40,8 @@ pub enum FetchError {
         /// Attempts made.
         attempts: u32,
     },
-    /// The connection failed.
-    #[error("GET {url}: {message}{after}\nhint: check the network or proxy settings, or build offline from a mirror (`strata fetch SPEC --into DIR`, then `strata build SPEC --offline --mirror DIR`)", after = attempts_note(*attempts))]
+    /// The connection failed, stalled or was too slow.
+    #[error("GET {url}: {message}{after}", after = crate::net::retry::gave_up_note(*attempts, *deadline))]
     Network {
         /// The URL (credentials redacted).
         url: String,
@@ -48,9 +49,11 @@ pub enum FetchError {
         message: String,
         /// Attempts made.
         attempts: u32,
+        /// The deadline, when it is what ended the attempts.
+        deadline: Option<std::time::Duration>,
     },
     /// The bytes do not hash to the pinned digest.
-    #[error("{name} from {url}: sha256 mismatch\n  expected: {expected}\n  found:    {found}\nhint: the file at this URL changed or is corrupt; if the new file is trusted, update the pinned sha256 (and run `strata lock`)")]
+    #[error("{name} from {url}: sha256 mismatch\n  expected: {expected}\n  found:    {found}")]
     Mismatch {
         /// Artifact name.
         name: String,
@@ -76,7 +79,7 @@ pub enum FetchError {
         attempts: u32,
     },
     /// Offline mode and the artifact is not available locally.
-    #[error("{name} ({sha256}) is not in the cache or mirror, and offline mode forbids downloading {url}\nhint: on a connected machine run `strata fetch SPEC --into MIRROR` and bring MIRROR along")]
+    #[error("{name} ({sha256}) is not in the cache or mirror, and offline mode forbids downloading {url}")]
     Offline {
         /// Artifact name.
         name: String,
@@ -85,9 +88,50 @@ pub enum FetchError {
         /// Where it would come from.
         url: String,
     },
+    /// The server's certificate is not trusted: retrying cannot help.
+    #[error("GET {url}: TLS: {message}")]
+    Tls {
+        /// The URL (credentials redacted).
+        url: String,
+        /// The certificate problem.
+        message: String,
+    },
+    /// The network layer could not be set up (a bad --ca-file).
+    #[error(transparent)]
+    Net(#[from] NetError),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl crate::error::Hint for FetchError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            FetchError::Http { status, .. } => status_hint(*status).map(str::to_string),
+            FetchError::Network { .. } => Some("check the network or proxy settings, or build offline from a mirror (`strata fetch SPEC --into DIR`, then `strata build SPEC --offline --mirror DIR`)".into()),
+            FetchError::Mismatch { .. } => Some("the file at this URL changed or is corrupt; if the new file is trusted, update the pinned sha256 (and run `strata lock`)".into()),
+            FetchError::Offline { .. } => Some("on a connected machine run `strata fetch SPEC --into MIRROR` and bring MIRROR along".into()),
+            FetchError::Tls { .. } => Some(net::TLS_HINT.into()),
+            FetchError::Net(e) => e.hint(),
+            FetchError::Size { .. } | FetchError::Store(_) => None,
+        }
+    }
+}
+
+impl Attempts for FetchError {
+    fn set_attempts(&mut self, n: u32) {
+        if let FetchError::Http { attempts, .. }
+        | FetchError::Network { attempts, .. }
+        | FetchError::Size { attempts, .. } = self
+        {
+            *attempts = n;
+        }
+    }
+    fn set_deadline(&mut self, d: std::time::Duration) {
+        if let FetchError::Network { deadline, .. } = self {
+            *deadline = Some(d);
+        }
+    }
 }
 
 fn attempts_note(n: u32) -> String {
@@ -98,55 +142,38 @@ fn attempts_note(n: u32) -> String {
     }
 }
 
-fn status_hint(status: u16) -> &'static str {
+fn status_hint(status: u16) -> Option<&'static str> {
     match status {
-        404 | 410 => "\nhint: the file is gone from this URL; if it was superseded upstream, re-lock (`strata lock SPEC`) or build from a mirror that still has it (`--mirror DIR`, filled by `strata fetch SPEC --into DIR`)",
-        401 | 403 => "\nhint: the server refused access; check credentials or use a mirror",
-        _ => "",
+        404 | 410 => Some("the file is gone from this URL; if it was superseded upstream, re-lock (`strata lock SPEC`) or build from a mirror that still has it (`--mirror DIR`, filled by `strata fetch SPEC --into DIR`)"),
+        401 | 403 => Some("the server refused access; check credentials or use a mirror"),
+        _ => None,
     }
 }
 
 /// How fetching behaves.
 #[derive(Debug, Clone)]
 pub struct FetchOptions {
-    /// Extra attempts after the first on transient errors.
-    pub retries: u32,
+    /// How often and how far apart failed downloads are tried again.
+    pub retry: RetryPolicy,
     /// Parallel downloads.
     pub concurrency: usize,
     /// Never open a network connection.
     pub offline: bool,
-    /// First backoff delay; doubles each retry.
-    pub backoff: Duration,
-    /// URL prefix rewrites (`from`, `to`), first match wins.
-    pub rewrites: Vec<(String, String)>,
     /// Local mirror directories laid out by sha256, searched before the network.
     pub mirrors: Vec<std::path::PathBuf>,
+    /// CA files, proxy, timeouts, URL rewrites.
+    pub net: NetOptions,
 }
 
 impl Default for FetchOptions {
     fn default() -> Self {
-        // STRATA_RETRY_BASE_MS shortens the backoff (tests use it).
-        let base = std::env::var("STRATA_RETRY_BASE_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(500);
         FetchOptions {
-            retries: 4,
+            retry: RetryPolicy::default(),
             concurrency: 6,
             offline: false,
-            backoff: Duration::from_millis(base),
-            rewrites: Vec::new(),
             mirrors: Vec::new(),
+            net: NetOptions::default(),
         }
-    }
-}
-
-impl FetchOptions {
-    /// Applies the URL rewrites.
-    pub fn rewrite(&self, url: &str) -> String {
-        for (from, to) in &self.rewrites {
-            if let Some(rest) = url.strip_prefix(from.as_str()) {
-                return format!("{to}{rest}");
-            }
-        }
-        url.to_string()
     }
 }
 
@@ -168,18 +195,31 @@ pub struct Fetcher {
     store: Store,
     opts: FetchOptions,
     reporter: Arc<dyn Reporter>,
+    net: std::sync::OnceLock<Net>,
 }
 
-enum Attempt {
-    Done(u64),
-    Retry(FetchError, Option<Duration>),
-    Fatal(FetchError),
-}
+type Attempt = Result<u64, Failure<FetchError>>;
 
 impl Fetcher {
     /// A fetcher over `store`.
     pub fn new(store: Store, opts: FetchOptions, reporter: Arc<dyn Reporter>) -> Fetcher {
-        Fetcher { store, opts, reporter }
+        Fetcher { store, opts, reporter, net: std::sync::OnceLock::new() }
+    }
+
+    /// A fetcher that uses an existing network layer.
+    pub fn with_net(store: Store, opts: FetchOptions, reporter: Arc<dyn Reporter>, net: Net) -> Fetcher {
+        let f = Fetcher::new(store, opts, reporter);
+        let _ = f.net.set(net);
+        f
+    }
+
+    /// The network layer, set up on first use (only a fetch that downloads needs it).
+    fn net(&self) -> Result<&Net, FetchError> {
+        if let Some(n) = self.net.get() {
+            return Ok(n);
+        }
+        let n = Net::new(self.opts.net.clone())?;
+        Ok(self.net.get_or_init(|| n))
     }
 
     /// The store.
@@ -210,7 +250,7 @@ impl Fetcher {
                 }
             }
             if self.opts.offline {
-                return Err(FetchError::Offline { name: a.name.clone(), sha256: a.sha256, url: redact_url(&a.url) });
+                return Err(FetchError::Offline { name: a.name.clone(), sha256: a.sha256, url: redact::url(&a.url) });
             }
             todo.push(a);
         }
@@ -219,23 +259,11 @@ impl Fetcher {
         }
         let bytes = todo.iter().map(|a| a.size).sum::<Option<u64>>();
         self.reporter.plan(TaskKind::Download, todo.len() as u64, bytes);
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(|e| {
-            FetchError::Network { url: String::new(), message: format!("starting the async runtime: {e}"), attempts: 0 }
-        })?;
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("strata/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(30))
-            .read_timeout(Duration::from_secs(120))
-            .build()
-            .map_err(|e| FetchError::Network {
-                url: String::new(),
-                message: format!("building the HTTP client: {e}"),
-                attempts: 0,
-            })?;
-        let results: Vec<Result<u64, FetchError>> = rt.block_on(async {
-            futures_util::stream::iter(todo.iter().map(|a| {
-                let client = client.clone();
-                async move { self.fetch_one(&client, a).instrument(info_span!("fetch", name = %a.name)).await }
+        let net = self.net()?;
+        let client = net.client()?;
+        let results: Vec<Result<u64, FetchError>> = net.block_on(async {
+            futures_util::stream::iter(todo.iter().map(|a| async move {
+                self.fetch_one(client, a).instrument(info_span!("fetch", name = %a.name)).await
             }))
             .buffer_unordered(self.opts.concurrency.max(1))
             .collect()
@@ -273,40 +301,23 @@ impl Fetcher {
         // One process downloads a given artifact at a time; others wait, then find it present.
         let store = self.store.clone();
         let name = a.sha256.hex();
-        let guard = tokio::task::spawn_blocking(move || store.lock(&name))
-            .await
-            .map_err(|e| FetchError::Network { url: String::new(), message: e.to_string(), attempts: 0 })??;
+        let guard = tokio::task::spawn_blocking(move || store.lock(&name)).await.map_err(|e| {
+            FetchError::Network { url: String::new(), message: e.to_string(), attempts: 0, deadline: None }
+        })??;
         if self.store.contains(&a.sha256) {
             drop(guard);
             return Ok(0);
         }
-        let url = self.opts.rewrite(&a.url);
+        let url = self.opts.net.rewrite(&a.url);
         let id = task_id();
         self.reporter.start(id, TaskKind::Download, &a.name, a.size);
-        let mut attempt = 0u32;
-        let mut delay = self.opts.backoff;
-        let result = loop {
-            attempt += 1;
-            match self.try_download(client, a, &url, id, attempt).await {
-                Attempt::Done(n) => break Ok(n),
-                Attempt::Fatal(e) => break Err(e),
-                Attempt::Retry(e, retry_after) => {
-                    if attempt > self.opts.retries {
-                        break Err(e);
-                    }
-                    let wait = retry_after.unwrap_or(delay).min(Duration::from_secs(60));
-                    debug!(url = %redact_url(&url), attempt, ?wait, "retrying: {e}");
-                    self.reporter.warn(&format!(
-                        "{}: {} — retrying in {:.1}s",
-                        a.name,
-                        first_line(&e.to_string()),
-                        wait.as_secs_f64()
-                    ));
-                    tokio::time::sleep(wait).await;
-                    delay *= 2;
-                }
-            }
-        };
+        let on_retry = |line: &str| self.reporter.warn(&format!("{}: {line}", a.name));
+        let op = format!("GET {}", redact::url(&url));
+        let deadline = self.opts.net.timeouts.deadline;
+        let result = retry::run(&self.opts.retry, deadline, &op, &on_retry, |attempt| {
+            self.try_download(client, a, &url, id, attempt)
+        })
+        .await;
         match &result {
             Ok(n) => self.reporter.finish(id, &format!("downloaded {}", crate::report::human_bytes(*n))),
             Err(_) => self.reporter.finish(id, "failed"),
@@ -316,116 +327,91 @@ impl Fetcher {
     }
 
     async fn try_download(&self, client: &reqwest::Client, a: &Artifact, url: &str, id: u64, attempt: u32) -> Attempt {
-        let shown = redact_url(url);
-        let resp = match client.get(url).send().await {
-            Ok(r) => r,
-            Err(e) => {
-                return Attempt::Retry(
-                    FetchError::Network { url: shown, message: error_chain(&e), attempts: attempt },
-                    None,
-                )
+        let shown = redact::url(url);
+        let network =
+            |message: String| FetchError::Network { url: shown.clone(), message, attempts: attempt, deadline: None };
+        let t = &self.opts.net.timeouts;
+        let resp = client.get(url).send().await.map_err(|e| {
+            let message = net::transport_message(&e, t);
+            if net::is_certificate_error(&message) {
+                // Another attempt meets the same certificate.
+                Failure::Fatal(FetchError::Tls { url: shown.clone(), message })
+            } else {
+                Failure::Retry(network(message), None)
             }
-        };
+        })?;
         let status = resp.status().as_u16();
         if !resp.status().is_success() {
             let err = FetchError::Http { url: shown, status, attempts: attempt };
-            let retry_after = resp
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|s| s.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
-            return if matches!(status, 408 | 425 | 429 | 500..=599) {
-                Attempt::Retry(err, retry_after)
+            return Err(if retry::transient_status(status) {
+                Failure::Retry(err, retry::retry_after(resp.headers()))
             } else {
-                Attempt::Fatal(err)
-            };
+                Failure::Fatal(err)
+            });
         }
-        let mut tmp = match self.store.temp_file() {
-            Ok(t) => t,
-            Err(e) => return Attempt::Fatal(e.into()),
-        };
+        let mut tmp = self.store.temp_file().map_err(|e| Failure::Fatal(e.into()))?;
         let mut hasher = Hasher::new();
         let mut stream = resp.bytes_stream();
+        let mut speed = SpeedGuard::new(&self.opts.net.timeouts);
         let mut writer = std::io::BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+        let write_error = |e| {
+            Failure::Fatal(
+                StoreError::Io(crate::error::IoError {
+                    action: "writing download to",
+                    path: self.store.tmp_dir(),
+                    source: e,
+                })
+                .into(),
+            )
+        };
         while let Some(chunk) = stream.next().await {
-            let chunk = match chunk {
-                Ok(c) => c,
-                Err(e) => {
-                    return Attempt::Retry(
-                        FetchError::Network {
-                            url: shown,
-                            message: format!("connection broke after {} bytes: {}", hasher.len(), error_chain(&e)),
-                            attempts: attempt,
-                        },
-                        None,
-                    )
-                }
-            };
+            let chunk = chunk.map_err(|e| {
+                Failure::Retry(
+                    network(format!(
+                        "connection broke after {} bytes: {}",
+                        hasher.len(),
+                        net::transport_message(&e, t)
+                    )),
+                    None,
+                )
+            })?;
             hasher.update(&chunk);
             if let Some(max) = a.size {
                 if hasher.len() > max {
-                    return Attempt::Fatal(FetchError::Size {
+                    return Err(Failure::Fatal(FetchError::Size {
                         name: a.name.clone(),
                         url: shown,
                         expected: max,
                         found: hasher.len(),
                         attempts: attempt,
-                    });
+                    }));
                 }
             }
-            if let Err(e) = writer.write_all(&chunk) {
-                return Attempt::Fatal(
-                    StoreError::Io { action: "writing download to", path: self.store.tmp_dir(), source: e }.into(),
-                );
-            }
+            writer.write_all(&chunk).map_err(write_error)?;
             self.reporter.progress(id, hasher.len());
+            // A server that drip-feeds resets the idle timeout forever.
+            speed.update(chunk.len() as u64).map_err(|m| Failure::Retry(network(m.to_string()), None))?;
         }
-        if let Err(e) = writer.flush() {
-            return Attempt::Fatal(
-                StoreError::Io { action: "writing download to", path: self.store.tmp_dir(), source: e }.into(),
-            );
-        }
+        writer.flush().map_err(write_error)?;
         drop(writer);
         let (found, n) = hasher.finish();
         if let Some(expected) = a.size {
             if n != expected {
                 // A short body is what a dropped connection looks like: retry.
-                return Attempt::Retry(
+                return Err(Failure::Retry(
                     FetchError::Size { name: a.name.clone(), url: shown, expected, found: n, attempts: attempt },
                     None,
-                );
+                ));
             }
         }
         if found != a.sha256 {
-            return Attempt::Fatal(FetchError::Mismatch {
+            return Err(Failure::Fatal(FetchError::Mismatch {
                 name: a.name.clone(),
                 url: shown,
                 expected: a.sha256,
                 found,
-            });
+            }));
         }
-        match self.store.commit(tmp, &found) {
-            Ok(_) => Attempt::Done(n),
-            Err(e) => Attempt::Fatal(e.into()),
-        }
+        self.store.commit(tmp, &found).map(|_| n).map_err(|e| Failure::Fatal(e.into()))
     }
-}
-
-fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or(s)
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !s.contains(&m) {
-            s.push_str(": ");
-            s.push_str(&m);
-        }
-        cur = c.source();
-    }
-    s
 }

@@ -17,9 +17,9 @@
 //!   locks) have a size limit checked before reading, and reads never go
 //!   past the size the file had when it was opened.
 
-use std::fs::File;
+use fs_err::os::unix::fs::OpenOptionsExt;
+use fs_err::File;
 use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 /// Why a host path was refused.
@@ -115,7 +115,7 @@ impl HostPathError {
 
 /// The canonical form of a context directory.
 pub fn context_dir(dir: &Path) -> Result<PathBuf, HostPathError> {
-    let c = std::fs::canonicalize(dir).map_err(|_| HostPathError::Missing { path: dir.to_path_buf() })?;
+    let c = fs_err::canonicalize(dir).map_err(|_| HostPathError::Missing { path: dir.to_path_buf() })?;
     if !c.is_dir() {
         return Err(HostPathError::NotRegular { path: c, what: "not a directory" });
     }
@@ -142,7 +142,7 @@ enum Want {
 
 fn resolve_as(context: &Path, base: &Path, rel: &Path, want: Want) -> Result<PathBuf, HostPathError> {
     let joined = base.join(rel);
-    let canon = match std::fs::canonicalize(&joined) {
+    let canon = match fs_err::canonicalize(&joined) {
         Ok(c) => c,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR) => {
             // Missing: say so only for a path inside the context (a path
@@ -150,7 +150,7 @@ fn resolve_as(context: &Path, base: &Path, rel: &Path, want: Want) -> Result<Pat
             let inside = joined
                 .ancestors()
                 .skip(1)
-                .find_map(|a| std::fs::canonicalize(if a.as_os_str().is_empty() { Path::new(".") } else { a }).ok())
+                .find_map(|a| fs_err::canonicalize(if a.as_os_str().is_empty() { Path::new(".") } else { a }).ok())
                 .is_some_and(|a| a.starts_with(context));
             if inside {
                 return Err(HostPathError::Missing { path: joined });
@@ -161,13 +161,13 @@ fn resolve_as(context: &Path, base: &Path, rel: &Path, want: Want) -> Result<Pat
                 context: context.to_path_buf(),
             });
         }
-        Err(e) => return Err(HostPathError::Io { path: joined, message: e.to_string() }),
+        Err(e) => return Err(HostPathError::Io { path: joined, message: crate::error::os_message(&e) }),
     };
     if !canon.starts_with(context) {
         return Err(HostPathError::Outside { path: joined, resolved: canon, context: context.to_path_buf() });
     }
-    let meta =
-        std::fs::metadata(&canon).map_err(|e| HostPathError::Io { path: joined.clone(), message: e.to_string() })?;
+    let meta = fs_err::metadata(&canon)
+        .map_err(|e| HostPathError::Io { path: joined.clone(), message: crate::error::os_message(&e) })?;
     match want {
         Want::File => check_kind(&joined, &meta)?,
         Want::Dir if meta.is_dir() => {}
@@ -214,14 +214,14 @@ pub fn walk(root: &Path, limit: usize, enter: &mut dyn FnMut(&str) -> bool) -> R
     use std::os::unix::fs::PermissionsExt;
     let io = |path: &Path| {
         let path = path.to_path_buf();
-        move |e: std::io::Error| HostPathError::Io { path, message: e.to_string() }
+        move |e: std::io::Error| HostPathError::Io { path, message: crate::error::os_message(&e) }
     };
     let mut out = Vec::new();
     // Directories still to list, deepest last: (host path, relative path).
     let mut stack: Vec<(PathBuf, String)> = vec![(root.to_path_buf(), String::new())];
     while let Some((dir, rel)) = stack.pop() {
         check_real_fs(&dir, &dir)?;
-        let mut names: Vec<std::ffi::OsString> = std::fs::read_dir(&dir)
+        let mut names: Vec<std::ffi::OsString> = fs_err::read_dir(&dir)
             .map_err(io(&dir))?
             .map(|e| e.map(|e| e.file_name()))
             .collect::<Result<_, _>>()
@@ -235,7 +235,7 @@ pub fn walk(root: &Path, limit: usize, enter: &mut dyn FnMut(&str) -> bool) -> R
             if out.len() >= limit {
                 return Err(HostPathError::TooMany { path: root.to_path_buf(), limit });
             }
-            let meta = std::fs::symlink_metadata(&path).map_err(io(&path))?;
+            let meta = fs_err::symlink_metadata(&path).map_err(io(&path))?;
             let t = meta.file_type();
             if t.is_dir() {
                 if enter(&child) {
@@ -243,7 +243,7 @@ pub fn walk(root: &Path, limit: usize, enter: &mut dyn FnMut(&str) -> bool) -> R
                     subdirs.push((path, child));
                 }
             } else if t.is_symlink() {
-                let target = std::fs::read_link(&path).map_err(io(&path))?;
+                let target = fs_err::read_link(&path).map_err(io(&path))?;
                 let Some(target) = target.to_str().map(str::to_string) else {
                     return Err(HostPathError::NotUtf8 { path });
                 };
@@ -269,12 +269,12 @@ pub fn resolve_for_write(context: &Path, base: &Path, rel: impl AsRef<Path>) -> 
         return Err(HostPathError::NotRegular { path: joined, what: "not a file name" });
     };
     let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
-    let dir = std::fs::canonicalize(parent).map_err(|_| HostPathError::Missing { path: parent.to_path_buf() })?;
+    let dir = fs_err::canonicalize(parent).map_err(|_| HostPathError::Missing { path: parent.to_path_buf() })?;
     let path = dir.join(name);
     if !dir.starts_with(context) {
         return Err(HostPathError::Outside { path: joined, resolved: path, context: context.to_path_buf() });
     }
-    match std::fs::symlink_metadata(&path) {
+    match fs_err::symlink_metadata(&path) {
         Ok(m) if m.file_type().is_symlink() => Err(HostPathError::NotRegular { path: joined, what: "a symbolic link" }),
         Ok(m) => check_kind(&joined, &m).map(|()| path),
         Err(_) => Ok(path),
@@ -302,15 +302,10 @@ fn check_kind(path: &Path, meta: &std::fs::Metadata) -> Result<(), HostPathError
 
 /// Refuses files on kernel pseudo-filesystems (procfs, sysfs, ...).
 fn check_real_fs(shown: &Path, path: &Path) -> Result<(), HostPathError> {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+    if path.as_os_str().as_encoded_bytes().contains(&0) {
         return Err(HostPathError::Io { path: shown.to_path_buf(), message: "the path contains a NUL byte".into() });
-    };
-    // SAFETY: `c` is a valid NUL-terminated string and `st` a valid out pointer.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
-        return Ok(());
     }
+    let Some(kind) = strata_sys::filesystem_type(path) else { return Ok(()) };
     const PSEUDO: [i64; 8] = [
         0x9fa0,      // proc
         0x6265_6572, // sysfs
@@ -321,8 +316,6 @@ fn check_real_fs(shown: &Path, path: &Path) -> Result<(), HostPathError> {
         0x7472_6163, // tracefs
         0xcafe_4a11, // bpf
     ];
-    #[allow(clippy::unnecessary_cast)]
-    let kind = st.f_type as i64;
     if PSEUDO.contains(&kind) {
         return Err(HostPathError::NotRegular { path: shown.to_path_buf(), what: "a kernel pseudo-file" });
     }
@@ -333,13 +326,15 @@ fn check_real_fs(shown: &Path, path: &Path) -> Result<(), HostPathError> {
 /// the open handle), and returns it with its size. Confinement is
 /// [`resolve`]'s job: callers pass paths it returned, or paths the user gave.
 pub fn open_regular(path: &Path) -> Result<(File, u64), HostPathError> {
-    let f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY).open(path).map_err(
+    let f = fs_err::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY).open(path).map_err(
         |e| match e.kind() {
             std::io::ErrorKind::NotFound => HostPathError::Missing { path: path.to_path_buf() },
-            _ => HostPathError::Io { path: path.to_path_buf(), message: e.to_string() },
+            _ => HostPathError::Io { path: path.to_path_buf(), message: crate::error::os_message(&e) },
         },
     )?;
-    let meta = f.metadata().map_err(|e| HostPathError::Io { path: path.to_path_buf(), message: e.to_string() })?;
+    let meta = f
+        .metadata()
+        .map_err(|e| HostPathError::Io { path: path.to_path_buf(), message: crate::error::os_message(&e) })?;
     check_kind(path, &meta)?;
     check_real_fs(path, path)?;
     Ok((f, meta.len()))
@@ -355,7 +350,7 @@ pub fn read_bounded(path: &Path, limit: u64, purpose: &'static str) -> Result<Ve
     let mut buf = Vec::with_capacity(size as usize);
     f.take(limit + 1)
         .read_to_end(&mut buf)
-        .map_err(|e| HostPathError::Io { path: path.to_path_buf(), message: e.to_string() })?;
+        .map_err(|e| HostPathError::Io { path: path.to_path_buf(), message: crate::error::os_message(&e) })?;
     if buf.len() as u64 > limit {
         return Err(HostPathError::TooLarge { path: path.to_path_buf(), size: buf.len() as u64, limit, purpose });
     }
@@ -408,10 +403,10 @@ mod tests {
     fn confined_to_the_context_and_to_regular_files() {
         let t = tempfile::tempdir().unwrap();
         let ctx = context_dir(t.path()).unwrap();
-        std::fs::create_dir(ctx.join("sub")).unwrap();
-        std::fs::write(ctx.join("a.txt"), b"x").unwrap();
-        std::os::unix::fs::symlink("/etc/passwd", ctx.join("out")).unwrap();
-        std::os::unix::fs::symlink("a.txt", ctx.join("in")).unwrap();
+        fs_err::create_dir(ctx.join("sub")).unwrap();
+        fs_err::write(ctx.join("a.txt"), b"x").unwrap();
+        fs_err::os::unix::fs::symlink("/etc/passwd", ctx.join("out")).unwrap();
+        fs_err::os::unix::fs::symlink("a.txt", ctx.join("in")).unwrap();
         assert_eq!(resolve(&ctx, &ctx.join("sub"), "../a.txt").unwrap(), ctx.join("a.txt"));
         assert_eq!(resolve(&ctx, &ctx, "in").unwrap(), ctx.join("a.txt"));
         assert!(matches!(resolve(&ctx, &ctx, "out"), Err(HostPathError::Outside { .. })));

@@ -600,7 +600,7 @@ mod splice_tests {
             epoch: 0,
         };
         let blob = write_layer(tree, &settings, &store, &|_| {})?;
-        let bytes = std::fs::read(store.path(&blob.digest)).unwrap();
+        let bytes = fs_err::read(store.path(&blob.digest)).unwrap();
         Ok((bytes, blob.diff_id, blob))
     }
 

@@ -1,5 +1,6 @@
 //! The `strata` command line. It parses arguments and prints; the work is in
 //! the library.
+#![forbid(unsafe_code)]
 
 /// `eprintln!` for this binary: a closed or broken stderr is not a reason
 /// to panic (std's `eprintln!` panics when the write fails), so the message
@@ -12,7 +13,6 @@ macro_rules! eprintln {
 }
 
 mod commands;
-mod oom;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +41,10 @@ pub struct GlobalArgs {
     /// Print only results and errors.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Also trust the CA certificates in this PEM file, for every download
+    /// (artifacts, Debian indexes, registries). Repeatable.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub ca_file: Vec<PathBuf>,
     /// How to show progress: bars on a terminal (auto), bars (tty), plain
     /// lines with a heartbeat at least every 10 s for CI logs (plain), or none.
     #[arg(long, global = true, env = "STRATA_PROGRESS", value_enum, default_value_t = commands::progress::ProgressMode::Auto, value_name = "WHEN")]
@@ -64,6 +68,7 @@ enum Command {
     Lock(commands::lock::LockArgs),
     Push(commands::push::PushArgs),
     Pull(commands::pull::PullArgs),
+    Copy(commands::copy::CopyArgs),
     Cache(commands::cache::CacheArgs),
     /// Print the JSON Schema of image specs (or, with --layer, of layer files),
     /// for editors that validate YAML.
@@ -82,10 +87,10 @@ pub fn cli_command() -> clap::Command {
 }
 
 #[global_allocator]
-static ALLOC: oom::ExitOnOom = oom::ExitOnOom;
+static ALLOC: strata_sys::ExitOnOom = strata_sys::ExitOnOom;
 
 fn main() -> ExitCode {
-    oom::install_panic_hook();
+    strata_sys::install_oom_panic_hook();
     let cli = Cli::parse();
     commands::progress::set_mode(cli.global.progress);
     init_tracing(cli.global.verbose);
@@ -98,6 +103,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => commands::inspect::run(a, &cli.global),
         Command::Push(a) => commands::push::run(a, &cli.global),
         Command::Pull(a) => commands::pull::run(a, &cli.global),
+        Command::Copy(a) => commands::copy::run(a, &cli.global),
         Command::Cache(a) => commands::cache::run(a, &cli.global),
         Command::Schema { layer } => {
             let v = if layer { strata::spec::layer_schema() } else { strata::spec::image_schema() };
@@ -127,8 +133,9 @@ fn tri_state(r: anyhow::Result<bool>) -> ExitCode {
     }
 }
 
-/// The error and its causes, each cause shown once: many errors already
-/// include their cause's text.
+/// The error and its causes, each cause shown once (many errors already
+/// include their cause's text), then the first hint an error in the chain
+/// offers.
 fn render_error(e: &anyhow::Error) -> String {
     // Errors quote inputs (member names, server messages): escape control
     // characters so they cannot drive the terminal.
@@ -144,7 +151,35 @@ fn render_chain(e: &anyhow::Error) -> String {
             s.push_str(&c);
         }
     }
+    if let Some(h) = e.chain().find_map(hint_of) {
+        if !s.contains(&h) {
+            s.push_str("\nhint: ");
+            s.push_str(&h);
+        }
+    }
     s
+}
+
+/// The hint of an error of a type that offers one.
+fn hint_of(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use strata::error::Hint;
+    macro_rules! try_hint {
+        ($($t:ty),*) => {$(
+            if let Some(x) = e.downcast_ref::<$t>() {
+                return x.hint();
+            }
+        )*};
+    }
+    try_hint!(
+        strata::build::BuildError,
+        strata::lock::Error,
+        strata::sources::SourceError,
+        strata::sources::deb::error::DebError,
+        strata::fetch::FetchError,
+        strata::image::ImageError,
+        strata::net::NetError
+    );
+    None
 }
 
 /// Logs of tracing spans: `-v` (info), `-vv` (debug), or any filter in

@@ -3,8 +3,8 @@
 //! A mirror is filled on a connected machine (`strata fetch SPEC --into DIR`),
 //! carried across, and used with `strata build --offline --mirror DIR`.
 
+use fs_err as fs;
 use std::collections::BTreeMap;
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -38,16 +38,8 @@ pub struct MirrorIndex {
 #[derive(Debug, thiserror::Error)]
 pub enum MirrorError {
     /// IO on a path.
-    #[error("{action} {path}: {source}")]
-    Io {
-        /// What.
-        action: &'static str,
-        /// Where.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::error::IoError),
     /// The index is unreadable.
     #[error("{path}: invalid mirror index: {message}")]
     Index {
@@ -59,7 +51,7 @@ pub enum MirrorError {
 }
 
 fn ioe<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> MirrorError + 'a {
-    move |source| MirrorError::Io { action, path: path.to_path_buf(), source }
+    crate::error::io_err(action, path)
 }
 
 /// Reads a mirror's index (an absent index is an empty one).
@@ -68,7 +60,7 @@ pub fn read_index(dir: &Path) -> Result<MirrorIndex, MirrorError> {
     match fs::read(&p) {
         Ok(b) => serde_json::from_slice(&b).map_err(|e| MirrorError::Index { path: p, message: e.to_string() }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(MirrorIndex { version: 1, artifacts: BTreeMap::new() }),
-        Err(e) => Err(MirrorError::Io { action: "reading", path: p, source: e }),
+        Err(e) => Err(MirrorError::Io(crate::error::IoError { action: "reading", path: p, source: e })),
     }
 }
 
@@ -110,15 +102,17 @@ pub fn export(store: &Store, artifacts: &[Artifact], dir: &Path) -> Result<Expor
         }
         index.artifacts.insert(
             a.sha256.to_string(),
-            MirrorEntry { name: a.name.clone(), url: crate::report::redact_url(&a.url), size },
+            MirrorEntry { name: a.name.clone(), url: crate::net::redact::url(&a.url), size },
         );
     }
     let bytes = serde_json::to_vec_pretty(&index)
         .map_err(|e| MirrorError::Index { path: dir.join("index.json"), message: e.to_string() })?;
-    crate::image::layout::atomic_write(&dir.join("index.json"), &bytes).map_err(|e| MirrorError::Io {
-        action: "writing",
-        path: dir.join("index.json"),
-        source: io::Error::other(e.to_string()),
+    crate::atomic::atomic_write(&dir.join("index.json"), &bytes).map_err(|e| {
+        MirrorError::Io(crate::error::IoError {
+            action: "writing",
+            path: dir.join("index.json"),
+            source: io::Error::other(e.to_string()),
+        })
     })?;
     Ok(sum)
 }
@@ -163,7 +157,7 @@ pub fn verify(dir: &Path, progress: &dyn Fn(&str)) -> Result<(usize, Vec<Problem
     let mut names: Vec<PathBuf> = match fs::read_dir(&sdir) {
         Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(MirrorError::Io { action: "listing", path: sdir, source: e }),
+        Err(e) => return Err(MirrorError::Io(crate::error::IoError { action: "listing", path: sdir, source: e })),
     };
     names.sort();
     for p in names {

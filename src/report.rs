@@ -90,33 +90,3 @@ pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
 pub fn one_line(s: &str) -> String {
     s.chars().flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect()
 }
-
-/// Removes user:password from URLs before they are shown.
-pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) => {
-            if !u.username().is_empty() || u.password().is_some() {
-                let _ = u.set_username("***");
-                let _ = u.set_password(None);
-            }
-            // Query strings often carry signed tokens.
-            if u.query().is_some() {
-                u.set_query(Some("***"));
-            }
-            u.to_string()
-        }
-        Err(_) => url.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn redaction_hides_userinfo_and_query() {
-        let r = redact_url("https://user:s3cret@example.com/a.tar?token=abc");
-        assert!(!r.contains("s3cret") && !r.contains("abc") && !r.contains("user:"), "{r}");
-        assert_eq!(redact_url("https://example.com/a"), "https://example.com/a");
-    }
-}

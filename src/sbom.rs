@@ -50,7 +50,7 @@ impl Package {
         let mut purl = format!("pkg:generic/{}", purl_escape(file_name));
         let mut q = Vec::new();
         if let Some(u) = url {
-            q.push(format!("download_url={}", purl_escape(&crate::report::redact_url(u))));
+            q.push(format!("download_url={}", purl_escape(&crate::net::redact::url(u))));
         }
         if let Some(d) = sha256 {
             q.push(format!("checksum=sha256:{}", d.hex()));
@@ -65,7 +65,7 @@ impl Package {
             version: None,
             purl: Some(purl),
             sha256,
-            download: url.map(crate::report::redact_url),
+            download: url.map(crate::net::redact::url),
             license: None,
         }
     }
@@ -170,7 +170,7 @@ pub fn spdx(image_name: &str, tag: &str, manifest: &Digest, epoch: u64, layers: 
         "name": format!("{image_name}:{tag}"),
         "documentNamespace": format!("https://spdx.org/spdxdocs/strata/{}-{}", purl_escape(image_name), manifest.hex()),
         "creationInfo": {
-            "created": crate::image::rfc3339(epoch),
+            "created": crate::oci::rfc3339(epoch),
             "creators": [concat!("Tool: strata-", env!("CARGO_PKG_VERSION"))],
         },
         "packages": packages,

@@ -13,7 +13,7 @@
 //! mounts do not matter), which is what pruning by age reads. Modification
 //! times are left alone: the layer cache uses them to notice changed blobs.
 
-use std::fs::File;
+use fs_err::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -23,16 +23,8 @@ use crate::digest::{hash_reader, Digest, HashingWriter};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// An IO error on a named path.
-    #[error("{action} {path}: {source}")]
-    Io {
-        /// What was being done.
-        action: &'static str,
-        /// The path.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::error::IoError),
     /// Content did not hash to what was expected.
     #[error("{what}: sha256 mismatch\n  expected: {expected}\n  found:    {found}")]
     Mismatch {
@@ -46,7 +38,7 @@ pub enum StoreError {
 }
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
-    move |source| StoreError::Io { action, path: path.to_path_buf(), source }
+    move |source| StoreError::Io(crate::error::IoError { action, path: path.to_path_buf(), source })
 }
 
 /// A content-addressed store rooted at a directory.
@@ -88,7 +80,7 @@ impl Store {
     fn open_locked(root: PathBuf, exclusive: bool, waiting: &mut dyn FnMut(&Path)) -> Result<Store, StoreError> {
         for sub in ["cas/sha256", "tmp", "locks", "layers"] {
             let p = root.join(sub);
-            std::fs::create_dir_all(&p).map_err(io_err("creating cache directory", &p))?;
+            fs_err::create_dir_all(&p).map_err(io_err("creating cache directory", &p))?;
         }
         let p = root.join("locks/store.lock");
         let file = File::options()
@@ -105,7 +97,7 @@ impl Store {
                 if exclusive { file.lock() } else { file.lock_shared() }.map_err(io_err("locking", &p))?;
             }
             Err(std::fs::TryLockError::Error(e)) => {
-                return Err(StoreError::Io { action: "locking", path: p, source: e })
+                return Err(StoreError::Io(crate::error::IoError { action: "locking", path: p, source: e }))
             }
         }
         Ok(Store { root, _use_lock: std::sync::Arc::new(file) })
@@ -178,7 +170,7 @@ impl Store {
         {
             use std::os::unix::fs::PermissionsExt;
             // Blobs are shared read-only (hard-linked into layouts).
-            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o444))
+            fs_err::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o444))
                 .map_err(io_err("setting permissions of", tmp.path()))?;
         }
         tmp.as_file().sync_all().map_err(io_err("syncing", tmp.path()))?;
@@ -186,10 +178,8 @@ impl Store {
             self.mark_used(digest);
             return Ok(dest);
         }
-        tmp.persist(&dest).map_err(|e| StoreError::Io {
-            action: "moving blob into",
-            path: dest.clone(),
-            source: e.error,
+        tmp.persist(&dest).map_err(|e| {
+            StoreError::Io(crate::error::IoError { action: "moving blob into", path: dest.clone(), source: e.error })
         })?;
         Ok(dest)
     }
@@ -212,7 +202,7 @@ impl Store {
         if let Some(d) = expected {
             if self.contains(d) {
                 self.mark_used(d);
-                let size = std::fs::metadata(self.path(d)).map(|m| m.len()).unwrap_or(0);
+                let size = fs_err::metadata(self.path(d)).map(|m| m.len()).unwrap_or(0);
                 return Ok((*d, size));
             }
         }
@@ -221,10 +211,8 @@ impl Store {
         let mut w = HashingWriter::new(io::BufWriter::new(tmp));
         io::copy(&mut input, &mut w).map_err(io_err("copying", src))?;
         let (buf, found, size) = w.finish();
-        let tmp = buf.into_inner().map_err(|e| StoreError::Io {
-            action: "writing",
-            path: src.to_path_buf(),
-            source: e.into_error(),
+        let tmp = buf.into_inner().map_err(|e| {
+            StoreError::Io(crate::error::IoError { action: "writing", path: src.to_path_buf(), source: e.into_error() })
         })?;
         if let Some(exp) = expected {
             if *exp != found {
@@ -242,11 +230,11 @@ impl Store {
         let f = match File::open(&p) {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(StoreError::Io { action: "opening", path: p, source: e }),
+            Err(e) => return Err(StoreError::Io(crate::error::IoError { action: "opening", path: p, source: e })),
         };
         let (found, _) = hash_reader(io::BufReader::new(f)).map_err(io_err("reading", &p))?;
         if found != *d {
-            let _ = std::fs::remove_file(&p);
+            let _ = fs_err::remove_file(&p);
             return Ok(false);
         }
         Ok(true)

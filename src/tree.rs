@@ -5,6 +5,11 @@
 //! generated files, in a local file, in a spool file next to the build, or in an
 //! artifact such as a wheel) until the layer writer streams them.
 
+// Spools are anonymous temporary files (from `tempfile`) or handles of
+// files already opened through `fs_err`, read with positional reads: the
+// std type is the one those give. Errors name the spool's path themselves.
+#![allow(clippy::disallowed_types)]
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::File;
@@ -288,10 +293,10 @@ pub struct Spool {
 
 impl Spool {
     /// Creates a spool file inside `dir` (removed when the last range is dropped).
-    pub fn create_in(dir: &std::path::Path) -> io::Result<(Arc<Spool>, File)> {
+    pub fn create_in(dir: &std::path::Path) -> io::Result<(Arc<Spool>, fs_err::File)> {
         let tmp = tempfile::Builder::new().prefix("spool-").tempfile_in(dir)?;
         let (file, path) = tmp.keep().map_err(|e| e.error)?;
-        let writer = file.try_clone()?;
+        let writer = fs_err::File::from_parts(file.try_clone()?, &path);
         Ok((Arc::new(Spool { file, path, owned: true }), writer))
     }
 
@@ -306,7 +311,7 @@ impl Spool {
 impl Drop for Spool {
     fn drop(&mut self) {
         if self.owned {
-            let _ = std::fs::remove_file(&self.path);
+            let _ = fs_err::remove_file(&self.path);
         }
     }
 }

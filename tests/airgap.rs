@@ -15,7 +15,7 @@ fn unshare_net(cmd_args: &[&str]) -> Option<Command> {
     }
     let mut c = Command::new("unshare");
     // As root a plain network namespace; otherwise map root in a user namespace.
-    let root = std::fs::read_to_string("/proc/self/status")
+    let root = fs_err::read_to_string("/proc/self/status")
         .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
         .unwrap_or(false);
     c.arg(if root { "-n" } else { "-rn" });
@@ -52,7 +52,7 @@ fn offline_build_from_a_mirror_in_a_network_namespace_matches_the_online_build()
     let srv = Server::start(routes);
     let t = tempfile::tempdir().unwrap();
     let spec = t.path().join("app.yaml");
-    std::fs::write(
+    fs_err::write(
         &spec,
         format!(
             "version: 1\nname: app\nlayers:\n  - name: tool\n    tarball: {{url: {a}/pool/tool.tar.gz, sha256: {}}}\n  - name: extra\n    tarball: {{url: {a}/pool/extra.tar.gz, sha256: {}, size: {}}}\nconfig: {{entrypoint: [/opt/tool]}}\n",
@@ -74,7 +74,7 @@ fn offline_build_from_a_mirror_in_a_network_namespace_matches_the_online_build()
     ]));
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(mirror.join("sha256").join(sha256_hex(&payload)).is_file());
-    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(mirror.join("index.json")).unwrap()).unwrap();
+    let index: serde_json::Value = serde_json::from_slice(&fs_err::read(mirror.join("index.json")).unwrap()).unwrap();
     assert_eq!(index["artifacts"][format!("sha256:{}", sha256_hex(&extra))]["name"], "extra.tar.gz");
     let online = run(strata().args(["build", "-q"]).arg(&spec).args([
         "-o",
@@ -132,8 +132,8 @@ fn offline_build_from_a_mirror_in_a_network_namespace_matches_the_online_build()
 fn offline_build_names_the_missing_artifact_and_the_fix() {
     let t = tempfile::tempdir().unwrap();
     let spec = t.path().join("app.yaml");
-    std::fs::write(&spec, format!("version: 1\nname: app\nlayers:\n  - tarball: {{url: https://example.invalid/pool/tool.tar.gz, sha256: {}}}\n", "a".repeat(64))).unwrap();
-    std::fs::create_dir_all(t.path().join("empty-mirror")).unwrap();
+    fs_err::write(&spec, format!("version: 1\nname: app\nlayers:\n  - tarball: {{url: https://example.invalid/pool/tool.tar.gz, sha256: {}}}\n", "a".repeat(64))).unwrap();
+    fs_err::create_dir_all(t.path().join("empty-mirror")).unwrap();
     let o = run(strata()
         .args(["build", "--offline", "--mirror", &s(&t.path().join("empty-mirror"))])
         .arg(&spec)
@@ -155,7 +155,7 @@ fn fetch_verify_finds_corrupt_and_missing_files() {
     let srv = Server::start(routes);
     let t = tempfile::tempdir().unwrap();
     let spec = t.path().join("s.yaml");
-    std::fs::write(
+    fs_err::write(
         &spec,
         format!(
             "version: 1\nname: x\nlayers:\n  - tarball: {{url: {}/a.tar.gz, sha256: {}}}\n",
@@ -179,13 +179,13 @@ fn fetch_verify_finds_corrupt_and_missing_files() {
 
     // Corrupt the copy in the mirror (it may be a hard link to the cache: replace it).
     let f = mirror.join("sha256").join(sha256_hex(&body));
-    std::fs::remove_file(&f).unwrap();
-    std::fs::write(&f, b"not the tarball").unwrap();
+    fs_err::remove_file(&f).unwrap();
+    fs_err::write(&f, b"not the tarball").unwrap();
     let bad = run(strata().args(["fetch", "--verify", &s(&mirror)]));
     assert_eq!(bad.status.code(), Some(1));
     assert!(stderr(&bad).contains("corrupt"), "{}", stderr(&bad));
 
-    std::fs::remove_file(&f).unwrap();
+    fs_err::remove_file(&f).unwrap();
     let missing = run(strata().args(["fetch", "--verify", &s(&mirror)]));
     assert_eq!(missing.status.code(), Some(1));
     assert!(stderr(&missing).contains("a.tar.gz") && stderr(&missing).contains("missing"), "{}", stderr(&missing));

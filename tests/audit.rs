@@ -11,7 +11,7 @@ const SPEC: &str = "version: 1\nname: audited\nepoch: 1700000000\nlayers:\n  - n
 
 fn publish(dir: &Path, name: &str, text: &str, env: &[(&str, &str)]) -> String {
     let spec = dir.join(format!("{name}.yaml"));
-    std::fs::write(&spec, text).unwrap();
+    fs_err::write(&spec, text).unwrap();
     let out = dir.join(format!("{name}.tar"));
     let mut c = strata();
     c.args(["build", "-q"])
@@ -30,7 +30,7 @@ fn publish(dir: &Path, name: &str, text: &str, env: &[(&str, &str)]) -> String {
 
 fn audit(dir: &Path, published: &str) -> (i32, String) {
     let spec = dir.join("auditor.yaml");
-    std::fs::write(&spec, SPEC).unwrap();
+    fs_err::write(&spec, SPEC).unwrap();
     let o = run(strata().args(["audit", "-q"]).arg(&spec).arg(published).arg("--cache").arg(dir.join("auditor-cache")));
     (o.status.code().unwrap_or(-1), format!("{}{}", stdout(&o), stderr(&o)))
 }

@@ -52,7 +52,7 @@ fn every_output_is_accepted_by_skopeo_umoci_and_podman() {
     }
 
     // docker-archive: the documented manifest.json layout.
-    let mut ar = tar::Archive::new(std::fs::File::open(&da).unwrap());
+    let mut ar = tar::Archive::new(fs_err::File::open(&da).unwrap());
     let mut manifest_json = None;
     let mut names = Vec::new();
     for e in ar.entries().unwrap() {
@@ -109,10 +109,10 @@ fn every_output_is_accepted_by_skopeo_umoci_and_podman() {
             .arg(t.path().join("bundle")));
         assert!(o.status.success(), "umoci unpack: {}", stderr(&o));
         let rootfs = t.path().join("bundle/rootfs");
-        assert_eq!(std::fs::read_link(rootfs.join("hello")).unwrap(), Path::new("usr/local/bin/hello"));
+        assert_eq!(fs_err::read_link(rootfs.join("hello")).unwrap(), Path::new("usr/local/bin/hello"));
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(rootfs.join("tmp")).unwrap().permissions().mode() & 0o7777, 0o1777);
-        assert!(std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap().contains("app:x:1000:1000"));
+        assert_eq!(fs_err::metadata(rootfs.join("tmp")).unwrap().permissions().mode() & 0o7777, 0o1777);
+        assert!(fs_err::read_to_string(rootfs.join("etc/passwd")).unwrap().contains("app:x:1000:1000"));
     }
     if have("podman") {
         let store = t.path().join("podman");
@@ -147,14 +147,14 @@ fn hello_runs_under_runc() {
 }
 
 fn unsafe_is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
+    fs_err::read_to_string("/proc/self/status")
         .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
         .unwrap_or(false)
 }
 
 /// A spec with a multi-block file so that compression really runs in parallel.
 fn big_spec(dir: &Path, algorithm: &str) -> PathBuf {
-    std::fs::create_dir_all(dir).unwrap();
+    fs_err::create_dir_all(dir).unwrap();
     let mut data = Vec::with_capacity(6 << 20);
     let mut x: u64 = 0x9E3779B97F4A7C15;
     while data.len() < 6 << 20 {
@@ -163,9 +163,9 @@ fn big_spec(dir: &Path, algorithm: &str) -> PathBuf {
         x ^= x << 17;
         data.extend_from_slice(format!("{:016x} {}\n", x, x % 97).as_bytes());
     }
-    std::fs::write(dir.join("big.txt"), &data).unwrap();
+    fs_err::write(dir.join("big.txt"), &data).unwrap();
     let spec = dir.join("big.yaml");
-    std::fs::write(
+    fs_err::write(
         &spec,
         format!(
             "version: 1\nname: big\ncompression: {{algorithm: {algorithm}}}\nlayers:\n  - files:\n      - {{path: /data/big.txt, source: big.txt}}\n      - {{path: /data/small, content: \"x\"}}\n"
@@ -186,7 +186,7 @@ fn digests_do_not_depend_on_path_umask_tz_locale_clock_cache_or_threads() {
         let mut digests = Vec::new();
         for (i, dir) in [&a_dir, &b_dir].iter().enumerate() {
             let spec = big_spec(dir, algorithm);
-            std::fs::copy(hello_spec(), dir.join("hello.yaml")).unwrap();
+            fs_err::copy(hello_spec(), dir.join("hello.yaml")).unwrap();
             let cache = t.path().join(format!("cache-{algorithm}-{i}"));
             for s in [spec, dir.join("hello.yaml")] {
                 let (umask, tz, lang, threads) =
@@ -284,7 +284,7 @@ impl Case {
     }
     fn spec(&self, text: &str) -> PathBuf {
         let p = self.dir.path().join("spec.yaml");
-        std::fs::write(&p, text).unwrap();
+        fs_err::write(&p, text).unwrap();
         p
     }
     /// Builds, expects failure with exit code 1 and no output written; returns stderr
@@ -395,6 +395,46 @@ fn unreachable_url_fails_after_retries() {
     assert!(err.contains("Connection refused") || err.contains("connect"), "{err}");
 }
 
+/// Builds a spec whose tarball comes from a server that misbehaves, with
+/// short network timeouts; returns stderr and how long it took.
+fn build_from_a_slow_server(reply: Reply) -> (String, std::time::Duration) {
+    let (c, _srv, s) = tarball_case(reply, &"3".repeat(64));
+    let started = std::time::Instant::now();
+    let o = run(strata()
+        .args(["build", "-q"])
+        .arg(&s)
+        .arg("-o")
+        .arg(format!("oci:{}", c.dir.path().join("o").display()))
+        .arg("--cache")
+        .arg(c.dir.path().join("cache"))
+        .env("STRATA_RETRY_BASE_MS", "10")
+        .env("STRATA_NET_IDLE_TIMEOUT", "1s")
+        .env("STRATA_NET_MIN_SPEED", "200")
+        .env("STRATA_NET_DEADLINE", "3s"));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    (stderr(&o), started.elapsed())
+}
+
+#[test]
+fn a_silent_server_is_cut_off_by_the_idle_timeout_and_the_deadline() {
+    // The server accepts the request and says nothing for two minutes.
+    let (err, took) = build_from_a_slow_server(Reply::Silent(std::time::Duration::from_secs(120)));
+    assert!(err.contains("nothing arrived for 1s (STRATA_NET_IDLE_TIMEOUT)"), "{err}");
+    assert!(err.contains("the deadline; STRATA_NET_DEADLINE sets it"), "{err}");
+    assert!(took < std::time::Duration::from_secs(60), "bounded: {took:?}");
+}
+
+#[test]
+fn a_drip_feeding_server_is_cut_off_by_the_minimum_speed() {
+    // A byte every 100 ms keeps resetting the idle timeout; the whole body
+    // would take minutes.
+    let body = vec![0u8; 4000];
+    let (err, took) = build_from_a_slow_server(Reply::Drip(body, std::time::Duration::from_millis(100)));
+    assert!(err.contains("too slow:") && err.contains("less than the minimum 200 bytes per second"), "{err}");
+    assert!(err.contains("the deadline; STRATA_NET_DEADLINE sets it"), "{err}");
+    assert!(took < std::time::Duration::from_secs(60), "bounded: {took:?}");
+}
+
 #[test]
 fn missing_file_on_server_is_not_retried_and_says_what_to_do() {
     let (c, srv, s) = tarball_case(Reply::Status(404), &"2".repeat(64));
@@ -437,7 +477,7 @@ fn transient_errors_and_truncation_are_retried() {
 
 fn local_tarball_fails(items: &[TarItem<'_>]) -> String {
     let c = Case::new();
-    std::fs::write(c.dir.path().join("bad.tar"), raw_tar(items)).unwrap();
+    fs_err::write(c.dir.path().join("bad.tar"), raw_tar(items)).unwrap();
     let s = c.spec("version: 1\nname: x\nlayers:\n  - name: payload\n    tarball: {path: bad.tar}\n");
     c.fails(&s)
 }
@@ -477,14 +517,14 @@ fn tarball_with_a_member_appended_twice() {
         TarItem::File("etc/other", b"x", 0o644),
         TarItem::File("etc/motd", b"first copy\n", 0o644),
     ]);
-    std::fs::write(c.dir.path().join("same.tar"), same).unwrap();
+    fs_err::write(c.dir.path().join("same.tar"), same).unwrap();
     let s = c.spec("version: 1\nname: x\nlayers:\n  - name: payload\n    tarball: {path: same.tar}\n");
     let out = c.dir.path().join("o");
     let o = build(&s, &format!("oci:{}", out.display()), &c.dir.path().join("cache"));
     assert!(o.status.success(), "{}", stderr(&o));
-    let blob = |d: &str| std::fs::read(out.join("blobs/sha256").join(d.trim_start_matches("sha256:"))).unwrap();
+    let blob = |d: &str| fs_err::read(out.join("blobs/sha256").join(d.trim_start_matches("sha256:"))).unwrap();
     let json = |b: Vec<u8>| serde_json::from_slice::<serde_json::Value>(&b).unwrap();
-    let index = json(std::fs::read(out.join("index.json")).unwrap());
+    let index = json(fs_err::read(out.join("index.json")).unwrap());
     let manifest = json(blob(index["manifests"][0]["digest"].as_str().unwrap()));
     let layer = blob(manifest["layers"][0]["digest"].as_str().unwrap());
     let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(&layer[..]));
@@ -518,9 +558,9 @@ fn tarballs_in_every_codec_unpack_to_the_same_layer() {
     let t = tempfile::tempdir().unwrap();
     let mut digests = Vec::new();
     for (name, bytes) in [("a.tar", &tar), ("a.tar.gz", &gz), ("a.tar.zst", &zst), ("a.tar.xz", &xz)] {
-        std::fs::write(t.path().join(name), bytes).unwrap();
+        fs_err::write(t.path().join(name), bytes).unwrap();
         let spec = t.path().join(format!("{name}.yaml"));
-        std::fs::write(
+        fs_err::write(
             &spec,
             format!(
                 "version: 1\nname: x\nlayers:\n  - name: opt\n    tarball: {{path: {name}, sha256: {}}}\n",
@@ -555,14 +595,14 @@ fn a_plain_tarball_is_read_in_place_with_long_names_and_checked_for_truncation()
     let t = tempfile::tempdir().unwrap();
     let mut layers = Vec::new();
     for (name, bytes) in [("p.tar", plain.clone()), ("p.tar.gz", gzip(&plain))] {
-        std::fs::write(t.path().join(name), &bytes).unwrap();
+        fs_err::write(t.path().join(name), &bytes).unwrap();
         let spec = t.path().join(format!("{name}.yaml"));
-        std::fs::write(&spec, format!("version: 1\nname: x\nlayers:\n  - tarball: {{path: {name}}}\n")).unwrap();
+        fs_err::write(&spec, format!("version: 1\nname: x\nlayers:\n  - tarball: {{path: {name}}}\n")).unwrap();
         let out = t.path().join(format!("o-{name}"));
         let o = build(&spec, &format!("oci:{}", out.display()), &t.path().join("c"));
         assert!(o.status.success(), "{name}: {}", stderr(&o));
-        let index: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
-        let blob = |d: &str| std::fs::read(out.join("blobs/sha256").join(d.trim_start_matches("sha256:"))).unwrap();
+        let index: serde_json::Value = serde_json::from_slice(&fs_err::read(out.join("index.json")).unwrap()).unwrap();
+        let blob = |d: &str| fs_err::read(out.join("blobs/sha256").join(d.trim_start_matches("sha256:"))).unwrap();
         let manifest: serde_json::Value =
             serde_json::from_slice(&blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap();
         let layer = blob(manifest["layers"][0]["digest"].as_str().unwrap());
@@ -591,9 +631,9 @@ fn a_plain_tarball_is_read_in_place_with_long_names_and_checked_for_truncation()
 
     // Cut inside the last member's bytes: refused, not read short later.
     let cut = plain.len() - 1024 - 512 + 2;
-    std::fs::write(t.path().join("cut.tar"), &plain[..cut]).unwrap();
+    fs_err::write(t.path().join("cut.tar"), &plain[..cut]).unwrap();
     let c = Case::new();
-    std::fs::copy(t.path().join("cut.tar"), c.dir.path().join("cut.tar")).unwrap();
+    fs_err::copy(t.path().join("cut.tar"), c.dir.path().join("cut.tar")).unwrap();
     let err = c.fails(&c.spec("version: 1\nname: x\nlayers:\n  - tarball: {path: cut.tar}\n"));
     assert!(err.contains("cut.tar") && (err.contains("truncated") || err.contains("corrupt")), "{err}");
 }
@@ -601,11 +641,11 @@ fn a_plain_tarball_is_read_in_place_with_long_names_and_checked_for_truncation()
 #[test]
 fn output_into_a_non_layout_directory_is_refused() {
     let t = tempfile::tempdir().unwrap();
-    std::fs::write(t.path().join("precious.txt"), "keep me").unwrap();
+    fs_err::write(t.path().join("precious.txt"), "keep me").unwrap();
     let o = build(&hello_spec(), &format!("oci:{}", t.path().display()), &t.path().join("c"));
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("is not an OCI image layout"), "{}", stderr(&o));
-    assert_eq!(std::fs::read_to_string(t.path().join("precious.txt")).unwrap(), "keep me");
+    assert_eq!(fs_err::read_to_string(t.path().join("precious.txt")).unwrap(), "keep me");
 }
 
 #[test]
@@ -626,7 +666,7 @@ fn committed_json_schemas_are_current() {
             cmd.arg(f);
         }
         let o = run(&mut cmd);
-        let committed = std::fs::read_to_string(root().join(file)).unwrap_or_default();
+        let committed = fs_err::read_to_string(root().join(file)).unwrap_or_default();
         assert_eq!(
             stdout(&o).trim(),
             committed.trim(),
@@ -645,7 +685,7 @@ fn concurrent_builds_share_one_cache_safely() {
     let srv = Server::start(routes);
     let t = tempfile::tempdir().unwrap();
     let spec = t.path().join("spec.yaml");
-    std::fs::write(
+    fs_err::write(
         &spec,
         format!("version: 1\nname: x\nlayers:\n  - tarball:\n      url: {}/a.tar.gz\n      sha256: {sha}\n", srv.addr),
     )
@@ -692,12 +732,12 @@ fn a_corrupted_layer_cache_entry_is_detected_and_rebuilt() {
     };
     let layer = v["manifest"]["layers"][1]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
     let blob = cache.join("cas/sha256").join(&layer);
-    let mut bytes = std::fs::read(&blob).unwrap();
+    let mut bytes = fs_err::read(&blob).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&blob, std::fs::Permissions::from_mode(0o644)).unwrap();
-    std::fs::write(&blob, &bytes).unwrap();
+    fs_err::set_permissions(&blob, std::fs::Permissions::from_mode(0o644)).unwrap();
+    fs_err::write(&blob, &bytes).unwrap();
 
     let (s, err) = build_json(&hello_spec(), &format!("oci:{}", t.path().join("b").display()), &cache);
     assert!(err.contains("was corrupt or changed; rebuilding"), "{err}");
@@ -705,26 +745,26 @@ fn a_corrupted_layer_cache_entry_is_detected_and_rebuilt() {
     assert_eq!(s["layers"][1]["cached"], false);
     assert_eq!(s["layers"][0]["cached"], true);
     // The rebuilt blob is intact.
-    assert_eq!(sha256_hex(&std::fs::read(&blob).unwrap()), layer);
+    assert_eq!(sha256_hex(&fs_err::read(&blob).unwrap()), layer);
 }
 
 #[test]
 fn changing_one_input_rebuilds_only_its_layer() {
     let t = tempfile::tempdir().unwrap();
     let spec = t.path().join("s.yaml");
-    std::fs::write(t.path().join("conf"), "v=1\n").unwrap();
-    std::fs::write(&spec, "version: 1\nname: x\nlayers:\n  - name: one\n    files: [{path: /one, content: \"1\"}]\n  - name: two\n    files: [{path: /etc/conf, source: conf}]\n").unwrap();
+    fs_err::write(t.path().join("conf"), "v=1\n").unwrap();
+    fs_err::write(&spec, "version: 1\nname: x\nlayers:\n  - name: one\n    files: [{path: /one, content: \"1\"}]\n  - name: two\n    files: [{path: /etc/conf, source: conf}]\n").unwrap();
     let cache = t.path().join("c");
     let go = |out: &str| build_json(&spec, &format!("oci:{}", t.path().join(out).display()), &cache).0;
     let a = go("a");
-    std::fs::write(t.path().join("conf"), "v=2\n").unwrap();
+    fs_err::write(t.path().join("conf"), "v=2\n").unwrap();
     let b = go("b");
     assert_eq!(b["layers"][0]["cached"], true);
     assert_eq!(b["layers"][1]["cached"], false);
     assert_eq!(a["layers"][0]["digest"], b["layers"][0]["digest"]);
     assert_ne!(a["layers"][1]["digest"], b["layers"][1]["digest"]);
     // A change back is served from the cache again.
-    std::fs::write(t.path().join("conf"), "v=1\n").unwrap();
+    fs_err::write(t.path().join("conf"), "v=1\n").unwrap();
     let c = go("out-c");
     assert_eq!(c["manifest_digest"], a["manifest_digest"]);
     assert!(c["layers"].as_array().unwrap().iter().all(|l| l["cached"] == true));
@@ -750,11 +790,11 @@ fn layers_written_in_parallel_keep_their_order_and_bytes() {
     let mut spec = String::from("version: 1\nname: par\nlayers:\n");
     for i in 0..6u64 {
         let size = if i == 0 { 5 << 20 } else { 1000 * i as usize };
-        std::fs::write(t.path().join(format!("f{i}")), text(size, i + 1)).unwrap();
+        fs_err::write(t.path().join(format!("f{i}")), text(size, i + 1)).unwrap();
         spec.push_str(&format!("  - name: l{i}\n    files: [{{path: /d/f{i}, source: f{i}}}]\n"));
     }
     let spec_path = t.path().join("par.yaml");
-    std::fs::write(&spec_path, spec).unwrap();
+    fs_err::write(&spec_path, spec).unwrap();
     let go = |threads: &str, cache: &str, out: &str| -> serde_json::Value {
         let o = run(strata()
             .args(["build", "--json", "--threads", threads])
@@ -781,8 +821,8 @@ fn layers_written_in_parallel_keep_their_order_and_bytes() {
     assert_eq!(names(&many), want);
 
     // Two layers change: only they are written, between cached ones.
-    std::fs::write(t.path().join("f2"), text(3000, 99)).unwrap();
-    std::fs::write(t.path().join("f4"), text(4000, 98)).unwrap();
+    fs_err::write(t.path().join("f2"), text(3000, 99)).unwrap();
+    fs_err::write(t.path().join("f4"), text(4000, 98)).unwrap();
     let many2 = go("8", "c8", "o8b");
     let one2 = go("1", "c1", "o1b");
     assert_eq!(cached(&many2), vec![true, true, false, true, false, true]);
@@ -798,12 +838,12 @@ fn assert_layout_whole(dir: &Path) -> Vec<String> {
     let blob = |desc: &serde_json::Value| -> Vec<u8> {
         let d = desc["digest"].as_str().unwrap();
         let p = dir.join("blobs/sha256").join(d.trim_start_matches("sha256:"));
-        let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {d} is named but missing: {e}", dir.display()));
+        let bytes = fs_err::read(&p).unwrap_or_else(|e| panic!("{}: {d} is named but missing: {e}", dir.display()));
         assert_eq!(format!("sha256:{}", sha256_hex(&bytes)), d, "{}: blob does not hash to its name", p.display());
         assert_eq!(bytes.len() as u64, desc["size"].as_u64().unwrap(), "{}: wrong size", p.display());
         bytes
     };
-    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let index: serde_json::Value = serde_json::from_slice(&fs_err::read(dir.join("index.json")).unwrap()).unwrap();
     let mut tags = Vec::new();
     for m in index["manifests"].as_array().unwrap() {
         let manifest: serde_json::Value = serde_json::from_slice(&blob(m)).unwrap();
@@ -851,10 +891,10 @@ fn a_build_killed_at_any_moment_leaves_a_whole_layout_and_a_sound_cache() {
         let tags = assert_layout_whole(&out);
         assert!(tags.contains(&"hello".to_string()), "after a kill at {delay_ms} ms: {tags:?}");
         // Nothing in the cache is stored under a name its bytes do not hash to.
-        for e in std::fs::read_dir(cache.join("cas/sha256")).unwrap() {
+        for e in fs_err::read_dir(cache.join("cas/sha256")).unwrap() {
             let p = e.unwrap().path();
             assert_eq!(
-                sha256_hex(&std::fs::read(&p).unwrap()),
+                sha256_hex(&fs_err::read(&p).unwrap()),
                 p.file_name().unwrap().to_str().unwrap(),
                 "after a kill at {delay_ms} ms: {} is poisoned",
                 p.display()
@@ -889,13 +929,13 @@ fn leftovers_of_killed_writers_beside_an_output_are_removed_by_the_next_build() 
     let put = |name: &str, dir: bool, backdate: bool| {
         let p = t.path().join(name);
         if dir {
-            std::fs::create_dir_all(p.join("blobs/sha256")).unwrap();
-            std::fs::write(p.join("blobs/sha256/x"), b"partial").unwrap();
+            fs_err::create_dir_all(p.join("blobs/sha256")).unwrap();
+            fs_err::write(p.join("blobs/sha256/x"), b"partial").unwrap();
         } else {
-            std::fs::write(&p, b"partial archive").unwrap();
+            fs_err::write(&p, b"partial archive").unwrap();
         }
         if backdate {
-            let f = std::fs::File::open(&p).unwrap();
+            let f = fs_err::File::open(&p).unwrap();
             f.set_times(std::fs::FileTimes::new().set_modified(long_ago)).unwrap();
         }
     };
@@ -910,7 +950,7 @@ fn leftovers_of_killed_writers_beside_an_output_are_removed_by_the_next_build() 
     let o = build(&hello_spec(), &format!("oci:{}", t.path().join("layout").display()), &t.path().join("c"));
     assert!(o.status.success(), "{}", stderr(&o));
     let mut left: Vec<String> =
-        std::fs::read_dir(t.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        fs_err::read_dir(t.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     left.sort();
     let mut want = vec![
         format!(".strata-archive-{alive}-busy"),

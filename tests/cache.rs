@@ -18,8 +18,8 @@ fn cache_json(cache: &Path, args: &[&str]) -> serde_json::Value {
 /// Sets every blob's last use `days` back.
 fn age_all(cache: &Path, days: u64) {
     let when = SystemTime::now() - Duration::from_secs(days * 86_400);
-    for e in std::fs::read_dir(cache.join("cas/sha256")).unwrap() {
-        let f = std::fs::File::open(e.unwrap().path()).unwrap();
+    for e in fs_err::read_dir(cache.join("cas/sha256")).unwrap() {
+        let f = fs_err::File::open(e.unwrap().path()).unwrap();
         f.set_times(std::fs::FileTimes::new().set_accessed(when)).unwrap();
     }
 }
@@ -33,9 +33,9 @@ fn prune_removes_only_what_no_recent_build_used() {
     let t = tempfile::tempdir().unwrap();
     let cache = t.path().join("cache");
     let hello = root().join("specs/hello.yaml");
-    std::fs::write(t.path().join("tool.tar"), raw_tar(&[TarItem::File("opt/tool", b"tool v1\n", 0o755)])).unwrap();
+    fs_err::write(t.path().join("tool.tar"), raw_tar(&[TarItem::File("opt/tool", b"tool v1\n", 0o755)])).unwrap();
     let other = t.path().join("other.yaml");
-    std::fs::write(&other, "version: 1\nname: other\nlayers:\n  - tarball: {path: tool.tar}\n").unwrap();
+    fs_err::write(&other, "version: 1\nname: other\nlayers:\n  - tarball: {path: tool.tar}\n").unwrap();
 
     let first_hello = build_json(&hello, &format!("oci:{}", t.path().join("h1").display()), &cache).0;
     let first_other = build_json(&other, &format!("oci:{}", t.path().join("o1").display()), &cache).0;
@@ -116,6 +116,6 @@ fn prune_waits_for_a_running_build() {
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     let layer = v["manifest"]["layers"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
-    let bytes = std::fs::read(out.join("blobs/sha256").join(&layer)).unwrap();
+    let bytes = fs_err::read(out.join("blobs/sha256").join(&layer)).unwrap();
     assert_eq!(sha256_hex(&bytes), layer);
 }

@@ -66,7 +66,7 @@ fn locked_project() -> (Server, Project, std::path::PathBuf) {
 #[test]
 fn lock_resolves_alternatives_virtuals_versions_excludes_and_cycles() {
     let (_server, project, _) = locked_project();
-    let lock = std::fs::read_to_string(project.path("spec.lock")).unwrap();
+    let lock = fs_err::read_to_string(project.path("spec.lock")).unwrap();
     let names: Vec<String> = lock
         .lines()
         .filter(|l| l.starts_with("name = ") || l.starts_with("version = \""))
@@ -99,7 +99,7 @@ fn lock_resolves_alternatives_virtuals_versions_excludes_and_cycles() {
     // Locking again against the same archive state gives the same bytes.
     let again = project.strata(&["lock", "spec.yaml"]);
     assert!(again.status.success());
-    assert_eq!(lock, std::fs::read_to_string(project.path("spec.lock")).unwrap());
+    assert_eq!(lock, fs_err::read_to_string(project.path("spec.lock")).unwrap());
     assert!(project.strata(&["lock", "--check", "spec.yaml"]).status.success());
 }
 
@@ -215,10 +215,10 @@ fn build_without_lock_names_the_command() {
 #[test]
 fn changed_spec_makes_the_lock_stale() {
     let (_server, project, _) = locked_project();
-    let text = std::fs::read_to_string(project.path("spec.yaml"))
+    let text = fs_err::read_to_string(project.path("spec.yaml"))
         .unwrap()
         .replace("exclude: [docs-pkg, openssl]", "exclude: [openssl]");
-    std::fs::write(project.path("spec.yaml"), text).unwrap();
+    fs_err::write(project.path("spec.yaml"), text).unwrap();
     let out = project.strata(&["build", "spec.yaml", "-o", "oci:out"]);
     assert!(!out.status.success());
     let err = scrub(&out, &project);
@@ -284,7 +284,7 @@ fn sbom_lists_every_locked_deb_with_its_sha256_and_purl() {
     let sbom = project.strata(&["inspect", "--sbom", "oci:out"]);
     assert!(sbom.status.success(), "{}", String::from_utf8_lossy(&sbom.stderr));
     let doc: serde_json::Value = serde_json::from_slice(&sbom.stdout).unwrap();
-    let lock: toml::Table = toml::from_str(&std::fs::read_to_string(project.path("spec.lock")).unwrap()).unwrap();
+    let lock: toml::Table = toml::from_str(&fs_err::read_to_string(project.path("spec.lock")).unwrap()).unwrap();
     let mut locked = 0;
     for layer in lock["debs"].as_table().unwrap().values() {
         for p in layer["packages"].as_array().unwrap() {
@@ -319,7 +319,7 @@ fn dpkg_query_lists_the_installed_packages_from_status_d() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let files = layer_files(&project.path("out"));
     let admin = project.path("dpkg-admin");
-    std::fs::create_dir_all(admin.join("info")).unwrap();
+    fs_err::create_dir_all(admin.join("info")).unwrap();
     let mut status = Vec::new();
     for (path, (_, _, data)) in &files {
         if path.starts_with("var/lib/dpkg/status.d/") && !path.ends_with(".md5sums") {
@@ -330,7 +330,7 @@ fn dpkg_query_lists_the_installed_packages_from_status_d() {
             status.push(b'\n');
         }
     }
-    std::fs::write(admin.join("status"), status).unwrap();
+    fs_err::write(admin.join("status"), status).unwrap();
     let q = std::process::Command::new("dpkg-query")
         .arg("--admindir")
         .arg(&admin)
@@ -339,7 +339,7 @@ fn dpkg_query_lists_the_installed_packages_from_status_d() {
         .unwrap();
     assert!(q.status.success(), "{}", String::from_utf8_lossy(&q.stderr));
     let listed = String::from_utf8_lossy(&q.stdout).into_owned();
-    let lock: toml::Table = toml::from_str(&std::fs::read_to_string(project.path("spec.lock")).unwrap()).unwrap();
+    let lock: toml::Table = toml::from_str(&fs_err::read_to_string(project.path("spec.lock")).unwrap()).unwrap();
     for layer in lock["debs"].as_table().unwrap().values() {
         for p in layer["packages"].as_array().unwrap() {
             let line =

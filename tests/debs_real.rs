@@ -56,6 +56,8 @@ fn python_base_runs_and_finds_libc() {
         .arg("--quiet")
         .arg("build")
         .arg(&spec)
+        .arg("--context")
+        .arg(repo())
         .arg("-o")
         .arg(format!("oci:{}:t", oci.display()));
     if !online {
@@ -72,13 +74,13 @@ fn python_base_runs_and_finds_libc() {
         .unwrap();
     assert!(out.status.success(), "umoci: {}", String::from_utf8_lossy(&out.stderr));
     let cfg_path = bundle.join("config.json");
-    let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+    let mut cfg: serde_json::Value = serde_json::from_slice(&fs_err::read(&cfg_path).unwrap()).unwrap();
     cfg["process"]["terminal"] = false.into();
     cfg["process"]["args"] = serde_json::json!([
         "/usr/bin/python3", "-c",
         "import ssl, sqlite3, json, ctypes, ctypes.util; print(ctypes.util.find_library('c')); print(ssl.create_default_context().cert_store_stats()['x509_ca'] > 100)"
     ]);
-    std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+    fs_err::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
     let id = format!("strata-debs-{}", std::process::id());
     let out = Command::new(runc).arg("run").arg("--bundle").arg(&bundle).arg(&id).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -91,7 +93,7 @@ fn python_base_runs_and_finds_libc() {
 }
 
 fn nix_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
+    fs_err::read_to_string("/proc/self/status")
         .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
         .unwrap_or(false)
 }

@@ -23,7 +23,7 @@ layers:
 
 fn build(dir: &Path, name: &str, text: &str) -> String {
     let spec = dir.join(format!("{name}.yaml"));
-    std::fs::write(&spec, text).unwrap();
+    fs_err::write(&spec, text).unwrap();
     let out = dir.join(format!("{name}.tar"));
     let o = run(strata()
         .args(["build", "-q"])

@@ -38,11 +38,11 @@ impl Rng {
 
 fn corpus(kind: &str) -> Vec<Vec<u8>> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-corpus").join(kind);
-    let mut v: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(&dir)
+    let mut v: Vec<(PathBuf, Vec<u8>)> = fs_err::read_dir(&dir)
         .unwrap()
         .map(|e| {
             let p = e.unwrap().path();
-            let b = std::fs::read(&p).unwrap();
+            let b = fs_err::read(&p).unwrap();
             (p, b)
         })
         .collect();
@@ -132,7 +132,7 @@ fn fuzz(name: &str, kind: &str, tokens: &[&[u8]], per_case: Duration, mut one: i
         let took = t0.elapsed();
         if r.is_err() {
             let path = std::env::temp_dir().join(format!("strata-fuzz-{name}-crash"));
-            std::fs::write(&path, &input).unwrap();
+            fs_err::write(&path, &input).unwrap();
             panic!("{name}: case {cases} panicked; input saved to {}", path.display());
         }
         assert!(took < per_case, "{name}: case {cases} took {took:?} (input {} bytes)", input.len());
@@ -148,8 +148,8 @@ fn fuzz(name: &str, kind: &str, tokens: &[&[u8]], per_case: Duration, mut one: i
 fn fuzz_spec_loader() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().to_path_buf();
-    let layer = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-corpus/spec/layer.yaml")).unwrap();
-    std::fs::write(dir.join("layer.yaml"), &layer).unwrap();
+    let layer = fs_err::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz-corpus/spec/layer.yaml")).unwrap();
+    fs_err::write(dir.join("layer.yaml"), &layer).unwrap();
     let tokens: &[&[u8]] = &[
         b"[",
         b"{",
@@ -182,10 +182,10 @@ fn fuzz_spec_loader() {
     fuzz("spec", "spec", tokens, Duration::from_secs(5), |input| {
         // Now and then the included file is mutated too.
         if rng.below(4) == 0 {
-            std::fs::write(dir.join("layer.yaml"), mutate(&mut rng, &layer, tokens)).unwrap();
+            fs_err::write(dir.join("layer.yaml"), mutate(&mut rng, &layer, tokens)).unwrap();
         }
         let spec = dir.join("spec.yaml");
-        std::fs::write(&spec, input).unwrap();
+        fs_err::write(&spec, input).unwrap();
         let _ = strata::spec::load(&spec).map(|s| s.layers.len());
     });
 }
@@ -239,7 +239,7 @@ fn fuzz_wheel_reader() {
     ];
     let scheme = strata::sources::python::Scheme::debian((3, 11));
     fuzz("wheel", "wheel", tokens, Duration::from_secs(5), |input| {
-        std::fs::write(&path, input).unwrap();
+        fs_err::write(&path, input).unwrap();
         let Ok(zip) = strata::sources::python::zip::ZipArchive::open(&path, "demo-1.0-py3-none-any.whl") else {
             return;
         };

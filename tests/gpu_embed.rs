@@ -25,7 +25,7 @@ fn verifier_bin() -> Option<PathBuf> {
 /// linked), the hello program as the command, and a gpu: section.
 fn gpu_spec(dir: &Path, verify: &str) -> PathBuf {
     let libs = dir.join("libs");
-    std::fs::create_dir_all(&libs).unwrap();
+    fs_err::create_dir_all(&libs).unwrap();
     let mut files = String::new();
     for (src, dest) in [
         ("/lib/x86_64-linux-gnu/libc.so.6", "/lib/x86_64-linux-gnu/libc.so.6"),
@@ -34,14 +34,14 @@ fn gpu_spec(dir: &Path, verify: &str) -> PathBuf {
         ("/lib64/ld-linux-x86-64.so.2", "/lib64/ld-linux-x86-64.so.2"),
     ] {
         let name = Path::new(dest).file_name().unwrap().to_string_lossy().into_owned();
-        std::fs::copy(src, libs.join(&name)).unwrap();
+        fs_err::copy(src, libs.join(&name)).unwrap();
         files.push_str(&format!("      - {{path: {dest}, source: libs/{name}, mode: \"0755\"}}\n"));
     }
     let hello =
         std::process::Command::new("python3").arg(root().join("specs/hello/make-hello-elf.py")).output().unwrap();
     let b64 = String::from_utf8(hello.stdout).unwrap();
     let spec = dir.join("gpu.yaml");
-    std::fs::write(
+    fs_err::write(
         &spec,
         format!(
             "version: 1\nname: gpu-hello\nlayers:\n  - name: libc\n    files:\n{files}  - name: app\n    files:\n      - {{path: /hello, mode: \"0755\", content_base64: {}}}\ngpu:\n  cuda: \"12.8\"\n  arch: [sm_80, sm_90]\n  verify: {verify}\nconfig:\n  entrypoint: [/hello]\n",
@@ -84,7 +84,7 @@ fn gpu_section_adds_the_verifier_layer_and_wraps_the_entrypoint() {
     }
     assert_eq!(
         cfg["config"]["Labels"]["dev.strata.verifier.sha256"],
-        format!("sha256:{}", sha256_hex(&std::fs::read(&verifier).unwrap()))
+        format!("sha256:{}", sha256_hex(&fs_err::read(&verifier).unwrap()))
     );
     assert_eq!(cfg["history"].as_array().unwrap().last().unwrap()["created_by"], "strata: strata-verify");
 
@@ -155,12 +155,12 @@ fn without_a_gpu_strict_refuses_to_start_and_warn_runs_the_command() {
         .arg(&bundle));
     assert!(o.status.success(), "{}", stderr(&o));
     let cfg_path = bundle.join("config.json");
-    let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+    let mut cfg: serde_json::Value = serde_json::from_slice(&fs_err::read(&cfg_path).unwrap()).unwrap();
     cfg["process"]["terminal"] = serde_json::Value::Bool(false);
     let env = cfg["process"]["env"].as_array_mut().unwrap();
     env.retain(|e| !e.as_str().unwrap().starts_with("STRATA_VERIFY="));
     env.push(serde_json::Value::String("STRATA_VERIFY=warn".into()));
-    std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+    fs_err::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
     let id = format!("strata-gpu-warn-{}", std::process::id());
     let o = run(std::process::Command::new("runc").arg("run").arg(&id).current_dir(&bundle));
     let _ = std::process::Command::new("runc").args(["delete", "-f", &id]).output();

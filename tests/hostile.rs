@@ -14,7 +14,7 @@ use common::*;
 /// Replaces the temporary directory in messages so snapshots are stable.
 fn redact(s: &str, dir: &Path) -> String {
     let d = dir.display().to_string();
-    let real = std::fs::canonicalize(dir).map(|p| p.display().to_string()).unwrap_or_else(|_| d.clone());
+    let real = fs_err::canonicalize(dir).map(|p| p.display().to_string()).unwrap_or_else(|_| d.clone());
     s.replace(&real, "[DIR]").replace(&d, "[DIR]")
 }
 
@@ -27,9 +27,9 @@ fn strata_in(dir: &Path) -> Command {
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     if let Some(parent) = p.parent() {
-        std::fs::create_dir_all(parent).unwrap();
+        fs_err::create_dir_all(parent).unwrap();
     }
-    std::fs::write(&p, text).unwrap();
+    fs_err::write(&p, text).unwrap();
     p
 }
 
@@ -76,8 +76,8 @@ fn lock_spec(dir: &Path, requirement: &str, index: Option<&str>) -> PathBuf {
 /// A uv stand-in that leaves a trace when it is run at all.
 fn tracing_uv(dir: &Path) -> PathBuf {
     let fake = dir.join("fake-uv");
-    std::fs::write(&fake, format!("#!/bin/sh\ntouch {}\nexit 1\n", dir.join("uv-ran").display())).unwrap();
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    fs_err::write(&fake, format!("#!/bin/sh\ntouch {}\nexit 1\n", dir.join("uv-ran").display())).unwrap();
+    fs_err::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
     fake
 }
 
@@ -171,12 +171,12 @@ fn host_files_stay_in_the_build_context_and_secrets_stay_out_of_logs() {
     let t = tempfile::tempdir().unwrap();
     let root_dir = t.path();
     let proj = root_dir.join("proj");
-    std::fs::create_dir_all(proj.join("adir")).unwrap();
+    fs_err::create_dir_all(proj.join("adir")).unwrap();
     write(root_dir, "outside.yaml", "version: 1\nlayers:\n  - dirs: [{path: /from-outside}]\n");
     write(root_dir, "secret.txt", "s3cr3t-file-content\n");
-    std::fs::write(root_dir.join("outside.tar"), raw_tar(&[TarItem::File("x", b"x", 0o644)])).unwrap();
-    std::os::unix::fs::symlink("../outside.yaml", proj.join("link.yaml")).unwrap();
-    std::os::unix::fs::symlink("../secret.txt", proj.join("link.txt")).unwrap();
+    fs_err::write(root_dir.join("outside.tar"), raw_tar(&[TarItem::File("x", b"x", 0o644)])).unwrap();
+    fs_err::os::unix::fs::symlink("../outside.yaml", proj.join("link.yaml")).unwrap();
+    fs_err::os::unix::fs::symlink("../secret.txt", proj.join("link.txt")).unwrap();
     assert!(run(Command::new("mkfifo").arg(proj.join("fifo"))).status.success());
     let cases: &[(&str, &str)] = &[
         ("include /proc/self/environ", "  - include: /proc/self/environ\n"),
@@ -272,13 +272,13 @@ fn spec_bombs_end_in_a_clear_error_under_a_memory_limit() {
             "0".repeat(64)
         )
     };
-    std::fs::create_dir_all(dir.join("w1")).unwrap();
+    fs_err::create_dir_all(dir.join("w1")).unwrap();
     assert!(run(Command::new("mkfifo").arg(dir.join("w1/demo-1.0-py3-none-any.whl"))).status.success());
     write(dir, "w1/pylock.toml", &pylock("demo-1.0-py3-none-any.whl"));
     write(dir, "w1.yaml", "version: 1\nname: x\nlayers:\n  - python: {lock: w1/pylock.toml}\n");
     check("local wheel is a FIFO", "w1.yaml", "FIFO");
-    std::fs::create_dir_all(dir.join("w2")).unwrap();
-    std::fs::write(dir.join("w2/demo-1.0-py3-none-any.whl"), vec![0u8; 8 << 20]).unwrap();
+    fs_err::create_dir_all(dir.join("w2")).unwrap();
+    fs_err::write(dir.join("w2/demo-1.0-py3-none-any.whl"), vec![0u8; 8 << 20]).unwrap();
     write(dir, "w2/pylock.toml", &pylock("demo-1.0-py3-none-any.whl"));
     write(dir, "w2.yaml", "version: 1\nname: x\nlayers:\n  - python: {lock: w2/pylock.toml}\n");
     check("local wheel longer than pinned", "w2.yaml", "expected 10 bytes");
@@ -294,7 +294,7 @@ fn spec_bombs_end_in_a_clear_error_under_a_memory_limit() {
     }
     let bomb = gzip(&b.into_inner().unwrap());
     assert!(bomb.len() < 2048, "{}", bomb.len());
-    std::fs::write(dir.join("bomb.tar.gz"), bomb).unwrap();
+    fs_err::write(dir.join("bomb.tar.gz"), bomb).unwrap();
     write(dir, "tarbomb.yaml", "version: 1\nname: x\nlayers:\n  - tarball: {path: bomb.tar.gz}\n");
     check("deep tarball paths", "tarbomb.yaml", "at most 4095");
     insta::assert_snapshot!(shown.join("\n"));
@@ -398,7 +398,7 @@ fn smaller_defects_each_get_a_clear_error() {
         shown.push(format!("## {what}\n{}", redact(&e, dir)));
     };
     let tarball = |name: &str, bytes: Vec<u8>| {
-        std::fs::write(dir.join(name), bytes).unwrap();
+        fs_err::write(dir.join(name), bytes).unwrap();
     };
     let spec_tar =
         |name: &str, extra: &str| format!("version: 1\nname: x\nlayers:\n  - tarball: {{path: {name}{extra}}}\n");
@@ -444,11 +444,11 @@ fn inspect_and_diff_refuse_descriptors_that_are_not_digests() {
     m["layers"][0]["digest"] = serde_json::json!("sha256:../../../../etc/passwd");
     let bytes = serde_json::to_vec(&m).unwrap();
     let new = sha256_hex(&bytes);
-    std::fs::write(layout.join("blobs/sha256").join(&new), &bytes).unwrap();
+    fs_err::write(layout.join("blobs/sha256").join(&new), &bytes).unwrap();
     let mut index = index;
     index["manifests"][0]["digest"] = serde_json::json!(format!("sha256:{new}"));
     index["manifests"][0]["size"] = serde_json::json!(bytes.len());
-    std::fs::write(layout.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    fs_err::write(layout.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
     let src = format!("oci:{}:1.0", layout.display());
     let o = run(strata().arg("inspect").arg(&src));
     let e = fail(&o);

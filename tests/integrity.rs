@@ -17,10 +17,10 @@ const HELLO_DIGEST: &str = "sha256:1cd902a021c6a674dfeef3550eea95bc461538e62e6ed
 /// (what bit rot, or a careless write followed by `touch -r`, looks like).
 fn rot(p: &Path) {
     use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(p).unwrap();
+    let meta = fs_err::metadata(p).unwrap();
     let mtime = meta.modified().unwrap();
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let mut f = std::fs::OpenOptions::new().read(true).write(true).open(p).unwrap();
+    fs_err::set_permissions(p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut f = fs_err::OpenOptions::new().read(true).write(true).open(p).unwrap();
     let mut b = [0u8; 1];
     let at = meta.len() / 2;
     f.seek(SeekFrom::Start(at)).unwrap();
@@ -29,12 +29,12 @@ fn rot(p: &Path) {
     f.write_all(&[b[0] ^ 0x55]).unwrap();
     f.set_times(std::fs::FileTimes::new().set_modified(mtime)).unwrap();
     drop(f);
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(meta.permissions().mode())).unwrap();
+    fs_err::set_permissions(p, std::fs::Permissions::from_mode(meta.permissions().mode())).unwrap();
 }
 
 /// Every blob of a layout hashes to its name.
 fn assert_blobs_whole(layout: &Path) {
-    for e in std::fs::read_dir(layout.join("blobs/sha256")).unwrap() {
+    for e in fs_err::read_dir(layout.join("blobs/sha256")).unwrap() {
         let p = e.unwrap().path();
         let name = p.file_name().unwrap().to_str().unwrap().to_string();
         assert_eq!(sha256_hex(&read_all(&p)), name, "{} does not match its digest", p.display());
@@ -75,7 +75,7 @@ fn a_rotted_cached_layer_is_rebuilt_and_never_reaches_a_layout() {
     assert_eq!(summary["manifest_digest"], HELLO_DIGEST, "{err}");
     assert!(err.contains("building again"), "{err}");
     let x = t.path().join("x");
-    std::fs::create_dir_all(&x).unwrap();
+    fs_err::create_dir_all(&x).unwrap();
     let o = run(std::process::Command::new("tar").arg("-xf").arg(&archive).arg("-C").arg(&x));
     assert!(o.status.success(), "{}", stderr(&o));
     assert_blobs_whole(&x);
@@ -89,7 +89,7 @@ fn a_rotted_cached_download_is_fetched_again() {
     let sha = sha256_hex(&tarball);
     let server = Server::start(HashMap::from([("/tool.tar.gz".to_string(), Reply::Body(tarball))]));
     let spec = t.path().join("spec.yaml");
-    std::fs::write(
+    fs_err::write(
         &spec,
         format!("version: 1\nname: tool\nlayers:\n  - tarball: {{url: {}/tool.tar.gz, sha256: {sha}}}\n", server.addr),
     )

@@ -29,10 +29,10 @@ fn build(dir: &Path, spec: &Path, out: &str, extra: &[&str]) -> std::process::Ou
 fn a_stale_lock_is_refused_and_unlocked_builds_say_so() {
     let t = tempfile::tempdir().unwrap();
     let spec = t.path().join("s.yaml");
-    std::fs::write(&spec, SPEC).unwrap();
+    fs_err::write(&spec, SPEC).unwrap();
     let o = lock(t.path(), &spec, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let lock_text = std::fs::read_to_string(t.path().join("s.lock")).unwrap();
+    let lock_text = fs_err::read_to_string(t.path().join("s.lock")).unwrap();
     assert!(lock_text.contains("[spec]\nchecksum = \"sha256:"), "{lock_text}");
     let o = build(t.path(), &spec, "a", &[]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -40,13 +40,13 @@ fn a_stale_lock_is_refused_and_unlocked_builds_say_so() {
 
     // Comments, key order, quoting and CRLF line endings do not make the lock stale.
     let reformatted = "# a comment\r\nname: locked\r\nversion: 1\r\nconfig:\r\n  env: {B: '2', A: '1'}\r\nlayers:\r\n  - files:\r\n      - {content: \"a=1\\n\", path: /etc/app.conf}\r\n    name: app\r\n";
-    std::fs::write(&spec, reformatted).unwrap();
+    fs_err::write(&spec, reformatted).unwrap();
     let o = build(t.path(), &spec, "b", &[]);
     assert!(o.status.success(), "a reformatted spec must still match its lock: {}", stderr(&o));
     assert_eq!(stdout(&o).trim(), locked_digest);
 
     // A real edit makes it stale.
-    std::fs::write(&spec, SPEC.replace("a=1", "a=2")).unwrap();
+    fs_err::write(&spec, SPEC.replace("a=1", "a=2")).unwrap();
     let o = build(t.path(), &spec, "c", &[]);
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
@@ -74,14 +74,14 @@ fn the_verifier_binary_is_pinned_by_the_lock() {
     let t = tempfile::tempdir().unwrap();
     let a = t.path().join("verify-a");
     let b = t.path().join("verify-b");
-    std::fs::write(&a, b"#!/bin/sh\nexec \"$@\"\n").unwrap();
-    std::fs::write(&b, b"#!/bin/sh\necho other; exec \"$@\"\n").unwrap();
+    fs_err::write(&a, b"#!/bin/sh\nexec \"$@\"\n").unwrap();
+    fs_err::write(&b, b"#!/bin/sh\necho other; exec \"$@\"\n").unwrap();
     let spec = t.path().join("g.yaml");
-    std::fs::write(&spec, "version: 1\nname: g\nlayers:\n  - files: [{path: /x, content: x}]\ngpu: {cuda: \"12.8\"}\nconfig: {entrypoint: [/x]}\n").unwrap();
+    fs_err::write(&spec, "version: 1\nname: g\nlayers:\n  - files: [{path: /x, content: x}]\ngpu: {cuda: \"12.8\"}\nconfig: {entrypoint: [/x]}\n").unwrap();
     let o = lock(t.path(), &spec, &["--verifier", a.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let text = std::fs::read_to_string(t.path().join("g.lock")).unwrap();
-    assert!(text.contains(&format!("sha256 = \"sha256:{}\"", sha256_hex(&std::fs::read(&a).unwrap()))), "{text}");
+    let text = fs_err::read_to_string(t.path().join("g.lock")).unwrap();
+    assert!(text.contains(&format!("sha256 = \"sha256:{}\"", sha256_hex(&fs_err::read(&a).unwrap()))), "{text}");
 
     assert!(build(t.path(), &spec, "ok", &["--verifier", a.to_str().unwrap()]).status.success());
     let o = build(t.path(), &spec, "bad", &["--verifier", b.to_str().unwrap()]);

@@ -9,7 +9,7 @@ use common::*;
 use serde_json::Value;
 
 fn schema() -> Value {
-    serde_json::from_str(&std::fs::read_to_string(root().join("tests/fixtures/spdx-2.3-schema.json")).unwrap()).unwrap()
+    serde_json::from_str(&fs_err::read_to_string(root().join("tests/fixtures/spdx-2.3-schema.json")).unwrap()).unwrap()
 }
 
 #[test]
@@ -22,7 +22,7 @@ fn sbom_validates_and_lists_every_artifact_with_its_layer() {
     let srv = Server::start(routes);
     let t = tempfile::tempdir().unwrap();
     let spec = t.path().join("s.yaml");
-    std::fs::write(
+    fs_err::write(
         &spec,
         format!(
             "version: 1\nname: sbomtest\ntag: \"7\"\nlayers:\n  - name: first\n    tarball: {{url: {u}/dl/a-1.0.tar.gz, sha256: {}}}\n  - name: second\n    tarball: {{url: {u}/dl/b-2.0.tar.gz, sha256: {}}}\n",
@@ -98,6 +98,6 @@ fn sbom_is_deterministic_and_does_not_change_the_image_digest() {
         .arg("--cache")
         .arg(t.path().join("c0")));
     assert!(o.status.success());
-    let side: Value = serde_json::from_slice(&std::fs::read(t.path().join("d.tar.spdx.json")).unwrap()).unwrap();
+    let side: Value = serde_json::from_slice(&fs_err::read(t.path().join("d.tar.spdx.json")).unwrap()).unwrap();
     assert_eq!(side["spdxVersion"], "SPDX-2.3");
 }

@@ -35,7 +35,7 @@ fn install(dir: &Path, wheels: &[&Wheel], scheme: &Scheme) -> Result<Tree, Strin
     }
     let text = pylock(&entries);
     let lock = dir.join("pylock.toml");
-    std::fs::write(&lock, &text).unwrap();
+    fs_err::write(&lock, &text).unwrap();
     let sel = pylock::select(&lock, &text, &Target::default(), &BTreeSet::new()).map_err(|e| e.to_string())?;
     let files: Vec<PathBuf> = sel
         .wheels
@@ -62,17 +62,17 @@ fn materialize(tree: &Tree, root: &Path) -> Result<(), String> {
     for (path, e) in tree.iter() {
         let dest = root.join(path.as_str());
         match &e.kind {
-            Kind::Dir { .. } => std::fs::create_dir_all(&dest).unwrap(),
+            Kind::Dir { .. } => fs_err::create_dir_all(&dest).unwrap(),
             Kind::File { content, .. } => {
                 // Errors name the content's origin, as the layer writer does.
                 let err = |e: std::io::Error| format!("{}: {e}", content.describe());
                 let mut r = content.open().map_err(err)?;
                 let mut data = Vec::new();
                 r.read_to_end(&mut data).map_err(err)?;
-                std::fs::write(&dest, data).unwrap();
-                std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(e.mode)).unwrap();
+                fs_err::write(&dest, data).unwrap();
+                fs_err::set_permissions(&dest, std::fs::Permissions::from_mode(e.mode)).unwrap();
             }
-            Kind::Symlink { target } => std::os::unix::fs::symlink(target, &dest).unwrap(),
+            Kind::Symlink { target } => fs_err::os::unix::fs::symlink(target, &dest).unwrap(),
             Kind::Hardlink { .. } => unreachable!(),
         }
     }
@@ -82,20 +82,20 @@ fn materialize(tree: &Tree, root: &Path) -> Result<(), String> {
 /// Files and symlinks below `root`: relative path → (kind, mode, bytes).
 fn walk(root: &Path) -> BTreeMap<String, (char, u32, Vec<u8>)> {
     fn rec(base: &Path, dir: &Path, out: &mut BTreeMap<String, (char, u32, Vec<u8>)>) {
-        for e in std::fs::read_dir(dir).unwrap() {
+        for e in fs_err::read_dir(dir).unwrap() {
             let e = e.unwrap();
             let p = e.path();
             let rel = p.strip_prefix(base).unwrap().to_string_lossy().into_owned();
-            let meta = std::fs::symlink_metadata(&p).unwrap();
+            let meta = fs_err::symlink_metadata(&p).unwrap();
             if meta.file_type().is_symlink() {
                 out.insert(
                     rel,
-                    ('l', 0o777, std::fs::read_link(&p).unwrap().to_string_lossy().into_owned().into_bytes()),
+                    ('l', 0o777, fs_err::read_link(&p).unwrap().to_string_lossy().into_owned().into_bytes()),
                 );
             } else if meta.is_dir() {
                 rec(base, &p, out);
             } else {
-                out.insert(rel, ('f', meta.permissions().mode() & 0o7777, std::fs::read(&p).unwrap()));
+                out.insert(rel, ('f', meta.permissions().mode() & 0o7777, fs_err::read(&p).unwrap()));
             }
         }
     }

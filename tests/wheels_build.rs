@@ -71,11 +71,11 @@ impl Project {
         for (n, v, l, b) in &keep {
             entries.push((n.as_str(), v.as_str(), l.clone(), b.as_slice()));
         }
-        std::fs::write(self.path("pylock.toml"), pylock(&entries)).unwrap();
+        fs_err::write(self.path("pylock.toml"), pylock(&entries)).unwrap();
     }
     fn spec(&self, extra: &str) -> PathBuf {
         let p = self.path("spec.yaml");
-        std::fs::write(
+        fs_err::write(
             &p,
             format!(
                 "version: 1\nname: py\ntag: \"1\"\nepoch: 1700000000\nlayers:\n  - name: python\n    python:\n      lock: pylock.toml\n      requirements: [alpha]\n      split: {{own_layer_min_bytes: 20000, groups: 3}}\n{extra}"
@@ -218,9 +218,9 @@ fn spliced_members_are_checked_against_record_and_their_size() {
     p.lock(&[&w]);
     p.spec("");
     assert!(p.build(&p.path("cache"), "spliced").status.success());
-    std::fs::write(
+    fs_err::write(
         p.path("spec.yaml"),
-        std::fs::read_to_string(p.path("spec.yaml")).unwrap() + "compression: {algorithm: gzip, splice: false}\n",
+        fs_err::read_to_string(p.path("spec.yaml")).unwrap() + "compression: {algorithm: gzip, splice: false}\n",
     )
     .unwrap();
     assert!(p.build(&p.path("cache"), "plain").status.success());
@@ -301,7 +301,7 @@ fn more_than_127_layers_is_refused() {
     for i in 0..128 {
         s.push_str(&format!("  - dirs: [{{path: /d{i}}}]\n"));
     }
-    std::fs::write(p.path("spec.yaml"), s).unwrap();
+    fs_err::write(p.path("spec.yaml"), s).unwrap();
     let o = p.build(&p.path("cache"), "out");
     assert!(!o.status.success());
     insta::assert_snapshot!(p.redact(&stderr(&o)));
@@ -314,10 +314,10 @@ fn strata_lock_runs_uv_for_the_image_and_checks_its_output() {
     let bytes = w.bytes();
     let url = p.server.put(&w.file_name(), bytes.clone());
     let lock = pylock(&[("alpha", "1.0", format!("url = \"{url}\""), &bytes)]);
-    std::fs::write(p.path("canned.toml"), &lock).unwrap();
+    fs_err::write(p.path("canned.toml"), &lock).unwrap();
     // A stand-in for uv: records its arguments and writes the canned lock to --output-file.
     let fake = p.path("uv");
-    std::fs::write(
+    fs_err::write(
         &fake,
         format!(
             "#!/bin/sh\nprintf '%s\\n' \"$@\" > {args}\nwhile [ $# -gt 0 ]; do if [ \"$1\" = --output-file ]; then cp {canned} \"$2\"; fi; shift; done\n",
@@ -326,16 +326,16 @@ fn strata_lock_runs_uv_for_the_image_and_checks_its_output() {
         ),
     )
     .unwrap();
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::fs::write(
+    fs_err::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    fs_err::write(
         p.path("spec.yaml"),
         "version: 1\nname: py\nlayers:\n  - python:\n      lock: pylock.toml\n      requirements: [\"alpha>=1\"]\n      exclude_newer: 2026-11-01T00:00:00Z\n",
     )
     .unwrap();
     let o = strata(&p.path("cache")).env("STRATA_UV", &fake).arg("lock").arg(p.path("spec.yaml")).output().unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(std::fs::read_to_string(p.path("pylock.toml")).unwrap(), lock);
-    let args = std::fs::read_to_string(p.path("args.txt")).unwrap();
+    assert_eq!(fs_err::read_to_string(p.path("pylock.toml")).unwrap(), lock);
+    let args = fs_err::read_to_string(p.path("args.txt")).unwrap();
     let args: Vec<&str> = args.lines().collect();
     for pair in [
         ["--python-platform", "x86_64-manylinux_2_28"],
@@ -346,11 +346,11 @@ fn strata_lock_runs_uv_for_the_image_and_checks_its_output() {
         assert!(args.windows(2).any(|w| w == pair), "{pair:?} in {args:?}");
     }
     // The lock file records the pylock and its sha256 ...
-    let lockfile = std::fs::read_to_string(p.path("spec.lock")).unwrap();
+    let lockfile = fs_err::read_to_string(p.path("spec.lock")).unwrap();
     assert!(lockfile.contains("[python.\"spec.yaml#layers[0]\"]"), "{lockfile}");
     assert!(lockfile.contains(&format!("sha256 = \"sha256:{}\"", sha256_hex(lock.as_bytes()))), "{lockfile}");
     // ... so a build notices a pylock edited afterwards.
-    std::fs::write(p.path("pylock.toml"), lock.replace("created-by = \"strata-tests\"", "created-by = \"someone\""))
+    fs_err::write(p.path("pylock.toml"), lock.replace("created-by = \"strata-tests\"", "created-by = \"someone\""))
         .unwrap();
     let o = p.build(&p.path("cache"), "out");
     assert!(!o.status.success());
@@ -373,7 +373,7 @@ fn strata_lock_runs_uv_for_the_image_and_checks_its_output() {
 fn flagship_spec_and_lock_agree() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let path = root.join("specs/pytorch-cuda.yaml");
-    let text = std::fs::read_to_string(&path).unwrap();
+    let text = fs_err::read_to_string(&path).unwrap();
     let spec: strata::spec::ImageSpec = strata::spec::parse(&path, &text).unwrap();
     let cfg = spec.config.as_ref().unwrap();
     assert_eq!(cfg.user.as_deref(), Some("1000:1000"));
@@ -441,8 +441,8 @@ fn installed_wheels_are_listed_by_importlib_metadata() {
         for (path, (kind, _, data)) in &l.entries {
             if *kind == 'f' {
                 let dest = root.join(path);
-                std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-                std::fs::write(dest, data).unwrap();
+                fs_err::create_dir_all(dest.parent().unwrap()).unwrap();
+                fs_err::write(dest, data).unwrap();
             }
         }
     }
@@ -478,7 +478,7 @@ fn a_python_target_chooses_wheels_paths_and_launchers_for_that_interpreter() {
         b312.len(),
         sha256_hex(&b312)
     );
-    std::fs::write(p.path("pylock.toml"), lock).unwrap();
+    fs_err::write(p.path("pylock.toml"), lock).unwrap();
     let cache = p.path("cache");
     let build = |extra: &str, out: &str| {
         p.spec(extra);

@@ -11,7 +11,10 @@
 //! URL would carry); rewrite upload Locations to relative ones; reject
 //! bearer tokens past their `exp` (distribution allows 60 s of leeway, real
 //! registries often do not); refuse request bodies over a size (GHCR's
-//! 4 MiB cap, answered 416 with GHCR's error text); throttle uploads.
+//! 4 MiB cap, answered 416 with GHCR's error text); throttle uploads;
+//! accept a request and answer nothing (a stalled registry); forward the
+//! answer one byte at a time with a pause between bytes (a registry that
+//! drip-feeds). A real registry produces none of these on demand.
 
 use std::convert::Infallible;
 use std::error::Error;
@@ -47,6 +50,10 @@ pub enum Fault {
     DropAfter(u64),
     /// Answer 307 to the same path and query on the alternate port.
     RedirectToAlt,
+    /// Read the request and answer nothing for this long, then close.
+    Silent(Duration),
+    /// Forward, then send the answer's body one byte at a time, this long apart.
+    Drip(Duration),
 }
 
 /// A fault for the next `times` requests that match.
@@ -293,6 +300,29 @@ async fn handle(st: Arc<State>, req: Request<Incoming>, alt: bool) -> Result<Res
                 }
                 // An error from the service makes hyper close the connection without answering.
                 return Err("injected: connection dropped mid-body".into());
+            }
+            Fault::Silent(d) => {
+                drain(req.into_body()).await;
+                tokio::time::sleep(d).await;
+                return Err("injected: silence".into());
+            }
+            Fault::Drip(interval) => {
+                let resp = forward(st, req, None, &modes, &method, &pq).await?;
+                let (parts, body) = resp.into_parts();
+                let bytes = body.collect().await?.to_bytes();
+                let drip = futures_util::stream::unfold(0usize, move |i| {
+                    let bytes = bytes.clone();
+                    async move {
+                        if i >= bytes.len() {
+                            return None;
+                        }
+                        if i > 0 {
+                            tokio::time::sleep(interval).await;
+                        }
+                        Some((Ok::<_, BoxError>(hyper::body::Frame::data(bytes.slice(i..i + 1))), i + 1))
+                    }
+                });
+                return Ok(Response::from_parts(parts, StreamBody::new(drip).boxed_unsync()));
             }
             Fault::RedirectToAlt => {
                 drain(req.into_body()).await;

@@ -277,3 +277,98 @@ fn kill_9_mid_push_then_rerun() {
     assert_eq!(last_line(&out), digest);
     assert_eq!(skopeo_digest(&direct, None), digest);
 }
+
+#[test]
+fn a_failed_pull_leaves_nothing_in_the_way_of_the_retry() {
+    if !tools(&["docker-registry", "skopeo"]) {
+        return;
+    }
+    let reg = TestRegistry::start(Auth::Open);
+    let proxy = FaultProxy::start(reg.addr);
+    let (layout, digest) = hello_image();
+    let env = Env::new();
+    let dest = format!("{}/faults/pull:1", proxy.host());
+    env.ok(&["push", &format!("oci:{}", layout.display()), &dest]);
+    let status = Fault::Status { status: 500, retry_after: None };
+    proxy.rule(Rule { method: "GET", path: "/blobs/sha256:", min_body: 0, times: 1, fault: status });
+    let out = env.path("pulled");
+    let o = env.run(&["pull", &dest, "-o", &format!("oci:{}", out.display()), "--retries", "0"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("HTTP 500"), "{}", text(&o));
+    assert!(!out.exists(), "no half-written layout is left behind");
+    let o = env.ok(&["pull", &dest, "-o", &format!("oci:{}", out.display())]);
+    assert_eq!(last_line(&o), digest);
+}
+
+/// Pulls `dest` into a fresh layout with short network timeouts; returns
+/// the output and how long it took.
+fn pull_with_short_timeouts(env: &Env, dest: &str) -> (std::process::Output, Duration) {
+    let out = env.path("slow-pull");
+    let started = Instant::now();
+    let o = env
+        .strata(&["pull", dest, "-o", &format!("oci:{}", out.display()), "--retries", "3"])
+        .env("STRATA_NET_IDLE_TIMEOUT", "1s")
+        .env("STRATA_NET_MIN_SPEED", "200")
+        .env("STRATA_NET_DEADLINE", "3s")
+        .output()
+        .unwrap();
+    assert!(!out.exists(), "a failed pull leaves no layout: {}", text(&o));
+    (o, started.elapsed())
+}
+
+#[test]
+fn a_silent_registry_is_cut_off_by_the_idle_timeout_and_the_deadline() {
+    if !tools(&["docker-registry"]) {
+        return;
+    }
+    let reg = TestRegistry::start(Auth::Open);
+    let proxy = FaultProxy::start(reg.addr);
+    let (layout, _) = hello_image();
+    let env = Env::new();
+    let dest = format!("{}/faults/silent:1", proxy.host());
+    env.ok(&["push", &format!("oci:{}", layout.display()), &dest]);
+    // Every blob download stalls for two minutes: without the timeouts the
+    // pull would hang for as long.
+    let fault = Fault::Silent(Duration::from_secs(120));
+    proxy.rule(Rule { method: "GET", path: "/blobs/sha256:", min_body: 0, times: 100, fault });
+    let (o, took) = pull_with_short_timeouts(&env, &dest);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    eprintln!("SILENT: {err}");
+    assert!(err.contains("STRATA_NET_IDLE_TIMEOUT") || err.contains("timed out"), "names the stall: {err}");
+    assert!(err.contains("deadline") && err.contains("STRATA_NET_DEADLINE"), "says why it stopped: {err}");
+    assert!(took < Duration::from_secs(60), "bounded: {took:?}");
+}
+
+#[test]
+fn a_drip_feeding_registry_is_cut_off_by_the_minimum_speed() {
+    if !tools(&["docker-registry"]) {
+        return;
+    }
+    let reg = TestRegistry::start(Auth::Open);
+    let proxy = FaultProxy::start(reg.addr);
+    let (layout, digest) = hello_image();
+    let env = Env::new();
+    let dest = format!("{}/faults/drip:1", proxy.host());
+    env.ok(&["push", &format!("oci:{}", layout.display()), &dest]);
+    // A byte every 100 ms (10 B/s) keeps resetting the idle timeout.
+    proxy.rule(Rule {
+        method: "GET",
+        path: "/blobs/sha256:",
+        min_body: 0,
+        times: 100,
+        fault: Fault::Drip(Duration::from_millis(100)),
+    });
+    let (o, took) = pull_with_short_timeouts(&env, &dest);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    eprintln!("DRIP: {err}");
+    assert!(err.contains("too slow") && err.contains("200 bytes per second"), "{err}");
+    assert!(err.contains("STRATA_NET_DEADLINE"), "{err}");
+    assert!(took < Duration::from_secs(60), "bounded: {took:?}");
+    // Once the registry behaves, the same pull completes.
+    proxy.clear_rules();
+    let out = env.path("slow-pull");
+    let o = env.ok(&["pull", &dest, "-o", &format!("oci:{}", out.display())]);
+    assert_eq!(last_line(&o), digest);
+}

@@ -289,13 +289,7 @@ fn referrers_fall_back_to_the_tag_schema_on_distribution_2_8() {
     let client = Client::new(ClientOptions::default(), std::sync::Arc::new(strata::report::NullReporter)).unwrap();
     let r = Reference::parse(&dest).unwrap();
     let m = client.get_manifest(&r).unwrap();
-    let subject = Descriptor {
-        media_type: m.media_type.clone(),
-        digest: m.digest,
-        size: m.bytes.len() as u64,
-        artifact_type: None,
-        annotations: Default::default(),
-    };
+    let subject = Descriptor::new(m.media_type.clone(), m.digest, m.bytes.len() as u64);
     let empty = client.push_blob_bytes(&r, b"{}", "application/vnd.oci.empty.v1+json").unwrap();
     let note = br#"{"reviewed":true}"#;
     let layer = client.push_blob_bytes(&r, note, "application/vnd.strata.test.note+json").unwrap();
@@ -307,7 +301,7 @@ fn referrers_fall_back_to_the_tag_schema_on_distribution_2_8() {
         "layers": [{"mediaType": "application/vnd.strata.test.note+json", "digest": layer.digest.to_string(), "size": note.len()}],
         "subject": {"mediaType": subject.media_type, "digest": subject.digest.to_string(), "size": subject.size},
     });
-    let bytes = strata::image::canonical::to_vec(&artifact).unwrap();
+    let bytes = strata::oci::canonical::to_vec(&artifact).unwrap();
     let out = client.push_referrer(&r, &subject, &bytes, "application/vnd.oci.image.manifest.v1+json").unwrap();
     let tag = format!("sha256-{}", m.digest.hex());
     assert_eq!(out.fallback_tag.as_deref(), Some(tag.as_str()), "2.8.2 has no referrers API");

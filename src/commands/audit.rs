@@ -3,10 +3,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use clap::Args;
 use serde_json::json;
 use strata::build::{build, BuildOptions};
+use strata::image::Image;
+use strata::oci::{ImageRef, Platform};
 
 use super::progress::CliReporter;
 use super::{fetch_options, out, NetArgs};
@@ -38,26 +39,20 @@ pub struct AuditArgs {
 pub fn run(args: AuditArgs, global: &GlobalArgs) -> anyhow::Result<bool> {
     let reporter = Arc::new(CliReporter::new(global.quiet));
     let spec = strata::spec::load_with(&args.spec, &strata::spec::LoadOptions { context: args.context.clone() })?;
-    let mut opts = BuildOptions { cache: global.cache_dir(), ..BuildOptions::default() };
-    // Held until the command ends, so `strata cache prune` waits for all of it
-    // (the build and the writing of its output), not only for the build.
-    let _cache = strata::store::Store::open(&opts.cache)?;
-    opts.fetch = fetch_options(&args.net)?;
+    let mut opts = BuildOptions::default();
+    // Opened once and held until the command ends, so `strata cache prune`
+    // waits for all of it.
+    let store = strata::store::Store::open(global.cache_dir())?;
+    opts.fetch = fetch_options(&args.net, global)?;
     opts.verifier = args.verifier.clone();
-    opts.source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.trim().is_empty() => Some(
-            v.trim().parse().with_context(|| format!("SOURCE_DATE_EPOCH=`{v}` is not a whole number of seconds"))?,
-        ),
-        _ => None,
-    };
-    let result = build(&spec, &opts, reporter)?;
-    let rebuilt = strata::image::read::BuiltSource {
-        image: result.image,
-        store: strata::store::Store::open(&opts.cache)?,
-        name: format!("rebuild of {}", args.spec.display()),
-    };
-    let published = strata::image::read::open(&args.image)?;
-    let report = strata::diff::compare(&rebuilt, published.as_ref())?;
+    opts.source_date_epoch = super::source_date_epoch()?;
+    let result = build(&spec, &store, &opts, reporter)?;
+    let mut rebuilt = result.image;
+    rebuilt.name = format!("rebuild of {}", args.spec.display());
+    let published = super::default_transport().open(&ImageRef::parse(&args.image)?)?;
+    let platform = Platform::linux_amd64();
+    let report =
+        strata::diff::compare(&Image::open(&rebuilt, &platform)?, &Image::open(published.as_ref(), &platform)?)?;
     let verdict = strata::audit::explain(&report);
     if args.json {
         out(&serde_json::to_string_pretty(&json!({"verdict": verdict, "comparison": report}))?)?;

@@ -7,12 +7,15 @@ use anyhow::Context as _;
 use clap::Args;
 use serde_json::json;
 use strata::build::{build, BuildError, BuildOptions};
-use strata::image::layout::{write, Output, OutputError};
+use strata::image::{Content, ImageError, Sink};
+use strata::oci::ImageRef;
+use strata::registry::PushOptions;
 use strata::report::human_bytes;
 use strata::sources::SourceError;
+use strata::transport::Transport;
 
 use super::progress::CliReporter;
-use super::push::{push_source, RegistryArgs, UploadArgs};
+use super::push::{describe, RegistryArgs, UploadArgs};
 use super::{fetch_options, out, NetArgs};
 use crate::GlobalArgs;
 
@@ -58,94 +61,91 @@ pub struct BuildArgs {
     pub registry: RegistryArgs,
 }
 
+/// The output a build writes to: a layout or an archive.
+fn output_of(arg: Option<&str>, name: &str) -> anyhow::Result<ImageRef> {
+    match arg.map(ImageRef::parse).transpose()? {
+        Some(ImageRef::Registry(r)) => anyhow::bail!(
+            "`docker://{r}` is not an output; use oci:DIR[:TAG], oci-archive:FILE[:TAG] or docker-archive:FILE[:NAME:TAG]\nhint: to send the image to a registry, add --push {r}"
+        ),
+        Some(o) => Ok(o),
+        None => Ok(ImageRef::Layout { dir: PathBuf::from("build").join(name), tag: None }),
+    }
+}
+
 pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let reporter = Arc::new(CliReporter::new(global.quiet));
     // A bad destination should fail before the build, not after.
-    let push_to = args.push.as_deref().map(strata::registry::Reference::parse).transpose()?;
+    let push_to = args.push.as_deref().map(strata::oci::Reference::parse).transpose()?;
     let spec = strata::spec::load_with(&args.spec, &strata::spec::LoadOptions { context: args.context.clone() })?;
-    let output = match &args.output {
-        Some(o) => Output::parse(o)?,
-        None => Output::OciDir { dir: PathBuf::from("build").join(&spec.spec.name), tag: None },
-    };
-    let mut opts = BuildOptions { cache: global.cache_dir(), ..BuildOptions::default() };
-    // Held until the command ends, so `strata cache prune` waits for all of it
-    // (the build and the writing of its output), not only for the build.
-    let _cache = strata::store::Store::open(&opts.cache)?;
+    let output = output_of(args.output.as_deref(), &spec.spec.name)?;
+    let mut opts = BuildOptions::default();
+    // Opened once and held until the command ends, so `strata cache prune`
+    // waits for all of it (the build and the writing of its output).
+    let store = strata::store::Store::open(global.cache_dir())?;
     if let Some(t) = args.threads {
         opts.threads = t.max(1);
     }
-    opts.fetch = fetch_options(&args.net)?;
+    opts.fetch = fetch_options(&args.net, global)?;
     opts.no_layer_cache = args.no_layer_cache;
     opts.verifier = args.verifier.clone();
     opts.unlocked = args.unlocked;
-    opts.source_date_epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) if !v.trim().is_empty() => Some(
-            v.trim().parse().with_context(|| format!("SOURCE_DATE_EPOCH=`{v}` is not a whole number of seconds"))?,
-        ),
-        _ => None,
-    };
+    opts.source_date_epoch = super::source_date_epoch()?;
     let started = std::time::Instant::now();
     let tag = spec.spec.tag.clone().unwrap_or_else(|| "latest".into());
+    let mut registry_opts = args.registry.options(global)?;
+    registry_opts.chunk_size = args.upload.chunk_size;
+    let transport = Transport::new(registry_opts, reporter.clone());
+    let sink = transport.sink(&output, &spec.spec.name, &tag, PushOptions::default())?;
     // A blob that rotted in the cache is found when it is read (and removed
     // then); the build runs once more, fetching or rebuilding what it lost.
     let mut attempt = 0;
     let result = loop {
         attempt += 1;
-        let result = match build(&spec, &opts, reporter.clone()) {
+        let result = match build(&spec, &store, &opts, reporter.clone()) {
             Err(BuildError::Source { source: SourceError::CorruptCache { what, .. }, .. }) if attempt == 1 => {
                 eprintln!("warning: {what}: the cached copy was corrupt and has been removed; building again");
                 continue;
             }
             r => r?,
         };
-        let doc =
-            strata::sbom::spdx(&spec.spec.name, &tag, &result.image.manifest.digest, result.epoch, &result.packages);
-        let doc = strata::image::canonical::to_vec(&doc)?;
-        let sbom = strata::image::layout::sbom_attachment(&result.image, &doc, result.epoch)?;
-        let store = strata::store::Store::open(&opts.cache)?;
-        match write(&result.image, &store, &output, &spec.spec.name, &tag, Some(&sbom)) {
-            Err(OutputError::CorruptBlob { digest, .. }) if attempt == 1 => {
+        match sink.write(&Content::of_root(&result.image)?) {
+            Err(ImageError::CorruptBlob { digest, .. }) if attempt == 1 => {
                 eprintln!("warning: cached layer {digest} was corrupt and has been removed; building again");
                 continue;
             }
-            r => r.with_context(|| format!("writing {}", output.display()))?,
-        }
+            r => r.with_context(|| format!("writing {output}"))?,
+        };
         break result;
     };
-    let digest = result.image.manifest.digest;
+    let image = &result.image;
+    let content = Content::of_root(image)?;
+    let digest = image.manifest.digest;
     if !global.quiet {
         let total: u64 = result.layers.iter().map(|l| l.blob.size).sum();
         let cached = result.layers.iter().filter(|l| l.cached).count();
         eprintln!(
-            "built {} ({} layers, {} cached, {}) in {:.1}s → {}",
+            "built {} ({} layers, {} cached, {}) in {:.1}s → {output}",
             spec.spec.name,
             result.layers.len(),
             cached,
             human_bytes(total),
             started.elapsed().as_secs_f64(),
-            output.display()
         );
     }
-    let pushed = match &push_to {
+    // The image just built goes to the registry as it is, with its SBOM as a
+    // referrer: nothing is read back from the output.
+    let pushed = match push_to {
         Some(dest) => {
-            // From the layout or archive just written, so its SBOM goes along
-            // as a referrer; docker-archives keep theirs beside the file.
-            let src: Box<dyn strata::image::read::ImageSource> = match &output {
-                Output::OciDir { dir, tag: t } => {
-                    strata::image::read::open(&format!("oci:{}:{}", dir.display(), t.as_deref().unwrap_or(&tag)))?
-                }
-                Output::OciArchive { file, tag: t } => strata::image::read::open(&format!(
-                    "oci-archive:{}:{}",
-                    file.display(),
-                    t.as_deref().unwrap_or(&tag)
-                ))?,
-                Output::DockerArchive { .. } => Box::new(strata::image::read::BuiltSource {
-                    image: result.image.clone(),
-                    store: strata::store::Store::open(&opts.cache)?,
-                    name: output.display(),
-                }),
-            };
-            Some(push_source(src.as_ref(), dest, &args.upload, &args.registry, global)?)
+            let sink = strata::registry::RegistrySink::new(
+                transport.client()?,
+                dest,
+                PushOptions { mount_from: args.upload.from.clone() },
+            );
+            let s = sink.write(&content)?;
+            if !global.quiet {
+                eprintln!("{}", describe(&s));
+            }
+            Some(s)
         }
         None => None,
     };
@@ -153,9 +153,9 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         let summary = json!({
             "name": spec.spec.name,
             "tag": tag,
-            "output": output.display(),
+            "output": output.to_string(),
             "manifest_digest": digest.to_string(),
-            "config_digest": result.image.config.digest.to_string(),
+            "config_digest": image.config.digest.to_string(),
             "epoch": result.epoch,
             "layers": result.layers,
             "fetch": {"cached": result.fetch.cached, "from_mirror": result.fetch.from_mirror, "downloaded": result.fetch.downloaded, "bytes": result.fetch.bytes},

@@ -1,6 +1,8 @@
 //! `strata diff`.
 
 use clap::Args;
+use strata::image::Image;
+use strata::oci::{ImageRef, Platform};
 
 use super::out;
 
@@ -19,9 +21,11 @@ pub struct DiffArgs {
 
 /// Runs the comparison; `Ok(true)` when identical.
 pub fn run(args: DiffArgs) -> anyhow::Result<bool> {
-    let a = strata::image::read::open(&args.a)?;
-    let b = strata::image::read::open(&args.b)?;
-    let report = strata::diff::compare(a.as_ref(), b.as_ref())?;
+    let transport = super::default_transport();
+    let a = transport.open(&ImageRef::parse(&args.a)?)?;
+    let b = transport.open(&ImageRef::parse(&args.b)?)?;
+    let platform = Platform::linux_amd64();
+    let report = strata::diff::compare(&Image::open(a.as_ref(), &platform)?, &Image::open(b.as_ref(), &platform)?)?;
     if args.json {
         out(&serde_json::to_string_pretty(&report)?)?;
     } else {

@@ -55,7 +55,7 @@ pub fn run(args: FetchArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     strata::lock::check_spec(&spec, lock.as_ref())?;
     let artifacts = strata::build::artifacts_of(&spec, lock.as_ref());
     let store = strata::store::Store::open(global.cache_dir())?;
-    let opts = fetch_options(&args.net)?;
+    let opts = fetch_options(&args.net, global)?;
     let fetched = strata::fetch::Fetcher::new(store.clone(), opts, reporter).fetch_all(&artifacts)?;
     let sum = strata::mirror::export(&store, &artifacts, into)?;
     if !global.quiet {

@@ -1,11 +1,16 @@
 //! `strata inspect`.
 
+use std::sync::Arc;
+
 use clap::Args;
 use serde_json::{json, Value};
-use strata::digest::Digest;
+use strata::image::Image;
+use strata::oci::{ImageRef, Platform};
 use strata::report::human_bytes;
+use strata::transport::Transport;
 
 use super::out;
+use super::progress::CliReporter;
 use super::push::RegistryArgs;
 use crate::GlobalArgs;
 
@@ -24,38 +29,36 @@ pub struct InspectArgs {
     pub registry: RegistryArgs,
 }
 
-fn open(args: &InspectArgs, global: &GlobalArgs) -> anyhow::Result<Box<dyn strata::image::read::ImageSource>> {
-    if args.source.starts_with("docker://") {
-        let r = strata::registry::Reference::parse(&args.source)?;
-        let reporter = std::sync::Arc::new(super::progress::CliReporter::new(global.quiet));
-        let client = strata::registry::Client::new(args.registry.options(global)?, reporter)?;
-        return Ok(Box::new(client.open(&r)?));
-    }
-    Ok(strata::image::read::open(&args.source)?)
+/// A value or `-`.
+fn or_dash(v: Option<&str>) -> String {
+    v.map(str::to_string).unwrap_or_else(|| "-".into())
+}
+
+/// A list as JSON, or `-`.
+fn list_or_dash(v: Option<&Vec<String>>) -> String {
+    v.map(|l| serde_json::to_string(l).unwrap_or_default()).unwrap_or_else(|| "-".into())
 }
 
 pub fn run(args: InspectArgs, global: &GlobalArgs) -> anyhow::Result<()> {
-    let src = open(&args, global)?;
+    let transport = Transport::new(args.registry.options(global)?, Arc::new(CliReporter::new(global.quiet)));
+    let src = transport.open(&ImageRef::parse(&args.source)?)?;
+    let image = Image::open(src.as_ref(), &Platform::linux_amd64())?;
     if args.sbom {
-        let doc = src.sbom()?.ok_or_else(|| anyhow::anyhow!("{}: no SBOM is attached to this image\nhint: images built by strata carry one; for docker-archive outputs it is the file FILE.spdx.json beside the archive", args.source))?;
+        let doc = image.sbom()?.ok_or_else(|| anyhow::anyhow!("{}: no SBOM is attached to this image\nhint: images built by strata carry one; for docker-archive outputs it is the file FILE.spdx.json beside the archive", args.source))?;
         let v: Value = serde_json::from_slice(&doc)?;
         out(&serde_json::to_string_pretty(&v)?)?;
         return Ok(());
     }
-    let m = src.manifest()?;
-    let root = src.root()?;
-    let manifest: Value = serde_json::from_slice(&m.bytes)?;
-    let cfg_digest = manifest
-        .pointer("/config/digest")
-        .and_then(Value::as_str)
-        .and_then(|d| Digest::parse(d).ok())
-        .ok_or_else(|| anyhow::anyhow!("{}: the manifest has no config digest", args.source))?;
-    let config: Value = serde_json::from_slice(&src.blob_bytes(&cfg_digest)?)?;
+    let (config_bytes, config) = image.config()?;
+    let (m, cfg_digest) = (&image.raw, image.manifest.config.digest);
     if args.json {
+        // The documents as stored, every field included.
+        let manifest: Value = serde_json::from_slice(&m.bytes)?;
+        let config: Value = serde_json::from_slice(&config_bytes)?;
         out(&serde_json::to_string_pretty(&json!({
             "source": args.source,
-            "manifest_digest": if m.native { Value::String(m.digest.to_string()) } else { Value::Null },
-            "index_digest": if root.digest != m.digest { Value::String(root.digest.to_string()) } else { Value::Null },
+            "manifest_digest": if image.native() { Value::String(m.digest.to_string()) } else { Value::Null },
+            "index_digest": image.index.as_ref().map(|i| i.digest.to_string()),
             "media_type": m.media_type,
             "manifest": manifest,
             "config_digest": cfg_digest.to_string(),
@@ -63,47 +66,39 @@ pub fn run(args: InspectArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         }))?)?;
         return Ok(());
     }
-    let s = |p: &str| {
-        config
-            .pointer(p)
-            .map(|v| if let Value::String(s) = v { s.clone() } else { v.to_string() })
-            .unwrap_or_else(|| "-".into())
-    };
-    if root.digest != m.digest {
-        out(&format!("index       {}  ({}, {} bytes)", root.digest, root.media_type, root.bytes.len()))?;
+    if let Some(i) = &image.index {
+        out(&format!("index       {}  ({}, {} bytes)", i.digest, i.media_type, i.bytes.len()))?;
     }
-    if m.native {
+    if image.native() {
         out(&format!("manifest    {}  ({}, {} bytes)", m.digest, m.media_type, m.bytes.len()))?;
     } else {
         out("manifest    (none: docker-archive; shown as an equivalent OCI manifest)")?;
     }
+    let rt = config.config.clone().unwrap_or_default();
     out(&format!("config      {cfg_digest}"))?;
-    out(&format!("platform    {}/{}", s("/os"), s("/architecture")))?;
-    out(&format!("created     {}", s("/created")))?;
-    out(&format!("user        {}", s("/config/User")))?;
-    out(&format!("workdir     {}", s("/config/WorkingDir")))?;
-    out(&format!("entrypoint  {}", s("/config/Entrypoint")))?;
-    out(&format!("cmd         {}", s("/config/Cmd")))?;
-    if let Some(env) = config.pointer("/config/Env").and_then(Value::as_array) {
-        for e in env {
-            out(&format!("env         {}", e.as_str().unwrap_or_default()))?;
-        }
+    out(&format!("platform    {}/{}", config.os, config.architecture))?;
+    out(&format!("created     {}", or_dash(config.created.as_deref())))?;
+    out(&format!("user        {}", or_dash(rt.user.as_deref())))?;
+    out(&format!("workdir     {}", or_dash(rt.working_dir.as_deref())))?;
+    out(&format!("entrypoint  {}", list_or_dash(rt.entrypoint.as_ref())))?;
+    out(&format!("cmd         {}", list_or_dash(rt.cmd.as_ref())))?;
+    for e in rt.env.iter().flatten() {
+        out(&format!("env         {e}"))?;
     }
-    let diff_ids = config.pointer("/rootfs/diff_ids").and_then(Value::as_array).cloned().unwrap_or_default();
-    let layers = manifest.get("layers").and_then(Value::as_array).cloned().unwrap_or_default();
-    let total: u64 = layers.iter().filter_map(|l| l.get("size").and_then(Value::as_u64)).sum();
+    let layers = image.layers();
+    let total: u64 = layers.iter().map(|l| l.size).sum();
     out(&format!("layers      {} ({})", layers.len(), human_bytes(total)))?;
     for (i, l) in layers.iter().enumerate() {
-        let name = l.pointer("/annotations/dev.strata.layer.name").and_then(Value::as_str).unwrap_or("");
-        let mt = l.get("mediaType").and_then(Value::as_str).unwrap_or("");
+        let name = l.annotation("dev.strata.layer.name").unwrap_or("");
+        let mt = l.media_type.as_str();
         let comp = mt.rsplit('+').next().filter(|c| *c != mt).unwrap_or("tar");
         out(&format!(
             "  {:>3}  {}  {:>10}  {:<5} diff_id {}  {}",
             i + 1,
-            l.get("digest").and_then(Value::as_str).unwrap_or(""),
-            human_bytes(l.get("size").and_then(Value::as_u64).unwrap_or(0)),
+            l.digest,
+            human_bytes(l.size),
             comp,
-            diff_ids.get(i).and_then(Value::as_str).unwrap_or("?"),
+            config.rootfs.diff_ids.get(i).map(|d| d.to_string()).unwrap_or_else(|| "?".into()),
             name
         ))?;
     }

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod build;
 pub mod cache;
 pub mod cli;
+pub mod copy;
 pub mod diff;
 pub mod fetch;
 pub mod inspect;
@@ -45,17 +46,52 @@ pub struct NetArgs {
     pub rewrite: Vec<String>,
 }
 
-/// Fetch options from the configuration file plus the command line.
-pub fn fetch_options(net: &NetArgs) -> anyhow::Result<strata::fetch::FetchOptions> {
+/// Network settings: the configuration file (proxy, CA files, rewrites),
+/// the environment (timeouts), the command line (`--ca-file`, `--rewrite`).
+pub fn net_options(global: &crate::GlobalArgs, rewrites: &[String]) -> anyhow::Result<strata::net::NetOptions> {
     use anyhow::Context as _;
-    let (cfg, _) = strata::config::load().map_err(anyhow::Error::msg)?;
-    let mut o = strata::fetch::FetchOptions { offline: net.offline || cfg.offline, ..Default::default() };
-    o.mirrors = net.mirror.clone();
-    o.mirrors.extend(cfg.mirrors);
-    for r in &net.rewrite {
+    let (cfg, _) = strata::config::load()?;
+    let mut o = strata::net::NetOptions {
+        ca_files: global.ca_file.clone(),
+        proxy: cfg.proxy.clone(),
+        timeouts: strata::net::Timeouts::from_env()?,
+        ..Default::default()
+    };
+    o.ca_files.extend(cfg.ca_files.iter().cloned());
+    for r in rewrites {
         let (from, to) = r.split_once('=').with_context(|| format!("--rewrite `{r}` is not FROM=TO"))?;
         o.rewrites.push((from.to_string(), to.to_string()));
     }
     o.rewrites.extend(cfg.rewrite.into_iter().map(|r| (r.from, r.to)));
     Ok(o)
+}
+
+/// Fetch options from the configuration file plus the command line.
+pub fn fetch_options(net: &NetArgs, global: &crate::GlobalArgs) -> anyhow::Result<strata::fetch::FetchOptions> {
+    let (cfg, _) = strata::config::load()?;
+    let mut o = strata::fetch::FetchOptions { offline: net.offline || cfg.offline, ..Default::default() };
+    o.mirrors = net.mirror.clone();
+    o.mirrors.extend(cfg.mirrors);
+    o.net = net_options(global, &net.rewrite)?;
+    Ok(o)
+}
+
+/// `SOURCE_DATE_EPOCH`, when set.
+pub fn source_date_epoch() -> anyhow::Result<Option<u64>> {
+    use anyhow::Context as _;
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.trim().is_empty() => Ok(Some(
+            v.trim().parse().with_context(|| format!("SOURCE_DATE_EPOCH=`{v}` is not a whole number of seconds"))?,
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// Opens images with default registry settings (credentials from the
+/// environment and auth files), for commands without registry options.
+pub fn default_transport() -> strata::transport::Transport {
+    strata::transport::Transport::new(
+        strata::registry::ClientOptions::default(),
+        std::sync::Arc::new(strata::report::NullReporter),
+    )
 }

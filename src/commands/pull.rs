@@ -3,8 +3,10 @@
 use std::sync::Arc;
 
 use clap::Args;
-use strata::image::layout::Output;
-use strata::registry::{Client, PullOptions, Reference};
+use serde_json::json;
+use strata::image::layout::LayoutSink;
+use strata::image::{BlobAction, Content, Image, Sink};
+use strata::oci::{ImageRef, Platform, Reference};
 use strata::report::human_bytes;
 
 use super::out;
@@ -32,32 +34,57 @@ pub struct PullArgs {
 
 pub fn run(args: PullArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let r = Reference::parse(&args.reference)?;
-    let (dir, tag) = match Output::parse(&args.output)? {
-        Output::OciDir { dir, tag } => (dir, tag),
+    let (dir, tag) = match ImageRef::parse(&args.output)? {
+        ImageRef::Layout { dir, tag } => (dir, tag),
         _ => anyhow::bail!("`{}`: pull writes OCI image layouts only; use -o oci:DIR[:TAG]", args.output),
     };
-    let (os, arch) = args
-        .platform
-        .split_once('/')
-        .map(|(o, a)| (o.to_string(), a.split('/').next().unwrap_or(a).to_string()))
+    let platform = Platform::parse(&args.platform)
         .ok_or_else(|| anyhow::anyhow!("--platform `{}` is not OS/ARCH (e.g. linux/amd64)", args.platform))?;
+    let tag = tag.or_else(|| r.tag.clone()).unwrap_or_else(|| "latest".into());
     let reporter = Arc::new(CliReporter::new(global.quiet));
-    let client = Client::new(args.registry.options(global)?, reporter)?;
-    let s = client.pull(&r, &dir, tag.as_deref(), &PullOptions { platform: (os, arch) })?;
+    let opts = args.registry.options(global)?;
+    let jobs = opts.concurrency;
+    let sink = LayoutSink::new(&dir, &tag, reporter.clone(), jobs)?;
+    let client = strata::registry::Client::new(opts, reporter.clone())?;
+    let src = client.open(&r)?;
+    // The platform's image (not the whole index), with the artifacts that refer to it.
+    let image = Image::open(&src, &platform)?;
+    let content = Content::walk(&src, image.descriptor.clone(), true)?;
+    let s = sink.write(&content)?;
+    let index_digest = image.index.as_ref().map(|i| i.digest.to_string());
+    let downloaded = s.blobs.iter().filter(|b| b.action == BlobAction::Written);
+    let bytes_downloaded: u64 = downloaded.clone().map(|b| b.bytes_sent).sum();
     if !global.quiet {
-        let fresh = s.blobs.iter().filter(|b| b.action == "downloaded").count();
         eprintln!(
-            "pulled {} → {} ({} blobs, {} downloaded {}) in {:.1}s",
+            "pulled {r} → {} ({} blobs, {} downloaded {}) in {:.1}s",
             s.reference,
-            s.output,
             s.blobs.len(),
-            fresh,
-            human_bytes(s.bytes_downloaded),
+            downloaded.count(),
+            human_bytes(bytes_downloaded),
             s.seconds
         );
     }
     if args.json {
-        out(&serde_json::to_string_pretty(&s)?)?;
+        let blobs: Vec<_> = s
+            .blobs
+            .iter()
+            .map(|b| {
+                let action = if b.action == BlobAction::Written { "downloaded" } else { "present" };
+                json!({"digest": b.digest, "size": b.size, "action": action, "bytes": b.bytes_sent})
+            })
+            .collect();
+        out(&serde_json::to_string_pretty(&json!({
+            "reference": r.to_string(),
+            "digest": s.digest,
+            "media_type": s.media_type,
+            "index_digest": index_digest,
+            "output": s.reference,
+            "tag": tag,
+            "blobs": blobs,
+            "referrers": s.referrers,
+            "bytes_downloaded": bytes_downloaded,
+            "seconds": s.seconds,
+        }))?)?;
     } else {
         out(&s.digest.to_string())?;
     }

@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Args;
-use strata::registry::{
-    creds, BlobAction, Client, ClientOptions, CredentialOptions, PushOptions, PushSummary, Reference,
-};
+use strata::image::BlobAction;
+use strata::oci::{ImageRef, Reference};
+use strata::registry::{creds, ClientOptions, CredentialOptions, PushOptions, PushSummary, RegistrySink};
 use strata::report::human_bytes;
+use strata::transport::Transport;
 
 use super::out;
 use super::progress::CliReporter;
@@ -29,9 +30,6 @@ pub struct RegistryArgs {
     /// Use no credentials.
     #[arg(long, conflicts_with_all = ["creds", "authfile"])]
     pub anonymous: bool,
-    /// Also trust the CA certificates in this PEM file. Repeatable.
-    #[arg(long, value_name = "FILE")]
-    pub ca_file: Vec<PathBuf>,
     /// Allow plain HTTP and unverified TLS for HOST[:PORT]. Repeatable.
     /// Loopback hosts (127.0.0.0/8, ::1, localhost) may always use HTTP.
     #[arg(long, value_name = "HOST[:PORT]")]
@@ -57,8 +55,8 @@ pub struct UploadArgs {
     pub from: Option<String>,
 }
 
-fn parse_size(s: &str) -> Result<u64, String> {
-    strata::registry::parse_size(s)
+fn parse_size(s: &str) -> Result<u64, strata::units::QuantityError> {
+    strata::units::parse_size(s)
 }
 
 impl RegistryArgs {
@@ -75,7 +73,7 @@ impl RegistryArgs {
                 anonymous: self.anonymous,
                 ..Default::default()
             },
-            ca_files: self.ca_file.clone(),
+            net: super::net_options(global, &[])?,
             insecure_registries: self.insecure_registry.clone(),
             retries: self.retries,
             concurrency: self.jobs.max(1),
@@ -103,12 +101,21 @@ pub struct PushArgs {
 
 /// `pushed host/app:1.0 (3 blobs: 2 uploaded 1.2 MiB, 1 mounted, 0 skipped) in 0.4s`
 pub fn describe(s: &PushSummary) -> String {
+    transfer_line("pushed", s)
+}
+
+/// `VERB DEST (3 blobs: 2 uploaded 1.2 MiB, 1 mounted, 0 already there) in 0.4s`
+/// (`written` instead of `uploaded` for layouts and archives).
+pub fn transfer_line(verb: &str, s: &PushSummary) -> String {
     let count = |a: BlobAction| s.blobs.iter().filter(|b| b.action == a).count();
+    let (moved, word) = match count(BlobAction::Written) {
+        0 => (count(BlobAction::Uploaded), "uploaded"),
+        n => (n, "written"),
+    };
     format!(
-        "pushed {} ({} blobs: {} uploaded {}, {} mounted, {} already there) in {:.1}s",
+        "{verb} {} ({} blobs: {moved} {word} {}, {} mounted, {} already there) in {:.1}s",
         s.reference,
         s.blobs.len(),
-        count(BlobAction::Uploaded),
         human_bytes(s.bytes_sent),
         count(BlobAction::Mounted),
         count(BlobAction::Skipped),
@@ -116,32 +123,21 @@ pub fn describe(s: &PushSummary) -> String {
     )
 }
 
-/// Pushes `src` with the given settings; used by `push` and `build --push`.
-pub fn push_source(
-    src: &dyn strata::image::read::ImageSource,
-    dest: &Reference,
-    upload: &UploadArgs,
-    registry: &RegistryArgs,
-    global: &GlobalArgs,
-) -> anyhow::Result<PushSummary> {
-    let mut opts = registry.options(global)?;
-    opts.chunk_size = upload.chunk_size;
-    let reporter = Arc::new(CliReporter::new(global.quiet));
-    let client = Client::new(opts, reporter)?;
-    let summary = client.push(src, dest, &PushOptions { mount_from: upload.from.clone() })?;
+pub fn run(args: PushArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    if args.source.starts_with("docker://") {
+        anyhow::bail!("`{}`: push reads local images (oci:DIR[:TAG] or oci-archive:FILE[:TAG])\nhint: to copy between registries: `strata copy {} docker://DEST`", args.source, args.source);
+    }
+    let dest = Reference::parse(&args.reference)?;
+    let loc = ImageRef::parse(&args.source)?;
+    let mut opts = args.registry.options(global)?;
+    opts.chunk_size = args.upload.chunk_size;
+    let transport = Transport::new(opts, Arc::new(CliReporter::new(global.quiet)));
+    let src = transport.open(&loc).with_context(|| format!("opening {}", args.source))?;
+    let sink = RegistrySink::new(transport.client()?, dest, PushOptions { mount_from: args.upload.from.clone() });
+    let summary = strata::transport::copy(src.as_ref(), &sink)?;
     if !global.quiet {
         eprintln!("{}", describe(&summary));
     }
-    Ok(summary)
-}
-
-pub fn run(args: PushArgs, global: &GlobalArgs) -> anyhow::Result<()> {
-    if args.source.starts_with("docker://") {
-        anyhow::bail!("`{}`: push reads local images (oci:DIR[:TAG] or oci-archive:FILE[:TAG])\nhint: to copy between registries, pull first: `strata pull REF -o oci:DIR` then `strata push oci:DIR REF`", args.source);
-    }
-    let dest = Reference::parse(&args.reference)?;
-    let src = strata::image::read::open(&args.source).with_context(|| format!("opening {}", args.source))?;
-    let summary = push_source(src.as_ref(), &dest, &args.upload, &args.registry, global)?;
     if args.json {
         out(&serde_json::to_string_pretty(&summary)?)?;
     } else {

@@ -1,270 +1,419 @@
-//! OCI image config, manifest and index, built from a spec and its layers,
-//! serialised canonically; and the outputs that hold them.
+//! One image model for reading and writing.
+//!
+//! * An [`ImageSource`] holds manifests and blobs under a root: an OCI
+//!   layout, an archive, a registry repository ([`crate::registry`]), or an
+//!   image just built ([`BuiltImage`]). It can also list the artifacts that
+//!   refer to a manifest (its SBOM, signatures).
+//! * [`Image`] is the typed view of one image of a source (manifest,
+//!   config, layers, attachments), chosen through indexes by platform.
+//! * [`Content`] is everything under a root, walked once: blobs, manifests
+//!   children first, referrers. An index (several images) is walked the same
+//!   way as a single image.
+//! * A [`Sink`] writes a [`Content`]: an OCI layout, an oci-archive, a
+//!   docker-archive, a registry. Building, pushing, pulling and copying are
+//!   all "open a source, walk its content, write it to a sink".
 
-pub mod canonical;
+pub mod archive;
+pub mod built;
+pub mod content;
 pub mod layout;
-pub mod read;
+mod view;
 
-use std::collections::{BTreeMap, HashMap};
-
-use oci_spec::image::{
-    Arch, ConfigBuilder, Descriptor, HistoryBuilder, ImageConfigurationBuilder, ImageIndexBuilder,
-    ImageManifestBuilder, MediaType, Os, PlatformBuilder, RootFsBuilder,
-};
+use std::io::{self, Read};
+use std::path::PathBuf;
 
 use crate::digest::Digest;
-use crate::layer::LayerBlob;
+use crate::error::{Hint, IoError};
+use crate::oci::{Descriptor, OciError, RawManifest};
 
-/// Media type of OCI image manifests.
-pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
-/// Media type of OCI image indexes.
-pub const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
-/// Media type of OCI image configs.
-pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
-/// Annotation holding a tag in an OCI layout index.
-pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+pub use built::{assemble, Attachment, BuiltImage, ImageLayer, RuntimeConfig};
+pub use content::{BlobItem, Content};
+pub use view::Image;
 
-/// A blob held in memory (config, manifest) with its digest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JsonBlob {
-    /// Canonical bytes.
-    pub bytes: Vec<u8>,
-    /// Their digest.
+/// Manifests, configs and other small JSON blobs read whole are refused
+/// beyond this size (the distribution spec asks registries to accept 4 MB).
+pub const MAX_SMALL_BLOB: u64 = 8 << 20;
+
+/// Annotation on an image's layout index entry naming its SBOM artifact
+/// manifest (kept among the layout's blobs, not listed as an image of its
+/// own, so tools that expect one image per layout keep working).
+pub const SBOM_ANNOTATION: &str = "dev.strata.sbom";
+/// Annotation on a layout index entry naming the other artifacts (space
+/// separated digests) that refer to a manifest under that entry.
+pub const REFERRERS_ANNOTATION: &str = "dev.strata.referrers";
+
+/// A stream of a blob's bytes.
+pub type BlobReader<'a> = Box<dyn Read + Send + 'a>;
+
+/// Something images are read from.
+pub trait ImageSource: Send + Sync {
+    /// How the user named it (`oci:build/app:1.0`, `docker://host/app:1`).
+    fn describe(&self) -> String;
+    /// The descriptor of what the user named (an image manifest or an
+    /// index), with the annotations and platform the source records for it.
+    fn root(&self) -> Result<Descriptor, ImageError>;
+    /// A manifest or index the source holds, by descriptor (the root, an
+    /// index's children, referrers), digest-checked.
+    fn manifest(&self, d: &Descriptor) -> Result<RawManifest, ImageError>;
+    /// Opens a blob (config, layer, artifact payload) for streaming. Readers
+    /// that stream from a network check the digest at the end; callers that
+    /// need the bytes verified before use read them with [`read_blob`].
+    fn open_blob(&self, d: &Descriptor) -> Result<BlobReader<'_>, ImageError>;
+    /// The artifact manifests whose `subject` is `subject` (its SBOM,
+    /// signatures, attestations).
+    fn referrers(&self, _subject: &Descriptor) -> Result<Vec<Descriptor>, ImageError> {
+        Ok(Vec::new())
+    }
+    /// A local file that holds exactly the blob's bytes, when there is one:
+    /// layout writers link or copy it instead of streaming.
+    fn blob_path(&self, _d: &Descriptor) -> Option<PathBuf> {
+        None
+    }
+    /// Forgets a local blob found corrupt while it was copied (the cache
+    /// drops it, so the next build rewrites it). Default: nothing.
+    fn discard(&self, _d: &Descriptor) {}
+    /// False when the source has no manifests of its own and the one it
+    /// shows was made up from its metadata (`docker save` archives): such
+    /// an image cannot be copied to a registry with its digest unchanged.
+    fn stores_manifests(&self) -> bool {
+        true
+    }
+}
+
+/// Reads a small blob whole (configs, SBOM documents), checking its size
+/// and digest.
+pub fn read_blob(src: &dyn ImageSource, d: &Descriptor) -> Result<Vec<u8>, ImageError> {
+    if d.size > MAX_SMALL_BLOB {
+        return Err(ImageError::TooLarge { source_name: src.describe(), digest: d.digest, size: d.size });
+    }
+    let mut v = Vec::new();
+    src.open_blob(d)?.take(MAX_SMALL_BLOB + 1).read_to_end(&mut v).map_err(|e| ImageError::Read {
+        source_name: src.describe(),
+        digest: d.digest,
+        source: e,
+    })?;
+    verify(src, d, &v)?;
+    Ok(v)
+}
+
+/// Checks bytes against the descriptor that named them.
+pub fn verify(src: &dyn ImageSource, d: &Descriptor, bytes: &[u8]) -> Result<(), ImageError> {
+    let found = Digest::of(bytes);
+    if found != d.digest {
+        return Err(ImageError::DigestMismatch { source_name: src.describe(), expected: d.digest, found });
+    }
+    Ok(())
+}
+
+/// Something images are written to.
+pub trait Sink {
+    /// How the user named it.
+    fn describe(&self) -> String;
+    /// Writes everything `content` holds (blobs first, then manifests
+    /// children first, then the root, then the name that points at it), so
+    /// that an interruption never leaves a name pointing at missing content.
+    fn write(&self, content: &Content<'_>) -> Result<WriteReport, ImageError>;
+}
+
+/// What happened to one blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobAction {
+    /// Its bytes were sent to a registry.
+    Uploaded,
+    /// Mounted from another repository of the same registry (no bytes sent).
+    Mounted,
+    /// Already in the destination (no bytes sent or written).
+    Skipped,
+    /// Written into a layout or archive.
+    Written,
+}
+
+/// One blob of a write.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BlobReport {
+    /// Digest.
     pub digest: Digest,
+    /// Size in bytes.
+    pub size: u64,
+    /// Media type from the manifest.
+    pub media_type: String,
+    /// What was done.
+    pub action: BlobAction,
+    /// Bytes sent or copied, all attempts together (0 when mounted or skipped).
+    pub bytes_sent: u64,
+    /// The repository it was mounted from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mounted_from: Option<String>,
+    /// Attempts needed.
+    pub attempts: u32,
 }
 
-impl JsonBlob {
-    fn of<T: serde::Serialize>(v: &T) -> Result<JsonBlob, ImageError> {
-        let bytes = canonical::to_vec(v).map_err(|e| ImageError(format!("serialising JSON: {e}")))?;
-        let digest = Digest::of(&bytes);
-        Ok(JsonBlob { bytes, digest })
-    }
+/// One manifest of a write.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ManifestReport {
+    /// Digest.
+    pub digest: Digest,
+    /// Media type.
+    pub media_type: String,
+    /// Size in bytes.
+    pub size: u64,
 }
 
-/// An image-building error (bad values that the spec check did not catch).
+/// Where a referrer was recorded.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReferrerOutcome {
+    /// The artifact manifest's digest.
+    pub digest: Digest,
+    /// The manifest it refers to.
+    pub subject: Digest,
+    /// Its artifact type.
+    pub artifact_type: Option<String>,
+    /// The fallback tag (`sha256-<hex>`) updated, when the registry has no referrers API.
+    pub fallback_tag: Option<String>,
+}
+
+/// What a write did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WriteReport {
+    /// Where it went (`host/repo:tag`, `oci:DIR:TAG`).
+    pub reference: String,
+    /// The root manifest (or index) digest.
+    pub digest: Digest,
+    /// Its media type.
+    pub media_type: String,
+    /// The tag written, if any.
+    pub tag: Option<String>,
+    /// Every blob, in manifest order.
+    pub blobs: Vec<BlobReport>,
+    /// Every manifest, children first.
+    pub manifests: Vec<ManifestReport>,
+    /// Artifacts stored with the image (its SBOM) written as referrers.
+    pub referrers: Vec<ReferrerOutcome>,
+    /// Blob bytes sent or copied in total.
+    pub bytes_sent: u64,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+/// Why an image could not be read or written.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ImageError(pub String);
-
-/// One layer as it goes into the image.
-#[derive(Debug, Clone)]
-pub struct ImageLayer {
-    /// The blob.
-    pub blob: LayerBlob,
-    /// History line (`created_by`).
-    pub created_by: String,
-    /// Annotations on the layer descriptor.
-    pub annotations: BTreeMap<String, String>,
+pub enum ImageError {
+    /// IO on a local path.
+    #[error(transparent)]
+    Io(#[from] IoError),
+    /// A manifest, index or config does not parse.
+    #[error(transparent)]
+    Parse(#[from] OciError),
+    /// A directory that should be an OCI image layout is not one.
+    #[error("{source_name}: {} is not an OCI image layout (no oci-layout file)", path.display())]
+    NotALayout {
+        /// How the user named it.
+        source_name: String,
+        /// The directory.
+        path: PathBuf,
+    },
+    /// A destination directory holds something else.
+    #[error("{} exists and is not an OCI image layout (no `oci-layout` file); refusing to write into it", path.display())]
+    NotALayoutDestination {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// An archive lacks the member that says what it holds.
+    #[error("{source_name}: no {member} (not {kind}?)")]
+    NotAnArchive {
+        /// How the user named it.
+        source_name: String,
+        /// `index.json`, `manifest.json`.
+        member: &'static str,
+        /// `an oci-archive`, `a docker-archive`.
+        kind: &'static str,
+    },
+    /// A tar file does not parse.
+    #[error("{}: not a valid tar archive: {source}", path.display())]
+    BadTar {
+        /// The file.
+        path: PathBuf,
+        /// The parser's complaint.
+        #[source]
+        source: io::Error,
+    },
+    /// A `docker save` manifest.json that does not describe an image.
+    #[error("{source_name}: manifest.json {problem}")]
+    BadDockerManifest {
+        /// How the user named it.
+        source_name: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A blob the manifests name is not there.
+    #[error("{source_name}: blob {digest} is missing from the {container}")]
+    MissingBlob {
+        /// How the user named it.
+        source_name: String,
+        /// The blob.
+        digest: Digest,
+        /// `layout`, `archive`.
+        container: &'static str,
+    },
+    /// Bytes do not hash to the digest that names them.
+    #[error("{source_name}: blob {expected} is corrupt: its bytes hash to {found}")]
+    DigestMismatch {
+        /// How the user named it.
+        source_name: String,
+        /// The digest asked for.
+        expected: Digest,
+        /// The digest of the bytes.
+        found: Digest,
+    },
+    /// A blob held locally (in the cache) no longer has the bytes its digest
+    /// names. The source has dropped it, so building again rewrites it.
+    #[error("the cached blob {digest} is corrupt (its bytes hash to {found}); it was removed from the cache")]
+    CorruptBlob {
+        /// The digest it is stored under.
+        digest: Digest,
+        /// What its bytes hash to.
+        found: Digest,
+    },
+    /// A blob's length differs from its descriptor's size.
+    #[error("{source_name}: blob {digest} has {found} bytes, its descriptor says {expected}; the image is corrupt")]
+    SizeMismatch {
+        /// How the user named it.
+        source_name: String,
+        /// The blob.
+        digest: Digest,
+        /// The descriptor's size.
+        expected: u64,
+        /// Bytes found.
+        found: u64,
+    },
+    /// A small blob (manifest, config) is implausibly large.
+    #[error(
+        "{source_name}: blob {digest} is {size} bytes, more than the {} allowed for manifests and configs",
+        MAX_SMALL_BLOB
+    )]
+    TooLarge {
+        /// How the user named it.
+        source_name: String,
+        /// The blob.
+        digest: Digest,
+        /// Its size.
+        size: u64,
+    },
+    /// Reading a blob failed midway.
+    #[error("{source_name}: reading {digest}: {source}")]
+    Read {
+        /// How the user named it.
+        source_name: String,
+        /// The blob.
+        digest: Digest,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// No image carries the tag asked for.
+    #[error("{source_name}: no image tagged `{tag}` (tags here: {})", list_or_none(tags))]
+    NoSuchTag {
+        /// How the user named it.
+        source_name: String,
+        /// The tag.
+        tag: String,
+        /// The tags there are.
+        tags: Vec<String>,
+    },
+    /// Several images and no tag to choose one.
+    #[error("{source_name}: holds {count} images; name one with :TAG ({})", tags.join(", "))]
+    Ambiguous {
+        /// How the user named it.
+        source_name: String,
+        /// How many.
+        count: usize,
+        /// Their tags.
+        tags: Vec<String>,
+    },
+    /// An index with no entries.
+    #[error("{source_name}: the index lists no images")]
+    EmptyIndex {
+        /// How the user named it.
+        source_name: String,
+    },
+    /// An index without an image for the platform asked for.
+    #[error("{source_name}: the index has no {want} image (it has: {})", have.join(", "))]
+    NoPlatform {
+        /// How the user named it.
+        source_name: String,
+        /// The platform asked for.
+        want: String,
+        /// The platforms there are.
+        have: Vec<String>,
+    },
+    /// Indexes nested more deeply than any real image does.
+    #[error("{source_name}: image indexes nest too deeply")]
+    TooDeep {
+        /// How the user named it.
+        source_name: String,
+    },
+    /// A manifest the walk expected to be an image is something else.
+    #[error("{source_name}: manifest {digest} ({media_type}) is not an image manifest")]
+    NotAnImage {
+        /// How the user named it.
+        source_name: String,
+        /// The manifest.
+        digest: Digest,
+        /// Its media type.
+        media_type: String,
+    },
+    /// The destination cannot hold what is written to it.
+    #[error("{sink}: {problem}")]
+    Unsupported {
+        /// How the user named the destination.
+        sink: String,
+        /// What it cannot hold.
+        problem: String,
+        /// What to do instead.
+        advice: String,
+    },
+    /// A tag that is not valid.
+    #[error("`{0}` is not a valid tag (letters, digits, `_`, `.`, `-`; at most 128; not starting with `.` or `-`)")]
+    BadTag(String),
+    /// Serialising JSON failed.
+    #[error("serialising {what}: {source}")]
+    Json {
+        /// What.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A registry read or write failed (the registry's own error).
+    #[error(transparent)]
+    Registry(Box<dyn std::error::Error + Send + Sync>),
 }
 
-/// Runtime settings for the config.
-#[derive(Debug, Clone, Default)]
-pub struct RuntimeConfig {
-    /// User.
-    pub user: Option<String>,
-    /// Working directory.
-    pub workdir: Option<String>,
-    /// Environment, sorted by name.
-    pub env: BTreeMap<String, String>,
-    /// Entrypoint.
-    pub entrypoint: Option<Vec<String>>,
-    /// Cmd.
-    pub cmd: Option<Vec<String>>,
-    /// Exposed ports (`8888/tcp`), sorted.
-    pub ports: Vec<String>,
-    /// Volumes, sorted.
-    pub volumes: Vec<String>,
-    /// Labels.
-    pub labels: BTreeMap<String, String>,
-    /// Stop signal.
-    pub stop_signal: Option<String>,
+fn list_or_none(v: &[String]) -> String {
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
 }
 
-/// Everything a finished image consists of.
-#[derive(Debug, Clone)]
-pub struct BuiltImage {
-    /// The config blob.
-    pub config: JsonBlob,
-    /// The manifest blob.
-    pub manifest: JsonBlob,
-    /// The layers, bottom first.
-    pub layers: Vec<ImageLayer>,
-    /// Platform `os`.
-    pub os: String,
-    /// Platform `architecture`.
-    pub architecture: String,
-    /// Platform variant.
-    pub variant: Option<String>,
-}
-
-impl BuiltImage {
-    /// The manifest descriptor (for an index), with optional annotations.
-    pub fn manifest_descriptor(&self, annotations: BTreeMap<String, String>) -> Descriptor {
-        let mut d = Descriptor::new(
-            MediaType::ImageManifest,
-            self.manifest.bytes.len() as u64,
-            oci_digest(&self.manifest.digest),
-        );
-        let platform = {
-            let mut b = PlatformBuilder::default()
-                .architecture(Arch::from(self.architecture.as_str()))
-                .os(Os::from(self.os.as_str()));
-            if let Some(v) = &self.variant {
-                b = b.variant(v.clone());
+impl Hint for ImageError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            ImageError::NotALayoutDestination { .. } => Some("choose a new or empty directory".into()),
+            ImageError::CorruptBlob { .. } => Some("build again: the layer is rebuilt".into()),
+            ImageError::NoPlatform { .. } => Some("choose one with --platform OS/ARCH".into()),
+            ImageError::Unsupported { advice, .. } => Some(advice.clone()),
+            ImageError::DigestMismatch { .. } | ImageError::SizeMismatch { .. } => {
+                Some("the image is damaged; copy or build it again".into())
             }
-            b.build().ok()
-        };
-        d.set_platform(platform);
-        if !annotations.is_empty() {
-            d.set_annotations(Some(annotations.into_iter().collect::<HashMap<_, _>>()));
+            _ => None,
         }
-        d
     }
 }
 
-/// Converts our digest type to oci-spec's.
-pub fn oci_digest(d: &Digest) -> oci_spec::image::Digest {
-    // Always valid: 64 lower-case hex characters.
-    d.to_string().parse().unwrap_or_else(|_| unreachable!("sha256 digests are valid OCI digests"))
-}
-
-/// RFC 3339 UTC time for seconds since 1970 (no leap seconds).
-pub fn rfc3339(epoch: u64) -> String {
-    let days = (epoch / 86_400) as i64;
-    let secs = epoch % 86_400;
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, (secs / 60) % 60, secs % 60)
-}
-
-/// Assembles config and manifest.
-pub fn assemble(
-    layers: Vec<ImageLayer>,
-    runtime: &RuntimeConfig,
-    platform: (&str, &str, Option<&str>),
-    epoch: u64,
-    manifest_annotations: &BTreeMap<String, String>,
-) -> Result<BuiltImage, ImageError> {
-    let e = |m: String| ImageError(m);
-    let created = rfc3339(epoch);
-    let mut cfg = ConfigBuilder::default();
-    if let Some(u) = &runtime.user {
-        cfg = cfg.user(u.clone());
-    }
-    if let Some(w) = &runtime.workdir {
-        cfg = cfg.working_dir(w.clone());
-    }
-    if !runtime.env.is_empty() {
-        cfg = cfg.env(runtime.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>());
-    }
-    if let Some(ep) = &runtime.entrypoint {
-        cfg = cfg.entrypoint(ep.clone());
-    }
-    if let Some(c) = &runtime.cmd {
-        cfg = cfg.cmd(c.clone());
-    }
-    if !runtime.ports.is_empty() {
-        let mut p = runtime.ports.clone();
-        p.sort();
-        p.dedup();
-        cfg = cfg.exposed_ports(p);
-    }
-    if !runtime.volumes.is_empty() {
-        let mut v = runtime.volumes.clone();
-        v.sort();
-        v.dedup();
-        cfg = cfg.volumes(v);
-    }
-    if !runtime.labels.is_empty() {
-        cfg = cfg.labels(runtime.labels.clone().into_iter().collect::<HashMap<_, _>>());
-    }
-    if let Some(s) = &runtime.stop_signal {
-        cfg = cfg.stop_signal(s.clone());
-    }
-    let cfg = cfg.build().map_err(|x| e(x.to_string()))?;
-    let rootfs = RootFsBuilder::default()
-        .typ("layers")
-        .diff_ids(layers.iter().map(|l| l.blob.diff_id.to_string()).collect::<Vec<_>>())
-        .build()
-        .map_err(|x| e(x.to_string()))?;
-    let history = layers
-        .iter()
-        .map(|l| HistoryBuilder::default().created(created.clone()).created_by(l.created_by.clone()).build())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|x| e(x.to_string()))?;
-    let (os, arch, variant) = platform;
-    let mut ic = ImageConfigurationBuilder::default()
-        .created(created.clone())
-        .architecture(Arch::from(arch))
-        .os(Os::from(os))
-        .config(cfg)
-        .rootfs(rootfs)
-        .history(history);
-    if let Some(v) = variant {
-        ic = ic.variant(v.to_string());
-    }
-    let ic = ic.build().map_err(|x| e(x.to_string()))?;
-    let config = JsonBlob::of(&ic)?;
-
-    let config_desc = Descriptor::new(MediaType::ImageConfig, config.bytes.len() as u64, oci_digest(&config.digest));
-    let layer_descs = layers
-        .iter()
-        .map(|l| {
-            let mut d =
-                Descriptor::new(MediaType::Other(l.blob.media_type.clone()), l.blob.size, oci_digest(&l.blob.digest));
-            if !l.annotations.is_empty() {
-                d.set_annotations(Some(l.annotations.clone().into_iter().collect()));
-            }
-            d
-        })
-        .collect::<Vec<_>>();
-    let mut mb = ImageManifestBuilder::default()
-        .schema_version(2u32)
-        .media_type(MediaType::ImageManifest)
-        .config(config_desc)
-        .layers(layer_descs);
-    if !manifest_annotations.is_empty() {
-        mb = mb.annotations(manifest_annotations.clone().into_iter().collect::<HashMap<_, _>>());
-    }
-    let manifest = JsonBlob::of(&mb.build().map_err(|x| e(x.to_string()))?)?;
-    Ok(BuiltImage {
-        config,
-        manifest,
-        layers,
-        os: os.to_string(),
-        architecture: arch.to_string(),
-        variant: variant.map(str::to_string),
-    })
-}
-
-/// An OCI index over manifest descriptors, canonical bytes.
-pub fn index_bytes(manifests: Vec<Descriptor>) -> Result<Vec<u8>, ImageError> {
-    let idx = ImageIndexBuilder::default()
-        .schema_version(2u32)
-        .media_type(MediaType::ImageIndex)
-        .manifests(manifests)
-        .build()
-        .map_err(|x| ImageError(x.to_string()))?;
-    canonical::to_vec(&idx).map_err(|x| ImageError(x.to_string()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc3339_known_points() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(rfc3339(1_764_201_599), "2025-11-26T23:59:59Z");
-    }
+/// Short form of a digest for progress lines: `sha256:0123456789ab`.
+pub fn short(d: &Digest) -> String {
+    format!("sha256:{}", &d.hex()[..12])
 }

@@ -8,22 +8,21 @@
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use bytes::Bytes;
-use reqwest::header::{
-    HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, LOCATION, RETRY_AFTER, WWW_AUTHENTICATE,
-};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, CONTENT_LENGTH, LOCATION, WWW_AUTHENTICATE};
 use reqwest::{Method, Response, StatusCode};
 use tracing::debug;
 use url::Url;
 
+use crate::net::redact::url as redact_url;
 use crate::registry::auth::{parse_challenge, AuthState, Challenge, Scheme, Scopes, TokenResponse};
 use crate::registry::creds::{Credential, Secret};
 use crate::registry::error::{describe_body, hint_for, Fail, RegistryError};
 use crate::registry::ClientOptions;
-use crate::report::{redact_url, Reporter};
+use crate::report::Reporter;
 
 /// A request body that can be produced again (for redirects and re-auth).
 pub(crate) enum ReqBody<'a> {
@@ -42,11 +41,13 @@ pub(crate) struct Req<'a> {
     pub headers: HeaderMap,
     pub body: ReqBody<'a>,
     pub scopes: &'a Scopes,
+    /// The response body is streamed (a blob): no deadline for the whole request.
+    pub streaming: bool,
 }
 
 impl<'a> Req<'a> {
     pub fn new(method: Method, url: Url, scopes: &'a Scopes) -> Req<'a> {
-        Req { method, url, headers: HeaderMap::new(), body: ReqBody::Empty, scopes }
+        Req { method, url, headers: HeaderMap::new(), body: ReqBody::Empty, scopes, streaming: false }
     }
     pub fn header(mut self, k: HeaderName, v: &str) -> Req<'a> {
         if let Ok(v) = HeaderValue::from_str(v) {
@@ -109,105 +110,8 @@ fn url_host_port(u: &Url) -> String {
     }
 }
 
-/// True when a TLS error is about the peer's certificate (not about the
-/// peer speaking something other than TLS).
-fn is_certificate_error(msg: &str) -> bool {
-    let m = msg.to_ascii_lowercase();
-    m.contains("certificate") || m.contains("unknownissuer") || m.contains("notvalidforname")
-}
-
-/// `sha256:0123456789ab` — enough to recognise a digest in messages.
-pub fn short(d: &crate::digest::Digest) -> String {
-    format!("sha256:{}", &d.hex()[..12])
-}
-
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or(s)
-}
-
-/// The text of an error and its causes (reqwest hides the interesting part in sources).
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    // reqwest and hyper wrap the interesting cause in generic layers
-    // ("error sending request for url (…)", "client error (Connect)"); the
-    // operation already names the URL, so keep only what says why.
-    let generic = |m: &str| {
-        m.starts_with("error sending request for url")
-            || m.starts_with("client error (")
-            || m.starts_with("error decoding response body")
-    };
-    let mut parts: Vec<String> = Vec::new();
-    let mut cur: Option<&dyn std::error::Error> = Some(e);
-    while let Some(c) = cur {
-        let m = c.to_string();
-        if !generic(&m) && !parts.iter().any(|p| p.contains(&m)) {
-            parts.push(m);
-        }
-        cur = c.source();
-    }
-    if parts.is_empty() {
-        parts.push(e.to_string());
-    }
-    let s = parts.join(": ");
-    // reqwest puts the URL (with its query) into its messages; the query may carry signed tokens.
-    redact_urls_in(&s)
-}
-
-fn redact_urls_in(s: &str) -> String {
-    s.split(' ')
-        .map(|w| {
-            let t = w.trim_matches(|c| c == '(' || c == ')' || c == ',');
-            if t.starts_with("http://") || t.starts_with("https://") {
-                w.replace(t, &redact_url(t))
-            } else {
-                w.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// `Retry-After`: seconds or an HTTP date.
-pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(s) = v.parse::<u64>() {
-        return Some(Duration::from_secs(s));
-    }
-    let at = parse_http_date(v)?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
-    Some(Duration::from_secs(at.saturating_sub(now)))
-}
-
-/// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) → seconds since 1970.
-fn parse_http_date(s: &str) -> Option<u64> {
-    let parts: Vec<&str> = s.split_whitespace().collect();
-    if parts.len() != 6 || parts[5] != "GMT" {
-        return None;
-    }
-    let day: i64 = parts[1].parse().ok()?;
-    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
-        .iter()
-        .position(|m| *m == parts[2])? as i64
-        + 1;
-    let year: i64 = parts[3].parse().ok()?;
-    let hms: Vec<i64> = parts[4].split(':').map(|x| x.parse().ok()).collect::<Option<Vec<_>>>()?;
-    if hms.len() != 3 {
-        return None;
-    }
-    // days from civil (Howard Hinnant)
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2];
-    u64::try_from(secs).ok()
-}
-
-/// Statuses worth another attempt.
-pub(crate) fn retryable(status: u16) -> bool {
-    matches!(status, 408 | 425 | 429 | 500 | 502 | 503 | 504) || (status >= 500 && status != 501 && status != 505)
 }
 
 fn challenge_of(resp: &Response) -> Option<Challenge> {
@@ -230,7 +134,7 @@ impl Registry {
     ) -> Registry {
         Registry {
             host: host.to_string(),
-            api_host: crate::registry::reference::api_host(host).to_string(),
+            api_host: crate::oci::reference::api_host(host).to_string(),
             http_allowed: http_allowed(host, &opts.insecure_registries),
             http,
             base: tokio::sync::OnceCell::new(),
@@ -257,7 +161,7 @@ impl Registry {
     async fn ping(&self) -> Result<Url, RegistryError> {
         let op = format!("contacting {}", self.host);
         let schemes: &[&str] = if self.http_allowed { &["https", "http"] } else { &["https"] };
-        let mut attempt = 0;
+        let (mut attempt, started) = (0, Instant::now());
         loop {
             attempt += 1;
             let mut errors = Vec::new();
@@ -267,16 +171,16 @@ impl Registry {
                     RegistryError::Invalid(format!("`{}` is not a valid registry host: {e}", self.host))
                 })?;
                 let url = base.join("v2/").map_err(|e| RegistryError::Invalid(e.to_string()))?;
-                match self.http.get(url.clone()).send().await {
+                match self.http.get(url.clone()).timeout(self.opts.net.timeouts.deadline).send().await {
                     Ok(resp) => {
                         outcome = Some((base, url, resp));
                         break;
                     }
                     Err(e) => {
-                        let msg = error_chain(&e);
+                        let msg = crate::net::redact::error_chain(&e);
                         // The server speaks TLS but its certificate does not
                         // verify: falling back to HTTP would not help.
-                        if *scheme == "https" && is_certificate_error(&msg) {
+                        if *scheme == "https" && crate::net::is_certificate_error(&msg) {
                             return Err(RegistryError::Network {
                                 operation: op,
                                 message: format!("TLS: {msg}"),
@@ -335,7 +239,7 @@ impl Registry {
                             })
                         }
                         s => {
-                            let ra = retry_after(resp.headers());
+                            let ra = crate::net::retry::retry_after(resp.headers());
                             let body = resp.bytes().await.unwrap_or_default();
                             let (detail, codes) = describe_body(&body);
                             let e = RegistryError::Http {
@@ -345,7 +249,7 @@ impl Registry {
                                 attempts: attempt,
                                 hint: hint_for(s, &codes, ""),
                             };
-                            if retryable(s) {
+                            if crate::net::retry::transient_status(s) {
                                 Fail::Retry(e, ra)
                             } else {
                                 return Err(e);
@@ -355,9 +259,7 @@ impl Registry {
                 }
             };
             if let Fail::Retry(e, ra) = fail {
-                if !self.backoff(&op, &e, attempt, ra).await {
-                    return Err(e.with_attempts(attempt));
-                }
+                self.backoff(&op, e, attempt, started, ra).await?;
             }
         }
     }
@@ -368,16 +270,23 @@ impl Registry {
         Ok(base)
     }
 
-    /// Waits before attempt `attempt + 1`; false when attempts are used up.
-    pub async fn backoff(&self, op: &str, err: &RegistryError, attempt: u32, after: Option<Duration>) -> bool {
-        if attempt > self.opts.retries {
-            return false;
-        }
-        let exp = self.opts.backoff.saturating_mul(1u32 << (attempt - 1).min(10)).min(Duration::from_secs(30));
-        // ±25 % jitter so parallel uploads do not retry in lockstep.
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-        let jitter = 0.75 + (nanos % 1000) as f64 / 2000.0;
-        let wait = after.map(|a| a.min(Duration::from_secs(120))).unwrap_or_else(|| exp.mul_f64(jitter));
+    /// Waits before attempt `attempt + 1` of an operation begun at
+    /// `started`; the error to return when attempts are used up or the
+    /// deadline passed.
+    pub async fn backoff(
+        &self,
+        op: &str,
+        err: RegistryError,
+        attempt: u32,
+        started: Instant,
+        after: Option<Duration>,
+    ) -> Result<(), RegistryError> {
+        let policy = self.opts.retry_policy();
+        let wait = match policy.next_wait(attempt, started, self.opts.net.timeouts.deadline, after) {
+            Ok(w) => w,
+            Err(crate::net::retry::Stop::Deadline(d)) => return Err(err.with_attempts(attempt).with_deadline(d)),
+            Err(crate::net::retry::Stop::Attempts) => return Err(err.with_attempts(attempt)),
+        };
         debug!(operation = op, attempt, wait_ms = wait.as_millis() as u64, "retrying");
         // The error already names its operation.
         self.reporter.warn(&format!(
@@ -385,10 +294,10 @@ impl Registry {
             first_line(&err.to_string()),
             wait.as_secs_f64(),
             attempt + 1,
-            self.opts.retries + 1
+            policy.retries + 1
         ));
         tokio::time::sleep(wait).await;
-        true
+        Ok(())
     }
 
     /// Runs `f` until it succeeds, fails for good, or attempts run out.
@@ -397,17 +306,13 @@ impl Registry {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, Fail>>,
     {
-        let mut attempt = 0;
+        let (mut attempt, started) = (0, Instant::now());
         loop {
             attempt += 1;
             match f().await {
                 Ok(v) => return Ok(v),
                 Err(Fail::Fatal(e)) => return Err(e.with_attempts(attempt)),
-                Err(Fail::Retry(e, after)) => {
-                    if !self.backoff(op, &e, attempt, after).await {
-                        return Err(e.with_attempts(attempt));
-                    }
-                }
+                Err(Fail::Retry(e, after)) => self.backoff(op, e, attempt, started, after).await?,
             }
         }
     }
@@ -524,11 +429,11 @@ impl Registry {
             }
             None => self.http.get(url.clone()).query(&q),
         };
-        let resp = rb.send().await.map_err(|e| {
+        let resp = rb.timeout(self.opts.net.timeouts.deadline).send().await.map_err(|e| {
             Fail::Retry(
                 RegistryError::Network {
                     operation: format!("{op}: getting a token from {shown}"),
-                    message: error_chain(&e),
+                    message: crate::net::redact::error_chain(&e),
                     attempts: 1,
                     hint: "the registry sends clients to this token server; check that it is reachable".into(),
                 },
@@ -555,7 +460,7 @@ impl Registry {
             return Err(Fail::Fatal(RegistryError::Unauthorized { registry: self.host.clone(), message: msg }));
         }
         if !(200..300).contains(&status) {
-            let ra = retry_after(resp.headers());
+            let ra = crate::net::retry::retry_after(resp.headers());
             let body = resp.bytes().await.unwrap_or_default();
             let (detail, _) = describe_body(&body);
             let e = RegistryError::Http {
@@ -565,13 +470,13 @@ impl Registry {
                 attempts: 1,
                 hint: String::new(),
             };
-            return Err(if retryable(status) { Fail::Retry(e, ra) } else { Fail::Fatal(e) });
+            return Err(if crate::net::retry::transient_status(status) { Fail::Retry(e, ra) } else { Fail::Fatal(e) });
         }
         let body = resp.bytes().await.map_err(|e| {
             Fail::Retry(
                 RegistryError::Network {
                     operation: format!("{op}: reading a token from {shown}"),
-                    message: error_chain(&e),
+                    message: crate::net::redact::error_chain(&e),
                     attempts: 1,
                     hint: String::new(),
                 },
@@ -656,6 +561,11 @@ impl Registry {
                 }
             }
             let sends_body = matches!(method, Method::POST | Method::PUT | Method::PATCH);
+            // Small requests must finish within the deadline; streamed blobs
+            // (up or down) are bounded by the idle timeout and minimum speed.
+            if !req.streaming && !matches!(req.body, ReqBody::Stream { .. }) {
+                rb = rb.timeout(self.opts.net.timeouts.deadline);
+            }
             rb = match (&req.body, with_body) {
                 (ReqBody::Bytes(b), true) => rb.body(b.clone()),
                 (ReqBody::Stream { len, open }, true) => rb.header(CONTENT_LENGTH, *len).body(open()),
@@ -664,10 +574,20 @@ impl Registry {
             };
             let started = Instant::now();
             let resp = rb.send().await.map_err(|e| {
+                let message = crate::net::transport_message(&e, &self.opts.net.timeouts);
+                if crate::net::is_certificate_error(&message) {
+                    // Another attempt meets the same certificate.
+                    return Fail::Fatal(RegistryError::Network {
+                        operation: op.to_string(),
+                        message: format!("TLS: {message}"),
+                        attempts: 1,
+                        hint: crate::net::TLS_HINT.into(),
+                    });
+                }
                 Fail::Retry(
                     RegistryError::Network {
                         operation: op.to_string(),
-                        message: error_chain(&e),
+                        message,
                         attempts: 1,
                         hint: format!("the connection to {} failed; check the network or proxy, then run the command again (blobs already uploaded are skipped)", url_host_port(&url)),
                     },
@@ -719,7 +639,7 @@ impl Registry {
     /// Turns an unexpected response into a failure (retryable or not).
     pub async fn status_fail(&self, resp: Response, op: &str, repo: &str) -> Fail {
         let status = resp.status().as_u16();
-        let ra = retry_after(resp.headers());
+        let ra = crate::net::retry::retry_after(resp.headers());
         let body = read_limited(resp, 64 << 10).await;
         let (detail, codes) = describe_body(&body);
         let e = RegistryError::Http {
@@ -729,7 +649,7 @@ impl Registry {
             attempts: 1,
             hint: hint_for(status, &codes, repo),
         };
-        if retryable(status) {
+        if crate::net::retry::transient_status(status) {
             Fail::Retry(e, ra)
         } else {
             Fail::Fatal(e)
@@ -766,36 +686,5 @@ mod tests {
         let ins = vec!["reg.internal:5000".to_string(), "other.internal".to_string()];
         assert!(http_allowed("reg.internal:5000", &ins) && http_allowed("other.internal:443", &ins));
         assert!(!http_allowed("reg.internal:6000", &ins) && !http_allowed("example.com", &ins));
-    }
-
-    #[test]
-    fn retry_after_forms() {
-        let mut h = HeaderMap::new();
-        h.insert(RETRY_AFTER, HeaderValue::from_static("2"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
-        assert_eq!(parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT"), Some(784_111_777));
-        h.insert(RETRY_AFTER, HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"));
-        assert_eq!(retry_after(&h), Some(Duration::ZERO));
-        h.insert(RETRY_AFTER, HeaderValue::from_static("soon"));
-        assert_eq!(retry_after(&h), None);
-    }
-
-    #[test]
-    fn statuses_worth_retrying() {
-        for s in [408, 429, 500, 502, 503, 504] {
-            assert!(retryable(s), "{s}");
-        }
-        for s in [400, 401, 403, 404, 413, 416, 501] {
-            assert!(!retryable(s), "{s}");
-        }
-    }
-
-    #[test]
-    fn urls_in_error_text_lose_their_queries() {
-        let s = redact_urls_in(
-            "error sending request for url (http://127.0.0.1:5000/v2/a/blobs/uploads/x?_state=SECRET&digest=sha256:1)",
-        );
-        assert!(!s.contains("SECRET"), "{s}");
-        assert!(s.contains("http://127.0.0.1:5000/v2/a/blobs/uploads/x"), "{s}");
     }
 }

@@ -481,9 +481,9 @@ mod tests {
     #[test]
     fn docker_config_auths_and_namespaces() {
         let d = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(d.path().join(".docker")).unwrap();
+        fs_err::create_dir_all(d.path().join(".docker")).unwrap();
         let b = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        std::fs::write(
+        fs_err::write(
             d.path().join(".docker/config.json"),
             format!(
                 r#"{{"auths":{{"https://index.docker.io/v1/":{{"auth":"{}"}},"r.io":{{"auth":"{}"}},"r.io/team":{{"username":"t","password":"tp"}}}}}}"#,
@@ -511,15 +511,12 @@ mod tests {
     fn podman_auth_file_comes_first() {
         let d = tempfile::tempdir().unwrap();
         let run = d.path().join("run");
-        std::fs::create_dir_all(run.join("containers")).unwrap();
-        std::fs::write(run.join("containers/auth.json"), r#"{"auths":{"r.io":{"username":"pod","password":"x"}}}"#)
+        fs_err::create_dir_all(run.join("containers")).unwrap();
+        fs_err::write(run.join("containers/auth.json"), r#"{"auths":{"r.io":{"username":"pod","password":"x"}}}"#)
             .unwrap();
-        std::fs::create_dir_all(d.path().join(".docker")).unwrap();
-        std::fs::write(
-            d.path().join(".docker/config.json"),
-            r#"{"auths":{"r.io":{"username":"dock","password":"x"}}}"#,
-        )
-        .unwrap();
+        fs_err::create_dir_all(d.path().join(".docker")).unwrap();
+        fs_err::write(d.path().join(".docker/config.json"), r#"{"auths":{"r.io":{"username":"dock","password":"x"}}}"#)
+            .unwrap();
         let o = opts(Env { xdg_runtime_dir: Some(run.clone()), ..env_in(d.path()) });
         assert_eq!(lookup("r.io", "a", &o).unwrap().credential.unwrap().username, "pod");
         let missing = opts(Env { registry_auth_file: Some(d.path().join("nope.json")), ..env_in(d.path()) });
@@ -530,12 +527,12 @@ mod tests {
     fn credential_helpers_found_missing_and_slow() {
         let d = tempfile::tempdir().unwrap();
         let bin = d.path().join("bin");
-        std::fs::create_dir_all(&bin).unwrap();
+        fs_err::create_dir_all(&bin).unwrap();
         let write_helper = |name: &str, body: &str| {
             use std::os::unix::fs::PermissionsExt;
             let p = bin.join(format!("docker-credential-{name}"));
-            std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+            fs_err::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+            fs_err::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         };
         write_helper(
             "good",
@@ -546,22 +543,22 @@ mod tests {
         let old = std::env::var_os("PATH").unwrap_or_default();
         let mut paths = vec![bin.clone()];
         paths.extend(std::env::split_paths(&old));
-        std::fs::create_dir_all(d.path().join(".docker")).unwrap();
+        fs_err::create_dir_all(d.path().join(".docker")).unwrap();
         let cfg = d.path().join(".docker/config.json");
         let mut o = opts(Env { path: Some(std::env::join_paths(paths).unwrap()), ..env_in(d.path()) });
         o.helper_timeout = Some(Duration::from_millis(300));
 
-        std::fs::write(&cfg, r#"{"credHelpers":{"r.io":"good"},"credsStore":"none"}"#).unwrap();
+        fs_err::write(&cfg, r#"{"credHelpers":{"r.io":"good"},"credsStore":"none"}"#).unwrap();
         let c = lookup("r.io", "a", &o).unwrap().credential.unwrap();
         assert_eq!((c.username.as_str(), c.secret_text()), ("helper-user", "hs"));
         assert!(c.source.contains("docker-credential-good"));
         assert!(lookup("other.io", "a", &o).unwrap().credential.is_none());
 
-        std::fs::write(&cfg, r#"{"credsStore":"slow"}"#).unwrap();
+        fs_err::write(&cfg, r#"{"credsStore":"slow"}"#).unwrap();
         let e = lookup("r.io", "a", &o).unwrap_err();
         assert!(e.0.contains("did not answer"), "{e}");
 
-        std::fs::write(&cfg, r#"{"credsStore":"absent-helper"}"#).unwrap();
+        fs_err::write(&cfg, r#"{"credsStore":"absent-helper"}"#).unwrap();
         let e = lookup("r.io", "a", &o).unwrap_err();
         assert!(e.0.contains("not installed"), "{e}");
     }

@@ -3,11 +3,9 @@
 //! registry's own error codes, and a `hint:` line when there is something
 //! the user can do.
 
-use std::path::PathBuf;
-
-use crate::image::read::ReadError;
+use crate::image::ImageError;
+use crate::oci::ReferenceError;
 use crate::registry::creds::CredentialError;
-use crate::registry::reference::ReferenceError;
 
 /// A registry operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -54,21 +52,16 @@ pub enum RegistryError {
     },
     /// The local image could not be read.
     #[error(transparent)]
-    Source(#[from] ReadError),
+    Image(#[from] ImageError),
     /// Content is not what was expected (digest mismatch, bad JSON, …).
     #[error("{0}")]
     Invalid(String),
+    /// The network layer could not be set up (a bad --ca-file or proxy).
+    #[error(transparent)]
+    Net(#[from] crate::net::NetError),
     /// IO on a local path.
-    #[error("{action} {path}: {source}")]
-    Io {
-        /// What.
-        action: &'static str,
-        /// Where.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::error::IoError),
 }
 
 fn prefixed(p: &str, s: &str) -> String {
@@ -93,6 +86,17 @@ impl RegistryError {
         match &mut self {
             RegistryError::Http { attempts, .. } | RegistryError::Network { attempts, .. } => *attempts = n,
             _ => {}
+        }
+        self
+    }
+
+    /// Records that the operation's deadline ended the attempts.
+    pub fn with_deadline(mut self, d: std::time::Duration) -> RegistryError {
+        if let RegistryError::Network { message, .. } = &mut self {
+            message.push_str(&format!(
+                "; no further attempt: the deadline of {}s passed (STRATA_NET_DEADLINE)",
+                d.as_secs_f64().round()
+            ));
         }
         self
     }

@@ -36,7 +36,7 @@ impl BlobMemory {
     pub fn open(path: Option<PathBuf>) -> BlobMemory {
         let data = path
             .as_ref()
-            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|p| fs_err::read(p).ok())
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
         BlobMemory { path, data }
@@ -50,7 +50,7 @@ impl BlobMemory {
     /// Records that `repo` of `host` holds `digests`.
     pub fn record(&self, host: &str, repo: &str, digests: impl IntoIterator<Item = Digest>) {
         let Some(path) = &self.path else { return };
-        let mut data: Data = std::fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        let mut data: Data = fs_err::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
         let reg = data.registries.entry(host.to_string()).or_default();
         for d in digests {
             let key = d.to_string();
@@ -63,10 +63,10 @@ impl BlobMemory {
             list.truncate(PER_DIGEST);
         }
         if let Some(parent) = path.parent() {
-            let _ = std::fs::create_dir_all(parent);
+            let _ = fs_err::create_dir_all(parent);
         }
         if let Ok(bytes) = serde_json::to_vec(&data) {
-            let _ = crate::image::layout::atomic_write(path, &bytes);
+            let _ = crate::atomic::atomic_write(path, &bytes);
         }
     }
 }

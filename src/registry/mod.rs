@@ -2,12 +2,12 @@
 //! referrers API, with docker/podman credentials, bearer tokens, retries
 //! and bounded concurrency. See docs/registry.md for behaviour in detail.
 //!
-//! * [`reference`] — `HOST/NAME:TAG@DIGEST` parsing.
 //! * [`creds`] — where credentials come from (flags, env, auth files, helpers).
 //! * [`auth`] — challenges, scopes, the token cache.
 //! * `client` — one registry over HTTP: scheme, auth, redirects, retries.
 //! * `ops` — blob and manifest operations, uploads.
-//! * [`push`], [`pull`], [`source`] — whole images.
+//! * [`push`] — a [`Content`](crate::image::Content) written to a repository (the registry [`Sink`](crate::image::Sink)).
+//! * [`source`] — a repository read as an [`ImageSource`](crate::image::ImageSource).
 //!
 //! Library code never prints: progress and warnings go to a
 //! [`Reporter`](crate::report::Reporter), errors carry the registry,
@@ -19,31 +19,28 @@ pub mod creds;
 pub mod error;
 pub(crate) mod memory;
 pub(crate) mod ops;
-pub mod pull;
 pub mod push;
-pub mod reference;
 pub mod source;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use tracing::debug;
 
+pub use crate::image::{BlobAction, BlobReport, ReferrerOutcome};
+pub use crate::oci::{Descriptor, Reference};
 pub use client::{http_allowed, is_loopback};
 pub use creds::{Credential, CredentialOptions};
 pub use error::RegistryError;
-pub use ops::BlobAction;
-pub use pull::{PullOptions, PullSummary};
-pub use push::{BlobReport, PushOptions, PushSummary};
-pub use reference::Reference;
-pub use source::RemoteImage;
+pub use push::{PushOptions, PushSummary, RegistrySink};
+pub use source::RemoteSource;
 
 use crate::digest::Digest;
+use crate::net::{ClientKind, Net, NetOptions, RetryPolicy};
+use crate::oci::{media, Index, RawManifest};
 use crate::report::{NullReporter, Reporter};
 use client::Registry;
 use ops::{BlobSource, BytesBlob, FileBlob, Upload};
@@ -53,14 +50,14 @@ use ops::{BlobSource, BytesBlob, FileBlob, Upload};
 pub struct ClientOptions {
     /// Where credentials come from.
     pub credentials: CredentialOptions,
-    /// Extra CA certificates (PEM bundles) trusted besides the system roots.
-    pub ca_files: Vec<PathBuf>,
+    /// CA files, proxy, timeouts.
+    pub net: NetOptions,
     /// Hosts (`host` or `host:port`) that may use plain HTTP or certificates
     /// that do not verify. Loopback hosts may always use HTTP.
     pub insecure_registries: Vec<String>,
     /// Extra attempts after the first on connection errors, 408, 429 and 5xx.
     pub retries: u32,
-    /// First backoff delay; doubles each retry (with jitter), at most 30 s.
+    /// First backoff delay; doubles each retry (with jitter), at most a minute.
     pub backoff: Duration,
     /// Blobs in flight at once.
     pub concurrency: usize,
@@ -70,22 +67,19 @@ pub struct ClientOptions {
     /// The file that remembers which repositories hold which blobs (mount
     /// sources); `None` = do not remember.
     pub memory: Option<PathBuf>,
-    /// A read that stalls this long fails (and is retried).
-    pub read_timeout: Duration,
 }
 
 impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {
             credentials: CredentialOptions::default(),
-            ca_files: Vec::new(),
+            net: NetOptions::default(),
             insecure_registries: Vec::new(),
             retries: 5,
             backoff: Duration::from_millis(500),
             concurrency: 4,
             chunk_size: None,
             memory: None,
-            read_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -95,115 +89,37 @@ impl ClientOptions {
     pub fn memory_in(cache: &Path) -> PathBuf {
         cache.join("registry/blob-locations.json")
     }
+
+    /// The retry policy: `retries` extra attempts, `backoff` doubling.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy { retries: self.retries, backoff: self.backoff, ..RetryPolicy::default() }
+    }
 }
 
-/// A descriptor (for referrers and small artifacts).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Descriptor {
-    /// Media type.
-    pub media_type: String,
-    /// Digest.
-    pub digest: Digest,
-    /// Size.
-    pub size: u64,
-    /// Artifact type (OCI 1.1).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub artifact_type: Option<String>,
-    /// Annotations.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub annotations: BTreeMap<String, String>,
-}
-
-/// Where a referrer was recorded.
-#[derive(Debug, Clone, Serialize)]
-pub struct ReferrerOutcome {
-    /// The artifact manifest's digest.
-    pub digest: Digest,
-    /// The manifest it refers to.
-    pub subject: Digest,
-    /// Its artifact type.
-    pub artifact_type: Option<String>,
-    /// The fallback tag (`sha256-<hex>`) updated, when the registry has no referrers API.
-    pub fallback_tag: Option<String>,
-}
-
-/// Parses sizes like `4MiB`, `5MB`, `512KiB`, `1048576`.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a size (e.g. 4MiB, 5MB, 1048576)"))?;
-    let mul: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1000,
-        "kib" => 1 << 10,
-        "m" | "mb" => 1_000_000,
-        "mib" => 1 << 20,
-        "g" | "gb" => 1_000_000_000,
-        "gib" => 1 << 30,
-        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use B, KB, KiB, MB, MiB, GB or GiB)")),
-    };
-    n.checked_mul(mul).filter(|v| *v > 0).ok_or_else(|| format!("`{s}` is not a usable size"))
-}
+pub use crate::units::parse_size;
 
 /// A registry client: a small async runtime and the registries it talked to.
 pub struct Client {
     rt: Arc<tokio::runtime::Runtime>,
+    net: Net,
     opts: Arc<ClientOptions>,
     reporter: Arc<dyn Reporter>,
-    strict: reqwest::Client,
-    lenient: reqwest::Client,
     registries: Mutex<HashMap<String, Arc<Registry>>>,
-}
-
-fn http_client(opts: &ClientOptions, accept_invalid: bool) -> Result<reqwest::Client, RegistryError> {
-    let mut b = reqwest::Client::builder()
-        .user_agent(concat!("strata/", env!("CARGO_PKG_VERSION")))
-        // Redirects are followed by hand: streamed bodies must be re-opened
-        // and credentials must stay with the registry's origin.
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(30))
-        .read_timeout(opts.read_timeout)
-        .pool_idle_timeout(Duration::from_secs(60));
-    for f in &opts.ca_files {
-        let pem = fs_err::read(f).map_err(|e| RegistryError::Invalid(format!("--ca-file: {e}")))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-            RegistryError::Invalid(format!("--ca-file {}: not a PEM certificate bundle: {e}", f.display()))
-        })?;
-        if certs.is_empty() {
-            return Err(RegistryError::Invalid(format!(
-                "--ca-file {}: no certificates found (expected PEM `BEGIN CERTIFICATE` blocks)",
-                f.display()
-            )));
-        }
-        for c in certs {
-            b = b.add_root_certificate(c);
-        }
-    }
-    if accept_invalid {
-        b = b.danger_accept_invalid_certs(true);
-    }
-    b.build().map_err(|e| RegistryError::Invalid(format!("building the HTTP client: {}", client::error_chain(&e))))
 }
 
 impl Client {
     /// A client; `reporter` receives progress and warnings.
     pub fn new(opts: ClientOptions, reporter: Arc<dyn Reporter>) -> Result<Client, RegistryError> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("strata-registry")
-            .enable_all()
-            .build()
-            .map_err(|e| RegistryError::Invalid(format!("starting the async runtime: {e}")))?;
-        let strict = http_client(&opts, false)?;
-        let lenient = http_client(&opts, true)?;
+        Client::with_net(Net::new(opts.net.clone())?, opts, reporter)
+    }
+
+    /// A client on an existing network layer.
+    pub fn with_net(net: Net, opts: ClientOptions, reporter: Arc<dyn Reporter>) -> Result<Client, RegistryError> {
         Ok(Client {
-            rt: Arc::new(rt),
+            rt: net.runtime().clone(),
+            net,
             opts: Arc::new(opts),
             reporter,
-            strict,
-            lenient,
             registries: Mutex::new(HashMap::new()),
         })
     }
@@ -226,30 +142,24 @@ impl Client {
             None => debug!(registry = %r.registry, searched = %lookup.searched.join(", "), "no credentials; anonymous"),
         }
         // Only hosts named as insecure skip certificate checks; loopback merely may use HTTP.
-        let http = if client::named_insecure(&r.registry, &self.opts.insecure_registries) {
-            self.lenient.clone()
-        } else {
-            self.strict.clone()
-        };
+        let insecure = client::named_insecure(&r.registry, &self.opts.insecure_registries);
+        let http = self.net.http(ClientKind { redirects: false, insecure })?.clone();
         let reg = Arc::new(Registry::new(&r.registry, http, lookup, self.opts.clone(), self.reporter.clone()));
         map.insert(r.registry.clone(), reg.clone());
         Ok(reg)
     }
 
-    /// Opens `r` as an image source (platform linux/amd64 from an index).
-    pub fn open(&self, r: &Reference) -> Result<RemoteImage, RegistryError> {
-        self.open_platform(r, ("linux".into(), "amd64".into()))
-    }
-
-    /// Opens `r`, choosing `platform` (`os`, `architecture`) from an index.
-    pub fn open_platform(&self, r: &Reference, platform: (String, String)) -> Result<RemoteImage, RegistryError> {
+    /// Opens the repository of `r` as an image source rooted at the
+    /// manifest (or index) `r` names.
+    pub fn open(&self, r: &Reference) -> Result<RemoteSource, RegistryError> {
         let reg = self.registry(r)?;
         let root = self.rt.block_on(reg.get_manifest(&r.repository, &r.manifest_reference()))?;
-        Ok(RemoteImage::new(self.rt.clone(), reg, r.clone(), root, platform))
+        let memory = Arc::new(memory::BlobMemory::open(self.opts.memory.clone()));
+        Ok(RemoteSource::new(self.rt.clone(), reg, r.clone(), root, memory))
     }
 
     /// The manifest (or index) `r` names: bytes, media type and digest.
-    pub fn get_manifest(&self, r: &Reference) -> Result<ops::Fetched, RegistryError> {
+    pub fn get_manifest(&self, r: &Reference) -> Result<RawManifest, RegistryError> {
         let reg = self.registry(r)?;
         self.rt.block_on(reg.get_manifest(&r.repository, &r.manifest_reference()))
     }
@@ -337,19 +247,17 @@ impl Client {
         manifest: &[u8],
         media_type: &str,
     ) -> Result<ReferrerOutcome, RegistryError> {
-        let v: Value = serde_json::from_slice(manifest)
-            .map_err(|e| RegistryError::Invalid(format!("referrer manifest is not JSON: {e}")))?;
-        let named = v.pointer("/subject/digest").and_then(Value::as_str);
-        if named != Some(subject.digest.to_string().as_str()) {
+        let raw = RawManifest::new(Bytes::copy_from_slice(manifest), Some(media_type));
+        let named = raw.manifest("the referrer manifest").ok().and_then(|m| m.subject).map(|s| s.digest);
+        if named != Some(subject.digest) {
             return Err(RegistryError::Invalid(format!(
                 "the referrer manifest's `subject` ({}) is not {}",
-                named.unwrap_or("missing"),
+                named.map(|d| d.to_string()).unwrap_or_else(|| "missing".into()),
                 subject.digest
             )));
         }
         let reg = self.registry(repo)?;
-        let bytes = Bytes::copy_from_slice(manifest);
-        self.rt.block_on(put_referrer(&reg, &repo.repository, &bytes, media_type))
+        self.rt.block_on(put_referrer(&reg, &repo.repository, &raw))
     }
 
     /// The referrers of `subject` in the repository of `repo` (the referrers
@@ -372,49 +280,33 @@ impl Client {
 /// Pushes an artifact manifest (with a `subject`) by digest; when the
 /// registry does not answer with `OCI-Subject`, adds it to the fallback tag
 /// `sha256-<subject hex>`.
-pub(crate) async fn put_referrer(
-    reg: &Registry,
-    r: &str,
-    bytes: &Bytes,
-    media_type: &str,
-) -> Result<ReferrerOutcome, RegistryError> {
-    let v: Value = serde_json::from_slice(bytes)
-        .map_err(|e| RegistryError::Invalid(format!("referrer manifest is not JSON: {e}")))?;
-    let subject = v
-        .pointer("/subject/digest")
-        .and_then(Value::as_str)
-        .and_then(|d| Digest::parse(d).ok())
+pub(crate) async fn put_referrer(reg: &Registry, r: &str, raw: &RawManifest) -> Result<ReferrerOutcome, RegistryError> {
+    let m = raw.manifest("referrer manifest").map_err(|e| RegistryError::Invalid(e.to_string()))?;
+    let subject = m
+        .subject
+        .as_ref()
+        .map(|s| s.digest)
         .ok_or_else(|| RegistryError::Invalid("referrer manifest without a sha256 `subject`".into()))?;
-    let digest = Digest::of(bytes);
-    let artifact_type =
-        v.get("artifactType").or_else(|| v.pointer("/config/mediaType")).and_then(Value::as_str).map(str::to_string);
-    let headers = reg.put_manifest(r, &digest.to_string(), bytes, media_type).await?;
+    let digest = raw.digest;
+    let artifact_type = m.artifact_type.clone().or_else(|| Some(m.config.media_type.clone()));
+    let headers = reg.put_manifest(r, &digest.to_string(), &raw.bytes, &raw.media_type).await?;
     if headers.get("OCI-Subject").and_then(|h| h.to_str().ok()) == Some(subject.to_string().as_str()) {
         return Ok(ReferrerOutcome { digest, subject, artifact_type, fallback_tag: None });
     }
     let tag = format!("sha256-{}", subject.hex());
-    let mut list: Vec<Value> = match reg.get_manifest(r, &tag).await {
-        Ok(f) => serde_json::from_slice::<Value>(&f.bytes)
-            .ok()
-            .and_then(|v| v.get("manifests").and_then(Value::as_array).cloned())
-            .unwrap_or_default(),
-        Err(e) if e.status() == Some(404) => Vec::new(),
+    let mut index = match reg.get_manifest(r, &tag).await {
+        Ok(f) => f.index("the referrers fallback index").unwrap_or_else(|_| Index::new(Vec::new())),
+        Err(e) if e.status() == Some(404) => Index::new(Vec::new()),
         Err(e) => return Err(e),
     };
-    if !list.iter().any(|m| m.get("digest").and_then(Value::as_str) == Some(digest.to_string().as_str())) {
-        let mut d = serde_json::json!({"mediaType": media_type, "digest": digest.to_string(), "size": bytes.len()});
-        if let Some(at) = &artifact_type {
-            d["artifactType"] = Value::String(at.clone());
-        }
-        if let Some(a) = v.get("annotations").filter(|a| a.as_object().is_some_and(|o| !o.is_empty())) {
-            d["annotations"] = a.clone();
-        }
-        list.push(d);
-        let index =
-            serde_json::json!({"schemaVersion": 2, "mediaType": crate::image::INDEX_MEDIA_TYPE, "manifests": list});
-        let ib =
-            Bytes::from(crate::image::canonical::to_vec(&index).map_err(|e| RegistryError::Invalid(e.to_string()))?);
-        reg.put_manifest(r, &tag, &ib, crate::image::INDEX_MEDIA_TYPE).await?;
+    if !index.manifests.iter().any(|d| d.digest == digest) {
+        let mut d = raw.descriptor();
+        d.artifact_type = artifact_type.clone();
+        d.annotations = m.annotations.clone();
+        index.manifests.push(d);
+        let index = Index::new(index.manifests);
+        let ib = RawManifest::encode(&index, media::INDEX).map_err(|e| RegistryError::Invalid(e.to_string()))?;
+        reg.put_manifest(r, &tag, &ib.bytes, media::INDEX).await?;
     }
     Ok(ReferrerOutcome { digest, subject, artifact_type, fallback_tag: Some(tag) })
 }
@@ -425,39 +317,14 @@ pub(crate) async fn list_referrers(
     repo: &str,
     subject: &Digest,
 ) -> Result<Vec<Descriptor>, RegistryError> {
-    let bytes = match reg.referrers_api(repo, subject).await? {
-        Some(b) => b,
+    let raw = match reg.referrers_api(repo, subject).await? {
+        Some(b) => RawManifest::new(b, Some(media::INDEX)),
         None => match reg.get_manifest(repo, &format!("sha256-{}", subject.hex())).await {
-            Ok(f) => f.bytes,
+            Ok(f) => f,
             Err(e) if e.status() == Some(404) => return Ok(Vec::new()),
             Err(e) => return Err(e),
         },
     };
-    let v: Value = serde_json::from_slice(&bytes)
-        .map_err(|e| RegistryError::Invalid(format!("referrers of {subject}: not JSON: {e}")))?;
-    let list = v.get("manifests").cloned().unwrap_or(Value::Array(Vec::new()));
-    serde_json::from_value(list)
-        .map_err(|e| RegistryError::Invalid(format!("referrers of {subject}: bad descriptor: {e}")))
-}
-
-/// Opens `docker://REF` with default options (credentials from the
-/// environment and auth files) — what `strata::image::read::open` uses.
-pub fn open_remote(spec: &str) -> Result<Box<dyn crate::image::read::ImageSource>, RegistryError> {
-    let r = Reference::parse(spec)?;
-    let client = Client::from_env()?;
-    Ok(Box::new(client.open(&r)?))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("4MiB").unwrap(), 4 << 20);
-        assert_eq!(parse_size("5MB").unwrap(), 5_000_000);
-        assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
-        assert_eq!(parse_size("512 KiB").unwrap(), 512 << 10);
-        assert!(parse_size("0").is_err() && parse_size("4 parsecs").is_err() && parse_size("MiB").is_err());
-    }
+    let what = format!("referrers of {subject}");
+    Ok(raw.index(&what).map_err(|e| RegistryError::Invalid(e.to_string()))?.manifests)
 }

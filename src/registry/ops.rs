@@ -16,18 +16,15 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use reqwest::header::{HeaderMap, ACCEPT, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
 use reqwest::{Method, Response};
-use serde::Serialize;
 use tracing::debug;
 use url::Url;
 
 use crate::digest::{Digest, Hasher};
+use crate::image::{short, BlobAction};
+use crate::oci::{media, RawManifest};
 use crate::registry::auth::Scopes;
-use crate::registry::client::{read_limited, short, Registry, Req, ReqBody};
+use crate::registry::client::{read_limited, Registry, Req, ReqBody};
 use crate::registry::error::{Fail, RegistryError};
-
-/// Manifest media types we ask for (distribution 2.8 answers 404 for an
-/// OCI manifest unless its type is in `Accept`).
-pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
 
 /// Largest manifest accepted (the spec asks registries to take at least 4 MB).
 const MAX_MANIFEST: usize = 8 << 20;
@@ -59,7 +56,7 @@ impl BlobSource for BytesBlob {
 /// Feeds a blocking reader into a stream through a small bounded channel,
 /// checking size and digest as it goes.
 pub(crate) fn pump<'a>(
-    open: impl FnOnce() -> Result<Box<dyn std::io::Read + Send + 'a>, String>,
+    open: impl FnOnce() -> Result<Box<dyn std::io::Read + Send + 'a>, crate::image::ImageError>,
     digest: Digest,
     size: u64,
     what: String,
@@ -74,7 +71,7 @@ pub(crate) fn pump<'a>(
     };
     let mut r = match open() {
         Ok(r) => r,
-        Err(e) => return fail(e, &tx),
+        Err(e) => return fail(e.to_string(), &tx),
     };
     let mut h = Hasher::new();
     loop {
@@ -138,9 +135,13 @@ impl BlobSource for FileBlob {
             let shown = path.display().to_string();
             pump(
                 || {
-                    std::fs::File::open(&path)
-                        .map(|f| Box::new(f) as Box<dyn std::io::Read + Send>)
-                        .map_err(|e| format!("opening {shown}: {e}"))
+                    fs_err::File::open(&path).map(|f| Box::new(f) as Box<dyn std::io::Read + Send>).map_err(|e| {
+                        crate::image::ImageError::Io(crate::error::IoError {
+                            action: "opening",
+                            path: path.clone(),
+                            source: e,
+                        })
+                    })
                 },
                 digest,
                 size,
@@ -151,18 +152,6 @@ impl BlobSource for FileBlob {
         });
         receiver_stream(rx)
     }
-}
-
-/// What happened to a blob.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BlobAction {
-    /// Its bytes were sent.
-    Uploaded,
-    /// Mounted from another repository of the same registry (no bytes sent).
-    Mounted,
-    /// Already in the repository (no bytes sent).
-    Skipped,
 }
 
 /// One blob upload.
@@ -196,29 +185,9 @@ struct UploadState {
     mounted: Option<String>,
 }
 
-/// A manifest as fetched.
-#[derive(Debug, Clone)]
-pub struct Fetched {
-    /// The exact bytes.
-    pub bytes: Bytes,
-    /// Media type (the JSON's `mediaType`, else `Content-Type`).
-    pub media_type: String,
-    /// sha256 of the bytes.
-    pub digest: Digest,
-}
-
 fn location(resp: &Response) -> Option<Result<Url, url::ParseError>> {
     let loc = resp.headers().get(LOCATION)?.to_str().ok()?;
     Some(resp.url().join(loc))
-}
-
-/// Media type of manifest bytes: `mediaType` in the JSON, else the header.
-pub(crate) fn manifest_media_type(bytes: &[u8], header: Option<&str>) -> String {
-    serde_json::from_slice::<serde_json::Value>(bytes)
-        .ok()
-        .and_then(|v| v.get("mediaType").and_then(|m| m.as_str()).map(str::to_string))
-        .or_else(|| header.map(|h| h.split(';').next().unwrap_or(h).trim().to_string()))
-        .unwrap_or_else(|| crate::image::MANIFEST_MEDIA_TYPE.to_string())
 }
 
 impl Registry {
@@ -295,7 +264,7 @@ impl Registry {
         let sent = Arc::new(AtomicU64::new(0));
         let mut st = UploadState { mount: u.mount_from.clone(), chunk: self.opts.chunk_size, mounted: None };
         let op = format!("uploading {} to {}/{}", short(&u.digest), self.host, u.repo);
-        let mut attempt = 0;
+        let (mut attempt, started) = (0, std::time::Instant::now());
         loop {
             attempt += 1;
             match self.upload_attempt(u, &scopes, &mut st, &sent, attempt, &op).await {
@@ -308,11 +277,7 @@ impl Registry {
                     })
                 }
                 Err(Fail::Fatal(e)) => return Err(e.with_attempts(attempt)),
-                Err(Fail::Retry(e, ra)) => {
-                    if !self.backoff(&op, &e, attempt, ra).await {
-                        return Err(e.with_attempts(attempt));
-                    }
-                }
+                Err(Fail::Retry(e, ra)) => self.backoff(&op, e, attempt, started, ra).await?,
             }
         }
     }
@@ -478,7 +443,7 @@ impl Registry {
     }
 
     /// `GET /v2/<repo>/manifests/<reference>`, checked against the digest when the reference is one.
-    pub async fn get_manifest(&self, repo: &str, reference: &str) -> Result<Fetched, RegistryError> {
+    pub async fn get_manifest(&self, repo: &str, reference: &str) -> Result<RawManifest, RegistryError> {
         let scopes = Scopes::pull(repo);
         let op = format!(
             "reading manifest {}/{repo}{}{reference}",
@@ -488,7 +453,8 @@ impl Registry {
         let fetched = self
             .retry(&op, || async {
                 let url = self.url(&format!("{repo}/manifests/{reference}")).await?;
-                let resp = self.send(&Req::new(Method::GET, url, &scopes).header(ACCEPT, MANIFEST_ACCEPT), &op).await?;
+                let resp =
+                    self.send(&Req::new(Method::GET, url, &scopes).header(ACCEPT, media::MANIFEST_ACCEPT), &op).await?;
                 if resp.status().as_u16() != 200 {
                     let mut f = self.status_fail(resp, &op, repo).await;
                     if let Fail::Fatal(RegistryError::Http { status: 404, hint, .. }) = &mut f {
@@ -515,16 +481,16 @@ impl Registry {
             })
             .await?;
         let (bytes, header) = fetched;
-        let digest = Digest::of(&bytes);
+        let m = RawManifest::new(bytes, header.as_deref());
         if let Ok(want) = Digest::parse(reference) {
-            if want != digest {
+            if want != m.digest {
                 return Err(RegistryError::Invalid(format!(
-                    "{op}: the registry sent a manifest that hashes to {digest}, not the requested {want}"
+                    "{op}: the registry sent a manifest that hashes to {}, not the requested {want}",
+                    m.digest
                 )));
             }
         }
-        let media_type = manifest_media_type(&bytes, header.as_deref());
-        Ok(Fetched { bytes, media_type, digest })
+        Ok(m)
     }
 
     /// `PUT /v2/<repo>/manifests/<reference>`; returns the response headers.
@@ -569,7 +535,8 @@ impl Registry {
     pub(crate) async fn get_blob(&self, repo: &str, d: &Digest, op: &str) -> Result<Response, Fail> {
         let scopes = Scopes::pull(repo);
         let url = self.url(&format!("{repo}/blobs/{d}")).await?;
-        let resp = self.send(&Req::new(Method::GET, url, &scopes), op).await?;
+        let req = Req { streaming: true, ..Req::new(Method::GET, url, &scopes) };
+        let resp = self.send(&req, op).await?;
         if resp.status().as_u16() == 200 {
             Ok(resp)
         } else {
@@ -583,15 +550,13 @@ impl Registry {
         let op = format!("listing referrers of {} in {}/{repo}", short(subject), self.host);
         self.retry(&op, || async {
             let url = self.url(&format!("{repo}/referrers/{subject}")).await?;
-            let resp = self
-                .send(&Req::new(Method::GET, url, &scopes).header(ACCEPT, crate::image::INDEX_MEDIA_TYPE), &op)
-                .await?;
+            let resp = self.send(&Req::new(Method::GET, url, &scopes).header(ACCEPT, media::INDEX), &op).await?;
             let status = resp.status().as_u16();
             let is_index = resp
                 .headers()
                 .get(CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
-                .is_some_and(|c| c.starts_with(crate::image::INDEX_MEDIA_TYPE));
+                .is_some_and(|c| c.starts_with(media::INDEX));
             match status {
                 200 if is_index => Ok(Some(Bytes::from(read_limited(resp, MAX_MANIFEST).await))),
                 // 404 (or anything but an index) means no referrers API: use the fallback tag.

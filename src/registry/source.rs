@@ -1,161 +1,169 @@
-//! `docker://REF` as an [`ImageSource`], so `inspect`, `diff` and `audit`
-//! read registries through the same trait as layouts and archives. Blobs
-//! stream through a small bounded channel and are checked against their
-//! digest when the reader reaches the end.
+//! A registry repository as an [`ImageSource`]: the manifest (or index) a
+//! reference names, the manifests under it, blobs, and referrers. Blobs
+//! stream through a small bounded channel; a connection that breaks midway
+//! is resumed by asking again and skipping what was already delivered, and
+//! the digest is checked when the reader reaches the end.
 
 use std::io::{self, Read};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
 use crate::digest::{Digest, Hasher};
-use crate::image::read::{ImageSource, ManifestRef, ReadError};
-use crate::registry::client::{error_chain, short, Registry};
-use crate::registry::ops::Fetched;
-use crate::registry::pull::{is_index, select_platform};
-use crate::registry::reference::Reference;
+use crate::image::{BlobReader, ImageError, ImageSource};
+use crate::net::{transport_message, SpeedGuard};
+use crate::oci::{Descriptor, RawManifest, Reference};
+use crate::registry::client::Registry;
+use crate::registry::error::{Fail, RegistryError};
+use crate::registry::memory::BlobMemory;
 
-/// An image in a registry.
-pub struct RemoteImage {
+/// What to do when a download breaks, stalls or crawls.
+const SLOW_HINT: &str = "check the network; strata retries broken and stalled downloads (STRATA_NET_IDLE_TIMEOUT, STRATA_NET_MIN_SPEED and STRATA_NET_DEADLINE set how long it waits)";
+
+fn image_error(e: RegistryError) -> ImageError {
+    ImageError::Registry(Box::new(e))
+}
+
+/// A repository of a registry, rooted at what a reference names.
+pub struct RemoteSource {
     rt: Arc<tokio::runtime::Runtime>,
     reg: Arc<Registry>,
     reference: Reference,
-    root: Fetched,
-    platform: (String, String),
-    resolved: OnceLock<ManifestRef>,
+    root: RawManifest,
+    memory: Arc<BlobMemory>,
 }
 
-fn manifest_ref(f: &Fetched) -> ManifestRef {
-    ManifestRef { bytes: f.bytes.to_vec(), digest: f.digest, media_type: f.media_type.clone(), native: true }
-}
-
-impl RemoteImage {
+impl RemoteSource {
     pub(crate) fn new(
         rt: Arc<tokio::runtime::Runtime>,
         reg: Arc<Registry>,
         reference: Reference,
-        root: Fetched,
-        platform: (String, String),
-    ) -> RemoteImage {
-        RemoteImage { rt, reg, reference, root, platform, resolved: OnceLock::new() }
-    }
-
-    /// True when the root index lists `d`.
-    fn lists(&self, d: &Digest) -> bool {
-        let want = d.to_string();
-        serde_json::from_slice::<serde_json::Value>(&self.root.bytes)
-            .ok()
-            .and_then(|v| v.get("manifests").and_then(|m| m.as_array()).cloned())
-            .is_some_and(|list| list.iter().any(|m| m.get("digest").and_then(|x| x.as_str()) == Some(want.as_str())))
+        root: RawManifest,
+        memory: Arc<BlobMemory>,
+    ) -> RemoteSource {
+        RemoteSource { rt, reg, reference, root, memory }
     }
 
     /// The reference it was opened with.
     pub fn reference(&self) -> &Reference {
         &self.reference
     }
+
+    /// The root manifest (or index) as fetched.
+    pub fn root_manifest(&self) -> &RawManifest {
+        &self.root
+    }
 }
 
-impl ImageSource for RemoteImage {
+impl ImageSource for RemoteSource {
     fn describe(&self) -> String {
         format!("docker://{}", self.reference)
     }
 
-    fn root(&self) -> Result<ManifestRef, ReadError> {
-        Ok(manifest_ref(&self.root))
+    fn root(&self) -> Result<Descriptor, ImageError> {
+        Ok(self.root.descriptor())
     }
 
-    fn manifest(&self) -> Result<ManifestRef, ReadError> {
-        if let Some(m) = self.resolved.get() {
-            return Ok(m.clone());
+    fn manifest(&self, d: &Descriptor) -> Result<RawManifest, ImageError> {
+        if d.digest == self.root.digest {
+            return Ok(self.root.clone());
         }
-        let m = if is_index(&self.root.media_type) {
-            let what = self.describe();
-            let (d, _) = select_platform(&self.root.bytes, &self.platform.0, &self.platform.1, &what)
-                .map_err(|e| ReadError::Invalid(e.to_string()))?;
-            let f = self
-                .rt
-                .block_on(self.reg.get_manifest(&self.reference.repository, &d.to_string()))
-                .map_err(|e| ReadError::Invalid(e.to_string()))?;
-            manifest_ref(&f)
-        } else {
-            manifest_ref(&self.root)
-        };
-        let _ = self.resolved.set(m.clone());
-        Ok(m)
+        // Registries serve an index's children from the manifests endpoint.
+        self.rt.block_on(self.reg.get_manifest(&self.reference.repository, &d.digest.to_string())).map_err(image_error)
     }
 
-    fn sbom(&self) -> Result<Option<Vec<u8>>, ReadError> {
-        let m = self.manifest()?;
-        let repo = &self.reference.repository;
-        let err = |e: crate::registry::RegistryError| ReadError::Invalid(e.to_string());
-        let referrers = self.rt.block_on(crate::registry::list_referrers(&self.reg, repo, &m.digest)).map_err(err)?;
-        let Some(d) = referrers.iter().find(|d| d.artifact_type.as_deref() == Some(crate::sbom::SPDX_MEDIA_TYPE))
-        else {
-            return Ok(None);
-        };
-        let f = self.rt.block_on(self.reg.get_manifest(repo, &d.digest.to_string())).map_err(err)?;
-        let v: serde_json::Value = serde_json::from_slice(&f.bytes)
-            .map_err(|e| ReadError::Invalid(format!("SBOM manifest {}: {e}", d.digest)))?;
-        let layer = v
-            .pointer("/layers/0/digest")
-            .and_then(|x| x.as_str())
-            .and_then(|x| Digest::parse(x).ok())
-            .ok_or_else(|| ReadError::Invalid(format!("SBOM manifest {} has no document layer", d.digest)))?;
-        Ok(Some(self.blob_bytes(&layer)?))
-    }
-
-    fn open_blob(&self, digest: &Digest) -> Result<Box<dyn Read + Send + '_>, ReadError> {
-        // Manifests are addressable as blobs in layouts; do the same here.
-        if *digest == self.root.digest {
-            return Ok(Box::new(io::Cursor::new(self.root.bytes.to_vec())));
-        }
-        // An index's children are manifests: registries serve them from the
-        // manifests endpoint, not always from blobs.
-        if is_index(&self.root.media_type) && self.lists(digest) {
-            let f = self
-                .rt
-                .block_on(self.reg.get_manifest(&self.reference.repository, &digest.to_string()))
-                .map_err(|e| ReadError::Invalid(e.to_string()))?;
-            return Ok(Box::new(io::Cursor::new(f.bytes.to_vec())));
+    fn open_blob(&self, d: &Descriptor) -> Result<BlobReader<'_>, ImageError> {
+        if d.digest == self.root.digest {
+            return Ok(Box::new(io::Cursor::new(self.root.bytes.clone())));
         }
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, io::Error>>(4);
         let reg = self.reg.clone();
         let repo = self.reference.repository.clone();
-        let d = *digest;
+        let digest = d.digest;
         self.rt.spawn(async move {
-            let op = format!("reading {} from {}/{repo}", short(&d), reg.host);
-            let resp = reg.retry(&op, || reg.get_blob(&repo, &d, &op)).await;
-            let mut resp = match resp {
-                Ok(r) => r,
-                Err(e) => {
-                    let _ = tx.send(Err(io::Error::other(e.to_string()))).await;
-                    return;
-                }
-            };
-            loop {
-                match resp.chunk().await {
-                    Ok(Some(c)) => {
-                        if tx.send(Ok(c)).await.is_err() {
-                            return;
+            let op = format!("reading {} from {}/{repo}", crate::image::short(&digest), reg.host);
+            let delivered = AtomicU64::new(0);
+            let r = reg
+                .retry(&op, || {
+                    let (reg, repo, op, tx, delivered) = (&reg, &repo, &op, &tx, &delivered);
+                    async move {
+                        let mut resp = reg.get_blob(repo, &digest, op).await?;
+                        // Bytes the reader already has are skipped on a retry.
+                        let mut skip = delivered.load(Ordering::Relaxed);
+                        let mut speed = SpeedGuard::new(&reg.opts.net.timeouts);
+                        loop {
+                            match resp.chunk().await {
+                                Ok(Some(mut c)) => {
+                                    // A server that drip-feeds resets the idle timeout forever.
+                                    speed.update(c.len() as u64).map_err(|m| {
+                                        Fail::Retry(
+                                            RegistryError::Network {
+                                                operation: op.clone(),
+                                                message: m.to_string(),
+                                                attempts: 1,
+                                                hint: SLOW_HINT.into(),
+                                            },
+                                            None,
+                                        )
+                                    })?;
+                                    if skip > 0 {
+                                        let n = skip.min(c.len() as u64);
+                                        skip -= n;
+                                        let _ = c.split_to(n as usize);
+                                        if c.is_empty() {
+                                            continue;
+                                        }
+                                    }
+                                    let len = c.len() as u64;
+                                    if tx.send(Ok(c)).await.is_err() {
+                                        return Ok(()); // the reader went away
+                                    }
+                                    delivered.fetch_add(len, Ordering::Relaxed);
+                                }
+                                Ok(None) => return Ok(()),
+                                Err(e) => {
+                                    return Err(Fail::Retry(
+                                        RegistryError::Network {
+                                            operation: op.clone(),
+                                            message: format!(
+                                                "the connection broke after {} bytes: {}",
+                                                delivered.load(Ordering::Relaxed),
+                                                transport_message(&e, &reg.opts.net.timeouts)
+                                            ),
+                                            attempts: 1,
+                                            hint: SLOW_HINT.into(),
+                                        },
+                                        None,
+                                    ))
+                                }
+                            }
                         }
                     }
-                    Ok(None) => return,
-                    Err(e) => {
-                        let _ = tx
-                            .send(Err(io::Error::other(format!("{op}: the connection broke: {}", error_chain(&e)))))
-                            .await;
-                        return;
-                    }
-                }
+                })
+                .await;
+            if let Err(e) = r {
+                let _ = tx.send(Err(io::Error::other(e.to_string()))).await;
             }
         });
         Ok(Box::new(ChannelReader {
             rx,
             cur: Bytes::new(),
             hasher: Some(Hasher::new()),
-            digest: d,
+            digest,
             shown: self.describe(),
+            on_verified: Some(Box::new({
+                let (memory, host, repo) =
+                    (self.memory.clone(), self.reg.host.clone(), self.reference.repository.clone());
+                move |d: Digest| memory.record(&host, &repo, [d])
+            })),
         }))
+    }
+
+    fn referrers(&self, subject: &Descriptor) -> Result<Vec<Descriptor>, ImageError> {
+        self.rt
+            .block_on(crate::registry::list_referrers(&self.reg, &self.reference.repository, &subject.digest))
+            .map_err(image_error)
     }
 }
 
@@ -166,6 +174,7 @@ struct ChannelReader {
     hasher: Option<Hasher>,
     digest: Digest,
     shown: String,
+    on_verified: Option<Box<dyn FnOnce(Digest) + Send>>,
 }
 
 impl Read for ChannelReader {
@@ -190,6 +199,9 @@ impl Read for ChannelReader {
                                     self.shown, self.digest
                                 ),
                             ));
+                        }
+                        if let Some(f) = self.on_verified.take() {
+                            f(found);
                         }
                     }
                     return Ok(0);

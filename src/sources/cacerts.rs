@@ -174,7 +174,7 @@ fn read_entry(tree: &Tree, p: &TreePath) -> Result<Option<Vec<u8>>, SourceError>
 
 fn stored(store: &Store, d: &Digest, what: &str) -> Result<Vec<u8>, SourceError> {
     let path = store.path(d);
-    let bytes = std::fs::read(&path).map_err(SourceError::io(format!("reading {what} from the cache"), &path))?;
+    let bytes = fs_err::read(&path).map_err(SourceError::io("reading from the cache", &path))?;
     let found = Digest::of(&bytes);
     if found != *d {
         return Err(SourceError::corrupt_cache(what, &path, *d, found));

@@ -31,7 +31,7 @@ impl Source for Files<'_> {
             let (kind, digest) = if let Some(c) = &f.content {
                 ("text", Digest::of(c.as_bytes()))
             } else if let Some(b) = &f.content_base64 {
-                ("base64", Digest::of(&decode_base64(b).map_err(SourceError::Message)?))
+                ("base64", Digest::of(&decode_base64(b).map_err(|e| SourceError::Message(e.to_string()))?))
             } else {
                 let src = self
                     .layer
@@ -68,7 +68,7 @@ impl Source for Files<'_> {
                 let mut entry = if let Some(c) = &f.content {
                     Entry::bytes(c.as_bytes().to_vec(), mode, &origin)
                 } else if let Some(b) = &f.content_base64 {
-                    Entry::bytes(decode_base64(b).map_err(SourceError::Message)?, mode, &origin)
+                    Entry::bytes(decode_base64(b).map_err(|e| SourceError::Message(e.to_string()))?, mode, &origin)
                 } else {
                     let (src, digest, size) = local
                         .next()

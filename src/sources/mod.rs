@@ -13,11 +13,12 @@ pub mod deb;
 pub mod files;
 pub mod python;
 pub mod tarball;
+pub mod verifier;
 
 use std::path::PathBuf;
 
 use crate::fetch::Artifact;
-use crate::lock::Lock;
+use crate::lockfile::Lock;
 use crate::report::Reporter;
 use crate::spec::ResolvedLayer;
 use crate::store::{Store, StoreError};
@@ -46,16 +47,8 @@ pub enum SourceError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// An IO error on a named path.
-    #[error("{action} {path}: {source}")]
-    Io {
-        /// What was being done.
-        action: String,
-        /// The path.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::error::IoError),
     /// An archive member path was refused.
     #[error("{archive}: member {source}")]
     Path {
@@ -65,6 +58,9 @@ pub enum SourceError {
         #[source]
         source: PathError,
     },
+    /// A Debian archive, index or package is not usable.
+    #[error(transparent)]
+    Deb(#[from] deb::error::DebError),
     /// A blob in the cache no longer has the bytes it was stored with (it
     /// has been removed, so the next attempt fetches or builds it again).
     #[error("{what}: the cached copy {} is corrupt (sha256 {}, expected {}); it was removed and is fetched again on the next build", path.display(), digests.1, digests.0)]
@@ -81,6 +77,15 @@ pub enum SourceError {
     Other(Box<dyn std::error::Error + Send + Sync>),
 }
 
+impl crate::error::Hint for SourceError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            SourceError::Deb(e) => e.hint(),
+            _ => None,
+        }
+    }
+}
+
 impl SourceError {
     /// A cached blob that failed verification: it is removed from the store
     /// (best effort) and reported as [`SourceError::CorruptCache`].
@@ -90,7 +95,7 @@ impl SourceError {
         expected: crate::digest::Digest,
         found: crate::digest::Digest,
     ) -> SourceError {
-        let _ = std::fs::remove_file(path);
+        let _ = fs_err::remove_file(path);
         SourceError::CorruptCache {
             what: what.to_string(),
             path: path.to_path_buf(),
@@ -99,10 +104,9 @@ impl SourceError {
     }
 
     /// An IO error with context.
-    pub fn io(action: impl Into<String>, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> SourceError {
-        let action = action.into();
+    pub fn io(action: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> SourceError {
         let path = path.into();
-        move |source| SourceError::Io { action, path, source }
+        move |source| SourceError::Io(crate::error::IoError { action, path, source })
     }
 }
 
@@ -143,6 +147,24 @@ pub trait Source {
     fn plan_with(&self, _ctx: &Context<'_>) -> Result<Vec<Part<'_>>, SourceError> {
         self.plan()
     }
+    /// Checks the CUDA stack the source installs against the spec's `gpu:`
+    /// section: from its lock alone when `store` is `None` (before anything
+    /// is downloaded), else also from its fetched artifacts. Default:
+    /// nothing to check.
+    fn check_gpu(&self, _gpu: &crate::spec::GpuSpec, _store: Option<&Store>) -> Result<(), GpuCheckError> {
+        Ok(())
+    }
+}
+
+/// Why a source's CUDA stack does not fit the spec's `gpu:` section.
+#[derive(Debug, thiserror::Error)]
+pub enum GpuCheckError {
+    /// The stack does not match.
+    #[error(transparent)]
+    Cuda(#[from] crate::cuda::CudaError),
+    /// The source could not be read.
+    #[error(transparent)]
+    Source(#[from] SourceError),
 }
 
 /// The sources of one resolved layer entry, in a fixed order. `lock` is the
@@ -152,7 +174,7 @@ pub fn sources_of<'a>(layer: &'a ResolvedLayer, lock: Option<&'a Lock>) -> Vec<B
     let mut v: Vec<Box<dyn Source + 'a>> = Vec::new();
     let e = &layer.entry;
     if let Some(d) = &e.debs {
-        let pins = lock.and_then(|l| l.debs.get(&crate::lock::layer_key(layer)));
+        let pins = lock.and_then(|l| l.debs.get(&crate::lockfile::layer_key(layer)));
         v.push(Box::new(deb::Debs { spec: d, layer, pins }));
     }
     if !e.copy.is_empty() {

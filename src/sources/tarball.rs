@@ -22,7 +22,7 @@ pub struct Tarball<'a> {
 impl Tarball<'_> {
     fn name(&self) -> String {
         match (&self.spec.url, &self.spec.path) {
-            (Some(u), _) => crate::report::redact_url(u),
+            (Some(u), _) => crate::net::redact::url(u),
             (_, Some(p)) => self.layer.resolve(p).display().to_string(),
             _ => "tarball".into(),
         }
@@ -86,15 +86,14 @@ impl Source for Tarball<'_> {
             };
             let (file, size) = match &s.url {
                 Some(_) => {
-                    let f =
-                        std::fs::File::open(&file_path).map_err(|e| SourceError::Message(format!("{name}: {e}")))?;
+                    let f = fs_err::File::open(&file_path)
+                        .map_err(|e| SourceError::Message(format!("{name}: {}", crate::error::os_message(&e))))?;
                     let len = f.metadata().map_err(SourceError::io("reading", &file_path))?.len();
                     (f, len)
                 }
                 None => crate::hostfs::open_regular(&file_path)
                     .map_err(|e| SourceError::Message(format!("{name}: {e}\nhint: {}", e.hint())))?,
             };
-            let file = fs_err::File::from_parts(file, &file_path);
             // An uncompressed tar is its own spool: members are read from it
             // when the layer is written, through this handle, instead of
             // being copied to scratch space first.

@@ -239,7 +239,7 @@ pub fn load_with(path: &Path, opts: &LoadOptions) -> Result<LoadedSpec, SpecErro
 }
 
 fn canonical(p: &Path) -> PathBuf {
-    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+    fs_err::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
 /// Reads a spec or layer file: a regular file, within the size limits.
@@ -645,7 +645,7 @@ fn check_image(
             c.algorithm,
             c.level.unwrap_or_else(|| crate::compress::Compression::default_level(c.algorithm)),
         );
-        comp.validate().map_err(|m| err("compression.level", m, None))?;
+        comp.validate().map_err(|m| err("compression.level", m.to_string(), None))?;
     }
     if let Some(cfg) = &spec.config {
         for (i, port) in cfg.ports.iter().enumerate() {
@@ -797,12 +797,7 @@ pub fn valid_name(n: &str) -> bool {
 }
 
 /// OCI tag grammar.
-pub fn valid_tag(t: &str) -> bool {
-    !t.is_empty()
-        && t.len() <= 128
-        && !t.starts_with(['.', '-'])
-        && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
-}
+pub use crate::oci::valid_tag;
 
 fn valid_account_name(n: &str) -> bool {
     let mut chars = n.chars();
@@ -811,41 +806,7 @@ fn valid_account_name(n: &str) -> bool {
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
 }
 
-/// Decodes standard base64 (padding optional, whitespace ignored).
-pub fn decode_base64(s: &str) -> Result<Vec<u8>, String> {
-    fn val(c: u8) -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    }
-    let clean: Vec<u8> = s.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    let trimmed: &[u8] = {
-        let mut end = clean.len();
-        while end > 0 && clean[end - 1] == b'=' {
-            end -= 1;
-        }
-        &clean[..end]
-    };
-    if trimmed.len() % 4 == 1 {
-        return Err("truncated base64 input".into());
-    }
-    let mut out = Vec::with_capacity(trimmed.len() * 3 / 4);
-    for chunk in trimmed.chunks(4) {
-        let mut acc = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            let v = val(c).ok_or_else(|| format!("character `{}` is not base64", c as char))?;
-            acc |= v << (18 - 6 * i);
-        }
-        let bytes = acc.to_be_bytes();
-        out.extend_from_slice(&bytes[1..chunk.len()]);
-    }
-    Ok(out)
-}
+pub use crate::encoding::decode as decode_base64;
 
 /// The JSON Schema of image specs, as committed in `docs/spec.schema.json`.
 pub fn image_schema() -> serde_json::Value {

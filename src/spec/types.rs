@@ -657,6 +657,41 @@ pub struct DebsSpec {
     pub standins: Option<bool>,
 }
 
+/// The Debian archive `debs:` entries use when they name none.
+pub const DEFAULT_ARCHIVE: &str = "https://deb.debian.org/debian";
+/// Its security companion.
+pub const DEFAULT_SECURITY_ARCHIVE: &str = "https://deb.debian.org/debian-security";
+/// The architecture `debs:` entries use when they name none.
+pub const DEFAULT_ARCH: &str = "amd64";
+
+impl DebsSpec {
+    /// The archives (bookworm and its security archive unless `archives:` names others).
+    pub fn archives(&self) -> Vec<DebArchive> {
+        match &self.archives {
+            Some(a) => a.clone(),
+            None => vec![
+                DebArchive {
+                    url: ArchiveUrl(DEFAULT_ARCHIVE.into()),
+                    suites: vec!["bookworm".into(), "bookworm-updates".into()],
+                    components: vec!["main".into()],
+                    optional: false,
+                },
+                DebArchive {
+                    url: ArchiveUrl(DEFAULT_SECURITY_ARCHIVE.into()),
+                    suites: vec!["bookworm-security".into()],
+                    components: vec!["main".into()],
+                    optional: true,
+                },
+            ],
+        }
+    }
+
+    /// The architecture.
+    pub fn arch(&self) -> String {
+        self.arch.clone().unwrap_or_else(|| DEFAULT_ARCH.to_string())
+    }
+}
+
 /// One Debian archive.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

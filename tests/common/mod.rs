@@ -64,6 +64,10 @@ pub enum Reply {
     Truncated(Vec<u8>, usize),
     /// Fails with `status` for the first `n` requests, then serves the body.
     FlakyThen(u16, usize, Vec<u8>),
+    /// Accepts the request and answers nothing for this long (a stalled server).
+    Silent(std::time::Duration),
+    /// 200 with the body, one byte every `interval` (a server that drip-feeds).
+    Drip(Vec<u8>, std::time::Duration),
 }
 
 /// A loopback HTTP/1.1 server serving fixed replies by path.
@@ -128,6 +132,20 @@ impl Server {
                                 send(&mut stream, *s, b"", 0)
                             } else {
                                 send(&mut stream, 200, b, b.len())
+                            }
+                        }
+                        Some(Reply::Silent(d)) => std::thread::sleep(*d),
+                        Some(Reply::Drip(b, interval)) => {
+                            let _ = write!(
+                                stream,
+                                "HTTP/1.1 200 X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                                b.len()
+                            );
+                            for byte in b {
+                                if stream.write_all(&[*byte]).and_then(|_| stream.flush()).is_err() {
+                                    break; // the client hung up
+                                }
+                                std::thread::sleep(*interval);
                             }
                         }
                     }
@@ -206,9 +224,9 @@ pub fn umoci_runc(layout: &Path, tag: &str, work: &Path) -> (i32, String, String
         run(Command::new("umoci").args(["unpack", "--image"]).arg(format!("{}:{tag}", layout.display())).arg(&bundle));
     assert!(o.status.success(), "umoci unpack failed: {}", stderr(&o));
     let cfg_path = bundle.join("config.json");
-    let mut cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+    let mut cfg: serde_json::Value = serde_json::from_slice(&fs_err::read(&cfg_path).unwrap()).unwrap();
     cfg["process"]["terminal"] = serde_json::Value::Bool(false);
-    std::fs::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+    fs_err::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
     static N: AtomicUsize = AtomicUsize::new(0);
     let id = format!("strata-test-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
     let o = run(Command::new("runc").arg("run").arg(&id).current_dir(&bundle));
@@ -218,7 +236,7 @@ pub fn umoci_runc(layout: &Path, tag: &str, work: &Path) -> (i32, String, String
 
 pub fn read_all(p: &Path) -> Vec<u8> {
     let mut v = Vec::new();
-    std::fs::File::open(p).unwrap().read_to_end(&mut v).unwrap();
+    fs_err::File::open(p).unwrap().read_to_end(&mut v).unwrap();
     v
 }
 
@@ -236,9 +254,9 @@ pub fn slow_spec(dir: &Path) -> PathBuf {
             *b = if (i * 8 + j) % 64 == 63 { b'\n' } else { b'a' + ((x >> (j * 4)) & 15) as u8 };
         }
     }
-    std::fs::write(dir.join("big.txt"), &data).unwrap();
+    fs_err::write(dir.join("big.txt"), &data).unwrap();
     let spec = dir.join("big.yaml");
-    std::fs::write(
+    fs_err::write(
         &spec,
         "version: 1\nname: big\nlayers:\n  - files:\n      - {path: /data/big.txt, source: big.txt}\n",
     )

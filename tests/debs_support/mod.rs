@@ -347,7 +347,7 @@ pub struct Project {
 impl Project {
     pub fn new(key: &TestKey) -> Project {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("archive-key.asc"), key.public_armored()).unwrap();
+        fs_err::write(dir.path().join("archive-key.asc"), key.public_armored()).unwrap();
         Project { dir }
     }
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -359,7 +359,7 @@ impl Project {
             "version: 1\nname: t\nlayers:\n  - name: os\n    debs:\n      keyring: archive-key.asc\n      archives: [{{url: \"{archive}\", suites: [stable]}}]\n{debs_body}"
         );
         let p = self.path("spec.yaml");
-        std::fs::write(&p, text).unwrap();
+        fs_err::write(&p, text).unwrap();
         p
     }
     pub fn strata(&self, args: &[&str]) -> std::process::Output {
@@ -376,13 +376,11 @@ impl Project {
 
 /// Files of the single layer of an OCI layout: path → (type, mode, content or link target).
 pub fn layer_files(oci_dir: &Path) -> BTreeMap<String, (char, u32, Vec<u8>)> {
-    let src = strata::image::read::open(&format!("oci:{}", oci_dir.display())).unwrap();
-    let m = src.manifest().unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&m.bytes).unwrap();
+    let src = strata::image::layout::Layout::open(oci_dir, None, format!("oci:{}", oci_dir.display()));
+    let image = strata::image::Image::open(&src, &strata::oci::Platform::linux_amd64()).unwrap();
     let mut out = BTreeMap::new();
-    for l in v["layers"].as_array().unwrap() {
-        let d = strata::digest::Digest::parse(l["digest"].as_str().unwrap()).unwrap();
-        let r = src.open_blob(&d).unwrap();
+    for l in image.layers() {
+        let r = image.open_blob(l).unwrap();
         let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(r));
         for e in ar.entries().unwrap() {
             let mut e = e.unwrap();

@@ -198,7 +198,7 @@ impl Wheel {
     }
     pub fn write_to(&self, dir: &Path) -> PathBuf {
         let p = dir.join(self.file_name());
-        std::fs::write(&p, self.bytes()).unwrap();
+        fs_err::write(&p, self.bytes()).unwrap();
         p
     }
 }
@@ -284,12 +284,12 @@ pub struct Layer {
 }
 
 fn blob(dir: &Path, digest: &str) -> Vec<u8> {
-    std::fs::read(dir.join("blobs/sha256").join(digest.trim_start_matches("sha256:"))).unwrap()
+    fs_err::read(dir.join("blobs/sha256").join(digest.trim_start_matches("sha256:"))).unwrap()
 }
 
 /// The manifest digest, the config JSON and the layers of the only image in `dir`.
 pub fn read_layout(dir: &Path) -> (String, serde_json::Value, Vec<Layer>) {
-    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let index: serde_json::Value = serde_json::from_slice(&fs_err::read(dir.join("index.json")).unwrap()).unwrap();
     let mdigest = index["manifests"][0]["digest"].as_str().unwrap().to_string();
     let manifest: serde_json::Value = serde_json::from_slice(&blob(dir, &mdigest)).unwrap();
     let config: serde_json::Value =

@@ -152,7 +152,6 @@ pub fn file_of_symbol(lib: &Library, symbol: &[u8]) -> Option<PathBuf> {
     let ptr: *mut c_void = unsafe { lib.get::<*mut c_void>(symbol).ok().map(|s| *s)? };
     file_of_address(ptr as usize)
 }
-
 /// The path under which the file mapped at address `addr` was opened, via
 /// `dladdr` (which only looks the address up in the loader's tables;
 /// nothing is dereferenced).
@@ -160,6 +159,7 @@ pub fn file_of_address(addr: usize) -> Option<PathBuf> {
     if addr == 0 {
         return None;
     }
+    // SAFETY: Dl_info is plain C data (pointers and integers): all zeroes is a valid value.
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
     // SAFETY: dladdr only compares the address with mapped ranges and fills `info`.
     let ok = unsafe { libc::dladdr(addr as *const c_void, &mut info) };
@@ -506,7 +506,6 @@ pub fn find_lib(dirs: &[PathBuf], names: &[String], names_first: bool) -> Option
     }
     None
 }
-
 /// Every shared object mapped into this process, in load order.
 pub fn loaded_objects() -> Vec<PathBuf> {
     unsafe extern "C" fn collect(
@@ -516,8 +515,10 @@ pub fn loaded_objects() -> Vec<PathBuf> {
     ) -> libc::c_int {
         // SAFETY: the loader passes a valid info pointer and our own Vec.
         let out = unsafe { &mut *(data as *mut Vec<PathBuf>) };
+        // SAFETY: dl_iterate_phdr passes a valid dl_phdr_info for the duration of the callback.
         let name = unsafe { (*info).dlpi_name };
         if !name.is_null() {
+            // SAFETY: dlpi_name is not null (checked) and is the loader's NUL-terminated name of the object.
             let bytes = unsafe { CStr::from_ptr(name) }.to_bytes();
             if !bytes.is_empty() {
                 out.push(PathBuf::from(OsStr::from_bytes(bytes)));
@@ -530,7 +531,6 @@ pub fn loaded_objects() -> Vec<PathBuf> {
     unsafe { libc::dl_iterate_phdr(Some(collect), &mut out as *mut Vec<PathBuf> as *mut c_void) };
     out
 }
-
 /// True for libraries worth listing in the report: CUDA, its math
 /// libraries, NCCL and the driver's own.
 pub fn is_gpu_library(file_name: &str) -> bool {

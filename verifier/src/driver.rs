@@ -473,6 +473,7 @@ pub unsafe fn launch(
     params: &mut [*mut c_void],
 ) -> Result<(), CuError> {
     let a = api()?;
+    // SAFETY: the caller guarantees `f` and `params` (this function's contract); grid, block and shared memory sizes are checked by the driver.
     check("cuLaunchKernel", unsafe {
         (a.launch_kernel)(
             f,
@@ -489,7 +490,6 @@ pub unsafe fn launch(
         )
     })
 }
-
 /// `cuMemcpyDtoDAsync` on the default stream.
 pub fn copy_d2d(dst: CUdeviceptr, src: CUdeviceptr, bytes: usize) -> Result<(), CuError> {
     let a = api()?;

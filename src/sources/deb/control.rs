@@ -2,6 +2,7 @@
 //! with continuation lines, and dependency relations such as
 //! `libc6 (>= 2.36) | libc6.1, python3:any`.
 
+use super::error::DebError;
 use std::fmt;
 
 use super::version::{Op, Version};
@@ -26,7 +27,7 @@ impl Paragraph {
 
 /// Parses deb822 text into paragraphs. `what` names the text in errors.
 /// PGP armour must already be removed.
-pub fn parse_paragraphs(text: &str, what: &str) -> Result<Vec<Paragraph>, String> {
+pub fn parse_paragraphs(text: &str, what: &str) -> Result<Vec<Paragraph>, DebError> {
     let mut out = Vec::new();
     for_each_paragraph(text.as_bytes(), what, |p| {
         out.push(p);
@@ -41,14 +42,18 @@ pub fn parse_paragraphs(text: &str, what: &str) -> Result<Vec<Paragraph>, String
 pub fn for_each_paragraph(
     mut r: impl std::io::BufRead,
     what: &str,
-    mut f: impl FnMut(Paragraph) -> Result<(), String>,
-) -> Result<(), String> {
+    mut f: impl FnMut(Paragraph) -> Result<(), DebError>,
+) -> Result<(), DebError> {
     let mut cur = Paragraph::default();
     let mut raw = String::new();
     let mut n = 0usize;
     loop {
         raw.clear();
-        let got = r.read_line(&mut raw).map_err(|e| format!("{what} line {}: {e}", n + 1))?;
+        let got = r.read_line(&mut raw).map_err(|source| DebError::ReadText {
+            what: what.to_string(),
+            line: n + 1,
+            source,
+        })?;
         if got == 0 {
             break;
         }
@@ -66,17 +71,17 @@ pub fn for_each_paragraph(
         }
         if line.starts_with(' ') || line.starts_with('\t') {
             let Some(last) = cur.fields.last_mut() else {
-                return Err(format!("{what} line {n}: continuation line without a field"));
+                return Err(DebError::Continuation { what: what.to_string(), line: n });
             };
             last.1.push('\n');
             last.1.push_str(line.trim_start());
             continue;
         }
         let Some((k, v)) = line.split_once(':') else {
-            return Err(format!("{what} line {n}: expected `Field: value`, found `{}`", truncate(line)));
+            return Err(DebError::NotAField { what: what.to_string(), line: n, found: truncate(line) });
         };
         if k.is_empty() || k.contains(char::is_whitespace) {
-            return Err(format!("{what} line {n}: `{}` is not a field name", truncate(k)));
+            return Err(DebError::BadFieldName { what: what.to_string(), line: n, name: truncate(k) });
         }
         cur.fields.push((k.to_string(), v.trim().to_string()));
     }
@@ -129,7 +134,7 @@ pub type Alternatives = Vec<Relation>;
 /// Architecture qualifiers (`:any`, `:native`) are dropped, as are
 /// architecture restrictions (`[amd64]`) and build profiles (`<!nocheck>`),
 /// which binary package indexes do not use.
-pub fn parse_relations(field: &str) -> Result<Vec<Alternatives>, String> {
+pub fn parse_relations(field: &str) -> Result<Vec<Alternatives>, DebError> {
     let mut groups = Vec::new();
     for group in field.split(',') {
         let group = group.trim();
@@ -146,7 +151,7 @@ pub fn parse_relations(field: &str) -> Result<Vec<Alternatives>, String> {
 }
 
 /// Parses one relation, e.g. `libc6 (>= 2.36)`.
-pub fn parse_relation(s: &str) -> Result<Relation, String> {
+pub fn parse_relation(s: &str) -> Result<Relation, DebError> {
     // Drop build profiles and architecture restrictions (outside parentheses).
     let mut cleaned = String::with_capacity(s.len());
     let mut depth = 0i32;
@@ -177,13 +182,14 @@ pub fn parse_relation(s: &str) -> Result<Relation, String> {
     let (name_part, constraint) = match rest.find('(') {
         Some(i) => {
             let inner = rest[i + 1..].trim_end();
-            let inner = inner.strip_suffix(')').ok_or_else(|| format!("relation `{s}` has an unclosed `(`"))?;
+            let inner = inner.strip_suffix(')').ok_or_else(|| DebError::UnclosedRelation { input: s.to_string() })?;
             let inner = inner.trim();
             let op_len = inner.chars().take_while(|c| "<>=".contains(*c)).count();
             let (op_s, ver_s) = inner.split_at(op_len);
             let op = Op::parse(op_s)
-                .ok_or_else(|| format!("relation `{s}` has an unknown operator `{op_s}` (use <<, <=, =, >= or >>)"))?;
-            let ver = Version::parse(ver_s.trim()).map_err(|e| format!("relation `{s}`: {e}"))?;
+                .ok_or_else(|| DebError::UnknownOperator { input: s.to_string(), op: op_s.to_string() })?;
+            let ver = Version::parse(ver_s.trim())
+                .map_err(|e| DebError::RelationVersion { input: s.to_string(), source: Box::new(e) })?;
             rest = &rest[..i];
             (rest.trim(), Some((op, ver)))
         }
@@ -191,7 +197,7 @@ pub fn parse_relation(s: &str) -> Result<Relation, String> {
     };
     let name = name_part.split(':').next().unwrap_or("").trim();
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c)) {
-        return Err(format!("`{s}` is not a package relation like `name` or `name (>= 1.0)`"));
+        return Err(DebError::NotARelation { input: s.to_string() });
     }
     Ok(Relation { name: name.to_string(), constraint })
 }
@@ -207,8 +213,8 @@ mod tests {
         assert_eq!(ps.len(), 2);
         assert_eq!(ps[0].get("description"), Some("short\nlong line\n.\nmore"));
         assert_eq!(ps[1].get("VERSION"), Some("1"));
-        assert!(parse_paragraphs(" x\n", "t").unwrap_err().contains("continuation"));
-        assert!(parse_paragraphs("Package a\n", "t").unwrap_err().contains("line 1"));
+        assert!(parse_paragraphs(" x\n", "t").unwrap_err().to_string().contains("continuation"));
+        assert!(parse_paragraphs("Package a\n", "t").unwrap_err().to_string().contains("line 1"));
     }
 
     #[test]

@@ -206,7 +206,7 @@ fn read_control(r: &mut (impl Read + Send), label: &str) -> Result<DebMeta, Sour
     }
     let control = control.ok_or_else(|| msg(label, "control.tar has no `control` file"))?;
     let text = String::from_utf8_lossy(&control).into_owned();
-    let ps = parse_paragraphs(&text, &format!("{label} control")).map_err(SourceError::Message)?;
+    let ps = parse_paragraphs(&text, &format!("{label} control"))?;
     let p = ps.first().ok_or_else(|| msg(label, "empty control file"))?;
     let package = p.get("Package").ok_or_else(|| msg(label, "control file has no Package field"))?.to_string();
     let version = p.get("Version").ok_or_else(|| msg(label, "control file has no Version field"))?.to_string();

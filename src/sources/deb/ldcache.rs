@@ -124,18 +124,46 @@ pub fn write_cache(entries: &[CacheEntry]) -> Vec<u8> {
     out
 }
 
+/// An `ld.so.cache` that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CacheFormatError {
+    /// Wrong magic.
+    #[error("not a glibc-ld.so.cache1.1 file")]
+    NotACache,
+    /// Shorter than its header says.
+    #[error("truncated at offset {offset}")]
+    Truncated {
+        /// Where.
+        offset: usize,
+    },
+    /// A string offset past the end.
+    #[error("string offset {offset} out of range")]
+    OffsetOutOfRange {
+        /// Where.
+        offset: usize,
+    },
+    /// A string without its NUL.
+    #[error("unterminated string at offset {offset}")]
+    Unterminated {
+        /// Where.
+        offset: usize,
+    },
+}
+
 /// Reads a cache written by [`write_cache`] (or ldconfig, new format only).
-pub fn read_cache(b: &[u8]) -> Result<Vec<CacheEntry>, String> {
+pub fn read_cache(b: &[u8]) -> Result<Vec<CacheEntry>, CacheFormatError> {
     if b.len() < 48 || &b[..20] != MAGIC {
-        return Err("not a glibc-ld.so.cache1.1 file".into());
+        return Err(CacheFormatError::NotACache);
     }
-    let u32_at = |o: usize| -> Result<u32, String> {
-        b.get(o..o + 4).map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]])).ok_or_else(|| "truncated".to_string())
+    let u32_at = |o: usize| -> Result<u32, CacheFormatError> {
+        b.get(o..o + 4)
+            .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+            .ok_or(CacheFormatError::Truncated { offset: o })
     };
     let n = u32_at(20)? as usize;
-    let cstr = |o: usize| -> Result<String, String> {
-        let s = b.get(o..).ok_or("string offset out of range")?;
-        let end = s.iter().position(|&c| c == 0).ok_or("unterminated string")?;
+    let cstr = |o: usize| -> Result<String, CacheFormatError> {
+        let s = b.get(o..).ok_or(CacheFormatError::OffsetOutOfRange { offset: o })?;
+        let end = s.iter().position(|&c| c == 0).ok_or(CacheFormatError::Unterminated { offset: o })?;
         Ok(String::from_utf8_lossy(&s[..end]).into_owned())
     };
     let mut out = Vec::with_capacity(n);
@@ -259,7 +287,7 @@ mod tests {
         let e = |k: &str, p: &str| CacheEntry { key: k.into(), path: p.into(), flags: FLAG_X86_64_LIBC6 };
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("ld.so.cache");
-        std::fs::write(
+        fs_err::write(
             &f,
             write_cache(&[
                 e("libc.so.6", "/lib/x86_64-linux-gnu/libc.so.6"),
@@ -283,7 +311,7 @@ mod tests {
             eprintln!("note: no x86-64 libc on this host; skipping");
             return;
         };
-        let b = std::fs::read(p).unwrap();
+        let b = fs_err::read(p).unwrap();
         assert_eq!(parse_elf(&b).unwrap().soname.as_deref(), Some("libc.so.6"));
         assert_eq!(parse_elf(b"not elf"), None);
         // Truncated input never panics.

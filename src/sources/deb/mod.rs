@@ -11,6 +11,7 @@
 //! - [`standins`]: what maintainer scripts would have done.
 
 pub mod control;
+pub mod error;
 pub mod extract;
 pub mod ldcache;
 pub mod release;
@@ -21,43 +22,13 @@ pub mod version;
 
 use crate::digest::Digest;
 use crate::fetch::Artifact;
-use crate::lock::DebsLock;
-use crate::spec::{ArchiveUrl, DebArchive, DebsSpec, ResolvedLayer};
+use crate::lockfile::DebsLock;
+use crate::spec::{DebsSpec, ResolvedLayer};
 
 use super::{Context, Part, Source, SourceError};
 
 /// The default Debian archive.
-pub const DEFAULT_ARCHIVE: &str = "https://deb.debian.org/debian";
-/// The default security archive.
-pub const DEFAULT_SECURITY_ARCHIVE: &str = "https://deb.debian.org/debian-security";
-/// The default architecture.
-pub const DEFAULT_ARCH: &str = "amd64";
-
-/// The archives of a `debs:` entry (the defaults when none are given).
-pub fn archives_of(spec: &DebsSpec) -> Vec<DebArchive> {
-    match &spec.archives {
-        Some(a) => a.clone(),
-        None => vec![
-            DebArchive {
-                url: ArchiveUrl(DEFAULT_ARCHIVE.into()),
-                suites: vec!["bookworm".into(), "bookworm-updates".into()],
-                components: vec!["main".into()],
-                optional: false,
-            },
-            DebArchive {
-                url: ArchiveUrl(DEFAULT_SECURITY_ARCHIVE.into()),
-                suites: vec!["bookworm-security".into()],
-                components: vec!["main".into()],
-                optional: true,
-            },
-        ],
-    }
-}
-
-/// The architecture of a `debs:` entry.
-pub fn arch_of(spec: &DebsSpec) -> String {
-    spec.arch.clone().unwrap_or_else(|| DEFAULT_ARCH.to_string())
-}
+pub use crate::spec::{DEFAULT_ARCH, DEFAULT_ARCHIVE, DEFAULT_SECURITY_ARCHIVE};
 
 /// The `debs:` source of one layer entry, with its pins from the lock file.
 pub struct Debs<'a> {
@@ -74,7 +45,7 @@ impl Debs<'_> {
         self.pins.ok_or_else(|| {
             SourceError::Message(format!(
                 "no lock entry for the `debs:` of layer `{}`\nhint: run `strata lock SPEC` to pin the packages",
-                crate::lock::layer_key(self.layer)
+                crate::lockfile::layer_key(self.layer)
             ))
         })
     }
@@ -126,7 +97,7 @@ impl Source for Debs<'_> {
                     crate::sbom::purl_escape(&p.arch)
                 )),
                 sha256: Some(d),
-                download: Some(crate::report::redact_url(&p.url)),
+                download: Some(crate::net::redact::url(&p.url)),
                 license: None,
             });
         }

@@ -10,6 +10,7 @@ use pgp::types::KeyDetails;
 use crate::digest::Digest;
 
 use super::control::parse_paragraphs;
+use super::error::DebError;
 
 /// The Debian archive keyring shipped with strata: `keys/debian-archive-keyring.gpg`,
 /// `/usr/share/keyrings/debian-archive-keyring.gpg` of Debian's
@@ -26,26 +27,27 @@ pub struct Keyring {
 
 impl Keyring {
     /// The built-in Debian archive keyring.
-    pub fn debian() -> Result<Keyring, String> {
+    pub fn debian() -> Result<Keyring, DebError> {
         Keyring::from_bytes(DEBIAN_KEYRING, "the built-in Debian archive keyring")
     }
 
     /// Reads a keyring file (binary `.gpg` or ASCII-armored `.asc`).
-    pub fn load(path: &Path) -> Result<Keyring, String> {
-        let bytes = crate::hostfs::read_bounded(path, 16 << 20, "a keyring").map_err(|e| e.to_string())?;
+    pub fn load(path: &Path) -> Result<Keyring, DebError> {
+        let bytes = crate::hostfs::read_bounded(path, 16 << 20, "a keyring")
+            .map_err(|source| DebError::KeyringFile { source })?;
         Keyring::from_bytes(&bytes, &path.display().to_string())
     }
 
     /// Parses keyring bytes.
-    pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<Keyring, String> {
-        let (iter, _) =
-            SignedPublicKey::from_reader_many(bytes).map_err(|e| format!("{origin}: not an OpenPGP keyring: {e}"))?;
+    pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<Keyring, DebError> {
+        let (iter, _) = SignedPublicKey::from_reader_many(bytes)
+            .map_err(|e| DebError::NotAKeyring { origin: origin.to_string(), detail: e.to_string() })?;
         let mut keys = Vec::new();
         for k in iter {
-            keys.push(k.map_err(|e| format!("{origin}: unreadable key: {e}"))?);
+            keys.push(k.map_err(|e| DebError::UnreadableKey { origin: origin.to_string(), detail: e.to_string() })?);
         }
         if keys.is_empty() {
-            return Err(format!("{origin}: holds no public keys"));
+            return Err(DebError::EmptyKeyring { origin: origin.to_string() });
         }
         Ok(Keyring { keys, origin: origin.to_string() })
     }
@@ -59,10 +61,10 @@ impl Keyring {
 /// Verifies an `InRelease` file and returns the signed text (LF line ends).
 /// At least one signature must verify against a key (or signing subkey) of
 /// the keyring; signatures by unknown keys are ignored, as apt does.
-pub fn verify_inrelease(bytes: &[u8], keyring: &Keyring, url: &str) -> Result<String, String> {
-    let text = std::str::from_utf8(bytes).map_err(|_| format!("{url}: InRelease is not UTF-8 text"))?;
+pub fn verify_inrelease(bytes: &[u8], keyring: &Keyring, url: &str) -> Result<String, DebError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| DebError::NotUtf8 { url: url.to_string() })?;
     let (msg, _) = CleartextSignedMessage::from_string(text)
-        .map_err(|e| format!("{url}: not an OpenPGP clear-signed InRelease file ({e})\nhint: check that the URL is a Debian archive root (it must have dists/SUITE/InRelease)"))?;
+        .map_err(|e| DebError::NotClearSigned { url: url.to_string(), detail: e.to_string() })?;
     let mut issuers = Vec::new();
     for sig in msg.signatures() {
         let fps = sig.issuer_fingerprint();
@@ -86,12 +88,12 @@ pub fn verify_inrelease(bytes: &[u8], keyring: &Keyring, url: &str) -> Result<St
     }
     issuers.sort();
     issuers.dedup();
-    Err(format!(
-        "{url}: no valid signature by a trusted key\n  expected: a signature by a key in {}\n  found:    {} signature(s), issuers {}\nhint: the file was altered, or the archive is signed by a key that is not trusted; give the archive's keyring with `keyring:` in the `debs:` entry",
-        keyring.origin,
-        msg.signatures().len(),
-        if issuers.is_empty() { "unknown".to_string() } else { issuers.join(", ") }
-    ))
+    Err(DebError::Untrusted {
+        url: url.to_string(),
+        keyring: keyring.origin.clone(),
+        signatures: msg.signatures().len(),
+        issuers,
+    })
 }
 
 /// The fields of a `Release` file that resolution uses.
@@ -108,23 +110,28 @@ pub struct Release {
 }
 
 /// Parses the signed text of a Release file.
-pub fn parse_release(text: &str, url: &str) -> Result<Release, String> {
+pub fn parse_release(text: &str, url: &str) -> Result<Release, DebError> {
     let ps = parse_paragraphs(text, url)?;
-    let p = ps.first().ok_or_else(|| format!("{url}: empty Release file"))?;
+    let p = ps.first().ok_or_else(|| DebError::EmptyRelease { url: url.to_string() })?;
     let mut r = Release {
         date: p.get("Date").unwrap_or_default().to_string(),
         valid_until: p.get("Valid-Until").map(str::to_string),
         by_hash: p.get("Acquire-By-Hash").is_some_and(|v| v.eq_ignore_ascii_case("yes")),
         sha256: BTreeMap::new(),
     };
-    let list = p.get("SHA256").ok_or_else(|| format!("{url}: Release has no SHA256 field\nhint: strata needs SHA256 index checksums (MD5Sum/SHA1 alone are not trusted)"))?;
+    let list = p.get("SHA256").ok_or_else(|| DebError::NoSha256 { url: url.to_string() })?;
     for line in list.lines().filter(|l| !l.trim().is_empty()) {
         let parts: Vec<&str> = line.split_whitespace().collect();
+        let (url, line) = (url.to_string(), line.to_string());
         let [hash, size, path] = parts.as_slice() else {
-            return Err(format!("{url}: malformed SHA256 line `{line}`"));
+            return Err(DebError::MalformedSha256Line { url, line });
         };
-        let d = Digest::parse(hash).map_err(|e| format!("{url}: SHA256 line `{line}`: {e}"))?;
-        let n = size.parse::<u64>().map_err(|_| format!("{url}: SHA256 line `{line}`: bad size"))?;
+        let d = Digest::parse(hash).map_err(|source| DebError::BadSha256 {
+            url: url.clone(),
+            line: line.clone(),
+            source,
+        })?;
+        let n = size.parse::<u64>().map_err(|_| DebError::BadSha256Size { url, line })?;
         r.sha256.insert(path.to_string(), (n, d));
     }
     Ok(r)
@@ -133,27 +140,7 @@ pub fn parse_release(text: &str, url: &str) -> Result<Release, String> {
 /// Seconds since 1970 of an RFC 2822 date as used in Release files
 /// (`Sat, 08 Nov 2025 09:31:41 UTC`).
 pub fn parse_release_date(s: &str) -> Option<i64> {
-    let s = s.trim();
-    let s = s.split_once(", ").map(|(_, r)| r).unwrap_or(s);
-    let parts: Vec<&str> = s.split_whitespace().collect();
-    let [day, mon, year, time, zone] = parts.as_slice() else { return None };
-    if !matches!(*zone, "UTC" | "GMT" | "+0000" | "Z") {
-        return None;
-    }
-    let d: i64 = day.parse().ok()?;
-    let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-    let m = months.iter().position(|x| x.eq_ignore_ascii_case(mon))? as i64 + 1;
-    let y: i64 = year.parse().ok()?;
-    let hms: Vec<i64> = time.split(':').map(|x| x.parse().ok()).collect::<Option<Vec<_>>>()?;
-    let [h, mi, se] = hms.as_slice() else { return None };
-    // Days from civil (Howard Hinnant's algorithm).
-    let (y2, m2) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
-    let era = y2.div_euclid(400);
-    let yoe = y2 - era * 400;
-    let doy = (153 * m2 + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146097 + doe - 719468;
-    Some(days * 86400 + h * 3600 + mi * 60 + se)
+    crate::time::parse_rfc2822_utc(s)
 }
 
 #[cfg(test)]
@@ -182,6 +169,6 @@ mod tests {
         let r = parse_release(t, "u").unwrap();
         assert!(r.by_hash);
         assert_eq!(r.sha256["main/binary-amd64/Packages.xz"].0, 12);
-        assert!(parse_release("Origin: x\n", "u").unwrap_err().contains("SHA256"));
+        assert!(parse_release("Origin: x\n", "u").unwrap_err().to_string().contains("SHA256"));
     }
 }

@@ -4,80 +4,25 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
+use super::error::DebError;
 use crate::archive::decompress;
 use crate::digest::Digest;
-use crate::lock::{debs_inputs, DebPin, DebsLock, LockedArchive};
-use crate::report::{redact_url, Reporter};
+use crate::error::Hint;
+use crate::lockfile::{debs_inputs, DebPin, DebsLock, LockedArchive};
+use crate::net::redact::url as redact_url;
+use crate::net::{Net, NetError, RetryPolicy};
+use crate::report::Reporter;
 use crate::spec::{DebsSpec, ResolvedLayer};
 use crate::store::Store;
 
 use super::control::{for_each_paragraph, parse_relations};
 use super::release::{parse_release, parse_release_date, verify_inrelease, Keyring};
 use super::resolve::{resolve, Candidate, Request, Universe};
-use super::{arch_of, archives_of};
 
-/// Why a plain GET failed: the status when the server answered.
-#[derive(Debug)]
-pub struct GetError {
-    /// HTTP status, when there was a response.
-    pub status: Option<u16>,
-    /// Description.
-    pub message: String,
-}
-
-/// GETs a small file (an `InRelease`), retrying network errors and 5xx.
-pub fn http_get(url: &str, timeout: Duration) -> Result<Vec<u8>, GetError> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| GetError { status: None, message: format!("starting the async runtime: {e}") })?;
-    let client = reqwest::Client::builder()
-        .user_agent(concat!("strata/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(timeout)
-        .timeout(timeout * 4)
-        .build()
-        .map_err(|e| GetError { status: None, message: format!("building the HTTP client: {e}") })?;
-    rt.block_on(async {
-        let mut last = GetError { status: None, message: String::new() };
-        for attempt in 0..3u32 {
-            if attempt > 0 {
-                tokio::time::sleep(Duration::from_millis(300 << attempt)).await;
-            }
-            match client.get(url).send().await {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    if resp.status().is_success() {
-                        match resp.bytes().await {
-                            Ok(b) => return Ok(b.to_vec()),
-                            Err(e) => last = GetError { status: None, message: format!("reading the body: {e}") },
-                        }
-                    } else {
-                        last = GetError { status: Some(status), message: format!("HTTP {status}") };
-                        if !(500..=599).contains(&status) && status != 429 {
-                            return Err(last);
-                        }
-                    }
-                }
-                Err(e) => {
-                    let mut m = e.to_string();
-                    let mut src = std::error::Error::source(&e);
-                    while let Some(s) = src {
-                        let t = s.to_string();
-                        if !m.contains(&t) {
-                            m.push_str(": ");
-                            m.push_str(&t);
-                        }
-                        src = s.source();
-                    }
-                    last = GetError { status: None, message: m };
-                }
-            }
-        }
-        Err(last)
-    })
-}
+/// The largest `InRelease` or Packages index read (bookworm's main
+/// Packages.xz is about 9 MB).
+const MAX_INDEX: usize = 256 << 20;
 
 /// Options of a lock run.
 pub struct LockContext<'a> {
@@ -85,18 +30,28 @@ pub struct LockContext<'a> {
     pub store: &'a Store,
     /// Progress.
     pub reporter: Arc<dyn Reporter>,
-    /// Network timeout for one connection.
-    pub timeout: Duration,
+    /// The network layer (CA files, proxy, timeouts, rewrites).
+    pub net: &'a Net,
+    /// How often a failed request is tried again.
+    pub retry: RetryPolicy,
+}
+
+impl LockContext<'_> {
+    /// GETs an index file with retries.
+    fn get(&self, url: &str) -> Result<Vec<u8>, NetError> {
+        let reporter = self.reporter.clone();
+        self.net.get_small(url, MAX_INDEX, &self.retry, &move |line| reporter.warn(line))
+    }
 }
 
 /// Resolves one `debs:` entry against its archives.
-pub fn lock_layer(layer: &ResolvedLayer, spec: &DebsSpec, cx: &LockContext<'_>) -> Result<DebsLock, String> {
-    let arch = arch_of(spec);
+pub fn lock_layer(layer: &ResolvedLayer, spec: &DebsSpec, cx: &LockContext<'_>) -> Result<DebsLock, DebError> {
+    let arch = spec.arch();
     let keyring = match &spec.keyring {
         Some(k) => {
-            let path = layer.host_file(k).map_err(|e| format!("keyring: {e}\nhint: {}", e.hint()))?;
-            let bytes =
-                crate::hostfs::read_bounded(&path, 16 << 20, "a keyring").map_err(|e| format!("keyring: {e}"))?;
+            let path = layer.host_file(k).map_err(|source| DebError::KeyringPath { source })?;
+            let bytes = crate::hostfs::read_bounded(&path, 16 << 20, "a keyring")
+                .map_err(|source| DebError::KeyringFile { source })?;
             Keyring::from_bytes(&bytes, k)?
         }
         None => Keyring::debian()?,
@@ -105,7 +60,7 @@ pub fn lock_layer(layer: &ResolvedLayer, spec: &DebsSpec, cx: &LockContext<'_>) 
     let mut locked = Vec::new();
     let mut notes = Vec::new();
     let mut urls = Vec::new();
-    for archive in archives_of(spec) {
+    for archive in spec.archives() {
         let idx = urls.len();
         urls.push(archive.url.0.clone());
         let comps = if archive.components.is_empty() { vec!["main".to_string()] } else { archive.components.clone() };
@@ -114,7 +69,7 @@ pub fn lock_layer(layer: &ResolvedLayer, spec: &DebsSpec, cx: &LockContext<'_>) 
         for suite in &archive.suites {
             let url = format!("{}/dists/{suite}/InRelease", archive.url.0);
             cx.reporter.info(&format!("fetching {}", redact_url(&url)));
-            let bytes = match http_get(&url, cx.timeout) {
+            let bytes = match cx.get(&url) {
                 Ok(b) => b,
                 Err(e) => {
                     if archive.optional {
@@ -122,15 +77,18 @@ pub fn lock_layer(layer: &ResolvedLayer, spec: &DebsSpec, cx: &LockContext<'_>) 
                             "skipped optional archive {} suite {suite}: {} ({})",
                             redact_url(&archive.url.0),
                             redact_url(&url),
-                            e.message
+                            net_message(&e)
                         ));
                         break;
                     }
-                    let hint = match e.status {
-                        Some(404) => "hint: check the archive URL and suite name (the file must exist at URL/dists/SUITE/InRelease), or mark the archive `optional: true`",
-                        _ => "hint: check the network or proxy; mark the archive `optional: true` to lock without it",
+                    let hint = match e.status() {
+                        Some(404) => "check the archive URL and suite name (the file must exist at URL/dists/SUITE/InRelease), or mark the archive `optional: true`".to_string(),
+                        _ => match e.hint() {
+                            Some(h) if matches!(e, NetError::Tls { .. }) => h,
+                            _ => "check the network or proxy; mark the archive `optional: true` to lock without it".to_string(),
+                        },
                     };
-                    return Err(format!("GET {}: {}\n{hint}", redact_url(&url), e.message));
+                    return Err(DebError::Download { source: e, hint });
                 }
             };
             let text = verify_inrelease(&bytes, &keyring, &redact_url(&url))?;
@@ -140,10 +98,7 @@ pub fn lock_layer(layer: &ResolvedLayer, spec: &DebsSpec, cx: &LockContext<'_>) 
                     (parse_release_date(vu), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH))
                 {
                     if (now.as_secs() as i64) > t {
-                        return Err(format!(
-                            "{}: the Release file expired (Valid-Until: {vu})\nhint: the mirror is stale (or the clock is wrong); use an up-to-date mirror",
-                            redact_url(&url)
-                        ));
+                        return Err(DebError::Expired { url: redact_url(&url), valid_until: vu.clone() });
                     }
                 }
             }
@@ -162,10 +117,7 @@ pub fn lock_layer(layer: &ResolvedLayer, spec: &DebsSpec, cx: &LockContext<'_>) 
                     release.sha256.get(&p).map(|e| (p, *e))
                 });
                 let Some((path, (size, digest))) = found else {
-                    return Err(format!(
-                        "{}/dists/{suite}/InRelease lists no {base}(.xz|.gz)\nhint: check the component (`components:`) and architecture (`arch:`)",
-                        redact_url(&archive.url.0)
-                    ));
+                    return Err(DebError::NoIndex { archive: redact_url(&archive.url.0), suite, base });
                 };
                 let dir = path.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
                 let url = if release.by_hash {
@@ -177,21 +129,26 @@ pub fn lock_layer(layer: &ResolvedLayer, spec: &DebsSpec, cx: &LockContext<'_>) 
                     cx.store.mark_used(&digest);
                 } else {
                     cx.reporter.info(&format!("fetching {}", redact_url(&url)));
-                    let bytes = http_get(&url, cx.timeout).map_err(|e| {
-                        format!("GET {}: {}\nhint: the mirror may be in the middle of an update; retry later or use another mirror", redact_url(&url), e.message)
+                    let bytes = cx.get(&url).map_err(|source| DebError::Download {
+                        source,
+                        hint: "the mirror may be in the middle of an update; retry later or use another mirror".into(),
                     })?;
                     let found = Digest::of(&bytes);
                     if found != digest || bytes.len() as u64 != size {
-                        return Err(format!(
-                            "{}: the Packages index does not match the signed Release\n  expected: {digest} ({size} bytes)\n  found:    {found} ({} bytes)\nhint: the mirror is being updated or is corrupt; retry later or use another mirror",
-                            redact_url(&url),
-                            bytes.len()
-                        ));
+                        return Err(DebError::IndexMismatch {
+                            url: redact_url(&url),
+                            expected: digest,
+                            expected_size: size,
+                            found,
+                            found_size: bytes.len() as u64,
+                        });
                     }
-                    cx.store.put_bytes(&bytes).map_err(|e| e.to_string())?;
+                    cx.store.put_bytes(&bytes)?;
                 }
-                let file = fs_err::File::open(cx.store.path(&digest)).map_err(|e| e.to_string())?;
-                let stream = decompress(std::io::BufReader::new(file), &path).map_err(|e| e.to_string())?;
+                let p = cx.store.path(&digest);
+                let file = fs_err::File::open(&p).map_err(crate::error::io_err::<DebError>("opening", &p))?;
+                let stream =
+                    decompress(std::io::BufReader::new(file), &path).map_err(|e| DebError::Archive(Box::new(e)))?;
                 let what = format!("{}/dists/{suite}/{path}", redact_url(&archive.url.0));
                 // Streamed: only the candidates are kept, not the index text.
                 for_each_paragraph(std::io::BufReader::with_capacity(1 << 16, stream), &what, |p| {
@@ -210,7 +167,7 @@ pub fn lock_layer(layer: &ResolvedLayer, spec: &DebsSpec, cx: &LockContext<'_>) 
         }
     }
     if universe.is_empty() {
-        return Err("no packages found in any archive\nhint: check `archives:`, `arch:` and the network".into());
+        return Err(DebError::NoPackages);
     }
     let mut request = Request::default();
     for p in &spec.packages {
@@ -235,4 +192,13 @@ pub fn lock_layer(layer: &ResolvedLayer, spec: &DebsSpec, cx: &LockContext<'_>) 
         })
         .collect();
     Ok(DebsLock { inputs: debs_inputs(spec), arch, archives: locked, notes, packages })
+}
+
+/// What went wrong, without the operation (the message names the URL already).
+fn net_message(e: &NetError) -> String {
+    match e {
+        NetError::Status { status, .. } => format!("HTTP {status}"),
+        NetError::Transport { message, .. } | NetError::Tls { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
 }

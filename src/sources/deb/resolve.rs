@@ -7,6 +7,7 @@
 //! a chosen package that conflicts with (or breaks) another chosen one is an
 //! error that names both and why each was chosen.
 
+use super::error::DebError;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::digest::Digest;
@@ -46,16 +47,27 @@ pub struct Candidate {
 impl Candidate {
     /// Builds a candidate from a Packages paragraph; `None` for other
     /// architectures. `what` names the index in errors.
-    pub fn from_paragraph(p: &Paragraph, arch: &str, archive: usize, what: &str) -> Result<Option<Candidate>, String> {
-        let field = |k: &str| {
-            p.get(k).ok_or_else(|| format!("{what}: package {} has no `{k}` field", p.get("Package").unwrap_or("?")))
+    pub fn from_paragraph(
+        p: &Paragraph,
+        arch: &str,
+        archive: usize,
+        what: &str,
+    ) -> Result<Option<Candidate>, DebError> {
+        let field = |k: &'static str| {
+            p.get(k).ok_or_else(|| DebError::MissingField {
+                what: what.to_string(),
+                package: p.get("Package").unwrap_or("?").to_string(),
+                field: k,
+            })
         };
         let a = field("Architecture")?;
         if a != arch && a != "all" {
             return Ok(None);
         }
         let name = field("Package")?.to_string();
-        let version = Version::parse(field("Version")?).map_err(|e| format!("{what}: package {name}: {e}"))?;
+        let bad =
+            |field, e| DebError::BadField { what: what.to_string(), package: name.clone(), field, source: Box::new(e) };
+        let version = Version::parse(field("Version")?).map_err(|e| bad(None, e))?;
         let mut depends = String::new();
         for k in ["Pre-Depends", "Depends"] {
             if let Some(d) = p.get(k) {
@@ -68,11 +80,7 @@ impl Candidate {
         let conflicts = p.get("Conflicts").unwrap_or("").to_string();
         let breaks = p.get("Breaks").unwrap_or("").to_string();
         let provides = match p.get("Provides") {
-            Some(s) => parse_relations(s)
-                .map_err(|e| format!("{what}: package {name}: Provides: {e}"))?
-                .into_iter()
-                .flatten()
-                .collect(),
+            Some(s) => parse_relations(s).map_err(|e| bad(Some("Provides"), e))?.into_iter().flatten().collect(),
             None => Vec::new(),
         };
         let priority = match p.get("Priority").unwrap_or("") {
@@ -82,12 +90,17 @@ impl Candidate {
             "optional" => 3,
             _ => 4,
         };
-        let sha256 = Digest::parse(field("SHA256")?).map_err(|e| format!("{what}: package {name}: SHA256: {e}"))?;
-        let size =
-            field("Size")?.parse::<u64>().map_err(|_| format!("{what}: package {name}: Size is not a number"))?;
+        let sha256 = Digest::parse(field("SHA256")?).map_err(|source| DebError::BadPackageDigest {
+            what: what.to_string(),
+            package: name.clone(),
+            source,
+        })?;
+        let size = field("Size")?
+            .parse::<u64>()
+            .map_err(|_| DebError::BadSize { what: what.to_string(), package: name.clone() })?;
         let filename = field("Filename")?.to_string();
         if filename.starts_with('/') || filename.split('/').any(|c| c == "..") {
-            return Err(format!("{what}: package {name}: Filename `{filename}` escapes the archive root"));
+            return Err(DebError::EscapingFilename { what: what.to_string(), package: name, filename });
         }
         Ok(Some(Candidate {
             name,
@@ -164,7 +177,7 @@ fn group_text(g: &[Relation]) -> String {
 
 /// Resolves a request. Errors name the relation, who needs it, what the
 /// archive has, and how to fix it.
-pub fn resolve<'u>(u: &'u Universe, req: &Request) -> Result<Resolution<'u>, String> {
+pub fn resolve<'u>(u: &'u Universe, req: &Request) -> Result<Resolution<'u>, DebError> {
     let mut chosen: BTreeMap<String, &'u Candidate> = BTreeMap::new();
     let mut why: BTreeMap<String, String> = BTreeMap::new();
     let mut notes = Vec::new();
@@ -172,9 +185,7 @@ pub fn resolve<'u>(u: &'u Universe, req: &Request) -> Result<Resolution<'u>, Str
         req.roots.iter().map(|g| (g.clone(), "the spec".to_string())).collect();
     for (virt, prov) in &req.prefer {
         if !u.providers.get(virt).is_some_and(|ps| ps.iter().any(|(n, _)| n == prov)) && !u.by_name.contains_key(virt) {
-            return Err(format!(
-                "`prefer: {{{virt}: {prov}}}`: no package in the archives provides `{virt}`\nhint: check the spelling, or remove the preference"
-            ));
+            return Err(DebError::UnknownPreference { name: virt.clone(), provider: prov.clone() });
         }
     }
     while let Some((group, by)) = queue.pop_front() {
@@ -196,7 +207,7 @@ pub fn resolve<'u>(u: &'u Universe, req: &Request) -> Result<Resolution<'u>, Str
                     break;
                 }
                 Ok(None) => {}
-                Err(why_not) => {
+                Err(AlreadyChosen(why_not)) => {
                     tried.push(why_not);
                     continue;
                 }
@@ -227,16 +238,11 @@ pub fn resolve<'u>(u: &'u Universe, req: &Request) -> Result<Resolution<'u>, Str
         }
         let Some(c) = pick else {
             let needed = if by == "the spec" { "requested by the spec".to_string() } else { format!("needed by {by}") };
-            return Err(format!(
-                "cannot satisfy `{}` ({needed})\n  {}\nhint: relax the version constraint, add an archive or suite that has it, or `exclude:` it if the image works without it",
-                group_text(&group),
-                tried.join("\n  ")
-            ));
+            return Err(DebError::Unsatisfiable { relation: group_text(&group), needed, tried });
         };
         why.insert(c.name.clone(), by.clone());
         chosen.insert(c.name.clone(), c);
-        let deps =
-            parse_relations(&c.depends).map_err(|e| format!("package {} {}: Depends: {e}", c.name, c.version))?;
+        let deps = parse_relations(&c.depends).map_err(|e| relations_error(c, "Depends", e))?;
         for g in deps {
             queue.push_back((g, format!("{} {}", c.name, c.version)));
         }
@@ -249,7 +255,11 @@ pub fn resolve<'u>(u: &'u Universe, req: &Request) -> Result<Resolution<'u>, Str
 /// `Breaks:` against another chosen one (a real package at a matching
 /// version, or a provider of a virtual name). A package's relations against
 /// itself or what it provides itself are ignored, as dpkg does.
-fn check_conflicts(chosen: &BTreeMap<String, &Candidate>, why: &BTreeMap<String, String>) -> Result<(), String> {
+fn relations_error(c: &Candidate, field: &'static str, e: DebError) -> DebError {
+    DebError::PackageRelations { package: c.name.clone(), version: c.version.to_string(), field, source: Box::new(e) }
+}
+
+fn check_conflicts(chosen: &BTreeMap<String, &Candidate>, why: &BTreeMap<String, String>) -> Result<(), DebError> {
     let needed = |name: &str| match why.get(name).map(String::as_str) {
         Some("the spec") | None => "requested by the spec".to_string(),
         Some(by) => format!("needed by {by}"),
@@ -259,8 +269,7 @@ fn check_conflicts(chosen: &BTreeMap<String, &Candidate>, why: &BTreeMap<String,
             if text.is_empty() {
                 continue;
             }
-            let groups =
-                parse_relations(text).map_err(|e| format!("package {} {}: {field}: {e}", c.name, c.version))?;
+            let groups = parse_relations(text).map_err(|e| relations_error(c, field, e))?;
             for r in groups.into_iter().flatten() {
                 let mut hits: Vec<&Candidate> = Vec::new();
                 if let Some(o) = chosen.get(&r.name) {
@@ -274,19 +283,16 @@ fn check_conflicts(chosen: &BTreeMap<String, &Candidate>, why: &BTreeMap<String,
                     chosen.values().copied().filter(|o| o.name != c.name && o.name != r.name && provides_ok(o, &r)),
                 );
                 if let Some(o) = hits.first() {
-                    return Err(format!(
-                        "{} {} and {} {} cannot be installed together: {} {} declares `{field}: {r}`\n  {} is {}\n  {} is {}\nhint: `exclude:` the one the image can do without, or pin versions that do not clash",
-                        c.name,
-                        c.version,
-                        o.name,
-                        o.version,
-                        c.name,
-                        c.version,
-                        c.name,
-                        needed(&c.name),
-                        o.name,
-                        needed(&o.name)
-                    ));
+                    return Err(DebError::Conflict {
+                        a: c.name.clone(),
+                        a_version: c.version.to_string(),
+                        b: o.name.clone(),
+                        b_version: o.version.to_string(),
+                        field,
+                        relation: r.to_string(),
+                        a_needed: needed(&c.name),
+                        b_needed: needed(&o.name),
+                    });
                 }
             }
         }
@@ -318,6 +324,10 @@ fn provides_ok(c: &Candidate, r: &Relation) -> bool {
     })
 }
 
+/// Why a relation's real package cannot be used: it was already chosen at
+/// a version the relation does not accept (this resolver does not backtrack).
+struct AlreadyChosen(String);
+
 /// The highest version of the real package `r.name` that satisfies `r`.
 /// Err when the package was already chosen at a version that does not.
 fn best_real<'u>(
@@ -325,7 +335,7 @@ fn best_real<'u>(
     chosen: &BTreeMap<String, &'u Candidate>,
     exclude: &BTreeSet<String>,
     r: &Relation,
-) -> Result<Option<&'u Candidate>, String> {
+) -> Result<Option<&'u Candidate>, AlreadyChosen> {
     if exclude.contains(&r.name) {
         return Ok(None);
     }
@@ -333,10 +343,10 @@ fn best_real<'u>(
         return if r.accepts(&c.version) {
             Ok(Some(c))
         } else {
-            Err(format!(
+            Err(AlreadyChosen(format!(
                 "{r}: {} {} was already chosen (no backtracking); pin a version both accept",
                 c.name, c.version
-            ))
+            )))
         };
     }
     Ok(u.by_name
@@ -350,7 +360,7 @@ fn provider<'u>(
     chosen: &BTreeMap<String, &'u Candidate>,
     req: &Request,
     r: &Relation,
-) -> Result<Option<(&'u Candidate, Option<String>)>, String> {
+) -> Result<Option<(&'u Candidate, Option<String>)>, DebError> {
     let Some(ps) = u.providers.get(&r.name) else { return Ok(None) };
     let mut cands: Vec<&'u Candidate> = Vec::new();
     for (pname, pver) in ps {
@@ -377,11 +387,12 @@ fn provider<'u>(
     if let Some(p) = req.prefer.get(&r.name) {
         return match best.get(p.as_str()) {
             Some(c) => Ok(Some((c, None))),
-            None => Err(format!(
-                "`prefer: {{{}: {p}}}`, but {p} does not provide `{r}` here\n  providers: {}\nhint: prefer one of the providers listed",
-                r.name,
-                best.keys().copied().collect::<Vec<_>>().join(", ")
-            )),
+            None => Err(DebError::NotAProvider {
+                name: r.name.clone(),
+                provider: p.clone(),
+                relation: r.to_string(),
+                providers: best.keys().map(|k| k.to_string()).collect(),
+            }),
         };
     }
     let mut list: Vec<&'u Candidate> = best.values().copied().collect();
@@ -525,15 +536,15 @@ Package: bar\nVersion: 9\nProvides: foo-abi\n";
         let u = universe(IDX);
         let r = resolve(&u, &req(&["libc (<< 2)"])).unwrap();
         assert_eq!(names(&r), ["libc=1.5"]);
-        let e = resolve(&u, &req(&["libc (>= 3)"])).unwrap_err();
+        let e = resolve(&u, &req(&["libc (>= 3)"])).unwrap_err().to_string();
         assert!(
             e.contains("cannot satisfy `libc (>= 3)` (requested by the spec)")
                 && e.contains("the archives have libc 1.5, 2.1"),
             "{e}"
         );
-        let e = resolve(&u, &req(&["app", "old"])).unwrap_err();
+        let e = resolve(&u, &req(&["app", "old"])).unwrap_err().to_string();
         assert!(e.contains("libc 2.1 was already chosen"), "{e}");
-        let e = resolve(&u, &req(&["nosuch"])).unwrap_err();
+        let e = resolve(&u, &req(&["nosuch"])).unwrap_err().to_string();
         assert!(e.contains("no package of that name"), "{e}");
     }
 
@@ -550,7 +561,7 @@ Package: mta-b\nVersion: 1\nProvides: mail-transport-agent\n";
     fn conflicts_and_breaks_between_chosen_packages_are_refused() {
         let u = universe(CONFLICTS);
         // lib 3.0 (the highest) is broken by tool 2.
-        let e = resolve(&u, &req(&["app"])).unwrap_err();
+        let e = resolve(&u, &req(&["app"])).unwrap_err().to_string();
         assert!(
             e.starts_with("tool 2 and lib 3.0 cannot be installed together: tool 2 declares `Breaks: lib (>= 3)`"),
             "{e}"
@@ -559,7 +570,7 @@ Package: mta-b\nVersion: 1\nProvides: mail-transport-agent\n";
         // Pinned to a version neither relation matches: fine.
         assert_eq!(names(&resolve(&u, &req(&["lib (= 2.0)", "app"])).unwrap()), ["app=1", "lib=2.0", "tool=2"]);
         // Conflicts with a version range.
-        let e = resolve(&u, &req(&["lib (= 1.0)", "tool"])).unwrap_err();
+        let e = resolve(&u, &req(&["lib (= 1.0)", "tool"])).unwrap_err().to_string();
         assert!(
             e.contains("tool 2 declares `Conflicts: lib (<< 1.5)`") && e.contains("lib is requested by the spec"),
             "{e}"
@@ -572,7 +583,7 @@ Package: mta-b\nVersion: 1\nProvides: mail-transport-agent\n";
         // mta-a provides and conflicts with mail-transport-agent: alone it is fine.
         assert_eq!(names(&resolve(&u, &req(&["mta-a"])).unwrap()), ["mta-a=1"]);
         // With another provider chosen, it is a clash.
-        let e = resolve(&u, &req(&["mta-a", "mta-b"])).unwrap_err();
+        let e = resolve(&u, &req(&["mta-a", "mta-b"])).unwrap_err().to_string();
         assert!(e.contains("mta-a 1 and mta-b 1 cannot be installed together"), "{e}");
         assert!(e.contains("`Conflicts: mail-transport-agent`"), "{e}");
     }

@@ -3,6 +3,7 @@
 //! epoch first (numerically), then upstream, then revision, each with the
 //! dpkg string algorithm where `~` sorts before everything, even the end.
 
+use super::error::{DebError, VersionProblem};
 use std::cmp::Ordering;
 use std::fmt;
 
@@ -20,17 +21,18 @@ impl Version {
     /// non-numeric epoch, characters outside the allowed set); an upstream
     /// part that does not start with a digit only makes dpkg warn, so it is
     /// accepted.
-    pub fn parse(s: &str) -> Result<Version, String> {
+    pub fn parse(s: &str) -> Result<Version, DebError> {
         let t = s.trim();
+        let bad = |problem| DebError::BadVersion { input: t.to_string(), problem };
         if t.is_empty() {
-            return Err("empty version".into());
+            return Err(bad(VersionProblem::Empty));
         }
         if t.chars().any(|c| c.is_whitespace()) {
-            return Err(format!("version `{t}` contains whitespace"));
+            return Err(bad(VersionProblem::Whitespace));
         }
         let (epoch, rest) = match t.split_once(':') {
             Some((e, r)) => {
-                let n = e.parse::<u64>().map_err(|_| format!("version `{t}` has a non-numeric epoch `{e}`"))?;
+                let n = e.parse::<u64>().map_err(|_| bad(VersionProblem::NonNumericEpoch))?;
                 (n, r)
             }
             None => (0, t),
@@ -40,14 +42,14 @@ impl Version {
             None => (rest, ""),
         };
         if rest.ends_with('-') {
-            return Err(format!("version `{t}` has an empty revision after `-`"));
+            return Err(bad(VersionProblem::EmptyRevision));
         }
         if upstream.is_empty() {
-            return Err(format!("version `{t}` has an empty upstream part"));
+            return Err(bad(VersionProblem::EmptyUpstream));
         }
         let ok = |c: char| c.is_ascii_alphanumeric() || ".+~-:".contains(c);
         if !upstream.chars().all(ok) || !revision.chars().all(|c| c.is_ascii_alphanumeric() || ".+~".contains(c)) {
-            return Err(format!("version `{t}` contains characters dpkg does not allow"));
+            return Err(bad(VersionProblem::BadCharacters));
         }
         Ok(Version { epoch, upstream: upstream.to_string(), revision: revision.to_string(), text: t.to_string() })
     }

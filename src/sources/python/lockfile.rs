@@ -20,7 +20,7 @@ use std::path::Path;
 use super::uv::{self, UvError};
 use super::Python;
 use crate::digest::Digest;
-use crate::lock::{layer_key, Lock};
+use crate::lockfile::{layer_key, Lock};
 use crate::spec::LoadedSpec;
 
 /// The lock file's table for Python entries.

@@ -43,12 +43,56 @@ pub struct MarkerEnv {
 
 /// A marker that could not be parsed or evaluated.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("marker `{marker}`: {message}")]
+#[error("marker `{marker}`: {problem}")]
 pub struct MarkerError {
     /// The marker text.
     pub marker: String,
     /// What is wrong.
-    pub message: String,
+    pub problem: MarkerProblem,
+}
+
+/// What is wrong with a marker.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MarkerProblem {
+    /// A quote without its closing quote.
+    #[error("unterminated string")]
+    UnterminatedString,
+    /// A character markers do not use.
+    #[error("unexpected character `{0}`")]
+    UnexpectedCharacter(char),
+    /// `(` without `)`.
+    #[error("missing `)`")]
+    MissingParen,
+    /// `not` without `in`.
+    #[error("expected `in` after `not`")]
+    ExpectedIn,
+    /// No operator where one belongs.
+    #[error("expected an operator, found {0}")]
+    ExpectedOperator(String),
+    /// An operator PEP 508 does not have.
+    #[error("unknown operator `{0}`")]
+    UnknownOperator(String),
+    /// No operand where one belongs.
+    #[error("expected a variable or a quoted string, found {0}")]
+    ExpectedValue(String),
+    /// Tokens after a complete expression.
+    #[error("unexpected {0} after the expression")]
+    Trailing(String),
+    /// A string compared with a set by something other than `in`.
+    #[error("`{0}` cannot compare a string with a set; use `in` or `not in`")]
+    SetComparison(String),
+    /// A set variable on the left.
+    #[error("set variables (`extras`, `dependency_groups`) may only appear on the right of `in`/`not in`")]
+    SetOnTheLeft,
+    /// A variable PEP 508 does not define.
+    #[error("unknown marker variable `{0}`")]
+    UnknownVariable(String),
+    /// Parentheses nested deeper than the limit.
+    #[error("parentheses nest deeper than {0} levels")]
+    TooDeep(usize),
+    /// `~=` between values that are not versions.
+    #[error("`~=` needs versions, got '{0}' and '{1}'")]
+    NeedsVersions(String, String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -60,7 +104,7 @@ enum Tok {
     RParen,
 }
 
-fn lex(s: &str) -> Result<Vec<Tok>, String> {
+fn lex(s: &str) -> Result<Vec<Tok>, MarkerProblem> {
     let b = s.as_bytes();
     let mut i = 0;
     let mut out = Vec::new();
@@ -77,7 +121,7 @@ fn lex(s: &str) -> Result<Vec<Tok>, String> {
                 i += 1;
             }
             b'\'' | b'"' => {
-                let end = s[i + 1..].find(c as char).ok_or("unterminated string")?;
+                let end = s[i + 1..].find(c as char).ok_or(MarkerProblem::UnterminatedString)?;
                 out.push(Tok::Str(s[i + 1..i + 1 + end].to_string()));
                 i += end + 2;
             }
@@ -91,7 +135,7 @@ fn lex(s: &str) -> Result<Vec<Tok>, String> {
                 out.push(Tok::Ident(s[i..i + n].to_string()));
                 i += n;
             }
-            _ => return Err(format!("unexpected character `{}`", c as char)),
+            _ => return Err(MarkerProblem::UnexpectedCharacter(c as char)),
         }
     }
     Ok(out)
@@ -124,7 +168,7 @@ impl Parser {
         self.pos += 1;
         t
     }
-    fn or(&mut self) -> Result<Expr, String> {
+    fn or(&mut self) -> Result<Expr, MarkerProblem> {
         let mut l = self.and()?;
         while self.peek() == Some(&Tok::Ident("or".into())) {
             self.pos += 1;
@@ -132,7 +176,7 @@ impl Parser {
         }
         Ok(l)
     }
-    fn and(&mut self) -> Result<Expr, String> {
+    fn and(&mut self) -> Result<Expr, MarkerProblem> {
         let mut l = self.atom()?;
         while self.peek() == Some(&Tok::Ident("and".into())) {
             self.pos += 1;
@@ -140,12 +184,12 @@ impl Parser {
         }
         Ok(l)
     }
-    fn atom(&mut self) -> Result<Expr, String> {
+    fn atom(&mut self) -> Result<Expr, MarkerProblem> {
         if self.peek() == Some(&Tok::LParen) {
             self.pos += 1;
             let e = self.or()?;
             if self.next() != Some(Tok::RParen) {
-                return Err("missing `)`".into());
+                return Err(MarkerProblem::MissingParen);
             }
             return Ok(e);
         }
@@ -155,21 +199,21 @@ impl Parser {
             Some(Tok::Ident(w)) if w == "in" => "in".into(),
             Some(Tok::Ident(w)) if w == "not" => match self.next() {
                 Some(Tok::Ident(w)) if w == "in" => "not in".into(),
-                _ => return Err("expected `in` after `not`".into()),
+                _ => return Err(MarkerProblem::ExpectedIn),
             },
-            other => return Err(format!("expected an operator, found {}", describe(other.as_ref()))),
+            other => return Err(MarkerProblem::ExpectedOperator(describe(other.as_ref()))),
         };
         if Op::parse(&op).is_none() && op != "in" && op != "not in" {
-            return Err(format!("unknown operator `{op}`"));
+            return Err(MarkerProblem::UnknownOperator(op));
         }
         let r = self.value()?;
         Ok(Expr::Cmp(l, op, r))
     }
-    fn value(&mut self) -> Result<Value, String> {
+    fn value(&mut self) -> Result<Value, MarkerProblem> {
         match self.next() {
             Some(Tok::Str(s)) => Ok(Value::Str(s)),
             Some(Tok::Ident(v)) => Ok(Value::Var(v)),
-            other => Err(format!("expected a variable or a quoted string, found {}", describe(other.as_ref()))),
+            other => Err(MarkerProblem::ExpectedValue(describe(other.as_ref()))),
         }
     }
 }
@@ -202,7 +246,7 @@ enum Resolved<'a> {
 impl Marker {
     /// Parses a marker.
     pub fn parse(text: &str) -> Result<Marker, MarkerError> {
-        let err = |message: String| MarkerError { marker: text.to_string(), message };
+        let err = |problem| MarkerError { marker: text.to_string(), problem };
         // The parser recurses once per parenthesis: bound the nesting so a
         // hostile marker cannot exhaust the stack.
         let mut depth = 0usize;
@@ -213,24 +257,24 @@ impl Marker {
                 _ => {}
             }
             if depth > MAX_MARKER_DEPTH {
-                return Err(err(format!("parentheses nest deeper than {MAX_MARKER_DEPTH} levels")));
+                return Err(err(MarkerProblem::TooDeep(MAX_MARKER_DEPTH)));
             }
         }
         let toks = lex(text).map_err(err)?;
         let mut p = Parser { toks, pos: 0 };
         let expr = p.or().map_err(err)?;
         if p.pos < p.toks.len() {
-            return Err(err(format!("unexpected {} after the expression", describe(p.peek()))));
+            return Err(err(MarkerProblem::Trailing(describe(p.peek()))));
         }
         Ok(Marker { text: text.to_string(), expr })
     }
 
     /// Evaluates the marker in `env`.
     pub fn evaluate(&self, env: &MarkerEnv) -> Result<bool, MarkerError> {
-        self.eval(&self.expr, env).map_err(|message| MarkerError { marker: self.text.clone(), message })
+        self.eval(&self.expr, env).map_err(|problem| MarkerError { marker: self.text.clone(), problem })
     }
 
-    fn eval(&self, e: &Expr, env: &MarkerEnv) -> Result<bool, String> {
+    fn eval(&self, e: &Expr, env: &MarkerEnv) -> Result<bool, MarkerProblem> {
         match e {
             Expr::And(a, b) => Ok(self.eval(a, env)? && self.eval(b, env)?),
             Expr::Or(a, b) => Ok(self.eval(a, env)? || self.eval(b, env)?),
@@ -251,19 +295,16 @@ impl Marker {
                     (Resolved::Str(a), Resolved::Set(set)) => match op.as_str() {
                         "in" => Ok(set.contains(&normalize_name(&a))),
                         "not in" => Ok(!set.contains(&normalize_name(&a))),
-                        _ => Err(format!("`{op}` cannot compare a string with a set; use `in` or `not in`")),
+                        _ => Err(MarkerProblem::SetComparison(op.clone())),
                     },
-                    _ => Err(
-                        "set variables (`extras`, `dependency_groups`) may only appear on the right of `in`/`not in`"
-                            .into(),
-                    ),
+                    _ => Err(MarkerProblem::SetOnTheLeft),
                 }
             }
         }
     }
 }
 
-fn resolve<'a>(v: &Value, env: &'a MarkerEnv) -> Result<Resolved<'a>, String> {
+fn resolve<'a>(v: &Value, env: &'a MarkerEnv) -> Result<Resolved<'a>, MarkerProblem> {
     let name = match v {
         Value::Str(s) => return Ok(Resolved::Str(s.clone())),
         Value::Var(n) => n.as_str(),
@@ -285,18 +326,18 @@ fn resolve<'a>(v: &Value, env: &'a MarkerEnv) -> Result<Resolved<'a>, String> {
         "extra" => return Ok(Resolved::Str(String::new())),
         "extras" => return Ok(Resolved::Set(&env.extras)),
         "dependency_groups" => return Ok(Resolved::Set(&env.dependency_groups)),
-        other => return Err(format!("unknown marker variable `{other}`")),
+        other => return Err(MarkerProblem::UnknownVariable(other.to_string())),
     };
     Ok(Resolved::Str(s.clone()))
 }
 
-fn compare(lhs: &str, op: &str, rhs: &str) -> Result<bool, String> {
+fn compare(lhs: &str, op: &str, rhs: &str) -> Result<bool, MarkerProblem> {
     match op {
         "in" => return Ok(rhs.contains(lhs)),
         "not in" => return Ok(!rhs.contains(lhs)),
         _ => {}
     }
-    let o = Op::parse(op).ok_or_else(|| format!("unknown operator `{op}`"))?;
+    let o = Op::parse(op).ok_or_else(|| MarkerProblem::UnknownOperator(op.to_string()))?;
     if let (Ok(spec), Ok(v)) = (Specifier::new(o, rhs), Version::parse(lhs)) {
         return Ok(spec.contains(&v));
     }
@@ -307,7 +348,7 @@ fn compare(lhs: &str, op: &str, rhs: &str) -> Result<bool, String> {
         Op::Le => lhs <= rhs,
         Op::Gt => lhs > rhs,
         Op::Ge => lhs >= rhs,
-        Op::Compatible => return Err(format!("`~=` needs versions, got '{lhs}' and '{rhs}'")),
+        Op::Compatible => return Err(MarkerProblem::NeedsVersions(lhs.to_string(), rhs.to_string())),
     })
 }
 
@@ -375,7 +416,7 @@ mod tests {
     #[test]
     fn deep_nesting_is_refused_without_recursing() {
         let deep = format!("{}python_version == '3.11'{}", "(".repeat(100_000), ")".repeat(100_000));
-        assert!(Marker::parse(&deep).unwrap_err().message.contains("deeper than 32"));
+        assert!(Marker::parse(&deep).unwrap_err().to_string().contains("deeper than 32"));
         let ok = format!("{}python_version == '3.11'{}", "(".repeat(32), ")".repeat(32));
         assert!(Marker::parse(&ok).is_ok());
     }

@@ -67,7 +67,7 @@ pub fn check_spec(py: &PythonSpec) -> Result<(), (String, String, Option<String>
         if !ok {
             return Err((
                 "index_url".into(),
-                format!("`{}` is not an http(s) URL", crate::report::redact_url(u)),
+                format!("`{}` is not an http(s) URL", crate::net::redact::url(u)),
                 Some(
                     "e.g. `index_url: https://pypi.org/simple`; local directories and other schemes are not accepted"
                         .into(),
@@ -159,8 +159,8 @@ impl<'a> Python<'a> {
 
     /// Takes what the spec's lock file (`SPEC.lock`) recorded for this entry,
     /// so [`Source::check`] can refuse a pylock edited since `strata lock`.
-    pub fn with_lock(mut self, lock: Option<&crate::lock::Lock>) -> Self {
-        self.recorded = lock.and_then(|l| lockfile::recorded(l, &crate::lock::layer_key(self.layer)));
+    pub fn with_lock(mut self, lock: Option<&crate::lockfile::Lock>) -> Self {
+        self.recorded = lock.and_then(|l| lockfile::recorded(l, &crate::lockfile::layer_key(self.layer)));
         self
     }
 
@@ -270,7 +270,7 @@ pub fn plan_wheels(
     let mut all = Tree::new();
     for (w, file) in sel.wheels.iter().zip(files) {
         let zip = ZipArchive::open(file, &w.name.file).map_err(|e| SourceError::Other(Box::new(e)))?;
-        let size = std::fs::metadata(file).map_err(SourceError::io("reading", file))?.len();
+        let size = fs_err::metadata(file).map_err(SourceError::io("reading", file))?.len();
         let req = requested.contains(&w.package);
         let installed =
             install::install(&zip, &w.name.dist, &w.name.version, scheme, InstallOptions { requested: req })
@@ -309,6 +309,23 @@ pub fn fingerprint(target: &Target, scheme: &Scheme, wheels: &[&PlannedWheel]) -
 impl Source for Python<'_> {
     fn describe(&self) -> String {
         format!("python lock {}", self.lock_path().display())
+    }
+
+    fn check_gpu(
+        &self,
+        gpu: &crate::spec::GpuSpec,
+        store: Option<&crate::store::Store>,
+    ) -> Result<(), super::GpuCheckError> {
+        let sel = self.selection()?;
+        match store {
+            None => crate::cuda::check_lock(gpu, &sel.wheels)?,
+            Some(store) => {
+                if let Some((version, reqs)) = wheel_requires(sel, "torch", store)? {
+                    crate::cuda::check_torch_requires(gpu, &version, &reqs, &sel.wheels)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn check(&self) -> Result<(), SourceError> {
@@ -389,7 +406,7 @@ impl Source for Python<'_> {
 pub fn sbom_package(w: &PlannedWheel) -> crate::sbom::Package {
     use crate::sbom::purl_escape;
     let download = match &w.wheel.location {
-        WheelLocation::Url(u) => Some(crate::report::redact_url(u)),
+        WheelLocation::Url(u) => Some(crate::net::redact::url(u)),
         WheelLocation::Path(_) => None,
     };
     crate::sbom::Package {

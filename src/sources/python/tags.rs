@@ -152,26 +152,46 @@ pub struct WheelName {
     pub tags: Vec<(String, String, String)>,
 }
 
+/// A file name that is not a wheel's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{file}` {}", match problem {
+    WheelNameProblem::NotWhl => "is not a wheel file name (it does not end in `.whl`)",
+    WheelNameProblem::Shape => "is not a wheel file name of the form NAME-VERSION[-BUILD]-PY-ABI-PLATFORM.whl",
+    WheelNameProblem::EmptyPart => "has an empty name, version or tag",
+})]
+pub struct WheelNameError {
+    /// The file name.
+    pub file: String,
+    /// What is wrong.
+    pub problem: WheelNameProblem,
+}
+
+/// What is wrong with a wheel file name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WheelNameProblem {
+    /// Not `.whl`.
+    NotWhl,
+    /// Not five or six dash-separated parts.
+    Shape,
+    /// A part is empty.
+    EmptyPart,
+}
+
 impl WheelName {
     /// Parses a wheel file name.
-    pub fn parse(file: &str) -> Result<WheelName, String> {
-        let stem = file
-            .strip_suffix(".whl")
-            .ok_or_else(|| format!("`{file}` is not a wheel file name (it does not end in `.whl`)"))?;
+    pub fn parse(file: &str) -> Result<WheelName, WheelNameError> {
+        let bad = |problem| WheelNameError { file: file.to_string(), problem };
+        let stem = file.strip_suffix(".whl").ok_or_else(|| bad(WheelNameProblem::NotWhl))?;
         let parts: Vec<&str> = stem.split('-').collect();
         let (dist, version, build, py, abi, plat) = match parts.as_slice() {
             [d, v, p, a, pl] => (*d, *v, None, *p, *a, *pl),
             [d, v, b, p, a, pl] if b.starts_with(|c: char| c.is_ascii_digit()) => {
                 (*d, *v, Some(b.to_string()), *p, *a, *pl)
             }
-            _ => {
-                return Err(format!(
-                    "`{file}` is not a wheel file name of the form NAME-VERSION[-BUILD]-PY-ABI-PLATFORM.whl"
-                ))
-            }
+            _ => return Err(bad(WheelNameProblem::Shape)),
         };
         if dist.is_empty() || version.is_empty() || [py, abi, plat].iter().any(|t| t.is_empty()) {
-            return Err(format!("`{file}` has an empty name, version or tag"));
+            return Err(bad(WheelNameProblem::EmptyPart));
         }
         let mut tags = Vec::new();
         for p in py.split('.') {

@@ -86,7 +86,7 @@ pub fn compile(
     if let Some(i) = &spec.index_url {
         if !(i.starts_with("https://") || i.starts_with("http://")) {
             return Err(UvError {
-                message: format!("`{}` is not an http(s) index URL", crate::report::redact_url(i)),
+                message: format!("`{}` is not an http(s) index URL", crate::net::redact::url(i)),
                 hint: None,
             });
         }
@@ -97,7 +97,10 @@ pub fn compile(
             hint: Some("list the top-level packages (e.g. `requirements: [torch==2.9.0, numpy]`), or bring your own lock (see docs/python.md)".into()),
         });
     }
-    let io = |what: &str, e: std::io::Error| UvError { message: format!("{what}: {e}"), hint: None };
+    let io = |what: &str, e: std::io::Error| UvError {
+        message: format!("{what}: {}", crate::error::os_message(&e)),
+        hint: None,
+    };
     let tmp = tempfile::Builder::new()
         .prefix("strata-lock-")
         .tempdir()
@@ -105,7 +108,7 @@ pub fn compile(
     let req = tmp.path().join("requirements.in");
     let mut text = spec.requirements.join("\n");
     text.push('\n');
-    std::fs::write(&req, text).map_err(|e| io("writing requirements", e))?;
+    fs_err::write(&req, text).map_err(|e| io("writing requirements", e))?;
     let out = tmp.path().join(lock_path.file_name().unwrap_or("pylock.toml".as_ref()));
     let args = compile_args(spec, target, &req, &out, compile_command)?;
     let uv = std::env::var_os("STRATA_UV").unwrap_or_else(|| "uv".into());
@@ -126,7 +129,7 @@ pub fn compile(
             hint: Some("check the requirements; uv resolves for the image (CPython 3.11, manylinux_2_28 x86_64), so a package needs a wheel for it".into()),
         });
     }
-    let text = std::fs::read_to_string(&out).map_err(|e| io("reading the lock uv wrote", e))?;
+    let text = fs_err::read_to_string(&out).map_err(|e| io("reading the lock uv wrote", e))?;
     let sel = pylock::select(lock_path, &text, target, &spec.extras.iter().cloned().collect())
         .map_err(|e| UvError { message: format!("uv wrote a lock strata cannot use: {e}"), hint: None })?;
     Ok((text, sel))

@@ -12,10 +12,10 @@
 //! data overlap (the non-recursive zip bomb) and members whose declared size
 //! is implausible for their compressed size.
 
+use fs_err::os::unix::fs::FileExt;
+use fs_err::File;
 use std::collections::HashMap;
-use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -346,6 +346,41 @@ impl ZipArchive {
     }
 }
 
+/// A RECORD hash that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", match problem {
+    RecordHashProblem::NotAlgorithmValue => format!("hash `{hash}` is not ALGORITHM=VALUE"),
+    RecordHashProblem::WeakAlgorithm(a) => format!("hash algorithm `{a}` is not accepted (sha256 or stronger is required)"),
+    RecordHashProblem::NotBase64 => format!("hash `{hash}` is not urlsafe base64"),
+    RecordHashProblem::Length { algorithm, found, want } => format!("hash `{hash}` has {found} bytes, {algorithm} has {want}"),
+})]
+pub struct RecordHashError {
+    /// The hash as written.
+    pub hash: String,
+    /// What is wrong.
+    pub problem: RecordHashProblem,
+}
+
+/// What is wrong with a RECORD hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecordHashProblem {
+    /// No `=`.
+    NotAlgorithmValue,
+    /// MD5, SHA-1 or unknown.
+    WeakAlgorithm(String),
+    /// The value does not decode.
+    NotBase64,
+    /// The digest has the wrong length.
+    Length {
+        /// The algorithm.
+        algorithm: String,
+        /// Bytes found.
+        found: usize,
+        /// Bytes the algorithm makes.
+        want: usize,
+    },
+}
+
 /// A hash from a RECORD line (`sha256=<urlsafe b64>`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordHash {
@@ -359,17 +394,18 @@ pub struct RecordHash {
 
 impl RecordHash {
     /// Parses `algo=value`; algorithms weaker than SHA-256 are refused.
-    pub fn parse(s: &str) -> Result<RecordHash, String> {
-        let (algo, value) = s.split_once('=').ok_or_else(|| format!("hash `{s}` is not ALGORITHM=VALUE"))?;
+    pub fn parse(s: &str) -> Result<RecordHash, RecordHashError> {
+        let bad = |problem| RecordHashError { hash: s.to_string(), problem };
+        let (algo, value) = s.split_once('=').ok_or_else(|| bad(RecordHashProblem::NotAlgorithmValue))?;
         let want = match algo {
             "sha256" => 32,
             "sha384" => 48,
             "sha512" => 64,
-            other => return Err(format!("hash algorithm `{other}` is not accepted (sha256 or stronger is required)")),
+            other => return Err(bad(RecordHashProblem::WeakAlgorithm(other.to_string()))),
         };
-        let digest = b64_decode(value).ok_or_else(|| format!("hash `{s}` is not urlsafe base64"))?;
+        let digest = crate::encoding::decode_url_safe(value).map_err(|_| bad(RecordHashProblem::NotBase64))?;
         if digest.len() != want {
-            return Err(format!("hash `{s}` has {} bytes, {algo} has {want}", digest.len()));
+            return Err(bad(RecordHashProblem::Length { algorithm: algo.to_string(), found: digest.len(), want }));
         }
         Ok(RecordHash { algorithm: algo.to_string(), digest, text: s.to_string() })
     }
@@ -386,44 +422,7 @@ impl RecordHash {
 
 /// RECORD's encoding: urlsafe base64 without padding.
 pub fn b64_encode(bytes: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk.len();
-        let v = (u32::from(chunk[0]) << 16)
-            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*chunk.get(2).unwrap_or(&0));
-        for i in 0..=n {
-            out.push(A[((v >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
-}
-
-fn b64_decode(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim_end_matches('=');
-    let val = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'-' | b'+' => 62,
-            b'_' | b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    if s.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    for chunk in s.as_bytes().chunks(4) {
-        let mut acc = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            acc |= val(c)? << (18 - 6 * i);
-        }
-        out.extend_from_slice(&acc.to_be_bytes()[1..chunk.len()]);
-    }
-    Some(out)
+    crate::encoding::encode_url_safe(bytes)
 }
 
 enum Hashing {
@@ -657,7 +656,7 @@ mod tests {
         let d = crate::digest::Digest::of(b"");
         let s = b64_encode(&d.0);
         assert_eq!(s, "47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU");
-        assert_eq!(b64_decode(&s).unwrap(), d.0.to_vec());
+        assert_eq!(crate::encoding::decode_url_safe(&s).unwrap(), d.0.to_vec());
         assert!(RecordHash::parse("md5=abc").is_err());
         assert!(RecordHash::parse("sha256=abc").is_err());
         assert_eq!(RecordHash::parse(&format!("sha256={s}")).unwrap().sha256(), Some(d));

@@ -85,13 +85,13 @@ impl Lib {
                 symbol: name.to_string(),
             })
     }
-
     /// Like [`Lib::sym`] but None when absent (for functions that only some
     /// versions have).
     ///
     /// # Safety
     /// As [`Lib::sym`].
     pub unsafe fn sym_opt<F: Copy>(&self, name: &str) -> Option<F> {
+        // SAFETY: the caller upholds `sym`'s contract (F is the symbol's real type), which `sym_opt` requires of its own callers.
         unsafe { self.sym(name).ok() }
     }
 }

@@ -55,7 +55,6 @@ impl Nccl {
             })
         }
     }
-
     fn check(&self, call: &str, r: i32) -> Result<(), String> {
         if r == 0 {
             return Ok(());
@@ -65,6 +64,7 @@ impl Nccl {
         let text = if p.is_null() {
             String::new()
         } else {
+            // SAFETY: `p` is not null (checked) and ncclGetErrorString returns a static NUL-terminated string.
             unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
         };
         Err(format!("{call} returned {r} ({text})"))

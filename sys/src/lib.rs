@@ -1,11 +1,17 @@
-//! Running out of memory ends the command with a clear error and exit
-//! status 1, like any other failure, instead of an abort (exit 134) or a
-//! panic (exit 101).
+//! The few operating-system calls Strata needs that the standard library
+//! does not offer safely, each `unsafe` block with the reason it is sound.
+//! The compiler crate itself forbids `unsafe` code.
 //!
-//! The global allocator is the system's, wrapped: when an allocation fails
-//! it writes one line to stderr with plain system calls (no allocation) and
-//! ends the process. Panics that are really a lack of memory (a capacity
-//! overflow, a thread that cannot be spawned) are reported the same way.
+//! * [`ExitOnOom`] and [`install_oom_panic_hook`]: running out of memory
+//!   ends the command with a clear error and exit status 1, like any other
+//!   failure, instead of an abort (exit 134) or a panic (exit 101). The
+//!   global allocator is the system's, wrapped: when an allocation fails it
+//!   writes one line to stderr with plain system calls (no allocation) and
+//!   ends the process. Panics that are really a lack of memory (a capacity
+//!   overflow, a thread that cannot be spawned) are reported the same way.
+//! * [`reflink`]: a copy-on-write clone of a file (FICLONE), so an output
+//!   never shares bytes with the cache yet costs no copy where the
+//!   filesystem can clone.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 
@@ -16,6 +22,7 @@ pub struct ExitOnOom;
 // returns its result; only a null result is intercepted (and never returned).
 unsafe impl GlobalAlloc for ExitOnOom {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's `layout` obligations are passed on unchanged.
         let p = unsafe { System.alloc(layout) };
         if p.is_null() {
             out_of_memory(layout.size());
@@ -24,6 +31,7 @@ unsafe impl GlobalAlloc for ExitOnOom {
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's `layout` obligations are passed on unchanged.
         let p = unsafe { System.alloc_zeroed(layout) };
         if p.is_null() {
             out_of_memory(layout.size());
@@ -32,10 +40,13 @@ unsafe impl GlobalAlloc for ExitOnOom {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from this allocator, which is `System`'s.
         unsafe { System.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: `ptr` came from this allocator, which is `System`'s; the
+        // caller's other obligations are passed on unchanged.
         let p = unsafe { System.realloc(ptr, layout, new_size) };
         if p.is_null() {
             out_of_memory(new_size);
@@ -76,7 +87,7 @@ fn out_of_memory(size: usize) -> ! {
 
 /// Panics whose message says memory ran out end like [`out_of_memory`];
 /// every other panic keeps the default report.
-pub fn install_panic_hook() {
+pub fn install_oom_panic_hook() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         let msg = info
@@ -105,4 +116,29 @@ pub fn install_panic_hook() {
         }
         default(info);
     }));
+}
+
+/// Clones `src` into `dst` with the FICLONE ioctl (btrfs, XFS, bcachefs…);
+/// false where the filesystem cannot (the caller then copies).
+pub fn reflink(src: &std::fs::File, dst: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd;
+    const FICLONE: libc::c_ulong = 0x4004_9409;
+    // SAFETY: both descriptors belong to files the caller holds open for
+    // the whole call; the ioctl reads no memory of this process.
+    unsafe { libc::ioctl(dst.as_raw_fd(), FICLONE as _, src.as_raw_fd()) == 0 }
+}
+
+/// The filesystem type (`f_type` of statfs(2)) of the filesystem holding
+/// `path`; `None` when it cannot be asked.
+pub fn filesystem_type(path: &std::path::Path) -> Option<i64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statfs is plain C data (integers); all zeroes is a valid value.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated string and `st` a valid out pointer.
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    #[allow(clippy::unnecessary_cast)]
+    Some(st.f_type as i64)
 }

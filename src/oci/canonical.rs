@@ -1,7 +1,7 @@
 //! The one canonical JSON serialisation for everything Strata hashes:
 //! compact, object keys sorted by their UTF-8 bytes, no trailing newline.
 //! Sorting is done here explicitly, so it holds whatever map type a value
-//! came from (oci-spec uses `HashMap` for annotations and labels).
+//! came from and whatever order a struct declares its fields in.
 
 use serde::Serialize;
 use serde_json::Value;

@@ -1,0 +1,68 @@
+//! Planning: every source of every layer entry turned into layer parts
+//! before any layer is written, so the image's layer count is known (and
+//! capped) first.
+
+use super::BuildError;
+use crate::sources::verifier::Verifier;
+use crate::sources::{Context, Part, Source, SourceError};
+use crate::spec::{LoadedSpec, ResolvedLayer};
+
+/// The most layers an image may have; deeper images are refused by common
+/// container runtimes (overlayfs stacking limits).
+pub const MAX_LAYERS: usize = crate::sources::python::layering::MAX_IMAGE_LAYERS;
+
+/// One layer of the image, planned.
+pub struct PlannedLayer<'s> {
+    /// Its name (`entry`, or `entry/part` for a source that splits).
+    pub name: String,
+    /// The parts that fill it.
+    pub parts: Vec<Part<'s>>,
+    /// The spec entry it comes from (none for the verifier's layer).
+    pub entry: Option<&'s ResolvedLayer>,
+}
+
+/// Plans the layers of `spec`: one per layer entry (or one per part for a
+/// source that splits, which must then be alone in its entry), then the
+/// verifier's layer.
+pub fn plan<'s>(
+    spec: &'s LoadedSpec,
+    sources: &'s [Vec<Box<dyn Source + 's>>],
+    verifier: Option<&'s Verifier>,
+    ctx: &Context<'_>,
+) -> Result<Vec<PlannedLayer<'s>>, BuildError> {
+    let mut layers = Vec::new();
+    for (resolved, srcs) in spec.layers.iter().zip(sources) {
+        let lname = resolved.display_name();
+        let mut planned: Vec<Vec<Part<'s>>> = Vec::new();
+        for s in srcs {
+            planned.push(s.plan_with(ctx).map_err(|e| BuildError::source(resolved, &lname, e))?);
+        }
+        // A source that splits into several layers stands alone; otherwise all
+        // parts of the entry merge into one layer.
+        if planned.iter().any(|p| p.len() > 1) {
+            if planned.len() > 1 {
+                return Err(BuildError::source(resolved, &lname, SourceError::Message(
+                    "a source that makes several layers must be the only source of its layer entry; move the other sources to their own entry".into(),
+                )));
+            }
+            for p in planned.into_iter().flatten() {
+                let name = p.name.clone().map(|n| format!("{lname}/{n}")).unwrap_or_else(|| lname.clone());
+                layers.push(PlannedLayer { name, parts: vec![p], entry: Some(resolved) });
+            }
+        } else {
+            layers.push(PlannedLayer {
+                name: lname,
+                parts: planned.into_iter().flatten().collect(),
+                entry: Some(resolved),
+            });
+        }
+    }
+    if let Some(v) = verifier {
+        let parts = v.plan().map_err(|source| BuildError::Verifier { source })?;
+        layers.push(PlannedLayer { name: "strata-verify".into(), parts, entry: None });
+    }
+    if layers.len() > MAX_LAYERS {
+        return Err(BuildError::TooManyLayers { spec: spec.path.clone(), layers: layers.len() });
+    }
+    Ok(layers)
+}

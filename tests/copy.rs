@@ -30,7 +30,7 @@ fn app_tree(dir: &Path, variant: bool) {
     write(&app.join("pkg/__pycache__/x.pyc"), b"cache", file_mode);
     write(&app.join(".git/config"), b"[core]\n", file_mode);
     write(&app.join("notes.tmp"), b"scratch", file_mode);
-    std::os::unix::fs::symlink("templates", app.join("current")).unwrap();
+    fs_err::os::unix::fs::symlink("templates", app.join("current")).unwrap();
     if variant {
         let o =
             run(std::process::Command::new("touch").args(["-h", "-d", "2001-02-03 04:05:06"]).arg(app.join("current")));
@@ -170,7 +170,7 @@ fn copy_refuses_what_lies_outside_the_context_special_files_and_bad_globs() {
     let proj = t.path().join("proj");
     fs_err::create_dir_all(proj.join("app")).unwrap();
     write(&t.path().join("secret/key"), b"s3cret", 0o600);
-    std::os::unix::fs::symlink("../secret", proj.join("leak")).unwrap();
+    fs_err::os::unix::fs::symlink("../secret", proj.join("leak")).unwrap();
     let spec = |from: &str, extra: &str| {
         format!("version: 1\nname: x\nlayers:\n  - copy:\n      - from: {from}\n        to: /app\n{extra}")
     };

@@ -312,14 +312,14 @@ mod tests {
     fn certificate_files_are_pem_without_keys() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("c.pem");
-        std::fs::write(&p, cert("X")).unwrap();
+        fs_err::write(&p, cert("X")).unwrap();
         assert!(read_certificate(&p, "c.pem").is_ok());
-        std::fs::write(&p, format!("{}\n-----BEGIN PRIVATE KEY-----\nK\n-----END PRIVATE KEY-----\n", cert("X")))
+        fs_err::write(&p, format!("{}\n-----BEGIN PRIVATE KEY-----\nK\n-----END PRIVATE KEY-----\n", cert("X")))
             .unwrap();
         assert!(read_certificate(&p, "c.pem").unwrap_err().0.contains("private key"));
-        std::fs::write(&p, [0x30u8, 0x82, 0x01, 0xff]).unwrap();
+        fs_err::write(&p, [0x30u8, 0x82, 0x01, 0xff]).unwrap();
         assert!(read_certificate(&p, "c.pem").unwrap_err().0.contains("not PEM"));
-        std::fs::write(&p, "hello").unwrap();
+        fs_err::write(&p, "hello").unwrap();
         assert!(read_certificate(&p, "c.pem").unwrap_err().0.contains("no complete PEM"));
         assert_eq!(image_name("certs/corp-root.pem"), "corp-root.crt");
         assert_eq!(image_name("corp.crt"), "corp.crt");

@@ -279,7 +279,7 @@ pub fn build(
     let (os, arch, variant) = parse_platform(spec.spec.platform.as_deref().unwrap_or("linux/amd64"))
         .ok_or_else(|| BuildError::Image(ImageError::BadTag("invalid platform".into())))?;
     let checksum = crate::lockfile::spec_checksum(spec).map_err(|e| BuildError::Lock(e.into()))?;
-    let annotations = config::annotations(spec, epoch, &checksum, opts.unlocked);
+    let annotations = config::annotations(spec, epoch, &checksum, opts.unlocked, &runtime.labels);
     let mut image = assemble(
         &spec.spec.name,
         image_layers,

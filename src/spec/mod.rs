@@ -657,6 +657,37 @@ fn check_image(
                 ));
             }
         }
+        if let Some(h) = &cfg.healthcheck {
+            let empty = match &h.test {
+                HealthTest::Shell(s) => s.trim().is_empty(),
+                HealthTest::Exec(v) => v.is_empty() || v.iter().all(|a| a.trim().is_empty()),
+            };
+            let bare_keyword =
+                matches!(&h.test, HealthTest::Exec(v) if v.len() == 1 && (v[0] == "CMD" || v[0] == "CMD-SHELL"));
+            if empty || bare_keyword {
+                return Err(err(
+                    "config.healthcheck.test",
+                    "the health check has no command".into(),
+                    Some("e.g. `test: [curl, -f, \"http://localhost:8888/\"]`, or `test: \"pg_isready || exit 1\"` for the shell; `[NONE]` turns checks off".into()),
+                ));
+            }
+            for (key, value) in [
+                ("interval", &h.interval),
+                ("timeout", &h.timeout),
+                ("start_period", &h.start_period),
+                ("start_interval", &h.start_interval),
+            ] {
+                if let Some(v) = value {
+                    if let Err(e) = crate::units::parse_duration(v) {
+                        let text = e.to_string();
+                        let (m, hint) = text
+                            .split_once("\nhint: ")
+                            .map_or((text.as_str(), None), |(m, h)| (m, Some(h.to_string())));
+                        return Err(err(&format!("config.healthcheck.{key}"), format!("healthcheck {key}: {m}"), hint));
+                    }
+                }
+            }
+        }
         for k in cfg.env.keys() {
             if k.is_empty() || k.contains('=') {
                 return Err(err(

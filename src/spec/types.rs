@@ -180,6 +180,11 @@ pub struct ImageSpec {
     /// Optional. Extra manifest annotations.
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+    /// Optional. Also write every config label as a manifest annotation
+    /// (registries and `skopeo inspect` show annotations; an annotation set
+    /// otherwise keeps its value). Default: false.
+    #[serde(default)]
+    pub annotations_from_labels: bool,
 }
 
 /// A reusable layer file (`layers/*.yaml`), spliced into an image spec with `include:`.
@@ -608,6 +613,94 @@ pub struct ConfigSpec {
     /// Optional. Signal that stops the container, e.g. `SIGTERM`.
     #[serde(default)]
     pub stop_signal: Option<String>,
+    /// Optional. How a runtime checks that a container works (Docker's
+    /// `HEALTHCHECK`), kept in the image config's `Healthcheck`.
+    #[serde(default)]
+    pub healthcheck: Option<HealthcheckSpec>,
+}
+
+/// A container health check.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HealthcheckSpec {
+    /// Required. The check: a list is a command run without a shell
+    /// (`[curl, -f, "http://localhost:8888/"]`), a string is run with
+    /// `/bin/sh -c`; `[NONE]` turns off a check the image would inherit.
+    /// A list may also start with `CMD` or `CMD-SHELL` as Docker writes it.
+    pub test: HealthTest,
+    /// Optional. Time between checks, e.g. `30s` (ms, s, m, h). Runtime default: 30s.
+    #[serde(default)]
+    pub interval: Option<String>,
+    /// Optional. Time a check may take before it counts as failed. Runtime default: 30s.
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// Optional. Start-up time during which failures do not count. Runtime default: 0s.
+    #[serde(default)]
+    pub start_period: Option<String>,
+    /// Optional. Time between checks during the start period. Runtime default: 5s.
+    #[serde(default)]
+    pub start_interval: Option<String>,
+    /// Optional. Consecutive failures that make the container unhealthy. Runtime default: 3.
+    #[serde(default)]
+    pub retries: Option<u32>,
+}
+
+/// A health check command: a string for the shell, or an argv list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum HealthTest {
+    /// Run with `/bin/sh -c` (Docker's `CMD-SHELL`).
+    Shell(String),
+    /// Run as is (Docker's `CMD`), or `[NONE]`.
+    Exec(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for HealthTest {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = HealthTest;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a command: a list of strings, or one string for the shell")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<HealthTest, E> {
+                Ok(HealthTest::Shell(s.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<HealthTest, A::Error> {
+                let mut v = Vec::new();
+                while let Some(item) = seq.next_element::<serde_norway::Value>()? {
+                    match item {
+                        serde_norway::Value::String(s) => v.push(s),
+                        other => {
+                            let shown = serde_norway::to_string(&other).unwrap_or_default();
+                            return Err(serde::de::Error::custom(format!(
+                                "`test` item {} is `{}`, not a string: quote it (`\"{}\"`), as YAML reads bare true, false and numbers as other types",
+                                v.len(),
+                                shown.trim(),
+                                shown.trim()
+                            )));
+                        }
+                    }
+                }
+                Ok(HealthTest::Exec(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl HealthTest {
+    /// The `Test` array of an image config: `["CMD", argv…]`,
+    /// `["CMD-SHELL", command]` or `["NONE"]`.
+    pub fn to_config(&self) -> Vec<String> {
+        match self {
+            HealthTest::Shell(s) => vec!["CMD-SHELL".into(), s.clone()],
+            HealthTest::Exec(v) => match v.first().map(String::as_str) {
+                Some("CMD" | "CMD-SHELL" | "NONE") => v.clone(),
+                _ => std::iter::once("CMD".to_string()).chain(v.iter().cloned()).collect(),
+            },
+        }
+    }
 }
 
 /// Debian packages for one layer. `strata lock` resolves `packages` with

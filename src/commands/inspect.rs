@@ -53,7 +53,7 @@ fn each(name: &str, values: &[String]) -> anyhow::Result<()> {
 /// Nanoseconds as a duration a user writes (`30s`, `1m`, `250ms`).
 fn duration(ns: u64) -> String {
     for (unit, n) in [("h", 3_600_000_000_000), ("m", 60_000_000_000), ("s", 1_000_000_000), ("ms", 1_000_000)] {
-        if ns >= n && ns % n == 0 {
+        if ns >= n && ns.is_multiple_of(n) {
             return format!("{}{unit}", ns / n);
         }
     }

@@ -76,6 +76,45 @@ fn plain_progress_has_a_heartbeat_with_done_total_rate_and_an_overall_total() {
     assert!(stdout(&o).starts_with("sha256:"));
 }
 
+#[test]
+fn a_slow_download_gets_a_heartbeat_with_its_bytes_rate_and_the_total() {
+    let t = tempfile::tempdir().unwrap();
+    let tarball = raw_tar(&[TarItem::File("etc/motd", &[b'x'; 1500], 0o644)]);
+    let sha = sha256_hex(&tarball);
+    // A byte every millisecond: a few seconds for the whole archive, fast
+    // enough for the minimum speed.
+    let srv = Server::start(
+        [("/a.tar".to_string(), Reply::Drip(tarball.clone(), std::time::Duration::from_millis(1)))].into(),
+    );
+    fs_err::write(
+        t.path().join("spec.yaml"),
+        format!(
+            "version: 1\nname: x\nlayers:\n  - tarball: {{url: \"{}/a.tar\", sha256: \"{sha}\", size: {}}}\n",
+            srv.addr,
+            tarball.len()
+        ),
+    )
+    .unwrap();
+    let o = run(strata()
+        .env("STRATA_PROGRESS_INTERVAL", "0.3")
+        .arg("--cache")
+        .arg(t.path().join("cache"))
+        .args(["--progress", "plain", "build"])
+        .arg(t.path().join("spec.yaml"))
+        .arg("-o")
+        .arg(format!("oci:{}", t.path().join("out").display())));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    let size = format!("{:.1} KiB", tarball.len() as f64 / 1024.0);
+    assert!(err.contains(&format!(" fetch 1 download, {size} in all")), "the overall work first: {err}");
+    let beats: Vec<&str> = err.lines().filter(|l| l.starts_with(" fetch a.tar  ")).collect();
+    assert!(!beats.is_empty(), "{err}");
+    assert!(beats.iter().all(|b| b.contains(&format!(" / {size} (")) && b.ends_with("/s")), "{beats:?}");
+    let totals: Vec<&str> = err.lines().filter(|l| l.starts_with(" total downloads: 0 of 1 done, ")).collect();
+    assert!(totals.iter().any(|l| l.contains(&format!(" / {size} ("))), "{err}");
+    assert!(!has_escape(&err));
+}
+
 /// Runs a shell command on a pseudo-terminal (util-linux `script`), so that
 /// stderr is a terminal; returns everything it printed.
 fn on_a_terminal(cmd: &str, env: &[(&str, &str)]) -> Option<String> {

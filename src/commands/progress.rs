@@ -339,7 +339,8 @@ impl Reporter for CliReporter {
         // downloads or uploads is announced with its size.
         if self.shown == Shown::Lines && items > 0 && kind != TaskKind::Layer {
             let size = bytes.map(|b| format!(", {} in all", human_bytes(b))).unwrap_or_default();
-            self.line(&format!("{:>6} {items} {}{size}", verb(kind), plural(kind)));
+            let what = if items == 1 { plural(kind).trim_end_matches('s') } else { plural(kind) };
+            self.line(&format!("{:>6} {items} {what}{size}", verb(kind)));
         }
     }
 

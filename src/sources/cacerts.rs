@@ -35,30 +35,84 @@ pub const MAX_CERT_BYTES: u64 = 1 << 20;
 const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
 const END: &str = "-----END CERTIFICATE-----";
 
+/// Why a CA certificate cannot be added.
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    /// The file named by `ca_certificates:` is refused.
+    #[error("CA certificate: {0}")]
+    Host(#[source] crate::hostfs::HostPathError),
+    /// Not text: DER, most likely.
+    #[error("CA certificate {file} is not PEM text (binary DER?)")]
+    NotPem {
+        /// The file as named.
+        file: String,
+    },
+    /// A private key, which must never reach an image.
+    #[error("CA certificate {file} holds a private key, which must not go into an image")]
+    PrivateKey {
+        /// The file as named.
+        file: String,
+    },
+    /// No complete certificate.
+    #[error("CA certificate {file} holds no complete PEM certificate (`{BEGIN}` … `{END}`)")]
+    NoCertificate {
+        /// The file as named.
+        file: String,
+    },
+    /// Its image name is not a valid path.
+    #[error("CA certificate {name}: {source}")]
+    Name {
+        /// The name in the image.
+        name: String,
+        /// Why.
+        #[source]
+        source: crate::tree::PathError,
+    },
+    /// A local certificate in the layer is too large to be one.
+    #[error("{path} is {size} bytes; CA certificates are read up to {MAX_CERT_BYTES}")]
+    TooLarge {
+        /// The file in the image.
+        path: TreePath,
+        /// Its size.
+        size: u64,
+    },
+    /// Reading a certificate or the bundle of the layer failed.
+    #[error("reading {path} for the CA bundle: {source}")]
+    Read {
+        /// The file in the image.
+        path: TreePath,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl crate::error::Hint for CaError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            CaError::Host(e) => Some(e.hint().into()),
+            CaError::NotPem { .. } => Some("convert it: `openssl x509 -inform der -in CERT -out CERT.crt`".into()),
+            CaError::PrivateKey { .. } => Some("give only the CA's certificate (`-----BEGIN CERTIFICATE-----`)".into()),
+            CaError::NoCertificate { .. } => {
+                Some("give the CA's certificate in PEM form, as update-ca-certificates expects".into())
+            }
+            _ => None,
+        }
+    }
+}
+
 /// Reads and checks a CA certificate file named by `ca_certificates:`: PEM
-/// text with at least one certificate and no private key. On error: the
-/// message and a hint.
-pub fn read_certificate(path: &Path, shown: &str) -> Result<Vec<u8>, (String, String)> {
-    let bytes = crate::hostfs::read_bounded(path, MAX_CERT_BYTES, "a CA certificate")
-        .map_err(|e| (format!("CA certificate: {e}"), e.hint().to_string()))?;
-    let text = std::str::from_utf8(&bytes).map_err(|_| {
-        (
-            format!("CA certificate {shown} is not PEM text (binary DER?)"),
-            "convert it: `openssl x509 -inform der -in CERT -out CERT.crt`".to_string(),
-        )
-    })?;
+/// text with at least one certificate and no private key.
+pub fn read_certificate(path: &Path, shown: &str) -> Result<Vec<u8>, CaError> {
+    let bytes = crate::hostfs::read_bounded(path, MAX_CERT_BYTES, "a CA certificate").map_err(CaError::Host)?;
+    let file = || shown.to_string();
+    let text = std::str::from_utf8(&bytes).map_err(|_| CaError::NotPem { file: file() })?;
     if text.contains("PRIVATE KEY-----") {
-        return Err((
-            format!("CA certificate {shown} holds a private key, which must not go into an image"),
-            "give only the CA's certificate (`-----BEGIN CERTIFICATE-----`)".to_string(),
-        ));
+        return Err(CaError::PrivateKey { file: file() });
     }
     let begins = text.matches(BEGIN).count();
     if begins == 0 || begins != text.matches(END).count() {
-        return Err((
-            format!("CA certificate {shown} holds no complete PEM certificate (`{BEGIN}` … `{END}`)"),
-            "give the CA's certificate in PEM form, as update-ca-certificates expects".to_string(),
-        ));
+        return Err(CaError::NoCertificate { file: file() });
     }
     Ok(bytes)
 }
@@ -87,11 +141,8 @@ impl Source for CaCertificates<'_> {
         let mut fp = String::from("ca-certificates-v1\n");
         let mut certs = Vec::new();
         for c in &self.layer.entry.ca_certificates {
-            let path = self
-                .layer
-                .host_file(c)
-                .map_err(|e| SourceError::Message(format!("CA certificate: {e}\nhint: {}", e.hint())))?;
-            let bytes = read_certificate(&path, c).map_err(|(m, h)| SourceError::Message(format!("{m}\nhint: {h}")))?;
+            let path = self.layer.host_file(c).map_err(CaError::Host)?;
+            let bytes = read_certificate(&path, c)?;
             let name = image_name(c);
             fp.push_str(&format!("{name} {}\n", Digest::of(&bytes)));
             certs.push((name, bytes));
@@ -100,7 +151,7 @@ impl Source for CaCertificates<'_> {
             let origin: Arc<str> = Arc::from(format!("{} ({})", self.layer.display_name(), self.layer.file.display()));
             for (name, bytes) in certs {
                 let p = TreePath::from_image_path(&format!("{LOCAL_DIR}/{name}"))
-                    .map_err(|e| SourceError::Message(format!("CA certificate {name}: {e}")))?;
+                    .map_err(|source| CaError::Name { name: name.clone(), source })?;
                 tree.insert_spec(p, Entry::bytes(bytes, 0o644, &origin))?;
             }
             Ok(())
@@ -168,7 +219,7 @@ fn read_entry(tree: &Tree, p: &TreePath) -> Result<Option<Vec<u8>>, SourceError>
     content
         .open()
         .and_then(|r| r.take(MAX_CERT_BYTES.max(64 << 20) + 1).read_to_end(&mut v))
-        .map_err(|e| SourceError::Message(format!("reading {p} for the CA bundle: {e}")))?;
+        .map_err(|source| CaError::Read { path: p.clone(), source })?;
     Ok(Some(v))
 }
 
@@ -189,7 +240,8 @@ fn stored(store: &Store, d: &Digest, what: &str) -> Result<Vec<u8>, SourceError>
 /// is written again as the base followed by every local certificate of the
 /// image, in path order. Returns what the layer changes.
 pub fn update_bundle(tree: &mut Tree, below: &CaState, store: &Store) -> Result<CaChanges, SourceError> {
-    let bundle_path = TreePath::from_image_path(CA_BUNDLE).map_err(|e| SourceError::Message(e.to_string()))?;
+    let bundle_path =
+        TreePath::from_image_path(CA_BUNDLE).map_err(|source| CaError::Name { name: CA_BUNDLE.to_string(), source })?;
     let base_here = match tree.get(&bundle_path) {
         Some(e) if &*e.origin == CA_STANDIN_ORIGIN => read_entry(tree, &bundle_path)?,
         _ => None,
@@ -200,9 +252,7 @@ pub fn update_bundle(tree: &mut Tree, below: &CaState, store: &Store) -> Result<
         if let (Some(rel), Kind::File { size, .. }) = (p.as_str().strip_prefix(&prefix), &e.kind) {
             if rel.ends_with(".crt") {
                 if *size > MAX_CERT_BYTES {
-                    return Err(SourceError::Message(format!(
-                        "{p} is {size} bytes; CA certificates are read up to {MAX_CERT_BYTES}"
-                    )));
+                    return Err(CaError::TooLarge { path: p.clone(), size: *size }.into());
                 }
                 local_here.push((rel.to_string(), p.clone()));
             }
@@ -316,11 +366,11 @@ mod tests {
         assert!(read_certificate(&p, "c.pem").is_ok());
         fs_err::write(&p, format!("{}\n-----BEGIN PRIVATE KEY-----\nK\n-----END PRIVATE KEY-----\n", cert("X")))
             .unwrap();
-        assert!(read_certificate(&p, "c.pem").unwrap_err().0.contains("private key"));
+        assert!(matches!(read_certificate(&p, "c.pem"), Err(CaError::PrivateKey { .. })));
         fs_err::write(&p, [0x30u8, 0x82, 0x01, 0xff]).unwrap();
-        assert!(read_certificate(&p, "c.pem").unwrap_err().0.contains("not PEM"));
+        assert!(matches!(read_certificate(&p, "c.pem"), Err(CaError::NotPem { .. })));
         fs_err::write(&p, "hello").unwrap();
-        assert!(read_certificate(&p, "c.pem").unwrap_err().0.contains("no complete PEM"));
+        assert!(matches!(read_certificate(&p, "c.pem"), Err(CaError::NoCertificate { .. })));
         assert_eq!(image_name("certs/corp-root.pem"), "corp-root.crt");
         assert_eq!(image_name("corp.crt"), "corp.crt");
         assert_eq!(image_name("corp"), "corp.crt");

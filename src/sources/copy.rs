@@ -26,10 +26,81 @@ pub struct Copy<'a> {
     pub layer: &'a ResolvedLayer,
 }
 
+/// Why a `copy:` entry cannot be copied.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    /// `from`, or an entry of its tree, is refused (outside the build
+    /// context, not a directory, a FIFO, a name that is not UTF-8, …).
+    #[error("copy from `{from}`: {source}")]
+    Host {
+        /// `from` as written.
+        from: String,
+        /// Why.
+        #[source]
+        source: crate::hostfs::HostPathError,
+    },
+    /// An `include:` or `exclude:` pattern is not a glob.
+    #[error("copy from `{from}`: {source}")]
+    Glob {
+        /// `from` as written.
+        from: String,
+        /// The pattern and why.
+        #[source]
+        source: GlobError,
+    },
+    /// A link in the tree has no usable target.
+    #[error("copy from `{from}`: the link {rel} has an empty or too long target")]
+    BadLink {
+        /// `from` as written.
+        from: String,
+        /// The link, relative to `from`.
+        rel: String,
+    },
+    /// A copied path is not a path an image may hold.
+    #[error("copy from `{from}`: {rel}: {source}")]
+    Path {
+        /// `from` as written.
+        from: String,
+        /// The entry, relative to `from`.
+        rel: String,
+        /// Why.
+        #[source]
+        source: crate::tree::PathError,
+    },
+}
+
+impl crate::error::Hint for CopyError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            CopyError::Host { source: crate::hostfs::HostPathError::NotRegular { what, .. }, .. }
+                if *what != "a directory" =>
+            {
+                Some("FIFOs, sockets and devices cannot go into an image; leave them out with `exclude:`".into())
+            }
+            CopyError::Host { source, .. } => Some(source.hint().into()),
+            CopyError::Glob { .. } => Some(GLOB_HINT.into()),
+            CopyError::BadLink { .. } | CopyError::Path { .. } => None,
+        }
+    }
+}
+
+/// How globs are written, for hints.
+pub const GLOB_HINT: &str = "globs use `*`, `?`, `[abc]` within a name and `**` across directories, e.g. `**/*.py`";
+
+/// A pattern that is not a glob.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{pattern}` {reason}")]
+pub struct GlobError {
+    /// The pattern as written.
+    pub pattern: String,
+    /// Why (`is an empty pattern`, `is not a valid glob: …`).
+    pub reason: String,
+}
+
 /// Compiles `include:` or `exclude:` globs. A pattern without `/` matches a
 /// name at any depth; a leading `/` anchors it to the copied directory; a
 /// trailing `/` is ignored. On error: the index of the bad pattern and why.
-pub fn patterns(globs: &[String]) -> Result<GlobSet, (usize, String)> {
+pub fn patterns(globs: &[String]) -> Result<GlobSet, (usize, GlobError)> {
     let mut b = GlobSetBuilder::new();
     for (i, g) in globs.iter().enumerate() {
         let t = g.trim_end_matches('/');
@@ -38,17 +109,18 @@ pub fn patterns(globs: &[String]) -> Result<GlobSet, (usize, String)> {
             None if !t.contains('/') => format!("**/{t}"),
             None => t.to_string(),
         };
+        let bad = |reason: String| (i, GlobError { pattern: g.clone(), reason });
         if pat.is_empty() || pat == "**/" {
-            return Err((i, format!("`{g}` is an empty pattern")));
+            return Err(bad("is an empty pattern".into()));
         }
         let glob = GlobBuilder::new(&pat)
             .literal_separator(true)
             .backslash_escape(true)
             .build()
-            .map_err(|e| (i, format!("`{g}` is not a valid glob: {}", e.kind())))?;
+            .map_err(|e| bad(format!("is not a valid glob: {}", e.kind())))?;
         b.add(glob);
     }
-    b.build().map_err(|e| (0, e.to_string()))
+    b.build().map_err(|e| (0, GlobError { pattern: globs.join(", "), reason: e.to_string() }))
 }
 
 /// True when `rel` or one of its ancestors matches.
@@ -64,22 +136,13 @@ enum Planned {
 }
 
 /// The entries of one `copy:` item that pass its globs, in name order.
-fn select(layer: &ResolvedLayer, c: &CopySpec) -> Result<(PathBuf, Vec<HostEntry>), SourceError> {
-    let err = |m: String| SourceError::Message(format!("copy from `{}`: {m}", c.from));
-    let root = layer
-        .host_dir(&c.from)
-        .map_err(|e| SourceError::Message(format!("copy from `{}`: {e}\nhint: {}", c.from, e.hint())))?;
-    let include = patterns(&c.include).map_err(|(_, m)| err(m))?;
-    let exclude = patterns(&c.exclude).map_err(|(_, m)| err(m))?;
-    let all = crate::hostfs::walk(&root, MAX_TREE_ENTRIES, &mut |rel| !exclude.is_match(rel)).map_err(|e| {
-        let hint = match e {
-            crate::hostfs::HostPathError::NotRegular { .. } => {
-                "FIFOs, sockets and devices cannot go into an image; leave them out with `exclude:`"
-            }
-            _ => e.hint(),
-        };
-        SourceError::Message(format!("copy from `{}`: {e}\nhint: {hint}", c.from))
-    })?;
+fn select(layer: &ResolvedLayer, c: &CopySpec) -> Result<(PathBuf, Vec<HostEntry>), CopyError> {
+    let from = || c.from.clone();
+    let root = layer.host_dir(&c.from).map_err(|source| CopyError::Host { from: from(), source })?;
+    let include = patterns(&c.include).map_err(|(_, source)| CopyError::Glob { from: from(), source })?;
+    let exclude = patterns(&c.exclude).map_err(|(_, source)| CopyError::Glob { from: from(), source })?;
+    let all = crate::hostfs::walk(&root, MAX_TREE_ENTRIES, &mut |rel| !exclude.is_match(rel))
+        .map_err(|source| CopyError::Host { from: from(), source })?;
     let rel_of = |e: &HostEntry| match e {
         HostEntry::Dir { rel } | HostEntry::File { rel, .. } | HostEntry::Symlink { rel, .. } => rel.clone(),
     };
@@ -121,7 +184,7 @@ impl Source for Copy<'_> {
 
     fn check(&self) -> Result<(), SourceError> {
         for c in &self.layer.entry.copy {
-            select(self.layer, c)?;
+            select(self.layer, c).map_err(SourceError::Copy)?;
         }
         Ok(())
     }
@@ -130,7 +193,7 @@ impl Source for Copy<'_> {
         let mut fp = String::from("copy-v1\n");
         let mut items: Vec<(&CopySpec, Vec<Planned>)> = Vec::new();
         for c in &self.layer.entry.copy {
-            let (_, entries) = select(self.layer, c)?;
+            let (_, entries) = select(self.layer, c).map_err(SourceError::Copy)?;
             let dir_mode = c.dir_mode.map_or(0o755, |m| m.0);
             fp.push_str(&format!(
                 "to {} owner {}:{} mode {:?} dir_mode {:o}\n",
@@ -149,17 +212,14 @@ impl Source for Copy<'_> {
                     }
                     HostEntry::Symlink { rel, target } => {
                         if target.is_empty() || target.len() > crate::tree::MAX_PATH_BYTES {
-                            return Err(SourceError::Message(format!(
-                                "copy from `{}`: the link {rel} has an empty or too long target",
-                                c.from
-                            )));
+                            return Err(CopyError::BadLink { from: c.from.clone(), rel }.into());
                         }
                         fp.push_str(&format!("l {rel} -> {target}\n"));
                         planned.push(Planned::Link { rel, target });
                     }
                     HostEntry::File { rel, path, mode } => {
                         let (file, size) = crate::hostfs::open_regular(&path)
-                            .map_err(|e| SourceError::Message(format!("copy from `{}`: {e}", c.from)))?;
+                            .map_err(|source| CopyError::Host { from: c.from.clone(), source })?;
                         let exact = crate::hostfs::Exact::new(std::io::BufReader::new(file), size, &path);
                         let (digest, size) = hash_reader(exact).map_err(SourceError::io("reading", &path))?;
                         let mode = match c.mode {
@@ -188,7 +248,9 @@ impl Source for Copy<'_> {
                         Some(b) => b.join(rel),
                         None => TreePath::from_image_path(rel),
                     };
-                    p.map_err(|e| SourceError::Message(format!("copy from `{}`: {rel}: {e}", c.from)))
+                    p.map_err(|source| {
+                        SourceError::Copy(CopyError::Path { from: c.from.clone(), rel: rel.to_string(), source })
+                    })
                 };
                 for p in planned {
                     match p {

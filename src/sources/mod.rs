@@ -61,6 +61,12 @@ pub enum SourceError {
     /// A Debian archive, index or package is not usable.
     #[error(transparent)]
     Deb(#[from] deb::error::DebError),
+    /// A `copy:` entry cannot be copied.
+    #[error(transparent)]
+    Copy(#[from] copy::CopyError),
+    /// A CA certificate cannot be added.
+    #[error(transparent)]
+    Ca(#[from] cacerts::CaError),
     /// A blob in the cache no longer has the bytes it was stored with (it
     /// has been removed, so the next attempt fetches or builds it again).
     #[error("{what}: the cached copy {} is corrupt (sha256 {}, expected {}); it was removed and is fetched again on the next build", path.display(), digests.1, digests.0)]
@@ -81,6 +87,8 @@ impl crate::error::Hint for SourceError {
     fn hint(&self) -> Option<String> {
         match self {
             SourceError::Deb(e) => e.hint(),
+            SourceError::Copy(e) => e.hint(),
+            SourceError::Ca(e) => e.hint(),
             _ => None,
         }
     }

@@ -511,13 +511,11 @@ fn check_entry(entry: &LayerEntry, base: &Path, context: &Path) -> Result<(), Pr
             return Err((format!("copy[{i}].from"), format!("copy from `{}`: {e}", c.from), Some(e.hint().into())));
         }
         for (key, globs) in [("include", &c.include), ("exclude", &c.exclude)] {
-            if let Err((j, m)) = crate::sources::copy::patterns(globs) {
+            if let Err((j, e)) = crate::sources::copy::patterns(globs) {
                 return Err((
                     format!("copy[{i}].{key}[{j}]"),
-                    m,
-                    Some(
-                        "globs use `*`, `?`, `[abc]` within a name and `**` across directories, e.g. `**/*.py`".into(),
-                    ),
+                    e.to_string(),
+                    Some(crate::sources::copy::GLOB_HINT.into()),
                 ));
             }
         }
@@ -528,8 +526,10 @@ fn check_entry(entry: &LayerEntry, base: &Path, context: &Path) -> Result<(), Pr
                 return Err((format!("ca_certificates[{i}]"), format!("CA certificate: {e}"), Some(e.hint().into())))
             }
             Ok(path) => {
-                crate::sources::cacerts::read_certificate(&path, c)
-                    .map_err(|(m, h)| (format!("ca_certificates[{i}]"), m, Some(h)))?;
+                crate::sources::cacerts::read_certificate(&path, c).map_err(|e| {
+                    use crate::error::Hint;
+                    (format!("ca_certificates[{i}]"), e.to_string(), e.hint())
+                })?;
             }
         }
     }

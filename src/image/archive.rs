@@ -10,17 +10,16 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::layout::{entry_for, index_bytes, parse_index, select_entry, OCI_LAYOUT};
-use super::view::annotated_referrers;
+use super::layout::{entry_for, index_bytes, LayoutReader, LayoutStorage, OCI_LAYOUT};
 use super::{BlobAction, BlobReader, BlobReport, Content, ImageError, ImageSource, ManifestReport, Sink, WriteReport};
 use crate::atomic::{atomic_write, persist, sweep_stale, temp_prefix};
 use crate::digest::Digest;
 use crate::error::io_err;
-use crate::oci::{canonical, media, Descriptor, Index, Manifest, Node, RawManifest};
+use crate::oci::{canonical, media, Descriptor, Manifest, Node, RawManifest};
 use crate::tarwriter::{TarHeader, TarType, TarWriter};
 
 /// Member name → (data offset, size) of an uncompressed tar file.
-struct TarIndex {
+pub struct TarIndex {
     path: PathBuf,
     members: BTreeMap<String, (u64, u64)>,
 }
@@ -59,7 +58,7 @@ impl TarIndex {
         }
     }
 
-    fn size(&self, name: &str) -> Option<u64> {
+    fn member_size(&self, name: &str) -> Option<u64> {
         self.members.get(name).map(|m| m.1)
     }
 }
@@ -69,53 +68,34 @@ fn blob_member(d: &Digest) -> String {
 }
 
 /// An oci-archive read by tag.
-pub struct OciArchive {
-    idx: TarIndex,
-    tag: Option<String>,
-    shown: String,
-}
+pub type OciArchive = LayoutReader<TarIndex>;
 
 impl OciArchive {
     /// Opens `file`, choosing the image tagged `tag` (else the only one).
     pub fn open(file: &Path, tag: Option<&str>, shown: String) -> Result<OciArchive, ImageError> {
-        Ok(OciArchive { idx: TarIndex::open(file)?, tag: tag.map(str::to_string), shown })
-    }
-
-    fn index(&self) -> Result<Index, ImageError> {
-        let bytes = self.idx.read_member("index.json")?.ok_or_else(|| ImageError::NotAnArchive {
-            source_name: self.shown.clone(),
-            member: "index.json",
-            kind: "an oci-archive",
-        })?;
-        parse_index(&bytes, &self.shown)
+        Ok(LayoutReader::new(TarIndex::open(file)?, tag, shown))
     }
 }
 
-impl ImageSource for OciArchive {
-    fn describe(&self) -> String {
-        self.shown.clone()
+impl LayoutStorage for TarIndex {
+    fn index_json(&self, shown: &str) -> Result<Vec<u8>, ImageError> {
+        self.read_member("index.json")?.ok_or_else(|| ImageError::NotAnArchive {
+            source_name: shown.to_string(),
+            member: "index.json",
+            kind: "an oci-archive",
+        })
     }
 
-    fn root(&self) -> Result<Descriptor, ImageError> {
-        select_entry(&self.index()?, self.tag.as_deref(), &self.shown)
-    }
-
-    fn manifest(&self, d: &Descriptor) -> Result<RawManifest, ImageError> {
-        let bytes = super::read_blob(self, d)?;
-        Ok(RawManifest::new(bytes, Some(&d.media_type).filter(|m| !m.is_empty()).map(String::as_str)))
-    }
-
-    fn open_blob(&self, d: &Descriptor) -> Result<BlobReader<'_>, ImageError> {
-        self.idx.open_member(&blob_member(&d.digest))?.ok_or_else(|| ImageError::MissingBlob {
-            source_name: self.shown.clone(),
-            digest: d.digest,
+    fn open(&self, d: &Digest, shown: &str) -> Result<BlobReader<'_>, ImageError> {
+        self.open_member(&blob_member(d))?.ok_or_else(|| ImageError::MissingBlob {
+            source_name: shown.to_string(),
+            digest: *d,
             container: "archive",
         })
     }
 
-    fn referrers(&self, subject: &Descriptor) -> Result<Vec<Descriptor>, ImageError> {
-        let entry = self.root()?;
-        annotated_referrers(self, &entry, subject, |d| self.idx.size(&blob_member(d)))
+    fn size(&self, d: &Digest) -> Option<u64> {
+        self.member_size(&blob_member(d))
     }
 }
 
@@ -161,7 +141,7 @@ impl DockerArchive {
                     crate::digest::hash_reader(&mut r).map_err(io_err::<ImageError>("reading", file))?.0
                 }
             };
-            let size = idx.size(name).ok_or_else(|| bad(&format!("names `{name}`, which is missing")))?;
+            let size = idx.member_size(name).ok_or_else(|| bad(&format!("names `{name}`, which is missing")))?;
             members.insert(digest, name.to_string());
             Ok(Descriptor::new(media_type, digest, size))
         };

@@ -80,45 +80,51 @@ pub(crate) fn index_bytes(entries: Vec<Descriptor>) -> Result<Vec<u8>, ImageErro
     canonical::to_vec(&Index::new(entries)).map_err(|source| ImageError::Json { what: "index.json", source })
 }
 
-/// An OCI image layout read by tag.
-pub struct Layout {
-    dir: PathBuf,
+/// Where the files of an OCI image layout are kept: a directory, or a tar
+/// of one (an oci-archive). Everything else about reading a layout is
+/// shared ([`LayoutReader`]).
+pub trait LayoutStorage: Send + Sync {
+    /// `index.json`'s bytes (`shown` names the layout in errors).
+    fn index_json(&self, shown: &str) -> Result<Vec<u8>, ImageError>;
+    /// Opens `blobs/sha256/<hex>`.
+    fn open(&self, d: &Digest, shown: &str) -> Result<BlobReader<'_>, ImageError>;
+    /// The size of `blobs/sha256/<hex>`, when it is there.
+    fn size(&self, d: &Digest) -> Option<u64>;
+    /// A local file holding exactly the blob (directories only).
+    fn path(&self, _d: &Digest) -> Option<PathBuf> {
+        None
+    }
+}
+
+/// An OCI image layout read by tag, from wherever its files are.
+pub struct LayoutReader<S> {
+    storage: S,
     tag: Option<String>,
     shown: String,
+}
+
+/// An OCI image layout directory read by tag.
+pub type Layout = LayoutReader<LayoutDir>;
+
+impl<S: LayoutStorage> LayoutReader<S> {
+    /// The layout in `storage`, choosing the image tagged `tag` (else the only one).
+    pub fn new(storage: S, tag: Option<&str>, shown: String) -> LayoutReader<S> {
+        LayoutReader { storage, tag: tag.map(str::to_string), shown }
+    }
+
+    fn index(&self) -> Result<Index, ImageError> {
+        parse_index(&self.storage.index_json(&self.shown)?, &self.shown)
+    }
 }
 
 impl Layout {
     /// The layout `dir`, choosing the image tagged `tag` (else the only one).
     pub fn open(dir: &Path, tag: Option<&str>, shown: String) -> Layout {
-        Layout { dir: dir.to_path_buf(), tag: tag.map(str::to_string), shown }
-    }
-
-    fn index(&self) -> Result<Index, ImageError> {
-        if !self.dir.join("oci-layout").is_file() {
-            return Err(ImageError::NotALayout { source_name: self.shown.clone(), path: self.dir.clone() });
-        }
-        let p = self.dir.join("index.json");
-        let bytes = fs_err::read(&p).map_err(io_err::<ImageError>("reading", &p))?;
-        parse_index(&bytes, &self.shown)
-    }
-
-    fn path(&self, d: &Digest) -> PathBuf {
-        self.dir.join("blobs/sha256").join(d.hex())
-    }
-
-    fn open_file(&self, d: &Digest) -> Result<fs_err::File, ImageError> {
-        let p = self.path(d);
-        fs_err::File::open(&p).map_err(|e| {
-            if e.kind() == io::ErrorKind::NotFound {
-                ImageError::MissingBlob { source_name: self.shown.clone(), digest: *d, container: "layout" }
-            } else {
-                ImageError::Io(IoError { action: "opening", path: p.clone(), source: e })
-            }
-        })
+        LayoutReader::new(LayoutDir(dir.to_path_buf()), tag, shown)
     }
 }
 
-impl ImageSource for Layout {
+impl<S: LayoutStorage> ImageSource for LayoutReader<S> {
     fn describe(&self) -> String {
         self.shown.clone()
     }
@@ -133,16 +139,55 @@ impl ImageSource for Layout {
     }
 
     fn open_blob(&self, d: &Descriptor) -> Result<BlobReader<'_>, ImageError> {
-        Ok(Box::new(io::BufReader::new(self.open_file(&d.digest)?)))
+        self.storage.open(&d.digest, &self.shown)
     }
 
     fn referrers(&self, subject: &Descriptor) -> Result<Vec<Descriptor>, ImageError> {
         let entry = self.root()?;
-        annotated_referrers(self, &entry, subject, |d| fs_err::metadata(self.path(d)).ok().map(|m| m.len()))
+        annotated_referrers(self, &entry, subject, |d| self.storage.size(d))
     }
 
     fn blob_path(&self, d: &Descriptor) -> Option<PathBuf> {
-        Some(self.path(&d.digest)).filter(|p| p.is_file())
+        self.storage.path(&d.digest)
+    }
+}
+
+/// A layout directory's files.
+pub struct LayoutDir(PathBuf);
+
+impl LayoutDir {
+    fn blob(&self, d: &Digest) -> PathBuf {
+        self.0.join("blobs/sha256").join(d.hex())
+    }
+}
+
+impl LayoutStorage for LayoutDir {
+    fn index_json(&self, shown: &str) -> Result<Vec<u8>, ImageError> {
+        if !self.0.join("oci-layout").is_file() {
+            return Err(ImageError::NotALayout { source_name: shown.to_string(), path: self.0.clone() });
+        }
+        let p = self.0.join("index.json");
+        fs_err::read(&p).map_err(io_err::<ImageError>("reading", &p))
+    }
+
+    fn open(&self, d: &Digest, shown: &str) -> Result<BlobReader<'_>, ImageError> {
+        let p = self.blob(d);
+        let f = fs_err::File::open(&p).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                ImageError::MissingBlob { source_name: shown.to_string(), digest: *d, container: "layout" }
+            } else {
+                ImageError::Io(IoError { action: "opening", path: p.clone(), source: e })
+            }
+        })?;
+        Ok(Box::new(io::BufReader::new(f)))
+    }
+
+    fn size(&self, d: &Digest) -> Option<u64> {
+        fs_err::metadata(self.blob(d)).ok().map(|m| m.len())
+    }
+
+    fn path(&self, d: &Digest) -> Option<PathBuf> {
+        Some(self.blob(d)).filter(|p| p.is_file())
     }
 }
 

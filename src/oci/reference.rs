@@ -32,7 +32,8 @@ pub struct ReferenceError {
     pub reason: String,
 }
 
-fn valid_component(c: &str) -> bool {
+/// One repository path component: `[a-z0-9]+` joined by `.`, `_`, `__` or dashes.
+pub fn valid_component(c: &str) -> bool {
     // [a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*
     let b = c.as_bytes();
     if b.is_empty() || !b[0].is_ascii_lowercase() && !b[0].is_ascii_digit() {
@@ -54,12 +55,19 @@ fn valid_component(c: &str) -> bool {
             i += 1;
         }
         let sep = &c[start..i];
-        let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-');
+        // Anything else (upper case, `/`, blanks) is no separator: refused.
+        let ok = !sep.is_empty() && (sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-'));
         if !ok {
             return false;
         }
     }
     true
+}
+
+/// A repository path: components separated by `/`, at most 255 bytes. No
+/// component can be `.` or `..`, and it cannot start with `/`.
+pub fn valid_repository(n: &str) -> bool {
+    !n.is_empty() && n.len() <= 255 && n.split('/').all(valid_component)
 }
 
 /// True for a valid tag: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
@@ -256,5 +264,8 @@ mod tests {
             assert!(e.to_string().contains("hint:"), "{bad}: {e}");
         }
         assert!(Reference::parse("host.io/App").unwrap_err().reason.contains("`App`"));
+        // Upper case inside a component (it used to make the check loop forever).
+        assert!(Reference::parse("host.io/aPp").unwrap_err().reason.contains("`aPp`"));
+        assert!(!valid_repository("a b") && !valid_repository("a/B/c") && valid_repository("a/b-c/d__e"));
     }
 }

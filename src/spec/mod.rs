@@ -798,33 +798,7 @@ pub fn parse_owner(o: &str) -> Option<(u32, u32)> {
 /// be `.` or `..` and the name cannot start with `/`, so `build/NAME` stays
 /// inside `build/`.
 pub fn valid_name(n: &str) -> bool {
-    let component = |c: &str| {
-        let b = c.as_bytes();
-        if b.is_empty() || !b[0].is_ascii_alphanumeric() || !b[b.len() - 1].is_ascii_alphanumeric() {
-            return false;
-        }
-        let mut i = 0;
-        while i < b.len() {
-            let ch = b[i];
-            if ch.is_ascii_lowercase() || ch.is_ascii_digit() {
-                i += 1;
-            } else if ch == b'.' || ch == b'_' || ch == b'-' {
-                // A separator: `.`, `_`, `__` or a run of `-`, then alphanumerics.
-                let start = i;
-                while i < b.len() && !(b[i].is_ascii_lowercase() || b[i].is_ascii_digit()) {
-                    i += 1;
-                }
-                let sep = &c[start..i];
-                if !(sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-')) {
-                    return false;
-                }
-            } else {
-                return false;
-            }
-        }
-        true
-    };
-    !n.is_empty() && n.len() <= 255 && n.split('/').all(component)
+    crate::oci::reference::valid_repository(n)
 }
 
 /// OCI tag grammar.

@@ -148,6 +148,8 @@ fn no_color_means_no_escape_sequences_even_on_a_terminal() {
     // The check can see escapes: a terminal gets bars and coloured logs.
     let Some(tty) = on_a_terminal(&cmd("a"), &[]) else { return };
     assert!(has_escape(&tty), "{tty}");
+    // The bars include an overall total.
+    assert!(tty.contains(" total layers: 0 of 1 done"), "{tty}");
     let plain = on_a_terminal(&cmd("b"), &[("NO_COLOR", "1"), ("STRATA_PROGRESS_INTERVAL", "0.2")]).unwrap();
     assert!(!has_escape(&plain), "{plain}");
     assert!(plain.contains(" total layers: "), "NO_COLOR gives the plain heartbeat: {plain}");

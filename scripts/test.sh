@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every Strata test. The independent judges the tests rely on (skopeo,
-# umoci, runc, podman, Debian's docker-registry, faketime) are installed with
+# umoci, runc, podman, Debian's docker-registry, faketime, and curl and openssl
+# for the CA test, tests/ca_certificates.rs) are installed with
 # apt when missing (needs root); with STRATA_REQUIRE_TOOLS=1 a test that
 # cannot find its tool fails instead of skipping.
 set -euo pipefail
@@ -9,7 +10,7 @@ cd "$(dirname "$0")/.."
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
 
 missing=()
-for pkg in skopeo umoci runc podman docker-registry faketime; do
+for pkg in skopeo umoci runc podman docker-registry faketime curl openssl; do
   have "$pkg" || missing+=("$pkg")
 done
 # The wheel installer is compared with pip (tests/wheels.rs).

@@ -230,7 +230,7 @@ mod tests {
                 tar_size: 1,
                 media_type: "application/vnd.oci.image.layer.v1.tar".into(),
             };
-            serde_json::to_vec(&CacheEntry { key: "k".into(), blob, stamp: None }).unwrap()
+            serde_json::to_vec(&CacheEntry { key: "k".into(), blob, stamp: None, effects: None }).unwrap()
         };
         fs_err::write(store.layers_dir().join("a.json"), entry(&old)).unwrap();
         fs_err::write(store.layers_dir().join("b.json"), entry(&fresh)).unwrap();

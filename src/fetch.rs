@@ -257,6 +257,8 @@ impl Fetcher {
         if todo.is_empty() {
             return Ok(summary);
         }
+        let bytes = todo.iter().map(|a| a.size).sum::<Option<u64>>();
+        self.reporter.plan(TaskKind::Download, todo.len() as u64, bytes);
         let net = self.net()?;
         let client = net.client()?;
         let results: Vec<Result<u64, FetchError>> = net.block_on(async {

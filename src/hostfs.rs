@@ -49,6 +49,12 @@ pub enum HostPathError {
         /// What it is (`a directory`, `a FIFO`, ...).
         what: &'static str,
     },
+    /// Not a directory (where one is needed).
+    #[error("{path} is not a directory")]
+    NotADirectory {
+        /// The path.
+        path: PathBuf,
+    },
     /// Larger than what may be read into memory.
     #[error("{path} is {size} bytes; at most {limit} are read for {purpose}")]
     TooLarge {
@@ -60,6 +66,20 @@ pub enum HostPathError {
         limit: u64,
         /// What it was read as.
         purpose: &'static str,
+    },
+    /// A name that is not UTF-8 (image paths are).
+    #[error("{path}: the name is not valid UTF-8, which image paths must be")]
+    NotUtf8 {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A directory tree with more entries than a layer may hold.
+    #[error("{path} holds more than {limit} files, directories and links")]
+    TooMany {
+        /// The directory.
+        path: PathBuf,
+        /// The limit.
+        limit: usize,
     },
     /// Any other IO error.
     #[error("{path}: {message}")]
@@ -85,6 +105,9 @@ impl HostPathError {
                 "name a regular file; directories, FIFOs, devices and /proc or /sys files are refused"
             }
             HostPathError::TooLarge { .. } => "split the file, or see docs/security.md for the limits",
+            HostPathError::NotADirectory { .. } => "name a directory; single files go under `files:` with `source:`",
+            HostPathError::NotUtf8 { .. } => "rename the file, or leave it out with `exclude:`",
+            HostPathError::TooMany { .. } => "copy part of the tree (`include:`/`exclude:`) or split it over several layers",
             HostPathError::Io { .. } => "check the file's permissions",
         }
     }
@@ -103,6 +126,21 @@ pub fn context_dir(dir: &Path) -> Result<PathBuf, HostPathError> {
 /// it) inside `context` (canonical) to a regular file, following symlinks
 /// only as far as they stay in the context.
 pub fn resolve(context: &Path, base: &Path, rel: impl AsRef<Path>) -> Result<PathBuf, HostPathError> {
+    resolve_as(context, base, rel.as_ref(), Want::File)
+}
+
+/// Resolves `rel` as [`resolve`] does, to a directory instead of a file.
+pub fn resolve_dir(context: &Path, base: &Path, rel: impl AsRef<Path>) -> Result<PathBuf, HostPathError> {
+    resolve_as(context, base, rel.as_ref(), Want::Dir)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Want {
+    File,
+    Dir,
+}
+
+fn resolve_as(context: &Path, base: &Path, rel: &Path, want: Want) -> Result<PathBuf, HostPathError> {
     let joined = base.join(rel);
     let canon = match fs_err::canonicalize(&joined) {
         Ok(c) => c,
@@ -130,9 +168,96 @@ pub fn resolve(context: &Path, base: &Path, rel: impl AsRef<Path>) -> Result<Pat
     }
     let meta = fs_err::metadata(&canon)
         .map_err(|e| HostPathError::Io { path: joined.clone(), message: crate::error::os_message(&e) })?;
-    check_kind(&joined, &meta)?;
+    match want {
+        Want::File => check_kind(&joined, &meta)?,
+        Want::Dir if meta.is_dir() => {}
+        Want::Dir => return Err(HostPathError::NotADirectory { path: joined }),
+    }
     check_real_fs(&joined, &canon)?;
     Ok(canon)
+}
+
+/// One entry of a directory tree in the build context, found by [`walk`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostEntry {
+    /// A directory.
+    Dir {
+        /// Its path relative to the walked directory, `/`-separated.
+        rel: String,
+    },
+    /// A regular file.
+    File {
+        /// Its path relative to the walked directory.
+        rel: String,
+        /// Its path on the host.
+        path: PathBuf,
+        /// Its permission bits on the host.
+        mode: u32,
+    },
+    /// A symbolic link, never followed: it is copied as a link.
+    Symlink {
+        /// Its path relative to the walked directory.
+        rel: String,
+        /// Its target as written.
+        target: String,
+    },
+}
+
+/// Lists the tree below `root` (a directory [`resolve_dir`] returned) in
+/// name order, depth first, without following any symbolic link, so
+/// nothing outside `root` is ever reached. `enter(rel)` says whether to
+/// descend into a directory (and list it); FIFOs, sockets, devices and
+/// kernel pseudo-files are refused, and so are names that are not UTF-8
+/// and trees of more than `limit` entries.
+pub fn walk(root: &Path, limit: usize, enter: &mut dyn FnMut(&str) -> bool) -> Result<Vec<HostEntry>, HostPathError> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::PermissionsExt;
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |e: std::io::Error| HostPathError::Io { path, message: crate::error::os_message(&e) }
+    };
+    let mut out = Vec::new();
+    // Directories still to list, deepest last: (host path, relative path).
+    let mut stack: Vec<(PathBuf, String)> = vec![(root.to_path_buf(), String::new())];
+    while let Some((dir, rel)) = stack.pop() {
+        check_real_fs(&dir, &dir)?;
+        let mut names: Vec<std::ffi::OsString> = fs_err::read_dir(&dir)
+            .map_err(io(&dir))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()
+            .map_err(io(&dir))?;
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        let mut subdirs = Vec::new();
+        for name in names {
+            let path = dir.join(&name);
+            let Some(name) = name.to_str() else { return Err(HostPathError::NotUtf8 { path }) };
+            let child = if rel.is_empty() { name.to_string() } else { format!("{rel}/{name}") };
+            if out.len() >= limit {
+                return Err(HostPathError::TooMany { path: root.to_path_buf(), limit });
+            }
+            let meta = fs_err::symlink_metadata(&path).map_err(io(&path))?;
+            let t = meta.file_type();
+            if t.is_dir() {
+                if enter(&child) {
+                    out.push(HostEntry::Dir { rel: child.clone() });
+                    subdirs.push((path, child));
+                }
+            } else if t.is_symlink() {
+                let target = fs_err::read_link(&path).map_err(io(&path))?;
+                let Some(target) = target.to_str().map(str::to_string) else {
+                    return Err(HostPathError::NotUtf8 { path });
+                };
+                out.push(HostEntry::Symlink { rel: child, target });
+            } else if t.is_file() {
+                out.push(HostEntry::File { rel: child, path, mode: meta.permissions().mode() & 0o7777 });
+            } else {
+                check_kind(&path, &meta)?;
+            }
+        }
+        // Depth first, in name order: the first subdirectory is listed next.
+        stack.extend(subdirs.into_iter().rev());
+    }
+    Ok(out)
 }
 
 /// Resolves a file that is about to be written (it may not exist yet): its

@@ -147,7 +147,7 @@ impl<W: LayerSink> LayerSink for ProgressWriter<'_, W> {
         let took = self.inner.splice(path, content, size, sha256)?;
         if took {
             self.written += size;
-            if self.written - self.last >= 4 << 20 {
+            if self.written - self.last >= 1 << 20 {
                 self.last = self.written;
                 (self.report)(self.written);
             }
@@ -333,7 +333,7 @@ impl<W: io::Write> io::Write for ProgressWriter<'_, W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.written += n as u64;
-        if self.written - self.last >= 4 << 20 {
+        if self.written - self.last >= 1 << 20 {
             self.last = self.written;
             (self.report)(self.written);
         }

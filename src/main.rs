@@ -47,6 +47,10 @@ pub struct GlobalArgs {
     /// (artifacts, Debian indexes, registries). Repeatable.
     #[arg(long, global = true, value_name = "FILE")]
     pub ca_file: Vec<PathBuf>,
+    /// How to show progress: bars on a terminal (auto), bars (tty), plain
+    /// lines with a heartbeat at least every 10 s for CI logs (plain), or none.
+    #[arg(long, global = true, env = "STRATA_PROGRESS", value_enum, default_value_t = commands::progress::ProgressMode::Auto, value_name = "WHEN")]
+    pub progress: commands::progress::ProgressMode,
 }
 
 impl GlobalArgs {
@@ -69,13 +73,20 @@ enum Command {
     Copy(commands::copy::CopyArgs),
     Cache(commands::cache::CacheArgs),
     Verifier(commands::verifier::VerifierArgs),
-    /// Print the JSON Schema of image specs (or, with --layer, of layer files).
-    #[command(hide = true)]
+    /// Print the JSON Schema of image specs (or, with --layer, of layer files),
+    /// for editors that validate YAML.
     Schema {
         /// The layer-file schema instead of the image-spec schema.
         #[arg(long)]
         layer: bool,
     },
+    Completions(commands::cli::CompletionsArgs),
+    Man(commands::cli::ManArgs),
+}
+
+/// The command-line definition, for completions and man pages.
+pub fn cli_command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
 }
 
 #[global_allocator]
@@ -84,6 +95,7 @@ static ALLOC: strata_sys::ExitOnOom = strata_sys::ExitOnOom;
 fn main() -> ExitCode {
     strata_sys::install_oom_panic_hook();
     let cli = Cli::parse();
+    commands::progress::set_mode(cli.global.progress);
     init_tracing(cli.global.verbose);
     let result = match cli.command {
         Command::Build(a) => commands::build::run(a, &cli.global),
@@ -101,6 +113,8 @@ fn main() -> ExitCode {
             let v = if layer { strata::spec::layer_schema() } else { strata::spec::image_schema() };
             serde_json::to_string_pretty(&v).map_err(anyhow::Error::from).and_then(|s| commands::out(&s))
         }
+        Command::Completions(a) => commands::cli::completions(a),
+        Command::Man(a) => commands::cli::man(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -172,18 +186,22 @@ fn hint_of(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     None
 }
 
+/// Logs of tracing spans: `-v` (info), `-vv` (debug), or any filter in
+/// `STRATA_LOG` (e.g. `STRATA_LOG=strata::fetch=debug`), which wins over
+/// `-v`. Plain text unless stderr is a terminal and NO_COLOR is not set.
 fn init_tracing(verbose: u8) {
     let level = match verbose {
-        0 => return,
-        1 => "strata=info",
+        0 if std::env::var_os("STRATA_LOG").is_none_or(|v| v.is_empty()) => return,
+        0 | 1 => "strata=info",
         _ => "strata=debug",
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr()) && !commands::progress::no_color();
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         // Colour only for a terminal: logs written to files or pipes stay plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(colour)
         .with_writer(std::io::stderr)
         .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .init();

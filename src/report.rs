@@ -18,6 +18,9 @@ pub enum TaskKind {
 
 /// Receives progress from long-running library work.
 pub trait Reporter: Send + Sync {
+    /// Work of one kind lies ahead: `items` tasks, `bytes` in all when
+    /// known, so an overall total can be shown. Default: ignored.
+    fn plan(&self, _kind: TaskKind, _items: u64, _bytes: Option<u64>) {}
     /// A task begins; `total` is its size in bytes when known.
     fn start(&self, id: u64, kind: TaskKind, label: &str, total: Option<u64>);
     /// `done` bytes of the task are complete.

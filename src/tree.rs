@@ -182,6 +182,12 @@ impl fmt::Display for TreePath {
     }
 }
 
+impl std::borrow::Borrow<str> for TreePath {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
 impl fmt::Debug for TreePath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "/{}", self.as_str())
@@ -519,6 +525,39 @@ pub enum TreeError {
         /// The source that added the entry too many.
         origin: String,
     },
+    /// An entry would replace a directory link of an earlier layer.
+    #[error("{origin} writes a {kind} at {path}, which replaces the symlink {path} -> {target} of layer `{layer}`; in the image the {kind} would hide everything the link leads to\nhint: write below the link's target instead (paths below {path}/ already resolve through the link), or list {path} under `replace_symlinks:` of this layer to replace the link on purpose")]
+    ReplacesLink {
+        /// The link's path.
+        path: TreePath,
+        /// Its target.
+        target: String,
+        /// The earlier layer that made it.
+        layer: String,
+        /// What would replace it.
+        kind: &'static str,
+        /// The source.
+        origin: String,
+    },
+    /// Resolving a path through links went round in circles.
+    #[error("{origin} writes {path}: too many levels of symbolic links (more than {MAX_LINK_HOPS}) on the way")]
+    LinkLoop {
+        /// The path as written.
+        path: String,
+        /// The source.
+        origin: String,
+    },
+    /// A path became invalid once links were resolved.
+    #[error("{origin} writes {path}: {source}")]
+    Resolved {
+        /// The path as written.
+        path: String,
+        /// The source.
+        origin: String,
+        /// Why the resolved path is refused.
+        #[source]
+        source: PathError,
+    },
     /// Reading content to compare duplicates failed.
     #[error("reading {what} to compare duplicate {path}: {source}")]
     Io {
@@ -535,16 +574,129 @@ pub enum TreeError {
 /// The most entries one layer's tree may hold.
 pub const MAX_TREE_ENTRIES: usize = 2_000_000;
 
+/// The most symbolic links followed while resolving one path (Linux's limit).
+pub const MAX_LINK_HOPS: usize = 40;
+
+/// A directory link of an earlier layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LowerLink {
+    /// The link's target, as written.
+    pub target: String,
+    /// The layer that made it.
+    pub layer: Arc<str>,
+}
+
+/// What one layer sees of the layers below it: their symbolic links that
+/// may lead to directories (links to regular files of their own layer are
+/// left out). Paths of the layer resolve through them, inside the image
+/// root, as a runtime resolves them when the layer's files are unpacked
+/// over the lower ones: on a merged-/usr base, `/bin/x` is `/usr/bin/x`.
+#[derive(Debug, Clone, Default)]
+pub struct Lower {
+    links: BTreeMap<TreePath, LowerLink>,
+}
+
+/// How one layer changes the links that the layers above it resolve through.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LinkChanges {
+    /// Directory links the layer makes or retargets, as (path, target).
+    #[serde(default)]
+    pub set: Vec<(String, String)>,
+    /// Links of lower layers that it replaces or hides.
+    #[serde(default)]
+    pub removed: Vec<String>,
+}
+
+impl Lower {
+    /// Nothing below.
+    pub fn new() -> Lower {
+        Lower::default()
+    }
+
+    /// True when there are no links below.
+    pub fn is_empty(&self) -> bool {
+        self.links.is_empty()
+    }
+
+    /// The link at `path`, if an earlier layer made one there.
+    pub fn get(&self, path: &str) -> Option<&LowerLink> {
+        self.links.get(path)
+    }
+
+    /// Every link, sorted by path.
+    pub fn links(&self) -> impl Iterator<Item = (&TreePath, &LowerLink)> {
+        self.links.iter()
+    }
+
+    /// A digest of every (path, target): what the bytes of a layer written
+    /// above these links can depend on (part of the layer cache key).
+    pub fn digest(&self) -> Digest {
+        let mut s = String::from("lower-links-v1\n");
+        for (p, l) in &self.links {
+            s.push_str(p.as_str());
+            s.push('\0');
+            s.push_str(&l.target);
+            s.push('\n');
+        }
+        Digest::of(s.as_bytes())
+    }
+
+    /// Applies the changes of the layer `layer` on top.
+    pub fn apply(&mut self, changes: &LinkChanges, layer: &str) -> Result<(), PathError> {
+        let layer: Arc<str> = Arc::from(layer);
+        for r in &changes.removed {
+            self.links.remove(r.as_str());
+        }
+        for (p, t) in &changes.set {
+            self.links.insert(TreePath::from_image_path(p)?, LowerLink { target: t.clone(), layer: layer.clone() });
+        }
+        Ok(())
+    }
+
+    /// True when a link is `path` itself or one of its ancestors.
+    fn touches(&self, path: &str) -> bool {
+        self.links.keys().any(|l| {
+            let l = l.as_str();
+            path.starts_with(l) && (path.len() == l.len() || path.as_bytes()[l.len()] == b'/')
+        })
+    }
+}
+
+/// How a path being inserted resolves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// A member of an archive (tarball, `.deb`, wheel): through the links of
+    /// earlier layers only; writing through a link of its own layer is refused.
+    Archive,
+    /// A path the spec names: through every link, as `mkdir -p` or `cp` would.
+    Spec,
+}
+
 /// A layer's file tree.
 #[derive(Debug, Default, Clone)]
 pub struct Tree {
     entries: BTreeMap<TreePath, Entry>,
+    /// The links of the layers below.
+    lower: Arc<Lower>,
+    /// Links below that this layer may replace (`replace_symlinks:`).
+    replace: Arc<std::collections::BTreeSet<TreePath>>,
 }
 
 impl Tree {
     /// An empty tree.
     pub fn new() -> Tree {
         Tree::default()
+    }
+
+    /// An empty tree for a layer above `lower`, allowed to replace the links
+    /// in `replace` with other entries.
+    pub fn above(lower: Arc<Lower>, replace: std::collections::BTreeSet<TreePath>) -> Tree {
+        Tree { entries: BTreeMap::new(), lower, replace: Arc::new(replace) }
+    }
+
+    /// The links of the layers below this one.
+    pub fn lower(&self) -> &Lower {
+        &self.lower
     }
 
     /// Number of entries (implicit directories included).
@@ -575,7 +727,45 @@ impl Tree {
     /// identical files, symlinks or hardlinks named twice are kept once;
     /// anything else at one path is a [`TreeError::Conflict`]. Nothing may be
     /// written below a symlink or a file.
+    ///
+    /// This is how archive members are added: parents resolve through the
+    /// directory links of earlier layers ([`Lower`]), never through a link
+    /// of this layer ([`TreeError::ThroughSymlink`]), and replacing a link
+    /// of an earlier layer with anything but a link is refused unless the
+    /// layer says so ([`TreeError::ReplacesLink`]).
     pub fn insert(&mut self, path: TreePath, entry: Entry) -> Result<(), TreeError> {
+        self.insert_via(path, entry, Via::Archive)
+    }
+
+    /// Adds an entry whose path the spec names (`files:`, `dirs:`,
+    /// `symlinks:`, `copy:`, accounts): parents resolve through every link,
+    /// this layer's and earlier layers', inside the image root, and a
+    /// directory's own path does too (as `mkdir -p` would). Otherwise as
+    /// [`Tree::insert`].
+    pub fn insert_spec(&mut self, path: TreePath, entry: Entry) -> Result<(), TreeError> {
+        self.insert_via(path, entry, Via::Spec)
+    }
+
+    fn insert_via(&mut self, path: TreePath, mut entry: Entry, via: Via) -> Result<(), TreeError> {
+        let follow_last = via == Via::Spec && matches!(entry.kind, Kind::Dir { .. });
+        let path = self.resolve(&path, via, follow_last, &entry.origin)?;
+        if let Kind::Hardlink { target } = &entry.kind {
+            let target = self.resolve(target, Via::Archive, false, &entry.origin)?;
+            entry.kind = Kind::Hardlink { target };
+        }
+        if !matches!(entry.kind, Kind::Symlink { .. }) && !self.entries.contains_key(&path) {
+            if let Some(link) = self.lower.get(path.as_str()) {
+                if !self.replace.contains(&path) {
+                    return Err(TreeError::ReplacesLink {
+                        target: link.target.clone(),
+                        layer: link.layer.to_string(),
+                        kind: entry.type_name(),
+                        origin: entry.origin.to_string(),
+                        path,
+                    });
+                }
+            }
+        }
         if self.entries.len() >= MAX_TREE_ENTRIES && !self.entries.contains_key(&path) {
             return Err(TreeError::TooManyEntries { origin: entry.origin.to_string() });
         }
@@ -644,6 +834,134 @@ impl Tree {
                     }),
                 }
             }
+        }
+    }
+
+    /// Where `path` lands once links are followed, inside the image root
+    /// (`..` stops at `/`, absolute targets start again at `/`). Archive
+    /// paths follow only the links of earlier layers; spec paths follow
+    /// this layer's too. The last component is followed only with
+    /// `follow_last`.
+    fn resolve(&self, path: &TreePath, via: Via, follow_last: bool, origin: &str) -> Result<TreePath, TreeError> {
+        if via == Via::Archive && !self.lower.touches(path.as_str()) {
+            return Ok(path.clone());
+        }
+        let (todo, last) = match path.parent() {
+            _ if follow_last => (path.as_str(), None),
+            Some(parent) => (&path.as_str()[..parent.as_str().len()], Some(path.file_name())),
+            None => return Ok(path.clone()),
+        };
+        let mut done = self.follow(todo, via, path, origin)?;
+        if let Some(last) = last {
+            if !done.is_empty() {
+                done.push('/');
+            }
+            done.push_str(last);
+        }
+        if done == path.as_str() {
+            return Ok(path.clone());
+        }
+        TreePath::from_image_path(&done).map_err(|source| TreeError::Resolved {
+            path: path.to_string(),
+            origin: origin.to_string(),
+            source,
+        })
+    }
+
+    /// Follows the links on the way of the relative path `raw` (components
+    /// may include `.` and `..`) and returns where it leads, without a
+    /// leading slash (empty for the root).
+    fn follow(&self, raw: &str, via: Via, shown: &TreePath, origin: &str) -> Result<String, TreeError> {
+        let mut todo: std::collections::VecDeque<String> = raw.split('/').map(str::to_string).collect();
+        let mut done = String::new();
+        let mut hops = 0;
+        while let Some(c) = todo.pop_front() {
+            match c.as_str() {
+                "" | "." => continue,
+                ".." => {
+                    done.truncate(done.rfind('/').unwrap_or(0));
+                    continue;
+                }
+                _ => {}
+            }
+            let len = done.len();
+            if !done.is_empty() {
+                done.push('/');
+            }
+            done.push_str(&c);
+            let target = match self.entries.get(done.as_str()) {
+                Some(Entry { kind: Kind::Symlink { target }, .. }) if via == Via::Spec => Some(target.clone()),
+                Some(_) => None,
+                None if self.replace.contains(done.as_str()) => None,
+                None => self.lower.get(&done).map(|l| l.target.clone()),
+            };
+            if let Some(target) = target {
+                hops += 1;
+                if hops > MAX_LINK_HOPS {
+                    return Err(TreeError::LinkLoop { path: shown.to_string(), origin: origin.to_string() });
+                }
+                done.truncate(len);
+                if target.starts_with('/') {
+                    done.clear();
+                }
+                for t in target.split('/').rev() {
+                    todo.push_front(t.to_string());
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    /// How this layer changes the links later layers resolve through: the
+    /// links it makes that may lead to a directory (a link that leads to a
+    /// regular file of this layer cannot be written through), and the
+    /// links of earlier layers it replaces or hides.
+    pub fn link_changes(&self) -> LinkChanges {
+        let mut changes = LinkChanges::default();
+        for (p, e) in &self.entries {
+            match &e.kind {
+                Kind::Symlink { target } => {
+                    if self.may_lead_to_dir(p, target) {
+                        changes.set.push((p.as_str().to_string(), target.clone()));
+                    } else if self.lower.get(p.as_str()).is_some() {
+                        changes.removed.push(p.as_str().to_string());
+                    }
+                }
+                _ => {
+                    if self.lower.get(p.as_str()).is_some() {
+                        changes.removed.push(p.as_str().to_string());
+                    }
+                }
+            }
+        }
+        // A lower link below something that is not a directory here is hidden.
+        for (l, _) in self.lower.links() {
+            if changes.removed.iter().any(|r| r == l.as_str()) {
+                continue;
+            }
+            let hidden =
+                l.ancestors().any(|a| self.entries.get(&a).is_some_and(|e| !matches!(e.kind, Kind::Dir { .. })));
+            if hidden {
+                changes.removed.push(l.as_str().to_string());
+            }
+        }
+        changes
+    }
+
+    /// False when the link at `path` leads to a regular file (or a hard
+    /// link) of this tree; true when it leads to a directory, to nothing
+    /// here (it may be a directory of an earlier layer), or round in circles.
+    fn may_lead_to_dir(&self, path: &TreePath, target: &str) -> bool {
+        let raw = match (target.starts_with('/'), path.parent()) {
+            (true, _) | (false, None) => target.to_string(),
+            (false, Some(parent)) => format!("{}/{target}", parent.as_str()),
+        };
+        match self.follow(&raw, Via::Spec, path, "") {
+            Ok(end) => !matches!(
+                self.entries.get(end.as_str()).map(|e| &e.kind),
+                Some(Kind::File { .. } | Kind::Hardlink { .. })
+            ),
+            Err(_) => true,
         }
     }
 
@@ -828,6 +1146,119 @@ mod tests {
         assert!(matches!(TreePath::from_archive_member(&"a/".repeat(2049)), Err(PathError::TooLong(..))));
         assert!(matches!(TreePath::from_image_path(&"n".repeat(256)), Err(PathError::NameTooLong(..))));
         assert!(TreePath::from_image_path(&"n".repeat(255)).is_ok());
+    }
+
+    fn merged_usr_below() -> Arc<Lower> {
+        let mut base = Tree::new();
+        let o = o("os");
+        base.insert(TreePath::from_image_path("usr/bin/sh").unwrap(), Entry::bytes(&b"sh"[..], 0o755, &o)).unwrap();
+        base.insert(TreePath::from_image_path("usr/lib").unwrap(), Entry::dir(0o755, &o)).unwrap();
+        base.insert(TreePath::from_image_path("bin").unwrap(), Entry::symlink("usr/bin", &o)).unwrap();
+        base.insert(TreePath::from_image_path("lib").unwrap(), Entry::symlink("/usr/lib", &o)).unwrap();
+        base.insert(TreePath::from_image_path("usr/bin/python3").unwrap(), Entry::symlink("sh", &o)).unwrap();
+        base.insert(TreePath::from_image_path("etc/mtab").unwrap(), Entry::symlink("../proc/self/mounts", &o)).unwrap();
+        let mut lower = Lower::new();
+        lower.apply(&base.link_changes(), "os").unwrap();
+        Arc::new(lower)
+    }
+
+    fn paths(t: &Tree) -> Vec<String> {
+        t.iter().map(|(p, e)| format!("{} {}", p.as_str(), e.type_name())).collect()
+    }
+
+    #[test]
+    fn lower_links_are_directory_links_only() {
+        let lower = merged_usr_below();
+        let links: Vec<_> = lower.links().map(|(p, l)| format!("{} -> {}", p.as_str(), l.target)).collect();
+        // usr/bin/python3 leads to a file of its layer: nothing can be written through it.
+        assert_eq!(links, ["bin -> usr/bin", "etc/mtab -> ../proc/self/mounts", "lib -> /usr/lib"]);
+    }
+
+    #[test]
+    fn paths_resolve_through_directory_links_of_earlier_layers() {
+        let lower = merged_usr_below();
+        let mut t = Tree::above(lower.clone(), Default::default());
+        let origin = o("app");
+        t.insert_spec(TreePath::from_image_path("bin/hello").unwrap(), Entry::bytes(&b"x"[..], 0o755, &origin))
+            .unwrap();
+        // An archive member too, and a hard link to it.
+        t.insert(TreePath::from_image_path("lib/x/a.so").unwrap(), Entry::bytes(&b"y"[..], 0o644, &origin)).unwrap();
+        let hl = Entry {
+            kind: Kind::Hardlink { target: TreePath::from_image_path("lib/x/a.so").unwrap() },
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: None,
+            origin: origin.clone(),
+        };
+        t.insert(TreePath::from_image_path("lib/x/b.so").unwrap(), hl).unwrap();
+        t.check_hardlinks().unwrap();
+        // A directory the spec names at a link is the link's target (`mkdir -p /bin`).
+        t.insert_spec(TreePath::from_image_path("bin").unwrap(), Entry::dir(0o755, &origin)).unwrap();
+        assert_eq!(
+            paths(&t),
+            [
+                "usr directory",
+                "usr/bin directory",
+                "usr/bin/hello file",
+                "usr/lib directory",
+                "usr/lib/x directory",
+                "usr/lib/x/a.so file",
+                "usr/lib/x/b.so hardlink"
+            ]
+        );
+        let changes = t.link_changes();
+        assert!(changes.set.is_empty() && changes.removed.is_empty(), "{changes:?}");
+    }
+
+    #[test]
+    fn replacing_a_directory_link_of_an_earlier_layer_is_refused_unless_listed() {
+        let lower = merged_usr_below();
+        let origin = o("tarball rootfs.tar");
+        let mut t = Tree::above(lower.clone(), Default::default());
+        let err = t.insert(TreePath::from_image_path("bin").unwrap(), Entry::dir(0o755, &origin)).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, TreeError::ReplacesLink { .. }), "{msg}");
+        assert!(msg.contains("/bin -> usr/bin") && msg.contains("layer `os`") && msg.contains("rootfs.tar"), "{msg}");
+        let err = t
+            .insert_spec(TreePath::from_image_path("lib").unwrap(), Entry::bytes(&b""[..], 0o644, &origin))
+            .unwrap_err();
+        assert!(matches!(err, TreeError::ReplacesLink { kind: "file", .. }), "{err}");
+        // A link may replace a link.
+        t.insert(TreePath::from_image_path("lib").unwrap(), Entry::symlink("usr/lib64", &origin)).unwrap();
+
+        let replace = [TreePath::from_image_path("bin").unwrap()].into_iter().collect();
+        let mut t = Tree::above(lower.clone(), replace);
+        t.insert(TreePath::from_image_path("bin/tool").unwrap(), Entry::bytes(&b""[..], 0o755, &origin)).unwrap();
+        t.insert(TreePath::from_image_path("bin").unwrap(), Entry::dir(0o755, &origin)).unwrap();
+        assert_eq!(paths(&t), ["bin directory", "bin/tool file"]);
+        let mut next = (*lower).clone();
+        next.apply(&t.link_changes(), "tools").unwrap();
+        assert!(next.get("bin").is_none() && next.get("lib").is_some());
+    }
+
+    #[test]
+    fn spec_paths_follow_links_of_their_own_layer_inside_the_root() {
+        let mut t = Tree::new();
+        let origin = o("spec");
+        t.insert(TreePath::from_image_path("usr/bin").unwrap(), Entry::dir(0o755, &origin)).unwrap();
+        t.insert(TreePath::from_image_path("bin").unwrap(), Entry::symlink("usr/bin", &origin)).unwrap();
+        t.insert(TreePath::from_image_path("up").unwrap(), Entry::symlink("../../../opt", &origin)).unwrap();
+        t.insert_spec(TreePath::from_image_path("bin/x").unwrap(), Entry::bytes(&b""[..], 0o644, &origin)).unwrap();
+        // `..` stops at the root: the link cannot lead out of the image.
+        t.insert_spec(TreePath::from_image_path("up/y").unwrap(), Entry::bytes(&b""[..], 0o644, &origin)).unwrap();
+        assert!(t.get(&TreePath::from_image_path("usr/bin/x").unwrap()).is_some());
+        assert!(t.get(&TreePath::from_image_path("opt/y").unwrap()).is_some());
+        // Archive members still may not write through their own layer's links.
+        let err =
+            t.insert(TreePath::from_image_path("bin/z").unwrap(), Entry::bytes(&b""[..], 0o644, &origin)).unwrap_err();
+        assert!(matches!(err, TreeError::ThroughSymlink { .. }), "{err}");
+        t.insert(TreePath::from_image_path("a").unwrap(), Entry::symlink("b", &origin)).unwrap();
+        t.insert(TreePath::from_image_path("b").unwrap(), Entry::symlink("a", &origin)).unwrap();
+        let err = t
+            .insert_spec(TreePath::from_image_path("a/f").unwrap(), Entry::bytes(&b""[..], 0o644, &origin))
+            .unwrap_err();
+        assert!(matches!(err, TreeError::LinkLoop { .. }), "{err}");
     }
 
     #[test]

@@ -176,6 +176,28 @@ impl Env {
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
+    /// The error of a failed command as a snapshot shows it: stderr from
+    /// its `error:` line on (progress lines before it depend on timing),
+    /// this environment's home as `[HOME]`, its directory as `[DIR]`,
+    /// loopback ports as `[PORT]`.
+    pub fn scrub(&self, o: &Output) -> String {
+        let all = String::from_utf8_lossy(&o.stderr);
+        let s = &all[all.find("error:").unwrap_or(0)..];
+        let home = self.dir.path().join("home").display().to_string();
+        let s = s.replace(&home, "[HOME]").replace(&self.dir.path().display().to_string(), "[DIR]");
+        let mut out = String::new();
+        let mut rest = s.as_str();
+        while let Some(i) = rest.find("127.0.0.1:") {
+            out.push_str(&rest[..i + 10]);
+            rest = &rest[i + 10..];
+            let n = rest.chars().take_while(|c| c.is_ascii_digit()).count();
+            out.push_str(if n > 0 { "[PORT]" } else { "" });
+            rest = &rest[n..];
+        }
+        out.push_str(rest);
+        out
+    }
+
     /// Runs strata with `--json` appended and parses stdout.
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
         let mut a = args.to_vec();

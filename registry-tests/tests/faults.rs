@@ -182,6 +182,7 @@ fn four_mib_request_cap() {
             && err.contains("--chunk-size"),
         "{err}"
     );
+    insta::assert_snapshot!("request_cap", env.scrub(&o));
     assert_tag_consistent(&format!("{}/faults/cap:1", reg.host()), None);
 
     // Rerun with chunks under the cap: completes.

@@ -140,6 +140,15 @@ fn htpasswd_registry_with_every_credential_source() {
         "{err}"
     );
     assert!(err.contains("config.json"), "lists the files searched: {err}");
+    // The messages docs/registry.md shows.
+    let o = env.run(&["push", &src, &format!("{}/a/b:1", reg.host())]);
+    assert_eq!(o.status.code(), Some(1));
+    insta::assert_snapshot!("no_credentials", env.scrub(&o));
+    let o = env.run(&["push", &src, &format!("{}/a/b:1", reg.host()), "--creds", &format!("{USER}:nope")]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = env.scrub(&o);
+    assert!(!err.contains("nope"), "the password stays out: {err}");
+    insta::assert_snapshot!("wrong_credentials", err);
 }
 
 fn base64_encode(s: &str) -> String {

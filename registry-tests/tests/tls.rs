@@ -19,6 +19,11 @@ fn artifact_downloads_fail_at_once_on_an_untrusted_certificate_and_work_with_ca_
     let (layout, _) = hello_image();
     let env = Env::new();
     let dest = format!("{}/tls/hello:1", reg.host());
+    // Without the CA: refused at once, never retried over plain HTTP
+    // (the message docs/registry.md shows).
+    let o = env.run(&["push", &format!("oci:{}", layout.display()), &format!("{}/a/b:1", reg.host())]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    insta::assert_snapshot!("untrusted_certificate", env.scrub(&o));
     env.ok(&["push", &format!("oci:{}", layout.display()), &dest, "--ca-file", &ca()]);
     // A layer of the image is a gzip tarball: a download like any other.
     let index: serde_json::Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();

@@ -1,6 +1,7 @@
 //! The layer cache: a built layer's blob, found again by the digest of
 //! everything that determines its bytes (the sources' fingerprints, the
-//! compression, the epoch, the layer format and Strata's version). Entries
+//! compression, the epoch, the layer format, Strata's version and the
+//! directory links of the layers below). Entries
 //! are small typed JSON files in the store's `layers/` directory; `strata
 //! cache prune` reads the same type. [`LayerCache`] is the interface, so a
 //! cache kept elsewhere (in a registry, as small artifacts) can stand in.
@@ -20,6 +21,15 @@ use crate::store::Store;
 /// same inputs (v2: `Status:` in Debian status.d paragraphs), or warm caches
 /// would keep serving the old bytes.
 pub const FORMAT_VERSION: &str = "strata-layer-v2";
+
+/// The cache key of a layer written above `below` (the directory links its
+/// paths resolve through are part of what it is made from).
+pub fn key_above(fingerprints: &[&str], comp: &Compression, epoch: u64, below: &crate::tree::Lower) -> Digest {
+    let lower = format!("lower {}", below.digest());
+    let mut all: Vec<&str> = fingerprints.to_vec();
+    all.push(&lower);
+    key(&all, comp, epoch)
+}
 
 /// The cache key of a layer.
 pub fn key(fingerprints: &[&str], comp: &Compression, epoch: u64) -> Digest {
@@ -54,6 +64,32 @@ pub struct CacheEntry {
     /// which verifies its digest.
     #[serde(default)]
     pub stamp: Option<Stamp>,
+    /// What the layer leaves for the layers above it. Entries without it,
+    /// from versions that did not record it, are not used.
+    #[serde(default)]
+    pub effects: Option<LayerEffects>,
+}
+
+/// What a layer leaves for the layers above it: the directory links they
+/// resolve paths through, and the inputs of the CA bundle. Recorded with
+/// each cached layer, so a layer taken from the cache passes them on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerEffects {
+    /// Links made, retargeted or replaced.
+    #[serde(default)]
+    pub links: crate::tree::LinkChanges,
+    /// CA bundle inputs.
+    #[serde(default)]
+    pub ca: crate::sources::cacerts::CaChanges,
+}
+
+/// A layer found in the cache.
+#[derive(Debug, Clone)]
+pub struct Cached {
+    /// The layer.
+    pub blob: LayerBlob,
+    /// What it leaves for the layers above.
+    pub effects: LayerEffects,
 }
 
 impl CacheEntry {
@@ -79,9 +115,10 @@ fn stamp(p: &Path) -> Option<Stamp> {
 pub trait LayerCache: Send + Sync {
     /// The layer built for `key` before, verified; `None` when there is none
     /// (or it went bad: it is then forgotten).
-    fn lookup(&self, key: &Digest, reporter: &dyn Reporter) -> Option<LayerBlob>;
-    /// Remembers the layer built for `key`.
-    fn record(&self, key: &Digest, blob: &LayerBlob);
+    fn lookup(&self, key: &Digest, reporter: &dyn Reporter) -> Option<Cached>;
+    /// Remembers the layer built for `key`, with what it leaves for the
+    /// layers above it.
+    fn record(&self, key: &Digest, blob: &LayerBlob, effects: &LayerEffects);
 }
 
 /// The cache in the local store.
@@ -99,23 +136,24 @@ impl<'a> LocalCache<'a> {
 }
 
 impl LayerCache for LocalCache<'_> {
-    fn lookup(&self, key: &Digest, reporter: &dyn Reporter) -> Option<LayerBlob> {
+    fn lookup(&self, key: &Digest, reporter: &dyn Reporter) -> Option<Cached> {
         if !self.lookups {
             return None;
         }
         let p = CacheEntry::path(self.store, key);
         let e = CacheEntry::read(&p)?;
+        let effects = e.effects?;
         let blob_path = self.store.path(&e.blob.digest);
         let now = stamp(&blob_path)?;
         if e.stamp == Some(now) && now.1 == e.blob.size {
             self.store.mark_used(&e.blob.digest);
-            return Some(e.blob);
+            return Some(Cached { blob: e.blob, effects });
         }
         match self.store.verify(&e.blob.digest) {
             Ok(true) if now.1 == e.blob.size => {
                 self.store.mark_used(&e.blob.digest);
-                self.record(key, &e.blob);
-                Some(e.blob)
+                self.record(key, &e.blob, &effects);
+                Some(Cached { blob: e.blob, effects })
             }
             _ => {
                 reporter.warn(&format!("layer cache: blob {} was corrupt or changed; rebuilding it", e.blob.digest));
@@ -126,9 +164,13 @@ impl LayerCache for LocalCache<'_> {
         }
     }
 
-    fn record(&self, key: &Digest, blob: &LayerBlob) {
-        let entry =
-            CacheEntry { key: key.to_string(), blob: blob.clone(), stamp: stamp(&self.store.path(&blob.digest)) };
+    fn record(&self, key: &Digest, blob: &LayerBlob, effects: &LayerEffects) {
+        let entry = CacheEntry {
+            key: key.to_string(),
+            blob: blob.clone(),
+            stamp: stamp(&self.store.path(&blob.digest)),
+            effects: Some(effects.clone()),
+        };
         if let Ok(bytes) = serde_json::to_vec(&entry) {
             let _ = crate::atomic::atomic_write(&CacheEntry::path(self.store, key), &bytes);
         }

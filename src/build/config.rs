@@ -41,6 +41,7 @@ pub fn runtime_config(spec: &LoadedSpec, verifier: Option<&Verifier>) -> Runtime
         rc.volumes = c.volumes.iter().map(|v| v.0.clone()).collect();
         rc.labels = c.labels.clone();
         rc.stop_signal = c.stop_signal.clone();
+        rc.healthcheck = c.healthcheck.as_ref().map(healthcheck);
     }
     if let Some(gpu) = &spec.spec.gpu {
         let (labels, env) = crate::cuda::labels_and_env(gpu);
@@ -69,9 +70,34 @@ pub fn runtime_config(spec: &LoadedSpec, verifier: Option<&Verifier>) -> Runtime
     rc
 }
 
+/// The image config's health check. Durations were checked when the spec
+/// was loaded; they are written in nanoseconds, as Docker does.
+fn healthcheck(h: &crate::spec::HealthcheckSpec) -> crate::oci::Healthcheck {
+    let ns = |d: &Option<String>| -> Option<u64> {
+        let d = crate::units::parse_duration(d.as_deref()?).ok()?;
+        u64::try_from(d.as_nanos()).ok()
+    };
+    crate::oci::Healthcheck {
+        test: h.test.to_config(),
+        interval: ns(&h.interval),
+        timeout: ns(&h.timeout),
+        start_period: ns(&h.start_period),
+        start_interval: ns(&h.start_interval),
+        retries: h.retries,
+    }
+}
+
 /// The manifest annotations: the spec's, the creation time, the spec
-/// checksum, the title, and a note when the lock was not enforced.
-pub fn annotations(spec: &LoadedSpec, epoch: u64, spec_checksum: &Digest, unlocked: bool) -> BTreeMap<String, String> {
+/// checksum, the title, a note when the lock was not enforced, and with
+/// `annotations_from_labels`, the config's `labels` (an annotation set
+/// otherwise keeps its value).
+pub fn annotations(
+    spec: &LoadedSpec,
+    epoch: u64,
+    spec_checksum: &Digest,
+    unlocked: bool,
+    labels: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
     let mut a = spec.spec.annotations.clone();
     a.insert(crate::oci::CREATED.into(), crate::oci::rfc3339(epoch));
     a.insert("dev.strata.spec.sha256".into(), spec_checksum.to_string());
@@ -79,5 +105,10 @@ pub fn annotations(spec: &LoadedSpec, epoch: u64, spec_checksum: &Digest, unlock
         a.insert("dev.strata.unlocked".into(), "true: built with --unlocked; the lock was not enforced".into());
     }
     a.insert("org.opencontainers.image.title".into(), spec.spec.name.clone());
+    if spec.spec.annotations_from_labels {
+        for (k, v) in labels {
+            a.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+    }
     a
 }

@@ -34,7 +34,7 @@ use crate::sources::{sources_of, Context, SourceError};
 use crate::spec::{parse_platform, LoadedSpec, ResolvedLayer};
 use crate::store::{Store, StoreError};
 use crate::tree::Tree;
-use cache::{LayerCache, LocalCache};
+use cache::{LayerCache, LayerEffects, LocalCache};
 use plan::PlannedLayer;
 
 pub use cache::FORMAT_VERSION;
@@ -145,6 +145,15 @@ pub enum BuildError {
     Epoch {
         /// The epoch given.
         epoch: u64,
+    },
+    /// A link a layer leaves for the layers above has a path no image may hold.
+    #[error("layer `{layer}`: {source}")]
+    LayerPath {
+        /// The layer.
+        layer: String,
+        /// Why.
+        #[source]
+        source: crate::tree::PathError,
     },
     /// The build's scratch directory could not be made.
     #[error(transparent)]
@@ -273,7 +282,7 @@ pub fn build(
     let (os, arch, variant) = parse_platform(spec.spec.platform.as_deref().unwrap_or("linux/amd64"))
         .ok_or_else(|| BuildError::Image(ImageError::BadTag("invalid platform".into())))?;
     let checksum = crate::spec::checksum(spec)?;
-    let annotations = config::annotations(spec, epoch, &checksum, opts.unlocked);
+    let annotations = config::annotations(spec, epoch, &checksum, opts.unlocked, &runtime.labels);
     let mut image = assemble(
         &spec.spec.name,
         image_layers,
@@ -300,10 +309,40 @@ struct WrittenLayer {
     cached: bool,
 }
 
-/// Looks every layer up in the cache; the layers it lacks are populated
-/// here, in order, and written by up to `threads` workers at once (a spliced
-/// layer is mostly inflating and hashing on one core). Blob bytes do not
-/// depend on the threads, and the result keeps the planned order.
+/// What the layers below one layer leave for it.
+#[derive(Debug, Clone, Default)]
+struct Below {
+    links: Arc<crate::tree::Lower>,
+    ca: crate::sources::cacerts::CaState,
+}
+
+impl Below {
+    fn apply(&mut self, fx: &LayerEffects, layer: &str) -> Result<(), BuildError> {
+        if !fx.links.set.is_empty() || !fx.links.removed.is_empty() {
+            let mut links = (*self.links).clone();
+            links
+                .apply(&fx.links, layer)
+                .map_err(|source| BuildError::LayerPath { layer: layer.to_string(), source })?;
+            self.links = Arc::new(links);
+        }
+        self.ca.apply(&fx.ca);
+        Ok(())
+    }
+
+    /// True when a cached layer with these effects was made over this state
+    /// (its CA bundle, if it wrote one, from the same inputs) and every blob
+    /// the effects name is still in the store.
+    fn fits(&self, fx: &LayerEffects, store: &Store) -> bool {
+        let same_ca = fx.ca.made_from.is_none_or(|d| d == self.ca.digest());
+        same_ca && crate::sources::cacerts::CaState::blobs(&fx.ca).all(|d| store.contains(d))
+    }
+}
+
+/// Every layer in order: looked up in the cache with a key that covers the
+/// links of the layers below it, else populated above them (here, in
+/// order) and written by up to `threads` workers at once (a spliced layer
+/// is mostly inflating and hashing on one core). Blob bytes do not depend
+/// on the threads, and the result keeps the planned order.
 fn write_layers(
     layers: Vec<PlannedLayer<'_>>,
     ctx: &Context<'_>,
@@ -312,44 +351,60 @@ fn write_layers(
     threads: usize,
     reporter: &dyn Reporter,
 ) -> Result<Vec<WrittenLayer>, BuildError> {
-    struct Slot {
-        name: String,
-        key: Digest,
-        packages: Vec<crate::sbom::Package>,
-        blob: Option<LayerBlob>,
-        cached: bool,
+    enum Item {
+        Cached(LayerBlob),
+        Tree(Tree, Digest, LayerEffects),
     }
-    let mut slots: Vec<Slot> = Vec::new();
+    let mut names = Vec::new();
+    let mut packages = Vec::new();
     let mut queue = Vec::new();
     for PlannedLayer { name, parts, entry } in layers {
-        let packages: Vec<crate::sbom::Package> = parts.iter().flat_map(|p| p.packages.clone()).collect();
-        let fps: Vec<&str> = parts.iter().map(|p| p.fingerprint.as_str()).collect();
-        let key = cache::key(&fps, &settings.compression, settings.epoch);
-        let blob = cache.lookup(&key, reporter);
-        match &blob {
-            Some(b) => reporter.info(&format!("layer {name}: cached {}", b.digest)),
-            None => queue.push(Some((slots.len(), parts, entry))),
-        }
-        slots.push(Slot { name, key, packages, cached: blob.is_some(), blob });
+        packages.push(parts.iter().flat_map(|p| p.packages.clone()).collect::<Vec<_>>());
+        names.push(name);
+        queue.push(Some((parts, entry)));
     }
+    let mut below = Below::default();
     let written = crate::pool::run_ordered(
         queue.len(),
         threads.clamp(1, MAX_PARALLEL_LAYERS),
         |i| {
-            let Some((slot, parts, entry)) = queue[i].take() else {
+            let Some((parts, entry)) = queue[i].take() else {
                 unreachable!("every queued layer is taken once");
             };
-            let mut tree = Tree::new();
-            for p in parts {
-                (p.populate)(ctx, &mut tree).map_err(|e| match entry {
-                    Some(resolved) => BuildError::source(resolved, &slots[slot].name, e),
-                    None => BuildError::Verifier { source: e },
-                })?;
+            let name = &names[i];
+            let fail = |e: SourceError| match entry {
+                Some(resolved) => BuildError::source(resolved, name, e),
+                None => BuildError::Verifier { source: e },
+            };
+            let fps: Vec<&str> = parts.iter().map(|p| p.fingerprint.as_str()).collect();
+            let key = cache::key_above(&fps, &settings.compression, settings.epoch, &below.links);
+            if let Some(hit) = cache.lookup(&key, reporter) {
+                if below.fits(&hit.effects, ctx.store) {
+                    for d in crate::sources::cacerts::CaState::blobs(&hit.effects.ca) {
+                        ctx.store.mark_used(d);
+                    }
+                    reporter.info(&format!("layer {name}: cached {}", hit.blob.digest));
+                    below.apply(&hit.effects, name)?;
+                    return Ok(Item::Cached(hit.blob));
+                }
             }
-            Ok::<_, BuildError>((slot, tree))
+            let replace = entry.map(|e| e.entry.replace_symlinks.iter().map(|p| p.tree_path()).collect());
+            let mut tree = Tree::above(below.links.clone(), replace.unwrap_or_default());
+            for p in parts {
+                (p.populate)(ctx, &mut tree).map_err(fail)?;
+            }
+            let ca = crate::sources::cacerts::update_bundle(&mut tree, &below.ca, ctx.store).map_err(fail)?;
+            let fx = LayerEffects { links: tree.link_changes(), ca };
+            below.apply(&fx, name)?;
+            reporter.plan(TaskKind::Layer, 1, Some(tree.file_bytes()));
+            Ok::<_, BuildError>(Item::Tree(tree, key, fx))
         },
-        |_, (slot, tree)| {
-            let Slot { name, key, .. } = &slots[slot];
+        |i, item| {
+            let (tree, key, fx) = match item {
+                Item::Cached(blob) => return Ok((blob, true)),
+                Item::Tree(tree, key, fx) => (tree, key, fx),
+            };
+            let name = &names[i];
             let id = task_id();
             reporter.start(id, TaskKind::Layer, name, Some(tree.file_bytes()));
             let blob = {
@@ -358,15 +413,13 @@ fn write_layers(
                     .map_err(|source| BuildError::Layer { layer: name.clone(), source })?
             };
             reporter.finish(id, &format!("{} ({})", blob.digest, crate::report::human_bytes(blob.size)));
-            cache.record(key, &blob);
-            Ok((slot, blob))
+            cache.record(&key, &blob, &fx);
+            Ok((blob, false))
         },
     )?;
-    for (slot, blob) in written {
-        slots[slot].blob = Some(blob);
-    }
-    Ok(slots
+    Ok(written
         .into_iter()
-        .filter_map(|s| s.blob.map(|blob| WrittenLayer { name: s.name, packages: s.packages, blob, cached: s.cached }))
+        .zip(names.into_iter().zip(packages))
+        .map(|((blob, cached), (name, packages))| WrittenLayer { name, packages, blob, cached })
         .collect())
 }

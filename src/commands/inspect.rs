@@ -39,6 +39,46 @@ fn list_or_dash(v: Option<&Vec<String>>) -> String {
     v.map(|l| serde_json::to_string(l).unwrap_or_default()).unwrap_or_else(|| "-".into())
 }
 
+/// One line per value (`-` for none), the name in the first column.
+fn each(name: &str, values: &[String]) -> anyhow::Result<()> {
+    if values.is_empty() {
+        return out(&format!("{name:<12}-"));
+    }
+    for v in values {
+        out(&format!("{name:<12}{v}"))?;
+    }
+    Ok(())
+}
+
+/// Nanoseconds as a duration a user writes (`30s`, `1m`, `250ms`).
+fn duration(ns: u64) -> String {
+    for (unit, n) in [("h", 3_600_000_000_000), ("m", 60_000_000_000), ("s", 1_000_000_000), ("ms", 1_000_000)] {
+        if ns >= n && ns.is_multiple_of(n) {
+            return format!("{}{unit}", ns / n);
+        }
+    }
+    format!("{ns}ns")
+}
+
+/// A health check on one line: the test, then what is set of its timing.
+fn healthcheck(h: &strata::oci::Healthcheck) -> String {
+    let mut s = serde_json::to_string(&h.test).unwrap_or_default();
+    for (name, v) in [
+        ("interval", h.interval),
+        ("timeout", h.timeout),
+        ("start period", h.start_period),
+        ("start interval", h.start_interval),
+    ] {
+        if let Some(ns) = v {
+            s.push_str(&format!(", {name} {}", duration(ns)));
+        }
+    }
+    if let Some(r) = h.retries {
+        s.push_str(&format!(", retries {r}"));
+    }
+    s
+}
+
 pub fn run(args: InspectArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let transport = Transport::new(args.registry.options(global)?, Arc::new(CliReporter::new(global.quiet)));
     let src = transport.open(&ImageRef::parse(&args.source)?)?;
@@ -76,15 +116,27 @@ pub fn run(args: InspectArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     }
     let rt = config.config.clone().unwrap_or_default();
     out(&format!("config      {cfg_digest}"))?;
-    out(&format!("platform    {}/{}", config.os, config.architecture))?;
+    let variant = config.variant.as_deref().map(|v| format!("/{v}")).unwrap_or_default();
+    out(&format!("platform    {}/{}{variant}", config.os, config.architecture))?;
     out(&format!("created     {}", or_dash(config.created.as_deref())))?;
     out(&format!("user        {}", or_dash(rt.user.as_deref())))?;
     out(&format!("workdir     {}", or_dash(rt.working_dir.as_deref())))?;
     out(&format!("entrypoint  {}", list_or_dash(rt.entrypoint.as_ref())))?;
     out(&format!("cmd         {}", list_or_dash(rt.cmd.as_ref())))?;
-    for e in rt.env.iter().flatten() {
-        out(&format!("env         {e}"))?;
-    }
+    let env: Vec<String> = rt.env.iter().flatten().cloned().collect();
+    let keys = |m: &Option<std::collections::BTreeMap<String, strata::oci::Empty>>| -> Vec<String> {
+        m.iter().flatten().map(|(k, _)| k.clone()).collect()
+    };
+    let pairs = |m: Option<&std::collections::BTreeMap<String, String>>| -> Vec<String> {
+        m.into_iter().flatten().map(|(k, v)| format!("{k}={}", strata::report::one_line(v))).collect()
+    };
+    each("env", &env)?;
+    each("ports", &keys(&rt.exposed_ports))?;
+    each("volumes", &keys(&rt.volumes))?;
+    each("label", &pairs(rt.labels.as_ref()))?;
+    out(&format!("healthcheck {}", rt.healthcheck.as_ref().map_or_else(|| "-".into(), healthcheck)))?;
+    out(&format!("stopsignal  {}", or_dash(rt.stop_signal.as_deref())))?;
+    each("annotation", &pairs(Some(&image.manifest.annotations)))?;
     let layers = image.layers();
     let total: u64 = layers.iter().map(|l| l.size).sum();
     out(&format!("layers      {} ({})", layers.len(), human_bytes(total)))?;

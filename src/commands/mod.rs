@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod build;
 pub mod cache;
+pub mod cli;
 pub mod copy;
 pub mod diff;
 pub mod fetch;

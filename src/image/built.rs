@@ -48,6 +48,8 @@ pub struct RuntimeConfig {
     pub labels: BTreeMap<String, String>,
     /// Stop signal.
     pub stop_signal: Option<String>,
+    /// Health check.
+    pub healthcheck: Option<crate::oci::Healthcheck>,
 }
 
 /// An OCI artifact that refers to an image (`subject`), e.g. its SBOM.
@@ -199,6 +201,7 @@ pub fn assemble(
         working_dir: runtime.workdir.clone(),
         labels: (!runtime.labels.is_empty()).then(|| runtime.labels.clone()),
         stop_signal: runtime.stop_signal.clone(),
+        healthcheck: runtime.healthcheck.clone(),
     };
     let config = ImageConfig {
         created: Some(created.clone()),

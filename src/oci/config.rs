@@ -72,6 +72,35 @@ pub struct RuntimeSettings {
     /// Stop signal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
+    /// Health check, where Docker and podman read it (not part of the OCI
+    /// image spec, whose readers ignore fields they do not know).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<Healthcheck>,
+}
+
+/// A health check as Docker writes it: durations in nanoseconds, zero or
+/// absent meaning the runtime's default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Healthcheck {
+    /// `["CMD", argv…]`, `["CMD-SHELL", command]` or `["NONE"]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub test: Vec<String>,
+    /// Time between checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<u64>,
+    /// Time a check may take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u64>,
+    /// Start-up time during which failures do not count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_period: Option<u64>,
+    /// Time between checks during the start period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_interval: Option<u64>,
+    /// Failures in a row that make the container unhealthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
 }
 
 /// The empty JSON object `{}` (values of `ExposedPorts` and `Volumes`).

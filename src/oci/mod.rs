@@ -14,7 +14,7 @@ pub mod media;
 pub mod reference;
 
 pub use crate::digest::Digest;
-pub use config::{Empty, History, ImageConfig, RootFs, RuntimeSettings};
+pub use config::{Empty, Healthcheck, History, ImageConfig, RootFs, RuntimeSettings};
 pub use descriptor::{Descriptor, Platform};
 pub use location::{ImageRef, ImageRefError};
 pub use manifest::{Index, Manifest, Node, RawManifest};

@@ -112,11 +112,11 @@ impl Source for Accounts<'_> {
         let populate = move |_: &Context<'_>, tree: &mut crate::tree::Tree| -> Result<(), SourceError> {
             let origin: Arc<str> = Arc::from("accounts");
             let p = |s: &str| TreePath::from_image_path(s).map_err(|e| SourceError::Message(format!("accounts: {e}")));
-            tree.insert(p("/etc/passwd")?, Entry::bytes(passwd.into_bytes(), 0o644, &origin))?;
-            tree.insert(p("/etc/group")?, Entry::bytes(group.into_bytes(), 0o644, &origin))?;
+            tree.insert_spec(p("/etc/passwd")?, Entry::bytes(passwd.into_bytes(), 0o644, &origin))?;
+            tree.insert_spec(p("/etc/group")?, Entry::bytes(group.into_bytes(), 0o644, &origin))?;
             for (home, uid, gid) in homes {
                 let mode = if uid == 0 { 0o700 } else { 0o755 };
-                tree.insert(p(&home)?, Entry::dir(mode, &origin).owned(uid, gid))?;
+                tree.insert_spec(p(&home)?, Entry::dir(mode, &origin).owned(uid, gid))?;
             }
             Ok(())
         };

@@ -60,7 +60,7 @@ impl Source for Files<'_> {
             let origin: Arc<str> = Arc::from(format!("{} ({})", self.layer.display_name(), self.layer.file.display()));
             for d in &e.dirs {
                 let entry = Entry::dir(d.mode.map_or(0o755, |m| m.0), &origin).owned(d.uid, d.gid);
-                tree.insert(d.path.tree_path(), entry)?;
+                tree.insert_spec(d.path.tree_path(), entry)?;
             }
             let mut local = local.into_iter();
             for f in &e.files {
@@ -81,10 +81,10 @@ impl Source for Files<'_> {
                 };
                 entry = entry.owned(f.uid, f.gid);
                 entry.mtime = f.mtime;
-                tree.insert(f.path.tree_path(), entry)?;
+                tree.insert_spec(f.path.tree_path(), entry)?;
             }
             for s in &e.symlinks {
-                tree.insert(s.path.tree_path(), Entry::symlink(s.target.clone(), &origin).owned(s.uid, s.gid))?;
+                tree.insert_spec(s.path.tree_path(), Entry::symlink(s.target.clone(), &origin).owned(s.uid, s.gid))?;
             }
             Ok(())
         };

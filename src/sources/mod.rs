@@ -7,6 +7,8 @@
 //! cache already holds a layer with that fingerprint.
 
 pub mod accounts;
+pub mod cacerts;
+pub mod copy;
 pub mod deb;
 pub mod files;
 pub mod python;
@@ -59,6 +61,12 @@ pub enum SourceError {
     /// A Debian archive, index or package is not usable.
     #[error(transparent)]
     Deb(#[from] deb::error::DebError),
+    /// A `copy:` entry cannot be copied.
+    #[error(transparent)]
+    Copy(#[from] copy::CopyError),
+    /// A CA certificate cannot be added.
+    #[error(transparent)]
+    Ca(#[from] cacerts::CaError),
     /// A blob in the cache no longer has the bytes it was stored with (it
     /// has been removed, so the next attempt fetches or builds it again).
     #[error("{what}: the cached copy {} is corrupt (sha256 {}, expected {}); it was removed and is fetched again on the next build", path.display(), digests.1, digests.0)]
@@ -79,6 +87,8 @@ impl crate::error::Hint for SourceError {
     fn hint(&self) -> Option<String> {
         match self {
             SourceError::Deb(e) => e.hint(),
+            SourceError::Copy(e) => e.hint(),
+            SourceError::Ca(e) => e.hint(),
             _ => None,
         }
     }
@@ -175,6 +185,9 @@ pub fn sources_of<'a>(layer: &'a ResolvedLayer, lock: Option<&'a Lock>) -> Vec<B
         let pins = lock.and_then(|l| l.debs.get(&crate::lockfile::layer_key(layer)));
         v.push(Box::new(deb::Debs { spec: d, layer, pins }));
     }
+    if !e.copy.is_empty() {
+        v.push(Box::new(copy::Copy { layer }));
+    }
     if !e.dirs.is_empty() || !e.files.is_empty() || !e.symlinks.is_empty() {
         v.push(Box::new(files::Files { layer }));
     }
@@ -186,6 +199,9 @@ pub fn sources_of<'a>(layer: &'a ResolvedLayer, lock: Option<&'a Lock>) -> Vec<B
     }
     if let Some(p) = &e.python {
         v.push(Box::new(python::Python::new(p, layer).with_lock(lock)));
+    }
+    if !e.ca_certificates.is_empty() {
+        v.push(Box::new(cacerts::CaCertificates { layer }));
     }
     v
 }

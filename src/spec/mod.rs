@@ -147,6 +147,12 @@ impl ResolvedLayer {
     pub fn host_file(&self, rel: &str) -> Result<PathBuf, crate::hostfs::HostPathError> {
         crate::hostfs::resolve(&self.context, &self.base_dir, rel)
     }
+
+    /// The directory `rel` names, confined to the build context as
+    /// [`ResolvedLayer::host_file`] confines files.
+    pub fn host_dir(&self, rel: &str) -> Result<PathBuf, crate::hostfs::HostPathError> {
+        crate::hostfs::resolve_dir(&self.context, &self.base_dir, rel)
+    }
 }
 
 /// A loaded, checked image spec.
@@ -450,7 +456,7 @@ fn expand(
         }
         if !entry.has_sources() {
             return Err(err("", "this layer entry has no source".into(),
-                Some("give it `files`, `dirs`, `symlinks`, `tarball`, `accounts`, `debs` or `python`, or `include:` a layer file".into())));
+                Some("give it `files`, `dirs`, `symlinks`, `copy`, `tarball`, `accounts`, `debs`, `python` or `ca_certificates`, or `include:` a layer file".into())));
         }
         if out.len() >= crate::sources::python::layering::MAX_IMAGE_LAYERS {
             return Err(err(
@@ -527,6 +533,33 @@ fn check_entry(entry: &LayerEntry, base: &Path, context: &Path) -> Result<(), Pr
             }
         }
     }
+    for (i, c) in entry.copy.iter().enumerate() {
+        if let Err(e) = crate::hostfs::resolve_dir(context, base, &c.from) {
+            return Err((format!("copy[{i}].from"), format!("copy from `{}`: {e}", c.from), Some(e.hint().into())));
+        }
+        for (key, globs) in [("include", &c.include), ("exclude", &c.exclude)] {
+            if let Err((j, e)) = crate::sources::copy::patterns(globs) {
+                return Err((
+                    format!("copy[{i}].{key}[{j}]"),
+                    e.to_string(),
+                    Some(crate::sources::copy::GLOB_HINT.into()),
+                ));
+            }
+        }
+    }
+    for (i, c) in entry.ca_certificates.iter().enumerate() {
+        match crate::hostfs::resolve(context, base, c) {
+            Err(e) => {
+                return Err((format!("ca_certificates[{i}]"), format!("CA certificate: {e}"), Some(e.hint().into())))
+            }
+            Ok(path) => {
+                crate::sources::cacerts::read_certificate(&path, c).map_err(|e| {
+                    use crate::error::Hint;
+                    (format!("ca_certificates[{i}]"), e.to_string(), e.hint())
+                })?;
+            }
+        }
+    }
     if let Some(t) = &entry.tarball {
         match (&t.url, &t.path) {
             (Some(_), Some(_)) | (None, None) => {
@@ -568,6 +601,8 @@ fn check_entry(entry: &LayerEntry, base: &Path, context: &Path) -> Result<(), Pr
         if !entry.files.is_empty()
             || !entry.dirs.is_empty()
             || !entry.symlinks.is_empty()
+            || !entry.copy.is_empty()
+            || !entry.ca_certificates.is_empty()
             || entry.tarball.is_some()
             || entry.accounts.is_some()
         {
@@ -647,6 +682,37 @@ fn check_image(
                     format!("port `{port}` is not `NUMBER[/tcp|/udp|/sctp]`"),
                     None,
                 ));
+            }
+        }
+        if let Some(h) = &cfg.healthcheck {
+            let empty = match &h.test {
+                HealthTest::Shell(s) => s.trim().is_empty(),
+                HealthTest::Exec(v) => v.is_empty() || v.iter().all(|a| a.trim().is_empty()),
+            };
+            let bare_keyword =
+                matches!(&h.test, HealthTest::Exec(v) if v.len() == 1 && (v[0] == "CMD" || v[0] == "CMD-SHELL"));
+            if empty || bare_keyword {
+                return Err(err(
+                    "config.healthcheck.test",
+                    "the health check has no command".into(),
+                    Some("e.g. `test: [curl, -f, \"http://localhost:8888/\"]`, or `test: \"pg_isready || exit 1\"` for the shell; `[NONE]` turns checks off".into()),
+                ));
+            }
+            for (key, value) in [
+                ("interval", &h.interval),
+                ("timeout", &h.timeout),
+                ("start_period", &h.start_period),
+                ("start_interval", &h.start_interval),
+            ] {
+                if let Some(v) = value {
+                    if let Err(e) = crate::units::parse_duration(v) {
+                        let text = e.to_string();
+                        let (m, hint) = text
+                            .split_once("\nhint: ")
+                            .map_or((text.as_str(), None), |(m, h)| (m, Some(h.to_string())));
+                        return Err(err(&format!("config.healthcheck.{key}"), format!("healthcheck {key}: {m}"), hint));
+                    }
+                }
             }
         }
         for k in cfg.env.keys() {

@@ -87,6 +87,27 @@ impl<'de> Deserialize<'de> for ImagePath {
     }
 }
 
+/// An absolute directory in the image; unlike [`ImagePath`] it may be `/`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImageDir(pub String);
+
+impl<'de> Deserialize<'de> for ImageDir {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.trim_matches('/').is_empty() && s.starts_with('/') {
+            return Ok(ImageDir("/".into()));
+        }
+        ImagePath::deserialize(serde::de::value::StringDeserializer::<D::Error>::new(s)).map(|p| ImageDir(p.0))
+    }
+}
+
+impl ImageDir {
+    /// The normalised tree path, `None` for the root.
+    pub fn tree_path(&self) -> Option<crate::tree::TreePath> {
+        crate::tree::TreePath::from_image_path(&self.0).ok()
+    }
+}
+
 impl ImagePath {
     /// The normalised tree path.
     pub fn tree_path(&self) -> crate::tree::TreePath {
@@ -122,6 +143,7 @@ macro_rules! string_schema {
 string_schema!(Version, "Version", {"type": "integer", "enum": [1], "description": "Spec format version."});
 string_schema!(Mode, "Mode", {"type": "string", "pattern": "^(0o)?[0-7]{3,5}$", "description": "Quoted octal permission bits, e.g. \"0644\"."});
 string_schema!(ImagePath, "ImagePath", {"type": "string", "pattern": "^/", "description": "Absolute path in the image."});
+string_schema!(ImageDir, "ImageDir", {"type": "string", "pattern": "^/", "description": "Absolute directory in the image (`/` allowed)."});
 string_schema!(Sha256, "Sha256", {"type": "string", "pattern": "^(sha256:)?[0-9a-f]{64}$", "description": "SHA-256 digest."});
 
 /// An image spec (`specs/*.yaml`).
@@ -158,6 +180,11 @@ pub struct ImageSpec {
     /// Optional. Extra manifest annotations.
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
+    /// Optional. Also write every config label as a manifest annotation
+    /// (registries and `skopeo inspect` show annotations; an annotation set
+    /// otherwise keeps its value). Default: false.
+    #[serde(default)]
+    pub annotations_from_labels: bool,
 }
 
 /// A reusable layer file (`layers/*.yaml`), spliced into an image spec with `include:`.
@@ -210,6 +237,10 @@ pub struct LayerEntry {
     /// Optional. Symbolic links.
     #[serde(default)]
     pub symlinks: Vec<SymlinkSpec>,
+    /// Optional. Directory trees copied from the build context, with
+    /// include/exclude globs and owner/mode overrides.
+    #[serde(default)]
+    pub copy: Vec<CopySpec>,
     /// Optional. A tar archive (plain, .gz, .zst or .xz) unpacked into the layer.
     #[serde(default)]
     pub tarball: Option<TarballSpec>,
@@ -224,6 +255,17 @@ pub struct LayerEntry {
     /// pip. Splits into several layers, so it must be the entry's only source.
     #[serde(default)]
     pub python: Option<PythonSpec>,
+    /// Optional. CA certificates (PEM files in the build context, relative to
+    /// this file) installed as `/usr/local/share/ca-certificates/NAME.crt`
+    /// and added to the image's CA bundle, as `update-ca-certificates` does.
+    #[serde(default)]
+    pub ca_certificates: Vec<String>,
+    /// Optional. Symbolic links of earlier layers (such as the merged-/usr
+    /// `/bin`) that this layer may replace with a directory or a file.
+    /// Without it, replacing one is an error: paths below a link resolve
+    /// through it instead.
+    #[serde(default)]
+    pub replace_symlinks: Vec<ImagePath>,
 }
 
 impl LayerEntry {
@@ -232,6 +274,8 @@ impl LayerEntry {
         !self.files.is_empty()
             || !self.dirs.is_empty()
             || !self.symlinks.is_empty()
+            || !self.copy.is_empty()
+            || !self.ca_certificates.is_empty()
             || self.tarball.is_some()
             || self.accounts.is_some()
             || self.debs.is_some()
@@ -266,6 +310,39 @@ pub struct FileSpec {
     /// Optional. Modification time (seconds since 1970). Default: the build epoch.
     #[serde(default)]
     pub mtime: Option<u64>,
+}
+
+/// A directory tree copied from the build context.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CopySpec {
+    /// Required. A directory in the build context, relative to this file.
+    pub from: String,
+    /// Required. The image directory its contents are copied into (`/` allowed).
+    pub to: ImageDir,
+    /// Optional. Globs of what to copy, relative to `from`: `*` and `?` stay
+    /// within one name, `**` spans directories, a pattern without `/`
+    /// matches a name at any depth, and a matching directory brings
+    /// everything below it. Default: everything.
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Optional. Globs of what to leave out (same syntax; a matching
+    /// directory is skipped whole). Applied after `include`.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Optional. Permission bits of every copied file. Default: `"0755"` for
+    /// files with an executable bit in the build context, else `"0644"`.
+    #[serde(default)]
+    pub mode: Option<Mode>,
+    /// Optional. Permission bits of every copied directory (and `to`). Default: `"0755"`.
+    #[serde(default)]
+    pub dir_mode: Option<Mode>,
+    /// Optional. Owner id of everything copied. Default: 0.
+    #[serde(default)]
+    pub uid: u32,
+    /// Optional. Group id of everything copied. Default: 0.
+    #[serde(default)]
+    pub gid: u32,
 }
 
 /// A directory.
@@ -536,6 +613,94 @@ pub struct ConfigSpec {
     /// Optional. Signal that stops the container, e.g. `SIGTERM`.
     #[serde(default)]
     pub stop_signal: Option<String>,
+    /// Optional. How a runtime checks that a container works (Docker's
+    /// `HEALTHCHECK`), kept in the image config's `Healthcheck`.
+    #[serde(default)]
+    pub healthcheck: Option<HealthcheckSpec>,
+}
+
+/// A container health check.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HealthcheckSpec {
+    /// Required. The check: a list is a command run without a shell
+    /// (`[curl, -f, "http://localhost:8888/"]`), a string is run with
+    /// `/bin/sh -c`; `[NONE]` turns off a check the image would inherit.
+    /// A list may also start with `CMD` or `CMD-SHELL` as Docker writes it.
+    pub test: HealthTest,
+    /// Optional. Time between checks, e.g. `30s` (ms, s, m, h). Runtime default: 30s.
+    #[serde(default)]
+    pub interval: Option<String>,
+    /// Optional. Time a check may take before it counts as failed. Runtime default: 30s.
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// Optional. Start-up time during which failures do not count. Runtime default: 0s.
+    #[serde(default)]
+    pub start_period: Option<String>,
+    /// Optional. Time between checks during the start period. Runtime default: 5s.
+    #[serde(default)]
+    pub start_interval: Option<String>,
+    /// Optional. Consecutive failures that make the container unhealthy. Runtime default: 3.
+    #[serde(default)]
+    pub retries: Option<u32>,
+}
+
+/// A health check command: a string for the shell, or an argv list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum HealthTest {
+    /// Run with `/bin/sh -c` (Docker's `CMD-SHELL`).
+    Shell(String),
+    /// Run as is (Docker's `CMD`), or `[NONE]`.
+    Exec(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for HealthTest {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = HealthTest;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a command: a list of strings, or one string for the shell")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<HealthTest, E> {
+                Ok(HealthTest::Shell(s.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<HealthTest, A::Error> {
+                let mut v = Vec::new();
+                while let Some(item) = seq.next_element::<serde_norway::Value>()? {
+                    match item {
+                        serde_norway::Value::String(s) => v.push(s),
+                        other => {
+                            let shown = serde_norway::to_string(&other).unwrap_or_default();
+                            return Err(serde::de::Error::custom(format!(
+                                "`test` item {} is `{}`, not a string: quote it (`\"{}\"`), as YAML reads bare true, false and numbers as other types",
+                                v.len(),
+                                shown.trim(),
+                                shown.trim()
+                            )));
+                        }
+                    }
+                }
+                Ok(HealthTest::Exec(v))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl HealthTest {
+    /// The `Test` array of an image config: `["CMD", argv…]`,
+    /// `["CMD-SHELL", command]` or `["NONE"]`.
+    pub fn to_config(&self) -> Vec<String> {
+        match self {
+            HealthTest::Shell(s) => vec!["CMD-SHELL".into(), s.clone()],
+            HealthTest::Exec(v) => match v.first().map(String::as_str) {
+                Some("CMD" | "CMD-SHELL" | "NONE") => v.clone(),
+                _ => std::iter::once("CMD".to_string()).chain(v.iter().cloned()).collect(),
+            },
+        }
+    }
 }
 
 /// Debian packages for one layer. `strata lock` resolves `packages` with

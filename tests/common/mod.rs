@@ -3,7 +3,7 @@
 //! discovery, small tar builders.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -303,3 +303,83 @@ pub fn unshare_net(cmd_args: &[&str]) -> Option<Command> {
     }
     Some(c)
 }
+
+/// A 212-byte static x86-64 `cat FILE` (from tests/fixtures/make-cat-elf.py):
+/// a program that runs in an image without any library, to show from inside a
+/// container that a file is where it should be.
+pub fn cat_elf() -> Vec<u8> {
+    hex::decode("7f454c4602010100000000000000000002003e0001000000780040000000000040000000000000000000000000000000000000004000380001000000000000000100000005000000000000000000000000004000000000000000400000000000d400000000000000d40000000000000000100000000000004881ec00100000488bbc241010000031f6b8020000000f0585c078344189c44489e74889e6ba0010000031c00f0585c0781e741389c2bf010000004889e6b8010000000f05ebd831ffb83c0000000f05bf01000000b83c0000000f05").unwrap()
+}
+
+/// The entries of one layer: path → (type, mode, uid, gid, content or link target).
+pub type LayerEntries = BTreeMap<String, (char, u32, u64, u64, Vec<u8>)>;
+
+/// Every entry of every layer of an OCI layout, in layer order (later
+/// layers overwrite earlier ones in the map): path → (type `d`/`f`/`l`/`h`,
+/// mode, uid, gid, content or link target). Read with tar and flate2 only.
+pub fn layout_entries(layout: &Path) -> Vec<LayerEntries> {
+    let json = |p: PathBuf| -> serde_json::Value { serde_json::from_slice(&fs_err::read(p).unwrap()).unwrap() };
+    let blob = |d: &str| layout.join("blobs/sha256").join(d.trim_start_matches("sha256:"));
+    let index = json(layout.join("index.json"));
+    let manifest = json(blob(index["manifests"][0]["digest"].as_str().unwrap()));
+    let mut out = Vec::new();
+    for l in manifest["layers"].as_array().unwrap() {
+        let mut files = BTreeMap::new();
+        let raw = fs_err::read(blob(l["digest"].as_str().unwrap())).unwrap();
+        let mut ar = tar::Archive::new(flate2::read::MultiGzDecoder::new(&raw[..]));
+        for e in ar.entries().unwrap() {
+            let mut e = e.unwrap();
+            let p = String::from_utf8_lossy(&e.path_bytes()).trim_end_matches('/').to_string();
+            let h = e.header().clone();
+            let t = h.entry_type();
+            let (c, data) = if t.is_symlink() || t.is_hard_link() {
+                (if t.is_symlink() { 'l' } else { 'h' }, e.link_name_bytes().unwrap().to_vec())
+            } else if t.is_dir() {
+                ('d', vec![])
+            } else {
+                let mut d = Vec::new();
+                e.read_to_end(&mut d).unwrap();
+                ('f', d)
+            };
+            files.insert(p, (c, h.mode().unwrap(), h.uid().unwrap(), h.gid().unwrap(), data));
+        }
+        out.push(files);
+    }
+    out
+}
+
+/// True when this process runs as root (runc needs it here).
+pub fn is_root() -> bool {
+    fs_err::read_to_string("/proc/self/status")
+        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
+}
+
+/// Unpacks `layout:tag` with umoci and runs it under runc with `args` as
+/// the process (the image's own entrypoint and cmd when empty); with
+/// `host_network` the container shares the host's network (to reach a
+/// loopback server). Returns the exit code, stdout and stderr.
+pub fn runc_run(layout: &Path, tag: &str, work: &Path, args: &[&str], host_network: bool) -> (i32, String, String) {
+    let bundle = work.join(format!("bundle-{}", N_BUNDLE.fetch_add(1, Ordering::Relaxed)));
+    let o =
+        run(Command::new("umoci").args(["unpack", "--image"]).arg(format!("{}:{tag}", layout.display())).arg(&bundle));
+    assert!(o.status.success(), "umoci unpack failed: {}", stderr(&o));
+    let cfg_path = bundle.join("config.json");
+    let mut cfg: serde_json::Value = serde_json::from_slice(&fs_err::read(&cfg_path).unwrap()).unwrap();
+    cfg["process"]["terminal"] = serde_json::Value::Bool(false);
+    if !args.is_empty() {
+        cfg["process"]["args"] = serde_json::json!(args);
+    }
+    if host_network {
+        if let Some(ns) = cfg["linux"]["namespaces"].as_array_mut() {
+            ns.retain(|n| n["type"] != "network");
+        }
+    }
+    fs_err::write(&cfg_path, serde_json::to_vec(&cfg).unwrap()).unwrap();
+    let id = format!("strata-test-{}-{}", std::process::id(), N_BUNDLE.fetch_add(1, Ordering::Relaxed));
+    let o = run(Command::new("runc").arg("run").arg(&id).current_dir(&bundle));
+    let _ = Command::new("runc").args(["delete", "-f", &id]).output();
+    (o.status.code().unwrap_or(-1), stdout(&o), stderr(&o))
+}
+
+static N_BUNDLE: AtomicUsize = AtomicUsize::new(0);

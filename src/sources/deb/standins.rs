@@ -91,9 +91,16 @@ pub fn apply_merged_usr_links(tree: &mut Tree) -> Result<(), SourceError> {
     Ok(())
 }
 
+/// The CA bundle `update-ca-certificates` writes.
+pub const CA_BUNDLE: &str = "etc/ssl/certs/ca-certificates.crt";
+
+/// The origin of the stand-ins' entries (the CA bundle they write is the
+/// base that local certificates are added to, see [`crate::sources::cacerts`]).
+pub const CA_STANDIN_ORIGIN: &str = "debs stand-ins";
+
 /// Applies every stand-in. `merged_usr` adds the top-level links.
 pub fn apply(tree: &mut Tree, merged_usr: bool) -> Result<(), SourceError> {
-    let origin: Arc<str> = Arc::from("debs stand-ins");
+    let origin: Arc<str> = Arc::from(CA_STANDIN_ORIGIN);
     if merged_usr {
         apply_merged_usr_links(tree)?;
     }
@@ -171,7 +178,7 @@ fn ca_bundle(tree: &mut Tree, origin: &Arc<str>) -> Result<(), SourceError> {
             bundle.extend_from_slice(&b);
         }
     }
-    tree.insert(tp("etc/ssl/certs/ca-certificates.crt")?, Entry::bytes(bundle, 0o644, origin))?;
+    tree.insert(tp(CA_BUNDLE)?, Entry::bytes(bundle, 0o644, origin))?;
     // Only libssl3 installed (no `openssl` package): OpenSSL's default
     // OPENSSLDIR /usr/lib/ssl would be missing, so link it as openssl does.
     let has_libssl = tree.iter().any(|(p, _)| p.as_str().starts_with("usr/lib/x86_64-linux-gnu/libssl.so."));

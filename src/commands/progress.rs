@@ -156,7 +156,8 @@ fn duration(d: Duration) -> String {
 fn rate(bytes: u64, d: Duration) -> String {
     let secs = d.as_secs_f64();
     if secs < 0.05 {
-        return "-".into();
+        // Too short a window to say anything but "nothing measurable yet".
+        return "0 B/s".into();
     }
     format!("{}/s", human_bytes((bytes as f64 / secs) as u64))
 }
@@ -201,7 +202,14 @@ impl State {
         self.last_beat = now;
         let mut lines = Vec::new();
         for t in self.tasks.values_mut() {
-            let r = rate(t.done.saturating_sub(t.beat.0), now.duration_since(t.beat.1));
+            // A beat that comes right after the last one (or the start) says
+            // little: use the average since the task started instead.
+            let window = now.duration_since(t.beat.1);
+            let r = if window.as_secs_f64() < 0.05 {
+                rate(t.done, now.duration_since(t.started))
+            } else {
+                rate(t.done.saturating_sub(t.beat.0), window)
+            };
             lines.push(format!("{:>6} {}  {}, {r}", verb(t.kind), t.label, amount(t.done, t.total)));
             t.beat = (t.done, now);
         }

@@ -311,8 +311,12 @@ fn lock_errors_of_the_docs() {
     let o = run(strata_in(d).args(["build", "specs/python-base.yaml"]));
     insta::assert_snapshot!("missing_lock", failure(&o, d));
     python_base(d, "app", true);
-    let app = fs_err::read_to_string(d.join("specs/app.yaml")).unwrap();
-    fs_err::write(d.join("specs/app.yaml"), app.replace("LANG: C.UTF-8", "LANG: en_US.UTF-8")).unwrap();
+    // An input that chooses artifacts (an env var would not make it stale).
+    let layer = d.join("specs/layers/debian-bookworm-python311.yaml");
+    let text = fs_err::read_to_string(&layer).unwrap();
+    let more = text.replacen("        - tzdata\n", "        - tzdata\n        - libzstd1\n", 1);
+    assert_ne!(text, more);
+    fs_err::write(&layer, more).unwrap();
     let o = run(strata_in(d).args(["build", "specs/app.yaml"]));
     insta::assert_snapshot!("stale_lock", failure(&o, d));
     // docs/air-gapped.md: offline, with the lock and nothing in the cache.

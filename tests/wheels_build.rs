@@ -453,10 +453,13 @@ fn flagship_spec_and_lock_agree() {
         &Default::default(),
     )
     .unwrap();
-    assert_eq!(sel.wheels.len(), 122);
+    assert_eq!(sel.wheels.len(), 124);
     strata::cuda::check_lock(gpu, &sel.wheels).unwrap();
     let version = |n: &str| sel.wheels.iter().find(|w| w.package == n).unwrap().version.clone();
     assert_eq!(version("torch"), "2.9.0");
+    // The releases built against torch 2.9.0 (PyPI's are the CUDA 12.8 builds).
+    assert_eq!(version("torchvision"), "0.24.0");
+    assert_eq!(version("torchaudio"), "2.9.0");
     assert_eq!(version("nvidia-cudnn-cu12"), "9.10.2.21");
     assert_eq!(version("nvidia-nccl-cu12"), "2.27.5");
     // The split: every big CUDA library, torch and triton in a layer of its own.

@@ -253,11 +253,27 @@ pub fn build(
         .prefix("build-")
         .tempdir_in(store.tmp_dir())
         .map_err(crate::error::io_err::<BuildError>("creating scratch directory in", &store.tmp_dir()))?;
-    let ctx = Context { store, scratch: scratch.path().to_path_buf(), reporter: reporter.as_ref() };
+    let ctx = Context { store, scratch: scratch.path().to_path_buf(), reporter: reporter.as_ref(), lower: Vec::new() };
     let settings = LayerSettings { compression: comp, threads: opts.threads.max(1), epoch };
-    let layers = plan::plan(spec, &sources, inputs.verifier.as_ref(), &ctx)?;
+    let mut layers = plan::plan(spec, &sources, inputs.verifier.as_ref(), &ctx)?;
     let cache = LocalCache::new(store, !opts.no_layer_cache);
-    let written = write_layers(layers, &ctx, &settings, &cache, opts.threads, reporter.as_ref())?;
+    // A `bytecode:` layer reads the blobs of every layer below it: the
+    // layers are written in runs that end before each one.
+    let mut written: Vec<WrittenLayer> = Vec::new();
+    let mut below = Below::default();
+    while !layers.is_empty() {
+        let is_bytecode = |l: &PlannedLayer<'_>| l.entry.is_some_and(|e| e.entry.bytecode.is_some());
+        let cut = layers.iter().skip(1).position(is_bytecode).map_or(layers.len(), |i| i + 1);
+        let rest = layers.split_off(cut);
+        let run_ctx = Context {
+            store,
+            scratch: ctx.scratch.clone(),
+            reporter: reporter.as_ref(),
+            lower: written.iter().map(|w| w.blob.clone()).collect(),
+        };
+        written.extend(write_layers(layers, &run_ctx, &settings, &cache, opts.threads, reporter.as_ref(), &mut below)?);
+        layers = rest;
+    }
 
     let mut image_layers = Vec::new();
     let mut summaries = Vec::new();
@@ -350,6 +366,7 @@ fn write_layers(
     cache: &dyn LayerCache,
     threads: usize,
     reporter: &dyn Reporter,
+    below: &mut Below,
 ) -> Result<Vec<WrittenLayer>, BuildError> {
     enum Item {
         Cached(LayerBlob),
@@ -363,7 +380,6 @@ fn write_layers(
         names.push(name);
         queue.push(Some((parts, entry)));
     }
-    let mut below = Below::default();
     let written = crate::pool::run_ordered(
         queue.len(),
         threads.clamp(1, MAX_PARALLEL_LAYERS),

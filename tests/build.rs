@@ -32,6 +32,18 @@ fn hello_has_the_golden_digest() {
     let o = build(&hello_spec(), &format!("oci:{}/out", t.path().display()), &t.path().join("cache"));
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(last_line(&stdout(&o)), HELLO_DIGEST);
+
+    // The manifest and config themselves, byte for byte: when the digest moves,
+    // the snapshot diff shows which field did.
+    let layout = t.path().join("out");
+    let blob =
+        |d: &str| fs_err::read_to_string(layout.join("blobs/sha256").join(d.trim_start_matches("sha256:"))).unwrap();
+    let pretty =
+        |s: &str| serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(s).unwrap()).unwrap();
+    let manifest = blob(HELLO_DIGEST);
+    insta::assert_snapshot!("hello_manifest", pretty(&manifest));
+    let m: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+    insta::assert_snapshot!("hello_config", pretty(&blob(m["config"]["digest"].as_str().unwrap())));
 }
 
 #[test]

@@ -282,8 +282,8 @@ fn write(dir: &Path, rel: &str, text: &str) -> PathBuf {
 fn python_base(dir: &Path, name: &str, lock: bool) {
     let spec = fs_err::read_to_string(root().join("specs/python-base.yaml")).unwrap();
     write(dir, &format!("specs/{name}.yaml"), &spec);
-    let layer = fs_err::read_to_string(root().join("layers/debian-bookworm-python311.yaml")).unwrap();
-    write(dir, "layers/debian-bookworm-python311.yaml", &layer);
+    let layer = fs_err::read_to_string(root().join("specs/layers/debian-bookworm-python311.yaml")).unwrap();
+    write(dir, "specs/layers/debian-bookworm-python311.yaml", &layer);
     if lock {
         let l = fs_err::read_to_string(root().join("specs/python-base.lock")).unwrap();
         write(dir, &format!("specs/{name}.lock"), &l);
@@ -308,16 +308,20 @@ fn lock_errors_of_the_docs() {
     let d = t.path();
     // docs/lock.md: no lock, then a stale one.
     python_base(d, "python-base", false);
-    let o = run(strata_in(d).args(["build", "specs/python-base.yaml", "--context", "."]));
+    let o = run(strata_in(d).args(["build", "specs/python-base.yaml"]));
     insta::assert_snapshot!("missing_lock", failure(&o, d));
     python_base(d, "app", true);
-    let app = fs_err::read_to_string(d.join("specs/app.yaml")).unwrap();
-    fs_err::write(d.join("specs/app.yaml"), app.replace("LANG: C.UTF-8", "LANG: en_US.UTF-8")).unwrap();
-    let o = run(strata_in(d).args(["build", "specs/app.yaml", "--context", "."]));
+    // An input that chooses artifacts (an env var would not make it stale).
+    let layer = d.join("specs/layers/debian-bookworm-python311.yaml");
+    let text = fs_err::read_to_string(&layer).unwrap();
+    let more = text.replacen("        - tzdata\n", "        - tzdata\n        - libzstd1\n", 1);
+    assert_ne!(text, more);
+    fs_err::write(&layer, more).unwrap();
+    let o = run(strata_in(d).args(["build", "specs/app.yaml"]));
     insta::assert_snapshot!("stale_lock", failure(&o, d));
     // docs/air-gapped.md: offline, with the lock and nothing in the cache.
     python_base(d, "python-base", true);
-    let o = run(strata_in(d).args(["build", "specs/python-base.yaml", "--context", ".", "--offline", "-o", "oci:x"]));
+    let o = run(strata_in(d).args(["build", "specs/python-base.yaml", "--offline", "-o", "oci:x"]));
     insta::assert_snapshot!("offline_not_cached", failure(&o, d));
 }
 

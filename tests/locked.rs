@@ -236,8 +236,8 @@ fn exclude_newer_in_the_future_is_refused() {
 fn committed_locks_are_current() {
     // The specs in the repository build locked: their locks match them, offline.
     for spec in ["specs/python-base.yaml", "specs/pytorch-cuda.yaml", "specs/ssh-base.yaml"] {
-        // They include ../layers/, so the repository is their build context.
-        let opts = strata::spec::LoadOptions { context: Some(root()) };
+        // They include specs/layers/: the default context (their directory) holds it.
+        let opts = strata::spec::LoadOptions { context: None };
         let loaded = strata::spec::load_with(&root().join(spec), &opts).unwrap();
         let lock = strata::lock::load_for(&loaded).unwrap().unwrap_or_else(|| panic!("{spec} has no lock"));
         let verifier = strata::sources::verifier::Verifier::locate(&loaded, None, None).unwrap();

@@ -67,7 +67,7 @@ fn image() -> Option<&'static Image> {
 
 fn build() -> Option<Image> {
     let spec = repo().join("specs/ssh-base.yaml");
-    let loaded = strata::spec::load_with(&spec, &strata::spec::LoadOptions { context: Some(repo()) }).unwrap();
+    let loaded = strata::spec::load_with(&spec, &strata::spec::LoadOptions { context: None }).unwrap();
     let lock = strata::lock::load_for(&loaded).unwrap().expect("specs/ssh-base.lock is committed");
     let cache = strata::store::Store::default_root();
     let store = strata::store::Store::open(&cache).unwrap();
@@ -96,7 +96,7 @@ fn build() -> Option<Image> {
     fs_err::create_dir_all(&work).unwrap();
     let layout = work.join("oci");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
-    cmd.arg("--cache").arg(&cache).arg("--quiet").arg("build").arg(&spec).arg("--context").arg(repo());
+    cmd.arg("--cache").arg(&cache).arg("--quiet").arg("build").arg(&spec);
     cmd.arg("-o").arg(format!("oci:{}:t", layout.display()));
     if !online {
         cmd.arg("--offline");

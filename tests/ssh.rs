@@ -9,6 +9,9 @@
 //! - without keys sshd does not start and the log says how to enable it;
 //! - SIGTERM stops the container promptly with status 0;
 //! - a command given to the container runs instead of the start script;
+//! - with JupyterLab in the image (a stand-in here), strata-start runs it
+//!   beside sshd and the GPU metrics endpoint, with HTTPS when a certificate
+//!   is mounted, and the container exits with its status;
 //! - no private key of any kind is in any layer.
 //!
 //! Like tests/debs_real.rs, it runs when every pinned .deb is already in the
@@ -442,4 +445,66 @@ fn has_private_key(data: &[u8]) -> bool {
         }
     }
     false
+}
+
+/// Stand-ins for JupyterLab and strata-verify (ssh-base has neither), put
+/// into the shared root filesystem under /opt/fake and removed afterwards.
+struct FakeTools<'a>(&'a Image);
+
+impl<'a> FakeTools<'a> {
+    fn install(img: &'a Image) -> FakeTools<'a> {
+        let bin = img.rootfs.join("opt/fake");
+        fs_err::create_dir_all(&bin).unwrap();
+        // `jupyter lab ARGS`: prints its arguments and what it can see, then
+        // exits 3 after sshd answered (or at once, without sshd).
+        let jupyter = "#!/bin/sh\necho \"jupyter: $*\"\necho \"token: ${JUPYTER_TOKEN:-none}\"\nsleep 1\nexit 3\n";
+        let verify = "#!/bin/sh\necho \"strata-verify: $*\"\nexec sleep 300\n";
+        for (name, text) in [("jupyter", jupyter), ("strata-verify", verify)] {
+            fs_err::write(bin.join(name), text).unwrap();
+            fs_err::set_permissions(bin.join(name), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        }
+        let tls = img.rootfs.join("etc/strata/tls");
+        fs_err::write(tls.join("tls.crt"), "not read by the fake\n").unwrap();
+        fs_err::write(tls.join("tls.key"), "not read by the fake\n").unwrap();
+        FakeTools(img)
+    }
+}
+
+impl Drop for FakeTools<'_> {
+    fn drop(&mut self) {
+        let _ = fs_err::remove_dir_all(self.0.rootfs.join("opt/fake"));
+        for f in ["tls.crt", "tls.key"] {
+            let _ = fs_err::remove_file(self.0.rootfs.join("etc/strata/tls").join(f));
+        }
+    }
+}
+
+#[test]
+fn jupyter_runs_beside_sshd_with_https_and_metrics_and_its_status_is_the_containers() {
+    let Some(img) = image() else { return };
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _fake = FakeTools::install(img);
+    let path = "/opt/fake:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string();
+    let env = [
+        ("PATH", path),
+        ("SSH_AUTHORIZED_KEYS", pubkey(img, "key")),
+        ("JUPYTER_TOKEN", "t0ken".to_string()),
+        ("STRATA_GPU_METRICS", "1".to_string()),
+        ("STRATA_GPU_METRICS_PORT", "9555".to_string()),
+    ];
+    let mut c = Container::start(img, &env, None);
+    let st = c.wait(Duration::from_secs(30));
+    let log = c.log();
+    assert_eq!(st, Some(3), "the container exits with JupyterLab's status:\n{log}");
+    assert!(log.contains("sshd: port"), "{log}");
+    assert!(log.contains("GPU metrics for Prometheus: http://0.0.0.0:9555/metrics"), "{log}");
+    assert!(log.contains("strata-verify: metrics --listen 0.0.0.0:9555"), "{log}");
+    assert!(log.contains("JupyterLab: HTTPS with /etc/strata/tls/tls.crt"), "{log}");
+    assert!(
+        log.contains(
+            "jupyter: lab --ip=0.0.0.0 --no-browser --ServerApp.certfile=/etc/strata/tls/tls.crt --ServerApp.keyfile=/etc/strata/tls/tls.key"
+        ),
+        "{log}"
+    );
+    assert!(log.contains("token: t0ken"), "{log}");
 }

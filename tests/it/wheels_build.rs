@@ -302,7 +302,7 @@ fn torchaudio_2_11_next_to_torch_2_9_is_refused_before_any_download() {
     p.spec("gpu: {cuda: \"12.8\", verify: \"off\"}\n");
     let o = p.build(&p.path("cache"), "out");
     assert!(!o.status.success());
-    assert_eq!(p.server.hits.lock().unwrap().len(), 0, "nothing downloaded");
+    assert_eq!(p.server.requests(), 0, "nothing downloaded");
     insta::assert_snapshot!(p.redact(&stderr(&o)));
 }
 
@@ -437,8 +437,12 @@ fn flagship_spec_and_lock_agree() {
     let cfg = spec.config.as_ref().unwrap();
     assert_eq!(cfg.user.as_deref(), Some("1000:1000"));
     assert_eq!(cfg.workdir.as_ref().unwrap().0, "/workspace");
-    assert_eq!(cfg.cmd.as_deref().unwrap(), ["jupyter", "lab", "--ip=0.0.0.0", "--no-browser"]);
-    assert_eq!(cfg.ports, ["8888/tcp"]);
+    assert_eq!(cfg.cmd.as_deref().unwrap(), ["/usr/bin/tini", "-g", "--", "/usr/local/bin/strata-start"]);
+    assert_eq!(cfg.ports, ["8888/tcp", "2222/tcp"]);
+    // The bytecode layer sits right above the Python layers.
+    let names: Vec<Option<&str>> = spec.layers.iter().map(|l| l.name.as_deref()).collect();
+    let python = names.iter().position(|n| *n == Some("python")).unwrap();
+    assert_eq!(names[python + 1], Some("bytecode"));
     assert_eq!(cfg.env["NVIDIA_VISIBLE_DEVICES"], "all");
     assert_eq!(cfg.env["NVIDIA_DRIVER_CAPABILITIES"], "compute,utility");
     // TF32: torch 2.9.0 reads this variable when libtorch loads (checked in the

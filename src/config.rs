@@ -10,6 +10,8 @@
 //! mirrors = ["/srv/strata-mirror"]
 //! proxy = "http://proxy.internal:3128"
 //! ca_files = ["/etc/ssl/corp-ca.pem"]
+//! cache_from = ["registry.internal:5000/ci/strata-cache"]
+//! cache_to = "registry.internal:5000/ci/strata-cache"
 //! [[rewrite]]
 //! from = "https://files.pythonhosted.org/"
 //! to = "https://pypi.internal.example/files/"
@@ -48,6 +50,12 @@ pub struct Config {
     /// Extra CA certificates (PEM files) trusted for every download.
     #[serde(default)]
     pub ca_files: Vec<PathBuf>,
+    /// Registry repositories whose layer cache builds read (`--cache-from`).
+    #[serde(default)]
+    pub cache_from: Vec<String>,
+    /// The registry repository builds write their layers to (`--cache-to`).
+    #[serde(default)]
+    pub cache_to: Option<String>,
 }
 
 /// Where the configuration file is looked for.

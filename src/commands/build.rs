@@ -52,6 +52,16 @@ pub struct BuildArgs {
     /// Rebuild every layer even when the layer cache has it.
     #[arg(long)]
     pub no_layer_cache: bool,
+    /// Read layers from the layer cache in this registry repository
+    /// (HOST[:PORT]/REPO) before building them. Repeatable; the configuration
+    /// file's `cache_from` adds more.
+    #[arg(long, value_name = "REF")]
+    pub cache_from: Vec<String>,
+    /// Write every layer of the build to the layer cache in this registry
+    /// repository (and read from it); the configuration file's `cache_to`
+    /// is the default.
+    #[arg(long, value_name = "REF")]
+    pub cache_to: Option<String>,
     /// After building, push the image to HOST[:PORT]/NAME[:TAG].
     #[arg(long, value_name = "REF")]
     pub push: Option<String>,
@@ -70,6 +80,16 @@ fn output_of(arg: Option<&str>, name: &str) -> anyhow::Result<ImageRef> {
         Some(o) => Ok(o),
         None => Ok(ImageRef::Layout { dir: PathBuf::from("build").join(name), tag: None }),
     }
+}
+
+/// A registry cache repository: `HOST[:PORT]/REPO` (`docker://` optional;
+/// a tag or digest is refused, entries are tagged by their keys).
+fn cache_ref(s: &str) -> anyhow::Result<strata::oci::Reference> {
+    let r = strata::oci::Reference::parse(s)?;
+    if r.tag.is_some() || r.digest.is_some() {
+        anyhow::bail!("registry cache `{s}`: name a repository (HOST[:PORT]/REPO) without a tag or digest; entries are tagged by their keys");
+    }
+    Ok(r)
 }
 
 pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
@@ -94,6 +114,14 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let tag = spec.spec.tag.clone().unwrap_or_else(|| "latest".into());
     let mut registry_opts = args.registry.options(global)?;
     registry_opts.chunk_size = args.upload.chunk_size;
+    let (cfg, _) = strata::config::load()?;
+    let cache_from: Vec<strata::oci::Reference> =
+        args.cache_from.iter().chain(cfg.cache_from.iter()).map(|r| cache_ref(r)).collect::<anyhow::Result<_>>()?;
+    let cache_to = args.cache_to.as_deref().or(cfg.cache_to.as_deref()).map(cache_ref).transpose()?;
+    if !cache_from.is_empty() || cache_to.is_some() {
+        let client = strata::registry::Client::new(registry_opts.clone(), reporter.clone())?;
+        opts.remote = Some(Arc::new(strata::build::remote::RegistryCache::new(client, cache_from, cache_to)));
+    }
     let transport = Transport::new(registry_opts, reporter.clone());
     let sink = transport.sink(&output, &spec.spec.name, &tag, PushOptions::default())?;
     // A blob that rotted in the cache is found when it is read (and removed
@@ -104,6 +132,10 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         let result = match build(&spec, &store, &opts, reporter.clone()) {
             Err(BuildError::Source { source: SourceError::CorruptCache { what, .. }, .. }) if attempt == 1 => {
                 eprintln!("warning: {what}: the cached copy was corrupt and has been removed; building again");
+                continue;
+            }
+            Err(e @ BuildError::RemoteBlob { .. }) if attempt == 1 => {
+                eprintln!("warning: {e}; ignoring it and building again");
                 continue;
             }
             r => r?,
@@ -123,6 +155,15 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     if !global.quiet {
         let total: u64 = result.layers.iter().map(|l| l.blob.size).sum();
         let cached = result.layers.iter().filter(|l| l.cached).count();
+        if result.remote.hits > 0 || result.remote.written > 0 {
+            eprintln!(
+                "registry cache: {} layers found ({} blobs downloaded, {}), {} entries written",
+                result.remote.hits,
+                result.remote.blobs_downloaded,
+                human_bytes(result.remote.bytes_downloaded),
+                result.remote.written
+            );
+        }
         eprintln!(
             "built {} ({} layers, {} cached, {}) in {:.1}s → {output}",
             spec.spec.name,
@@ -160,6 +201,7 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             "layers": result.layers,
             "fetch": {"cached": result.fetch.cached, "from_mirror": result.fetch.from_mirror, "downloaded": result.fetch.downloaded, "bytes": result.fetch.bytes},
             "push": pushed,
+            "registry_cache": result.remote,
         });
         out(&serde_json::to_string_pretty(&summary)?)?;
     } else {

@@ -1,0 +1,233 @@
+//! The layer cache in a registry (`--cache-from` / `--cache-to`) against
+//! Debian's docker-registry with htpasswd auth: two runners with separate
+//! local caches share layers through it (the second downloads no artifact),
+//! a corrupted entry is ignored with a warning, and the cache never changes
+//! a digest.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use strata_registry_tests::registry::Auth;
+use strata_registry_tests::*;
+
+/// Serves one file at one path on loopback; counts the requests for it.
+fn serve(path: &'static str, body: Vec<u8>) -> (String, Arc<AtomicUsize>) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = format!("http://{}", l.local_addr().unwrap());
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut line = String::new();
+            let _ = r.read_line(&mut line);
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
+                    break;
+                }
+            }
+            if line.split_whitespace().nth(1) == Some(path) {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                let _ = s.write_all(&body);
+            } else {
+                let _ = write!(s, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            }
+        }
+    });
+    (addr, hits)
+}
+
+fn tarball() -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let data = pseudo_random(7, 300_000);
+    let mut h = tar::Header::new_gnu();
+    h.set_path("opt/tool/data.bin").unwrap();
+    h.set_size(data.len() as u64);
+    h.set_mode(0o644);
+    h.set_mtime(1_600_000_000);
+    h.set_cksum();
+    b.append(&h, &data[..]).unwrap();
+    let tar = b.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&tar).unwrap();
+    gz.finish().unwrap()
+}
+
+struct Setup {
+    env_a: Env,
+    env_b: Env,
+    spec: String,
+    hits: Arc<AtomicUsize>,
+    reg: TestRegistry,
+}
+
+fn setup() -> Option<Setup> {
+    if !tools(&["docker-registry"]) {
+        return None;
+    }
+    let body = tarball();
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&body))
+    };
+    let (server, hits) = serve("/files/tool-1.0.tar.gz", body);
+    let reg = TestRegistry::start(Auth::Htpasswd);
+    let mut env_a = Env::new();
+    let mut env_b = Env::new();
+    for e in [&mut env_a, &mut env_b] {
+        e.set("STRATA_REGISTRY_USER", USER);
+        e.set("STRATA_REGISTRY_PASSWORD", PASSWORD);
+    }
+    let spec = env_a.path("app.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "version: 1\nname: app\ntag: \"1.0\"\nepoch: 1700000000\nlayers:\n  - name: base\n    dirs: [{{path: /tmp, mode: \"1777\"}}]\n    symlinks: [{{path: /opt/current, target: tool}}]\n  - name: tool\n    tarball: {{url: {server}/files/tool-1.0.tar.gz, sha256: {sha}}}\n  - name: conf\n    files: [{{path: /opt/current/app.conf, content: \"mode=cached\\n\"}}]\nconfig: {{entrypoint: [/opt/tool/run]}}\n"
+        ),
+    )
+    .unwrap();
+    Some(Setup { env_a, env_b, spec: spec.display().to_string(), hits, reg })
+}
+
+#[test]
+fn two_runners_share_layers_through_the_registry_and_the_digest_never_changes() {
+    let Some(s) = setup() else { return };
+    let cache = format!("{}/ci/strata-cache", s.reg.host());
+    let out_a = format!("oci:{}", s.env_a.path("a").display());
+
+    // Without any registry cache: the reference digest.
+    let plain = last_line(&s.env_a.ok(&["build", &s.spec, "-o", &format!("oci:{}", s.env_a.path("plain").display())]));
+    assert_eq!(s.hits.load(Ordering::SeqCst), 1);
+
+    // Runner A (warm local cache) fills the registry cache.
+    let a = s.env_a.json(&["build", &s.spec, "-o", &out_a, "--cache-to", &cache]);
+    assert_eq!(a["manifest_digest"], plain.as_str(), "--cache-to changed the digest");
+    assert_eq!(a["registry_cache"]["written"], 3, "{a}");
+
+    // Runner B: an empty local cache, reads the registry cache; downloads no
+    // artifact, writes the same image.
+    let out_b = format!("oci:{}", s.env_b.path("b").display());
+    let b = s.env_b.json(&["build", &s.spec, "-o", &out_b, "--cache-from", &cache]);
+    assert_eq!(b["manifest_digest"], plain.as_str(), "--cache-from changed the digest");
+    assert_eq!(s.hits.load(Ordering::SeqCst), 1, "runner B downloaded the tarball");
+    assert_eq!(b["fetch"]["downloaded"], 0, "{b}");
+    assert_eq!(b["registry_cache"]["hits"], 3, "{b}");
+    assert!(b["layers"].as_array().unwrap().iter().all(|l| l["cached"] == true), "{b}");
+    // The layout B wrote is whole: skopeo reads every blob of it.
+    let o = skopeo(&["inspect", &format!("oci:{}:1.0", s.env_b.path("b").display())]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    // B again: now from its local cache, nothing from the registry.
+    let b2 = s.env_b.json(&["build", &s.spec, "-o", &out_b, "--cache-from", &cache]);
+    assert_eq!(b2["manifest_digest"], plain.as_str());
+    assert_eq!(b2["registry_cache"]["hits"], 0, "{b2}");
+
+    // Concurrent writers are harmless: B writing the same entries again
+    // writes nothing new (the same bytes are there), and pushing B's build
+    // to the same registry mounts the layer blobs, uploads none of them.
+    let env_c = Env::new();
+    let mut env_c = env_c;
+    env_c.set("STRATA_REGISTRY_USER", USER);
+    env_c.set("STRATA_REGISTRY_PASSWORD", PASSWORD);
+    let dest = format!("{}/team/app:1.0", s.reg.host());
+    let c = env_c.json(&[
+        "build",
+        &s.spec,
+        "-o",
+        &format!("oci:{}", env_c.path("c").display()),
+        "--cache-from",
+        &cache,
+        "--cache-to",
+        &cache,
+        "--push",
+        &dest,
+    ]);
+    assert_eq!(c["manifest_digest"], plain.as_str());
+    assert_eq!(c["registry_cache"]["written"], 0, "{c}");
+    let blobs = c["push"]["blobs"].as_array().unwrap();
+    for l in c["layers"].as_array().unwrap() {
+        let d = &l["digest"];
+        let b = blobs.iter().find(|b| &b["digest"] == d).unwrap_or_else(|| panic!("{d} not pushed: {c}"));
+        assert_ne!(b["action"], "uploaded", "layer {d} was uploaded again: {c}");
+    }
+    assert_eq!(s.hits.load(Ordering::SeqCst), 1, "runner C downloaded the tarball");
+    assert_eq!(skopeo_digest(&dest, Some(&format!("{USER}:{PASSWORD}"))), plain);
+}
+
+#[test]
+fn a_corrupted_entry_is_ignored_with_a_warning_and_the_digest_is_unchanged() {
+    let Some(s) = setup() else { return };
+    let cache = format!("{}/ci/strata-cache", s.reg.host());
+    let a =
+        s.env_a.json(&["build", &s.spec, "-o", &format!("oci:{}", s.env_a.path("a").display()), "--cache-to", &cache]);
+    let digest = a["manifest_digest"].as_str().unwrap().to_string();
+    let tool = a["layers"].as_array().unwrap().iter().find(|l| l["name"] == "tool").unwrap().clone();
+    let tool_digest = tool["digest"].as_str().unwrap().to_string();
+
+    // Overwrite the `tool` layer's entry with one that claims another blob
+    // (the `conf` layer's) for the same key: a lie an unverified cache
+    // would put into the image.
+    let creds = format!("{USER}:{PASSWORD}");
+    let tags = skopeo(&["list-tags", "--creds", &creds, "--tls-verify=false", &format!("docker://{cache}")]);
+    assert!(tags.status.success(), "{}", text(&tags));
+    let tags: serde_json::Value = serde_json::from_slice(&tags.stdout).unwrap();
+    let conf = a["layers"].as_array().unwrap().iter().find(|l| l["name"] == "conf").unwrap().clone();
+    let mut victim = None;
+    for t in tags["Tags"].as_array().unwrap() {
+        let t = t.as_str().unwrap();
+        let m =
+            skopeo(&["inspect", "--raw", "--creds", &creds, "--tls-verify=false", &format!("docker://{cache}:{t}")]);
+        let m: serde_json::Value = serde_json::from_slice(&m.stdout).unwrap();
+        if m["layers"][0]["digest"] == tool_digest.as_str() {
+            victim = Some((t.to_string(), m));
+        }
+    }
+    let (tag, mut m) = victim.expect("the tool layer's entry");
+    m["layers"][0]["digest"] = conf["digest"].clone();
+    m["layers"][0]["size"] = conf["size"].clone();
+    let raw = serde_json::to_vec(&m).unwrap();
+    let status = std::process::Command::new("curl")
+        .args(["-sf", "-u", &creds, "-X", "PUT", "-H", "Content-Type: application/vnd.oci.image.manifest.v1+json"])
+        .arg("--data-binary")
+        .arg("@-")
+        .arg(format!(
+            "http://{cache_repo}/manifests/{tag}",
+            cache_repo = format_args!("{}/v2/ci/strata-cache", s.reg.host())
+        ))
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(&raw)?;
+            c.wait()
+        });
+    if status.is_err() {
+        return; // no curl
+    }
+    assert!(status.unwrap().success(), "replacing the entry failed");
+
+    let o = s.env_b.run(&[
+        "build",
+        &s.spec,
+        "-o",
+        &format!("oci:{}", s.env_b.path("b").display()),
+        "--cache-from",
+        &cache,
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("warning: registry cache {cache}: entry {tag} is not valid")),
+        "no warning for the corrupted entry:\n{err}"
+    );
+    let b: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(b["manifest_digest"], digest.as_str(), "a corrupted entry changed the digest");
+    let tool_b = b["layers"].as_array().unwrap().iter().find(|l| l["name"] == "tool").unwrap().clone();
+    assert_eq!(tool_b["cached"], false, "the corrupted entry was used: {b}");
+    assert_eq!(s.hits.load(Ordering::SeqCst), 2, "the tool layer is built again from its tarball");
+}

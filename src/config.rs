@@ -109,7 +109,7 @@ pub fn load_from(p: &Path) -> Result<Config, ConfigError> {
     // Relative mirror paths are relative to the file.
     let base = p.parent().unwrap_or(Path::new("."));
     for m in c.mirrors.iter_mut().chain(c.ca_files.iter_mut()) {
-        if m.is_relative() {
+        if m.is_relative() && !m.starts_with("docker:") {
             *m = base.join(&*m);
         }
     }

@@ -231,3 +231,86 @@ fn a_corrupted_entry_is_ignored_with_a_warning_and_the_digest_is_unchanged() {
     assert_eq!(tool_b["cached"], false, "the corrupted entry was used: {b}");
     assert_eq!(s.hits.load(Ordering::SeqCst), 2, "the tool layer is built again from its tarball");
 }
+
+/// Runs `script` with bash inside a new network namespace whose only
+/// interface is loopback, where a second `docker-registry` serves the
+/// storage of `reg` on the same address: the registry is the only thing
+/// reachable.
+fn in_netns_with_registry(reg: &TestRegistry, env: &Env, script: &str) -> std::process::Output {
+    let bin = which("docker-registry").unwrap();
+    let port = reg.addr.port();
+    let full = format!(
+        "set -u\nip link set lo up\n{bin} serve {cfg} >{log} 2>&1 &\nREG=$!\nfor i in $(seq 150); do (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null && break; sleep 0.1; done\n{script}\nrc=$?\nkill $REG\nexit $rc\n",
+        bin = bin.display(),
+        cfg = reg.config_path().display(),
+        log = env.path("netns-registry.log").display(),
+    );
+    let c = env.strata(&[]);
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.args(["-n", "--", "bash", "-c", &full]);
+    for (k, v) in c.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    cmd.output().unwrap()
+}
+
+fn can_unshare() -> bool {
+    let ok = std::process::Command::new("unshare").args(["-n", "true"]).status().map(|s| s.success()).unwrap_or(false);
+    if !ok && std::env::var("STRATA_REQUIRE_TOOLS").as_deref() == Ok("1") {
+        panic!("unshare -n does not work here (needs root)");
+    }
+    ok
+}
+
+#[test]
+fn a_registry_mirror_feeds_an_offline_build_in_a_network_namespace() {
+    if !tools(&["unshare", "ip", "bash"]) || !can_unshare() {
+        return;
+    }
+    let Some(s) = setup() else { return };
+    let mirror = format!("docker://{}/mirror/strata", s.reg.host());
+
+    // Connected side: fill the registry mirror, build online, verify it.
+    let f = s.env_a.json(&["fetch", &s.spec, "--into", &mirror]);
+    assert_eq!(f["added"], 1, "{f}");
+    let again = s.env_a.json(&["fetch", &s.spec, "--into", &mirror]);
+    assert_eq!(again["added"], 0, "a second fetch uploads nothing: {again}");
+    let online =
+        last_line(&s.env_a.ok(&["build", &s.spec, "-o", &format!("oci:{}", s.env_a.path("online").display())]));
+    let v = s.env_a.ok(&["fetch", "--verify", &mirror]);
+    assert!(v.contains("1 files verified"), "{v}");
+
+    // Disconnected side: only the registry is reachable, the cache is empty.
+    let strata = strata_bin();
+    let out = s.env_b.path("app.tar");
+    let o = in_netns_with_registry(
+        &s.reg,
+        &s.env_b,
+        &format!("{} build {} --offline --mirror {mirror} -o oci-archive:{}", strata.display(), s.spec, out.display()),
+    );
+    assert!(o.status.success(), "offline build from the registry mirror failed:\n{}", text(&o));
+    assert_eq!(last_line(&String::from_utf8_lossy(&o.stdout)), online, "the offline build must give the online digest");
+
+    // The namespace really has no other network: without the mirror the
+    // same build (empty cache, not offline) cannot download the tarball.
+    let o = in_netns_with_registry(
+        &s.reg,
+        &s.env_b,
+        &format!(
+            "STRATA_CACHE={} STRATA_NET_DEADLINE=2s {} build {} -o oci:{}",
+            s.env_b.path("cold").display(),
+            strata.display(),
+            s.spec,
+            s.env_b.path("x").display()
+        ),
+    );
+    assert!(!o.status.success(), "the namespace reached the artifact server:\n{}", text(&o));
+
+    // A repository without a mirror is an empty one.
+    let empty = format!("docker://{}/mirror/empty", s.reg.host());
+    let v = s.env_a.ok(&["fetch", "--verify", &empty]);
+    assert!(v.contains("0 files verified"), "{v}");
+}

@@ -18,14 +18,13 @@
 //! runners writing the same entry write the same bytes.
 
 use std::collections::HashMap;
-use std::io::Read as _;
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
 use super::cache::{Cached, LayerEffects};
-use crate::digest::{Digest, HashingWriter};
-use crate::image::{read_blob, ImageSource};
+use crate::digest::Digest;
+use crate::image::read_blob;
 use crate::layer::LayerBlob;
 use crate::oci::{media, Descriptor, Manifest, RawManifest, Reference};
 use crate::registry::{Client, RemoteSource};
@@ -460,17 +459,6 @@ impl RegistryCache {
     }
 }
 
-/// Streams a blob of `src`'s repository into the store, verified.
 fn download(src: &RemoteSource, d: &Descriptor, store: &Store) -> Result<u64, String> {
-    let mut r = src.open_blob(d).map_err(|e| e.to_string())?;
-    let tmp = store.temp_file().map_err(|e| e.to_string())?;
-    let mut w = HashingWriter::new(std::io::BufWriter::new(tmp));
-    let n = std::io::copy(&mut (&mut r).take(d.size + 1), &mut w).map_err(|e| e.to_string())?;
-    let (buf, found, _) = w.finish();
-    let tmp = buf.into_inner().map_err(|e| e.to_string())?;
-    if found != d.digest || n != d.size {
-        return Err(format!("downloaded bytes hash to {found} ({n} bytes), not {} ({} bytes)", d.digest, d.size));
-    }
-    store.commit(tmp, &d.digest).map_err(|e| e.to_string())?;
-    Ok(n)
+    crate::mirror::download_blob(src, d, store)
 }

@@ -2,7 +2,6 @@
 //! every wheel: runner A records the plan and the layers, runner B (an
 //! empty local cache) builds the same image without downloading a wheel.
 
-#[allow(dead_code)]
 #[path = "../../tests/wheels_support/mod.rs"]
 mod wheels_support;
 

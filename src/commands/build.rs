@@ -29,7 +29,8 @@ pub struct BuildArgs {
     #[arg(long, value_name = "DIR")]
     pub context: Option<PathBuf>,
     /// Where to write the image: oci:DIR[:TAG], oci-archive:FILE[:TAG] or
-    /// docker-archive:FILE[:NAME:TAG]. Default: oci:build/NAME:TAG.
+    /// docker-archive:FILE[:NAME:TAG]; `none` (with --push) writes no local
+    /// copy. Default: oci:build/NAME:TAG.
     #[arg(short, long, value_name = "OUTPUT")]
     pub output: Option<String>,
     /// Print a JSON summary on stdout instead of the digest.
@@ -97,7 +98,14 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     // A bad destination should fail before the build, not after.
     let push_to = args.push.as_deref().map(strata::oci::Reference::parse).transpose()?;
     let spec = strata::spec::load_with(&args.spec, &strata::spec::LoadOptions { context: args.context.clone() })?;
-    let output = output_of(args.output.as_deref(), &spec.spec.name)?;
+    // `-o none` with --push: the image goes to the registry only, so layers
+    // found in a registry cache on the same registry are never downloaded.
+    let no_output = args.output.as_deref() == Some("none");
+    if no_output && push_to.is_none() {
+        anyhow::bail!("`-o none` writes the image nowhere\nhint: add --push HOST/NAME:TAG, or name an output");
+    }
+    let output = output_of(args.output.as_deref().filter(|_| !no_output), &spec.spec.name)?;
+    let shown_output = if no_output { "none".to_string() } else { output.to_string() };
     let mut opts = BuildOptions::default();
     // Opened once and held until the command ends, so `strata cache prune`
     // waits for all of it (the build and the writing of its output).
@@ -120,10 +128,18 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let cache_to = args.cache_to.as_deref().or(cfg.cache_to.as_deref()).map(cache_ref).transpose()?;
     if !cache_from.is_empty() || cache_to.is_some() {
         let client = strata::registry::Client::new(registry_opts.clone(), reporter.clone())?;
+        // Without an output, bytes are needed only to upload to another registry.
+        opts.layer_bytes = !no_output
+            || push_to
+                .as_ref()
+                .is_some_and(|p| cache_from.iter().chain(cache_to.iter()).any(|c| c.registry != p.registry));
         opts.remote = Some(Arc::new(strata::build::remote::RegistryCache::new(client, cache_from, cache_to)));
     }
     let transport = Transport::new(registry_opts, reporter.clone());
-    let sink = transport.sink(&output, &spec.spec.name, &tag, PushOptions::default())?;
+    let sink = match no_output {
+        true => None,
+        false => Some(transport.sink(&output, &spec.spec.name, &tag, PushOptions::default())?),
+    };
     // A blob that rotted in the cache is found when it is read (and removed
     // then); the build runs once more, fetching or rebuilding what it lost.
     let mut attempt = 0;
@@ -140,12 +156,13 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             }
             r => r?,
         };
+        let Some(sink) = &sink else { break result };
         match sink.write(&Content::of_root(&result.image)?) {
             Err(ImageError::CorruptBlob { digest, .. }) if attempt == 1 => {
                 eprintln!("warning: cached layer {digest} was corrupt and has been removed; building again");
                 continue;
             }
-            r => r.with_context(|| format!("writing {output}"))?,
+            r => r.with_context(|| format!("writing {shown_output}"))?,
         };
         break result;
     };
@@ -165,7 +182,7 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             );
         }
         eprintln!(
-            "built {} ({} layers, {} cached, {}) in {:.1}s → {output}",
+            "built {} ({} layers, {} cached, {}) in {:.1}s → {shown_output}",
             spec.spec.name,
             result.layers.len(),
             cached,
@@ -194,7 +211,7 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         let summary = json!({
             "name": spec.spec.name,
             "tag": tag,
-            "output": output.to_string(),
+            "output": shown_output,
             "manifest_digest": digest.to_string(),
             "config_digest": image.config.digest.to_string(),
             "epoch": result.epoch,

@@ -490,3 +490,23 @@ pub fn download_blob(
     store.commit(tmp, &d.digest).map_err(|e| e.to_string())?;
     Ok(n)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mirror_locations_are_directories_unless_docker_urls_without_tags() {
+        assert_eq!(MirrorLocation::parse(Path::new("/srv/m")).unwrap(), MirrorLocation::Dir("/srv/m".into()));
+        assert_eq!(MirrorLocation::parse(Path::new("docker")).unwrap(), MirrorLocation::Dir("docker".into()));
+        match MirrorLocation::parse(Path::new("docker://127.0.0.1:5000/strata/mirror")).unwrap() {
+            MirrorLocation::Registry(r) => {
+                assert_eq!((r.registry.as_str(), r.repository.as_str()), ("127.0.0.1:5000", "strata/mirror"))
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = MirrorLocation::parse(Path::new("docker://127.0.0.1:5000/strata/mirror:v1")).unwrap_err();
+        assert!(e.contains("without a tag or digest"), "{e}");
+        assert!(MirrorLocation::parse(Path::new("docker://127.0.0.1:5000/Bad")).is_err());
+    }
+}

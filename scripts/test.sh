@@ -2,7 +2,7 @@
 # Runs every Strata test. The independent judges the tests rely on (skopeo,
 # umoci, runc, podman, Debian's docker-registry, faketime, and curl and openssl
 # for the CA test, tests/ca_certificates.rs; ssh and ssh-keygen from
-# openssh-client for the SSH test, tests/ssh.rs) are installed with
+# openssh-client for the SSH test, tests/it/ssh.rs) are installed with
 # apt when missing (needs root); with STRATA_REQUIRE_TOOLS=1 a test that
 # cannot find its tool fails instead of skipping.
 set -euo pipefail

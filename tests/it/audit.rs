@@ -1,7 +1,7 @@
 //! `strata audit`: an identical rebuild says identical; an image built from a
 //! spec edited by one line is named with that difference and its cause.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -9,7 +9,7 @@
 //! longer run (docs/security.md):
 //!
 //! ```sh
-//! STRATA_FUZZ_SECS=600 STRATA_FUZZ_SEED=7 cargo test --release --test fuzz -- --nocapture
+//! STRATA_FUZZ_SECS=600 STRATA_FUZZ_SEED=7 cargo test --release --test it fuzz:: -- --nocapture
 //! ```
 
 use std::panic::{catch_unwind, AssertUnwindSafe};

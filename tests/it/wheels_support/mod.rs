@@ -1,13 +1,11 @@
 //! Test helpers for the wheel tests: a zip writer that can also write the
 //! broken archives an installer must refuse, a wheel builder with a correct
 //! RECORD, a loopback HTTP server, and readers for OCI layouts.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use sha2::Digest as _;
 
@@ -203,9 +201,7 @@ impl Wheel {
     }
 }
 
-pub fn sha256_hex(b: &[u8]) -> String {
-    hex::encode(sha2::Sha256::digest(b))
-}
+pub use crate::common::sha256_hex;
 
 /// A pylock.toml with one `wheels` entry per wheel: `(name, version, location, bytes)`
 /// where location is `url = "..."` or `path = "..."`.
@@ -221,58 +217,7 @@ pub fn pylock(entries: &[(&str, &str, String, &[u8])]) -> String {
     s
 }
 
-/// A loopback HTTP/1.1 server answering GET /<name> from a map.
-pub struct Server {
-    pub base: String,
-    pub files: Arc<Mutex<BTreeMap<String, Vec<u8>>>>,
-    pub hits: Arc<Mutex<Vec<String>>>,
-}
-
-impl Server {
-    pub fn start() -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let files: Arc<Mutex<BTreeMap<String, Vec<u8>>>> = Arc::default();
-        let hits: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (f, h) = (files.clone(), hits.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut s) = stream else { continue };
-                let (f, h) = (f.clone(), h.clone());
-                std::thread::spawn(move || {
-                    let mut buf = Vec::new();
-                    let mut tmp = [0u8; 1024];
-                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match s.read(&mut tmp) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&tmp[..n]),
-                        }
-                    }
-                    let req = String::from_utf8_lossy(&buf);
-                    let path = req.split_whitespace().nth(1).unwrap_or("/").trim_start_matches('/').to_string();
-                    h.lock().unwrap().push(path.clone());
-                    let body = f.lock().unwrap().get(&path).cloned();
-                    let resp = match body {
-                        Some(b) => {
-                            let mut r =
-                                format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", b.len())
-                                    .into_bytes();
-                            r.extend_from_slice(&b);
-                            r
-                        }
-                        None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
-                    };
-                    let _ = s.write_all(&resp);
-                });
-            }
-        });
-        Server { base, files, hits }
-    }
-    pub fn put(&self, name: &str, bytes: Vec<u8>) -> String {
-        self.files.lock().unwrap().insert(name.to_string(), bytes);
-        format!("{}/{}", self.base, name)
-    }
-}
+pub use crate::common::Server;
 
 /// One layer of an OCI layout: its name annotation, digest and entries
 /// (path → (type char, mode, content or link target)).
@@ -338,64 +283,31 @@ pub fn have_tool(cmd: &str, args: &[&str]) -> bool {
 }
 
 /// Files an index serves: path → (bytes, content type).
-type Served = Arc<Mutex<BTreeMap<String, (Vec<u8>, &'static str)>>>;
-
 /// A package index on loopback that uv resolves against as it does against
 /// PyPI: PEP 691 JSON project pages with PEP 700 upload times (so
 /// `exclude_newer` applies) and PEP 658 metadata files (so uv reads
-/// dependencies without downloading wheels), and the wheels themselves.
+/// dependencies without downloading wheels), and the wheels themselves;
+/// served by the one test server.
 pub struct SimpleIndex {
     pub base: String,
-    files: Served,
-    projects: Arc<Mutex<BTreeMap<String, Vec<serde_json::Value>>>>,
-    pub hits: Arc<Mutex<Vec<String>>>,
+    server: Server,
+    projects: Mutex<BTreeMap<String, Vec<serde_json::Value>>>,
 }
 
 impl SimpleIndex {
     pub fn start() -> SimpleIndex {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let files: Served = Arc::default();
-        let hits: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (f, h) = (files.clone(), hits.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut s) = stream else { continue };
-                let (f, h) = (f.clone(), h.clone());
-                std::thread::spawn(move || {
-                    let mut buf = Vec::new();
-                    let mut tmp = [0u8; 1024];
-                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match s.read(&mut tmp) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&tmp[..n]),
-                        }
-                    }
-                    let req = String::from_utf8_lossy(&buf);
-                    let mut words = req.split_whitespace();
-                    let method = words.next().unwrap_or("").to_string();
-                    let path = words.next().unwrap_or("/").to_string();
-                    h.lock().unwrap().push(format!("{method} {path}"));
-                    let found = f.lock().unwrap().get(&path).cloned();
-                    let resp = match found {
-                        Some((b, ctype)) => {
-                            let mut r = format!(
-                                "HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                                b.len()
-                            )
-                            .into_bytes();
-                            if method != "HEAD" {
-                                r.extend_from_slice(&b);
-                            }
-                            r
-                        }
-                        None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_vec(),
-                    };
-                    let _ = s.write_all(&resp);
-                });
-            }
-        });
-        SimpleIndex { base, files, projects: Arc::default(), hits }
+        let server = Server::empty();
+        SimpleIndex { base: server.base.clone(), server, projects: Mutex::default() }
+    }
+
+    /// How many requests the index has seen.
+    pub fn requests(&self) -> usize {
+        self.server.requests()
+    }
+
+    /// How many requests asked for `path`.
+    pub fn hits(&self, path: &str) -> usize {
+        self.server.hits(path)
     }
 
     /// The index URL (`python.index_url`).
@@ -420,16 +332,16 @@ impl SimpleIndex {
             "core-metadata": {"sha256": sha256_hex(metadata.as_bytes())},
         });
         let project = w.dist.to_lowercase().replace('_', "-");
-        let mut files = self.files.lock().unwrap();
-        files.insert(format!("/files/{name}"), (bytes, "application/octet-stream"));
-        files.insert(format!("/files/{name}.metadata"), (metadata.into_bytes(), "text/plain"));
+        self.server.put_typed(&format!("/files/{name}"), "application/octet-stream", bytes);
+        self.server.put_typed(&format!("/files/{name}.metadata"), "text/plain", metadata.into_bytes());
         let mut projects = self.projects.lock().unwrap();
         let list = projects.entry(project.clone()).or_default();
         list.push(entry);
         let page = serde_json::json!({"meta": {"api-version": "1.1"}, "name": project, "files": list});
-        files.insert(
-            format!("/simple/{project}/"),
-            (serde_json::to_vec(&page).unwrap(), "application/vnd.pypi.simple.v1+json"),
+        self.server.put_typed(
+            &format!("/simple/{project}/"),
+            "application/vnd.pypi.simple.v1+json",
+            serde_json::to_vec(&page).unwrap(),
         );
         url
     }

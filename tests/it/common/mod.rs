@@ -1,7 +1,6 @@
 //! Shared helpers for integration tests: running the binary, a loopback HTTP
 //! server for fixtures (and for faults a real server does not produce), tool
 //! discovery, small tar builders.
-#![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -70,95 +69,149 @@ pub enum Reply {
     Drip(Vec<u8>, std::time::Duration),
 }
 
-/// A loopback HTTP/1.1 server serving fixed replies by path.
+/// The one loopback HTTP/1.1 server of the tests: fixed replies by path (GET
+/// and HEAD), changeable while it runs, every request counted. The fault
+/// replies are for failures a real server does not produce on demand.
 pub struct Server {
+    /// `http://127.0.0.1:PORT`.
     pub addr: String,
-    pub hits: Arc<Mutex<HashMap<String, usize>>>,
-    _handle: std::thread::JoinHandle<()>,
+    /// The same as `addr` (the name the Debian and wheel fixtures use).
+    pub base: String,
+    routes: Arc<Mutex<HashMap<String, Reply>>>,
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
+    /// A server answering `routes` (paths start with `/`).
     pub fn start(routes: HashMap<String, Reply>) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let addr = format!("http://{}", listener.local_addr().unwrap());
-        let hits: Arc<Mutex<HashMap<String, usize>>> = Arc::new(Mutex::new(HashMap::new()));
-        let routes = Arc::new(routes);
-        let h2 = hits.clone();
-        let handle = std::thread::spawn(move || {
+        let routes = Arc::new(Mutex::new(routes));
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (r2, l2) = (routes.clone(), log.clone());
+        std::thread::spawn(move || {
             for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let routes = routes.clone();
-                let hits = h2.clone();
-                std::thread::spawn(move || {
-                    let mut reader = BufReader::new(stream.try_clone().unwrap());
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).is_err() {
-                        return;
-                    }
-                    let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-                    loop {
-                        let mut h = String::new();
-                        if reader.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
-                            break;
-                        }
-                    }
-                    let n = {
-                        let mut m = hits.lock().unwrap();
-                        let c = m.entry(path.clone()).or_insert(0);
-                        *c += 1;
-                        *c
-                    };
-                    let send = |s: &mut std::net::TcpStream, status: u16, body: &[u8], declared: usize| {
-                        let _ =
-                            write!(s, "HTTP/1.1 {status} X\r\nContent-Length: {declared}\r\nConnection: close\r\n\r\n");
-                        let _ = s.write_all(body);
-                        let _ = s.flush();
-                    };
-                    match routes.get(&path) {
-                        None => send(&mut stream, 404, b"", 0),
-                        Some(Reply::Body(b)) => send(&mut stream, 200, b, b.len()),
-                        Some(Reply::Typed(t, b)) => {
-                            let _ = write!(
-                                stream,
-                                "HTTP/1.1 200 OK\r\nContent-Type: {t}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                                b.len()
-                            );
-                            let _ = stream.write_all(b);
-                        }
-                        Some(Reply::Status(s)) => send(&mut stream, *s, b"", 0),
-                        Some(Reply::Truncated(b, k)) => send(&mut stream, 200, &b[..*k], b.len()),
-                        Some(Reply::FlakyThen(s, k, b)) => {
-                            if n <= *k {
-                                send(&mut stream, *s, b"", 0)
-                            } else {
-                                send(&mut stream, 200, b, b.len())
-                            }
-                        }
-                        Some(Reply::Silent(d)) => std::thread::sleep(*d),
-                        Some(Reply::Drip(b, interval)) => {
-                            let _ = write!(
-                                stream,
-                                "HTTP/1.1 200 X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                                b.len()
-                            );
-                            for byte in b {
-                                if stream.write_all(&[*byte]).and_then(|_| stream.flush()).is_err() {
-                                    break; // the client hung up
-                                }
-                                std::thread::sleep(*interval);
-                            }
-                        }
-                    }
-                    let _ = stream.shutdown(std::net::Shutdown::Both);
-                });
+                let Ok(stream) = stream else { continue };
+                let (routes, log) = (r2.clone(), l2.clone());
+                std::thread::spawn(move || serve(stream, &routes, &log));
             }
         });
-        Server { addr, hits, _handle: handle }
+        Server { base: addr.clone(), addr, routes, log }
     }
 
-    pub fn hits(&self, path: &str) -> usize {
-        self.hits.lock().unwrap().get(path).copied().unwrap_or(0)
+    /// A server with nothing to serve yet.
+    pub fn empty() -> Server {
+        Server::start(HashMap::new())
     }
+
+    fn key(path: &str) -> String {
+        if path.starts_with('/') {
+            path.to_string()
+        } else {
+            format!("/{path}")
+        }
+    }
+
+    /// Serves `bytes` at `path` (with or without the leading `/`); returns its URL.
+    pub fn put(&self, path: &str, bytes: Vec<u8>) -> String {
+        self.reply(path, Reply::Body(bytes))
+    }
+
+    /// Serves `bytes` with a Content-Type; returns its URL.
+    pub fn put_typed(&self, path: &str, content_type: &'static str, bytes: Vec<u8>) -> String {
+        self.reply(path, Reply::Typed(content_type, bytes))
+    }
+
+    /// Serves any reply at `path`; returns its URL.
+    pub fn reply(&self, path: &str, reply: Reply) -> String {
+        let key = Server::key(path);
+        self.routes.lock().unwrap().insert(key.clone(), reply);
+        format!("{}{key}", self.addr)
+    }
+
+    /// The body served at `path`, if it is an ordinary reply.
+    pub fn get(&self, path: &str) -> Option<Vec<u8>> {
+        match self.routes.lock().unwrap().get(&Server::key(path)) {
+            Some(Reply::Body(b) | Reply::Typed(_, b)) => Some(b.clone()),
+            _ => None,
+        }
+    }
+
+    /// Stops serving `path` (it answers 404 from now on).
+    pub fn remove(&self, path: &str) {
+        self.routes.lock().unwrap().remove(&Server::key(path));
+    }
+
+    /// How many requests asked for `path`.
+    pub fn hits(&self, path: &str) -> usize {
+        let want = Server::key(path);
+        self.log.lock().unwrap().iter().filter(|l| l.split_once(' ').is_some_and(|(_, p)| p == want)).count()
+    }
+
+    /// How many requests the server has seen, for any path.
+    pub fn requests(&self) -> usize {
+        self.log.lock().unwrap().len()
+    }
+}
+
+fn serve(mut stream: std::net::TcpStream, routes: &Mutex<HashMap<String, Reply>>, log: &Mutex<Vec<String>>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() {
+        return;
+    }
+    let mut words = line.split_whitespace();
+    let method = words.next().unwrap_or("GET").to_string();
+    let path = words.next().unwrap_or("/").to_string();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+            break;
+        }
+    }
+    let n = {
+        let mut l = log.lock().unwrap();
+        l.push(format!("{method} {path}"));
+        l.iter().filter(|x| x.split_once(' ').is_some_and(|(_, p)| p == path)).count()
+    };
+    let head = method == "HEAD";
+    let send = |s: &mut std::net::TcpStream, status: u16, ctype: Option<&str>, body: &[u8], declared: usize| {
+        let ctype = ctype.map(|t| format!("Content-Type: {t}\r\n")).unwrap_or_default();
+        let _ = write!(s, "HTTP/1.1 {status} X\r\n{ctype}Content-Length: {declared}\r\nConnection: close\r\n\r\n");
+        if !head {
+            let _ = s.write_all(body);
+        }
+        let _ = s.flush();
+    };
+    let reply = routes.lock().unwrap().get(&path).cloned();
+    match reply {
+        None => send(&mut stream, 404, None, b"", 0),
+        Some(Reply::Body(b)) => send(&mut stream, 200, None, &b, b.len()),
+        Some(Reply::Typed(t, b)) => send(&mut stream, 200, Some(t), &b, b.len()),
+        Some(Reply::Status(s)) => send(&mut stream, s, None, b"", 0),
+        Some(Reply::Truncated(b, k)) => send(&mut stream, 200, None, &b[..k], b.len()),
+        Some(Reply::FlakyThen(s, k, b)) => {
+            if n <= k {
+                send(&mut stream, s, None, b"", 0)
+            } else {
+                send(&mut stream, 200, None, &b, b.len())
+            }
+        }
+        Some(Reply::Silent(d)) => std::thread::sleep(d),
+        Some(Reply::Drip(b, interval)) => {
+            let _ = write!(stream, "HTTP/1.1 200 X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", b.len());
+            for byte in &b {
+                if stream.write_all(&[*byte]).and_then(|_| stream.flush()).is_err() {
+                    break; // the client hung up
+                }
+                std::thread::sleep(interval);
+            }
+        }
+    }
+    // Let the client read everything before the connection goes away.
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut rest = Vec::new();
+    let _ = reader.read_to_end(&mut rest);
 }
 
 /// A tar entry for fixture archives built with raw headers (so tests can

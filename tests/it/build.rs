@@ -2,7 +2,7 @@
 //! independent judges (skopeo, umoci, runc, podman), reproducibility across
 //! environments, and bad input.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

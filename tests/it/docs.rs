@@ -3,7 +3,7 @@
 //! comment just above it, the snapshot that holds the same message:
 //!
 //! ```text
-//! <!-- snapshot: tests/snapshots/docs__unknown_field.snap -->
+//! <!-- snapshot: tests/it/snapshots/it__docs__unknown_field.snap -->
 //! ```
 //!
 //! Each snapshot is kept current by the test that makes it (in this file
@@ -13,7 +13,7 @@
 //! snapshot's lines, where `…` in the doc and a placeholder in the snapshot
 //! (`[DIR]`, `[PORT]`, `TMP`, a loopback origin) stand for any text.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

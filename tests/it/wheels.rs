@@ -7,7 +7,7 @@
 //! (docs/python.md): INSTALLER, RECORD paths, no direct_url.json, scripts
 //! always executable.
 
-mod wheels_support;
+use crate::wheels_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;

@@ -7,7 +7,7 @@
 //! `STRATA_UPDATE_VERIFIER_DIST=1` rewrites `verifier/dist/manifest.toml`
 //! (used by `verifier/dist/update.sh` after it copies a fresh build).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

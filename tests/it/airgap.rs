@@ -1,7 +1,7 @@
 //! Air-gapped workflow: fill a mirror, build inside a network namespace with no
 //! interfaces from the mirror alone, get the online build's digest.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::path::Path;

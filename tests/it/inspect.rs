@@ -3,7 +3,7 @@
 //! `config.volumes` and `annotations_from_labels` reach the image. skopeo
 //! and podman are the judges of what the image holds.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

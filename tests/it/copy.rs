@@ -2,7 +2,7 @@
 //! globs, owned and moded by the spec, the same image from any checkout of
 //! the same files, and an image that finds its files under runc.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //! pruning by age removes only what no recent build used, and pruning waits
 //! for builds that have the cache open.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};

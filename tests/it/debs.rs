@@ -1,7 +1,7 @@
 //! The `debs:` source end to end, without internet: packages built here,
 //! served from a loopback archive signed by a key generated here.
 
-mod debs_support;
+use crate::debs_support;
 
 use debs_support::*;
 
@@ -54,7 +54,7 @@ const BODY: &str = "      packages: [app, python3.11-minimal, ca-certificates]\n
 
 fn locked_project() -> (Server, Project, std::path::PathBuf) {
     let key = TestKey::new(1);
-    let server = Server::start();
+    let server = Server::empty();
     let url = publish(&server, &key, &archive_packages());
     let project = Project::new(&key);
     let spec = project.spec(&url, BODY);
@@ -156,7 +156,7 @@ fn snapshot(name: &str, text: &str) {
 
 fn lock_error(pkgs: &[Pkg], body: &str, tamper: impl FnOnce(&Server)) -> String {
     let key = TestKey::new(2);
-    let server = Server::start();
+    let server = Server::empty();
     let url = publish(&server, &key, pkgs);
     tamper(&server);
     let project = Project::new(&key);
@@ -178,7 +178,7 @@ fn packages_index_that_does_not_match_release_is_refused() {
 #[test]
 fn tampered_inrelease_is_refused() {
     let err = lock_error(&archive_packages(), BODY, |s| {
-        let mut ir = String::from_utf8(s.files.lock().unwrap()["/debian/dists/stable/InRelease"].clone()).unwrap();
+        let mut ir = String::from_utf8(s.get("/debian/dists/stable/InRelease").unwrap()).unwrap();
         ir = ir.replace("Origin: Test", "Origin: Evil");
         s.put("/debian/dists/stable/InRelease", ir.into_bytes());
     });
@@ -190,7 +190,7 @@ fn tampered_inrelease_is_refused() {
 fn inrelease_signed_by_an_untrusted_key_is_refused() {
     let other = TestKey::new(99);
     let err = lock_error(&archive_packages(), BODY, |s| {
-        let release = String::from_utf8(s.files.lock().unwrap()["/debian/dists/stable/Release"].clone()).unwrap();
+        let release = String::from_utf8(s.get("/debian/dists/stable/Release").unwrap()).unwrap();
         s.put("/debian/dists/stable/InRelease", other.clearsign(&release).into_bytes());
     });
     assert!(err.contains("no valid signature by a trusted key"), "{err}");
@@ -239,7 +239,7 @@ fn pinned_deb_gone_from_the_archive_names_the_fixes() {
 
 fn build_error(pkgs: Vec<Pkg>, body: &str) -> String {
     let key = TestKey::new(4);
-    let server = Server::start();
+    let server = Server::empty();
     let url = publish(&server, &key, &pkgs);
     let project = Project::new(&key);
     project.spec(&url, body);
@@ -365,7 +365,7 @@ fn two_layer_spec(project: &Project, url: &str, os_packages: &str) {
 #[test]
 fn a_debs_layer_above_another_installs_only_what_is_not_below_and_keeps_the_ld_cache() {
     let key = TestKey::new(1);
-    let server = Server::start();
+    let server = Server::empty();
     let mut pkgs = archive_packages();
     pkgs.push(
         pkg("tool", "2.0")

@@ -3,7 +3,7 @@
 //! writes /usr/bin/x and /bin stays a link. Replacing such a link with a
 //! directory is an error naming both layers unless the spec asks for it.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -3,7 +3,7 @@
 //! bumped package changing one layer; the CUDA checks; `strata lock` with
 //! a stand-in for uv; the flagship spec's settings.
 
-mod wheels_support;
+use crate::wheels_support;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -54,7 +54,7 @@ struct Project {
 
 impl Project {
     fn new() -> Project {
-        Project { dir: tempfile::tempdir().unwrap(), server: Server::start() }
+        Project { dir: tempfile::tempdir().unwrap(), server: Server::empty() }
     }
     fn path(&self, p: &str) -> PathBuf {
         self.dir.path().join(p)
@@ -148,7 +148,7 @@ fn wheels_build_into_split_layers_reproducibly() {
     assert_eq!(config["config"]["Labels"]["dev.strata.gpu.cuda"], serde_json::Value::Null);
 
     // Same inputs, fresh cache: same digest; downloads happened once per cache.
-    let hits = p.server.hits.lock().unwrap().len();
+    let hits = p.server.requests();
     assert_eq!(hits, wheels.len());
     let o = p.build(&p.path("cache2"), "two");
     assert!(o.status.success(), "{}", stderr(&o));
@@ -156,7 +156,7 @@ fn wheels_build_into_split_layers_reproducibly() {
     let o = p.build(&cache, "three");
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(read_layout(&p.path("three")).0, digest);
-    assert_eq!(p.server.hits.lock().unwrap().len(), 2 * wheels.len(), "a warm cache downloads nothing");
+    assert_eq!(p.server.requests(), 2 * wheels.len(), "a warm cache downloads nothing");
 
     // Bump one small package: only the layer holding it changes.
     let mut bumped: Vec<Wheel> = wheels.to_vec();
@@ -262,7 +262,7 @@ fn declaring_cuda_12_1_with_torch_2_9_fails_before_any_download() {
     p.spec("gpu: {cuda: \"12.1\", verify: \"off\"}\n");
     let o = p.build(&p.path("cache"), "out");
     assert!(!o.status.success());
-    assert_eq!(p.server.hits.lock().unwrap().len(), 0, "nothing downloaded");
+    assert_eq!(p.server.requests(), 0, "nothing downloaded");
     insta::assert_snapshot!(p.redact(&stderr(&o)));
 }
 

@@ -1,7 +1,7 @@
 //! `strata diff`: pairs of builds that differ in exactly one thing; the report
 //! names exactly that thing and nothing else.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! The SBOM: SPDX 2.3 JSON that validates against the vendored SPDX schema and
 //! lists the sha256 of every artifact, with the layer it went into.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 

@@ -5,7 +5,7 @@
 //! (by default the one built into strata); `strata lock --check` is offline,
 //! does not depend on how the spec path is spelled, and exits 0/1/2.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

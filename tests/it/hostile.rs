@@ -2,7 +2,7 @@
 //! could run, host files a spec could reach, memory and time bombs, and the
 //! smaller defects of docs/security.md. Each test builds its own fixture.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;

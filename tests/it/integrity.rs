@@ -3,7 +3,7 @@
 //! removed and rebuilt or fetched again; layouts never share bytes with the
 //! cache; builds into one layout at once keep every tag.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::io::{Seek, SeekFrom, Write};

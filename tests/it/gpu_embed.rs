@@ -2,7 +2,7 @@
 //! entrypoint. Without a GPU (CI), the strict policy refuses to start the
 //! command with words about the driver, and `warn` runs it.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -2,7 +2,7 @@
 //! terminal, NO_COLOR, pipes closed early, shell completions and man pages,
 //! and docs that cover every command and flag the binary has.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::Path;

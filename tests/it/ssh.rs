@@ -17,7 +17,7 @@
 //! Like tests/debs_real.rs, it runs when every pinned .deb is already in the
 //! cache (`$STRATA_CACHE` or the default cache), or when `STRATA_NET_TESTS=1`
 //! allows downloading them; otherwise it is skipped with a note. The image is
-//! built once per run of this binary. Needs umoci, runc (root), ssh and
+//! built once per run of the test binary. Needs umoci, runc (root), ssh and
 //! ssh-keygen (openssh-client); with `STRATA_REQUIRE_TOOLS=1` a missing tool
 //! is a failure.
 

@@ -1,13 +1,10 @@
 //! Test helpers for the `debs:` source: .debs built here (ar + control.tar +
 //! data.tar in gz/xz/zst), a Debian archive (Packages, Release, InRelease
 //! signed by a key generated here) and a loopback HTTP server. No internet.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 use pgp::composed::{ArmorOptions, CleartextSignedMessage, KeyType, SecretKeyParamsBuilder, SignedSecretKey};
 use pgp::types::Password;
@@ -185,9 +182,7 @@ fn md5_hex(d: &[u8]) -> u128 {
     u128::from_be_bytes(h[..16].try_into().unwrap())
 }
 
-pub fn sha256_hex(d: &[u8]) -> String {
-    hex::encode(sha2::Sha256::digest(d))
-}
+pub use crate::common::sha256_hex;
 
 /// A 64-bit x86-64 ELF shared object with a DT_SONAME, nothing else.
 pub fn tiny_so(soname: &str) -> Vec<u8> {
@@ -251,66 +246,7 @@ impl TestKey {
     }
 }
 
-/// Files served by the loopback server, by URL path.
-pub type Files = Arc<Mutex<BTreeMap<String, Vec<u8>>>>;
-
-/// A loopback HTTP/1.1 server (GET only, one thread per connection).
-pub struct Server {
-    pub base: String,
-    pub files: Files,
-}
-
-impl Server {
-    pub fn start() -> Server {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = format!("http://{}", l.local_addr().unwrap());
-        let files: Files = Arc::default();
-        let f2 = files.clone();
-        std::thread::spawn(move || {
-            for s in l.incoming() {
-                let Ok(mut s) = s else { continue };
-                let files = f2.clone();
-                std::thread::spawn(move || {
-                    let mut r = BufReader::new(s.try_clone().unwrap());
-                    let mut line = String::new();
-                    if r.read_line(&mut line).is_err() {
-                        return;
-                    }
-                    loop {
-                        let mut h = String::new();
-                        if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
-                            break;
-                        }
-                    }
-                    let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-                    let body = files.lock().unwrap().get(&path).cloned();
-                    let _ = match body {
-                        Some(b) => s
-                            .write_all(
-                                format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", b.len())
-                                    .as_bytes(),
-                            )
-                            .and_then(|_| s.write_all(&b)),
-                        None => {
-                            s.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                        }
-                    };
-                    let _ = s.flush();
-                    let mut sink = Vec::new();
-                    let _ = s.shutdown(std::net::Shutdown::Write);
-                    let _ = r.read_to_end(&mut sink);
-                });
-            }
-        });
-        Server { base, files }
-    }
-    pub fn put(&self, path: &str, bytes: Vec<u8>) {
-        self.files.lock().unwrap().insert(path.to_string(), bytes);
-    }
-    pub fn remove(&self, path: &str) {
-        self.files.lock().unwrap().remove(path);
-    }
-}
+pub use crate::common::Server;
 
 /// Publishes packages as suite `stable` of an archive rooted at `/debian`.
 /// Returns the archive URL.

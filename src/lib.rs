@@ -27,6 +27,7 @@ pub mod mirror;
 pub mod net;
 pub mod oci;
 pub mod pool;
+pub mod provenance;
 pub mod registry;
 pub mod report;
 pub mod sbom;

@@ -64,6 +64,10 @@ pub struct BuildOptions {
     /// Build even when the lock is missing or stale (Debian packages are then
     /// resolved against the live archive); the image records it.
     pub unlocked: bool,
+    /// The SBOM format attached.
+    pub sbom_format: crate::sbom::SbomFormat,
+    /// Signs the provenance (its DSSE envelope) when given.
+    pub provenance_key: Option<p256::ecdsa::SigningKey>,
 }
 
 impl Default for BuildOptions {
@@ -75,6 +79,8 @@ impl Default for BuildOptions {
             no_layer_cache: false,
             verifier: None,
             unlocked: false,
+            provenance_key: None,
+            sbom_format: crate::sbom::SbomFormat::Spdx,
         }
     }
 }
@@ -294,10 +300,30 @@ pub fn build(
     )?;
     // The SBOM goes with the image as an artifact that refers to it.
     let tag = spec.spec.tag.clone().unwrap_or_else(|| "latest".into());
-    let doc = crate::sbom::spdx(&spec.spec.name, &tag, &image.manifest.digest, epoch, &packages);
+    let doc = match opts.sbom_format {
+        crate::sbom::SbomFormat::Spdx => {
+            crate::sbom::spdx(&spec.spec.name, &tag, &image.manifest.digest, epoch, &packages)
+        }
+        crate::sbom::SbomFormat::Cyclonedx => {
+            crate::sbom::cyclonedx(&spec.spec.name, &tag, &image.manifest.digest, epoch, &packages)
+        }
+    };
     let doc = crate::oci::canonical::to_vec(&doc).map_err(|source| ImageError::Json { what: "the SBOM", source })?;
-    let sbom = Attachment::new(&image.manifest.descriptor(), crate::sbom::SPDX_MEDIA_TYPE, &doc, epoch)?;
+    let sbom = Attachment::new(&image.manifest.descriptor(), opts.sbom_format.media_type(), &doc, epoch)?;
     image.attach(sbom);
+    // So does its provenance: what to rebuild it from (docs/signing.md#provenance).
+    let statement = crate::provenance::statement(&crate::provenance::Inputs {
+        spec,
+        name: format!("{}:{tag}", spec.spec.name),
+        manifest: image.manifest.digest,
+        artifacts: &artifacts,
+        epoch,
+        platform: spec.spec.platform.clone().unwrap_or_else(|| "linux/amd64".into()),
+        verifier: inputs.verifier.as_ref().map(|v| v.sha256),
+        unlocked: opts.unlocked,
+    });
+    let envelope = crate::provenance::envelope(&statement, opts.provenance_key.as_ref());
+    image.attach(Attachment::new(&image.manifest.descriptor(), crate::provenance::MEDIA_TYPE, &envelope, epoch)?);
     Ok(BuildResult { image, layers: summaries, fetch, epoch, packages })
 }
 

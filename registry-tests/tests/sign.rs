@@ -247,3 +247,47 @@ fn wrong_or_missing_password_is_a_clear_error_without_secrets() {
     assert!(text(&o).contains("does not decrypt the private key in $MY_KEY"), "{}", text(&o));
     assert_no_secret(&o, "sign with a key in a variable");
 }
+
+#[test]
+fn signing_an_index_signs_it_and_each_image_in_it() {
+    if !tools(&["docker-registry"]) {
+        return;
+    }
+    let Some(sk) = sigstore_skopeo() else { return };
+    let reg = TestRegistry::start(Auth::Htpasswd);
+    let mut env = Env::new();
+    env.set("STRATA_KEY_PASSWORD", KEY_PASSWORD);
+    gen_key(&env, &env.path("idx"));
+    let (priv_key, pub_key) = (env.path("idx.key"), env.path("idx.pub"));
+    let (layout, digest) = hello_image();
+    // A layout whose tag names an index over the hello image.
+    let dir = env.path("multi");
+    assert!(Command::new("cp").arg("-r").arg(&layout).arg(&dir).status().unwrap().success());
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let size = index["manifests"][0]["size"].as_u64().unwrap();
+    let inner = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": size, "platform": {"architecture": "amd64", "os": "linux"}}],
+    });
+    let bytes = serde_json::to_vec(&inner).unwrap();
+    let idx = strata::digest::Digest::of(&bytes);
+    std::fs::write(dir.join("blobs/sha256").join(idx.hex()), &bytes).unwrap();
+    let top = serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.index.v1+json", "digest": idx.to_string(), "size": bytes.len(), "annotations": {"org.opencontainers.image.ref.name": "multi"}}]});
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
+
+    let c = creds();
+    let repo = format!("{}/multi/hello", reg.host());
+    let dest = format!("{repo}:2");
+    env.ok(&["push", &format!("oci:{}:multi", dir.display()), &dest, "--creds", &c]);
+    let v = env.json(&["sign", &dest, "--key", priv_key.to_str().unwrap(), "--creds", &c]);
+    let signed: Vec<&str> = v.as_array().unwrap().iter().map(|s| s["digest"].as_str().unwrap()).collect();
+    assert_eq!(signed, vec![idx.to_string().as_str(), digest.as_str()], "{v:#}");
+    let v = env.json(&["verify", &dest, "--key", pub_key.to_str().unwrap(), "--creds", &c]);
+    assert_eq!(v["verified"], true, "{v:#}");
+    assert_eq!(v["manifests"].as_array().unwrap().len(), 2, "{v:#}");
+    // The platform image alone, by digest, is signed too: skopeo admits it.
+    let judge = Judge::new(&sk, &env.path("judge"), &repo, &pub_key);
+    let o = judge.copy(&format!("{repo}@{digest}"), &env.path("copied"));
+    assert!(o.status.success(), "skopeo must accept the signed platform image: {}", text(&o));
+}

@@ -129,21 +129,24 @@ pub struct Signed {
     pub referrer: bool,
 }
 
-/// The manifests a reference names: the root and, for an index, each child
-/// (with the identity each is signed for).
+/// The manifests a reference names: the root and, for an index, each child,
+/// with the identity each is signed for: `HOST/NAME:TAG` when signed by tag
+/// (children too: a verifier that checks a child reaches it by digest and
+/// compares the repository only), else `HOST/NAME@DIGEST` of that manifest.
+/// Never a bare repository name, which containers/image's default
+/// `matchRepoDigestOrExact` refuses.
 fn targets(client: &Client, r: &Reference) -> Result<Vec<(Digest, String)>, SignError> {
     let raw = client.get_manifest(r)?;
-    let mut ident = r.repo_display();
-    if let (Some(t), None) = (&r.tag, &r.digest) {
-        ident = format!("{ident}:{t}");
-    } else if r.tag.is_none() && r.digest.is_none() {
-        ident = format!("{ident}:latest");
-    }
-    let mut out = vec![(raw.digest, ident)];
+    let ident = |d: &Digest| match (&r.tag, &r.digest) {
+        (_, Some(_)) => format!("{}@{d}", r.repo_display()),
+        (Some(t), None) => format!("{}:{t}", r.repo_display()),
+        (None, None) => format!("{}:latest", r.repo_display()),
+    };
+    let mut out = vec![(raw.digest, ident(&raw.digest))];
     if raw.is_index() {
         let idx = raw.index("the image index").map_err(|e| SignError::Invalid(e.to_string()))?;
         for d in idx.manifests {
-            out.push((d.digest, r.repo_display()));
+            out.push((d.digest, ident(&d.digest)));
         }
     }
     Ok(out)

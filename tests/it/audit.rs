@@ -171,3 +171,60 @@ fn provenance_signed_by_another_key_or_unsigned_is_refused() {
         .arg(t.path().join("auditor-cache")));
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
 }
+
+#[test]
+fn hello_audits_identical_from_its_provenance_which_names_its_inputs() {
+    let t = tempfile::tempdir().unwrap();
+    let specs = t.path().join("specs");
+    fs_err::create_dir_all(&specs).unwrap();
+    fs_err::copy(root().join("specs/hello.yaml"), specs.join("hello.yaml")).unwrap();
+    let layout = format!("oci:{}", t.path().join("hello").display());
+    let o = run(strata()
+        .args(["build", "-q"])
+        .arg(specs.join("hello.yaml"))
+        .args(["-o", &layout, "--cache"])
+        .arg(t.path().join("c1")));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let digest = stdout(&o).trim().to_string();
+
+    // The statement, read from the layout: an in-toto v1 statement with a
+    // SLSA v1 predicate about this manifest.
+    let dir = t.path().join("hello");
+    let blob = |d: &str| fs_err::read(dir.join("blobs/sha256").join(d.trim_start_matches("sha256:"))).unwrap();
+    let index: serde_json::Value = serde_json::from_slice(&fs_err::read(dir.join("index.json")).unwrap()).unwrap();
+    let refs = index["manifests"][0]["annotations"]["dev.strata.referrers"].as_str().unwrap_or_default().to_string();
+    let envelope = refs
+        .split(' ')
+        .filter(|d| !d.is_empty())
+        .map(|d| serde_json::from_slice::<serde_json::Value>(&blob(d)).unwrap())
+        .find(|m| m["artifactType"] == "application/vnd.dsse.envelope.v1+json")
+        .unwrap_or_else(|| panic!("no provenance referrer in {index:#}"));
+    let env: serde_json::Value =
+        serde_json::from_slice(&blob(envelope["layers"][0]["digest"].as_str().unwrap())).unwrap();
+    assert_eq!(env["payloadType"], "application/vnd.in-toto+json");
+    assert_eq!(env["signatures"].as_array().unwrap().len(), 0, "no key: unsigned");
+    use base64::Engine as _;
+    let stmt: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD.decode(env["payload"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(stmt["_type"], "https://in-toto.io/Statement/v1");
+    assert_eq!(stmt["predicateType"], "https://slsa.dev/provenance/v1");
+    assert_eq!(stmt["subject"][0]["name"], "hello:1.0");
+    assert_eq!(stmt["subject"][0]["digest"]["sha256"], digest.trim_start_matches("sha256:"));
+    let bd = &stmt["predicate"]["buildDefinition"];
+    assert_eq!(bd["externalParameters"]["spec"]["path"], "hello.yaml");
+    let spec_sha = sha256_hex(&fs_err::read(specs.join("hello.yaml")).unwrap());
+    assert_eq!(bd["externalParameters"]["spec"]["digest"]["sha256"], spec_sha.as_str());
+    assert_eq!(bd["externalParameters"]["epoch"], 1700000000);
+    assert!(bd["resolvedDependencies"].as_array().unwrap().iter().any(|d| d["uri"] == "context:hello.yaml"));
+    let builder = &stmt["predicate"]["runDetails"]["builder"];
+    assert!(builder["id"].as_str().unwrap().starts_with("urn:strata:builder:"));
+    assert!(builder["version"]["strata-verify"].as_str().unwrap().starts_with("sha256:"));
+
+    // Audit from it, in another cache.
+    let o =
+        run(strata().args(["audit", "-q", &layout, "--source"]).arg(&specs).arg("--cache").arg(t.path().join("c2")));
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).starts_with("identical:"), "{}", stdout(&o));
+}

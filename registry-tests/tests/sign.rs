@@ -291,3 +291,48 @@ fn signing_an_index_signs_it_and_each_image_in_it() {
     let o = judge.copy(&format!("{repo}@{digest}"), &env.path("copied"));
     assert!(o.status.success(), "skopeo must accept the signed platform image: {}", text(&o));
 }
+
+#[test]
+fn build_push_sign_key_signs_the_image_and_its_provenance_and_audit_starts_from_it() {
+    if !tools(&["docker-registry"]) {
+        return;
+    }
+    let reg = TestRegistry::start(Auth::Open);
+    let mut env = Env::new();
+    env.set("STRATA_KEY_PASSWORD", KEY_PASSWORD);
+    gen_key(&env, &env.path("b"));
+    let (priv_key, pub_key) = (env.path("b.key"), env.path("b.pub"));
+    let specs = env.path("specs");
+    std::fs::create_dir_all(&specs).unwrap();
+    std::fs::copy(workspace().join("specs/hello.yaml"), specs.join("hello.yaml")).unwrap();
+    let dest = format!("{}/built/hello:1.0", reg.host());
+    let o = env.run(&[
+        "-vv",
+        "build",
+        specs.join("hello.yaml").to_str().unwrap(),
+        "-o",
+        &format!("oci:{}", env.path("out").display()),
+        "--push",
+        &dest,
+        "--sign-key",
+        priv_key.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_no_secret(&o, "build --sign-key -vv");
+    let digest = last_line(&String::from_utf8_lossy(&o.stdout));
+    let o = env.run(&["verify", &dest, "--key", pub_key.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&digest), "{}", text(&o));
+
+    // The provenance pushed with it is signed by the key; audit starts from it.
+    let o = env.run(&[
+        "audit",
+        &format!("docker://{dest}"),
+        "--source",
+        specs.to_str().unwrap(),
+        "--provenance-key",
+        pub_key.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("identical:"), "{}", text(&o));
+}

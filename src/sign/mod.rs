@@ -36,8 +36,10 @@ pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 pub const PAYLOAD_TYPE: &str = "cosign container image signature";
 /// `artifactType` of the signature manifest pushed as an OCI 1.1 referrer.
 pub const SIGNATURE_ARTIFACT: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
-/// Largest signature manifest layers read.
+/// The most signature layers of one manifest read.
 const MAX_SIGNATURES: usize = 256;
+/// The largest payload read.
+const MAX_PAYLOAD: u64 = 64 * 1024;
 
 /// The tag a manifest's signatures are stored under.
 pub fn signature_tag(d: &Digest) -> String {
@@ -308,7 +310,8 @@ fn verify_one(
     let mut considered = 0usize;
     for layer in m.layers.iter().take(MAX_SIGNATURES) {
         let Some(sig) = layer.annotation(SIGNATURE_ANNOTATION) else { continue };
-        if layer.media_type != SIMPLE_SIGNING {
+        // Payloads are a few hundred bytes; larger layers are not read.
+        if layer.media_type != SIMPLE_SIGNING || layer.size > MAX_PAYLOAD {
             continue;
         }
         considered += 1;

@@ -340,6 +340,7 @@ struct WrittenLayer {
 struct Below {
     links: Arc<crate::tree::Lower>,
     ca: crate::sources::cacerts::CaState,
+    ld: crate::sources::deb::ldlayers::LdState,
 }
 
 impl Below {
@@ -352,6 +353,7 @@ impl Below {
             self.links = Arc::new(links);
         }
         self.ca.apply(&fx.ca);
+        self.ld.apply(&fx.ld);
         Ok(())
     }
 
@@ -360,7 +362,9 @@ impl Below {
     /// the effects name is still in the store.
     fn fits(&self, fx: &LayerEffects, store: &Store) -> bool {
         let same_ca = fx.ca.made_from.is_none_or(|d| d == self.ca.digest());
-        same_ca && crate::sources::cacerts::CaState::blobs(&fx.ca).all(|d| store.contains(d))
+        same_ca
+            && crate::sources::cacerts::CaState::blobs(&fx.ca).all(|d| store.contains(d))
+            && self.ld.fits(&fx.ld, store)
     }
 }
 
@@ -406,7 +410,7 @@ fn write_layers(
             let key = cache::key_above(&fps, &settings.compression, settings.epoch, &below.links);
             if let Some(hit) = cache.lookup(&key, reporter) {
                 if below.fits(&hit.effects, ctx.store) {
-                    for d in crate::sources::cacerts::CaState::blobs(&hit.effects.ca) {
+                    for d in crate::sources::cacerts::CaState::blobs(&hit.effects.ca).chain(&hit.effects.ld.cache) {
                         ctx.store.mark_used(d);
                     }
                     reporter.info(&format!("layer {name}: cached {}", hit.blob.digest));
@@ -420,7 +424,8 @@ fn write_layers(
                 (p.populate)(ctx, &mut tree).map_err(fail)?;
             }
             let ca = crate::sources::cacerts::update_bundle(&mut tree, &below.ca, ctx.store).map_err(fail)?;
-            let fx = LayerEffects { links: tree.link_changes(), ca };
+            let ld = crate::sources::deb::ldlayers::update_cache(&mut tree, &below.ld, ctx.store).map_err(fail)?;
+            let fx = LayerEffects { links: tree.link_changes(), ca, ld };
             below.apply(&fx, name)?;
             reporter.plan(TaskKind::Layer, 1, Some(tree.file_bytes()));
             Ok::<_, BuildError>(Item::Tree(tree, key, fx))

@@ -352,3 +352,101 @@ fn dpkg_query_lists_the_installed_packages_from_status_d() {
         }
     }
 }
+
+/// A spec with a second `debs:` layer above the first, sharing its archive.
+fn two_layer_spec(project: &Project, url: &str, os_packages: &str) {
+    let debs = |packages: &str| {
+        format!("    debs:\n      keyring: archive-key.asc\n      archives: [{{url: \"{url}\", suites: [stable]}}]\n      packages: {packages}\n")
+    };
+    let text =
+        format!("version: 1\nname: t\nlayers:\n  - name: os\n{}  - name: tools\n{}", debs(os_packages), debs("[tool]"));
+    fs_err::write(project.path("spec.yaml"), text).unwrap();
+}
+
+#[test]
+fn a_debs_layer_above_another_installs_only_what_is_not_below_and_keeps_the_ld_cache() {
+    let key = TestKey::new(1);
+    let server = Server::empty();
+    let mut pkgs = archive_packages();
+    pkgs.push(
+        pkg("tool", "2.0")
+            .field("Depends: libfoo (>= 1.0), awk")
+            .with(exe("./usr/bin/tool", b"#!/bin/sh\n"))
+            .with(file("./usr/lib/x86_64-linux-gnu/libtool.so.1", &tiny_so("libtool.so.1")))
+            .comp(Comp::Gz),
+    );
+    let url = publish(&server, &key, &pkgs);
+    let project = Project::new(&key);
+    two_layer_spec(&project, &url, "[libfoo, mawk]");
+    let out = project.strata(&["lock", "spec.yaml"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lock = fs_err::read_to_string(project.path("spec.lock")).unwrap();
+    let tools = &lock[lock.find("[debs.tools]").unwrap()..];
+    let pinned: Vec<&str> = tools.lines().filter_map(|l| l.strip_prefix("name = ")).collect();
+    // libfoo and the awk provider come from the layer below: only `tool` is pinned above.
+    assert_eq!(pinned, ["\"tool\""], "{lock}");
+
+    // The layers: libfoo's files only below; the cache above lists both libraries.
+    let out = project.strata(&["build", "spec.yaml", "-o", "oci:out"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let layers = layer_contents(&project.path("out"));
+    assert_eq!(layers.len(), 2);
+    assert!(layers[0].contains_key("usr/lib/x86_64-linux-gnu/libfoo.so.1.2.0"));
+    assert!(!layers[1].contains_key("usr/lib/x86_64-linux-gnu/libfoo.so.1.2.0"));
+    assert!(!layers[1].contains_key("var/lib/dpkg/status.d/libfoo"));
+    let cache = strata::sources::deb::ldcache::read_cache(&layers[1]["etc/ld.so.cache"]).unwrap();
+    let keys: Vec<&str> = cache.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["libtool.so.1", "libfoo.so.1", "ld-linux-x86-64.so.2"]);
+
+    // A lock in which both layers pin a package is stale, naming both.
+    let block = {
+        let s = lock.find("[[debs.os.packages]]\nname = \"libfoo\"").unwrap();
+        let e = s + lock[s + 1..].find("\n\n").unwrap() + 2;
+        lock[s..e].replace("debs.os.", "debs.tools.")
+    };
+    let tampered = lock.replace(
+        "[[debs.tools.packages]]\nname = \"tool\"",
+        &format!("{block}[[debs.tools.packages]]\nname = \"tool\""),
+    );
+    assert_ne!(tampered, lock);
+    fs_err::write(project.path("spec.lock"), &tampered).unwrap();
+    let out = project.strata(&["lock", "--check", "spec.yaml"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("libfoo") && err.contains("also pinned by layer `os` below"), "{err}");
+    // Locking again repairs it.
+    let out = project.strata(&["lock", "spec.yaml"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(fs_err::read_to_string(project.path("spec.lock")).unwrap(), lock);
+
+    // The layer below changes: the one above is resolved again with it
+    // (without mawk below, tool's `awk` is pinned above).
+    two_layer_spec(&project, &url, "[libfoo]");
+    let out = project.strata(&["lock", "spec.yaml"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lock = fs_err::read_to_string(project.path("spec.lock")).unwrap();
+    let tools = &lock[lock.find("[debs.tools]").unwrap()..];
+    let pinned: Vec<&str> = tools.lines().filter_map(|l| l.strip_prefix("name = ")).collect();
+    assert_eq!(pinned, ["\"mawk\"", "\"tool\""], "{lock}");
+}
+
+/// Each layer of an OCI layout: path → content (or link target).
+fn layer_contents(oci_dir: &std::path::Path) -> Vec<std::collections::BTreeMap<String, Vec<u8>>> {
+    use std::io::Read;
+    let src = strata::image::layout::Layout::open(oci_dir, None, format!("oci:{}", oci_dir.display()));
+    let image = strata::image::Image::open(&src, &strata::oci::Platform::linux_amd64()).unwrap();
+    let mut out = Vec::new();
+    for l in image.layers() {
+        let mut files = std::collections::BTreeMap::new();
+        let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(image.open_blob(l).unwrap()));
+        for e in ar.entries().unwrap() {
+            let mut e = e.unwrap();
+            let p = String::from_utf8_lossy(&e.path_bytes()).trim_end_matches('/').to_string();
+            let mut d = Vec::new();
+            e.read_to_end(&mut d).unwrap();
+            files.insert(p, d);
+        }
+        out.push(files);
+    }
+    out
+}

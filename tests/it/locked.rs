@@ -235,7 +235,7 @@ fn exclude_newer_in_the_future_is_refused() {
 #[test]
 fn committed_locks_are_current() {
     // The specs in the repository build locked: their locks match them, offline.
-    for spec in ["specs/python-base.yaml", "specs/pytorch-cuda.yaml"] {
+    for spec in ["specs/python-base.yaml", "specs/pytorch-cuda.yaml", "specs/ssh-base.yaml"] {
         // They include specs/layers/: the default context (their directory) holds it.
         let opts = strata::spec::LoadOptions { context: None };
         let loaded = strata::spec::load_with(&root().join(spec), &opts).unwrap();

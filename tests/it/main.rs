@@ -27,6 +27,7 @@ mod locked;
 mod merged_usr;
 mod relock;
 mod sbom;
+mod ssh;
 mod verifier_dist;
 mod wheels;
 mod wheels_build;

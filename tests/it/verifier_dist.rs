@@ -137,7 +137,7 @@ fn dist_manifest_matches_the_verifier_sources() {
         let mut text = String::from(
             "# The strata-verify binaries built into strata (src/sources/verifier.rs), made by\n\
              # verifier/build-reproducible.sh from the inputs below. Written by verifier/dist/update.sh;\n\
-             # tests/verifier_dist.rs fails when an input changes and the binary was not rebuilt.\n\
+             # tests/it/verifier_dist.rs fails when an input changes and the binary was not rebuilt.\n\
              # Rebuild and compare: verifier/dist/update.sh --check (docs/verifier.md).\n",
         );
         let mut t = toml::Table::new();

@@ -70,6 +70,10 @@ pub struct BuildOptions {
     /// The output needs the layers' bytes (a layout or archive): layers
     /// found in the registry cache are downloaded into the local cache.
     pub layer_bytes: bool,
+    /// The SBOM format attached.
+    pub sbom_format: crate::sbom::SbomFormat,
+    /// Signs the provenance (its DSSE envelope) when given.
+    pub provenance_key: Option<p256::ecdsa::SigningKey>,
 }
 
 impl Default for BuildOptions {
@@ -83,6 +87,8 @@ impl Default for BuildOptions {
             unlocked: false,
             remote: None,
             layer_bytes: true,
+            provenance_key: None,
+            sbom_format: crate::sbom::SbomFormat::Spdx,
         }
     }
 }
@@ -278,6 +284,8 @@ pub fn build(
     };
     let skip = recorded.iter().take_while(|r| r.is_some()).count();
 
+    // Provenance names every artifact of the image, fetched or not.
+    let all_artifacts: Vec<Artifact> = sources.iter().flatten().flat_map(|s| s.artifacts()).collect();
     let artifacts: Vec<Artifact> = sources.iter().skip(skip).flatten().flat_map(|s| s.artifacts()).collect();
     let fetch = {
         let _s = info_span!("fetch", artifacts = artifacts.len()).entered();
@@ -368,10 +376,30 @@ pub fn build(
     )?;
     // The SBOM goes with the image as an artifact that refers to it.
     let tag = spec.spec.tag.clone().unwrap_or_else(|| "latest".into());
-    let doc = crate::sbom::spdx(&spec.spec.name, &tag, &image.manifest.digest, epoch, &packages);
+    let doc = match opts.sbom_format {
+        crate::sbom::SbomFormat::Spdx => {
+            crate::sbom::spdx(&spec.spec.name, &tag, &image.manifest.digest, epoch, &packages)
+        }
+        crate::sbom::SbomFormat::Cyclonedx => {
+            crate::sbom::cyclonedx(&spec.spec.name, &tag, &image.manifest.digest, epoch, &packages)
+        }
+    };
     let doc = crate::oci::canonical::to_vec(&doc).map_err(|source| ImageError::Json { what: "the SBOM", source })?;
-    let sbom = Attachment::new(&image.manifest.descriptor(), crate::sbom::SPDX_MEDIA_TYPE, &doc, epoch)?;
+    let sbom = Attachment::new(&image.manifest.descriptor(), opts.sbom_format.media_type(), &doc, epoch)?;
     image.attach(sbom);
+    // So does its provenance: what to rebuild it from (docs/signing.md#provenance).
+    let statement = crate::provenance::statement(&crate::provenance::Inputs {
+        spec,
+        name: format!("{}:{tag}", spec.spec.name),
+        manifest: image.manifest.digest,
+        artifacts: &all_artifacts,
+        epoch,
+        platform: spec.spec.platform.clone().unwrap_or_else(|| "linux/amd64".into()),
+        verifier: inputs.verifier.as_ref().map(|v| v.sha256),
+        unlocked: opts.unlocked,
+    });
+    let envelope = crate::provenance::envelope(&statement, opts.provenance_key.as_ref());
+    image.attach(Attachment::new(&image.manifest.descriptor(), crate::provenance::MEDIA_TYPE, &envelope, epoch)?);
     Ok(BuildResult { image, layers: summaries, fetch, epoch, packages, remote: stats })
 }
 

@@ -66,10 +66,27 @@ pub struct BuildArgs {
     /// After building, push the image to HOST[:PORT]/NAME[:TAG].
     #[arg(long, value_name = "REF")]
     pub push: Option<String>,
+    /// Sign the image's provenance and, with --push, the pushed image (and
+    /// each platform image of an index) with this private key: a file or
+    /// env://VAR; the password comes from STRATA_KEY_PASSWORD (or COSIGN_PASSWORD).
+    #[arg(long, value_name = "KEY")]
+    pub sign_key: Option<String>,
+    /// The SBOM attached to the image: SPDX 2.3 JSON or CycloneDX 1.6 JSON.
+    #[arg(long, value_enum, default_value_t = SbomFormatArg::Spdx, value_name = "FORMAT")]
+    pub sbom_format: SbomFormatArg,
     #[command(flatten)]
     pub upload: UploadArgs,
     #[command(flatten)]
     pub registry: RegistryArgs,
+}
+
+/// SBOM formats (`--sbom-format`).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SbomFormatArg {
+    /// SPDX 2.3 JSON (`application/spdx+json`).
+    Spdx,
+    /// CycloneDX 1.6 JSON (`application/vnd.cyclonedx+json`).
+    Cyclonedx,
 }
 
 /// The output a build writes to: a layout or an archive.
@@ -97,6 +114,8 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let reporter = Arc::new(CliReporter::new(global.quiet));
     // A bad destination should fail before the build, not after.
     let push_to = args.push.as_deref().map(strata::oci::Reference::parse).transpose()?;
+    // So is a key that does not open.
+    let sign_key = args.sign_key.as_deref().map(strata::sign::keys::load_private_key).transpose()?;
     let spec = strata::spec::load_with(&args.spec, &strata::spec::LoadOptions { context: args.context.clone() })?;
     // `-o none` with --push: the image goes to the registry only, so layers
     // found in a registry cache on the same registry are never downloaded.
@@ -117,6 +136,11 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     opts.no_layer_cache = args.no_layer_cache;
     opts.verifier = args.verifier.clone();
     opts.unlocked = args.unlocked;
+    opts.provenance_key = sign_key.clone();
+    opts.sbom_format = match args.sbom_format {
+        SbomFormatArg::Spdx => strata::sbom::SbomFormat::Spdx,
+        SbomFormatArg::Cyclonedx => strata::sbom::SbomFormat::Cyclonedx,
+    };
     opts.source_date_epoch = super::source_date_epoch()?;
     let started = std::time::Instant::now();
     let tag = spec.spec.tag.clone().unwrap_or_else(|| "latest".into());
@@ -194,6 +218,7 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     // referrer: nothing is read back from the output.
     let pushed = match push_to {
         Some(dest) => {
+            let dest_ref = dest.clone();
             let sink = strata::registry::RegistrySink::new(
                 transport.client()?,
                 dest,
@@ -202,6 +227,9 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             let s = sink.write(&content)?;
             if !global.quiet {
                 eprintln!("{}", describe(&s));
+            }
+            if let Some(k) = &sign_key {
+                super::sign::sign_and_report(transport.client()?, &dest_ref, k, global.quiet)?;
             }
             Some(s)
         }

@@ -13,6 +13,7 @@ pub mod lock;
 pub mod progress;
 pub mod pull;
 pub mod push;
+pub mod sign;
 pub mod verifier;
 
 use std::io::Write;

@@ -278,6 +278,12 @@ impl Client {
         self.rt.block_on(put_referrer(&reg, &repo.repository, &raw))
     }
 
+    /// True when the registry of `repo` serves the OCI 1.1 referrers API.
+    pub fn has_referrers_api(&self, repo: &Reference, subject: &Digest) -> Result<bool, RegistryError> {
+        let reg = self.registry(repo)?;
+        Ok(self.rt.block_on(reg.referrers_api(&repo.repository, subject))?.is_some())
+    }
+
     /// The referrers of `subject` in the repository of `repo` (the referrers
     /// API, else the fallback tag), optionally only those of `artifact_type`.
     pub fn referrers(

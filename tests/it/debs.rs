@@ -304,6 +304,7 @@ fn sbom_lists_every_locked_deb_with_its_sha256_and_purl() {
             assert_eq!(pkg["versionInfo"], p["version"].as_str().unwrap());
             let purl = pkg["externalRefs"][0]["referenceLocator"].as_str().unwrap();
             assert!(purl.starts_with(&format!("pkg:deb/debian/{name}@")), "{purl}");
+            assert!(purl.contains("?arch=") && purl.contains("&distro="), "the purl names arch and distro: {purl}");
         }
     }
     assert!(locked >= 5);

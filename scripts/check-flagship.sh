@@ -73,7 +73,7 @@ echo "rootfs: $(du -sb "$work/bundle/rootfs" | cut -f1 | awk '{printf "%.2f GB",
 config() { # args-json env-json
   python3 - "$work/bundle/config.json" "$1" "$2" <<'EOF'
 import json, sys
-path, args, env = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+path, args, env = sys.argv[1], json.loads(sys.argv[2] or "null"), json.loads(sys.argv[3])
 c = json.load(open(path + ".orig"))
 c["process"]["terminal"] = False
 if args:

@@ -457,7 +457,7 @@ fn flagship_spec_and_lock_agree() {
         &Default::default(),
     )
     .unwrap();
-    assert_eq!(sel.wheels.len(), 124);
+    assert_eq!(sel.wheels.len(), 125);
     strata::cuda::check_lock(gpu, &sel.wheels).unwrap();
     let version = |n: &str| sel.wheels.iter().find(|w| w.package == n).unwrap().version.clone();
     assert_eq!(version("torch"), "2.9.0");

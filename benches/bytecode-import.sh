@@ -29,7 +29,7 @@ cd "$(dirname "$0")/.."
 layout=${1:-build/pytorch-cuda}
 runs=${RUNS:-5}
 work=$(mktemp -d /tmp/strata-bytecode-bench.XXXXXX)
-cleanup() { rm -rf "$work"; }
+cleanup() { rm -rf --one-file-system "$work"; }
 trap cleanup EXIT
 
 rootfs=${ROOTFS:-}
@@ -40,6 +40,10 @@ if [ -z "$rootfs" ]; then
   rootfs=$work/bundle/rootfs
 fi
 
+# torch needs /dev/urandom and /proc in the chroot.
+mount --bind /dev "$rootfs/dev"
+mount -t proc proc "$rootfs/proc"
+cleanup() { umount "$rootfs/proc" 2>/dev/null || true; umount "$rootfs/dev" 2>/dev/null || true; rm -rf --one-file-system "$work"; }
 # Caches outside the image: an empty read-only one, and a writable one.
 mkdir -p "$rootfs/tmp/bench-empty" "$rootfs/tmp/bench-warm"
 chmod 555 "$rootfs/tmp/bench-empty"

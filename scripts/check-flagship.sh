@@ -28,7 +28,7 @@ id=strata-check-$$
 cleanup() {
   runc kill "$id" KILL >/dev/null 2>&1 || true
   runc delete -f "$id" >/dev/null 2>&1 || true
-  [ -n "${WORK:-}" ] || rm -rf "$work"
+  [ -n "${WORK:-}" ] || rm -rf --one-file-system "$work"
 }
 trap cleanup EXIT
 say() { printf '\n== %s\n' "$*"; }

@@ -265,10 +265,10 @@ pub struct PythonInputs {
 
 impl PythonInputs {
     /// The inputs of a `python:` entry.
-    pub fn of(spec: &PythonSpec) -> PythonInputs {
+    pub fn of(spec: &PythonSpec, arch: crate::platform::Arch) -> PythonInputs {
         PythonInputs {
             pylock: spec.lock.clone(),
-            target: crate::sources::python::Target::of(spec.target.as_ref()).describe(),
+            target: crate::sources::python::Target::of(spec.target.as_ref(), arch).describe(),
             requirements: spec.requirements.clone(),
             exclude_newer: spec.exclude_newer.clone(),
             index_url: spec.index_url.clone(),

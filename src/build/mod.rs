@@ -155,6 +155,15 @@ pub enum BuildError {
         #[source]
         source: crate::tree::PathError,
     },
+    /// An ELF file of a layer is for another CPU than the image.
+    #[error("layer `{layer}`: {source}\nhint: every executable and shared object must be built for the image's platform; for a deliberate exception (firmware, an emulator's payload) list its path under the layer's `foreign_elf:`")]
+    ForeignElf {
+        /// The layer.
+        layer: String,
+        /// The file.
+        #[source]
+        source: crate::platform::ForeignElf,
+    },
     /// The build's scratch directory could not be made.
     #[error(transparent)]
     Io(#[from] crate::error::IoError),
@@ -257,7 +266,8 @@ pub fn build(
     let settings = LayerSettings { compression: comp, threads: opts.threads.max(1), epoch };
     let layers = plan::plan(spec, &sources, inputs.verifier.as_ref(), &ctx)?;
     let cache = LocalCache::new(store, !opts.no_layer_cache);
-    let written = write_layers(layers, &ctx, &settings, &cache, opts.threads, reporter.as_ref())?;
+    let arch = spec.arch();
+    let written = write_layers(layers, &ctx, &settings, &cache, opts.threads, arch, reporter.as_ref())?;
 
     let mut image_layers = Vec::new();
     let mut summaries = Vec::new();
@@ -279,7 +289,7 @@ pub fn build(
     }
 
     let runtime = config::runtime_config(spec, inputs.verifier.as_ref());
-    let (os, arch, variant) = parse_platform(spec.spec.platform.as_deref().unwrap_or("linux/amd64"))
+    let (os, arch, variant) = parse_platform(spec.spec.platform.as_deref().unwrap_or(arch.platform()))
         .ok_or_else(|| BuildError::Image(ImageError::BadTag("invalid platform".into())))?;
     let checksum = crate::spec::checksum(spec)?;
     let annotations = config::annotations(spec, epoch, &checksum, opts.unlocked, &runtime.labels);
@@ -349,12 +359,17 @@ fn write_layers(
     settings: &LayerSettings,
     cache: &dyn LayerCache,
     threads: usize,
+    arch: crate::platform::Arch,
     reporter: &dyn Reporter,
 ) -> Result<Vec<WrittenLayer>, BuildError> {
     enum Item {
         Cached(LayerBlob),
-        Tree(Tree, Digest, LayerEffects),
+        Tree(Tree, Digest, LayerEffects, Option<globset::GlobSet>),
     }
+    // The architecture is part of every key: a layer is checked against it
+    // (ELF files, the ld.so.cache) when it is written, so one written for
+    // another platform is never taken from the cache unchecked.
+    let platform_fp = format!("platform {}", arch.platform());
     let mut names = Vec::new();
     let mut packages = Vec::new();
     let mut queue = Vec::new();
@@ -376,7 +391,13 @@ fn write_layers(
                 Some(resolved) => BuildError::source(resolved, name, e),
                 None => BuildError::Verifier { source: e },
             };
-            let fps: Vec<&str> = parts.iter().map(|p| p.fingerprint.as_str()).collect();
+            let foreign = entry.map(|e| e.entry.foreign_elf.join("\n")).unwrap_or_default();
+            let foreign_fp = format!("foreign_elf {foreign}");
+            let mut fps: Vec<&str> = parts.iter().map(|p| p.fingerprint.as_str()).collect();
+            fps.push(&platform_fp);
+            if !foreign.is_empty() {
+                fps.push(&foreign_fp);
+            }
             let key = cache::key_above(&fps, &settings.compression, settings.epoch, &below.links);
             if let Some(hit) = cache.lookup(&key, reporter) {
                 if below.fits(&hit.effects, ctx.store) {
@@ -397,14 +418,24 @@ fn write_layers(
             let fx = LayerEffects { links: tree.link_changes(), ca };
             below.apply(&fx, name)?;
             reporter.plan(TaskKind::Layer, 1, Some(tree.file_bytes()));
-            Ok::<_, BuildError>(Item::Tree(tree, key, fx))
+            let allowed = match entry {
+                Some(e) if !e.entry.foreign_elf.is_empty() => Some(
+                    crate::sources::copy::patterns(&e.entry.foreign_elf)
+                        .map_err(|(_, g)| fail(SourceError::Message(format!("foreign_elf: {g}"))))?,
+                ),
+                _ => None,
+            };
+            Ok::<_, BuildError>(Item::Tree(tree, key, fx, allowed))
         },
         |i, item| {
-            let (tree, key, fx) = match item {
+            let (tree, key, fx, allowed) = match item {
                 Item::Cached(blob) => return Ok((blob, true)),
-                Item::Tree(tree, key, fx) => (tree, key, fx),
+                Item::Tree(tree, key, fx, allowed) => (tree, key, fx, allowed),
             };
             let name = &names[i];
+            let ok = |p: &str| allowed.as_ref().is_some_and(|g| crate::sources::copy::matches_here_or_above(g, p));
+            crate::platform::check_elf(&tree, arch, &ok)
+                .map_err(|source| BuildError::ForeignElf { layer: name.clone(), source })?;
             let id = task_id();
             reporter.start(id, TaskKind::Layer, name, Some(tree.file_bytes()));
             let blob = {

@@ -366,7 +366,7 @@ pub fn check(spec: &LoadedSpec, lock: Option<&Lock>, verifier: VerifierCheck<'_>
             match lock.python.get(&key) {
                 None => out.push(Change::LayerAdded { section: "python", layer: key.clone() }),
                 Some(entry) => {
-                    let now = PythonInputs::of(py);
+                    let now = PythonInputs::of(py, layer.arch);
                     let was = PythonInputs::recorded(entry);
                     out.extend(value_change(&key, "pylock", Some(&was.pylock), Some(&now.pylock)));
                     out.extend(list_change(&key, "requirements", &was.requirements, &now.requirements));
@@ -488,7 +488,7 @@ fn check_pylock(
     }
     let text = String::from_utf8_lossy(&bytes);
     let packages = pylockfile::pylock_packages(&text).map_err(|source| Error::Python { layer: key.clone(), source })?;
-    let target = Target::of(py.target.as_ref());
+    let target = Target::of(py.target.as_ref(), layer.arch);
     let missing = pylockfile::unsatisfied(&py.requirements, &packages, &target, &py.extras)
         .map_err(|source| Error::Python { layer: key.clone(), source })?;
     Ok(missing

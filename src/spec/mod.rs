@@ -121,6 +121,16 @@ pub struct ResolvedLayer {
     pub node: String,
     /// The build context (canonical): host files the entry names must be in it.
     pub context: PathBuf,
+    /// The architecture of the image it is built into: its `.deb`s, wheels
+    /// and ELF files are checked against it.
+    pub arch: crate::platform::Arch,
+}
+
+impl LoadedSpec {
+    /// The architecture the image is built for (`platform:`, default linux/amd64).
+    pub fn arch(&self) -> crate::platform::Arch {
+        self.spec.platform.as_deref().and_then(|p| crate::platform::Arch::of_platform(p).ok()).unwrap_or_default()
+    }
 }
 
 impl ResolvedLayer {
@@ -226,6 +236,23 @@ pub fn load_with(path: &Path, opts: &LoadOptions) -> Result<LoadedSpec, SpecErro
     let mut stack = vec![canonical(path)];
     expand(path, &text, &index, &base, &spec.layers, &mut layers, &mut sources, &mut stack, &mut budget)?;
     check_image(path, &text, &index, &spec)?;
+    let arch =
+        spec.platform.as_deref().map(crate::platform::Arch::of_platform).transpose().ok().flatten().unwrap_or_default();
+    for l in &mut layers {
+        set_arch(l, arch).map_err(|m| {
+            let (ltext, lindex) = match sources.iter().find(|(p, _)| *p == l.file) {
+                Some((_, t)) => (t.as_str(), locate::index(t)),
+                None => (text.as_str(), index.clone()),
+            };
+            SpecError::new(
+                &l.file,
+                Some(ltext),
+                locate::find(&lindex, &format!("{}.debs.arch", l.node)),
+                m,
+                Some("leave `arch:` out: a `debs:` entry takes the image platform's architecture".into()),
+            )
+        })?;
+    }
     if layers.is_empty() {
         return Err(SpecError::new(
             path,
@@ -475,12 +502,31 @@ fn expand(
             file: file.to_path_buf(),
             node,
             context: budget.context.clone(),
+            arch: crate::platform::Arch::default(),
         });
     }
     Ok(())
 }
 
 type Problem = (String, String, Option<String>);
+
+/// Points a layer at the image's architecture: its `debs:` take the
+/// platform's Debian architecture; one that names another is an error.
+fn set_arch(l: &mut ResolvedLayer, arch: crate::platform::Arch) -> Result<(), String> {
+    l.arch = arch;
+    if let Some(d) = &mut l.entry.debs {
+        match d.arch.as_deref() {
+            Some(a) if a != arch.deb() => {
+                return Err(format!(
+                    "`debs.arch: {a}` does not fit the image platform {arch} (Debian architecture `{}`)",
+                    arch.deb()
+                ))
+            }
+            _ => d.arch = Some(arch.deb().to_string()),
+        }
+    }
+    Ok(())
+}
 
 fn check_entry(entry: &LayerEntry, base: &Path, context: &Path) -> Result<(), Problem> {
     for (i, s) in entry.symlinks.iter().enumerate() {
@@ -546,6 +592,9 @@ fn check_entry(entry: &LayerEntry, base: &Path, context: &Path) -> Result<(), Pr
                 ));
             }
         }
+    }
+    if let Err((j, e)) = crate::sources::copy::patterns(&entry.foreign_elf) {
+        return Err((format!("foreign_elf[{j}]"), e.to_string(), Some(crate::sources::copy::GLOB_HINT.into())));
     }
     for (i, c) in entry.ca_certificates.iter().enumerate() {
         match crate::hostfs::resolve(context, base, c) {
@@ -659,12 +708,8 @@ fn check_image(
     let err =
         |node: &str, m: String, h: Option<String>| SpecError::new(path, Some(text), locate::find(index, node), m, h);
     if let Some(p) = &spec.platform {
-        if parse_platform(p).is_none() {
-            return Err(err(
-                "platform",
-                format!("platform `{p}` is not `os/arch[/variant]`"),
-                Some("e.g. `linux/amd64`".into()),
-            ));
+        if let Err(m) = crate::platform::Arch::of_platform(p) {
+            return Err(err("platform", m, Some("e.g. `linux/amd64` or `linux/arm64`".into())));
         }
     }
     if let Some(c) = &spec.compression {

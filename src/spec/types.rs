@@ -266,6 +266,12 @@ pub struct LayerEntry {
     /// through it instead.
     #[serde(default)]
     pub replace_symlinks: Vec<ImagePath>,
+    /// Optional. Globs of image paths (`/lib/firmware/**`, `**/*.elf`) whose
+    /// ELF executables and shared objects may be built for another CPU than
+    /// the image's platform, for deliberate cases such as firmware or
+    /// emulator payloads. Any other such file is an error. Default: none.
+    #[serde(default)]
+    pub foreign_elf: Vec<String>,
 }
 
 impl LayerEntry {
@@ -732,7 +738,9 @@ pub struct DebsSpec {
     /// suite `bookworm-security`, optional).
     #[serde(default)]
     pub archives: Option<Vec<DebArchive>>,
-    /// Optional. Debian architecture. Default: `amd64`.
+    /// Optional. Debian architecture; it must be the image platform's
+    /// (`amd64` for `linux/amd64`, `arm64` for `linux/arm64`). Default: the
+    /// platform's.
     #[serde(default)]
     pub arch: Option<String>,
     /// Optional. OpenPGP keyring (binary or armored) that signs the

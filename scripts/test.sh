@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every Strata test. The independent judges the tests rely on (skopeo,
-# umoci, runc, podman, Debian's docker-registry, faketime, and curl and openssl
-# for the CA test, tests/ca_certificates.rs) are installed with
+# umoci, runc, podman, Debian's docker-registry, faketime, curl and openssl
+# for the CA test, tests/ca_certificates.rs, and qemu-user-static, whose
+# qemu-aarch64-static runs arm64 images' own programs, tests/arm64_real.rs)
+# are installed with
 # apt when missing (needs root); with STRATA_REQUIRE_TOOLS=1 a test that
 # cannot find its tool fails instead of skipping.
 set -euo pipefail
@@ -13,6 +15,7 @@ missing=()
 for pkg in skopeo umoci runc podman docker-registry faketime curl openssl; do
   have "$pkg" || missing+=("$pkg")
 done
+have qemu-aarch64-static || missing+=(qemu-user-static)
 # The wheel installer is compared with pip (tests/wheels.rs).
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 if [ "${#missing[@]}" -gt 0 ]; then

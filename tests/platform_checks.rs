@@ -243,3 +243,33 @@ fn wheels_are_chosen_for_the_platforms_machine() {
     let init = files.iter().find(|(p, _)| p.ends_with("fast/__init__.py")).expect("fast installed");
     assert_eq!(init.1 .2, b"ARCH = 'aarch64'\n");
 }
+
+#[test]
+fn an_arm64_gpu_image_says_it_has_no_verifier_and_offers_the_way_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = |verify: &str| {
+        let text = format!("version: 1\nname: g\nplatform: linux/arm64\nlayers:\n  - name: x\n    dirs: [{{path: /x}}]\ngpu: {{cuda: \"12.8\"{verify}}}\n");
+        fs_err::write(dir.path().join("spec.yaml"), text).unwrap();
+    };
+    let build = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+            .arg("--cache")
+            .arg(dir.path().join("cache"))
+            .args(["--quiet", "build", "spec.yaml", "-o", "oci:out"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    spec("");
+    let o = build();
+    assert!(!o.status.success(), "an arm64 image got an x86-64 verifier");
+    let e = err(&o);
+    assert!(
+        e.contains("`gpu:` section for platform linux/arm64, but strata carries strata-verify only for linux/amd64"),
+        "{e}"
+    );
+    assert!(e.contains("`--verifier PATH`") && e.contains("`gpu.verify: off`"), "{e}");
+    spec(", verify: \"off\"");
+    let o = build();
+    assert!(o.status.success(), "{}", err(&o));
+}

@@ -144,7 +144,7 @@ impl Source for Debs<'_> {
                 extract::register(&meta, tree)?;
             }
             if standins {
-                standins::apply(tree, merged_usr)?;
+                standins::apply(tree, merged_usr, arch)?;
             } else if merged_usr {
                 standins::apply_merged_usr_links(tree)?;
             }

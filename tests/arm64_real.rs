@@ -1,4 +1,5 @@
-//! `specs/python-base-arm64.yaml` against the real Debian archive, judged by
+//! The arm64 image of `specs/python-base-multi.yaml` (`--platform
+//! linux/arm64`) against the real Debian archive, judged by
 //! arm64 code itself under `qemu-aarch64-static` (Debian's qemu-user-static;
 //! no binfmt registration needed: the emulator runs each program directly
 //! with `-L ROOT`, so the programs see the unpacked image as `/`):
@@ -35,9 +36,10 @@ fn skip(what: &str) {
 
 #[test]
 fn arm64_python_base_finds_its_libraries_through_ld_so_cache_under_qemu() {
-    let spec = repo().join("specs/python-base-arm64.yaml");
-    let loaded = strata::spec::load_with(&spec, &strata::spec::LoadOptions { context: Some(repo()) }).unwrap();
-    let lock = strata::lock::load_for(&loaded).unwrap().expect("specs/python-base-arm64.lock is committed");
+    let spec = repo().join("specs/python-base-multi.yaml");
+    let all = strata::spec::load_with(&spec, &strata::spec::LoadOptions { context: Some(repo()) }).unwrap();
+    let loaded = all.for_platform("linux/arm64").unwrap();
+    let lock = strata::lock::load_for(&loaded).unwrap().expect("specs/python-base-multi.linux-arm64.lock is committed");
     let cache = strata::store::Store::default_root();
     let store = strata::store::Store::open(&cache).unwrap();
     let missing =
@@ -62,6 +64,7 @@ fn arm64_python_base_finds_its_libraries_through_ld_so_cache_under_qemu() {
         .arg(&spec)
         .arg("--context")
         .arg(repo())
+        .args(["--platform", "linux/arm64"])
         .arg("-o")
         .arg(format!("oci:{}:img", oci.display()))
         .output()

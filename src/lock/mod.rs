@@ -620,7 +620,7 @@ pub fn relock(
 ) -> Result<Relocked, Error> {
     check_exclude_newer(spec)?;
     let old = load_for(spec)?;
-    let path = lock_path(&spec.path);
+    let path = spec.lock_path();
     let shown = display_path(&spec.path);
     let legacy = old.as_ref().is_some_and(Lock::is_legacy);
     let moves: BTreeSet<String> = opts.upgrade_packages.iter().cloned().collect();
@@ -768,7 +768,7 @@ fn check_upgrade_names(
 pub fn check_spec(spec: &LoadedSpec, lock: Option<&Lock>) -> Result<(), LockError> {
     for l in &spec.layers {
         if let Some(d) = &l.entry.debs {
-            debs_pins(&spec.path, lock, l, d)?;
+            debs_pins(spec, lock, l, d)?;
         }
     }
     Ok(())
@@ -858,7 +858,7 @@ pub fn for_build(
             .filter(|c| !matches!(c, Change::PylockEdited { .. }))
             .collect();
         if !changes.is_empty() {
-            let stale = Stale { lock: lock_path(&spec.path), spec: display_path(&spec.path), changes, build: true };
+            let stale = Stale { lock: spec.lock_path(), spec: display_path(&spec.path), changes, build: true };
             if !opts.unlocked {
                 return Err(stale.into());
             }
@@ -869,12 +869,12 @@ pub fn for_build(
         .layers
         .iter()
         .filter_map(|l| l.entry.debs.as_ref().map(|d| (l, d)))
-        .all(|(l, d)| debs_pins(&spec.path, lock.as_ref(), l, d).is_ok());
+        .all(|(l, d)| debs_pins(spec, lock.as_ref(), l, d).is_ok());
     if !debs_ok {
         if !opts.unlocked {
             for l in &spec.layers {
                 if let Some(d) = &l.entry.debs {
-                    debs_pins(&spec.path, lock.as_ref(), l, d)?;
+                    debs_pins(spec, lock.as_ref(), l, d)?;
                 }
             }
         }

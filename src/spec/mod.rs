@@ -127,9 +127,62 @@ pub struct ResolvedLayer {
 }
 
 impl LoadedSpec {
-    /// The architecture the image is built for (`platform:`, default linux/amd64).
+    /// The architecture the image is built for (`platform:`, default
+    /// linux/amd64; the first of `platforms:`).
     pub fn arch(&self) -> crate::platform::Arch {
-        self.spec.platform.as_deref().and_then(|p| crate::platform::Arch::of_platform(p).ok()).unwrap_or_default()
+        let p = self.spec.platform.as_deref().or(self.spec.platforms.first().map(String::as_str));
+        p.and_then(|p| crate::platform::Arch::of_platform(p).ok()).unwrap_or_default()
+    }
+
+    /// The platforms the spec builds for, as written (one for `platform:`).
+    pub fn platforms(&self) -> Vec<String> {
+        if self.spec.platforms.is_empty() {
+            vec![self.spec.platform.clone().unwrap_or_else(|| crate::platform::Arch::Amd64.platform().to_string())]
+        } else {
+            self.spec.platforms.clone()
+        }
+    }
+
+    /// True for a spec with `platforms:` (an index, even of one platform).
+    pub fn is_multi_platform(&self) -> bool {
+        !self.spec.platforms.is_empty()
+    }
+
+    /// The lock file: `SPEC.lock`, or `SPEC.<os>-<arch>.lock` for one
+    /// platform of a multi-platform spec.
+    pub fn lock_path(&self) -> PathBuf {
+        self.lock_file.clone().unwrap_or_else(|| crate::lockfile::lock_path(&self.path))
+    }
+
+    /// The spec for one of its `platforms:`, as if it said `platform: P`,
+    /// locked in `SPEC.<os>-<arch>.lock`.
+    pub fn for_platform(&self, platform: &str) -> Result<LoadedSpec, SpecError> {
+        let arch = crate::platform::Arch::of_platform(platform)
+            .map_err(|m| SpecError::new(&self.path, None, None, m, None))?;
+        if !self.platforms().iter().any(|p| p == platform) {
+            return Err(SpecError::new(
+                &self.path,
+                None,
+                None,
+                format!("the spec does not build for {platform}"),
+                Some(format!("its platforms: {}", self.platforms().join(", "))),
+            ));
+        }
+        let mut s = self.clone();
+        if !self.is_multi_platform() {
+            return Ok(s);
+        }
+        s.spec.platform = Some(platform.to_string());
+        s.spec.platforms = Vec::new();
+        for l in &mut s.layers {
+            if let Some(d) = &mut l.entry.debs {
+                d.arch = None;
+            }
+            set_arch(l, arch).map_err(|m| SpecError::new(&self.path, None, None, m, None))?;
+        }
+        let suffix = platform.replace('/', "-");
+        s.lock_file = Some(self.path.with_extension(format!("{suffix}.lock")));
+        Ok(s)
     }
 }
 
@@ -178,6 +231,9 @@ pub struct LoadedSpec {
     pub sources: Vec<(PathBuf, String)>,
     /// The build context (canonical).
     pub context: PathBuf,
+    /// The lock file, when it is not `SPEC.lock` (one platform of a
+    /// multi-platform spec: `SPEC.<os>-<arch>.lock`).
+    pub lock_file: Option<PathBuf>,
 }
 
 const MAX_INCLUDE_DEPTH: usize = 16;
@@ -236,9 +292,18 @@ pub fn load_with(path: &Path, opts: &LoadOptions) -> Result<LoadedSpec, SpecErro
     let mut stack = vec![canonical(path)];
     expand(path, &text, &index, &base, &spec.layers, &mut layers, &mut sources, &mut stack, &mut budget)?;
     check_image(path, &text, &index, &spec)?;
-    let arch =
-        spec.platform.as_deref().map(crate::platform::Arch::of_platform).transpose().ok().flatten().unwrap_or_default();
+    let first = spec.platform.as_deref().or(spec.platforms.first().map(String::as_str));
+    let arch = first.map(crate::platform::Arch::of_platform).transpose().ok().flatten().unwrap_or_default();
     for l in &mut layers {
+        if spec.platforms.len() > 1 && l.entry.debs.as_ref().is_some_and(|d| d.arch.is_some()) {
+            return Err(SpecError::new(
+                &l.file,
+                None,
+                None,
+                format!("layer `{}`: `debs.arch` cannot be given in a spec for several platforms", l.display_name()),
+                Some("leave it out: each platform's image takes its own architecture".into()),
+            ));
+        }
         set_arch(l, arch).map_err(|m| {
             let (ltext, lindex) = match sources.iter().find(|(p, _)| *p == l.file) {
                 Some((_, t)) => (t.as_str(), locate::index(t)),
@@ -262,7 +327,7 @@ pub fn load_with(path: &Path, opts: &LoadOptions) -> Result<LoadedSpec, SpecErro
             Some("add at least one entry under `layers:` (files, dirs, tarball, debs, ... or an include)".into()),
         ));
     }
-    Ok(LoadedSpec { path: path.to_path_buf(), spec, layers, sources, context: budget.context })
+    Ok(LoadedSpec { path: path.to_path_buf(), spec, layers, sources, context: budget.context, lock_file: None })
 }
 
 /// The checksum of a spec as parsed, recorded in every image as the
@@ -710,6 +775,22 @@ fn check_image(
     if let Some(p) = &spec.platform {
         if let Err(m) = crate::platform::Arch::of_platform(p) {
             return Err(err("platform", m, Some("e.g. `linux/amd64` or `linux/arm64`".into())));
+        }
+        if !spec.platforms.is_empty() {
+            return Err(err(
+                "platforms",
+                "`platform` and `platforms` cannot both be given".into(),
+                Some("`platform: P` for one image, `platforms: [P, Q]` for an index".into()),
+            ));
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, p) in spec.platforms.iter().enumerate() {
+        let node = format!("platforms[{i}]");
+        let a = crate::platform::Arch::of_platform(p)
+            .map_err(|m| err(&node, m, Some("e.g. `[linux/amd64, linux/arm64]`".into())))?;
+        if !seen.insert(a) {
+            return Err(err(&node, format!("{p} is listed twice"), None));
         }
     }
     if let Some(c) = &spec.compression {

@@ -157,9 +157,14 @@ pub struct ImageSpec {
     /// Optional. Tag used when the output names none. Default: `latest`.
     #[serde(default)]
     pub tag: Option<String>,
-    /// Optional. `os/arch[/variant]`. Default: `linux/amd64`.
+    /// Optional. `linux/amd64` or `linux/arm64`. Default: `linux/amd64`.
     #[serde(default)]
     pub platform: Option<String>,
+    /// Optional. Several platforms (instead of `platform`): the result is an
+    /// OCI image index with one full image per platform, each locked in
+    /// `SPEC.<os>-<arch>.lock`. Default: none.
+    #[serde(default)]
+    pub platforms: Vec<String>,
     /// Optional. Seconds since 1970-01-01 used for every file's mtime and the
     /// image's `created` time. `SOURCE_DATE_EPOCH` overrides it. Default: 0.
     #[serde(default)]

@@ -74,6 +74,25 @@ fn platforms_give_an_index_of_full_images_reproducibly() {
     assert!(!o.status.success());
     ok(&strata(d, &["build", "spec.yaml", "-o", "oci-archive:a.tar"]));
 
+    // inspect, diff and audit pick a platform of the index; audit rebuilds each.
+    let o = strata(d, &["inspect", "--platform", "linux/arm64", "oci:a:1.0"]);
+    let shown = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(shown.contains(&format!("manifest    {arm}")) && shown.contains("platform    linux/arm64"), "{shown}");
+    let o = strata(d, &["diff", "--platform", "linux/arm64", "oci:a:1.0", "oci:arm"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let o = strata(d, &["audit", "spec.yaml", "oci:a:1.0"]);
+    let said = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{said}");
+    assert!(said.contains(&format!("linux/amd64: identical: spec.yaml rebuilds to {amd}")), "{said}");
+    assert!(said.contains(&format!("linux/arm64: identical: spec.yaml rebuilds to {arm}")), "{said}");
+    let o = strata(d, &["audit", "spec.yaml", "oci:amd"]);
+    let said = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(1), "an amd64-only image passed the audit of both platforms: {said}");
+    assert!(
+        said.contains("linux/arm64: first difference: config /architecture: rebuilt \"arm64\" vs published \"amd64\""),
+        "{said}"
+    );
+
     if !have("skopeo") {
         return;
     }

@@ -12,4 +12,4 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 out=${1:-oci:build/pytorch-cuda}
 cargo build --quiet --release --locked -p strata
-exec target/release/strata build specs/pytorch-cuda.yaml --context . -o "$out"
+exec target/release/strata build specs/pytorch-cuda.yaml -o "$out"

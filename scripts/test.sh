@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every Strata test. The independent judges the tests rely on (skopeo,
-# umoci, runc, podman, Debian's docker-registry, faketime, curl and openssl
-# for the CA test, tests/ca_certificates.rs, and qemu-user-static, whose
-# qemu-aarch64-static runs arm64 images' own programs, tests/arm64_real.rs)
+# umoci, runc, podman, Debian's docker-registry, faketime, and curl and openssl
+# for the CA test, tests/it/ca_certificates.rs; ssh and ssh-keygen from
+# openssh-client for the SSH test, tests/it/ssh.rs; qemu-user-static, whose
+# qemu-aarch64-static runs arm64 images' own programs, tests/it/arm64_real.rs)
 # are installed with
 # apt when missing (needs root); with STRATA_REQUIRE_TOOLS=1 a test that
 # cannot find its tool fails instead of skipping.
@@ -15,8 +16,9 @@ missing=()
 for pkg in skopeo umoci runc podman docker-registry faketime curl openssl; do
   have "$pkg" || missing+=("$pkg")
 done
+have ssh && have ssh-keygen || missing+=(openssh-client)
 have qemu-aarch64-static || missing+=(qemu-user-static)
-# The wheel installer is compared with pip (tests/wheels.rs).
+# The wheel installer is compared with pip (tests/it/wheels.rs).
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
@@ -29,7 +31,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   fi
 fi
 
-# uv resolves `requirements:` at lock time; tests/hostile.rs checks that it is
+# uv resolves `requirements:` at lock time; tests/it/hostile.rs checks that it is
 # never allowed to build a source distribution. Installed into target/, not
 # the system, when it is not on PATH.
 if [ -z "${STRATA_UV:-}" ] && ! command -v uv >/dev/null 2>&1; then
@@ -46,6 +48,11 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 export STRATA_REQUIRE_TOOLS="${STRATA_REQUIRE_TOOLS:-1}"
+# The tests that build and run real Debian images (python-base, ssh-base:
+# tests/it/debs_real.rs, tests/it/ssh.rs) download their pinned .debs (about
+# 60 MB, never the PyTorch stack). STRATA_NET_TESTS=0 skips them offline; a
+# pinned .deb that the archive has since dropped skips them with a note.
+export STRATA_NET_TESTS="${STRATA_NET_TESTS:-1}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 cargo test --workspace --locked "$@"
 

@@ -81,6 +81,9 @@ pub struct LayerEffects {
     /// CA bundle inputs.
     #[serde(default)]
     pub ca: crate::sources::cacerts::CaChanges,
+    /// The `/etc/ld.so.cache` it leaves.
+    #[serde(default)]
+    pub ld: crate::sources::deb::ldlayers::LdChanges,
 }
 
 /// A layer found in the cache.

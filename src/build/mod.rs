@@ -324,6 +324,7 @@ struct WrittenLayer {
 struct Below {
     links: Arc<crate::tree::Lower>,
     ca: crate::sources::cacerts::CaState,
+    ld: crate::sources::deb::ldlayers::LdState,
 }
 
 impl Below {
@@ -336,6 +337,7 @@ impl Below {
             self.links = Arc::new(links);
         }
         self.ca.apply(&fx.ca);
+        self.ld.apply(&fx.ld);
         Ok(())
     }
 
@@ -344,7 +346,9 @@ impl Below {
     /// the effects name is still in the store.
     fn fits(&self, fx: &LayerEffects, store: &Store) -> bool {
         let same_ca = fx.ca.made_from.is_none_or(|d| d == self.ca.digest());
-        same_ca && crate::sources::cacerts::CaState::blobs(&fx.ca).all(|d| store.contains(d))
+        same_ca
+            && crate::sources::cacerts::CaState::blobs(&fx.ca).all(|d| store.contains(d))
+            && self.ld.fits(&fx.ld, store)
     }
 }
 
@@ -364,7 +368,7 @@ fn write_layers(
 ) -> Result<Vec<WrittenLayer>, BuildError> {
     enum Item {
         Cached(LayerBlob),
-        Tree(Tree, Digest, LayerEffects, Option<globset::GlobSet>),
+        Tree(Box<(Tree, Digest, LayerEffects, Option<globset::GlobSet>)>),
     }
     // The architecture is part of every key: a layer is checked against it
     // (ELF files, the ld.so.cache) when it is written, so one written for
@@ -401,7 +405,7 @@ fn write_layers(
             let key = cache::key_above(&fps, &settings.compression, settings.epoch, &below.links);
             if let Some(hit) = cache.lookup(&key, reporter) {
                 if below.fits(&hit.effects, ctx.store) {
-                    for d in crate::sources::cacerts::CaState::blobs(&hit.effects.ca) {
+                    for d in crate::sources::cacerts::CaState::blobs(&hit.effects.ca).chain(&hit.effects.ld.cache) {
                         ctx.store.mark_used(d);
                     }
                     reporter.info(&format!("layer {name}: cached {}", hit.blob.digest));
@@ -415,7 +419,8 @@ fn write_layers(
                 (p.populate)(ctx, &mut tree).map_err(fail)?;
             }
             let ca = crate::sources::cacerts::update_bundle(&mut tree, &below.ca, ctx.store).map_err(fail)?;
-            let fx = LayerEffects { links: tree.link_changes(), ca };
+            let ld = crate::sources::deb::ldlayers::update_cache(&mut tree, &below.ld, ctx.store).map_err(fail)?;
+            let fx = LayerEffects { links: tree.link_changes(), ca, ld };
             below.apply(&fx, name)?;
             reporter.plan(TaskKind::Layer, 1, Some(tree.file_bytes()));
             let allowed = match entry {
@@ -425,12 +430,12 @@ fn write_layers(
                 ),
                 _ => None,
             };
-            Ok::<_, BuildError>(Item::Tree(tree, key, fx, allowed))
+            Ok::<_, BuildError>(Item::Tree(Box::new((tree, key, fx, allowed))))
         },
         |i, item| {
             let (tree, key, fx, allowed) = match item {
                 Item::Cached(blob) => return Ok((blob, true)),
-                Item::Tree(tree, key, fx, allowed) => (tree, key, fx, allowed),
+                Item::Tree(b) => *b,
             };
             let name = &names[i];
             let ok = |p: &str| allowed.as_ref().is_some_and(|g| crate::sources::copy::matches_here_or_above(g, p));

@@ -358,6 +358,15 @@ pub fn check(spec: &LoadedSpec, lock: Option<&Lock>, verifier: VerifierCheck<'_>
                     out.extend(list_change(&key, "archives", &was.archives, &now.archives));
                     out.extend(value_change(&key, "arch", Some(&entry.arch), Some(&d.arch())));
                     out.extend(check_debs_pins(&key, entry, d));
+                    for (b, below) in pins_below(lock, spec, layer) {
+                        if entry.packages.iter().any(|p| p.name == b.name) {
+                            out.push(Change::BadPin {
+                                layer: key.clone(),
+                                package: b.name.clone(),
+                                problem: format!("also pinned by layer `{below}` below (a package is installed once)"),
+                            });
+                        }
+                    }
                 }
             }
         }
@@ -401,6 +410,25 @@ pub fn check(spec: &LoadedSpec, lock: Option<&Lock>, verifier: VerifierCheck<'_>
         }
     }
     Ok(out)
+}
+
+/// The pins of the `debs:` entries of `spec` below `layer` that `lock`
+/// holds, each with its entry's key (the first entry pinning a name wins).
+fn pins_below<'a>(lock: &'a Lock, spec: &LoadedSpec, layer: &crate::spec::ResolvedLayer) -> Vec<(&'a DebPin, String)> {
+    let mut out: Vec<(&'a DebPin, String)> = Vec::new();
+    let mut seen = BTreeSet::new();
+    for l in spec.layers.iter().take_while(|l| !std::ptr::eq(*l, layer)) {
+        if l.entry.debs.is_none() {
+            continue;
+        }
+        let key = layer_key(l);
+        for p in lock.debs.get(&key).map(|e| e.packages.as_slice()).unwrap_or_default() {
+            if seen.insert(p.name.as_str()) {
+                out.push((p, key.clone()));
+            }
+        }
+    }
+    out
 }
 
 /// Self-consistency of a `debs:` entry's pins: names unique and sorted,
@@ -639,14 +667,20 @@ pub fn relock(
     let net = if opts.offline { None } else { Some(Net::new(opts.net.clone())?) };
     let retry = RetryPolicy::default().with_retries(2);
     let cx = LockContext { store, reporter: reporter.clone(), net: net.as_ref(), retry, mirrors: &opts.mirrors };
+    // Whether a `debs:` entry below was resolved again: the ones above it
+    // resolve against what it installs, so they are resolved again too.
+    let mut below_moved = false;
     for l in &spec.layers {
         let Some(d) = &l.entry.debs else { continue };
         let key = layer_key(l);
         if lock.debs.contains_key(&key) {
             return Err(Error::SharedKey { file: l.file.clone(), key });
         }
+        let below = pins_below(&lock, spec, l);
         let prev = old.as_ref().and_then(|o| o.debs.get(&key).map(|e| (o, e)));
-        let current = prev.is_some_and(|(o, e)| debs_current(o, &key, e, d));
+        let overlaps =
+            prev.is_some_and(|(_, e)| e.packages.iter().any(|p| below.iter().any(|(b, _)| b.name == p.name)));
+        let current = prev.is_some_and(|(o, e)| debs_current(o, &key, e, d)) && !below_moved && !overlaps;
         let touched = prev.is_some_and(|(_, e)| e.packages.iter().any(|p| moves.contains(&p.name)));
         let entry = match prev {
             Some((_, e)) if current && !opts.upgrade && !touched => {
@@ -665,7 +699,9 @@ pub fn relock(
                         _ => Vec::new(),
                     },
                     archives: prev.map(|(_, e)| e.archives.as_slice()).unwrap_or_default(),
+                    below,
                 };
+                below_moved = true;
                 crate::sources::deb::repo::lock_layer(l, d, &cx, &previous).map_err(|source| Error::Resolve {
                     layer: key.clone(),
                     file: l.file.clone(),
@@ -895,6 +931,7 @@ pub fn for_build(
             let previous = Previous {
                 pins: prev.as_ref().map(|e| e.packages.iter().collect()).unwrap_or_default(),
                 archives: prev.as_ref().map(|e| e.archives.as_slice()).unwrap_or_default(),
+                below: pins_below(&l, spec, layer),
             };
             let entry = crate::sources::deb::repo::lock_layer(layer, d, &cx, &previous).map_err(|source| {
                 Error::Resolve { layer: key.clone(), file: layer.file.clone(), node: layer.node.clone(), source }

@@ -46,5 +46,5 @@ fi
 mkdir -p "$dist/$triple"
 cp "$bin" "$dist/$triple/strata-verify.tmp"
 mv "$dist/$triple/strata-verify.tmp" "$dist/$triple/strata-verify"
-STRATA_UPDATE_VERIFIER_DIST=1 cargo test --quiet --locked -p strata --test verifier_dist -- dist_manifest_matches_the_verifier_sources >/dev/null
+STRATA_UPDATE_VERIFIER_DIST=1 cargo test --quiet --locked -p strata --test it -- verifier_dist::dist_manifest_matches_the_verifier_sources >/dev/null
 echo "sha256:$new  $dist/$triple/strata-verify (was sha256:$old)"

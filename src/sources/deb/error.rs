@@ -292,6 +292,16 @@ pub enum DebError {
         /// Why each alternative failed.
         tried: Vec<String>,
     },
+    /// A package a layer below installs is not among the candidates.
+    #[error("{name} {version}, installed by layer `{layer}` below, is not in this layer's archives")]
+    InstalledBelowUnknown {
+        /// Package.
+        name: String,
+        /// Its pinned version.
+        version: String,
+        /// The layer below.
+        layer: String,
+    },
     /// Two chosen packages conflict.
     #[error("{a} {a_version} and {b} {b_version} cannot be installed together: {a} {a_version} declares `{field}: {relation}`\n  {a} is {a_needed}\n  {b} is {b_needed}")]
     Conflict {

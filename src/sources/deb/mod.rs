@@ -8,12 +8,14 @@
 //! - [`repo`]: lock time: fetch, verify, resolve → pins.
 //! - [`extract`]: `.deb` (ar + control.tar + data.tar) → layer tree, status.d.
 //! - [`ldcache`]: the `/etc/ld.so.cache` writer.
+//! - [`ldlayers`]: that cache across layers (a `debs:` layer above another).
 //! - [`standins`]: what maintainer scripts would have done.
 
 pub mod control;
 pub mod error;
 pub mod extract;
 pub mod ldcache;
+pub mod ldlayers;
 pub mod release;
 pub mod repo;
 pub mod resolve;
@@ -103,7 +105,9 @@ impl Source for Debs<'_> {
         let merged_usr = self.spec.merged_usr.unwrap_or(true);
         let standins = self.spec.standins.unwrap_or(true);
         let arch = self.layer.arch;
-        let mut fp = format!("debs-v1 merged_usr={merged_usr} standins={standins}\n");
+        // v2: cached layers record the ld.so.cache they leave (ldlayers);
+        // entries from before that would pass none on, so they are not reused.
+        let mut fp = format!("debs-v2 merged_usr={merged_usr} standins={standins}\n");
         if arch != crate::platform::Arch::Amd64 {
             fp.push_str(&format!("arch {}\n", arch.deb()));
         }

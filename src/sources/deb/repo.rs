@@ -55,6 +55,9 @@ pub struct Previous<'a> {
     pub pins: Vec<&'a DebPin>,
     /// The archive states it was resolved against (offline, these are read again).
     pub archives: &'a [LockedArchive],
+    /// What the `debs:` entries below this one pin, with their lock keys:
+    /// installed already, so they satisfy relations and are not pinned again.
+    pub below: Vec<(&'a DebPin, String)>,
 }
 
 /// One index file used by a resolution (an `InRelease` or a Packages index), in the store.
@@ -331,11 +334,17 @@ pub fn lock_layer(
     cx: &LockContext<'_>,
     previous: &Previous<'_>,
 ) -> Result<DebsLock, DebError> {
-    let idx = load_indexes(layer, spec, cx, previous.archives)?;
+    let mut idx = load_indexes(layer, spec, cx, previous.archives)?;
     if idx.universe.is_empty() {
         return Err(DebError::NoPackages);
     }
-    let mut request = Request::default();
+    let mut installed = BTreeMap::new();
+    for (pin, below) in &previous.below {
+        let v = Version::parse(&pin.version)?;
+        idx.universe.ensure_installed(&pin.name, &v, &pin.arch);
+        installed.insert(pin.name.clone(), (v, below.clone()));
+    }
+    let mut request = Request { installed, ..Request::default() };
     for p in &spec.packages {
         let mut g = parse_relations(&p.0)?;
         request.roots.push(g.remove(0));

@@ -12,6 +12,11 @@
 //! gets that version (and an alternative or provider that was chosen before
 //! is chosen again), so adding a package adds it and what it needs and
 //! moves nothing else.
+//!
+//! A `debs:` entry above another one resolves against what the entries
+//! below already install ([`Request::installed`]): those packages satisfy
+//! relations at their pinned versions, their `Conflicts` and `Breaks` still
+//! count, and they are not installed a second time.
 
 use super::error::DebError;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -155,6 +160,30 @@ impl Universe {
     pub fn is_empty(&self) -> bool {
         self.by_name.is_empty()
     }
+
+    /// Makes sure `name` at `version` is known, for a package a layer below
+    /// installs that the archives no longer list (superseded since it was
+    /// pinned): it is added without relations, so it satisfies requests for
+    /// its own name and version only.
+    pub fn ensure_installed(&mut self, name: &str, version: &Version, arch: &str) {
+        if self.by_name.get(name).is_some_and(|l| l.iter().any(|c| &c.version == version)) {
+            return;
+        }
+        self.add(Candidate {
+            name: name.to_string(),
+            version: version.clone(),
+            arch: arch.to_string(),
+            priority: 4,
+            depends: String::new(),
+            conflicts: String::new(),
+            breaks: String::new(),
+            provides: Vec::new(),
+            filename: String::new(),
+            size: 0,
+            sha256: Digest::of(b""),
+            archive: 0,
+        });
+    }
 }
 
 /// What to resolve.
@@ -169,6 +198,11 @@ pub struct Request {
     /// Versions to keep when they still satisfy the relations (the pins of
     /// the lock being refreshed), by package name.
     pub locked: BTreeMap<String, Version>,
+    /// Packages that layers below already install: name → (version, the
+    /// layer's name). They satisfy relations at that version and are left
+    /// out of the result; a relation they do not satisfy is an error (no
+    /// package is installed twice).
+    pub installed: BTreeMap<String, (Version, String)>,
 }
 
 /// The result: chosen packages by name, plus notes for the lock file.
@@ -196,6 +230,17 @@ pub fn resolve<'u>(u: &'u Universe, req: &Request) -> Result<Resolution<'u>, Deb
         if !u.providers.get(virt).is_some_and(|ps| ps.iter().any(|(n, _)| n == prov)) && !u.by_name.contains_key(virt) {
             return Err(DebError::UnknownPreference { name: virt.clone(), provider: prov.clone() });
         }
+    }
+    for (name, (version, layer)) in &req.installed {
+        let Some(c) = u.by_name.get(name).and_then(|l| l.iter().find(|c| &c.version == version)) else {
+            return Err(DebError::InstalledBelowUnknown {
+                name: name.clone(),
+                version: version.to_string(),
+                layer: layer.clone(),
+            });
+        };
+        why.insert(name.clone(), format!("installed by layer `{layer}` below"));
+        chosen.insert(name.clone(), c);
     }
     while let Some((group, by)) = queue.pop_front() {
         if group.iter().any(|r| satisfied(u, &chosen, r)) {
@@ -258,6 +303,7 @@ pub fn resolve<'u>(u: &'u Universe, req: &Request) -> Result<Resolution<'u>, Deb
         }
     }
     check_conflicts(&chosen, &why)?;
+    chosen.retain(|name, _| !req.installed.contains_key(name));
     Ok(Resolution { packages: chosen, notes })
 }
 
@@ -272,6 +318,7 @@ fn relations_error(c: &Candidate, field: &'static str, e: DebError) -> DebError 
 fn check_conflicts(chosen: &BTreeMap<String, &Candidate>, why: &BTreeMap<String, String>) -> Result<(), DebError> {
     let needed = |name: &str| match why.get(name).map(String::as_str) {
         Some("the spec") | None => "requested by the spec".to_string(),
+        Some(by) if by.starts_with("installed by") => by.to_string(),
         Some(by) => format!("needed by {by}"),
     };
     for c in chosen.values() {
@@ -371,6 +418,11 @@ fn best_real<'u>(
     if let Some(c) = chosen.get(&r.name) {
         return if r.accepts(&c.version) {
             Ok(Some(c))
+        } else if let Some((_, layer)) = req.installed.get(&r.name) {
+            Err(AlreadyChosen(format!(
+                "{r}: layer `{layer}` below installs {} {}, and a package is installed once; re-lock the layer below so that it pins a version both accept (`strata lock --upgrade-package {}`)",
+                c.name, c.version, c.name
+            )))
         } else {
             Err(AlreadyChosen(format!(
                 "{r}: {} {} was already chosen (no backtracking); pin a version both accept",
@@ -659,6 +711,52 @@ Package: mta-b\nVersion: 1\nProvides: mail-transport-agent\n";
         let e = resolve(&u, &req(&["mta-a", "mta-b"])).unwrap_err().to_string();
         assert!(e.contains("mta-a 1 and mta-b 1 cannot be installed together"), "{e}");
         assert!(e.contains("`Conflicts: mail-transport-agent`"), "{e}");
+    }
+
+    #[test]
+    fn packages_installed_below_satisfy_relations_and_are_not_pinned_again() {
+        let mut u = universe(IDX);
+        let v = |s: &str| Version::parse(s).unwrap();
+        let below = |pairs: &[(&str, &str)]| -> BTreeMap<String, (Version, String)> {
+            pairs.iter().map(|(n, ver)| (n.to_string(), (v(ver), "base".to_string()))).collect()
+        };
+        // libc and mawk (the awk provider) come from the layer below: app brings only the rest.
+        let q = Request { installed: below(&[("libc", "2.1"), ("mawk", "1.3")]), ..req(&["app"]) };
+        let r = resolve(&u, &q).unwrap();
+        assert_eq!(names(&r), ["app=1.0", "cyc-a=1", "cyc-b=1", "exim=4"]);
+        assert!(r.notes.is_empty(), "no provider choice is made for what is installed: {:?}", r.notes);
+        // Asking for a package that is installed below pins nothing.
+        let q = Request { installed: below(&[("libc", "2.1")]), ..req(&["libc"]) };
+        assert!(resolve(&u, &q).unwrap().packages.is_empty());
+        // A relation the installed version does not meet is an error, not a second copy.
+        let q = Request { installed: below(&[("libc", "1.5")]), ..req(&["app"]) };
+        let e = resolve(&u, &q).unwrap_err().to_string();
+        assert!(
+            e.contains("cannot satisfy `libc (>= 2)` (needed by app 1.0)")
+                && e.contains("layer `base` below installs libc 1.5")
+                && e.contains("strata lock --upgrade-package libc"),
+            "{e}"
+        );
+        // Conflicts with what is installed below count.
+        let mut cu = universe(CONFLICTS);
+        let q = Request { installed: below(&[("lib", "1.0")]), ..req(&["tool"]) };
+        let e = resolve(&cu, &q).unwrap_err().to_string();
+        assert!(
+            e.contains("tool 2 declares `Conflicts: lib (<< 1.5)`")
+                && e.contains("lib is installed by layer `base` below"),
+            "{e}"
+        );
+        // A version the archives no longer list (superseded since the layer below
+        // was locked) still counts once it is made known.
+        let q = Request { installed: below(&[("lib", "2.5")]), ..req(&["app"]) };
+        let e = resolve(&cu, &q).unwrap_err().to_string();
+        assert!(e.contains("lib 2.5, installed by layer `base` below, is not in this layer's archives"), "{e}");
+        cu.ensure_installed("lib", &v("2.5"), "amd64");
+        assert_eq!(names(&resolve(&cu, &q).unwrap()), ["app=1", "tool=2"]);
+        // ensure_installed leaves a version the archives have as it is (with its relations).
+        u.ensure_installed("app", &v("1.0"), "amd64");
+        let q = Request { installed: below(&[("app", "1.0")]), ..req(&["app"]) };
+        assert!(resolve(&u, &q).unwrap().packages.is_empty());
     }
 
     #[test]

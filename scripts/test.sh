@@ -42,6 +42,17 @@ if [ -z "${STRATA_UV:-}" ] && ! command -v uv >/dev/null 2>&1; then
   if [ -x target/uv/bin/uv ]; then export STRATA_UV="$PWD/target/uv/bin/uv"; fi
 fi
 
+# The signing tests (registry-tests/tests/sign.rs) are judged by a skopeo
+# with sigstore support, which Debian 12's is built without: Debian 13's is
+# unpacked into target/skopeo-sigstore (the system skopeo is not replaced).
+if [ -z "${STRATA_SKOPEO_SIGSTORE:-}" ]; then
+  if sk=$(bash scripts/install-skopeo-sigstore.sh); then
+    export STRATA_SKOPEO_SIGSTORE="$sk"
+  else
+    echo "note: could not install a sigstore-capable skopeo" >&2
+  fi
+fi
+
 if ! command -v cargo >/dev/null 2>&1; then
   echo "error: cargo is not installed; Strata needs a Rust toolchain (1.89 or newer)" >&2
   exit 1

@@ -10,6 +10,8 @@
 //! mirrors = ["/srv/strata-mirror"]
 //! proxy = "http://proxy.internal:3128"
 //! ca_files = ["/etc/ssl/corp-ca.pem"]
+//! cache_from = ["registry.internal:5000/ci/strata-cache"]
+//! cache_to = "registry.internal:5000/ci/strata-cache"
 //! [[rewrite]]
 //! from = "https://files.pythonhosted.org/"
 //! to = "https://pypi.internal.example/files/"
@@ -48,6 +50,12 @@ pub struct Config {
     /// Extra CA certificates (PEM files) trusted for every download.
     #[serde(default)]
     pub ca_files: Vec<PathBuf>,
+    /// Registry repositories whose layer cache builds read (`--cache-from`).
+    #[serde(default)]
+    pub cache_from: Vec<String>,
+    /// The registry repository builds write their layers to (`--cache-to`).
+    #[serde(default)]
+    pub cache_to: Option<String>,
 }
 
 /// Where the configuration file is looked for.
@@ -101,7 +109,7 @@ pub fn load_from(p: &Path) -> Result<Config, ConfigError> {
     // Relative mirror paths are relative to the file.
     let base = p.parent().unwrap_or(Path::new("."));
     for m in c.mirrors.iter_mut().chain(c.ca_files.iter_mut()) {
-        if m.is_relative() {
+        if m.is_relative() && !m.starts_with("docker:") {
             *m = base.join(&*m);
         }
     }

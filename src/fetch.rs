@@ -30,6 +30,14 @@ pub struct Artifact {
 /// Why an artifact could not be fetched.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
+    /// A registry mirror lists the artifact but could not deliver it.
+    #[error("{name}: {message}")]
+    Mirror {
+        /// Artifact name.
+        name: String,
+        /// What went wrong.
+        message: String,
+    },
     /// The server answered with an error status.
     #[error("GET {url}: HTTP {status}{after}", after = attempts_note(*attempts))]
     Http {
@@ -114,6 +122,7 @@ impl crate::error::Hint for FetchError {
             FetchError::Tls { .. } => Some(net::TLS_HINT.into()),
             FetchError::Net(e) => e.hint(),
             FetchError::Size { .. } | FetchError::Store(_) => None,
+            FetchError::Mirror { .. } => Some("check the registry mirror (`strata fetch --verify docker://HOST/REPO`) and refill it with `strata fetch SPEC --into docker://HOST/REPO`".into()),
         }
     }
 }
@@ -161,6 +170,9 @@ pub struct FetchOptions {
     pub offline: bool,
     /// Local mirror directories laid out by sha256, searched before the network.
     pub mirrors: Vec<std::path::PathBuf>,
+    /// Mirrors in registry repositories, searched after the directories
+    /// (and read even offline: offline forbids the artifacts' own URLs).
+    pub registry_mirrors: Vec<Arc<crate::mirror::RegistryMirror>>,
     /// CA files, proxy, timeouts, URL rewrites.
     pub net: NetOptions,
 }
@@ -172,6 +184,7 @@ impl Default for FetchOptions {
             concurrency: 6,
             offline: false,
             mirrors: Vec::new(),
+            registry_mirrors: Vec::new(),
             net: NetOptions::default(),
         }
     }
@@ -292,6 +305,13 @@ impl Fetcher {
                     other => FetchError::Store(other),
                 })?;
                 return Ok(Some(true));
+            }
+        }
+        for m in &self.opts.registry_mirrors {
+            match m.copy_to_store(&a.sha256, &self.store) {
+                Ok(true) => return Ok(Some(true)),
+                Ok(false) => {}
+                Err(e) => return Err(FetchError::Mirror { name: a.name.clone(), message: e.to_string() }),
             }
         }
         Ok(None)

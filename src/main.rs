@@ -73,6 +73,9 @@ enum Command {
     Copy(commands::copy::CopyArgs),
     Cache(commands::cache::CacheArgs),
     Verifier(commands::verifier::VerifierArgs),
+    Key(commands::sign::KeyArgs),
+    Sign(commands::sign::SignArgs),
+    Verify(commands::sign::VerifyArgs),
     /// Print the JSON Schema of image specs (or, with --layer, of layer files),
     /// for editors that validate YAML.
     Schema {
@@ -109,6 +112,14 @@ fn main() -> ExitCode {
         Command::Copy(a) => commands::copy::run(a, &cli.global),
         Command::Cache(a) => commands::cache::run(a, &cli.global),
         Command::Verifier(a) => commands::verifier::run(a),
+        Command::Key(a) => commands::sign::key(a),
+        Command::Sign(a) => commands::sign::sign(a, &cli.global),
+        // 0 verified, 1 anything else (not signed, or could not be checked).
+        Command::Verify(a) => match commands::sign::verify(a, &cli.global) {
+            Ok(true) => return ExitCode::SUCCESS,
+            Ok(false) => return ExitCode::from(1),
+            Err(e) => Err(e),
+        },
         Command::Schema { layer } => {
             let v = if layer { strata::spec::layer_schema() } else { strata::spec::image_schema() };
             serde_json::to_string_pretty(&v).map_err(anyhow::Error::from).and_then(|s| commands::out(&s))

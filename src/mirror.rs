@@ -40,8 +40,11 @@ pub enum MirrorError {
     /// IO on a path.
     #[error(transparent)]
     Io(#[from] crate::error::IoError),
+    /// A registry mirror cannot be read or written.
+    #[error("{0}")]
+    Registry(String),
     /// The index is unreadable.
-    #[error("{path}: invalid mirror index: {message}")]
+    #[error("{}: invalid mirror index: {message}", path.display())]
     Index {
         /// Index path.
         path: PathBuf,
@@ -230,4 +233,280 @@ pub fn verify(dir: &Path, progress: &dyn Fn(&str)) -> Result<(usize, Vec<Problem
         }
     }
     Ok((checked, problems))
+}
+
+/// Tag of a registry mirror's manifest.
+pub const REGISTRY_TAG: &str = "strata-mirror";
+/// `artifactType` of a registry mirror's manifest.
+pub const REGISTRY_ARTIFACT_TYPE: &str = "application/vnd.strata.mirror.v1";
+/// Media type of its config blob: the mirror's `index.json`.
+pub const REGISTRY_INDEX_MEDIA_TYPE: &str = "application/vnd.strata.mirror.index.v1+json";
+/// Media type of the artifacts' blobs.
+pub const ARTIFACT_MEDIA_TYPE: &str = "application/octet-stream";
+
+/// A mirror given on the command line or in the configuration file: a
+/// directory, or `docker://HOST[:PORT]/REPO`, a registry repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MirrorLocation {
+    /// A directory (`sha256/<hex>` and `index.json`).
+    Dir(PathBuf),
+    /// A registry repository.
+    Registry(crate::oci::Reference),
+}
+
+impl MirrorLocation {
+    /// `docker://…` is a registry repository (a tag or digest is refused);
+    /// anything else a directory.
+    pub fn parse(s: &Path) -> Result<MirrorLocation, String> {
+        let text = s.to_string_lossy();
+        let Some(rest) = text.strip_prefix("docker://") else { return Ok(MirrorLocation::Dir(s.to_path_buf())) };
+        let r = crate::oci::Reference::parse(rest).map_err(|e| e.to_string())?;
+        if r.tag.is_some() || r.digest.is_some() {
+            return Err(format!(
+                "mirror `{text}`: name a repository (docker://HOST[:PORT]/REPO) without a tag or digest"
+            ));
+        }
+        Ok(MirrorLocation::Registry(r))
+    }
+}
+
+impl std::fmt::Display for MirrorLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MirrorLocation::Dir(d) => write!(f, "{}", d.display()),
+            MirrorLocation::Registry(r) => write!(f, "docker://{}", r.repo_display()),
+        }
+    }
+}
+
+/// A mirror kept in a registry repository: one artifact manifest tagged
+/// `strata-mirror` whose config is the mirror's index and whose blobs are
+/// every artifact (so the registry's garbage collector keeps them all).
+pub struct RegistryMirror {
+    client: crate::registry::Client,
+    repo: crate::oci::Reference,
+    index: MirrorIndex,
+    manifest: Option<crate::oci::Reference>,
+}
+
+impl std::fmt::Debug for RegistryMirror {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RegistryMirror(docker://{})", self.repo.repo_display())
+    }
+}
+
+fn reg_err(repo: &crate::oci::Reference, e: impl std::fmt::Display) -> MirrorError {
+    MirrorError::Registry(format!("docker://{}: {e}", repo.repo_display()))
+}
+
+impl RegistryMirror {
+    /// Opens the mirror in `repo` (an absent one is empty).
+    pub fn open(client: crate::registry::Client, repo: crate::oci::Reference) -> Result<RegistryMirror, MirrorError> {
+        let at = crate::oci::Reference {
+            registry: repo.registry.clone(),
+            repository: repo.repository.clone(),
+            tag: Some(REGISTRY_TAG.into()),
+            digest: None,
+        };
+        let src = match client.open(&at) {
+            Ok(s) => s,
+            Err(e) if e.status() == Some(404) => {
+                return Ok(RegistryMirror {
+                    client,
+                    repo,
+                    index: MirrorIndex { version: 1, artifacts: BTreeMap::new() },
+                    manifest: None,
+                })
+            }
+            Err(e) => return Err(reg_err(&repo, e)),
+        };
+        let m = src.root_manifest().manifest("mirror manifest").map_err(|e| reg_err(&repo, e))?;
+        if m.artifact_type.as_deref() != Some(REGISTRY_ARTIFACT_TYPE)
+            || m.config.media_type != REGISTRY_INDEX_MEDIA_TYPE
+        {
+            return Err(reg_err(&repo, format!("the tag {REGISTRY_TAG} is not a strata mirror")));
+        }
+        let bytes = crate::image::read_blob(&src, &m.config).map_err(|e| reg_err(&repo, e))?;
+        let index: MirrorIndex =
+            serde_json::from_slice(&bytes).map_err(|e| reg_err(&repo, format!("invalid mirror index: {e}")))?;
+        let manifest = Some(repo.with_digest(src.root_manifest().digest));
+        Ok(RegistryMirror { client, repo, index, manifest })
+    }
+
+    /// The index.
+    pub fn index(&self) -> &MirrorIndex {
+        &self.index
+    }
+
+    /// Where it is (`docker://HOST/REPO`).
+    pub fn describe(&self) -> String {
+        format!("docker://{}", self.repo.repo_display())
+    }
+
+    /// Downloads the artifact `digest` into the store (verified) when the
+    /// mirror lists it; `Ok(false)` when it does not.
+    pub fn copy_to_store(&self, digest: &Digest, store: &Store) -> Result<bool, MirrorError> {
+        let Some(e) = self.index.artifacts.get(&digest.to_string()) else { return Ok(false) };
+        let Some(m) = &self.manifest else { return Ok(false) };
+        if store.contains(digest) {
+            return Ok(true);
+        }
+        let src = self.client.open(m).map_err(|e| reg_err(&self.repo, e))?;
+        let d = crate::oci::Descriptor::new(ARTIFACT_MEDIA_TYPE, *digest, e.size);
+        download_blob(&src, &d, store).map_err(|e| reg_err(&self.repo, e))?;
+        Ok(true)
+    }
+
+    /// Copies every artifact the mirror lists into a directory mirror
+    /// (`dir`), downloading only what `dir` lacks; returns how many were
+    /// downloaded.
+    pub fn sync_to(&self, dir: &Path, store: &Store) -> Result<usize, MirrorError> {
+        let mut missing = Vec::new();
+        for (d, e) in &self.index.artifacts {
+            let digest = Digest::parse(d).map_err(|e| reg_err(&self.repo, e))?;
+            let have = dir.join("sha256").join(digest.hex());
+            if have.is_file() && fs::metadata(&have).map(|m| m.len()).unwrap_or(0) == e.size {
+                continue;
+            }
+            self.copy_to_store(&digest, store)?;
+            missing.push(Artifact { name: e.name.clone(), url: e.url.clone(), sha256: digest, size: Some(e.size) });
+        }
+        export(store, &missing, dir)?;
+        Ok(missing.len())
+    }
+
+    /// Adds `artifacts` (in the store) to the mirror: each blob uploaded
+    /// unless the repository has it, then one new manifest listing the
+    /// merged index. Several specs can share one mirror; two writers at the
+    /// same moment can lose one's additions (rerun it: nothing is uploaded
+    /// twice).
+    pub fn export(&mut self, store: &Store, artifacts: &[Artifact]) -> Result<ExportSummary, MirrorError> {
+        let mut sum = ExportSummary::default();
+        for a in artifacts {
+            let src = store.path(&a.sha256);
+            let size = fs::metadata(&src).map_err(ioe("reading", &src))?.len();
+            let rep = self
+                .client
+                .push_blob_file(&self.repo, &src, a.sha256, size, ARTIFACT_MEDIA_TYPE)
+                .map_err(|e| reg_err(&self.repo, e))?;
+            if rep.bytes_sent > 0 || matches!(rep.action, crate::image::BlobAction::Uploaded) {
+                sum.added += 1;
+                sum.bytes += size;
+            } else {
+                sum.present += 1;
+            }
+            self.index.artifacts.insert(
+                a.sha256.to_string(),
+                MirrorEntry { name: a.name.clone(), url: crate::net::redact::url(&a.url), size },
+            );
+        }
+        self.index.version = 1;
+        let config = crate::oci::canonical::to_vec(&self.index).map_err(|e| reg_err(&self.repo, e))?;
+        let mut layers = Vec::new();
+        for (d, e) in &self.index.artifacts {
+            let digest = Digest::parse(d).map_err(|e| reg_err(&self.repo, e))?;
+            let mut desc = crate::oci::Descriptor::new(ARTIFACT_MEDIA_TYPE, digest, e.size);
+            desc.annotations.insert("org.opencontainers.image.title".into(), e.name.clone());
+            layers.push(desc);
+        }
+        if layers.is_empty() {
+            layers.push(crate::oci::Descriptor::of(crate::oci::media::EMPTY, b"{}"));
+            self.client
+                .push_blob_bytes(&self.repo, b"{}", crate::oci::media::EMPTY)
+                .map_err(|e| reg_err(&self.repo, e))?;
+        }
+        let m = crate::oci::Manifest {
+            schema_version: 2,
+            media_type: Some(crate::oci::media::MANIFEST.into()),
+            artifact_type: Some(REGISTRY_ARTIFACT_TYPE.into()),
+            config: crate::oci::Descriptor::of(REGISTRY_INDEX_MEDIA_TYPE, &config),
+            layers,
+            subject: None,
+            annotations: BTreeMap::new(),
+        };
+        let raw =
+            crate::oci::RawManifest::encode(&m, crate::oci::media::MANIFEST).map_err(|e| reg_err(&self.repo, e))?;
+        self.client
+            .push_blob_bytes(&self.repo, &config, REGISTRY_INDEX_MEDIA_TYPE)
+            .map_err(|e| reg_err(&self.repo, e))?;
+        let d = self
+            .client
+            .push_manifest(&self.repo, &raw.bytes, crate::oci::media::MANIFEST, Some(REGISTRY_TAG))
+            .map_err(|e| reg_err(&self.repo, e))?;
+        self.manifest = Some(self.repo.with_digest(d));
+        Ok(sum)
+    }
+
+    /// Downloads and re-hashes every artifact the mirror lists (nothing is
+    /// kept). Returns (artifacts checked, problems).
+    pub fn verify(&self, progress: &dyn Fn(&str)) -> Result<(usize, Vec<Problem>), MirrorError> {
+        let mut problems = Vec::new();
+        let mut checked = 0;
+        let Some(m) = &self.manifest else { return Ok((0, problems)) };
+        let src = self.client.open(m).map_err(|e| reg_err(&self.repo, e))?;
+        for (d, e) in &self.index.artifacts {
+            let Ok(digest) = Digest::parse(d) else {
+                problems.push(Problem::Missing { digest: d.clone(), name: e.name.clone() });
+                continue;
+            };
+            progress(&e.name);
+            let desc = crate::oci::Descriptor::new(ARTIFACT_MEDIA_TYPE, digest, e.size);
+            checked += 1;
+            let r = crate::image::ImageSource::open_blob(&src, &desc);
+            let found = r.and_then(|r| {
+                hash_reader(r).map_err(|source| crate::image::ImageError::Read {
+                    source_name: self.describe(),
+                    digest,
+                    source,
+                })
+            });
+            match found {
+                Ok((f, _)) if f == digest => {}
+                Ok((f, _)) => problems.push(Problem::Corrupt { path: PathBuf::from(self.describe()), found: f }),
+                Err(_) => problems.push(Problem::Missing { digest: d.clone(), name: e.name.clone() }),
+            }
+        }
+        Ok((checked, problems))
+    }
+}
+
+/// Streams a blob of `src`'s repository into the store, verified (digest
+/// and size); returns its size.
+pub fn download_blob(
+    src: &crate::registry::RemoteSource,
+    d: &crate::oci::Descriptor,
+    store: &Store,
+) -> Result<u64, String> {
+    use std::io::Read as _;
+    let mut r = crate::image::ImageSource::open_blob(src, d).map_err(|e| e.to_string())?;
+    let tmp = store.temp_file().map_err(|e| e.to_string())?;
+    let mut w = crate::digest::HashingWriter::new(io::BufWriter::new(tmp));
+    let n = io::copy(&mut (&mut r).take(d.size + 1), &mut w).map_err(|e| e.to_string())?;
+    let (buf, found, _) = w.finish();
+    let tmp = buf.into_inner().map_err(|e| e.to_string())?;
+    if found != d.digest || n != d.size {
+        return Err(format!("downloaded bytes hash to {found} ({n} bytes), not {} ({} bytes)", d.digest, d.size));
+    }
+    store.commit(tmp, &d.digest).map_err(|e| e.to_string())?;
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mirror_locations_are_directories_unless_docker_urls_without_tags() {
+        assert_eq!(MirrorLocation::parse(Path::new("/srv/m")).unwrap(), MirrorLocation::Dir("/srv/m".into()));
+        assert_eq!(MirrorLocation::parse(Path::new("docker")).unwrap(), MirrorLocation::Dir("docker".into()));
+        match MirrorLocation::parse(Path::new("docker://127.0.0.1:5000/strata/mirror")).unwrap() {
+            MirrorLocation::Registry(r) => {
+                assert_eq!((r.registry.as_str(), r.repository.as_str()), ("127.0.0.1:5000", "strata/mirror"))
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = MirrorLocation::parse(Path::new("docker://127.0.0.1:5000/strata/mirror:v1")).unwrap_err();
+        assert!(e.contains("without a tag or digest"), "{e}");
+        assert!(MirrorLocation::parse(Path::new("docker://127.0.0.1:5000/Bad")).is_err());
+    }
 }

@@ -10,6 +10,34 @@ use crate::digest::Digest;
 
 /// Media type of SPDX JSON documents (artifact type and layer media type).
 pub const SPDX_MEDIA_TYPE: &str = "application/spdx+json";
+/// Media type (and artifact type) of the CycloneDX JSON SBOM.
+pub const CYCLONEDX_MEDIA_TYPE: &str = "application/vnd.cyclonedx+json";
+
+/// Which SBOM format a build attaches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SbomFormat {
+    /// SPDX 2.3 JSON.
+    #[default]
+    Spdx,
+    /// CycloneDX 1.6 JSON.
+    Cyclonedx,
+}
+
+/// True for the media types of SBOM documents (SPDX or CycloneDX JSON).
+pub fn is_sbom(media_type: Option<&str>) -> bool {
+    matches!(media_type, Some(SPDX_MEDIA_TYPE) | Some(CYCLONEDX_MEDIA_TYPE))
+}
+
+impl SbomFormat {
+    /// The media type of the document.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            SbomFormat::Spdx => SPDX_MEDIA_TYPE,
+            SbomFormat::Cyclonedx => CYCLONEDX_MEDIA_TYPE,
+        }
+    }
+}
 
 /// What kind of artifact a package came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,6 +203,70 @@ pub fn spdx(image_name: &str, tag: &str, manifest: &Digest, epoch: u64, layers: 
         },
         "packages": packages,
         "relationships": relationships,
+    })
+}
+
+/// The CycloneDX 1.6 document for an image (deterministic: no clock, sorted;
+/// the serial number is derived from the manifest digest).
+pub fn cyclonedx(image_name: &str, tag: &str, manifest: &Digest, epoch: u64, layers: &[LayerPackages]) -> Value {
+    let h = manifest.hex();
+    let serial = format!("urn:uuid:{}-{}-5{}-8{}-{}", &h[0..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32]);
+    let mut components = Vec::new();
+    let mut refs = Vec::new();
+    let mut n = 0;
+    for l in layers {
+        let mut sorted = l.packages.clone();
+        sorted.sort_by(|a, b| (a.kind as u8, &a.name, &a.version).cmp(&(b.kind as u8, &b.name, &b.version)));
+        for p in sorted {
+            n += 1;
+            let bom_ref = spdx_id(p.kind, &p.name, n).replace("SPDXRef-Package-", "pkg-");
+            let kind = match p.kind {
+                PackageKind::Deb | PackageKind::Wheel => "library",
+                PackageKind::Tarball | PackageKind::File => "file",
+            };
+            let mut c = json!({"type": kind, "bom-ref": bom_ref, "name": p.name});
+            if let Some(v) = &p.version {
+                c["version"] = json!(v);
+            }
+            if let Some(purl) = &p.purl {
+                c["purl"] = json!(purl);
+            }
+            if let Some(d) = &p.sha256 {
+                c["hashes"] = json!([{"alg": "SHA-256", "content": d.hex()}]);
+            }
+            if let Some(l) = &p.license {
+                c["licenses"] = json!([{"license": {"name": l}}]);
+            }
+            if let Some(u) = &p.download {
+                c["externalReferences"] = json!([{"type": "distribution", "url": u}]);
+            }
+            c["properties"] = json!([
+                {"name": "dev.strata:layer", "value": format!("{} ({})", l.index, l.name)},
+                {"name": "dev.strata:layer.digest", "value": l.digest.to_string()},
+            ]);
+            refs.push(bom_ref);
+            components.push(c);
+        }
+    }
+    json!({
+        "bomFormat": "CycloneDX",
+        "specVersion": "1.6",
+        "serialNumber": serial,
+        "version": 1,
+        "metadata": {
+            "timestamp": crate::oci::rfc3339(epoch),
+            "tools": {"components": [{"type": "application", "name": "strata", "version": env!("CARGO_PKG_VERSION")}]},
+            "component": {
+                "type": "container",
+                "bom-ref": "image",
+                "name": image_name,
+                "version": tag,
+                "hashes": [{"alg": "SHA-256", "content": h}],
+                "purl": format!("pkg:oci/{}@sha256%3A{}?tag={}", purl_escape(image_name), h, purl_escape(tag)),
+            },
+        },
+        "components": components,
+        "dependencies": [{"ref": "image", "dependsOn": refs}],
     })
 }
 

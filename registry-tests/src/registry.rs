@@ -125,6 +125,12 @@ impl TestRegistry {
         self.addr.to_string()
     }
 
+    /// Its configuration file (another `docker-registry serve` of it, e.g.
+    /// inside a network namespace, serves the same storage).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config.yml")
+    }
+
     /// The registry's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()

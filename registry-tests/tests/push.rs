@@ -319,8 +319,8 @@ fn referrers_fall_back_to_the_tag_schema_on_distribution_2_8() {
     let list = client.referrers(&r, &m.digest, Some("application/vnd.strata.test.note+json")).unwrap();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0].digest, out.digest);
-    // the image's own SBOM, pushed with it, is listed beside the new artifact
-    assert_eq!(client.referrers(&r, &m.digest, None).unwrap().len(), 2);
+    // the image's own SBOM and provenance, pushed with it, are listed beside the new artifact
+    assert_eq!(client.referrers(&r, &m.digest, None).unwrap().len(), 3);
     // skopeo sees the fallback tag as an index naming the artifact
     let o = skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{}/ref/hello:{tag}", reg.host())]);
     assert!(o.status.success(), "{}", text(&o));

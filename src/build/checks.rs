@@ -20,11 +20,21 @@ pub fn sources(spec: &LoadedSpec, sources: &[Vec<Box<dyn Source + '_>>]) -> Resu
 
 /// The CUDA stack: from the locks alone when `store` is `None`, else also
 /// from what was fetched.
-pub fn gpu(spec: &LoadedSpec, sources: &[Vec<Box<dyn Source + '_>>], store: Option<&Store>) -> Result<(), BuildError> {
+///
+/// With `store`, the first `skip` layer entries are not read: the layer
+/// cache holds their layers, so their artifacts were not fetched (the
+/// check from the lock alone ran before).
+pub fn gpu(
+    spec: &LoadedSpec,
+    sources: &[Vec<Box<dyn Source + '_>>],
+    store: Option<&Store>,
+    skip: usize,
+) -> Result<(), BuildError> {
     let Some(gpu) = &spec.spec.gpu else { return Ok(()) };
     let cuda = |source| BuildError::Gpu { spec: spec.path.clone(), source };
     crate::cuda::check_gpu(gpu).map_err(cuda)?;
-    for (resolved, srcs) in spec.layers.iter().zip(sources) {
+    let skip = if store.is_some() { skip } else { 0 };
+    for (resolved, srcs) in spec.layers.iter().zip(sources).skip(skip) {
         for s in srcs {
             match s.check_gpu(gpu, store) {
                 Ok(()) => {}

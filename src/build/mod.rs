@@ -15,6 +15,7 @@ pub mod cache;
 pub mod checks;
 pub mod config;
 pub mod plan;
+pub mod remote;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -64,6 +65,15 @@ pub struct BuildOptions {
     /// Build even when the lock is missing or stale (Debian packages are then
     /// resolved against the live archive); the image records it.
     pub unlocked: bool,
+    /// The layer cache in a registry (`--cache-from`, `--cache-to`).
+    pub remote: Option<Arc<remote::RegistryCache>>,
+    /// The output needs the layers' bytes (a layout or archive): layers
+    /// found in the registry cache are downloaded into the local cache.
+    pub layer_bytes: bool,
+    /// The SBOM format attached.
+    pub sbom_format: crate::sbom::SbomFormat,
+    /// Signs the provenance (its DSSE envelope) when given.
+    pub provenance_key: Option<p256::ecdsa::SigningKey>,
 }
 
 impl Default for BuildOptions {
@@ -75,6 +85,10 @@ impl Default for BuildOptions {
             no_layer_cache: false,
             verifier: None,
             unlocked: false,
+            remote: None,
+            layer_bytes: true,
+            provenance_key: None,
+            sbom_format: crate::sbom::SbomFormat::Spdx,
         }
     }
 }
@@ -170,6 +184,17 @@ pub enum BuildError {
     /// The spec could not be read again (for its checksum).
     #[error(transparent)]
     Spec(#[from] crate::spec::SpecError),
+    /// A layer found in the registry cache did not check out when its
+    /// bytes were downloaded (it is forgotten: building again rebuilds it).
+    #[error("layer `{layer}`: the registry cache's blob {digest} is not valid ({message})")]
+    RemoteBlob {
+        /// The layer.
+        layer: String,
+        /// Its blob.
+        digest: Digest,
+        /// Why.
+        message: String,
+    },
 }
 
 impl crate::error::Hint for BuildError {
@@ -221,6 +246,8 @@ pub struct BuildResult {
     pub epoch: u64,
     /// Packages per layer (what the SBOM lists).
     pub packages: Vec<crate::sbom::LayerPackages>,
+    /// What the registry cache did.
+    pub remote: remote::RemoteStats,
 }
 
 /// All artifacts a spec needs, with pins from its lock file.
@@ -249,30 +276,84 @@ pub fn build(
     // wheel selection, the CUDA stack), so a bad spec fails in seconds.
     let sources: Vec<Vec<_>> = spec.layers.iter().map(|l| sources_of(l, inputs.lock.as_ref())).collect();
     checks::sources(spec, &sources)?;
-    checks::gpu(spec, &sources, None)?;
+    checks::gpu(spec, &sources, None, 0)?;
 
-    let artifacts: Vec<Artifact> = sources.iter().flatten().flat_map(|s| s.artifacts()).collect();
+    let settings = LayerSettings { compression: comp, threads: opts.threads.max(1), epoch };
+    let cache = Layered {
+        local: LocalCache::new(store, !opts.no_layer_cache),
+        remote: opts.remote.as_deref().filter(|_| !opts.no_layer_cache),
+        store,
+    };
+    // The layer entries at the bottom whose layers are all in the layer
+    // cache need none of their artifacts (with a registry cache: a runner
+    // with an empty local cache downloads nothing for them).
+    let recorded = match cache.remote {
+        Some(r) => probe(spec, &sources, &settings, &cache, r, reporter.as_ref())?,
+        None => Vec::new(),
+    };
+    let skip = recorded.iter().take_while(|r| r.is_some()).count();
+
+    // Provenance names every artifact of the image, fetched or not.
+    let all_artifacts: Vec<Artifact> = sources.iter().flatten().flat_map(|s| s.artifacts()).collect();
+    let artifacts: Vec<Artifact> = sources.iter().skip(skip).flatten().flat_map(|s| s.artifacts()).collect();
     let fetch = {
         let _s = info_span!("fetch", artifacts = artifacts.len()).entered();
         Fetcher::new(store.clone(), opts.fetch.clone(), reporter.clone()).fetch_all(&artifacts)?
     };
-    checks::gpu(spec, &sources, Some(store))?;
+    checks::gpu(spec, &sources, Some(store), skip)?;
 
     let scratch = tempfile::Builder::new()
         .prefix("build-")
         .tempdir_in(store.tmp_dir())
         .map_err(crate::error::io_err::<BuildError>("creating scratch directory in", &store.tmp_dir()))?;
     let ctx = Context { store, scratch: scratch.path().to_path_buf(), reporter: reporter.as_ref() };
-    let settings = LayerSettings { compression: comp, threads: opts.threads.max(1), epoch };
-    let layers = plan::plan(spec, &sources, inputs.verifier.as_ref(), &ctx)?;
-    let cache = LocalCache::new(store, !opts.no_layer_cache);
-    let arch = spec.arch();
-    let written = write_layers(layers, &ctx, &settings, &cache, opts.threads, arch, reporter.as_ref())?;
+    let record_plan = |s: &dyn crate::sources::Source, parts: &[crate::sources::Part<'_>]| {
+        if let (Some(r), Some(inputs)) = (cache.remote.filter(|r| r.writes()), s.plan_inputs()) {
+            let parts: Vec<_> = parts.iter().map(plan::RecordedPart::of).collect();
+            r.record_plan(&remote::plan_key(&inputs), &parts, store, reporter.as_ref());
+        }
+    };
+    let layers = plan::plan(spec, &sources, inputs.verifier.as_ref(), &ctx, &recorded, &record_plan)?;
+    let written = write_layers(layers, &ctx, &settings, &cache, opts.threads, spec.arch(), reporter.as_ref())?;
+
+    // Layers found in the registry: their bytes, when the output needs
+    // them (verified, diff_id too), then remembered locally; and every
+    // layer goes to the registry cache (`--cache-to`) when it is not there.
+    let mut stats = remote::RemoteStats::default();
+    if let Some(r) = cache.remote {
+        for w in &written {
+            if !w.remote {
+                continue;
+            }
+            stats.hits += 1;
+            if opts.layer_bytes {
+                let n = r.materialize(&w.blob, store).map_err(|message| BuildError::RemoteBlob {
+                    layer: w.name.clone(),
+                    digest: w.blob.digest,
+                    message,
+                })?;
+                if n > 0 {
+                    stats.blobs_downloaded += 1;
+                    stats.bytes_downloaded += n;
+                }
+                cache.local.record(&w.key, &w.blob, &w.effects);
+            }
+        }
+        if r.writes() {
+            for w in &written {
+                if store.contains(&w.blob.digest)
+                    && r.record_layer(&w.key, &w.blob, &w.effects, store, reporter.as_ref())
+                {
+                    stats.written += 1;
+                }
+            }
+        }
+    }
 
     let mut image_layers = Vec::new();
     let mut summaries = Vec::new();
     let mut packages: Vec<crate::sbom::LayerPackages> = Vec::new();
-    for WrittenLayer { name, packages: layer_packages, blob, cached } in written {
+    for WrittenLayer { name, packages: layer_packages, blob, cached, .. } in written {
         let mut ann = BTreeMap::new();
         ann.insert("dev.strata.layer.name".to_string(), name.clone());
         ann.insert("dev.strata.layer.compression".to_string(), comp.describe());
@@ -289,7 +370,7 @@ pub fn build(
     }
 
     let runtime = config::runtime_config(spec, inputs.verifier.as_ref());
-    let (os, arch, variant) = parse_platform(spec.spec.platform.as_deref().unwrap_or(arch.platform()))
+    let (os, arch, variant) = parse_platform(spec.spec.platform.as_deref().unwrap_or(spec.arch().platform()))
         .ok_or_else(|| BuildError::Image(ImageError::BadTag("invalid platform".into())))?;
     let checksum = crate::spec::checksum(spec)?;
     let annotations = config::annotations(spec, epoch, &checksum, opts.unlocked, &runtime.labels);
@@ -304,11 +385,31 @@ pub fn build(
     )?;
     // The SBOM goes with the image as an artifact that refers to it.
     let tag = spec.spec.tag.clone().unwrap_or_else(|| "latest".into());
-    let doc = crate::sbom::spdx(&spec.spec.name, &tag, &image.manifest.digest, epoch, &packages);
+    let doc = match opts.sbom_format {
+        crate::sbom::SbomFormat::Spdx => {
+            crate::sbom::spdx(&spec.spec.name, &tag, &image.manifest.digest, epoch, &packages)
+        }
+        crate::sbom::SbomFormat::Cyclonedx => {
+            crate::sbom::cyclonedx(&spec.spec.name, &tag, &image.manifest.digest, epoch, &packages)
+        }
+    };
     let doc = crate::oci::canonical::to_vec(&doc).map_err(|source| ImageError::Json { what: "the SBOM", source })?;
-    let sbom = Attachment::new(&image.manifest.descriptor(), crate::sbom::SPDX_MEDIA_TYPE, &doc, epoch)?;
+    let sbom = Attachment::new(&image.manifest.descriptor(), opts.sbom_format.media_type(), &doc, epoch)?;
     image.attach(sbom);
-    Ok(BuildResult { image, layers: summaries, fetch, epoch, packages })
+    // So does its provenance: what to rebuild it from (docs/signing.md#provenance).
+    let statement = crate::provenance::statement(&crate::provenance::Inputs {
+        spec,
+        name: format!("{}:{tag}", spec.spec.name),
+        manifest: image.manifest.digest,
+        artifacts: &all_artifacts,
+        epoch,
+        platform: spec.spec.platform.clone().unwrap_or_else(|| "linux/amd64".into()),
+        verifier: inputs.verifier.as_ref().map(|v| v.sha256),
+        unlocked: opts.unlocked,
+    });
+    let envelope = crate::provenance::envelope(&statement, opts.provenance_key.as_ref());
+    image.attach(Attachment::new(&image.manifest.descriptor(), crate::provenance::MEDIA_TYPE, &envelope, epoch)?);
+    Ok(BuildResult { image, layers: summaries, fetch, epoch, packages, remote: stats })
 }
 
 /// A layer of the image, from the cache or written.
@@ -317,6 +418,104 @@ struct WrittenLayer {
     packages: Vec<crate::sbom::Package>,
     blob: LayerBlob,
     cached: bool,
+    /// Found in the registry cache (its blob may not be in the store).
+    remote: bool,
+    key: Digest,
+    effects: LayerEffects,
+}
+
+/// The local layer cache, then the registry's.
+struct Layered<'a> {
+    local: LocalCache<'a>,
+    remote: Option<&'a remote::RegistryCache>,
+    store: &'a Store,
+}
+
+impl Layered<'_> {
+    /// The layer of `key`, and whether it came from the registry.
+    fn find(&self, key: &Digest, reporter: &dyn Reporter) -> Option<(cache::Cached, bool)> {
+        if let Some(c) = self.local.lookup(key, reporter) {
+            return Some((c, false));
+        }
+        self.remote?.lookup(key, self.store, reporter).map(|c| (c, true))
+    }
+}
+
+impl LayerCache for Layered<'_> {
+    fn lookup(&self, key: &Digest, reporter: &dyn Reporter) -> Option<cache::Cached> {
+        self.find(key, reporter).map(|(c, _)| c)
+    }
+
+    fn record(&self, key: &Digest, blob: &LayerBlob, effects: &LayerEffects) {
+        self.local.record(key, blob, effects)
+    }
+}
+
+/// The cache key of a layer: its parts' fingerprints above the links of
+/// the layers below, with the platform and the entry's `foreign_elf`. The
+/// architecture is part of every key: a layer is checked against it (ELF
+/// files, the ld.so.cache) when it is written, so one written for another
+/// platform is never taken from the cache unchecked.
+fn layer_key(
+    fps: Vec<&str>,
+    settings: &LayerSettings,
+    below: &crate::tree::Lower,
+    arch: crate::platform::Arch,
+    foreign_elf: &[String],
+) -> Digest {
+    let platform = format!("platform {}", arch.platform());
+    let foreign = format!("foreign_elf {}", foreign_elf.join("\n"));
+    let mut all = fps;
+    all.push(&platform);
+    if !foreign_elf.is_empty() {
+        all.push(&foreign);
+    }
+    cache::key_above(&all, &settings.compression, settings.epoch, below)
+}
+
+/// Which layer entries at the bottom of the image the layer cache holds
+/// entirely, found without fetching anything: `Some(parts of each source)`
+/// for each, in order, up to the first entry with a layer it lacks. Sources
+/// that plan from their fetched artifacts are planned from the plan the
+/// registry cache recorded for the same inputs.
+fn probe(
+    spec: &LoadedSpec,
+    sources: &[Vec<Box<dyn crate::sources::Source + '_>>],
+    settings: &LayerSettings,
+    cache: &Layered<'_>,
+    remote: &remote::RegistryCache,
+    reporter: &dyn Reporter,
+) -> Result<Vec<Option<Vec<Vec<plan::RecordedPart>>>>, BuildError> {
+    let mut out = Vec::new();
+    let mut below = Below::default();
+    for (resolved, srcs) in spec.layers.iter().zip(sources) {
+        let mut per_source = Vec::new();
+        for s in srcs {
+            let parts = match s.plan_inputs() {
+                Some(inputs) => remote.plan(&remote::plan_key(&inputs), reporter),
+                None => s.plan().ok().map(|parts| parts.iter().map(plan::RecordedPart::of).collect()),
+            };
+            match parts {
+                Some(p) => per_source.push(p),
+                None => return Ok(out),
+            }
+        }
+        let Some(layers) = plan::group(per_source.iter().map(|p| p.iter().collect::<Vec<_>>()).collect()) else {
+            return Ok(out);
+        };
+        for parts in layers {
+            let fps: Vec<&str> = parts.iter().map(|p| p.fingerprint.as_str()).collect();
+            let key = layer_key(fps, settings, &below.links, spec.arch(), &resolved.entry.foreign_elf);
+            match cache.lookup(&key, reporter) {
+                Some(hit) if below.fits(&hit.effects, cache.store) => {
+                    below.apply(&hit.effects, &resolved.display_name())?
+                }
+                _ => return Ok(out),
+            }
+        }
+        out.push(Some(per_source));
+    }
+    Ok(out)
 }
 
 /// What the layers below one layer leave for it.
@@ -361,19 +560,15 @@ fn write_layers(
     layers: Vec<PlannedLayer<'_>>,
     ctx: &Context<'_>,
     settings: &LayerSettings,
-    cache: &dyn LayerCache,
+    cache: &Layered<'_>,
     threads: usize,
     arch: crate::platform::Arch,
     reporter: &dyn Reporter,
 ) -> Result<Vec<WrittenLayer>, BuildError> {
     enum Item {
-        Cached(LayerBlob),
-        Tree(Box<(Tree, Digest, LayerEffects, Option<globset::GlobSet>)>),
+        Cached(LayerBlob, bool, Digest, LayerEffects),
+        Tree(Tree, Digest, LayerEffects, Option<globset::GlobSet>),
     }
-    // The architecture is part of every key: a layer is checked against it
-    // (ELF files, the ld.so.cache) when it is written, so one written for
-    // another platform is never taken from the cache unchecked.
-    let platform_fp = format!("platform {}", arch.platform());
     let mut names = Vec::new();
     let mut packages = Vec::new();
     let mut queue = Vec::new();
@@ -395,22 +590,18 @@ fn write_layers(
                 Some(resolved) => BuildError::source(resolved, name, e),
                 None => BuildError::Verifier { source: e },
             };
-            let foreign = entry.map(|e| e.entry.foreign_elf.join("\n")).unwrap_or_default();
-            let foreign_fp = format!("foreign_elf {foreign}");
-            let mut fps: Vec<&str> = parts.iter().map(|p| p.fingerprint.as_str()).collect();
-            fps.push(&platform_fp);
-            if !foreign.is_empty() {
-                fps.push(&foreign_fp);
-            }
-            let key = cache::key_above(&fps, &settings.compression, settings.epoch, &below.links);
-            if let Some(hit) = cache.lookup(&key, reporter) {
+            let fps: Vec<&str> = parts.iter().map(|p| p.fingerprint.as_str()).collect();
+            let foreign = entry.map(|e| e.entry.foreign_elf.as_slice()).unwrap_or_default();
+            let key = layer_key(fps, settings, &below.links, arch, foreign);
+            if let Some((hit, remote)) = cache.find(&key, reporter) {
                 if below.fits(&hit.effects, ctx.store) {
                     for d in crate::sources::cacerts::CaState::blobs(&hit.effects.ca).chain(&hit.effects.ld.cache) {
                         ctx.store.mark_used(d);
                     }
-                    reporter.info(&format!("layer {name}: cached {}", hit.blob.digest));
+                    let from = if remote { " (registry cache)" } else { "" };
+                    reporter.info(&format!("layer {name}: cached {}{from}", hit.blob.digest));
                     below.apply(&hit.effects, name)?;
-                    return Ok(Item::Cached(hit.blob));
+                    return Ok(Item::Cached(hit.blob, remote, key, hit.effects));
                 }
             }
             let replace = entry.map(|e| e.entry.replace_symlinks.iter().map(|p| p.tree_path()).collect());
@@ -430,12 +621,12 @@ fn write_layers(
                 ),
                 _ => None,
             };
-            Ok::<_, BuildError>(Item::Tree(Box::new((tree, key, fx, allowed))))
+            Ok::<_, BuildError>(Item::Tree(tree, key, fx, allowed))
         },
         |i, item| {
             let (tree, key, fx, allowed) = match item {
-                Item::Cached(blob) => return Ok((blob, true)),
-                Item::Tree(b) => *b,
+                Item::Cached(blob, remote, key, fx) => return Ok((blob, true, remote, key, fx)),
+                Item::Tree(tree, key, fx, allowed) => (tree, key, fx, allowed),
             };
             let name = &names[i];
             let ok = |p: &str| allowed.as_ref().is_some_and(|g| crate::sources::copy::matches_here_or_above(g, p));
@@ -450,12 +641,20 @@ fn write_layers(
             };
             reporter.finish(id, &format!("{} ({})", blob.digest, crate::report::human_bytes(blob.size)));
             cache.record(&key, &blob, &fx);
-            Ok((blob, false))
+            Ok((blob, false, false, key, fx))
         },
     )?;
     Ok(written
         .into_iter()
         .zip(names.into_iter().zip(packages))
-        .map(|((blob, cached), (name, packages))| WrittenLayer { name, packages, blob, cached })
+        .map(|((blob, cached, remote, key, effects), (name, packages))| WrittenLayer {
+            name,
+            packages,
+            blob,
+            cached,
+            remote,
+            key,
+            effects,
+        })
         .collect())
 }

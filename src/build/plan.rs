@@ -7,6 +7,41 @@ use crate::sources::verifier::Verifier;
 use crate::sources::{Context, Part, Source, SourceError};
 use crate::spec::{LoadedSpec, ResolvedLayer};
 
+pub use super::remote::PlannedPart as RecordedPart;
+
+impl RecordedPart {
+    /// The part as planned, from a source's real part.
+    pub fn of(p: &Part<'_>) -> RecordedPart {
+        RecordedPart { name: p.name.clone(), fingerprint: p.fingerprint.clone(), packages: p.packages.clone() }
+    }
+
+    /// A part whose layer the cache holds: it is never populated.
+    pub fn stub<'s>(&self) -> Part<'s> {
+        Part {
+            name: self.name.clone(),
+            fingerprint: self.fingerprint.clone(),
+            populate: Box::new(|_, _| {
+                Err(SourceError::Message("internal: a layer found in the cache was to be built again".into()))
+            }),
+            packages: self.packages.clone(),
+        }
+    }
+}
+
+/// How the parts of one layer entry make layers: one per part of a source
+/// that splits (it must be alone in the entry), else one for all of them.
+/// `None` when a splitting source is not alone.
+pub fn group<T>(per_source: Vec<Vec<T>>) -> Option<Vec<Vec<T>>> {
+    if per_source.iter().any(|p| p.len() > 1) {
+        if per_source.len() > 1 {
+            return None;
+        }
+        Some(per_source.into_iter().flatten().map(|p| vec![p]).collect())
+    } else {
+        Some(vec![per_source.into_iter().flatten().collect()])
+    }
+}
+
 /// The most layers an image may have; deeper images are refused by common
 /// container runtimes (overlayfs stacking limits).
 pub const MAX_LAYERS: usize = crate::sources::python::layering::MAX_IMAGE_LAYERS;
@@ -23,19 +58,32 @@ pub struct PlannedLayer<'s> {
 
 /// Plans the layers of `spec`: one per layer entry (or one per part for a
 /// source that splits, which must then be alone in its entry), then the
-/// verifier's layer.
+/// verifier's layer. `recorded[i]`, when given, holds the parts of each
+/// source of entry `i` as the layer cache recorded them (their layers are
+/// all in the cache, so they are never populated); `planned` is told of
+/// every source planned here.
 pub fn plan<'s>(
     spec: &'s LoadedSpec,
     sources: &'s [Vec<Box<dyn Source + 's>>],
     verifier: Option<&'s Verifier>,
     ctx: &Context<'_>,
+    recorded: &[Option<Vec<Vec<RecordedPart>>>],
+    planned_hook: &dyn Fn(&dyn Source, &[Part<'_>]),
 ) -> Result<Vec<PlannedLayer<'s>>, BuildError> {
     let mut layers = Vec::new();
-    for (resolved, srcs) in spec.layers.iter().zip(sources) {
+    for (i, (resolved, srcs)) in spec.layers.iter().zip(sources).enumerate() {
         let lname = resolved.display_name();
         let mut planned: Vec<Vec<Part<'s>>> = Vec::new();
-        for s in srcs {
-            planned.push(s.plan_with(ctx).map_err(|e| BuildError::source(resolved, &lname, e))?);
+        if let Some(Some(rec)) = recorded.get(i) {
+            for parts in rec {
+                planned.push(parts.iter().map(RecordedPart::stub).collect());
+            }
+        } else {
+            for s in srcs {
+                let parts = s.plan_with(ctx).map_err(|e| BuildError::source(resolved, &lname, e))?;
+                planned_hook(s.as_ref(), &parts);
+                planned.push(parts);
+            }
         }
         // A source that splits into several layers stands alone; otherwise all
         // parts of the entry merge into one layer.

@@ -29,7 +29,8 @@ pub struct BuildArgs {
     #[arg(long, value_name = "DIR")]
     pub context: Option<PathBuf>,
     /// Where to write the image: oci:DIR[:TAG], oci-archive:FILE[:TAG] or
-    /// docker-archive:FILE[:NAME:TAG]. Default: oci:build/NAME:TAG.
+    /// docker-archive:FILE[:NAME:TAG]; `none` (with --push) writes no local
+    /// copy. Default: oci:build/NAME:TAG.
     #[arg(short, long, value_name = "OUTPUT")]
     pub output: Option<String>,
     /// Print a JSON summary on stdout instead of the digest.
@@ -52,6 +53,16 @@ pub struct BuildArgs {
     /// Rebuild every layer even when the layer cache has it.
     #[arg(long)]
     pub no_layer_cache: bool,
+    /// Read layers from the layer cache in this registry repository
+    /// (HOST[:PORT]/REPO) before building them. Repeatable; the configuration
+    /// file's `cache_from` adds more.
+    #[arg(long, value_name = "REF")]
+    pub cache_from: Vec<String>,
+    /// Write every layer of the build to the layer cache in this registry
+    /// repository (and read from it); the configuration file's `cache_to`
+    /// is the default.
+    #[arg(long, value_name = "REF")]
+    pub cache_to: Option<String>,
     /// After building, push the image to HOST[:PORT]/NAME[:TAG].
     #[arg(long, value_name = "REF")]
     pub push: Option<String>,
@@ -59,10 +70,27 @@ pub struct BuildArgs {
     /// image instead of the index. Needed for docker-archive outputs.
     #[arg(long, value_name = "OS/ARCH")]
     pub platform: Option<String>,
+    /// Sign the image's provenance and, with --push, the pushed image (and
+    /// each platform image of an index) with this private key: a file or
+    /// env://VAR; the password comes from STRATA_KEY_PASSWORD (or COSIGN_PASSWORD).
+    #[arg(long, value_name = "KEY")]
+    pub sign_key: Option<String>,
+    /// The SBOM attached to the image: SPDX 2.3 JSON or CycloneDX 1.6 JSON.
+    #[arg(long, value_enum, default_value_t = SbomFormatArg::Spdx, value_name = "FORMAT")]
+    pub sbom_format: SbomFormatArg,
     #[command(flatten)]
     pub upload: UploadArgs,
     #[command(flatten)]
     pub registry: RegistryArgs,
+}
+
+/// SBOM formats (`--sbom-format`).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SbomFormatArg {
+    /// SPDX 2.3 JSON (`application/spdx+json`).
+    Spdx,
+    /// CycloneDX 1.6 JSON (`application/vnd.cyclonedx+json`).
+    Cyclonedx,
 }
 
 /// The output a build writes to: a layout or an archive.
@@ -76,12 +104,31 @@ fn output_of(arg: Option<&str>, name: &str) -> anyhow::Result<ImageRef> {
     }
 }
 
+/// A registry cache repository: `HOST[:PORT]/REPO` (`docker://` optional;
+/// a tag or digest is refused, entries are tagged by their keys).
+fn cache_ref(s: &str) -> anyhow::Result<strata::oci::Reference> {
+    let r = strata::oci::Reference::parse(s)?;
+    if r.tag.is_some() || r.digest.is_some() {
+        anyhow::bail!("registry cache `{s}`: name a repository (HOST[:PORT]/REPO) without a tag or digest; entries are tagged by their keys");
+    }
+    Ok(r)
+}
+
 pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let reporter = Arc::new(CliReporter::new(global.quiet));
     // A bad destination should fail before the build, not after.
     let push_to = args.push.as_deref().map(strata::oci::Reference::parse).transpose()?;
+    // So is a key that does not open.
+    let sign_key = args.sign_key.as_deref().map(strata::sign::keys::load_private_key).transpose()?;
     let spec = strata::spec::load_with(&args.spec, &strata::spec::LoadOptions { context: args.context.clone() })?;
-    let output = output_of(args.output.as_deref(), &spec.spec.name)?;
+    // `-o none` with --push: the image goes to the registry only, so layers
+    // found in a registry cache on the same registry are never downloaded.
+    let no_output = args.output.as_deref() == Some("none");
+    if no_output && push_to.is_none() {
+        anyhow::bail!("`-o none` writes the image nowhere\nhint: add --push HOST/NAME:TAG, or name an output");
+    }
+    let output = output_of(args.output.as_deref().filter(|_| !no_output), &spec.spec.name)?;
+    let shown_output = if no_output { "none".to_string() } else { output.to_string() };
     let mut opts = BuildOptions::default();
     // Opened once and held until the command ends, so `strata cache prune`
     // waits for all of it (the build and the writing of its output).
@@ -93,13 +140,34 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     opts.no_layer_cache = args.no_layer_cache;
     opts.verifier = args.verifier.clone();
     opts.unlocked = args.unlocked;
+    opts.provenance_key = sign_key.clone();
+    opts.sbom_format = match args.sbom_format {
+        SbomFormatArg::Spdx => strata::sbom::SbomFormat::Spdx,
+        SbomFormatArg::Cyclonedx => strata::sbom::SbomFormat::Cyclonedx,
+    };
     opts.source_date_epoch = super::source_date_epoch()?;
     let started = std::time::Instant::now();
     let tag = spec.spec.tag.clone().unwrap_or_else(|| "latest".into());
     let mut registry_opts = args.registry.options(global)?;
     registry_opts.chunk_size = args.upload.chunk_size;
+    let (cfg, _) = strata::config::load()?;
+    let cache_from: Vec<strata::oci::Reference> =
+        args.cache_from.iter().chain(cfg.cache_from.iter()).map(|r| cache_ref(r)).collect::<anyhow::Result<_>>()?;
+    let cache_to = args.cache_to.as_deref().or(cfg.cache_to.as_deref()).map(cache_ref).transpose()?;
+    if !cache_from.is_empty() || cache_to.is_some() {
+        let client = strata::registry::Client::new(registry_opts.clone(), reporter.clone())?;
+        // Without an output, bytes are needed only to upload to another registry.
+        opts.layer_bytes = !no_output
+            || push_to
+                .as_ref()
+                .is_some_and(|p| cache_from.iter().chain(cache_to.iter()).any(|c| c.registry != p.registry));
+        opts.remote = Some(Arc::new(strata::build::remote::RegistryCache::new(client, cache_from, cache_to)));
+    }
     let transport = Transport::new(registry_opts, reporter.clone());
-    let sink = transport.sink(&output, &spec.spec.name, &tag, PushOptions::default())?;
+    let sink = match no_output {
+        true => None,
+        false => Some(transport.sink(&output, &spec.spec.name, &tag, PushOptions::default())?),
+    };
     // One image per platform; a spec with `platforms:` gives an index of
     // them, unless `--platform` picks one.
     let platforms = match &args.platform {
@@ -131,6 +199,10 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
                     eprintln!("warning: {what}: the cached copy was corrupt and has been removed; building again");
                     continue 'again;
                 }
+                Err(e @ BuildError::RemoteBlob { .. }) if attempt == 1 => {
+                    eprintln!("warning: {e}; ignoring it and building again");
+                    continue 'again;
+                }
                 r => results.push(r?),
             }
         }
@@ -141,6 +213,7 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             )?),
             false => None,
         };
+        let Some(sink) = &sink else { break (results, index) };
         let written = match &index {
             Some(i) => sink.write(&Content::of_root(i)?),
             None => sink.write(&Content::of_root(&results[0].image)?),
@@ -150,7 +223,7 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
                 eprintln!("warning: cached layer {digest} was corrupt and has been removed; building again");
                 continue;
             }
-            r => r.with_context(|| format!("writing {output}"))?,
+            r => r.with_context(|| format!("writing {shown_output}"))?,
         };
         break (results, index);
     };
@@ -164,8 +237,17 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     if !global.quiet && !spec.is_multi_platform() {
         let total: u64 = result.layers.iter().map(|l| l.blob.size).sum();
         let cached = result.layers.iter().filter(|l| l.cached).count();
+        if result.remote.hits > 0 || result.remote.written > 0 {
+            eprintln!(
+                "registry cache: {} layers found ({} blobs downloaded, {}), {} entries written",
+                result.remote.hits,
+                result.remote.blobs_downloaded,
+                human_bytes(result.remote.bytes_downloaded),
+                result.remote.written
+            );
+        }
         eprintln!(
-            "built {} ({} layers, {} cached, {}) in {:.1}s → {output}",
+            "built {} ({} layers, {} cached, {}) in {:.1}s → {shown_output}",
             spec.spec.name,
             result.layers.len(),
             cached,
@@ -187,12 +269,13 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             );
         }
         let what = if index.is_some() { "index" } else { "image" };
-        eprintln!("wrote the {what} {digest} → {output}");
+        eprintln!("wrote the {what} {digest} → {shown_output}");
     }
     // The image just built goes to the registry as it is, with its SBOM as a
     // referrer: nothing is read back from the output.
     let pushed = match push_to {
         Some(dest) => {
+            let dest_ref = dest.clone();
             let sink = strata::registry::RegistrySink::new(
                 transport.client()?,
                 dest,
@@ -202,6 +285,9 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             if !global.quiet {
                 eprintln!("{}", describe(&s));
             }
+            if let Some(k) = &sign_key {
+                super::sign::sign_and_report(transport.client()?, &dest_ref, k, global.quiet)?;
+            }
             Some(s)
         }
         None => None,
@@ -210,7 +296,7 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         let summary = json!({
             "name": spec.spec.name,
             "tag": tag,
-            "output": output.to_string(),
+            "output": shown_output,
             "manifest_digest": digest.to_string(),
             "platforms": results.iter().zip(&platforms).map(|(r, p)| json!({"platform": p, "manifest_digest": r.image.manifest.digest.to_string()})).collect::<Vec<_>>(),
             "config_digest": image.config.digest.to_string(),
@@ -218,6 +304,7 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             "layers": result.layers,
             "fetch": {"cached": result.fetch.cached, "from_mirror": result.fetch.from_mirror, "downloaded": result.fetch.downloaded, "bytes": result.fetch.bytes},
             "push": pushed,
+            "registry_cache": result.remote,
         });
         out(&serde_json::to_string_pretty(&summary)?)?;
     } else {

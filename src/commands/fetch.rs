@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::Args;
+use strata::mirror::MirrorLocation;
 use strata::report::human_bytes;
 
 use super::progress::CliReporter;
@@ -21,10 +22,12 @@ pub struct FetchArgs {
     /// `path:`, locks) must be inside it. Default: the spec's directory.
     #[arg(long, value_name = "DIR")]
     pub context: Option<PathBuf>,
-    /// Mirror directory to fill: `sha256/<hex>` files and `index.json`.
+    /// Mirror to fill: a directory (`sha256/<hex>` files and `index.json`)
+    /// or a registry repository, docker://HOST[:PORT]/REPO.
     #[arg(long, value_name = "DIR", required_unless_present = "verify")]
     pub into: Option<PathBuf>,
-    /// Re-hash every file of the mirror DIR and report corrupt or missing ones.
+    /// Re-hash every file of the mirror DIR (or docker://HOST[:PORT]/REPO)
+    /// and report corrupt or missing ones.
     #[arg(long, value_name = "DIR", conflicts_with_all = ["spec", "into"])]
     pub verify: Option<PathBuf>,
     /// Print a JSON summary on stdout.
@@ -37,11 +40,18 @@ pub struct FetchArgs {
 pub fn run(args: FetchArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     if let Some(dir) = &args.verify {
         let quiet = global.quiet;
-        let (checked, problems) = strata::mirror::verify(dir, &|name| {
+        let progress = |name: &str| {
             if !quiet {
                 eprintln!("verify {name}");
             }
-        })?;
+        };
+        let (checked, problems) = match MirrorLocation::parse(dir).map_err(anyhow::Error::msg)? {
+            MirrorLocation::Dir(d) => strata::mirror::verify(&d, &progress)?,
+            MirrorLocation::Registry(r) => {
+                let net = super::net_options(global, &args.net.rewrite)?;
+                super::open_registry_mirror(r, &net, global)?.verify(&progress)?
+            }
+        };
         for p in &problems {
             eprintln!("error: {p}");
         }
@@ -76,7 +86,10 @@ pub fn run(args: FetchArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let indexes = strata::lock::index_files(&spec, lock.as_ref(), &store, (!offline).then_some(&net), reporter);
     let mut all = artifacts.clone();
     all.extend(indexes.iter().cloned());
-    let sum = strata::mirror::export(&store, &all, into)?;
+    let sum = match MirrorLocation::parse(into).map_err(anyhow::Error::msg)? {
+        MirrorLocation::Dir(d) => strata::mirror::export(&store, &all, &d)?,
+        MirrorLocation::Registry(r) => super::open_registry_mirror(r, &net, global)?.export(&store, &all)?,
+    };
     if args.json {
         let v = serde_json::json!({
             "spec": strata::lock::display_path(spec_path),

@@ -137,6 +137,7 @@ fn lock_cmd(args: &LockArgs, global: &GlobalArgs, spec: strata::spec::LoadedSpec
     mirrors.extend(cfg.mirrors);
     // Opened once and held until the command ends, so `strata cache prune` waits.
     let store = strata::store::Store::open(global.cache_dir())?;
+    let mirrors = super::mirror_dirs(mirrors, &net, &store, global)?;
     let opts = RelockOptions {
         net,
         verifier: args.verifier.clone(),

@@ -13,6 +13,7 @@ pub mod lock;
 pub mod progress;
 pub mod pull;
 pub mod push;
+pub mod sign;
 pub mod verifier;
 
 use std::io::Write;
@@ -71,10 +72,58 @@ pub fn net_options(global: &crate::GlobalArgs, rewrites: &[String]) -> anyhow::R
 pub fn fetch_options(net: &NetArgs, global: &crate::GlobalArgs) -> anyhow::Result<strata::fetch::FetchOptions> {
     let (cfg, _) = strata::config::load()?;
     let mut o = strata::fetch::FetchOptions { offline: net.offline || cfg.offline, ..Default::default() };
-    o.mirrors = net.mirror.clone();
-    o.mirrors.extend(cfg.mirrors);
     o.net = net_options(global, &net.rewrite)?;
+    let mut all = net.mirror.clone();
+    all.extend(cfg.mirrors);
+    for m in all {
+        match strata::mirror::MirrorLocation::parse(&m).map_err(anyhow::Error::msg)? {
+            strata::mirror::MirrorLocation::Dir(d) => o.mirrors.push(d),
+            strata::mirror::MirrorLocation::Registry(r) => {
+                o.registry_mirrors.push(std::sync::Arc::new(open_registry_mirror(r, &o.net, global)?))
+            }
+        }
+    }
     Ok(o)
+}
+
+/// Opens a mirror kept in a registry repository (credentials from the
+/// environment and the docker/podman auth files, like every registry).
+pub fn open_registry_mirror(
+    r: strata::oci::Reference,
+    net: &strata::net::NetOptions,
+    global: &crate::GlobalArgs,
+) -> anyhow::Result<strata::mirror::RegistryMirror> {
+    let opts = strata::registry::ClientOptions {
+        net: net.clone(),
+        memory: Some(strata::registry::ClientOptions::memory_in(&global.cache_dir())),
+        ..Default::default()
+    };
+    let client = strata::registry::Client::new(opts, std::sync::Arc::new(strata::report::NullReporter))?;
+    Ok(strata::mirror::RegistryMirror::open(client, r)?)
+}
+
+/// Mirror directories for commands that read mirrors as directories
+/// (`lock`): a registry mirror is copied into the cache first
+/// (`mirrors/HOST/REPO`, only what is missing there).
+pub fn mirror_dirs(
+    list: Vec<std::path::PathBuf>,
+    net: &strata::net::NetOptions,
+    store: &strata::store::Store,
+    global: &crate::GlobalArgs,
+) -> anyhow::Result<Vec<std::path::PathBuf>> {
+    let mut out = Vec::new();
+    for m in list {
+        match strata::mirror::MirrorLocation::parse(&m).map_err(anyhow::Error::msg)? {
+            strata::mirror::MirrorLocation::Dir(d) => out.push(d),
+            strata::mirror::MirrorLocation::Registry(r) => {
+                let dir = store.root().join("mirrors").join(r.registry.replace(':', "_")).join(&r.repository);
+                let rm = open_registry_mirror(r, net, global)?;
+                rm.sync_to(&dir, store)?;
+                out.push(dir);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// `SOURCE_DATE_EPOCH`, when set.

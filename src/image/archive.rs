@@ -385,7 +385,8 @@ impl Sink for OciArchiveSink {
     }
 }
 
-/// Writes a docker-archive (one image; its SBOM beside it as `FILE.spdx.json`).
+/// Writes a docker-archive (one image; its SBOM beside it as `FILE.spdx.json`,
+/// or `FILE.cdx.json` for CycloneDX).
 pub struct DockerArchiveSink {
     file: PathBuf,
     reference: String,
@@ -435,9 +436,9 @@ impl Sink for DockerArchiveSink {
             canonical::to_vec(&manifest).map_err(|source| ImageError::Json { what: "manifest.json", source })?;
         entries.push(("manifest.json".into(), bytes.len() as u64, Data::Owned(bytes)));
         write_tar(&self.file, content, entries)?;
-        if let Some(doc) = content.sbom_of(&content.root.digest)? {
+        if let Some((kind, doc)) = content.sbom_of(&content.root.digest)? {
             let mut side = self.file.as_os_str().to_owned();
-            side.push(".spdx.json");
+            side.push(if kind == crate::sbom::CYCLONEDX_MEDIA_TYPE { ".cdx.json" } else { ".spdx.json" });
             atomic_write(Path::new(&side), &doc)?;
         }
         let in_archive: BTreeSet<Digest> = std::iter::once(&m.config).chain(&m.layers).map(|d| d.digest).collect();

@@ -103,16 +103,18 @@ impl<'s> Content<'s> {
         Ok(Content { source, root_descriptor: root, root: raw_root, blobs, manifests, referrers: refs })
     }
 
-    /// The SPDX document among the referrers of `subject`, if any.
-    pub fn sbom_of(&self, subject: &Digest) -> Result<Option<Vec<u8>>, ImageError> {
+    /// The SBOM (SPDX or CycloneDX) among the referrers of `subject`, if any.
+    /// Returns its media type and bytes.
+    pub fn sbom_of(&self, subject: &Digest) -> Result<Option<(String, Vec<u8>)>, ImageError> {
         for r in self.referrers.iter().filter(|r| r.subject == *subject) {
-            if r.artifact_type.as_deref() != Some(crate::sbom::SPDX_MEDIA_TYPE) {
+            if !crate::sbom::is_sbom(r.artifact_type.as_deref()) {
                 continue;
             }
             let what = format!("{}: SBOM manifest {}", self.source.describe(), r.manifest.digest);
             let m = r.manifest.manifest(&what)?;
             if let Some(doc) = m.layers.first() {
-                return super::read_blob(self.source, doc).map(Some);
+                let kind = r.artifact_type.clone().unwrap_or_default();
+                return super::read_blob(self.source, doc).map(|b| Some((kind, b)));
             }
         }
         Ok(None)

@@ -61,7 +61,7 @@ pub(crate) fn entry_for(content: &Content<'_>, tag: &str) -> Descriptor {
     let mut others = Vec::new();
     for r in &content.referrers {
         let sbom = r.subject == content.root.digest
-            && r.artifact_type.as_deref() == Some(crate::sbom::SPDX_MEDIA_TYPE)
+            && crate::sbom::is_sbom(r.artifact_type.as_deref())
             && !d.annotations.contains_key(SBOM_ANNOTATION);
         if sbom {
             d.annotations.insert(SBOM_ANNOTATION.to_string(), r.manifest.digest.to_string());

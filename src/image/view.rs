@@ -80,11 +80,9 @@ impl<'s> Image<'s> {
         self.source.referrers(&self.raw.descriptor())
     }
 
-    /// The SPDX document attached to the image, if any.
+    /// The SBOM (SPDX or CycloneDX JSON) attached to the image, if any.
     pub fn sbom(&self) -> Result<Option<Vec<u8>>, ImageError> {
-        let Some(d) =
-            self.attachments()?.into_iter().find(|d| d.artifact_type.as_deref() == Some(crate::sbom::SPDX_MEDIA_TYPE))
-        else {
+        let Some(d) = self.attachments()?.into_iter().find(|d| crate::sbom::is_sbom(d.artifact_type.as_deref())) else {
             return Ok(None);
         };
         let raw = self.source.manifest(&d)?;

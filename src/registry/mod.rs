@@ -170,6 +170,24 @@ impl Client {
         Ok(self.rt.block_on(reg.head_blob(&r.repository, d, &auth::Scopes::pull(&r.repository)))?.is_some())
     }
 
+    /// The size of the blob in the repository of `r`, when it has it.
+    pub fn blob_size(&self, r: &Reference, d: &Digest) -> Result<Option<u64>, RegistryError> {
+        let reg = self.registry(r)?;
+        self.rt.block_on(reg.head_blob(&r.repository, d, &auth::Scopes::pull(&r.repository)))
+    }
+
+    /// Remembers that the repository of `r` holds `digests`, so a later push
+    /// to another repository of the same registry mounts them from it.
+    pub fn remember_blobs(&self, r: &Reference, digests: impl IntoIterator<Item = Digest>) {
+        let memory = memory::BlobMemory::open(self.opts.memory.clone());
+        memory.record(&r.registry, &r.repository, digests);
+    }
+
+    /// The network layer this client uses.
+    pub fn net(&self) -> &Net {
+        &self.net
+    }
+
     fn push_blob_source(
         &self,
         r: &Reference,
@@ -258,6 +276,12 @@ impl Client {
         }
         let reg = self.registry(repo)?;
         self.rt.block_on(put_referrer(&reg, &repo.repository, &raw))
+    }
+
+    /// True when the registry of `repo` serves the OCI 1.1 referrers API.
+    pub fn has_referrers_api(&self, repo: &Reference, subject: &Digest) -> Result<bool, RegistryError> {
+        let reg = self.registry(repo)?;
+        Ok(self.rt.block_on(reg.referrers_api(&repo.repository, subject))?.is_some())
     }
 
     /// The referrers of `subject` in the repository of `repo` (the referrers

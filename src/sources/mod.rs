@@ -155,6 +155,14 @@ pub trait Source {
     fn plan_with(&self, _ctx: &Context<'_>) -> Result<Vec<Part<'_>>, SourceError> {
         self.plan()
     }
+    /// For sources whose [`Source::plan_with`] reads fetched artifacts:
+    /// everything that planning reads (the pinned artifacts' digests and
+    /// the settings), so a plan recorded for the same inputs can stand in
+    /// for it (the registry layer cache). `None`: [`Source::plan`] needs
+    /// no fetched artifact.
+    fn plan_inputs(&self) -> Option<String> {
+        None
+    }
     /// Checks the CUDA stack the source installs against the spec's `gpu:`
     /// section: from its lock alone when `store` is `None` (before anything
     /// is downloaded), else also from its fetched artifacts. Default:

@@ -78,3 +78,153 @@ fn a_different_compressor_setting_is_named() {
     assert!(out.contains("same uncompressed content") && out.contains("level=1"), "{out}");
     assert!(out.contains("likely cause: a different compressor or compression settings"), "{out}");
 }
+
+/// A source tree with a spec that copies a local directory, built into a
+/// layout with signed provenance; returns (layout, public key).
+fn build_with_provenance(dir: &Path) -> (String, std::path::PathBuf) {
+    let src = dir.join("src");
+    fs_err::create_dir_all(src.join("app")).unwrap();
+    fs_err::write(src.join("app/main.py"), "print('hello')\n").unwrap();
+    fs_err::write(src.join("app/data.txt"), "data\n").unwrap();
+    fs_err::write(
+        src.join("app.yaml"),
+        "version: 1\nname: prov\nepoch: 1700000000\nlayers:\n  - name: app\n    copy:\n      - {from: app, to: /srv/app}\n",
+    )
+    .unwrap();
+    let o = run(strata().args(["key", "generate"]).arg(dir.join("k")).env("STRATA_KEY_PASSWORD", "audit-pw"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let layout = format!("oci:{}", dir.join("layout").display());
+    let o = run(strata()
+        .args(["build", "-q"])
+        .arg(src.join("app.yaml"))
+        .args(["-o", &layout, "--sign-key"])
+        .arg(dir.join("k.key"))
+        .arg("--cache")
+        .arg(dir.join("publisher-cache"))
+        .env("STRATA_KEY_PASSWORD", "audit-pw"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    (layout, dir.join("k.pub"))
+}
+
+fn audit_from_provenance(dir: &Path, layout: &str, key: &Path) -> (i32, String) {
+    let o = run(strata()
+        .args(["audit", "-q", layout, "--source"])
+        .arg(dir.join("src"))
+        .arg("--provenance-key")
+        .arg(key)
+        .arg("--cache")
+        .arg(dir.join("auditor-cache")));
+    (o.status.code().unwrap_or(-1), format!("{}{}", stdout(&o), stderr(&o)))
+}
+
+#[test]
+fn audit_from_signed_provenance_is_identical_then_names_a_one_byte_edit() {
+    let t = tempfile::tempdir().unwrap();
+    let (layout, key) = build_with_provenance(t.path());
+    let (code, out) = audit_from_provenance(t.path(), &layout, &key);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.starts_with("identical:"), "{out}");
+
+    // One byte of a copied source file changes.
+    fs_err::write(t.path().join("src/app/data.txt"), "dato\n").unwrap();
+    let (code, out) = audit_from_provenance(t.path(), &layout, &key);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("/srv/app/data.txt"), "the changed file is named: {out}");
+
+    // The spec itself changes: named as a changed input.
+    fs_err::write(t.path().join("src/app/data.txt"), "data\n").unwrap();
+    let spec = t.path().join("src/app.yaml");
+    let text = fs_err::read_to_string(&spec).unwrap();
+    fs_err::write(&spec, text.replace("/srv/app", "/srv/apq")).unwrap();
+    let (code, out) = audit_from_provenance(t.path(), &layout, &key);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("changed input: app.yaml (changed since the build)"), "{out}");
+}
+
+#[test]
+fn provenance_signed_by_another_key_or_unsigned_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let (layout, _) = build_with_provenance(t.path());
+    let o = run(strata().args(["key", "generate"]).arg(t.path().join("other")).env("STRATA_KEY_PASSWORD", "x"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (code, out) = audit_from_provenance(t.path(), &layout, &t.path().join("other.pub"));
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("not signed by this key"), "{out}");
+
+    // Built without a key: the provenance is there but unsigned.
+    let plain = format!("oci:{}", t.path().join("plain").display());
+    let o = run(strata()
+        .args(["build", "-q"])
+        .arg(t.path().join("src/app.yaml"))
+        .args(["-o", &plain])
+        .arg("--cache")
+        .arg(t.path().join("publisher-cache")));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (code, out) = audit_from_provenance(t.path(), &plain, &t.path().join("k.pub"));
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("the provenance is not signed"), "{out}");
+    // Without --provenance-key, the unsigned statement is used as it is.
+    let o = run(strata()
+        .args(["audit", "-q", &plain, "--source"])
+        .arg(t.path().join("src"))
+        .arg("--cache")
+        .arg(t.path().join("auditor-cache")));
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+}
+
+#[test]
+fn hello_audits_identical_from_its_provenance_which_names_its_inputs() {
+    let t = tempfile::tempdir().unwrap();
+    let specs = t.path().join("specs");
+    fs_err::create_dir_all(&specs).unwrap();
+    fs_err::copy(root().join("specs/hello.yaml"), specs.join("hello.yaml")).unwrap();
+    let layout = format!("oci:{}", t.path().join("hello").display());
+    let o = run(strata()
+        .args(["build", "-q"])
+        .arg(specs.join("hello.yaml"))
+        .args(["-o", &layout, "--cache"])
+        .arg(t.path().join("c1")));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let digest = stdout(&o).trim().to_string();
+
+    // The statement, read from the layout: an in-toto v1 statement with a
+    // SLSA v1 predicate about this manifest.
+    let dir = t.path().join("hello");
+    let blob = |d: &str| fs_err::read(dir.join("blobs/sha256").join(d.trim_start_matches("sha256:"))).unwrap();
+    let index: serde_json::Value = serde_json::from_slice(&fs_err::read(dir.join("index.json")).unwrap()).unwrap();
+    let refs = index["manifests"][0]["annotations"]["dev.strata.referrers"].as_str().unwrap_or_default().to_string();
+    let envelope = refs
+        .split(' ')
+        .filter(|d| !d.is_empty())
+        .map(|d| serde_json::from_slice::<serde_json::Value>(&blob(d)).unwrap())
+        .find(|m| m["artifactType"] == "application/vnd.dsse.envelope.v1+json")
+        .unwrap_or_else(|| panic!("no provenance referrer in {index:#}"));
+    let env: serde_json::Value =
+        serde_json::from_slice(&blob(envelope["layers"][0]["digest"].as_str().unwrap())).unwrap();
+    assert_eq!(env["payloadType"], "application/vnd.in-toto+json");
+    assert_eq!(env["signatures"].as_array().unwrap().len(), 0, "no key: unsigned");
+    use base64::Engine as _;
+    let stmt: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD.decode(env["payload"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(stmt["_type"], "https://in-toto.io/Statement/v1");
+    assert_eq!(stmt["predicateType"], "https://slsa.dev/provenance/v1");
+    assert_eq!(stmt["subject"][0]["name"], "hello:1.0");
+    assert_eq!(stmt["subject"][0]["digest"]["sha256"], digest.trim_start_matches("sha256:"));
+    let bd = &stmt["predicate"]["buildDefinition"];
+    assert_eq!(bd["externalParameters"]["spec"]["path"], "hello.yaml");
+    let spec_sha = sha256_hex(&fs_err::read(specs.join("hello.yaml")).unwrap());
+    assert_eq!(bd["externalParameters"]["spec"]["digest"]["sha256"], spec_sha.as_str());
+    assert_eq!(bd["externalParameters"]["epoch"], 1700000000);
+    assert!(bd["resolvedDependencies"].as_array().unwrap().iter().any(|d| d["uri"] == "context:hello.yaml"));
+    let builder = &stmt["predicate"]["runDetails"]["builder"];
+    assert!(builder["id"].as_str().unwrap().starts_with("urn:strata:builder:"));
+    assert!(builder["version"]["strata-verify"].as_str().unwrap().starts_with("sha256:"));
+
+    // Audit from it, in another cache.
+    let o =
+        run(strata().args(["audit", "-q", &layout, "--source"]).arg(&specs).arg("--cache").arg(t.path().join("c2")));
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).starts_with("identical:"), "{}", stdout(&o));
+}

@@ -304,6 +304,7 @@ fn sbom_lists_every_locked_deb_with_its_sha256_and_purl() {
             assert_eq!(pkg["versionInfo"], p["version"].as_str().unwrap());
             let purl = pkg["externalRefs"][0]["referenceLocator"].as_str().unwrap();
             assert!(purl.starts_with(&format!("pkg:deb/debian/{name}@")), "{purl}");
+            assert!(purl.contains("?arch=") && purl.contains("&distro="), "the purl names arch and distro: {purl}");
         }
     }
     assert!(locked >= 5);
@@ -396,6 +397,23 @@ fn a_debs_layer_above_another_installs_only_what_is_not_below_and_keeps_the_ld_c
     let cache = strata::sources::deb::ldcache::read_cache(&layers[1]["etc/ld.so.cache"]).unwrap();
     let keys: Vec<&str> = cache.iter().map(|e| e.key.as_str()).collect();
     assert_eq!(keys, ["libtool.so.1", "libfoo.so.1", "ld-linux-x86-64.so.2"]);
+    // The same when the layer below comes from the layer cache and the one
+    // above is written again (a file added to it), and without the cache.
+    let spec = fs_err::read_to_string(project.path("spec.yaml")).unwrap();
+    let note = format!("{spec}    files: [{{path: /etc/tools-note, content: \"x\\n\"}}]\n");
+    fs_err::write(project.path("spec.yaml"), note).unwrap();
+    let digest = |o: &std::process::Output| {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let over_cached = digest(&project.strata(&["build", "spec.yaml", "-o", "oci:c1"]));
+    let fresh = digest(&project.strata(&["build", "spec.yaml", "-o", "oci:c2", "--no-layer-cache"]));
+    assert_eq!(over_cached, fresh);
+    let layers = layer_contents(&project.path("c1"));
+    assert!(layers[1].contains_key("etc/tools-note"));
+    let cache = strata::sources::deb::ldcache::read_cache(&layers[1]["etc/ld.so.cache"]).unwrap();
+    assert_eq!(cache.len(), 3, "{cache:?}");
+    fs_err::write(project.path("spec.yaml"), spec).unwrap();
 
     // A lock in which both layers pin a package is stale, naming both.
     let block = {

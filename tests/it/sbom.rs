@@ -101,3 +101,72 @@ fn sbom_is_deterministic_and_does_not_change_the_image_digest() {
     let side: Value = serde_json::from_slice(&fs_err::read(t.path().join("d.tar.spdx.json")).unwrap()).unwrap();
     assert_eq!(side["spdxVersion"], "SPDX-2.3");
 }
+
+/// A validator of the official CycloneDX 1.6 JSON schema (vendored with the
+/// two schemas it references), offline.
+fn cyclonedx_validator() -> jsonschema::Validator {
+    let load = |f: &str| -> Value {
+        serde_json::from_str(&fs_err::read_to_string(root().join("tests/fixtures").join(f)).unwrap()).unwrap()
+    };
+    let base = "http://cyclonedx.org/schema/";
+    let registry = jsonschema::Registry::new()
+        .add(format!("{base}spdx.SNAPSHOT.schema.json"), load("cyclonedx-spdx-schema.json"))
+        .unwrap()
+        .add(format!("{base}jsf-0.82.SNAPSHOT.schema.json"), load("cyclonedx-jsf-0.82-schema.json"))
+        .unwrap()
+        .prepare()
+        .unwrap();
+    jsonschema::options().with_registry(&registry).build(&load("cyclonedx-1.6-schema.json")).unwrap()
+}
+
+#[test]
+fn cyclonedx_sbom_validates_against_the_official_schema() {
+    let a = gzip(&raw_tar(&[TarItem::File("opt/a", b"a", 0o644)]));
+    let mut routes = HashMap::new();
+    routes.insert("/dl/a-1.0.tar.gz".to_string(), Reply::Body(a.clone()));
+    let srv = Server::start(routes);
+    let t = tempfile::tempdir().unwrap();
+    let spec = t.path().join("s.yaml");
+    fs_err::write(
+        &spec,
+        format!(
+            "version: 1\nname: cdxtest\ntag: \"3\"\nlayers:\n  - name: first\n    tarball: {{url: {u}/dl/a-1.0.tar.gz, sha256: {}}}\n",
+            sha256_hex(&a),
+            u = srv.addr
+        ),
+    )
+    .unwrap();
+    let out = format!("oci:{}", t.path().join("layout").display());
+    let o = run(strata()
+        .args(["build", "-q", "--sbom-format", "cyclonedx"])
+        .arg(&spec)
+        .args(["-o", &out, "--cache"])
+        .arg(t.path().join("c")));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let digest = stdout(&o).trim().to_string();
+    let o = run(strata().args(["inspect", "--sbom", &out]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let doc: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let validator = cyclonedx_validator();
+    let errors: Vec<String> = validator.iter_errors(&doc).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+    assert!(errors.is_empty(), "CycloneDX schema violations: {errors:#?}");
+    // The validator does reject a malformed document (the check can fail).
+    let mut broken = doc.clone();
+    broken["serialNumber"] = Value::String("not-a-uuid".into());
+    broken["components"][0]["type"] = Value::String("gadget".into());
+    assert!(validator.iter_errors(&broken).count() >= 2);
+
+    assert_eq!(doc["bomFormat"], "CycloneDX");
+    assert_eq!(doc["specVersion"], "1.6");
+    assert_eq!(doc["metadata"]["component"]["hashes"][0]["content"], digest.trim_start_matches("sha256:"));
+    let c = &doc["components"][0];
+    assert_eq!(c["hashes"][0]["content"], sha256_hex(&a));
+    assert!(c["purl"].as_str().unwrap().starts_with("pkg:generic/"), "{c}");
+    // The format does not change the image.
+    let o = run(strata()
+        .args(["build", "-q"])
+        .arg(&spec)
+        .args(["-o", &format!("oci:{}", t.path().join("spdx").display()), "--cache"])
+        .arg(t.path().join("c")));
+    assert_eq!(stdout(&o).trim(), digest);
+}

@@ -17,7 +17,7 @@
 //! Like tests/it/debs_real.rs, it runs when every pinned .deb is already in the
 //! cache (`$STRATA_CACHE` or the default cache), or when `STRATA_NET_TESTS=1`
 //! allows downloading them; otherwise it is skipped with a note. The image is
-//! built once per run of this binary. Needs umoci, runc (root), ssh and
+//! built once per run of the test binary. Needs umoci, runc (root), ssh and
 //! ssh-keygen (openssh-client); with `STRATA_REQUIRE_TOOLS=1` a missing tool
 //! is a failure.
 
@@ -94,7 +94,9 @@ fn build() -> Option<Image> {
         require_or_skip("root (for runc)");
         return None;
     }
-    let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("ssh-{}", std::process::id()));
+    // One place for every run (about 300 MB: the layout and the unpacked
+    // root filesystem), emptied first, so runs do not pile up.
+    let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ssh-base");
     let _ = fs_err::remove_dir_all(&work);
     fs_err::create_dir_all(&work).unwrap();
     let layout = work.join("oci");

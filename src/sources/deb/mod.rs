@@ -113,6 +113,15 @@ impl Source for Debs<'_> {
         }
         let mut list = Vec::new();
         let mut packages = Vec::new();
+        // The purl `distro` qualifier: the release codename of the first
+        // archive's first suite (`bookworm` for `bookworm-updates`).
+        let distro = self
+            .spec
+            .archives()
+            .first()
+            .and_then(|a| a.suites.first())
+            .map(|s| s.split('-').next().unwrap_or(s).to_string());
+        let distro_q = distro.map(|d| format!("&distro={}", crate::sbom::purl_escape(&d))).unwrap_or_default();
         for p in &pins.packages {
             let d =
                 Digest::parse(&p.sha256).map_err(|e| SourceError::Message(format!("lock: package {}: {e}", p.name)))?;
@@ -123,7 +132,7 @@ impl Source for Debs<'_> {
                 name: p.name.clone(),
                 version: Some(p.version.clone()),
                 purl: Some(format!(
-                    "pkg:deb/debian/{}@{}?arch={}",
+                    "pkg:deb/debian/{}@{}?arch={}{distro_q}",
                     crate::sbom::purl_escape(&p.name),
                     crate::sbom::purl_escape(&p.version),
                     crate::sbom::purl_escape(&p.arch)

@@ -311,6 +311,21 @@ impl Source for Python<'_> {
         format!("python lock {}", self.lock_path().display())
     }
 
+    fn plan_inputs(&self) -> Option<String> {
+        let sel = self.selection().ok()?;
+        let requested = pylock::requirement_names(&self.spec.requirements);
+        let mut s = format!(
+            "{INSTALLER_VERSION}\ntarget {}\nscheme {}\npolicy {:?}\nrequested {requested:?}\n",
+            self.target.describe(),
+            self.scheme.fingerprint(),
+            self.policy()
+        );
+        for w in &sel.wheels {
+            s.push_str(&format!("wheel {} {} {} {:?}\n", w.package, w.name.file, w.sha256, w.size));
+        }
+        Some(s)
+    }
+
     fn check_gpu(
         &self,
         gpu: &crate::spec::GpuSpec,

@@ -152,7 +152,7 @@ pub struct PlannedWheel {
 impl<'a> Python<'a> {
     /// The source of `spec` in `layer`, for the target it names (or the default).
     pub fn new(spec: &'a PythonSpec, layer: &'a ResolvedLayer) -> Python<'a> {
-        let target = Target::of(spec.target.as_ref());
+        let target = Target::of(spec.target.as_ref(), layer.arch);
         let scheme = Scheme::debian(target.python);
         Python { spec, layer, target, scheme, recorded: None, selection: OnceLock::new() }
     }

@@ -13,7 +13,7 @@
 //!   `ctypes.util.find_library('c')` finds libc through `ldconfig -p`.
 //!
 //! Runs when every pinned .deb is already in the cache (`$STRATA_CACHE` or the
-//! default cache), or when `STRATA_NET_TESTS=1` allows downloading them;
+//! default cache), or when `STRATA_NET_TESTS=1` (set by scripts/test.sh) allows downloading them;
 //! otherwise it is skipped with a note (CI has no internet).
 
 use std::path::{Path, PathBuf};
@@ -62,13 +62,14 @@ fn arm64_python_base_finds_its_libraries_through_ld_so_cache_under_qemu() {
         .arg(&cache)
         .args(["--quiet", "build"])
         .arg(&spec)
-        .arg("--context")
-        .arg(repo())
         .args(["--platform", "linux/arm64"])
         .arg("-o")
         .arg(format!("oci:{}:img", oci.display()))
         .output()
         .unwrap();
+    if crate::common::pin_gone_from_archive(&o, "specs/python-base-multi.linux-arm64.lock") {
+        return;
+    }
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let root = tmp.path().join("root");
     let o = Command::new(umoci)

@@ -14,7 +14,7 @@
 //!
 //! Runs when every pinned .deb is already in the cache (`$STRATA_CACHE` or the
 //! default cache), or when `STRATA_NET_TESTS=1` (set by scripts/test.sh) allows downloading them;
-//! otherwise it is skipped with a note (CI has no internet).
+//! otherwise it is skipped with a note.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -2,7 +2,9 @@
 # Runs every Strata test. The independent judges the tests rely on (skopeo,
 # umoci, runc, podman, Debian's docker-registry, faketime, and curl and openssl
 # for the CA test, tests/it/ca_certificates.rs; ssh and ssh-keygen from
-# openssh-client for the SSH test, tests/it/ssh.rs) are installed with
+# openssh-client for the SSH test, tests/it/ssh.rs; qemu-user-static, whose
+# qemu-aarch64-static runs arm64 images' own programs, tests/it/arm64_real.rs)
+# are installed with
 # apt when missing (needs root); with STRATA_REQUIRE_TOOLS=1 a test that
 # cannot find its tool fails instead of skipping.
 set -euo pipefail
@@ -15,6 +17,7 @@ for pkg in skopeo umoci runc podman docker-registry faketime curl openssl; do
   have "$pkg" || missing+=("$pkg")
 done
 have ssh && have ssh-keygen || missing+=(openssh-client)
+have qemu-aarch64-static || missing+=(qemu-user-static)
 # The wheel installer is compared with pip (tests/it/wheels.rs).
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 if [ "${#missing[@]}" -gt 0 ]; then

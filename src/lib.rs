@@ -26,6 +26,7 @@ pub mod lockfile;
 pub mod mirror;
 pub mod net;
 pub mod oci;
+pub mod platform;
 pub mod pool;
 pub mod provenance;
 pub mod registry;

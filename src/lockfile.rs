@@ -265,10 +265,10 @@ pub struct PythonInputs {
 
 impl PythonInputs {
     /// The inputs of a `python:` entry.
-    pub fn of(spec: &PythonSpec) -> PythonInputs {
+    pub fn of(spec: &PythonSpec, arch: crate::platform::Arch) -> PythonInputs {
         PythonInputs {
             pylock: spec.lock.clone(),
-            target: crate::sources::python::Target::of(spec.target.as_ref()).describe(),
+            target: crate::sources::python::Target::of(spec.target.as_ref(), arch).describe(),
             requirements: spec.requirements.clone(),
             exclude_newer: spec.exclude_newer.clone(),
             index_url: spec.index_url.clone(),
@@ -476,7 +476,7 @@ pub const MAX_LOCK_BYTES: u64 = 64 << 20;
 
 /// Loads the lock file of a spec, `None` when there is none.
 pub fn load_for(spec: &LoadedSpec) -> Result<Option<Lock>, LockError> {
-    let path = lock_path(&spec.path);
+    let path = spec.lock_path();
     if !path.exists() && fs_err::symlink_metadata(&path).is_err() {
         return Ok(None);
     }
@@ -524,14 +524,14 @@ pub fn debs_current(lock: &Lock, key: &str, entry: &DebsLock, spec: &DebsSpec) -
 /// with a `strata lock` hint when the lock is missing, lacks the entry, or
 /// was made from different inputs.
 pub fn debs_pins<'a>(
-    spec_path: &Path,
+    spec: &LoadedSpec,
     lock: Option<&'a Lock>,
     layer: &ResolvedLayer,
     debs: &DebsSpec,
 ) -> Result<&'a DebsLock, LockError> {
     let key = layer_key(layer);
-    let lp = lock_path(spec_path);
-    let shown = display_path(spec_path);
+    let lp = spec.lock_path();
+    let shown = display_path(&spec.path);
     let hint = format!("hint: run `strata lock {shown}` (it resolves the packages against the archive and pins each .deb by sha256), then commit {}", display_path(&lp));
     let Some(lock) = lock else {
         return Err(LockError::Missing(format!(

@@ -424,3 +424,49 @@ fn image_index_is_pushed_whole_and_resolved_on_read() {
         env.ok(&["pull", &dest, "-o", &format!("oci:{}", env.path("pulled").display()), "--platform", "linux/amd64"]);
     assert_eq!(last_line(&out), digest);
 }
+
+/// A spec with `platforms:` is pushed as an index: both images (each with
+/// its SBOM) first, then the index; skopeo reads the index and each
+/// platform's config back.
+#[test]
+fn a_multi_platform_build_is_pushed_as_an_index() {
+    if !tools(&["docker-registry", "skopeo"]) {
+        return;
+    }
+    let reg = TestRegistry::start(Auth::Open);
+    let env = Env::new();
+    let spec = env.path("multi.yaml");
+    std::fs::write(
+        &spec,
+        "version: 1\nname: multi\ntag: \"1\"\nplatforms: [linux/amd64, linux/arm64]\nlayers:\n  - name: base\n    files: [{path: /etc/motd, content: \"hi\\n\"}]\n",
+    )
+    .unwrap();
+    let dest = format!("{}/multi/base:1", reg.host());
+    let out = env.ok(&[
+        "build",
+        spec.to_str().unwrap(),
+        "-o",
+        &format!("oci:{}", env.path("out").display()),
+        "--push",
+        &dest,
+    ]);
+    let index = last_line(&out);
+    assert_eq!(skopeo_digest(&dest, None), index, "the registry holds the index under the tag");
+    let o = skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{dest}")]);
+    let raw: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(raw["mediaType"], "application/vnd.oci.image.index.v1+json");
+    assert_eq!(raw["manifests"].as_array().unwrap().len(), 2, "{raw}");
+    for arch in ["amd64", "arm64"] {
+        let o = skopeo(&[
+            "--override-arch",
+            arch,
+            "inspect",
+            "--config",
+            "--tls-verify=false",
+            &format!("docker://{dest}"),
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+        let config: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(config["architecture"], arch);
+    }
+}

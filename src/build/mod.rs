@@ -169,6 +169,15 @@ pub enum BuildError {
         #[source]
         source: crate::tree::PathError,
     },
+    /// An ELF file of a layer is for another CPU than the image.
+    #[error("layer `{layer}`: {source}\nhint: every executable and shared object must be built for the image's platform; for a deliberate exception (firmware, an emulator's payload) list its path under the layer's `foreign_elf:`")]
+    ForeignElf {
+        /// The layer.
+        layer: String,
+        /// The file.
+        #[source]
+        source: crate::platform::ForeignElf,
+    },
     /// The build's scratch directory could not be made.
     #[error(transparent)]
     Io(#[from] crate::error::IoError),
@@ -331,7 +340,16 @@ pub fn build(
             reporter: reporter.as_ref(),
             lower: written.iter().map(|w| w.blob.clone()).collect(),
         };
-        written.extend(write_layers(layers, &run_ctx, &settings, &cache, opts.threads, reporter.as_ref(), &mut below)?);
+        written.extend(write_layers(
+            layers,
+            &run_ctx,
+            &settings,
+            &cache,
+            opts.threads,
+            spec.arch(),
+            reporter.as_ref(),
+            &mut below,
+        )?);
         layers = rest;
     }
 
@@ -389,7 +407,7 @@ pub fn build(
     }
 
     let runtime = config::runtime_config(spec, inputs.verifier.as_ref());
-    let (os, arch, variant) = parse_platform(spec.spec.platform.as_deref().unwrap_or("linux/amd64"))
+    let (os, arch, variant) = parse_platform(spec.spec.platform.as_deref().unwrap_or(spec.arch().platform()))
         .ok_or_else(|| BuildError::Image(ImageError::BadTag("invalid platform".into())))?;
     let checksum = crate::spec::checksum(spec)?;
     let annotations = config::annotations(spec, epoch, &checksum, opts.unlocked, &runtime.labels);
@@ -470,6 +488,28 @@ impl LayerCache for Layered<'_> {
     }
 }
 
+/// The cache key of a layer: its parts' fingerprints above the links of
+/// the layers below, with the platform and the entry's `foreign_elf`. The
+/// architecture is part of every key: a layer is checked against it (ELF
+/// files, the ld.so.cache) when it is written, so one written for another
+/// platform is never taken from the cache unchecked.
+fn layer_key(
+    fps: Vec<&str>,
+    settings: &LayerSettings,
+    below: &crate::tree::Lower,
+    arch: crate::platform::Arch,
+    foreign_elf: &[String],
+) -> Digest {
+    let platform = format!("platform {}", arch.platform());
+    let foreign = format!("foreign_elf {}", foreign_elf.join("\n"));
+    let mut all = fps;
+    all.push(&platform);
+    if !foreign_elf.is_empty() {
+        all.push(&foreign);
+    }
+    cache::key_above(&all, &settings.compression, settings.epoch, below)
+}
+
 /// Which layer entries at the bottom of the image the layer cache holds
 /// entirely, found without fetching anything: `Some(parts of each source)`
 /// for each, in order, up to the first entry with a layer it lacks. Sources
@@ -502,7 +542,7 @@ fn probe(
         };
         for parts in layers {
             let fps: Vec<&str> = parts.iter().map(|p| p.fingerprint.as_str()).collect();
-            let key = cache::key_above(&fps, &settings.compression, settings.epoch, &below.links);
+            let key = layer_key(fps, settings, &below.links, spec.arch(), &resolved.entry.foreign_elf);
             match cache.lookup(&key, reporter) {
                 Some(hit) if below.fits(&hit.effects, cache.store) => {
                     below.apply(&hit.effects, &resolved.display_name())?
@@ -559,12 +599,13 @@ fn write_layers(
     settings: &LayerSettings,
     cache: &Layered<'_>,
     threads: usize,
+    arch: crate::platform::Arch,
     reporter: &dyn Reporter,
     below: &mut Below,
 ) -> Result<Vec<WrittenLayer>, BuildError> {
     enum Item {
         Cached(LayerBlob, bool, Digest, LayerEffects),
-        Tree(Tree, Digest, LayerEffects),
+        Tree(Tree, Digest, LayerEffects, Option<globset::GlobSet>),
     }
     let mut names = Vec::new();
     let mut packages = Vec::new();
@@ -587,7 +628,8 @@ fn write_layers(
                 None => BuildError::Verifier { source: e },
             };
             let fps: Vec<&str> = parts.iter().map(|p| p.fingerprint.as_str()).collect();
-            let key = cache::key_above(&fps, &settings.compression, settings.epoch, &below.links);
+            let foreign = entry.map(|e| e.entry.foreign_elf.as_slice()).unwrap_or_default();
+            let key = layer_key(fps, settings, &below.links, arch, foreign);
             if let Some((hit, remote)) = cache.find(&key, reporter) {
                 if below.fits(&hit.effects, ctx.store) {
                     for d in crate::sources::cacerts::CaState::blobs(&hit.effects.ca).chain(&hit.effects.ld.cache) {
@@ -609,14 +651,24 @@ fn write_layers(
             let fx = LayerEffects { links: tree.link_changes(), ca, ld };
             below.apply(&fx, name)?;
             reporter.plan(TaskKind::Layer, 1, Some(tree.file_bytes()));
-            Ok::<_, BuildError>(Item::Tree(tree, key, fx))
+            let allowed = match entry {
+                Some(e) if !e.entry.foreign_elf.is_empty() => Some(
+                    crate::sources::copy::patterns(&e.entry.foreign_elf)
+                        .map_err(|(_, g)| fail(SourceError::Message(format!("foreign_elf: {g}"))))?,
+                ),
+                _ => None,
+            };
+            Ok::<_, BuildError>(Item::Tree(tree, key, fx, allowed))
         },
         |i, item| {
-            let (tree, key, fx) = match item {
+            let (tree, key, fx, allowed) = match item {
                 Item::Cached(blob, remote, key, fx) => return Ok((blob, true, remote, key, fx)),
-                Item::Tree(tree, key, fx) => (tree, key, fx),
+                Item::Tree(tree, key, fx, allowed) => (tree, key, fx, allowed),
             };
             let name = &names[i];
+            let ok = |p: &str| allowed.as_ref().is_some_and(|g| crate::sources::copy::matches_here_or_above(g, p));
+            crate::platform::check_elf(&tree, arch, &ok)
+                .map_err(|source| BuildError::ForeignElf { layer: name.clone(), source })?;
             let id = task_id();
             reporter.start(id, TaskKind::Layer, name, Some(tree.file_bytes()));
             let blob = {

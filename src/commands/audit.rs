@@ -44,6 +44,11 @@ pub struct AuditArgs {
     /// The strata-verify binary for specs with a `gpu:` section.
     #[arg(long, env = "STRATA_VERIFIER", value_name = "PATH")]
     pub verifier: Option<PathBuf>,
+    /// Audit only this platform of a spec with `platforms:` (OS/ARCH).
+    /// Default: every platform the spec builds, each against the published
+    /// index's image for it.
+    #[arg(long, value_name = "OS/ARCH")]
+    pub platform: Option<String>,
     #[command(flatten)]
     pub net: NetArgs,
 }
@@ -114,32 +119,59 @@ pub fn run(args: AuditArgs, global: &GlobalArgs) -> anyhow::Result<bool> {
     if opts.source_date_epoch.is_none() {
         opts.source_date_epoch = super::source_date_epoch()?;
     }
-    let result = build(&spec, &store, &opts, reporter)?;
-    let mut rebuilt = result.image;
-    rebuilt.name = format!("rebuild of {}", spec_path.display());
-    let platform = Platform::linux_amd64();
-    let report =
-        strata::diff::compare(&Image::open(&rebuilt, &platform)?, &Image::open(published.as_ref(), &platform)?)?;
-    let verdict = strata::audit::explain(&report);
-    if args.json {
-        out(&serde_json::to_string_pretty(
-            &json!({"verdict": verdict, "changed_inputs": changed_inputs, "comparison": report}),
-        )?)?;
-    } else if verdict.identical {
-        out(&format!("identical: {} rebuilds to {} ({image_arg})", spec_path.display(), report.b_manifest))?;
-    } else {
-        out(&format!(
-            "different: the rebuild of {} is {}, {image_arg} is {}",
-            spec_path.display(),
-            report.a_manifest,
-            report.b_manifest
-        ))?;
-        out(&format!("first difference: {}", verdict.first_difference.as_deref().unwrap_or("?")))?;
-        out(&format!("likely cause: {}", verdict.likely_cause.as_deref().unwrap_or("?")))?;
-        for c in &changed_inputs {
-            out(&format!("changed input: {c}"))?;
+    let platforms = match &args.platform {
+        Some(p) => vec![p.clone()],
+        None => spec.platforms(),
+    };
+    let several = platforms.len() > 1;
+    let mut identical = true;
+    let mut json_out = Vec::new();
+    for p in &platforms {
+        let one = spec.for_platform(p)?;
+        let result = build(&one, &store, &opts, reporter.clone())?;
+        let mut rebuilt = result.image;
+        rebuilt.name = format!("rebuild of {}", spec_path.display());
+        let platform =
+            Platform::parse(p).ok_or_else(|| anyhow::anyhow!("--platform `{p}` is not OS/ARCH (e.g. linux/arm64)"))?;
+        let report =
+            strata::diff::compare(&Image::open(&rebuilt, &platform)?, &Image::open(published.as_ref(), &platform)?)?;
+        let verdict = strata::audit::explain(&report);
+        identical &= verdict.identical;
+        if args.json {
+            json_out.push(
+                json!({"platform": p, "verdict": verdict, "changed_inputs": changed_inputs, "comparison": report}),
+            );
+            continue;
         }
-        out("full comparison: rerun with --json")?;
+        let on = if several { format!("{p}: ") } else { String::new() };
+        if verdict.identical {
+            out(&format!("{on}identical: {} rebuilds to {} ({image_arg})", spec_path.display(), report.b_manifest))?;
+        } else {
+            out(&format!(
+                "{on}different: the rebuild of {} is {}, {image_arg} is {}",
+                spec_path.display(),
+                report.a_manifest,
+                report.b_manifest
+            ))?;
+            out(&format!("{on}first difference: {}", verdict.first_difference.as_deref().unwrap_or("?")))?;
+            out(&format!("{on}likely cause: {}", verdict.likely_cause.as_deref().unwrap_or("?")))?;
+            for c in &changed_inputs {
+                out(&format!("{on}changed input: {c}"))?;
+            }
+            out(&format!("{on}full comparison: rerun with --json"))?;
+        }
     }
-    Ok(verdict.identical)
+    if args.json {
+        let v = if several {
+            json!({"identical": identical, "platforms": json_out})
+        } else {
+            let mut one = json_out.pop().unwrap_or_default();
+            if let Some(o) = one.as_object_mut() {
+                o.remove("platform");
+            }
+            one
+        };
+        out(&serde_json::to_string_pretty(&v)?)?;
+    }
+    Ok(identical)
 }

@@ -66,6 +66,10 @@ pub struct BuildArgs {
     /// After building, push the image to HOST[:PORT]/NAME[:TAG].
     #[arg(long, value_name = "REF")]
     pub push: Option<String>,
+    /// Build only this platform of a spec with `platforms:` (OS/ARCH): one
+    /// image instead of the index. Needed for docker-archive outputs.
+    #[arg(long, value_name = "OS/ARCH")]
+    pub platform: Option<String>,
     /// Sign the image's provenance and, with --push, the pushed image (and
     /// each platform image of an index) with this private key: a file or
     /// env://VAR; the password comes from STRATA_KEY_PASSWORD (or COSIGN_PASSWORD).
@@ -164,36 +168,73 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
         true => None,
         false => Some(transport.sink(&output, &spec.spec.name, &tag, PushOptions::default())?),
     };
+    // One image per platform; a spec with `platforms:` gives an index of
+    // them, unless `--platform` picks one.
+    let platforms = match &args.platform {
+        Some(p) => vec![p.clone()],
+        None => spec.platforms(),
+    };
+    let as_index = spec.is_multi_platform() && args.platform.is_none();
+    if as_index && platforms.len() > 1 && matches!(output, ImageRef::DockerArchive { .. }) {
+        anyhow::bail!(
+            "a docker-archive holds one image, and {} builds for {}\nhint: choose one with --platform (e.g. --platform {}), or write an index with -o oci:DIR or -o oci-archive:FILE",
+            spec.spec.name,
+            platforms.join(", "),
+            platforms[0]
+        );
+    }
+    let mut specs = Vec::new();
+    for p in &platforms {
+        specs.push(spec.for_platform(p)?);
+    }
     // A blob that rotted in the cache is found when it is read (and removed
     // then); the build runs once more, fetching or rebuilding what it lost.
     let mut attempt = 0;
-    let result = loop {
+    let (results, index) = 'again: loop {
         attempt += 1;
-        let result = match build(&spec, &store, &opts, reporter.clone()) {
-            Err(BuildError::Source { source: SourceError::CorruptCache { what, .. }, .. }) if attempt == 1 => {
-                eprintln!("warning: {what}: the cached copy was corrupt and has been removed; building again");
-                continue;
+        let mut results = Vec::new();
+        for one in &specs {
+            match build(one, &store, &opts, reporter.clone()) {
+                Err(BuildError::Source { source: SourceError::CorruptCache { what, .. }, .. }) if attempt == 1 => {
+                    eprintln!("warning: {what}: the cached copy was corrupt and has been removed; building again");
+                    continue 'again;
+                }
+                Err(e @ BuildError::RemoteBlob { .. }) if attempt == 1 => {
+                    eprintln!("warning: {e}; ignoring it and building again");
+                    continue 'again;
+                }
+                r => results.push(r?),
             }
-            Err(e @ BuildError::RemoteBlob { .. }) if attempt == 1 => {
-                eprintln!("warning: {e}; ignoring it and building again");
-                continue;
-            }
-            r => r?,
+        }
+        let index = match as_index && args.platform.is_none() && !matches!(output, ImageRef::DockerArchive { .. }) {
+            true => Some(strata::image::BuiltIndex::new(
+                &format!("build of {}", spec.path.display()),
+                results.iter().map(|r| r.image.clone()).collect(),
+            )?),
+            false => None,
         };
-        let Some(sink) = &sink else { break result };
-        match sink.write(&Content::of_root(&result.image)?) {
+        let Some(sink) = &sink else { break (results, index) };
+        let written = match &index {
+            Some(i) => sink.write(&Content::of_root(i)?),
+            None => sink.write(&Content::of_root(&results[0].image)?),
+        };
+        match written {
             Err(ImageError::CorruptBlob { digest, .. }) if attempt == 1 => {
                 eprintln!("warning: cached layer {digest} was corrupt and has been removed; building again");
                 continue;
             }
             r => r.with_context(|| format!("writing {shown_output}"))?,
         };
-        break result;
+        break (results, index);
     };
+    let result = &results[0];
     let image = &result.image;
-    let content = Content::of_root(image)?;
-    let digest = image.manifest.digest;
-    if !global.quiet {
+    let content = match &index {
+        Some(i) => Content::of_root(i)?,
+        None => Content::of_root(image)?,
+    };
+    let digest = index.as_ref().map(|i| i.index.digest).unwrap_or(image.manifest.digest);
+    if !global.quiet && !spec.is_multi_platform() {
         let total: u64 = result.layers.iter().map(|l| l.blob.size).sum();
         let cached = result.layers.iter().filter(|l| l.cached).count();
         if result.remote.hits > 0 || result.remote.written > 0 {
@@ -213,6 +254,22 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             human_bytes(total),
             started.elapsed().as_secs_f64(),
         );
+    } else if !global.quiet {
+        for (r, p) in results.iter().zip(&platforms) {
+            let total: u64 = r.layers.iter().map(|l| l.blob.size).sum();
+            let cached = r.layers.iter().filter(|l| l.cached).count();
+            eprintln!(
+                "built {} for {p} ({} layers, {} cached, {}) in {:.1}s: {}",
+                spec.spec.name,
+                r.layers.len(),
+                cached,
+                human_bytes(total),
+                started.elapsed().as_secs_f64(),
+                r.image.manifest.digest,
+            );
+        }
+        let what = if index.is_some() { "index" } else { "image" };
+        eprintln!("wrote the {what} {digest} → {shown_output}");
     }
     // The image just built goes to the registry as it is, with its SBOM as a
     // referrer: nothing is read back from the output.
@@ -241,6 +298,7 @@ pub fn run(args: BuildArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             "tag": tag,
             "output": shown_output,
             "manifest_digest": digest.to_string(),
+            "platforms": results.iter().zip(&platforms).map(|(r, p)| json!({"platform": p, "manifest_digest": r.image.manifest.digest.to_string()})).collect::<Vec<_>>(),
             "config_digest": image.config.digest.to_string(),
             "epoch": result.epoch,
             "layers": result.layers,

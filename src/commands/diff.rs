@@ -17,6 +17,9 @@ pub struct DiffArgs {
     /// Print the comparison as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Which image of an index (OS/ARCH).
+    #[arg(long, default_value = "linux/amd64", value_name = "OS/ARCH")]
+    pub platform: String,
 }
 
 /// Runs the comparison; `Ok(true)` when identical.
@@ -24,7 +27,8 @@ pub fn run(args: DiffArgs) -> anyhow::Result<bool> {
     let transport = super::default_transport();
     let a = transport.open(&ImageRef::parse(&args.a)?)?;
     let b = transport.open(&ImageRef::parse(&args.b)?)?;
-    let platform = Platform::linux_amd64();
+    let platform = Platform::parse(&args.platform)
+        .ok_or_else(|| anyhow::anyhow!("--platform `{}` is not OS/ARCH (e.g. linux/arm64)", args.platform))?;
     let report = strata::diff::compare(&Image::open(a.as_ref(), &platform)?, &Image::open(b.as_ref(), &platform)?)?;
     if args.json {
         out(&serde_json::to_string_pretty(&report)?)?;

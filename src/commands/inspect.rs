@@ -25,6 +25,9 @@ pub struct InspectArgs {
     /// Print the image's SBOM (SPDX 2.3 JSON) instead.
     #[arg(long, conflicts_with = "json")]
     pub sbom: bool,
+    /// Which image of an index (OS/ARCH).
+    #[arg(long, default_value = "linux/amd64", value_name = "OS/ARCH")]
+    pub platform: String,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -82,7 +85,9 @@ fn healthcheck(h: &strata::oci::Healthcheck) -> String {
 pub fn run(args: InspectArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let transport = Transport::new(args.registry.options(global)?, Arc::new(CliReporter::new(global.quiet)));
     let src = transport.open(&ImageRef::parse(&args.source)?)?;
-    let image = Image::open(src.as_ref(), &Platform::linux_amd64())?;
+    let platform = Platform::parse(&args.platform)
+        .ok_or_else(|| anyhow::anyhow!("--platform `{}` is not OS/ARCH (e.g. linux/arm64)", args.platform))?;
+    let image = Image::open(src.as_ref(), &platform)?;
     if args.sbom {
         let doc = image.sbom()?.ok_or_else(|| anyhow::anyhow!("{}: no SBOM is attached to this image\nhint: images built by strata carry one; for docker-archive outputs it is the file FILE.spdx.json beside the archive", args.source))?;
         let v: Value = serde_json::from_slice(&doc)?;

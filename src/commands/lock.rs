@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Args;
-use strata::lock::{check, display_path, load_for, lock_path, relock, RelockOptions, Stale, VerifierCheck};
+use strata::lock::{check, display_path, load_for, relock, RelockOptions, Stale, VerifierCheck};
 use strata::sources::verifier::Verifier;
 
 use super::progress::CliReporter;
@@ -52,7 +52,7 @@ pub fn run(args: LockArgs, global: &GlobalArgs) -> ExitCode {
     let error_code = if args.check { 2 } else { 1 };
     let json = args.json;
     let spec_shown = display_path(&args.spec);
-    match if args.check { check_cmd(&args, global) } else { lock_cmd(&args, global) } {
+    match each_platform(&args, global) {
         Ok(code) => code,
         Err(e) => {
             if json {
@@ -65,14 +65,37 @@ pub fn run(args: LockArgs, global: &GlobalArgs) -> ExitCode {
     }
 }
 
-/// `strata lock --check`: 0 current, 1 stale.
-fn check_cmd(args: &LockArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+/// Locks (or checks) the spec, or each platform of a multi-platform spec
+/// into its own `SPEC.<os>-<arch>.lock`; the worst exit code wins.
+fn each_platform(args: &LockArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let spec = strata::spec::load_with(&args.spec, &strata::spec::LoadOptions { context: args.context.clone() })?;
+    if !spec.is_multi_platform() {
+        return if args.check { check_cmd(args, global, spec) } else { lock_cmd(args, global, spec) };
+    }
+    if let Some(l) = spec.layers.iter().find(|l| l.entry.python.as_ref().is_some_and(|p| !p.requirements.is_empty())) {
+        anyhow::bail!(
+            "layer `{}`: `python.requirements` cannot be resolved for several platforms yet (each would rewrite the same pylock)\nhint: bring a pylock.toml that lists the wheels of every platform (wheels are chosen per platform by their tags) and leave `requirements:` out",
+            l.display_name()
+        );
+    }
+    let mut worst = 0u8;
+    for p in spec.platforms() {
+        let one = spec.for_platform(&p)?;
+        let code = if args.check { check_cmd(args, global, one)? } else { lock_cmd(args, global, one)? };
+        if code != ExitCode::SUCCESS {
+            worst = 1;
+        }
+    }
+    Ok(ExitCode::from(worst))
+}
+
+/// `strata lock --check`: 0 current, 1 stale.
+fn check_cmd(args: &LockArgs, global: &GlobalArgs, spec: strata::spec::LoadedSpec) -> anyhow::Result<ExitCode> {
     strata::lock::check_exclude_newer(&spec)?;
     let lock = load_for(&spec)?;
     let verifier = Verifier::locate(&spec, args.verifier.as_deref(), None)?;
     let changes = check(&spec, lock.as_ref(), VerifierCheck::Expect(verifier.as_ref()))?;
-    let path = lock_path(&spec.path);
+    let path = spec.lock_path();
     let shown = display_path(&spec.path);
     let status = if changes.is_empty() { "current" } else { "stale" };
     if args.json {
@@ -104,9 +127,8 @@ fn check_cmd(args: &LockArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(1))
 }
 
-fn lock_cmd(args: &LockArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+fn lock_cmd(args: &LockArgs, global: &GlobalArgs, spec: strata::spec::LoadedSpec) -> anyhow::Result<ExitCode> {
     let reporter = Arc::new(CliReporter::new(global.quiet));
-    let spec = strata::spec::load_with(&args.spec, &strata::spec::LoadOptions { context: args.context.clone() })?;
     let started = std::time::Instant::now();
     let mut net = super::net_options(global, &args.net.rewrite)?;
     net.timeouts.connect = std::time::Duration::from_secs(args.timeout.max(1));

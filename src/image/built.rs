@@ -256,3 +256,79 @@ pub fn assemble(
         store: store.clone(),
     })
 }
+
+/// Several images just built, one per platform, under an OCI image index:
+/// an [`ImageSource`] whose root is the index, so every sink writes it
+/// (children first, then the index).
+#[derive(Debug, Clone)]
+pub struct BuiltIndex {
+    /// How it is named in messages.
+    pub name: String,
+    /// The index as stored.
+    pub index: RawManifest,
+    /// The images, in the spec's platform order.
+    pub images: Vec<BuiltImage>,
+}
+
+impl BuiltIndex {
+    /// The index over `images` (each listed with its platform).
+    pub fn new(name: &str, images: Vec<BuiltImage>) -> Result<BuiltIndex, ImageError> {
+        let index = crate::oci::Index::new(images.iter().map(BuiltImage::manifest_descriptor).collect());
+        let index = RawManifest::encode(&index, media::INDEX)
+            .map_err(|source| ImageError::Json { what: "an image index", source })?;
+        Ok(BuiltIndex { name: name.to_string(), index, images })
+    }
+
+    fn holder(&self, d: &Digest) -> Option<&BuiltImage> {
+        self.images.iter().find(|i| {
+            i.manifest.digest == *d
+                || i.config.digest == *d
+                || i.layers.iter().any(|l| l.blob.digest == *d)
+                || i.attachments.iter().any(|a| a.manifest.digest == *d || a.blobs.iter().any(|(b, _)| b.digest == *d))
+        })
+    }
+}
+
+impl ImageSource for BuiltIndex {
+    fn describe(&self) -> String {
+        self.name.clone()
+    }
+
+    fn root(&self) -> Result<Descriptor, ImageError> {
+        Ok(self.index.descriptor())
+    }
+
+    fn manifest(&self, d: &Descriptor) -> Result<RawManifest, ImageError> {
+        if d.digest == self.index.digest {
+            return Ok(self.index.clone());
+        }
+        match self.holder(&d.digest) {
+            Some(i) => i.manifest(d),
+            None => Err(ImageError::MissingBlob { source_name: self.describe(), digest: d.digest, container: "index" }),
+        }
+    }
+
+    fn open_blob(&self, d: &Descriptor) -> Result<BlobReader<'_>, ImageError> {
+        match self.holder(&d.digest) {
+            Some(i) => i.open_blob(d),
+            None => Err(ImageError::MissingBlob { source_name: self.describe(), digest: d.digest, container: "index" }),
+        }
+    }
+
+    fn referrers(&self, subject: &Descriptor) -> Result<Vec<Descriptor>, ImageError> {
+        match self.images.iter().find(|i| i.manifest.digest == subject.digest) {
+            Some(i) => i.referrers(subject),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    fn discard(&self, d: &Descriptor) {
+        if let Some(i) = self.holder(&d.digest) {
+            i.discard(d);
+        }
+    }
+
+    fn blob_path(&self, d: &Descriptor) -> Option<PathBuf> {
+        self.holder(&d.digest).and_then(|i| i.blob_path(d))
+    }
+}

@@ -26,7 +26,7 @@ use crate::digest::Digest;
 use crate::error::{Hint, IoError};
 use crate::oci::{Descriptor, OciError, RawManifest};
 
-pub use built::{assemble, Attachment, BuiltImage, ImageLayer, RuntimeConfig};
+pub use built::{assemble, Attachment, BuiltImage, BuiltIndex, ImageLayer, RuntimeConfig};
 pub use content::{BlobItem, Content};
 pub use view::Image;
 

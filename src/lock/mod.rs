@@ -375,7 +375,7 @@ pub fn check(spec: &LoadedSpec, lock: Option<&Lock>, verifier: VerifierCheck<'_>
             match lock.python.get(&key) {
                 None => out.push(Change::LayerAdded { section: "python", layer: key.clone() }),
                 Some(entry) => {
-                    let now = PythonInputs::of(py);
+                    let now = PythonInputs::of(py, layer.arch);
                     let was = PythonInputs::recorded(entry);
                     out.extend(value_change(&key, "pylock", Some(&was.pylock), Some(&now.pylock)));
                     out.extend(list_change(&key, "requirements", &was.requirements, &now.requirements));
@@ -516,7 +516,7 @@ fn check_pylock(
     }
     let text = String::from_utf8_lossy(&bytes);
     let packages = pylockfile::pylock_packages(&text).map_err(|source| Error::Python { layer: key.clone(), source })?;
-    let target = Target::of(py.target.as_ref());
+    let target = Target::of(py.target.as_ref(), layer.arch);
     let missing = pylockfile::unsatisfied(&py.requirements, &packages, &target, &py.extras)
         .map_err(|source| Error::Python { layer: key.clone(), source })?;
     Ok(missing
@@ -648,7 +648,7 @@ pub fn relock(
 ) -> Result<Relocked, Error> {
     check_exclude_newer(spec)?;
     let old = load_for(spec)?;
-    let path = lock_path(&spec.path);
+    let path = spec.lock_path();
     let shown = display_path(&spec.path);
     let legacy = old.as_ref().is_some_and(Lock::is_legacy);
     let moves: BTreeSet<String> = opts.upgrade_packages.iter().cloned().collect();
@@ -804,7 +804,7 @@ fn check_upgrade_names(
 pub fn check_spec(spec: &LoadedSpec, lock: Option<&Lock>) -> Result<(), LockError> {
     for l in &spec.layers {
         if let Some(d) = &l.entry.debs {
-            debs_pins(&spec.path, lock, l, d)?;
+            debs_pins(spec, lock, l, d)?;
         }
     }
     Ok(())
@@ -894,7 +894,7 @@ pub fn for_build(
             .filter(|c| !matches!(c, Change::PylockEdited { .. }))
             .collect();
         if !changes.is_empty() {
-            let stale = Stale { lock: lock_path(&spec.path), spec: display_path(&spec.path), changes, build: true };
+            let stale = Stale { lock: spec.lock_path(), spec: display_path(&spec.path), changes, build: true };
             if !opts.unlocked {
                 return Err(stale.into());
             }
@@ -905,12 +905,12 @@ pub fn for_build(
         .layers
         .iter()
         .filter_map(|l| l.entry.debs.as_ref().map(|d| (l, d)))
-        .all(|(l, d)| debs_pins(&spec.path, lock.as_ref(), l, d).is_ok());
+        .all(|(l, d)| debs_pins(spec, lock.as_ref(), l, d).is_ok());
     if !debs_ok {
         if !opts.unlocked {
             for l in &spec.layers {
                 if let Some(d) = &l.entry.debs {
-                    debs_pins(&spec.path, lock.as_ref(), l, d)?;
+                    debs_pins(spec, lock.as_ref(), l, d)?;
                 }
             }
         }

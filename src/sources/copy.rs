@@ -124,7 +124,7 @@ pub fn patterns(globs: &[String]) -> Result<GlobSet, (usize, GlobError)> {
 }
 
 /// True when `rel` or one of its ancestors matches.
-fn matches_here_or_above(set: &GlobSet, rel: &str) -> bool {
+pub fn matches_here_or_above(set: &GlobSet, rel: &str) -> bool {
     rel.match_indices('/').any(|(i, _)| set.is_match(&rel[..i])) || set.is_match(rel)
 }
 

@@ -163,7 +163,7 @@ impl Verifier {
             if pin.sha256 != v.sha256.to_string() {
                 return Err(VerifierError::NotThePinned {
                     origin: v.origin,
-                    lock: crate::lockfile::lock_path(&spec.path),
+                    lock: spec.lock_path(),
                     locked: pin.sha256.clone(),
                     locked_size: pin.size,
                     found: v.sha256,

@@ -121,6 +121,69 @@ pub struct ResolvedLayer {
     pub node: String,
     /// The build context (canonical): host files the entry names must be in it.
     pub context: PathBuf,
+    /// The architecture of the image it is built into: its `.deb`s, wheels
+    /// and ELF files are checked against it.
+    pub arch: crate::platform::Arch,
+}
+
+impl LoadedSpec {
+    /// The architecture the image is built for (`platform:`, default
+    /// linux/amd64; the first of `platforms:`).
+    pub fn arch(&self) -> crate::platform::Arch {
+        let p = self.spec.platform.as_deref().or(self.spec.platforms.first().map(String::as_str));
+        p.and_then(|p| crate::platform::Arch::of_platform(p).ok()).unwrap_or_default()
+    }
+
+    /// The platforms the spec builds for, as written (one for `platform:`).
+    pub fn platforms(&self) -> Vec<String> {
+        if self.spec.platforms.is_empty() {
+            vec![self.spec.platform.clone().unwrap_or_else(|| crate::platform::Arch::Amd64.platform().to_string())]
+        } else {
+            self.spec.platforms.clone()
+        }
+    }
+
+    /// True for a spec with `platforms:` (an index, even of one platform).
+    pub fn is_multi_platform(&self) -> bool {
+        !self.spec.platforms.is_empty()
+    }
+
+    /// The lock file: `SPEC.lock`, or `SPEC.<os>-<arch>.lock` for one
+    /// platform of a multi-platform spec.
+    pub fn lock_path(&self) -> PathBuf {
+        self.lock_file.clone().unwrap_or_else(|| crate::lockfile::lock_path(&self.path))
+    }
+
+    /// The spec for one of its `platforms:`, as if it said `platform: P`,
+    /// locked in `SPEC.<os>-<arch>.lock`.
+    pub fn for_platform(&self, platform: &str) -> Result<LoadedSpec, SpecError> {
+        let arch = crate::platform::Arch::of_platform(platform)
+            .map_err(|m| SpecError::new(&self.path, None, None, m, None))?;
+        if !self.platforms().iter().any(|p| p == platform) {
+            return Err(SpecError::new(
+                &self.path,
+                None,
+                None,
+                format!("the spec does not build for {platform}"),
+                Some(format!("its platforms: {}", self.platforms().join(", "))),
+            ));
+        }
+        let mut s = self.clone();
+        if !self.is_multi_platform() {
+            return Ok(s);
+        }
+        s.spec.platform = Some(platform.to_string());
+        s.spec.platforms = Vec::new();
+        for l in &mut s.layers {
+            if let Some(d) = &mut l.entry.debs {
+                d.arch = None;
+            }
+            set_arch(l, arch).map_err(|m| SpecError::new(&self.path, None, None, m, None))?;
+        }
+        let suffix = platform.replace('/', "-");
+        s.lock_file = Some(self.path.with_extension(format!("{suffix}.lock")));
+        Ok(s)
+    }
 }
 
 impl ResolvedLayer {
@@ -168,6 +231,9 @@ pub struct LoadedSpec {
     pub sources: Vec<(PathBuf, String)>,
     /// The build context (canonical).
     pub context: PathBuf,
+    /// The lock file, when it is not `SPEC.lock` (one platform of a
+    /// multi-platform spec: `SPEC.<os>-<arch>.lock`).
+    pub lock_file: Option<PathBuf>,
 }
 
 const MAX_INCLUDE_DEPTH: usize = 16;
@@ -226,6 +292,32 @@ pub fn load_with(path: &Path, opts: &LoadOptions) -> Result<LoadedSpec, SpecErro
     let mut stack = vec![canonical(path)];
     expand(path, &text, &index, &base, &spec.layers, &mut layers, &mut sources, &mut stack, &mut budget)?;
     check_image(path, &text, &index, &spec)?;
+    let first = spec.platform.as_deref().or(spec.platforms.first().map(String::as_str));
+    let arch = first.map(crate::platform::Arch::of_platform).transpose().ok().flatten().unwrap_or_default();
+    for l in &mut layers {
+        if spec.platforms.len() > 1 && l.entry.debs.as_ref().is_some_and(|d| d.arch.is_some()) {
+            return Err(SpecError::new(
+                &l.file,
+                None,
+                None,
+                format!("layer `{}`: `debs.arch` cannot be given in a spec for several platforms", l.display_name()),
+                Some("leave it out: each platform's image takes its own architecture".into()),
+            ));
+        }
+        set_arch(l, arch).map_err(|m| {
+            let (ltext, lindex) = match sources.iter().find(|(p, _)| *p == l.file) {
+                Some((_, t)) => (t.as_str(), locate::index(t)),
+                None => (text.as_str(), index.clone()),
+            };
+            SpecError::new(
+                &l.file,
+                Some(ltext),
+                locate::find(&lindex, &format!("{}.debs.arch", l.node)),
+                m,
+                Some("leave `arch:` out: a `debs:` entry takes the image platform's architecture".into()),
+            )
+        })?;
+    }
     if layers.is_empty() {
         return Err(SpecError::new(
             path,
@@ -235,7 +327,7 @@ pub fn load_with(path: &Path, opts: &LoadOptions) -> Result<LoadedSpec, SpecErro
             Some("add at least one entry under `layers:` (files, dirs, tarball, debs, ... or an include)".into()),
         ));
     }
-    Ok(LoadedSpec { path: path.to_path_buf(), spec, layers, sources, context: budget.context })
+    Ok(LoadedSpec { path: path.to_path_buf(), spec, layers, sources, context: budget.context, lock_file: None })
 }
 
 /// The checksum of a spec as parsed, recorded in every image as the
@@ -475,12 +567,31 @@ fn expand(
             file: file.to_path_buf(),
             node,
             context: budget.context.clone(),
+            arch: crate::platform::Arch::default(),
         });
     }
     Ok(())
 }
 
 type Problem = (String, String, Option<String>);
+
+/// Points a layer at the image's architecture: its `debs:` take the
+/// platform's Debian architecture; one that names another is an error.
+fn set_arch(l: &mut ResolvedLayer, arch: crate::platform::Arch) -> Result<(), String> {
+    l.arch = arch;
+    if let Some(d) = &mut l.entry.debs {
+        match d.arch.as_deref() {
+            Some(a) if a != arch.deb() => {
+                return Err(format!(
+                    "`debs.arch: {a}` does not fit the image platform {arch} (Debian architecture `{}`)",
+                    arch.deb()
+                ))
+            }
+            _ => d.arch = Some(arch.deb().to_string()),
+        }
+    }
+    Ok(())
+}
 
 fn check_entry(entry: &LayerEntry, base: &Path, context: &Path) -> Result<(), Problem> {
     for (i, s) in entry.symlinks.iter().enumerate() {
@@ -546,6 +657,9 @@ fn check_entry(entry: &LayerEntry, base: &Path, context: &Path) -> Result<(), Pr
                 ));
             }
         }
+    }
+    if let Err((j, e)) = crate::sources::copy::patterns(&entry.foreign_elf) {
+        return Err((format!("foreign_elf[{j}]"), e.to_string(), Some(crate::sources::copy::GLOB_HINT.into())));
     }
     for (i, c) in entry.ca_certificates.iter().enumerate() {
         match crate::hostfs::resolve(context, base, c) {
@@ -677,12 +791,24 @@ fn check_image(
     let err =
         |node: &str, m: String, h: Option<String>| SpecError::new(path, Some(text), locate::find(index, node), m, h);
     if let Some(p) = &spec.platform {
-        if parse_platform(p).is_none() {
+        if let Err(m) = crate::platform::Arch::of_platform(p) {
+            return Err(err("platform", m, Some("e.g. `linux/amd64` or `linux/arm64`".into())));
+        }
+        if !spec.platforms.is_empty() {
             return Err(err(
-                "platform",
-                format!("platform `{p}` is not `os/arch[/variant]`"),
-                Some("e.g. `linux/amd64`".into()),
+                "platforms",
+                "`platform` and `platforms` cannot both be given".into(),
+                Some("`platform: P` for one image, `platforms: [P, Q]` for an index".into()),
             ));
+        }
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, p) in spec.platforms.iter().enumerate() {
+        let node = format!("platforms[{i}]");
+        let a = crate::platform::Arch::of_platform(p)
+            .map_err(|m| err(&node, m, Some("e.g. `[linux/amd64, linux/arm64]`".into())))?;
+        if !seen.insert(a) {
+            return Err(err(&node, format!("{p} is listed twice"), None));
         }
     }
     if let Some(c) = &spec.compression {

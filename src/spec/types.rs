@@ -157,9 +157,14 @@ pub struct ImageSpec {
     /// Optional. Tag used when the output names none. Default: `latest`.
     #[serde(default)]
     pub tag: Option<String>,
-    /// Optional. `os/arch[/variant]`. Default: `linux/amd64`.
+    /// Optional. `linux/amd64` or `linux/arm64`. Default: `linux/amd64`.
     #[serde(default)]
     pub platform: Option<String>,
+    /// Optional. Several platforms (instead of `platform`): the result is an
+    /// OCI image index with one full image per platform, each locked in
+    /// `SPEC.<os>-<arch>.lock`. Default: none.
+    #[serde(default)]
+    pub platforms: Vec<String>,
     /// Optional. Seconds since 1970-01-01 used for every file's mtime and the
     /// image's `created` time. `SOURCE_DATE_EPOCH` overrides it. Default: 0.
     #[serde(default)]
@@ -272,6 +277,12 @@ pub struct LayerEntry {
     /// through it instead.
     #[serde(default)]
     pub replace_symlinks: Vec<ImagePath>,
+    /// Optional. Globs of image paths (`/lib/firmware/**`, `**/*.elf`) whose
+    /// ELF executables and shared objects may be built for another CPU than
+    /// the image's platform, for deliberate cases such as firmware or
+    /// emulator payloads. Any other such file is an error. Default: none.
+    #[serde(default)]
+    pub foreign_elf: Vec<String>,
 }
 
 impl LayerEntry {
@@ -778,7 +789,9 @@ pub struct DebsSpec {
     /// suite `bookworm-security`, optional).
     #[serde(default)]
     pub archives: Option<Vec<DebArchive>>,
-    /// Optional. Debian architecture. Default: `amd64`.
+    /// Optional. Debian architecture; it must be the image platform's
+    /// (`amd64` for `linux/amd64`, `arm64` for `linux/arm64`). Default: the
+    /// platform's.
     #[serde(default)]
     pub arch: Option<String>,
     /// Optional. OpenPGP keyring (binary or armored) that signs the

@@ -8,6 +8,7 @@ mod debs_support;
 mod wheels_support;
 
 mod airgap;
+mod arm64_real;
 mod audit;
 mod build;
 mod bytecode;
@@ -26,6 +27,8 @@ mod inspect;
 mod integrity;
 mod locked;
 mod merged_usr;
+mod multi_platform;
+mod platform_checks;
 mod relock;
 mod sbom;
 mod ssh;

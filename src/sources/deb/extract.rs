@@ -35,6 +35,9 @@ pub struct DebMeta {
 pub struct ExtractOptions {
     /// Map `/bin`, `/sbin`, `/lib*` into `/usr`.
     pub merged_usr: bool,
+    /// The image's architecture: a package whose `Architecture:` is
+    /// neither it nor `all` is refused before anything is unpacked.
+    pub arch: Option<crate::platform::Arch>,
 }
 
 const MAX_CONTROL: u64 = 64 << 20;
@@ -161,6 +164,18 @@ pub fn read_deb(
                 let Some(m) = &meta else {
                     return Err(msg(label, "data.tar comes before control.tar"));
                 };
+                if let Some(arch) = opts.arch {
+                    let found = control_field(&m.control, "Architecture").unwrap_or_default();
+                    if !arch.fits_deb(&found) {
+                        return Err(msg(
+                            label,
+                            format!(
+                                "the package is for architecture `{found}` (its control file says so), but the image is for {arch} (Debian `{}` or `all`)",
+                                arch.deb()
+                            ),
+                        ));
+                    }
+                }
                 let origin: Arc<str> = Arc::from(format!("deb {} {}", m.package, m.version));
                 let what = format!("{label} {n}");
                 {
@@ -182,6 +197,13 @@ pub fn read_deb(
         return Err(msg(label, "no data.tar member"));
     }
     Ok(meta)
+}
+
+/// A field of a control file's first paragraph.
+fn control_field(control: &[u8], name: &str) -> Option<String> {
+    let text = String::from_utf8_lossy(control);
+    let para = parse_paragraphs(&text, "control").ok()?.into_iter().next()?;
+    para.get(name).map(|v| v.trim().to_string())
 }
 
 fn read_control(r: &mut (impl Read + Send), label: &str) -> Result<DebMeta, SourceError> {

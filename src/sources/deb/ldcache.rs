@@ -184,17 +184,19 @@ pub struct ElfLib {
     pub needed: Vec<String>,
 }
 
-/// Parses a 64-bit little-endian x86-64 shared object; `None` for anything
-/// else (other classes, machines, executables, non-ELF files).
-pub fn parse_elf(b: &[u8]) -> Option<ElfLib> {
+/// Parses a 64-bit little-endian shared object for ELF machine `machine`
+/// (62 x86-64, 183 AArch64); `None` for anything else (other classes,
+/// machines, executables, non-ELF files): ldconfig leaves out libraries of
+/// other machines.
+pub fn parse_elf(b: &[u8], machine: u16) -> Option<ElfLib> {
     if b.len() < 64 || &b[..4] != b"\x7fELF" || b[4] != 2 || b[5] != 1 {
         return None;
     }
     let u16_at = |o: usize| b.get(o..o + 2).map(|s| u16::from_le_bytes([s[0], s[1]]));
     let u32_at = |o: usize| b.get(o..o + 4).map(|s| u32::from_le_bytes(s.try_into().unwrap_or([0; 4])));
     let u64_at = |o: usize| b.get(o..o + 8).map(|s| u64::from_le_bytes(s.try_into().unwrap_or([0; 8])));
-    if u16_at(16)? != 3 || u16_at(18)? != 62 {
-        return None; // not ET_DYN, or not EM_X86_64
+    if u16_at(16)? != 3 || u16_at(18)? != machine {
+        return None; // not ET_DYN, or another machine
     }
     let phoff = u64_at(32)? as usize;
     let phentsize = u16_at(54)? as usize;
@@ -308,6 +310,15 @@ mod tests {
         assert!(out.status.success(), "{text}");
         assert!(text.contains("2 libs found in cache"), "{text}");
         assert!(text.contains("libc.so.6 (libc6,x86-64) => /lib/x86_64-linux-gnu/libc.so.6"), "{text}");
+
+        // An arm64 image's cache: glibc names the entries' flags AArch64.
+        let flags = crate::platform::Arch::Arm64.ldcache_flags();
+        let e = |k: &str, p: &str| CacheEntry { key: k.into(), path: p.into(), flags };
+        fs_err::write(&f, write_cache(&[e("libc.so.6", "/lib/aarch64-linux-gnu/libc.so.6")])).unwrap();
+        let out = std::process::Command::new(ldconfig).arg("-p").arg("-C").arg(&f).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("libc.so.6 (libc6,AArch64) => /lib/aarch64-linux-gnu/libc.so.6"), "{text}");
     }
 
     #[test]
@@ -320,14 +331,15 @@ mod tests {
             return;
         };
         let b = fs_err::read(p).unwrap();
-        let elf = parse_elf(&b).unwrap();
+        let elf = parse_elf(&b, 62).unwrap();
         assert_eq!(elf.soname.as_deref(), Some("libc.so.6"));
         // glibc's libc links against the dynamic loader.
         assert!(elf.needed.iter().any(|n| n.starts_with("ld-linux")), "{:?}", elf.needed);
-        assert_eq!(parse_elf(b"not elf"), None);
+        assert_eq!(parse_elf(&b, 183), None);
+        assert_eq!(parse_elf(b"not elf", 62), None);
         // Truncated input never panics.
         for n in [0, 16, 63, 64, 70, 200, 4096] {
-            let _ = parse_elf(&b[..n.min(b.len())]);
+            let _ = parse_elf(&b[..n.min(b.len())], 62);
         }
     }
 }

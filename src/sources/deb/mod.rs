@@ -76,13 +76,41 @@ impl Source for Debs<'_> {
             .collect()
     }
 
+    fn check(&self) -> Result<(), SourceError> {
+        let Some(pins) = self.pins else { return Ok(()) };
+        let arch = self.layer.arch;
+        if pins.arch != arch.deb() {
+            return Err(SourceError::Message(format!(
+                "the lock resolved the `debs:` of layer `{}` for architecture `{}`, but the image is for {arch}\nhint: run `strata lock SPEC` to resolve them for `{}`",
+                crate::lockfile::layer_key(self.layer),
+                pins.arch,
+                arch.deb()
+            )));
+        }
+        if let Some(p) = pins.packages.iter().find(|p| !arch.fits_deb(&p.arch)) {
+            return Err(SourceError::Message(format!(
+                "{}_{}_{}.deb is for architecture `{}`, but the image is for {arch} (Debian `{}` or `all`)\nhint: the lock file was edited; run `strata lock SPEC` again",
+                p.name,
+                p.version,
+                p.arch,
+                p.arch,
+                arch.deb()
+            )));
+        }
+        Ok(())
+    }
+
     fn plan(&self) -> Result<Vec<Part<'_>>, SourceError> {
         let pins = self.pins()?;
         let merged_usr = self.spec.merged_usr.unwrap_or(true);
         let standins = self.spec.standins.unwrap_or(true);
+        let arch = self.layer.arch;
         // v2: cached layers record the ld.so.cache they leave (ldlayers);
         // entries from before that would pass none on, so they are not reused.
         let mut fp = format!("debs-v2 merged_usr={merged_usr} standins={standins}\n");
+        if arch != crate::platform::Arch::Amd64 {
+            fp.push_str(&format!("arch {}\n", arch.deb()));
+        }
         let mut list = Vec::new();
         let mut packages = Vec::new();
         // The purl `distro` qualifier: the release codename of the first
@@ -115,7 +143,7 @@ impl Source for Debs<'_> {
             });
         }
         let populate = move |ctx: &Context<'_>, tree: &mut crate::tree::Tree| -> Result<(), SourceError> {
-            let opts = extract::ExtractOptions { merged_usr };
+            let opts = extract::ExtractOptions { merged_usr, arch: Some(arch) };
             for (pin, digest) in &list {
                 let label = format!("{}_{}_{}.deb", pin.name, pin.version, pin.arch);
                 let meta =
@@ -129,7 +157,7 @@ impl Source for Debs<'_> {
                 extract::register(&meta, tree)?;
             }
             if standins {
-                standins::apply(tree, merged_usr)?;
+                standins::apply(tree, merged_usr, arch)?;
             } else if merged_usr {
                 standins::apply_merged_usr_links(tree)?;
             }

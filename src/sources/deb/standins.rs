@@ -21,7 +21,7 @@ use crate::sources::SourceError;
 use crate::tree::{Entry, Kind, Tree, TreePath};
 
 use super::extract::MERGED_DIRS;
-use super::ldcache::{looks_like_dso, parse_elf, write_cache, CacheEntry, FLAG_X86_64_LIBC6};
+use super::ldcache::{looks_like_dso, parse_elf, write_cache, CacheEntry};
 
 fn tp(s: &str) -> Result<TreePath, SourceError> {
     TreePath::from_image_path(s).map_err(|e| SourceError::Message(format!("stand-ins: {e}")))
@@ -98,17 +98,18 @@ pub const CA_BUNDLE: &str = "etc/ssl/certs/ca-certificates.crt";
 /// base that local certificates are added to, see [`crate::sources::cacerts`]).
 pub const CA_STANDIN_ORIGIN: &str = "debs stand-ins";
 
-/// Applies every stand-in. `merged_usr` adds the top-level links.
-pub fn apply(tree: &mut Tree, merged_usr: bool) -> Result<(), SourceError> {
+/// Applies every stand-in for an image of `arch`. `merged_usr` adds the
+/// top-level links.
+pub fn apply(tree: &mut Tree, merged_usr: bool, arch: crate::platform::Arch) -> Result<(), SourceError> {
     let origin: Arc<str> = Arc::from(CA_STANDIN_ORIGIN);
     if merged_usr {
         apply_merged_usr_links(tree)?;
     }
     tree.insert(tp("tmp")?, Entry::dir(0o1777, &origin))?;
     python(tree, &origin)?;
-    ca_bundle(tree, &origin)?;
+    ca_bundle(tree, &origin, arch)?;
     accounts(tree, &origin)?;
-    ld_cache(tree, &origin)?;
+    ld_cache(tree, &origin, arch)?;
     Ok(())
 }
 
@@ -135,7 +136,7 @@ fn python(tree: &mut Tree, origin: &Arc<str>) -> Result<(), SourceError> {
     Ok(())
 }
 
-fn ca_bundle(tree: &mut Tree, origin: &Arc<str>) -> Result<(), SourceError> {
+fn ca_bundle(tree: &mut Tree, origin: &Arc<str>, arch: crate::platform::Arch) -> Result<(), SourceError> {
     let base = "usr/share/ca-certificates/";
     let certs: Vec<String> = tree
         .iter()
@@ -181,7 +182,8 @@ fn ca_bundle(tree: &mut Tree, origin: &Arc<str>) -> Result<(), SourceError> {
     tree.insert(tp(CA_BUNDLE)?, Entry::bytes(bundle, 0o644, origin))?;
     // Only libssl3 installed (no `openssl` package): OpenSSL's default
     // OPENSSLDIR /usr/lib/ssl would be missing, so link it as openssl does.
-    let has_libssl = tree.iter().any(|(p, _)| p.as_str().starts_with("usr/lib/x86_64-linux-gnu/libssl.so."));
+    let libssl = format!("usr/lib/{}/libssl.so.", arch.multiarch());
+    let has_libssl = tree.iter().any(|(p, _)| p.as_str().starts_with(&libssl));
     if has_libssl && resolve_path(tree, "usr/lib/ssl").is_none_or(|p| tree.get(&p).is_none()) {
         tree.insert(tp("usr/lib/ssl/certs")?, Entry::symlink("/etc/ssl/certs", origin))?;
         tree.insert(tp("usr/lib/ssl/cert.pem")?, Entry::symlink("/etc/ssl/certs/ca-certificates.crt", origin))?;
@@ -206,8 +208,8 @@ fn accounts(tree: &mut Tree, origin: &Arc<str>) -> Result<(), SourceError> {
 
 /// Library directories in ldconfig's order: `/etc/ld.so.conf` (with its
 /// `include` globs of the form `DIR/*.conf`), else `/etc/ld.so.conf.d/*.conf`,
-/// then the trusted system directories.
-fn library_dirs(tree: &Tree) -> Result<Vec<String>, SourceError> {
+/// then the trusted system directories (the multiarch ones of `arch`).
+fn library_dirs(tree: &Tree, arch: crate::platform::Arch) -> Result<Vec<String>, SourceError> {
     let mut dirs = Vec::new();
     let conf_files = |dir: &str| -> Vec<TreePath> {
         let prefix = format!("{}/", dir.trim_matches('/'));
@@ -249,17 +251,20 @@ fn library_dirs(tree: &Tree) -> Result<Vec<String>, SourceError> {
             }
         }
     }
-    for d in ["/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib", "/usr/lib"] {
-        dirs.push(d.to_string());
+    let m = arch.multiarch();
+    for d in [format!("/lib/{m}"), format!("/usr/lib/{m}"), "/lib".into(), "/usr/lib".into()] {
+        dirs.push(d);
     }
     Ok(dirs)
 }
 
-fn ld_cache(tree: &mut Tree, origin: &Arc<str>) -> Result<(), SourceError> {
+/// `/etc/ld.so.cache` as `ldconfig` of `arch` writes it: the shared objects
+/// of that machine in the library directories, with its entry flags.
+fn ld_cache(tree: &mut Tree, origin: &Arc<str>, arch: crate::platform::Arch) -> Result<(), SourceError> {
     let mut seen = std::collections::BTreeSet::new();
     let mut entries = Vec::new();
     let mut soname_cache: BTreeMap<TreePath, Option<String>> = BTreeMap::new();
-    for d in library_dirs(tree)? {
+    for d in library_dirs(tree, arch)? {
         let shown = format!("/{}", d.trim_matches('/'));
         let Some(real) = resolve_path(tree, &d) else { continue };
         if !matches!(tree.get(&real).map(|e| &e.kind), Some(Kind::Dir { .. })) || !seen.insert(real.clone()) {
@@ -276,7 +281,8 @@ fn ld_cache(tree: &mut Tree, origin: &Arc<str>) -> Result<(), SourceError> {
             let Some(file) = resolve_path(tree, &format!("{prefix}{name}")) else { continue };
             if !soname_cache.contains_key(&file) {
                 let so = match read_all(tree, &file)? {
-                    Some(b) => parse_elf(&b).map(|e| e.soname.unwrap_or_else(|| file.file_name().to_string())),
+                    Some(b) => parse_elf(&b, arch.elf_machine())
+                        .map(|e| e.soname.unwrap_or_else(|| file.file_name().to_string())),
                     None => None,
                 };
                 soname_cache.insert(file.clone(), so);
@@ -295,7 +301,7 @@ fn ld_cache(tree: &mut Tree, origin: &Arc<str>) -> Result<(), SourceError> {
                 soname.clone()
             };
             let path = if key == name { format!("{shown}/{name}") } else { format!("{shown}/{key}") };
-            let entry = CacheEntry { key, path, flags: FLAG_X86_64_LIBC6 };
+            let entry = CacheEntry { key, path, flags: arch.ldcache_flags() };
             if !entries.contains(&entry) {
                 entries.push(entry);
             }

@@ -179,7 +179,7 @@ pub fn lock_entry(
         message: format!("python lock {}: {e}", src.lock_path().display()),
         hint: Some(e.hint().into()),
     })?;
-    let inputs = PythonInputs::of(py);
+    let inputs = PythonInputs::of(py, layer.arch);
     let old = match crate::hostfs::read_bounded(&path, super::pylock::MAX_PYLOCK_BYTES, "a lock file") {
         Ok(b) => Some(b),
         Err(crate::hostfs::HostPathError::Missing { .. }) => None,

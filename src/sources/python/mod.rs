@@ -152,7 +152,7 @@ pub struct PlannedWheel {
 impl<'a> Python<'a> {
     /// The source of `spec` in `layer`, for the target it names (or the default).
     pub fn new(spec: &'a PythonSpec, layer: &'a ResolvedLayer) -> Python<'a> {
-        let target = Target::of(spec.target.as_ref());
+        let target = Target::of(spec.target.as_ref(), layer.arch);
         let scheme = Scheme::debian(target.python);
         Python { spec, layer, target, scheme, recorded: None, selection: OnceLock::new() }
     }
@@ -494,7 +494,9 @@ pub fn companion_build(
     let extensions = zip.entries.iter().filter(|e| e.name.starts_with(&prefix) && e.name.ends_with(".so"));
     for e in extensions.take(64) {
         let bytes = read(e, 256 << 20)?;
-        if let Some(elf) = crate::sources::deb::ldcache::parse_elf(&bytes) {
+        if let Some(elf) = crate::sources::deb::ldcache::parse_elf(&bytes, 62)
+            .or_else(|| crate::sources::deb::ldcache::parse_elf(&bytes, 183))
+        {
             for n in elf.needed.into_iter().filter(|n| crate::cuda::cudart_major(n).is_some()) {
                 cudart.push((e.name.clone(), n));
             }

@@ -31,9 +31,10 @@ impl Default for Target {
 }
 
 impl Target {
-    /// The target a `python:` entry names (`target:`), else the default.
-    pub fn of(spec: Option<&crate::spec::PythonTargetSpec>) -> Target {
-        let d = Target::default();
+    /// The target a `python:` entry names (`target:`), else the default,
+    /// on the image's architecture.
+    pub fn of(spec: Option<&crate::spec::PythonTargetSpec>, arch: crate::platform::Arch) -> Target {
+        let d = Target { arch: arch.python_machine().to_string(), ..Target::default() };
         match spec {
             None => d,
             Some(t) => Target {

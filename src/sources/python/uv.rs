@@ -205,8 +205,16 @@ mod tests {
             python: crate::spec::CPythonVersion(3, 13, 5),
             glibc: Some(crate::spec::GlibcVersion(2, 41)),
         };
-        let a =
-            compile_args(&spec, &Target::of(Some(&t)), Path::new("r"), Path::new("o"), "x", &none).unwrap().join(" ");
+        let a = compile_args(
+            &spec,
+            &Target::of(Some(&t), crate::platform::Arch::Amd64),
+            Path::new("r"),
+            Path::new("o"),
+            "x",
+            &none,
+        )
+        .unwrap()
+        .join(" ");
         assert!(a.contains("--python-platform x86_64-manylinux_2_41 --python-version 3.13 "), "{a}");
         let ups = ["numpy".to_string()];
         let links = Path::new("/links");

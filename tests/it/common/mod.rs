@@ -436,3 +436,15 @@ pub fn runc_run(layout: &Path, tag: &str, work: &Path, args: &[&str], host_netwo
 }
 
 static N_BUNDLE: AtomicUsize = AtomicUsize::new(0);
+
+/// True (after a note) when a build failed only because the archive has
+/// dropped a pinned artifact since it was locked (a superseded .deb): the
+/// tests that build real Debian images test the image, not today's archive.
+pub fn pin_gone_from_archive(o: &Output, lock: &str) -> bool {
+    let err = String::from_utf8_lossy(&o.stderr);
+    let gone = !o.status.success() && err.contains(": HTTP 404") && err.contains("the file is gone from this URL");
+    if gone {
+        eprintln!("note: skipping: a pinned artifact of {lock} is gone from the archive; re-lock it\n{err}");
+    }
+    gone
+}

@@ -251,24 +251,53 @@ pub use crate::common::Server;
 /// Publishes packages as suite `stable` of an archive rooted at `/debian`.
 /// Returns the archive URL.
 pub fn publish(server: &Server, key: &TestKey, pkgs: &[Pkg]) -> String {
-    let mut packages = String::new();
-    for p in pkgs {
-        let deb = p.deb();
-        let pool = format!("pool/main/{}/{}_{}_{}.deb", p.name, p.name, p.version, p.arch);
-        packages.push_str(&p.control());
-        packages.push_str(&format!("Filename: {pool}\nSize: {}\nSHA256: {}\n\n", deb.len(), sha256_hex(&deb)));
-        server.put(&format!("/debian/{pool}"), deb);
+    publish_archs(server, key, pkgs, &["amd64"])
+}
+
+/// Publishes packages for several architectures: each `binary-ARCH/Packages`
+/// lists the packages of that architecture and those of `all`.
+pub fn publish_archs(server: &Server, key: &TestKey, pkgs: &[Pkg], archs: &[&str]) -> String {
+    let entries: Vec<(String, String, Vec<u8>)> = pkgs.iter().map(|p| (p.arch.clone(), p.control(), p.deb())).collect();
+    publish_entries(server, key, &entries, archs)
+}
+
+/// Publishes `(index architecture, control paragraph, .deb bytes)` entries
+/// as given: the index may say what the .deb does not.
+pub fn publish_entries(
+    server: &Server,
+    key: &TestKey,
+    entries: &[(String, String, Vec<u8>)],
+    archs: &[&str],
+) -> String {
+    let mut sums = String::new();
+    for arch in archs {
+        let mut packages = String::new();
+        for (a, control, deb) in entries {
+            if a != arch && a != "all" {
+                continue;
+            }
+            let field = |f: &str| control.lines().find_map(|l| l.strip_prefix(f)).unwrap_or_default().to_string();
+            let (name, version) = (field("Package: "), field("Version: "));
+            let pool = format!("pool/main/{name}/{name}_{version}_{a}.deb");
+            packages.push_str(control);
+            packages.push_str(&format!("Filename: {pool}\nSize: {}\nSHA256: {}\n\n", deb.len(), sha256_hex(deb)));
+            server.put(&format!("/debian/{pool}"), deb.clone());
+        }
+        let (xz, _) = compress(Comp::Xz, packages.as_bytes());
+        let (gz, _) = compress(Comp::Gz, packages.as_bytes());
+        server.put(&format!("/debian/dists/stable/main/binary-{arch}/Packages.xz"), xz.clone());
+        server.put(&format!("/debian/dists/stable/main/binary-{arch}/Packages.gz"), gz.clone());
+        sums.push_str(&format!(
+            " {} {} main/binary-{arch}/Packages.xz\n {} {} main/binary-{arch}/Packages.gz\n",
+            sha256_hex(&xz),
+            xz.len(),
+            sha256_hex(&gz),
+            gz.len()
+        ));
     }
-    let (xz, _) = compress(Comp::Xz, packages.as_bytes());
-    let (gz, _) = compress(Comp::Gz, packages.as_bytes());
-    server.put("/debian/dists/stable/main/binary-amd64/Packages.xz", xz.clone());
-    server.put("/debian/dists/stable/main/binary-amd64/Packages.gz", gz.clone());
     let release = format!(
-        "Origin: Test\nSuite: stable\nCodename: test\nDate: Sat, 01 Nov 2025 10:00:00 UTC\nArchitectures: amd64\nComponents: main\nSHA256:\n {} {} main/binary-amd64/Packages.xz\n {} {} main/binary-amd64/Packages.gz\n",
-        sha256_hex(&xz),
-        xz.len(),
-        sha256_hex(&gz),
-        gz.len()
+        "Origin: Test\nSuite: stable\nCodename: test\nDate: Sat, 01 Nov 2025 10:00:00 UTC\nArchitectures: {}\nComponents: main\nSHA256:\n{sums}",
+        archs.join(" ")
     );
     server.put("/debian/dists/stable/Release", release.as_bytes().to_vec());
     server.put("/debian/dists/stable/InRelease", key.clearsign(&release).into_bytes());
@@ -312,8 +341,14 @@ impl Project {
 
 /// Files of the single layer of an OCI layout: path → (type, mode, content or link target).
 pub fn layer_files(oci_dir: &Path) -> BTreeMap<String, (char, u32, Vec<u8>)> {
+    layer_files_for(oci_dir, "linux/amd64")
+}
+
+/// Files of every layer of the image for `platform` (`os/arch`) of an OCI layout.
+pub fn layer_files_for(oci_dir: &Path, platform: &str) -> BTreeMap<String, (char, u32, Vec<u8>)> {
     let src = strata::image::layout::Layout::open(oci_dir, None, format!("oci:{}", oci_dir.display()));
-    let image = strata::image::Image::open(&src, &strata::oci::Platform::linux_amd64()).unwrap();
+    let want = strata::oci::Platform::parse(platform).unwrap();
+    let image = strata::image::Image::open(&src, &want).unwrap();
     let mut out = BTreeMap::new();
     for l in image.layers() {
         let r = image.open_blob(l).unwrap();

@@ -593,6 +593,7 @@ impl Below {
 /// order) and written by up to `threads` workers at once (a spliced layer
 /// is mostly inflating and hashing on one core). Blob bytes do not depend
 /// on the threads, and the result keeps the planned order.
+#[allow(clippy::too_many_arguments)] // one call site; the state carried between runs of layers
 fn write_layers(
     layers: Vec<PlannedLayer<'_>>,
     ctx: &Context<'_>,

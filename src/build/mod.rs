@@ -306,15 +306,52 @@ pub fn build(
         .prefix("build-")
         .tempdir_in(store.tmp_dir())
         .map_err(crate::error::io_err::<BuildError>("creating scratch directory in", &store.tmp_dir()))?;
-    let ctx = Context { store, scratch: scratch.path().to_path_buf(), reporter: reporter.as_ref() };
+    let ctx = Context { store, scratch: scratch.path().to_path_buf(), reporter: reporter.as_ref(), lower: Vec::new() };
     let record_plan = |s: &dyn crate::sources::Source, parts: &[crate::sources::Part<'_>]| {
         if let (Some(r), Some(inputs)) = (cache.remote.filter(|r| r.writes()), s.plan_inputs()) {
             let parts: Vec<_> = parts.iter().map(plan::RecordedPart::of).collect();
             r.record_plan(&remote::plan_key(&inputs), &parts, store, reporter.as_ref());
         }
     };
-    let layers = plan::plan(spec, &sources, inputs.verifier.as_ref(), &ctx, &recorded, &record_plan)?;
-    let written = write_layers(layers, &ctx, &settings, &cache, opts.threads, spec.arch(), reporter.as_ref())?;
+    let mut layers = plan::plan(spec, &sources, inputs.verifier.as_ref(), &ctx, &recorded, &record_plan)?;
+    // A `bytecode:` layer reads the blobs of every layer below it: the
+    // layers are written in runs that end before each one.
+    let mut written: Vec<WrittenLayer> = Vec::new();
+    let mut below = Below::default();
+    while !layers.is_empty() {
+        let is_bytecode = |l: &PlannedLayer<'_>| l.entry.is_some_and(|e| e.entry.bytecode.is_some());
+        let cut = layers.iter().skip(1).position(is_bytecode).map_or(layers.len(), |i| i + 1);
+        let rest = layers.split_off(cut);
+        if layers.first().is_some_and(is_bytecode) {
+            // Layers found in the registry cache may have no bytes here yet.
+            if let Some(r) = cache.remote {
+                for w in written.iter().filter(|w| w.remote && !store.contains(&w.blob.digest)) {
+                    r.materialize(&w.blob, store).map_err(|message| BuildError::RemoteBlob {
+                        layer: w.name.clone(),
+                        digest: w.blob.digest,
+                        message,
+                    })?;
+                }
+            }
+        }
+        let run_ctx = Context {
+            store,
+            scratch: ctx.scratch.clone(),
+            reporter: reporter.as_ref(),
+            lower: written.iter().map(|w| w.blob.clone()).collect(),
+        };
+        written.extend(write_layers(
+            layers,
+            &run_ctx,
+            &settings,
+            &cache,
+            opts.threads,
+            spec.arch(),
+            reporter.as_ref(),
+            &mut below,
+        )?);
+        layers = rest;
+    }
 
     // Layers found in the registry: their bytes, when the output needs
     // them (verified, diff_id too), then remembered locally; and every
@@ -556,6 +593,7 @@ impl Below {
 /// order) and written by up to `threads` workers at once (a spliced layer
 /// is mostly inflating and hashing on one core). Blob bytes do not depend
 /// on the threads, and the result keeps the planned order.
+#[allow(clippy::too_many_arguments)] // one call site; the state carried between runs of layers
 fn write_layers(
     layers: Vec<PlannedLayer<'_>>,
     ctx: &Context<'_>,
@@ -564,6 +602,7 @@ fn write_layers(
     threads: usize,
     arch: crate::platform::Arch,
     reporter: &dyn Reporter,
+    below: &mut Below,
 ) -> Result<Vec<WrittenLayer>, BuildError> {
     enum Item {
         Cached(LayerBlob, bool, Digest, LayerEffects),
@@ -577,7 +616,6 @@ fn write_layers(
         names.push(name);
         queue.push(Some((parts, entry)));
     }
-    let mut below = Below::default();
     let written = crate::pool::run_ordered(
         queue.len(),
         threads.clamp(1, MAX_PARALLEL_LAYERS),

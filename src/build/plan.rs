@@ -105,6 +105,30 @@ pub fn plan<'s>(
             });
         }
     }
+    // A `bytecode:` layer is made from every layer below it: their
+    // fingerprints are part of its own. It runs the image's interpreter,
+    // so it needs a machine of the image's architecture.
+    let mut below = String::new();
+    for l in &mut layers {
+        if let Some(resolved) = l.entry.filter(|e| e.entry.bytecode.is_some()) {
+            let platform = spec.spec.platform.as_deref().unwrap_or("linux/amd64");
+            let arch = crate::spec::parse_platform(platform).map(|(_, a, _)| a).unwrap_or_default();
+            let host = crate::sources::bytecode::host_arch();
+            if arch != host {
+                return Err(BuildError::source(resolved, &l.name, SourceError::Message(format!(
+                    "`bytecode:` runs the image's own Python, which needs a {arch} machine; this one is {host}\nhint: build this spec on a {arch} machine, or leave `bytecode:` out of cross-architecture builds"
+                ))));
+            }
+            let digest = crate::digest::Digest::of(below.as_bytes());
+            for p in &mut l.parts {
+                p.fingerprint.push_str(&format!("below {digest}\n"));
+            }
+        }
+        for p in &l.parts {
+            below.push_str(&p.fingerprint);
+            below.push('\n');
+        }
+    }
     if let Some(v) = verifier {
         let parts = v.plan().map_err(|source| BuildError::Verifier { source })?;
         layers.push(PlannedLayer { name: "strata-verify".into(), parts, entry: None });

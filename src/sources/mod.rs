@@ -7,6 +7,7 @@
 //! cache already holds a layer with that fingerprint.
 
 pub mod accounts;
+pub mod bytecode;
 pub mod cacerts;
 pub mod copy;
 pub mod deb;
@@ -32,6 +33,9 @@ pub struct Context<'a> {
     pub scratch: PathBuf,
     /// Progress.
     pub reporter: &'a dyn Reporter,
+    /// The blobs of the layers below the one being filled, bottom first
+    /// (given to `bytecode:` layers only; empty for the others).
+    pub lower: Vec<crate::layer::LayerBlob>,
 }
 
 /// Why a source failed.
@@ -210,6 +214,9 @@ pub fn sources_of<'a>(layer: &'a ResolvedLayer, lock: Option<&'a Lock>) -> Vec<B
     }
     if !e.ca_certificates.is_empty() {
         v.push(Box::new(cacerts::CaCertificates { layer }));
+    }
+    if let Some(b) = &e.bytecode {
+        v.push(Box::new(bytecode::Bytecode { spec: b, layer }));
     }
     v
 }

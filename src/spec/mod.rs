@@ -548,7 +548,7 @@ fn expand(
         }
         if !entry.has_sources() {
             return Err(err("", "this layer entry has no source".into(),
-                Some("give it `files`, `dirs`, `symlinks`, `copy`, `tarball`, `accounts`, `debs`, `python` or `ca_certificates`, or `include:` a layer file".into())));
+                Some("give it `files`, `dirs`, `symlinks`, `copy`, `tarball`, `accounts`, `debs`, `python`, `bytecode` or `ca_certificates`, or `include:` a layer file".into())));
         }
         if out.len() >= crate::sources::python::layering::MAX_IMAGE_LAYERS {
             return Err(err(
@@ -729,6 +729,24 @@ fn check_entry(entry: &LayerEntry, base: &Path, context: &Path) -> Result<(), Pr
         crate::sources::python::check_spec(py).map_err(|(sub, m, h)| {
             (if sub.is_empty() { "python".to_string() } else { format!("python.{sub}") }, m, h)
         })?;
+    }
+    if entry.bytecode.is_some() {
+        let others = !entry.files.is_empty()
+            || !entry.dirs.is_empty()
+            || !entry.symlinks.is_empty()
+            || !entry.copy.is_empty()
+            || !entry.ca_certificates.is_empty()
+            || entry.tarball.is_some()
+            || entry.accounts.is_some()
+            || entry.debs.is_some()
+            || entry.python.is_some();
+        if others {
+            return Err((
+                "bytecode".into(),
+                "`bytecode:` compiles the layers below it and must be the only source of its layer entry".into(),
+                Some("put `bytecode:` in an entry of its own after the layers it compiles".into()),
+            ));
+        }
     }
     if let Some(a) = &entry.accounts {
         let mut names = std::collections::BTreeSet::new();

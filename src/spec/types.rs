@@ -260,6 +260,12 @@ pub struct LayerEntry {
     /// pip. Splits into several layers, so it must be the entry's only source.
     #[serde(default)]
     pub python: Option<PythonSpec>,
+    /// Optional. Precompiled bytecode (`__pycache__/*.pyc`, hash-based) for
+    /// the standard library and every installed package of the layers
+    /// below, made at build time by the image's own interpreter in a
+    /// sandbox (see docs/reproducibility.md). Must be the entry's only source.
+    #[serde(default)]
+    pub bytecode: Option<BytecodeSpec>,
     /// Optional. CA certificates (PEM files in the build context, relative to
     /// this file) installed as `/usr/local/share/ca-certificates/NAME.crt`
     /// and added to the image's CA bundle, as `update-ca-certificates` does.
@@ -291,6 +297,7 @@ impl LayerEntry {
             || self.accounts.is_some()
             || self.debs.is_some()
             || self.python.is_some()
+            || self.bytecode.is_some()
     }
 }
 
@@ -492,6 +499,45 @@ pub struct GpuSpec {
     /// toolkit refuses to start the image on an older driver. Default: false.
     #[serde(default)]
     pub require_cuda_env: bool,
+}
+
+/// How a precompiled `.pyc` is checked against its source at import time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Invalidation {
+    /// The `.pyc` holds a hash of its source; Python hashes the source at
+    /// each import and recompiles (in memory, when it cannot write) if it
+    /// changed. Safe when sources are edited in a container.
+    #[default]
+    CheckedHash,
+    /// The `.pyc` is used without looking at its source (fastest; an edited
+    /// source is ignored until its `.pyc` is removed).
+    UncheckedHash,
+}
+
+impl Invalidation {
+    /// The spelling in specs (`checked-hash`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Invalidation::CheckedHash => "checked-hash",
+            Invalidation::UncheckedHash => "unchecked-hash",
+        }
+    }
+}
+
+/// Precompiled bytecode for the layers below.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BytecodeSpec {
+    /// Optional. `checked-hash` (default) or `unchecked-hash`; timestamp-based
+    /// `.pyc` files are never made (they would depend on file times).
+    #[serde(default)]
+    pub invalidation: Invalidation,
+    /// Optional. The interpreter in the image that compiles, e.g.
+    /// `/usr/bin/python3.11` (default: the only `/usr/bin/python3.N` of the
+    /// layers below).
+    #[serde(default)]
+    pub python: Option<ImagePath>,
 }
 
 /// Python wheels from a PEP 751 lock file.

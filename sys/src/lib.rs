@@ -12,6 +12,10 @@
 //! * [`reflink`]: a copy-on-write clone of a file (FICLONE), so an output
 //!   never shares bytes with the cache yet costs no copy where the
 //!   filesystem can clone.
+//! * [`sandbox`]: runs a command (the image's own interpreter, for
+//!   precompiled bytecode) in new user, mount and network namespaces,
+//!   chrooted into a read-only root, with no network and one writable
+//!   output directory.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 
@@ -141,4 +145,121 @@ pub fn filesystem_type(path: &std::path::Path) -> Option<i64> {
     }
     #[allow(clippy::unnecessary_cast)]
     Some(st.f_type as i64)
+}
+
+/// Sets up `cmd` to run sandboxed: in new user, mount and network
+/// namespaces (no network, not even loopback; no privilege outside), as
+/// uid/gid 0 of the new user namespace (mapped to the caller's ids),
+/// chrooted into `root`, which is bind-mounted read-only, with `out` (a
+/// directory outside the root) bind-mounted writable at `root/mount_at`
+/// (an existing empty directory). The command's path and arguments are
+/// resolved inside the new root. The command then fails to spawn with the
+/// errno of the step that failed (EPERM when the kernel does not let
+/// unprivileged users create namespaces).
+pub fn sandbox(
+    cmd: &mut std::process::Command,
+    root: &std::path::Path,
+    out: &std::path::Path,
+    mount_at: &str,
+) -> std::io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::process::CommandExt;
+    let cstr = |p: &[u8]| CString::new(p).map_err(|_| std::io::Error::other("a path with a NUL byte"));
+    let root_c = cstr(root.as_os_str().as_bytes())?;
+    let out_c = cstr(out.as_os_str().as_bytes())?;
+    let target_c = cstr(root.join(mount_at.trim_start_matches('/')).as_os_str().as_bytes())?;
+    // SAFETY: getuid/getgid have no preconditions.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let uid_map = format!("0 {uid} 1");
+    let gid_map = format!("0 {gid} 1");
+    // The flags a read-only remount must keep (locked by the mount's owner).
+    let keep = {
+        // SAFETY: statvfs is plain C data; all zeroes is a valid value.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: `root_c` is NUL-terminated, `st` a valid out pointer.
+        if unsafe { libc::statvfs(root_c.as_ptr(), &mut st) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut f: libc::c_ulong = 0;
+        for (st_flag, ms_flag) in [
+            (libc::ST_NOSUID, libc::MS_NOSUID),
+            (libc::ST_NODEV, libc::MS_NODEV),
+            (libc::ST_NOEXEC, libc::MS_NOEXEC),
+            (libc::ST_NOATIME, libc::MS_NOATIME),
+            (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
+            (libc::ST_RELATIME, libc::MS_RELATIME),
+        ] {
+            if st.f_flag & st_flag != 0 {
+                f |= ms_flag;
+            }
+        }
+        f
+    };
+    // No allocation after fork: the error is the bare errno.
+    let step = |_what: &'static str, rc: libc::c_int| -> std::io::Result<()> {
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    };
+    let write = |path: &'static [u8], data: &[u8]| -> libc::c_int {
+        // SAFETY: `path` is a NUL-terminated literal; `data` is valid for its length.
+        unsafe {
+            let fd = libc::open(path.as_ptr().cast(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd < 0 {
+                return -1;
+            }
+            let n = libc::write(fd, data.as_ptr().cast(), data.len());
+            libc::close(fd);
+            if n == data.len() as isize {
+                0
+            } else {
+                -1
+            }
+        }
+    };
+    let closure = move || -> std::io::Result<()> {
+        let null = std::ptr::null::<libc::c_char>();
+        // SAFETY: each call gets NUL-terminated strings that live as long as
+        // this closure, or null where the kernel accepts it; this runs in
+        // the forked child before exec, which has one thread, so changing
+        // its namespaces and root affects nothing else.
+        unsafe {
+            step("unshare", libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWNET))?;
+            step("setgroups", write(b"/proc/self/setgroups\0", b"deny"))?;
+            step("uid_map", write(b"/proc/self/uid_map\0", uid_map.as_bytes()))?;
+            step("gid_map", write(b"/proc/self/gid_map\0", gid_map.as_bytes()))?;
+            step(
+                "making mounts private",
+                libc::mount(null, c"/".as_ptr(), null, libc::MS_REC | libc::MS_PRIVATE, std::ptr::null()),
+            )?;
+            step(
+                "bind-mounting the root",
+                libc::mount(root_c.as_ptr(), root_c.as_ptr(), null, libc::MS_BIND | libc::MS_REC, std::ptr::null()),
+            )?;
+            step(
+                "bind-mounting the output",
+                libc::mount(out_c.as_ptr(), target_c.as_ptr(), null, libc::MS_BIND, std::ptr::null()),
+            )?;
+            step(
+                "making the root read-only",
+                libc::mount(
+                    null,
+                    root_c.as_ptr(),
+                    null,
+                    libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | keep,
+                    std::ptr::null(),
+                ),
+            )?;
+            step("chroot", libc::chroot(root_c.as_ptr()))?;
+            step("chdir", libc::chdir(c"/".as_ptr()))?;
+        }
+        Ok(())
+    };
+    // SAFETY: the closure only makes system calls (no allocation on the
+    // success path, no locks), as a pre-exec hook must.
+    unsafe { cmd.pre_exec(closure) };
+    Ok(())
 }

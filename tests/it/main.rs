@@ -11,6 +11,7 @@ mod airgap;
 mod arm64_real;
 mod audit;
 mod build;
+mod bytecode;
 mod ca_certificates;
 mod cache;
 mod cli;

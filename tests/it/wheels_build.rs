@@ -277,6 +277,65 @@ fn an_inconsistent_lock_is_caught_from_torch_metadata() {
     insta::assert_snapshot!(p.redact(&stderr(&o)));
 }
 
+/// A torchvision/torchaudio fixture as the real wheels are made: METADATA
+/// (with or without a torch pin) and `<pkg>/version.py` recording the build.
+fn companion(dist: &str, version: &str, torch_pin: Option<&str>, build: &str) -> Wheel {
+    let mut w = Wheel::new(dist, version).with(Member::file(
+        &format!("{dist}/version.py"),
+        format!("__version__ = '{build}'\ngit_version = '0000000000000000000000000000000000000000'\n"),
+        0o644,
+    ));
+    w.tag = "cp311-cp311-manylinux_2_28_x86_64".into();
+    let pin = torch_pin.map(|p| format!("Requires-Dist: torch=={p}\n")).unwrap_or_default();
+    w.metadata = Some(format!("Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n{pin}"));
+    w
+}
+
+#[test]
+fn torchaudio_2_11_next_to_torch_2_9_is_refused_before_any_download() {
+    // What an unpinned `torchaudio` resolves to next to torch==2.9.0: a
+    // release whose metadata declares no torch requirement at all.
+    let p = Project::new();
+    let mut w = cuda_wheels("12.8.90", "12.8.90");
+    w.push(companion("torchaudio", "2.11.0", None, "2.11.0+cu130"));
+    p.lock(&w.iter().collect::<Vec<_>>());
+    p.spec("gpu: {cuda: \"12.8\", verify: \"off\"}\n");
+    let o = p.build(&p.path("cache"), "out");
+    assert!(!o.status.success());
+    assert_eq!(p.server.requests(), 0, "nothing downloaded");
+    insta::assert_snapshot!(p.redact(&stderr(&o)));
+}
+
+#[test]
+fn a_companion_wheel_is_checked_by_the_build_its_version_py_records() {
+    // The lock says 2.9.0, but the wheel it pins (a mirror's, say) is the
+    // CUDA 13 build: only the fetched wheel can tell.
+    let p = Project::new();
+    let mut w = cuda_wheels("12.8.90", "12.8.90");
+    w.push(companion("torchvision", "0.24.0", Some("2.9.0"), "0.24.0+cu128"));
+    w.push(companion("torchaudio", "2.9.0", Some("2.9.0"), "2.9.0+cu130"));
+    p.lock(&w.iter().collect::<Vec<_>>());
+    p.spec("gpu: {cuda: \"12.8\", verify: \"off\"}\n");
+    let o = p.build(&p.path("cache"), "out");
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains(
+            "torchaudio 2.9.0+cu130 is built for CUDA 13.0 (torchaudio/version.py: __version__ = '2.9.0+cu130')"
+        ),
+        "{err}"
+    );
+    // The matching builds (as on PyPI for torch 2.9.0 and CUDA 12.8) pass.
+    let p = Project::new();
+    let mut w = cuda_wheels("12.8.90", "12.8.90");
+    w.push(companion("torchvision", "0.24.0", Some("2.9.0"), "0.24.0+cu128"));
+    w.push(companion("torchaudio", "2.9.0", Some("2.9.0"), "2.9.0+cu128"));
+    p.lock(&w.iter().collect::<Vec<_>>());
+    p.spec("gpu: {cuda: \"12.8\", verify: \"off\"}\n");
+    let o = p.build(&p.path("cache"), "out");
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
 #[test]
 fn a_consistent_cuda_stack_records_the_driver_and_optionally_requires_it() {
     let p = Project::new();
@@ -378,8 +437,12 @@ fn flagship_spec_and_lock_agree() {
     let cfg = spec.config.as_ref().unwrap();
     assert_eq!(cfg.user.as_deref(), Some("1000:1000"));
     assert_eq!(cfg.workdir.as_ref().unwrap().0, "/workspace");
-    assert_eq!(cfg.cmd.as_deref().unwrap(), ["jupyter", "lab", "--ip=0.0.0.0", "--no-browser"]);
-    assert_eq!(cfg.ports, ["8888/tcp"]);
+    assert_eq!(cfg.cmd.as_deref().unwrap(), ["/usr/bin/tini", "-g", "--", "/usr/local/bin/strata-start"]);
+    assert_eq!(cfg.ports, ["8888/tcp", "2222/tcp"]);
+    // The bytecode layer sits right above the Python layers.
+    let names: Vec<Option<&str>> = spec.layers.iter().map(|l| l.name.as_deref()).collect();
+    let python = names.iter().position(|n| *n == Some("python")).unwrap();
+    assert_eq!(names[python + 1], Some("bytecode"));
     assert_eq!(cfg.env["NVIDIA_VISIBLE_DEVICES"], "all");
     assert_eq!(cfg.env["NVIDIA_DRIVER_CAPABILITIES"], "compute,utility");
     // TF32: torch 2.9.0 reads this variable when libtorch loads (checked in the
@@ -394,10 +457,13 @@ fn flagship_spec_and_lock_agree() {
         &Default::default(),
     )
     .unwrap();
-    assert_eq!(sel.wheels.len(), 122);
+    assert_eq!(sel.wheels.len(), 125);
     strata::cuda::check_lock(gpu, &sel.wheels).unwrap();
     let version = |n: &str| sel.wheels.iter().find(|w| w.package == n).unwrap().version.clone();
     assert_eq!(version("torch"), "2.9.0");
+    // The releases built against torch 2.9.0 (PyPI's are the CUDA 12.8 builds).
+    assert_eq!(version("torchvision"), "0.24.0");
+    assert_eq!(version("torchaudio"), "2.9.0");
     assert_eq!(version("nvidia-cudnn-cu12"), "9.10.2.21");
     assert_eq!(version("nvidia-nccl-cu12"), "2.27.5");
     // The split: every big CUDA library, torch and triton in a layer of its own.

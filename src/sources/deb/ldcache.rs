@@ -180,6 +180,8 @@ pub fn read_cache(b: &[u8]) -> Result<Vec<CacheEntry>, CacheFormatError> {
 pub struct ElfLib {
     /// `DT_SONAME`, when present.
     pub soname: Option<String>,
+    /// `DT_NEEDED`: the libraries it links against, in order.
+    pub needed: Vec<String>,
 }
 
 /// Parses a 64-bit little-endian shared object for ELF machine `machine`
@@ -211,8 +213,8 @@ pub fn parse_elf(b: &[u8], machine: u16) -> Option<ElfLib> {
             _ => {}
         }
     }
-    let Some((doff, dsize)) = dynamic else { return Some(ElfLib { soname: None }) };
-    let (mut strtab, mut soname_off) = (None, None);
+    let Some((doff, dsize)) = dynamic else { return Some(ElfLib { soname: None, needed: Vec::new() }) };
+    let (mut strtab, mut soname_off, mut needed_off) = (None, None, Vec::new());
     let mut o = doff as usize;
     let end = (doff.saturating_add(dsize)) as usize;
     while o + 16 <= end.min(b.len()) {
@@ -222,22 +224,28 @@ pub fn parse_elf(b: &[u8], machine: u16) -> Option<ElfLib> {
             0 => break,
             5 => strtab = Some(val),
             14 => soname_off = Some(val),
+            1 if needed_off.len() < 4096 => needed_off.push(val),
             _ => {}
         }
         o += 16;
     }
-    let soname = match (strtab, soname_off) {
-        (Some(st), Some(so)) => {
-            let file_off =
-                loads.iter().find(|(va, _, sz)| st >= *va && st < va + sz).map(|(va, off, _)| st - va + off)?;
-            let start = file_off.checked_add(so)? as usize;
-            let s = b.get(start..)?;
-            let len = s.iter().position(|&c| c == 0)?;
-            Some(String::from_utf8_lossy(&s[..len]).into_owned())
-        }
-        _ => None,
+    let Some(st) = strtab else { return Some(ElfLib { soname: None, needed: Vec::new() }) };
+    let Some(file_off) = loads.iter().find(|(va, _, sz)| st >= *va && st < va + sz).map(|(va, off, _)| st - va + off)
+    else {
+        return soname_off.is_none().then(|| ElfLib { soname: None, needed: Vec::new() });
     };
-    Some(ElfLib { soname })
+    let string = |at: u64| -> Option<String> {
+        let start = file_off.checked_add(at)? as usize;
+        let s = b.get(start..)?;
+        let len = s.iter().position(|&c| c == 0)?;
+        Some(String::from_utf8_lossy(&s[..len]).into_owned())
+    };
+    let soname = match soname_off {
+        Some(so) => Some(string(so)?),
+        None => None,
+    };
+    let needed = needed_off.into_iter().map(string).collect::<Option<Vec<_>>>()?;
+    Some(ElfLib { soname, needed })
 }
 
 /// glibc's `_dl_is_dso`: names ldconfig looks at.
@@ -323,7 +331,10 @@ mod tests {
             return;
         };
         let b = fs_err::read(p).unwrap();
-        assert_eq!(parse_elf(&b, 62).unwrap().soname.as_deref(), Some("libc.so.6"));
+        let elf = parse_elf(&b, 62).unwrap();
+        assert_eq!(elf.soname.as_deref(), Some("libc.so.6"));
+        // glibc's libc links against the dynamic loader.
+        assert!(elf.needed.iter().any(|n| n.starts_with("ld-linux")), "{:?}", elf.needed);
         assert_eq!(parse_elf(&b, 183), None);
         assert_eq!(parse_elf(b"not elf", 62), None);
         // Truncated input never panics.

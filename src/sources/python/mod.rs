@@ -338,6 +338,12 @@ impl Source for Python<'_> {
                 if let Some((version, reqs)) = wheel_requires(sel, "torch", store)? {
                     crate::cuda::check_torch_requires(gpu, &version, &reqs, &sel.wheels)?;
                 }
+                let torch = sel.wheels.iter().find(|w| w.package == "torch").map(|w| w.version.as_str());
+                for pkg in crate::cuda::COMPANIONS {
+                    if let Some(c) = companion_build(sel, pkg, store)? {
+                        crate::cuda::check_companion(gpu, torch, &c)?;
+                    }
+                }
             }
         }
         Ok(())
@@ -448,11 +454,58 @@ pub fn wheel_requires(
     store: &crate::store::Store,
 ) -> Result<Option<(String, Vec<String>)>, SourceError> {
     let Some(w) = sel.wheels.iter().find(|w| w.package == package) else { return Ok(None) };
+    let zip = open_fetched(w, store)?;
+    Ok(Some(metadata_requires(w, &zip)?))
+}
+
+fn open_fetched(w: &SelectedWheel, store: &crate::store::Store) -> Result<ZipArchive, SourceError> {
     let path = match &w.location {
         WheelLocation::Url(_) => store.path(&w.sha256),
         WheelLocation::Path(p) => p.clone(),
     };
-    let zip = ZipArchive::open(&path, &w.name.file).map_err(|e| SourceError::Other(Box::new(e)))?;
+    ZipArchive::open(&path, &w.name.file).map_err(|e| SourceError::Other(Box::new(e)))
+}
+
+/// What a fetched torchvision/torchaudio wheel records about its build:
+/// METADATA's version and requirements, `<package>/version.py`'s
+/// `__version__`, and the CUDA runtime its extensions (`<package>/**.so`)
+/// link against.
+pub fn companion_build(
+    sel: &Selection,
+    package: &str,
+    store: &crate::store::Store,
+) -> Result<Option<crate::cuda::CompanionBuild>, SourceError> {
+    let Some(w) = sel.wheels.iter().find(|w| w.package == package) else { return Ok(None) };
+    let zip = open_fetched(w, store)?;
+    let (version, requires) = metadata_requires(w, &zip)?;
+    let read =
+        |e: &zip::ZipEntry, limit: u64| zip.read_small(e, None, limit).map_err(|e| SourceError::Other(Box::new(e)));
+    let mut build_version = None;
+    if let Some(e) = zip.entries.iter().find(|e| e.name == format!("{package}/version.py")) {
+        let text = String::from_utf8_lossy(&read(e, 1 << 20)?).into_owned();
+        build_version = text.lines().find_map(|l| {
+            let rest = l.trim().strip_prefix("__version__")?.trim_start().strip_prefix('=')?.trim();
+            let q = rest.chars().next().filter(|c| *c == '\'' || *c == '"')?;
+            Some(rest[1..].split(q).next()?.to_string())
+        });
+    }
+    let mut cudart = Vec::new();
+    let prefix = format!("{package}/");
+    let extensions = zip.entries.iter().filter(|e| e.name.starts_with(&prefix) && e.name.ends_with(".so"));
+    for e in extensions.take(64) {
+        let bytes = read(e, 256 << 20)?;
+        if let Some(elf) = crate::sources::deb::ldcache::parse_elf(&bytes, 62)
+            .or_else(|| crate::sources::deb::ldcache::parse_elf(&bytes, 183))
+        {
+            for n in elf.needed.into_iter().filter(|n| crate::cuda::cudart_major(n).is_some()) {
+                cudart.push((e.name.clone(), n));
+            }
+        }
+    }
+    Ok(Some(crate::cuda::CompanionBuild { package: package.to_string(), version, requires, build_version, cudart }))
+}
+
+fn metadata_requires(w: &SelectedWheel, zip: &ZipArchive) -> Result<(String, Vec<String>), SourceError> {
     let meta = zip
         .entries
         .iter()
@@ -473,7 +526,7 @@ pub fn wheel_requires(
             reqs.push(r.trim().to_string());
         }
     }
-    Ok(Some((version, reqs)))
+    Ok((version, reqs))
 }
 
 #[cfg(test)]

@@ -16,39 +16,18 @@
 //! default cache), or when `STRATA_NET_TESTS=1` (set by scripts/test.sh) allows downloading them;
 //! otherwise it is skipped with a note.
 
-use std::path::{Path, PathBuf};
+use crate::common::{require_or_skip as skip, root as repo, tool};
+
 use std::process::Command;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn tool(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(name)).find(|p| p.is_file())
-}
-
-fn skip(what: &str) {
-    if std::env::var("STRATA_REQUIRE_TOOLS").as_deref() == Ok("1") {
-        panic!("{what} is required (STRATA_REQUIRE_TOOLS=1)");
-    }
-    eprintln!("note: skipping: {what} is not available");
-}
 
 #[test]
 fn arm64_python_base_finds_its_libraries_through_ld_so_cache_under_qemu() {
     let spec = repo().join("specs/python-base-multi.yaml");
-    let all = strata::spec::load_with(&spec, &strata::spec::LoadOptions { context: Some(repo()) }).unwrap();
+    let all = strata::spec::load_with(&spec, &strata::spec::LoadOptions { context: None }).unwrap();
     let loaded = all.for_platform("linux/arm64").unwrap();
     let lock = strata::lock::load_for(&loaded).unwrap().expect("specs/python-base-multi.linux-arm64.lock is committed");
     let cache = strata::store::Store::default_root();
-    let store = strata::store::Store::open(&cache).unwrap();
-    let missing =
-        strata::build::artifacts_of(&loaded, Some(&lock)).iter().filter(|a| !store.contains(&a.sha256)).count();
-    if missing > 0 && std::env::var("STRATA_NET_TESTS").as_deref() != Ok("1") {
-        eprintln!(
-            "note: skipping: {missing} pinned .debs are not cached in {} (set STRATA_NET_TESTS=1 to download them)",
-            cache.display()
-        );
+    if crate::common::pinned_artifacts_unavailable(&loaded, &lock) {
         return;
     }
     let (Some(umoci), Some(qemu)) = (tool("umoci"), tool("qemu-aarch64-static")) else {

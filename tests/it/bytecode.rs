@@ -10,24 +10,9 @@
 //! with a note. The sandbox needs unprivileged user namespaces; runc needs
 //! root. With `STRATA_REQUIRE_TOOLS=1` a missing tool is a failure.
 
-use std::path::{Path, PathBuf};
+use crate::common::{is_root, require_or_skip, root as repo, tool};
+use std::path::Path;
 use std::process::{Command, Output};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn tool(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(name)).find(|p| p.is_file())
-}
-
-fn require_or_skip(what: &str) -> bool {
-    if std::env::var("STRATA_REQUIRE_TOOLS").as_deref() == Ok("1") {
-        panic!("{what} is required (STRATA_REQUIRE_TOOLS=1)");
-    }
-    eprintln!("note: skipping: {what} is not available");
-    false
-}
 
 fn userns_available() -> bool {
     Command::new("unshare").args(["-Urmn", "true"]).output().map(|o| o.status.success()).unwrap_or(false)
@@ -69,17 +54,10 @@ fn bytecode_is_deterministic_hash_based_and_used() {
     assert!(loaded.layers.iter().any(|l| l.entry.bytecode.is_some()));
     let lock = strata::lock::load_for(&loaded).unwrap().expect("the lock is copied");
     let cache = strata::store::Store::default_root();
-    let store = strata::store::Store::open(&cache).unwrap();
-    let missing =
-        strata::build::artifacts_of(&loaded, Some(&lock)).iter().filter(|a| !store.contains(&a.sha256)).count();
-    let online = std::env::var("STRATA_NET_TESTS").as_deref() == Ok("1");
-    if missing > 0 && !online {
-        eprintln!(
-            "note: skipping: {missing} pinned .debs are not cached in {} (set STRATA_NET_TESTS=1 to download them)",
-            cache.display()
-        );
+    if crate::common::pinned_artifacts_unavailable(&loaded, &lock) {
         return;
     }
+    let online = std::env::var("STRATA_NET_TESTS").as_deref() == Ok("1");
     if !userns_available() {
         require_or_skip("unprivileged user namespaces (for the bytecode sandbox)");
         return;
@@ -145,10 +123,4 @@ fn bytecode_is_deterministic_hash_based_and_used() {
     }
     assert!(!stderr.contains("could not"), "{stderr}");
     assert!(!stderr.contains("stale"), "{stderr}");
-}
-
-fn is_root() -> bool {
-    fs_err::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
-        .unwrap_or(false)
 }

@@ -7,24 +7,9 @@
 //! downloads the real archive. Needs umoci and runc (and root for runc);
 //! with `STRATA_REQUIRE_TOOLS=1` a missing tool is a failure.
 
-use std::path::{Path, PathBuf};
+use crate::common::{is_root as nix_root, require_or_skip, root as repo, tool};
+
 use std::process::Command;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn tool(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(name)).find(|p| p.is_file())
-}
-
-fn require_or_skip(what: &str) -> bool {
-    if std::env::var("STRATA_REQUIRE_TOOLS").as_deref() == Ok("1") {
-        panic!("{what} is required (STRATA_REQUIRE_TOOLS=1)");
-    }
-    eprintln!("note: skipping: {what} is not available");
-    false
-}
 
 #[test]
 fn python_base_runs_and_finds_libc() {
@@ -32,17 +17,10 @@ fn python_base_runs_and_finds_libc() {
     let loaded = strata::spec::load_with(&spec, &strata::spec::LoadOptions { context: None }).unwrap();
     let lock = strata::lock::load_for(&loaded).unwrap().expect("specs/python-base.lock is committed");
     let cache = strata::store::Store::default_root();
-    let store = strata::store::Store::open(&cache).unwrap();
-    let missing =
-        strata::build::artifacts_of(&loaded, Some(&lock)).iter().filter(|a| !store.contains(&a.sha256)).count();
-    let online = std::env::var("STRATA_NET_TESTS").as_deref() == Ok("1");
-    if missing > 0 && !online {
-        eprintln!(
-            "note: skipping: {missing} pinned .debs are not cached in {} (set STRATA_NET_TESTS=1 to download them)",
-            cache.display()
-        );
+    if crate::common::pinned_artifacts_unavailable(&loaded, &lock) {
         return;
     }
+    let online = std::env::var("STRATA_NET_TESTS").as_deref() == Ok("1");
     let (Some(umoci), Some(runc)) = (tool("umoci"), tool("runc")) else {
         require_or_skip("umoci and runc");
         return;
@@ -91,10 +69,4 @@ fn python_base_runs_and_finds_libc() {
     }
     assert!(out.status.success(), "runc: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(stdout.trim(), "libc.so.6\nTrue", "{stdout}");
-}
-
-fn nix_root() -> bool {
-    fs_err::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
-        .unwrap_or(false)
 }

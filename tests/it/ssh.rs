@@ -21,33 +21,13 @@
 //! ssh-keygen (openssh-client); with `STRATA_REQUIRE_TOOLS=1` a missing tool
 //! is a failure.
 
+use crate::common::{is_root, require_or_skip, root as repo, tool};
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn tool(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?.to_str()?.split(':').map(|d| Path::new(d).join(name)).find(|p| p.is_file())
-}
-
-fn require_or_skip(what: &str) {
-    if std::env::var("STRATA_REQUIRE_TOOLS").as_deref() == Ok("1") {
-        panic!("{what} is required (STRATA_REQUIRE_TOOLS=1)");
-    }
-    eprintln!("note: skipping: {what} is not available");
-}
-
-fn is_root() -> bool {
-    fs_err::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
-        .unwrap_or(false)
-}
 
 /// The built and unpacked image, shared by the tests of this binary.
 struct Image {
@@ -73,17 +53,10 @@ fn build() -> Option<Image> {
     let loaded = strata::spec::load_with(&spec, &strata::spec::LoadOptions { context: None }).unwrap();
     let lock = strata::lock::load_for(&loaded).unwrap().expect("specs/ssh-base.lock is committed");
     let cache = strata::store::Store::default_root();
-    let store = strata::store::Store::open(&cache).unwrap();
-    let missing =
-        strata::build::artifacts_of(&loaded, Some(&lock)).iter().filter(|a| !store.contains(&a.sha256)).count();
-    let online = std::env::var("STRATA_NET_TESTS").as_deref() == Ok("1");
-    if missing > 0 && !online {
-        eprintln!(
-            "note: skipping: {missing} pinned .debs are not cached in {} (set STRATA_NET_TESTS=1 to download them)",
-            cache.display()
-        );
+    if crate::common::pinned_artifacts_unavailable(&loaded, &lock) {
         return None;
     }
+    let online = std::env::var("STRATA_NET_TESTS").as_deref() == Ok("1");
     for t in ["umoci", "runc", "ssh", "ssh-keygen"] {
         if tool(t).is_none() {
             require_or_skip(t);

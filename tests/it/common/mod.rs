@@ -448,3 +448,35 @@ pub fn pin_gone_from_archive(o: &Output, lock: &str) -> bool {
     }
     gone
 }
+
+/// The path of `name` on PATH, if it is there.
+pub fn tool(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|p| p.is_file()))
+}
+
+/// Notes that a test is skipped because `what` is missing; with
+/// STRATA_REQUIRE_TOOLS=1 it fails instead. Always false (for `return`).
+pub fn require_or_skip(what: &str) -> bool {
+    if std::env::var("STRATA_REQUIRE_TOOLS").as_deref() == Ok("1") {
+        panic!("{what} is required (STRATA_REQUIRE_TOOLS=1)");
+    }
+    eprintln!("note: skipping: {what} is not available");
+    false
+}
+
+/// For the tests that build real Debian images: true (after a note) when
+/// `spec`'s pinned artifacts are not all in the default cache and
+/// STRATA_NET_TESTS=1 does not allow downloading them.
+pub fn pinned_artifacts_unavailable(spec: &strata::spec::LoadedSpec, lock: &strata::lock::Lock) -> bool {
+    let cache = strata::store::Store::default_root();
+    let store = strata::store::Store::open(&cache).unwrap();
+    let missing = strata::build::artifacts_of(spec, Some(lock)).iter().filter(|a| !store.contains(&a.sha256)).count();
+    if missing > 0 && std::env::var("STRATA_NET_TESTS").as_deref() != Ok("1") {
+        eprintln!(
+            "note: skipping: {missing} pinned artifacts are not cached in {} (set STRATA_NET_TESTS=1 to download them)",
+            cache.display()
+        );
+        return true;
+    }
+    false
+}

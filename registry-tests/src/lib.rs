@@ -439,3 +439,57 @@ pub fn assert_tag_consistent(reference: &str, creds: Option<(&str, &str)>) {
         );
     }
 }
+
+/// A copy of the hello layout at `env.path("multi")` whose tag `multi`
+/// names an OCI index over the hello image (`digest`); returns its path and
+/// the index's digest.
+pub fn index_layout(env: &Env, layout: &Path, digest: &str) -> (PathBuf, strata::digest::Digest) {
+    let dir = env.path("multi");
+    assert!(std::process::Command::new("cp").arg("-r").arg(layout).arg(&dir).status().unwrap().success());
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let size = index["manifests"][0]["size"].as_u64().unwrap();
+    let inner = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": size, "platform": {"architecture": "amd64", "os": "linux"}}],
+    });
+    let bytes = serde_json::to_vec(&inner).unwrap();
+    let idx = strata::digest::Digest::of(&bytes);
+    std::fs::write(dir.join("blobs/sha256").join(idx.hex()), &bytes).unwrap();
+    let top = serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.index.v1+json", "digest": idx.to_string(), "size": bytes.len(), "annotations": {"org.opencontainers.image.ref.name": "multi"}}]});
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
+    (dir, idx)
+}
+
+/// A loopback HTTP server answering GET `path` with `body` (404 otherwise);
+/// returns its base URL and how many times `path` was asked for.
+pub fn serve_one(path: &'static str, body: Vec<u8>) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = format!("http://{}", l.local_addr().unwrap());
+    let hits = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut line = String::new();
+            let _ = r.read_line(&mut line);
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
+                    break;
+                }
+            }
+            if line.split_whitespace().nth(1) == Some(path) {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                let _ = s.write_all(&body);
+            } else {
+                let _ = write!(s, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            }
+        }
+    });
+    (addr, hits)
+}

@@ -3,8 +3,7 @@
 //! network namespace with no interfaces from the mirror alone, push the
 //! oci-archive to the internal registry, and audit the pushed image.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
+use std::io::Write;
 use std::process::Command;
 
 use strata_registry_tests::registry::Auth;
@@ -12,29 +11,7 @@ use strata_registry_tests::*;
 
 /// Serves one file at one path on loopback (the "internet" of this test).
 fn serve(path: &'static str, body: Vec<u8>) -> String {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = format!("http://{}", l.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { continue };
-            let mut r = BufReader::new(s.try_clone().unwrap());
-            let mut line = String::new();
-            let _ = r.read_line(&mut line);
-            loop {
-                let mut h = String::new();
-                if r.read_line(&mut h).is_err() || h == "\r\n" || h.is_empty() {
-                    break;
-                }
-            }
-            if line.split_whitespace().nth(1) == Some(path) {
-                let _ = write!(s, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
-                let _ = s.write_all(&body);
-            } else {
-                let _ = write!(s, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-            }
-        }
-    });
-    addr
+    serve_one(path, body).0
 }
 
 fn tarball() -> Vec<u8> {

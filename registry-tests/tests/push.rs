@@ -393,24 +393,8 @@ fn image_index_is_pushed_whole_and_resolved_on_read() {
     let reg = TestRegistry::start(Auth::Open);
     let (layout, digest) = hello_image();
     let env = Env::new();
-    let dir = env.path("multi");
-    let st = std::process::Command::new("cp").arg("-r").arg(&layout).arg(&dir).status().unwrap();
-    assert!(st.success());
-    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
-    let size = index["manifests"][0]["size"].as_u64().unwrap();
-    let inner = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digest, "size": size, "platform": {"architecture": "amd64", "os": "linux"}}],
-    });
-    let bytes = serde_json::to_vec(&inner).unwrap();
-    let idx_digest = strata::digest::Digest::of(&bytes);
-    std::fs::write(dir.join("blobs/sha256").join(idx_digest.hex()), &bytes).unwrap();
-    let top = serde_json::json!({
-        "schemaVersion": 2,
-        "manifests": [{"mediaType": "application/vnd.oci.image.index.v1+json", "digest": idx_digest.to_string(), "size": bytes.len(), "annotations": {"org.opencontainers.image.ref.name": "multi"}}],
-    });
-    std::fs::write(dir.join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
+    // A layout whose tag names an index over the hello image.
+    let (dir, idx_digest) = index_layout(&env, &layout, &digest);
 
     let dest = format!("{}/multi/hello:1", reg.host());
     let v = env.json(&["push", &format!("oci:{}:multi", dir.display()), &dest]);

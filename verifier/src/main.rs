@@ -58,6 +58,12 @@ fn main() {
         run_command(&opts.command, "off", &inherited);
     }
 
+    // One hardware work queue per context instead of the driver's default
+    // eight: the checks need no more, and the context is made and torn down
+    // faster (docs/verifier.md, "Start-up time"). A value the caller set is
+    // kept; the command gets the environment it was given.
+    handover::one_connection();
+
     let mut report = Report::new(opts.policy, &opts.policy_origin);
     if let Err(msg) = driver::contained(|| checks::run(&opts, &env, &mut report)) {
         report.checks.push(Check::fail(
@@ -84,13 +90,14 @@ fn main() {
         }
     }
 
+    release_gpus(&env, &inherited);
     if trace::enabled() {
         trace::mark("main", || {
             let unix = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs_f64())
                 .unwrap_or(0.0);
-            format!("report written; next: execve, at unix time {unix:.6}")
+            format!("next: execve, at unix time {unix:.6}")
         });
         let mut err = std::io::stderr().lock();
         for e in trace::take() {
@@ -142,6 +149,32 @@ fn serve_metrics(listen: &str) -> ! {
     let e = metrics::serve(listener, metrics::ServerConfig::default(), scrape);
     eprintln!("strata-verify metrics: cannot accept connections on {addr}: {e}");
     exit(1);
+}
+
+/// Hands the teardown of the GPU contexts to a keeper process (unless
+/// `STRATA_VERIFY_RELEASE=inline`), so that neither the `execve` nor the
+/// exit waits for it (see handover::Release).
+fn release_gpus(env: &BTreeMap<String, String>, inherited: &std::collections::BTreeSet<i32>) {
+    let release = handover::Release::from_env(env.get("STRATA_VERIFY_RELEASE").map(|s| s.as_str()));
+    let t = Instant::now();
+    let how = match release {
+        handover::Release::Inline => "inline (by the execve)".to_string(),
+        handover::Release::Background => match handover::start_keeper(inherited, true) {
+            Some(pid) => format!("a keeper process (pid {pid})"),
+            None => "inline (no keeper: exclusive compute mode, or it could not start)".to_string(),
+        },
+        #[cfg(feature = "dev-kernels")]
+        handover::Release::Child => format!(
+            "keeper child: {:?}",
+            handover::start_keeper(inherited, false)
+        ),
+    };
+    trace::mark("main", || {
+        format!(
+            "GPU contexts released by {how} in {:.1} ms",
+            t.elapsed().as_secs_f64() * 1e3
+        )
+    });
 }
 
 /// Becomes `command` (never returns on success); exits 0 when there is none.

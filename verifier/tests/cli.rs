@@ -350,3 +350,72 @@ fn metrics_without_a_gpu_answer_up_zero_and_keep_serving() {
         text(&o).1
     );
 }
+
+/// What the command is handed: the caller's environment (the verifier sets
+/// CUDA_DEVICE_MAX_CONNECTIONS for itself only), the caller's descriptors,
+/// and no process of the verifier's as its child (the keeper that holds the
+/// GPU handles past the execve is detached, and gone once the command runs).
+#[test]
+fn the_command_gets_the_callers_environment_and_no_child_of_ours() {
+    if driver_present() {
+        eprintln!("skipped: this machine has an NVIDIA driver");
+        return;
+    }
+    let script = "echo conn=${CUDA_DEVICE_MAX_CONNECTIONS-unset}; \
+                  sleep 0.3; read kids < /proc/$$/task/$$/children; echo \"children=[$kids]\"; \
+                  ls /proc/self/fd | tr '\\n' ' '";
+    let direct = Command::new("sh").args(["-c", script]).output().unwrap();
+    let (direct_out, _) = text(&direct);
+    for (conn, want) in [(None, "conn=unset"), (Some("4"), "conn=4")] {
+        let mut cmd = bin();
+        cmd.env("STRATA_VERIFY", "warn")
+            .env("STRATA_VERIFY_TRACE", "1");
+        cmd.env_remove("STRATA_VERIFY_RELEASE");
+        match conn {
+            Some(v) => cmd.env("CUDA_DEVICE_MAX_CONNECTIONS", v),
+            None => cmd.env_remove("CUDA_DEVICE_MAX_CONNECTIONS"),
+        };
+        let o = cmd.args(["--", "sh", "-c", script]).output().unwrap();
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "stdout: {out}\nstderr: {err}");
+        assert!(out.starts_with(&format!("{want}\n")), "{out}");
+        assert!(
+            out.contains("children=[]"),
+            "a child of the verifier under the command: {out}"
+        );
+        // The same descriptors as when the shell is started directly.
+        assert_eq!(
+            out.lines().last(),
+            direct_out.lines().last(),
+            "descriptors differ from a direct start"
+        );
+        let pid: i32 = err
+            .split("a keeper process (pid ")
+            .nth(1)
+            .and_then(|r| r.split(')').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no keeper in the trace: {err}"));
+        // Gone, or a zombie waiting for whatever init adopted it.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .next();
+        assert!(
+            stat.is_empty() || state == Some("Z") || !stat.contains("strata-verify"),
+            "the keeper {pid} still runs: {stat}"
+        );
+    }
+    // Inline release: no keeper at all.
+    let o = bin()
+        .env("STRATA_VERIFY", "warn")
+        .env("STRATA_VERIFY_TRACE", "1")
+        .env("STRATA_VERIFY_RELEASE", "inline")
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert!(err.contains("released by inline (by the execve)"), "{err}");
+}

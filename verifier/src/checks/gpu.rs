@@ -13,6 +13,7 @@
 //! The report keeps the fixed order whatever order they finish in.
 
 use super::full;
+use super::pool::{self, Worker};
 use crate::checks::libs::Libs;
 use crate::driver::{self, arg, Context, DevBuf, Device, Module};
 use crate::ffi::cublas::{compute, dtype, BlasHandle, Cublas, LtGemm, LtSpec};
@@ -25,6 +26,7 @@ use crate::trace;
 use std::time::Instant;
 
 /// What every GPU thread gets.
+#[derive(Clone)]
 pub struct GpuJob<'a> {
     /// Options.
     pub opts: &'a Options,
@@ -59,7 +61,7 @@ const GIB: f64 = (1u64 << 30) as f64;
 
 /// Runs every per-GPU check; never panics (a panic inside becomes a failed
 /// `internal` check).
-pub fn run(job: &GpuJob<'_>) -> GpuOutcome {
+pub fn run<'env>(job: &GpuJob<'env>, side: Vec<Worker<'env>>) -> GpuOutcome {
     let mut out = GpuOutcome {
         info: GpuInfo {
             index: job.ordinal as u32,
@@ -68,7 +70,7 @@ pub fn run(job: &GpuJob<'_>) -> GpuOutcome {
         checks: Vec::new(),
         context: None,
     };
-    let result = driver::contained(|| run_inner(job, &mut out));
+    let result = driver::contained(|| run_inner(job, side, &mut out));
     if let Err(msg) = result {
         out.checks.push(
             Check::fail(
@@ -86,7 +88,7 @@ fn push(out: &mut GpuOutcome, c: Check) {
     out.checks.push(c.gpu(g));
 }
 
-fn run_inner(job: &GpuJob<'_>, out: &mut GpuOutcome) {
+fn run_inner<'env>(job: &GpuJob<'env>, side: Vec<Worker<'env>>, out: &mut GpuOutcome) {
     let t = Instant::now();
     let dev = match describe(job, &mut out.info) {
         Ok(d) => d,
@@ -109,6 +111,11 @@ fn run_inner(job: &GpuJob<'_>, out: &mut GpuOutcome) {
         info.pci_bus_id,
         info.uuid
     );
+    // CU_COMPUTEMODE_EXCLUSIVE_PROCESS = 3: the command must find the GPU
+    // free the moment it starts.
+    if mode == 3 {
+        crate::handover::note_exclusive_gpu();
+    }
     // CU_COMPUTEMODE_PROHIBITED = 2.
     let c = if mode == 2 {
         Check::fail(
@@ -168,7 +175,7 @@ fn run_inner(job: &GpuJob<'_>, out: &mut GpuOutcome) {
     push(out, c.ms(ms(t)));
     trace::mark(label, || "context: ready".into());
 
-    let results = side_by_side(job, &ctx, &info, free);
+    let results = side_by_side(job, &ctx, &info, free, side);
     let module = results.module;
     for c in results.checks {
         push(out, c);
@@ -330,36 +337,43 @@ fn run_group(
     out
 }
 
-fn side_by_side(job: &GpuJob<'_>, ctx: &Context, info: &GpuInfo, free: u64) -> SideBySide {
+fn side_by_side<'env>(
+    job: &GpuJob<'env>,
+    ctx: &Context,
+    info: &GpuInfo,
+    free: u64,
+    mut side: Vec<Worker<'env>>,
+) -> SideBySide {
     let groups = groups();
+    let handles: Vec<_> = groups
+        .iter()
+        .skip(1)
+        .map(|g| {
+            let (g, job, ctx, info) = (g.clone(), job.clone(), *ctx, info.clone());
+            pool::run(side.pop(), move || run_group(&g, &job, &ctx, &info, free))
+        })
+        .collect();
+    drop(side);
     let mut outs: Vec<TaskOut> = Vec::new();
-    std::thread::scope(|s| {
-        let handles: Vec<_> = groups
-            .iter()
-            .enumerate()
-            .skip(1)
-            .map(|(_, g)| s.spawn(move || run_group(g, job, ctx, info, free)))
-            .collect();
-        if let Some(first) = groups.first() {
-            outs.push(run_group(first, job, ctx, info, free));
-        }
-        for (h, g) in handles.into_iter().zip(groups.iter().skip(1)) {
-            outs.push(h.join().unwrap_or_else(|p| {
-                TaskOut {
-                    module: None,
-                    checks: g
-                        .iter()
-                        .map(|t| {
-                            (
-                                *t,
-                                vec![Check::fail("internal", driver::panic_message(p.as_ref()))],
-                            )
-                        })
-                        .collect(),
-                }
-            }));
-        }
-    });
+    if let Some(first) = groups.first() {
+        outs.push(run_group(first, job, ctx, info, free));
+    }
+    for (h, g) in handles.into_iter().zip(groups.iter().skip(1)) {
+        outs.push(h.join().unwrap_or_else(|p| {
+            TaskOut {
+                module: None,
+                checks: g
+                    .iter()
+                    .map(|t| {
+                        (
+                            *t,
+                            vec![Check::fail("internal", driver::panic_message(p.as_ref()))],
+                        )
+                    })
+                    .collect(),
+            }
+        }));
+    }
     let mut result = SideBySide::default();
     let mut by_task: Vec<(Task, Vec<Check>)> = Vec::new();
     for o in outs {

@@ -18,6 +18,7 @@ pub mod full;
 pub mod gpu;
 pub mod libs;
 pub mod nccl;
+pub mod pool;
 
 use crate::compat::{self, CudaVersion, DottedVersion};
 use crate::discover::{self, device_nodes, is_gpu_library, library_stem, version_from_file_name};
@@ -165,10 +166,22 @@ pub fn run(opts: &Options, env: &BTreeMap<String, String>, report: &mut Report) 
     report.driver.libcuda = Some(libcuda.path.display().to_string());
     trace::mark("main", || "libcuda: ready".into());
 
+    // What every GPU thread reads: the requirement expressions (parsed
+    // once, evaluated per GPU) and NVML, opened only when a fact needs it
+    // (tens of milliseconds to initialise, 150 ms on a cold start): the GPU
+    // brand for an NVIDIA_REQUIRE_* expression that cannot be decided
+    // without it, or the driver version when neither libcuda's file name
+    // nor the kernel module gives it.
+    let shared = Shared::new(opts, &libcuda);
+    let brand_of = |ordinal: i32| shared.brand_of(ordinal);
+
     // The image's libraries load on their own thread while cuInit runs.
     let libs = libs::Libs::default();
     let cuinit_done: Latch<()> = Latch::default();
     std::thread::scope(|scope| {
+        // The GPU threads are made before the loader starts (see [`pool`]).
+        let expected = nodes.gpus.len().clamp(1, 8);
+        let spare = pool::workers(scope, pool::PER_GPU * expected);
         let loader = scope.spawn(|| {
             // Development: start loading only once cuInit has returned
             // (STRATA_VERIFY_DEV_LOADER=after-init), to measure what the two
@@ -183,7 +196,15 @@ pub fn run(opts: &Options, env: &BTreeMap<String, String>, report: &mut Report) 
                 libs.fail_unset(&msg);
             }
         });
-        gpu_phase(opts, report, &libcuda, &libs, &cuinit_done);
+        let gpus = GpuPhase {
+            opts,
+            libcuda: &libcuda,
+            libs: &libs,
+            cuinit_done: &cuinit_done,
+            shared: &shared,
+            brand: &brand_of,
+        };
+        gpu_phase(&gpus, report, scope, spare);
         cuinit_done.set_if_unset(|| ());
         if loader.join().is_err() {
             libs.fail_unset("the loader thread stopped");
@@ -200,13 +221,83 @@ pub fn run(opts: &Options, env: &BTreeMap<String, String>, report: &mut Report) 
     trace::mark("main", || "checks done".into());
 }
 
-fn gpu_phase(
-    opts: &Options,
+/// What [`run`] prepares before the GPU threads start.
+struct Shared<'a> {
+    libcuda: &'a discover::Libcuda,
+    requirements: Vec<(String, Expr)>,
+    bad_requirements: Vec<String>,
+    uses_brand: bool,
+    nvml: OnceLock<Option<Nvml>>,
+}
+
+impl<'a> Shared<'a> {
+    fn new(opts: &Options, libcuda: &'a discover::Libcuda) -> Self {
+        let mut requirements: Vec<(String, Expr)> = Vec::new();
+        let mut bad_requirements = Vec::new();
+        for (name, value) in &opts.requirements {
+            match require::parse(value) {
+                Ok(e) => requirements.push((name.clone(), e)),
+                Err(e) => bad_requirements.push(format!("{name}: {e}")),
+            }
+        }
+        let uses_brand = !opts.disable_require
+            && requirements
+                .iter()
+                .any(|(_, e)| e.alternatives.iter().flatten().any(|c| c.key == Key::Brand));
+        Shared {
+            libcuda,
+            requirements,
+            bad_requirements,
+            uses_brand,
+            nvml: OnceLock::new(),
+        }
+    }
+
+    fn nvml(&self) -> Option<&Nvml> {
+        self.nvml
+            .get_or_init(|| find_nvml(&self.libcuda.path).and_then(|p| Nvml::open(&p).ok()))
+            .as_ref()
+    }
+
+    /// The brand of a GPU, asked of NVML only when a requirement cannot be
+    /// decided without it.
+    fn brand_of(&self, ordinal: i32) -> Option<String> {
+        if !self.uses_brand {
+            return None;
+        }
+        let pci = driver::Device::get(ordinal)
+            .and_then(|d| d.pci_bus_id())
+            .ok()?;
+        self.nvml()
+            .and_then(|n| n.brand(&pci))
+            .map(|b| require::brand_name(b).to_string())
+    }
+}
+
+/// The inputs of [`gpu_phase`], all made before the thread scope.
+struct GpuPhase<'env> {
+    opts: &'env Options,
+    libcuda: &'env discover::Libcuda,
+    libs: &'env libs::Libs,
+    cuinit_done: &'env Latch<()>,
+    shared: &'env Shared<'env>,
+    brand: &'env (dyn Fn(i32) -> Option<String> + Sync),
+}
+
+fn gpu_phase<'scope, 'env>(
+    p: &GpuPhase<'env>,
     report: &mut Report,
-    libcuda: &discover::Libcuda,
-    libs: &libs::Libs,
-    cuinit_done: &Latch<()>,
+    scope: &'scope std::thread::Scope<'scope, 'env>,
+    mut spare: Vec<pool::Worker<'env>>,
 ) {
+    let GpuPhase {
+        opts,
+        libcuda,
+        libs,
+        cuinit_done,
+        shared,
+        brand,
+    } = *p;
     let t = Instant::now();
     trace::mark("main", || "cuInit: start".into());
     let init = driver::init();
@@ -240,21 +331,11 @@ fn gpu_phase(
     let t = Instant::now();
     let module_version = kernel_module_version();
     let lib_version = libcuda.version.clone();
-    // NVML (tens of milliseconds to initialise, 150 ms on a cold start) is
-    // opened only when a fact needs it: the GPU brand for an
-    // NVIDIA_REQUIRE_* expression that cannot be decided without it, or the
-    // driver version when neither libcuda's file name nor the kernel module
-    // gives it.
-    let nvml: OnceLock<Option<Nvml>> = OnceLock::new();
-    let open_nvml = || {
-        nvml.get_or_init(|| find_nvml(&libcuda.path).and_then(|p| Nvml::open(&p).ok()))
-            .as_ref()
-    };
     let driver_version = lib_version
         .as_ref()
         .map(|v| v.to_string())
         .or_else(|| module_version.as_ref().map(|v| v.to_string()))
-        .or_else(|| open_nvml().and_then(|n| n.driver_version()));
+        .or_else(|| shared.nvml().and_then(|n| n.driver_version()));
     report.driver.version = driver_version.clone();
     match &api {
         Ok(api) => {
@@ -296,23 +377,11 @@ fn gpu_phase(
     };
     report.checks.push(c);
 
-    // Requirement expressions: parsed once, evaluated per GPU.
-    let mut requirements: Vec<(String, Expr)> = Vec::new();
-    let mut bad = Vec::new();
-    for (name, value) in &opts.requirements {
-        match require::parse(value) {
-            Ok(e) => requirements.push((name.clone(), e)),
-            Err(e) => bad.push(format!("{name}: {e}")),
-        }
-    }
+    // Requirement expressions: parsed once (before the threads), evaluated per GPU.
+    let bad = &shared.bad_requirements;
     if !bad.is_empty() && !opts.disable_require {
         report.checks.push(Check::fail("require-syntax", bad.join("; ")).fix("correct the expression (space = OR, comma = AND, e.g. cuda>=12.8 brand=tesla,driver>=535)"));
     }
-    let uses_brand = !opts.disable_require
-        && requirements
-            .iter()
-            .any(|(_, e)| e.alternatives.iter().flatten().any(|c| c.key == Key::Brand));
-
     if count <= 0 {
         report.checks.push(
             Check::fail("gpus", "the driver reports no GPU")
@@ -322,42 +391,40 @@ fn gpu_phase(
         return;
     }
 
-    // The brand of a GPU, asked of NVML only when a requirement cannot be
-    // decided without it.
-    let brand_of = |ordinal: i32| -> Option<String> {
-        if !uses_brand {
-            return None;
-        }
-        let pci = driver::Device::get(ordinal)
-            .and_then(|d| d.pci_bus_id())
-            .ok()?;
-        open_nvml()
-            .and_then(|n| n.brand(&pci))
-            .map(|b| require::brand_name(b).to_string())
-    };
-
     // One thread per GPU.
     let jobs: Vec<gpu::GpuJob<'_>> = (0..count)
         .map(|ordinal| gpu::GpuJob {
             opts,
             ordinal,
-            requirements: &requirements,
+            requirements: &shared.requirements,
             facts: Facts {
                 cuda: api.as_ref().ok().map(|a| a.to_string()),
                 driver: driver_version.clone(),
                 arch: None,
                 brand: None,
             },
-            brand: &brand_of,
+            brand,
             libs,
         })
         .collect();
     trace::mark("main", || format!("{count} GPU thread(s): start"));
-    let outcomes: Vec<gpu::GpuOutcome> = std::thread::scope(|s| {
-        let handles: Vec<_> = jobs
-            .iter()
-            .map(|job| s.spawn(move || gpu::run(job)))
-            .collect();
+    let handles: Vec<_> = jobs
+        .iter()
+        .map(|job| {
+            // Threads made before the loader started; more only when there
+            // are more GPUs than device nodes were counted.
+            let keep = spare.len().saturating_sub(pool::PER_GPU);
+            let mut mine = spare.split_off(keep);
+            if mine.len() < pool::PER_GPU {
+                mine.extend(pool::workers(scope, pool::PER_GPU - mine.len()));
+            }
+            let own = mine.pop();
+            let job = job.clone();
+            pool::run(own, move || gpu::run(&job, mine))
+        })
+        .collect();
+    drop(spare);
+    let outcomes: Vec<gpu::GpuOutcome> = {
         handles
             .into_iter()
             .zip(&jobs)
@@ -373,7 +440,7 @@ fn gpu_phase(
                 })
             })
             .collect()
-    });
+    };
 
     trace::mark("main", || "GPU threads: done".into());
     report.checks.extend(libs.checks());

@@ -301,6 +301,20 @@ fn python_requirements_are_resolved_per_platform() {
     assert!(pinned_wheels(&amd).contains(&"fast-1.0-cp311-cp311-manylinux_2_17_x86_64.whl".to_string()));
     assert_eq!(strata_uv(d, &["lock", "--check", "spec.yaml"]).status.code(), Some(0));
 
+    // Offline, from what `strata fetch` carried for both platforms: gamma removed again.
+    let o = strata_uv(d, &["--quiet", "fetch", "--json", "spec.yaml", "--into", "mirror"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["artifacts"], 4, "fast for each machine, pure and gamma once: {v}");
+    let hits = index.requests();
+    py_multi_spec(d, &index, &["pure"], "2026-03-01T00:00:00Z");
+    let o = strata_uv(d, &["lock", "--json", "spec.yaml", "--offline", "--mirror", "mirror"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(index.requests(), hits, "nothing was asked of the index");
+    assert_eq!(pinned_wheels(&arm), ["fast-1.0-cp311-cp311-manylinux_2_17_aarch64.whl", "pure-1.0-py3-none-any.whl"]);
+    assert_eq!(pinned_wheels(&amd), ["fast-1.0-cp311-cp311-manylinux_2_17_x86_64.whl", "pure-1.0-py3-none-any.whl"]);
+    assert_eq!(strata_uv(d, &["lock", "--check", "spec.yaml"]).status.code(), Some(0));
+
     // A release for both machines: kept out by the relock, taken by --upgrade-package.
     index.publish(&fast("1.2", "x86_64"), "2026-05-01T00:00:00Z");
     index.publish(&fast("1.2", "aarch64"), "2026-05-01T00:00:00Z");

@@ -351,4 +351,11 @@ fn python_requirements_are_resolved_per_platform() {
         "{err}"
     );
     assert_eq!(files(&all), before, "a failed lock changes nothing");
+    // Required on x86-64 only, by a marker: each platform evaluates it.
+    py_multi_spec(d, &index, &["pure", "gamma", "\"xonly; platform_machine == 'x86_64'\""], "2026-06-01T00:00:00Z");
+    let o = strata_uv(d, &["lock", "spec.yaml"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(pinned_wheels(&amd).contains(&"xonly-1.0-cp311-cp311-manylinux_2_17_x86_64.whl".to_string()));
+    assert!(!pinned_wheels(&arm).iter().any(|w| w.starts_with("xonly")));
+    assert_eq!(strata_uv(d, &["lock", "--check", "spec.yaml"]).status.code(), Some(0));
 }

@@ -600,6 +600,24 @@ mod tests {
     }
 
     #[test]
+    fn preferences_add_the_other_platforms_versions() {
+        let other = LOCK.replace("2.4.6", "2.5.0").replace("\"Torch\"", "\"torch\"").replace("2.9.0", "2.9.1")
+            + "\n[[packages]]\nname = \"einops\"\nversion = \"0.8\"\nwheels = []\n";
+        // Alone, the platform's own pylock is handed over byte for byte.
+        assert_eq!(preferences(Some(LOCK), &[], false).as_deref(), Some(LOCK));
+        // Its own versions win; what only the others pin is added.
+        let p = preferences(Some(LOCK), std::slice::from_ref(&other), false).unwrap();
+        let v = versions(&p);
+        assert_eq!((v["torch"].as_str(), v["numpy"].as_str(), v["einops"].as_str()), ("2.9.0", "2.4.6", "0.8"));
+        // For the agreement pass the others' versions win.
+        let v = versions(&preferences(Some(LOCK), std::slice::from_ref(&other), true).unwrap());
+        assert_eq!((v["torch"].as_str(), v["numpy"].as_str()), ("2.9.1", "2.5.0"));
+        // With no pylock of its own (first lock, --upgrade): the others' alone.
+        assert_eq!(versions(&preferences(None, std::slice::from_ref(&other), false).unwrap()), versions(&other));
+        assert_eq!(preferences(None, &[], false), None);
+    }
+
+    #[test]
     fn blocks_and_fields_round_trip() {
         let (head, b) = blocks(LOCK);
         assert_eq!(head, "lock-version = \"1.0\"\ncreated-by = \"t\"\n");

@@ -74,16 +74,39 @@ pub fn run(args: FetchArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let (Some(spec_path), Some(into)) = (&args.spec, &args.into) else { unreachable!("clap enforces SPEC and --into") };
     let reporter = Arc::new(CliReporter::new(global.quiet));
     let spec = strata::spec::load_with(spec_path, &strata::spec::LoadOptions { context: args.context.clone() })?;
-    let lock = strata::lock::load_for(&spec)?;
-    strata::lock::check_spec(&spec, lock.as_ref())?;
-    let artifacts = strata::build::artifacts_of(&spec, lock.as_ref());
+    // Every platform of the spec, each with its own lock.
+    let mut specs = Vec::new();
+    for p in spec.platforms() {
+        let one = spec.for_platform(&p)?;
+        let lock = strata::lock::load_for(&one)?;
+        strata::lock::check_spec(&one, lock.as_ref())?;
+        specs.push((one, lock));
+    }
+    // The first platform's as they are; the others' where they differ.
+    let mut artifacts = Vec::new();
+    for (one, lock) in &specs {
+        let mine = strata::build::artifacts_of(one, lock.as_ref());
+        if artifacts.is_empty() {
+            artifacts = mine;
+        } else {
+            let seen: std::collections::BTreeSet<String> = artifacts.iter().map(|a| a.sha256.to_string()).collect();
+            artifacts.extend(mine.into_iter().filter(|a| !seen.contains(&a.sha256.to_string())));
+        }
+    }
     let store = strata::store::Store::open(global.cache_dir())?;
     let opts = fetch_options(&args.net, global)?;
     let offline = opts.offline;
     let net = opts.net.clone();
     let fetched = strata::fetch::Fetcher::new(store.clone(), opts, reporter.clone()).fetch_all(&artifacts)?;
     // The archive indexes too, so `strata lock --offline --mirror` can resolve.
-    let indexes = strata::lock::index_files(&spec, lock.as_ref(), &store, (!offline).then_some(&net), reporter);
+    let mut seen = std::collections::BTreeSet::new();
+    let indexes: Vec<_> = specs
+        .iter()
+        .flat_map(|(one, lock)| {
+            strata::lock::index_files(one, lock.as_ref(), &store, (!offline).then_some(&net), reporter.clone())
+        })
+        .filter(|a| seen.insert(a.sha256.to_string()))
+        .collect();
     let mut all = artifacts.clone();
     all.extend(indexes.iter().cloned());
     let sum = match MirrorLocation::parse(into).map_err(anyhow::Error::msg)? {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Args;
-use strata::lock::{check, display_path, load_for, relock, RelockOptions, Stale, VerifierCheck};
+use strata::lock::{check, display_path, load_for, relock_platforms, RelockOptions, Stale, VerifierCheck};
 use strata::sources::verifier::Verifier;
 
 use super::progress::CliReporter;
@@ -70,19 +70,19 @@ pub fn run(args: LockArgs, global: &GlobalArgs) -> ExitCode {
 fn each_platform(args: &LockArgs, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let spec = strata::spec::load_with(&args.spec, &strata::spec::LoadOptions { context: args.context.clone() })?;
     if !spec.is_multi_platform() {
-        return if args.check { check_cmd(args, global, spec) } else { lock_cmd(args, global, spec) };
+        return if args.check { check_cmd(args, global, spec) } else { lock_cmd(args, global, vec![spec]) };
     }
-    if let Some(l) = spec.layers.iter().find(|l| l.entry.python.as_ref().is_some_and(|p| !p.requirements.is_empty())) {
-        anyhow::bail!(
-            "layer `{}`: `python.requirements` cannot be resolved for several platforms yet (each would rewrite the same pylock)\nhint: bring a pylock.toml that lists the wheels of every platform (wheels are chosen per platform by their tags) and leave `requirements:` out",
-            l.display_name()
-        );
+    let mut specs = Vec::new();
+    for p in spec.platforms() {
+        specs.push(spec.for_platform(&p)?);
+    }
+    if !args.check {
+        // Every platform at once: a `python:` entry's platforms prefer each other's versions.
+        return lock_cmd(args, global, specs);
     }
     let mut worst = 0u8;
-    for p in spec.platforms() {
-        let one = spec.for_platform(&p)?;
-        let code = if args.check { check_cmd(args, global, one)? } else { lock_cmd(args, global, one)? };
-        if code != ExitCode::SUCCESS {
+    for one in specs {
+        if check_cmd(args, global, one)? != ExitCode::SUCCESS {
             worst = 1;
         }
     }
@@ -127,7 +127,7 @@ fn check_cmd(args: &LockArgs, global: &GlobalArgs, spec: strata::spec::LoadedSpe
     Ok(ExitCode::from(1))
 }
 
-fn lock_cmd(args: &LockArgs, global: &GlobalArgs, spec: strata::spec::LoadedSpec) -> anyhow::Result<ExitCode> {
+fn lock_cmd(args: &LockArgs, global: &GlobalArgs, specs: Vec<strata::spec::LoadedSpec>) -> anyhow::Result<ExitCode> {
     let reporter = Arc::new(CliReporter::new(global.quiet));
     let started = std::time::Instant::now();
     let mut net = super::net_options(global, &args.net.rewrite)?;
@@ -146,7 +146,21 @@ fn lock_cmd(args: &LockArgs, global: &GlobalArgs, spec: strata::spec::LoadedSpec
         offline: args.net.offline || cfg.offline,
         mirrors,
     };
-    let r = relock(&spec, &store, &opts, reporter)?;
+    let all = relock_platforms(&specs, &store, &opts, reporter)?;
+    for (spec, r) in specs.iter().zip(all) {
+        report(args, global, spec, &r, started)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints what `strata lock` did for one lock file.
+fn report(
+    args: &LockArgs,
+    global: &GlobalArgs,
+    spec: &strata::spec::LoadedSpec,
+    r: &strata::lock::Relocked,
+    started: std::time::Instant,
+) -> anyhow::Result<()> {
     let shown_lock = display_path(&r.path);
     if args.json {
         let v = serde_json::json!({
@@ -168,10 +182,10 @@ fn lock_cmd(args: &LockArgs, global: &GlobalArgs, spec: strata::spec::LoadedSpec
             "seconds": (started.elapsed().as_secs_f64() * 10.0).round() / 10.0,
         });
         out(&v.to_string())?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(());
     }
     if global.quiet {
-        return Ok(ExitCode::SUCCESS);
+        return Ok(());
     }
     for p in &r.pylocks {
         let how = match (p.requirements, p.resolved, p.changed) {
@@ -205,5 +219,5 @@ fn lock_cmd(args: &LockArgs, global: &GlobalArgs, spec: strata::spec::LoadedSpec
         r.pins.len(),
         started.elapsed().as_secs_f64()
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

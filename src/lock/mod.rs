@@ -646,14 +646,142 @@ pub fn relock(
     opts: &RelockOptions,
     reporter: Arc<dyn Reporter>,
 ) -> Result<Relocked, Error> {
-    check_exclude_newer(spec)?;
-    let old = load_for(spec)?;
+    let mut all = relock_platforms(std::slice::from_ref(spec), store, opts, reporter)?;
+    Ok(all.remove(0))
+}
+
+/// One platform's lock while [`relock_platforms`] builds it.
+struct Pending {
+    old: Option<Lock>,
+    lock: Lock,
+    path: PathBuf,
+    shown: String,
+    legacy: bool,
+    resolved: Vec<String>,
+    pins: Vec<PinChange>,
+    kept: usize,
+    pylocks: Vec<Locked>,
+}
+
+/// `strata lock` for every platform of a spec at once: `specs` are its
+/// per-platform specs ([`LoadedSpec::for_platform`]; one spec for a spec of
+/// one platform), each locked into its own lock file. Debian packages are
+/// resolved per platform; a `python:` entry's requirements are resolved for
+/// each platform into its own pylock, preferring the versions the other
+/// platforms pin ([`pylockfile::lock_entries`]). Nothing is written unless
+/// every platform succeeded.
+pub fn relock_platforms(
+    specs: &[LoadedSpec],
+    store: &Store,
+    opts: &RelockOptions,
+    reporter: Arc<dyn Reporter>,
+) -> Result<Vec<Relocked>, Error> {
+    let moves: BTreeSet<String> = opts.upgrade_packages.iter().cloned().collect();
+    let mut pending = Vec::with_capacity(specs.len());
+    for spec in specs {
+        check_exclude_newer(spec)?;
+        let old = load_for(spec)?;
+        let legacy = old.as_ref().is_some_and(Lock::is_legacy);
+        pending.push((spec, old, legacy));
+    }
+    let olds: Vec<(&LoadedSpec, Option<&Lock>)> = pending.iter().map(|(s, o, _)| (*s, o.as_ref())).collect();
+    check_upgrade_names(&olds, &moves, &specs[0].lock_path())?;
+
+    let net = if opts.offline { None } else { Some(Net::new(opts.net.clone())?) };
+    let mut out: Vec<Pending> = Vec::with_capacity(specs.len());
+    for (spec, old, legacy) in pending {
+        let mut p = relock_debs(spec, old, store, opts, &moves, net.as_ref(), reporter.clone())?;
+        p.legacy = legacy;
+        out.push(p);
+    }
+
+    // Python: each entry for every platform at once.
+    let command = format!("strata lock {}", display_path(&specs[0].path));
+    let py_opts = pylockfile::Relock {
+        upgrade: opts.upgrade,
+        upgrade_packages: &opts.upgrade_packages,
+        offline: opts.offline,
+        mirrors: &opts.mirrors,
+        store,
+    };
+    let mut writes = Vec::new();
+    for (i, l) in specs[0].layers.iter().enumerate() {
+        if l.entry.python.is_none() {
+            continue;
+        }
+        let key = layer_key(l);
+        let platforms: Vec<String> = specs.iter().map(platform_of).collect();
+        let entries: Vec<pylockfile::Entry<'_>> = specs
+            .iter()
+            .zip(&out)
+            .zip(&platforms)
+            .filter_map(|((spec, p), platform)| {
+                let layer = spec.layers.get(i)?;
+                Some(pylockfile::Entry {
+                    layer,
+                    py: layer.entry.python.as_ref()?,
+                    previous: p.old.as_ref().and_then(|o| o.python.get(&key)),
+                    legacy: p.legacy,
+                    platform,
+                })
+            })
+            .collect();
+        let done = pylockfile::lock_entries(&entries, &command, &py_opts)
+            .map_err(|source| Error::Python { layer: key.clone(), source })?;
+        for (p, d) in out.iter_mut().zip(done) {
+            if d.locked.resolved {
+                p.resolved.push(format!("python `{key}`"));
+            }
+            p.kept += diff_pins("python", &key, &d.locked.before, &d.locked.after, &mut p.pins);
+            p.lock.python.insert(key.clone(), d.record);
+            p.pylocks.push(d.locked);
+            writes.extend(d.write);
+        }
+    }
+
+    // The verifier binary images with `gpu:` get.
+    for (spec, p) in specs.iter().zip(&mut out) {
+        p.lock.verifier = Verifier::locate(spec, opts.verifier.as_deref(), None)?
+            .map(|v| VerifierLock { sha256: v.sha256.to_string(), size: v.size });
+    }
+
+    for (path, bytes) in writes {
+        pylockfile::write_atomic(&path, &bytes).map_err(|e| Error::Python {
+            layer: display_path(&path),
+            source: UvError { message: format!("writing {}: {e}", path.display()), hint: None },
+        })?;
+    }
+    let mut done = Vec::with_capacity(out.len());
+    for p in out {
+        let unchanged = p.old.as_ref().is_some_and(|o| !o.is_legacy() && *o == p.lock);
+        if !unchanged {
+            p.lock.write(&p.path, &p.shown)?;
+        }
+        done.push(Relocked {
+            path: p.path,
+            lock: p.lock,
+            pylocks: p.pylocks,
+            resolved: p.resolved,
+            pins: p.pins,
+            kept: p.kept,
+            unchanged,
+        });
+    }
+    Ok(done)
+}
+
+/// The Debian part of [`relock_platforms`] for one platform's spec.
+fn relock_debs(
+    spec: &LoadedSpec,
+    old: Option<Lock>,
+    store: &Store,
+    opts: &RelockOptions,
+    moves: &BTreeSet<String>,
+    net: Option<&Net>,
+    reporter: Arc<dyn Reporter>,
+) -> Result<Pending, Error> {
     let path = spec.lock_path();
     let shown = display_path(&spec.path);
-    let legacy = old.as_ref().is_some_and(Lock::is_legacy);
-    let moves: BTreeSet<String> = opts.upgrade_packages.iter().cloned().collect();
-    check_upgrade_names(spec, old.as_ref(), &moves, &path)?;
-
     let mut lock = Lock::new();
     lock.platform = Some(platform_of(spec));
     if let Some(o) = &old {
@@ -663,10 +791,8 @@ pub fn relock(
     let mut pins = Vec::new();
     let mut kept = 0;
 
-    // Debian.
-    let net = if opts.offline { None } else { Some(Net::new(opts.net.clone())?) };
     let retry = RetryPolicy::default().with_retries(2);
-    let cx = LockContext { store, reporter: reporter.clone(), net: net.as_ref(), retry, mirrors: &opts.mirrors };
+    let cx = LockContext { store, reporter: reporter.clone(), net, retry, mirrors: &opts.mirrors };
     // Whether a `debs:` entry below was resolved again: the ones above it
     // resolve against what it installs, so they are resolved again too.
     let mut below_moved = false;
@@ -717,46 +843,13 @@ pub fn relock(
         kept += diff_pins("debs", &key, &before, &versions(&entry), &mut pins);
         lock.debs.insert(key, entry);
     }
-
-    // Python.
-    let command = format!("strata lock {shown}");
-    let py_opts = pylockfile::Relock {
-        upgrade: opts.upgrade,
-        upgrade_packages: &opts.upgrade_packages,
-        offline: opts.offline,
-        mirrors: &opts.mirrors,
-        store,
-    };
-    let mut pylocks = Vec::new();
-    for l in &spec.layers {
-        let Some(py) = &l.entry.python else { continue };
-        let key = layer_key(l);
-        let prev = old.as_ref().and_then(|o| o.python.get(&key));
-        let (record, done) = pylockfile::lock_entry(l, py, prev, legacy, &command, &py_opts)
-            .map_err(|source| Error::Python { layer: key.clone(), source })?;
-        if done.resolved {
-            resolved.push(format!("python `{key}`"));
-        }
-        kept += diff_pins("python", &key, &done.before, &done.after, &mut pins);
-        lock.python.insert(key, record);
-        pylocks.push(done);
-    }
-
-    // The verifier binary images with `gpu:` get.
-    lock.verifier = Verifier::locate(spec, opts.verifier.as_deref(), None)?
-        .map(|v| VerifierLock { sha256: v.sha256.to_string(), size: v.size });
-
-    let unchanged = old.as_ref().is_some_and(|o| !o.is_legacy() && *o == lock);
-    if !unchanged {
-        lock.write(&path, &shown)?;
-    }
-    Ok(Relocked { path, lock, pylocks, resolved, pins, kept, unchanged })
+    Ok(Pending { old, lock, path, shown, legacy: false, resolved, pins, kept, pylocks: Vec::new() })
 }
 
 /// Every name `--upgrade-package` gives must be a pinned or requested package.
+/// With several platforms, a name any platform knows will do.
 fn check_upgrade_names(
-    spec: &LoadedSpec,
-    old: Option<&Lock>,
+    specs: &[(&LoadedSpec, Option<&Lock>)],
     names: &BTreeSet<String>,
     lock: &std::path::Path,
 ) -> Result<(), Error> {
@@ -764,10 +857,12 @@ fn check_upgrade_names(
         return Ok(());
     }
     let mut known: BTreeSet<String> = BTreeSet::new();
-    if let Some(o) = old {
-        known.extend(o.debs.values().flat_map(|d| d.packages.iter().map(|p| p.name.clone())));
+    for (_, old) in specs {
+        if let Some(o) = old {
+            known.extend(o.debs.values().flat_map(|d| d.packages.iter().map(|p| p.name.clone())));
+        }
     }
-    for l in &spec.layers {
+    for l in specs.iter().flat_map(|(s, _)| &s.layers) {
         if let Some(py) = &l.entry.python {
             let src = Python::new(py, l);
             let limit = crate::sources::python::pylock::MAX_PYLOCK_BYTES;

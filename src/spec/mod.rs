@@ -155,7 +155,9 @@ impl LoadedSpec {
     }
 
     /// The spec for one of its `platforms:`, as if it said `platform: P`,
-    /// locked in `SPEC.<os>-<arch>.lock`.
+    /// locked in `SPEC.<os>-<arch>.lock`; a `python:` entry with
+    /// `requirements:` takes its pins from its own pylock for P
+    /// ([`crate::sources::python::platform_pylock`]).
     pub fn for_platform(&self, platform: &str) -> Result<LoadedSpec, SpecError> {
         let arch = crate::platform::Arch::of_platform(platform)
             .map_err(|m| SpecError::new(&self.path, None, None, m, None))?;
@@ -174,13 +176,19 @@ impl LoadedSpec {
         }
         s.spec.platform = Some(platform.to_string());
         s.spec.platforms = Vec::new();
+        let suffix = platform.replace('/', "-");
         for l in &mut s.layers {
             if let Some(d) = &mut l.entry.debs {
                 d.arch = None;
             }
+            // Requirements are resolved for each platform into its own pylock.
+            if let Some(py) = &mut l.entry.python {
+                if !py.requirements.is_empty() {
+                    py.lock = crate::sources::python::platform_pylock(&py.lock, &suffix);
+                }
+            }
             set_arch(l, arch).map_err(|m| SpecError::new(&self.path, None, None, m, None))?;
         }
-        let suffix = platform.replace('/', "-");
         s.lock_file = Some(self.path.with_extension(format!("{suffix}.lock")));
         Ok(s)
     }

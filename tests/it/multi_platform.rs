@@ -161,3 +161,201 @@ fn debs_are_locked_per_platform_from_one_spec() {
         assert_eq!(files["usr/share/app/built-for"].2, format!("{arch}\n").into_bytes(), "{arch}");
     }
 }
+
+// ---------------------------------------------------------------- Python requirements
+
+use crate::wheels_support::{have_tool, wheel_with_deps, Member, SimpleIndex, Wheel};
+
+/// A wheel of `fast` for one machine that says which one it was built for.
+fn fast(version: &str, machine: &str) -> Wheel {
+    let mut w = Wheel::new("fast", version).with(Member::file("fast/__init__.py", "", 0o644)).with(Member::file(
+        "fast/built_for.txt",
+        format!("{machine}\n"),
+        0o644,
+    ));
+    w.tag = format!("cp311-cp311-manylinux_2_17_{machine}");
+    w.purelib = false;
+    w
+}
+
+/// The wheel files a pylock pins, by file name.
+fn pinned_wheels(path: &Path) -> Vec<String> {
+    let text = fs_err::read_to_string(path).unwrap();
+    let lock: toml::Table = toml::from_str(&text).unwrap();
+    let mut out: Vec<String> = lock["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["wheels"].as_array().unwrap().iter())
+        .map(|w| w["url"].as_str().unwrap().rsplit('/').next().unwrap().to_string())
+        .collect();
+    out.sort();
+    out
+}
+
+fn py_multi_spec(dir: &Path, index: &SimpleIndex, reqs: &[&str], exclude_newer: &str) {
+    fs_err::write(
+        dir.join("spec.yaml"),
+        format!(
+            "version: 1\nname: app\nplatforms: [linux/amd64, linux/arm64]\nlayers:\n  - name: python\n    python:\n      lock: pylock.app.toml\n      index_url: {}\n      requirements: [{}]\n      exclude_newer: {exclude_newer}\n",
+            index.url(),
+            reqs.join(", ")
+        ),
+    )
+    .unwrap();
+}
+
+fn strata_uv(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("--cache")
+        .arg(dir.join("cache"))
+        .args(args)
+        .current_dir(dir)
+        .env("UV_CACHE_DIR", dir.join("uv"))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn python_requirements_are_resolved_per_platform() {
+    let uv = std::env::var("STRATA_UV").unwrap_or_else(|_| "uv".into());
+    if !have_tool(&uv, &["--version"]) {
+        return;
+    }
+    let index = SimpleIndex::start();
+    let early = "2026-01-01T00:00:00Z";
+    index.publish(&fast("1.0", "x86_64"), early);
+    index.publish(&fast("1.0", "aarch64"), early);
+    // A newer release with no aarch64 wheel: the platforms agree on 1.0.
+    index.publish(&fast("1.1", "x86_64"), early);
+    index.publish(&wheel_with_deps("pure", "1.0", &["fast>=1.0"]), early);
+    index.publish(&wheel_with_deps("gamma", "1.0", &[]), early);
+    let mut xonly = wheel_with_deps("xonly", "1.0", &[]);
+    xonly.tag = "cp311-cp311-manylinux_2_17_x86_64".into();
+    xonly.purelib = false;
+    index.publish(&xonly, early);
+
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    py_multi_spec(d, &index, &["pure"], "2026-03-01T00:00:00Z");
+    let o = strata_uv(d, &["lock", "spec.yaml"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (amd, arm) = (d.join("pylock.app-linux-amd64.toml"), d.join("pylock.app-linux-arm64.toml"));
+    assert_eq!(
+        pinned_wheels(&amd),
+        ["fast-1.0-cp311-cp311-manylinux_2_17_x86_64.whl", "pure-1.0-py3-none-any.whl"],
+        "{}",
+        fs_err::read_to_string(&amd).unwrap()
+    );
+    assert_eq!(pinned_wheels(&arm), ["fast-1.0-cp311-cp311-manylinux_2_17_aarch64.whl", "pure-1.0-py3-none-any.whl"]);
+    assert!(!d.join("pylock.app.toml").exists());
+    let amd_lock = fs_err::read_to_string(d.join("spec.linux-amd64.lock")).unwrap();
+    let arm_lock = fs_err::read_to_string(d.join("spec.linux-arm64.lock")).unwrap();
+    assert!(amd_lock.contains("pylock = \"pylock.app-linux-amd64.toml\"") && amd_lock.contains("x86_64"), "{amd_lock}");
+    assert!(
+        arm_lock.contains("pylock = \"pylock.app-linux-arm64.toml\"") && arm_lock.contains("aarch64"),
+        "{arm_lock}"
+    );
+
+    // Stable: nothing changed, nothing moves (and uv is not even needed).
+    let files = |names: &[&str]| names.iter().map(|n| fs_err::read(d.join(n)).unwrap()).collect::<Vec<_>>();
+    let all = [
+        "spec.linux-amd64.lock",
+        "spec.linux-arm64.lock",
+        "pylock.app-linux-amd64.toml",
+        "pylock.app-linux-arm64.toml",
+    ];
+    let before = files(&all);
+    let o = strata_uv(d, &["lock", "--json", "spec.yaml"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for line in String::from_utf8_lossy(&o.stdout).lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!((v["status"].as_str(), v["resolved"].as_array().map(Vec::len)), (Some("unchanged"), Some(0)), "{v}");
+    }
+    assert_eq!(files(&all), before);
+    let o = strata_uv(d, &["lock", "--check", "spec.yaml"]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // Each platform's image gets its own wheel.
+    let o = strata_uv(d, &["--quiet", "build", "spec.yaml", "-o", "oci:out"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for (arch, machine) in [("amd64", "x86_64"), ("arm64", "aarch64")] {
+        let files = debs_support::layer_files_for(&d.join("out"), &format!("linux/{arch}"));
+        let (_, (_, _, data)) =
+            files.iter().find(|(p, _)| p.ends_with("/fast/built_for.txt")).expect("fast is installed");
+        assert_eq!(String::from_utf8_lossy(data), format!("{machine}\n"), "{arch}");
+        assert!(files.keys().any(|p| p.ends_with("/pure/__init__.py")), "{arch}");
+    }
+
+    // A requirement added: --check names it for every platform, offline.
+    py_multi_spec(d, &index, &["pure", "gamma"], "2026-03-01T00:00:00Z");
+    let o = strata_uv(d, &["lock", "--check", "spec.yaml"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    for lock in ["spec.linux-amd64.lock", "spec.linux-arm64.lock"] {
+        assert!(err.contains(&format!("{lock} is stale:\n  layer `python`: requirements added: gamma\n")), "{err}");
+    }
+    let o = strata_uv(d, &["lock", "spec.yaml"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(pinned_wheels(&arm).contains(&"gamma-1.0-py3-none-any.whl".to_string()));
+    assert!(pinned_wheels(&amd).contains(&"fast-1.0-cp311-cp311-manylinux_2_17_x86_64.whl".to_string()));
+    assert_eq!(strata_uv(d, &["lock", "--check", "spec.yaml"]).status.code(), Some(0));
+
+    // Offline, from what `strata fetch` carried for both platforms: gamma removed again.
+    let o = strata_uv(d, &["--quiet", "fetch", "--json", "spec.yaml", "--into", "mirror"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["artifacts"], 4, "fast for each machine, pure and gamma once: {v}");
+    let hits = index.requests();
+    py_multi_spec(d, &index, &["pure"], "2026-03-01T00:00:00Z");
+    let o = strata_uv(d, &["lock", "--json", "spec.yaml", "--offline", "--mirror", "mirror"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(index.requests(), hits, "nothing was asked of the index");
+    assert_eq!(pinned_wheels(&arm), ["fast-1.0-cp311-cp311-manylinux_2_17_aarch64.whl", "pure-1.0-py3-none-any.whl"]);
+    assert_eq!(pinned_wheels(&amd), ["fast-1.0-cp311-cp311-manylinux_2_17_x86_64.whl", "pure-1.0-py3-none-any.whl"]);
+    assert_eq!(strata_uv(d, &["lock", "--check", "spec.yaml"]).status.code(), Some(0));
+
+    // A release for both machines: kept out by the relock, taken by --upgrade-package.
+    index.publish(&fast("1.2", "x86_64"), "2026-05-01T00:00:00Z");
+    index.publish(&fast("1.2", "aarch64"), "2026-05-01T00:00:00Z");
+    py_multi_spec(d, &index, &["pure", "gamma"], "2026-06-01T00:00:00Z");
+    let o = strata_uv(d, &["lock", "spec.yaml"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(pinned_wheels(&arm).contains(&"fast-1.0-cp311-cp311-manylinux_2_17_aarch64.whl".to_string()));
+    let o = strata_uv(d, &["lock", "--json", "spec.yaml", "--upgrade-package", "fast"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let moved: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["pins"].clone())
+        .collect();
+    assert_eq!(moved.len(), 2);
+    for pins in &moved {
+        assert_eq!(
+            pins,
+            &serde_json::json!([{"section": "python", "layer": "python", "package": "fast", "from": "1.0", "to": "1.2"}])
+        );
+    }
+    assert!(pinned_wheels(&amd).contains(&"fast-1.2-cp311-cp311-manylinux_2_17_x86_64.whl".to_string()));
+    assert!(pinned_wheels(&arm).contains(&"fast-1.2-cp311-cp311-manylinux_2_17_aarch64.whl".to_string()));
+
+    // A package without an aarch64 wheel: a clear error, and nothing written.
+    let before = files(&all);
+    py_multi_spec(d, &index, &["pure", "gamma", "xonly"], "2026-06-01T00:00:00Z");
+    let o = strata_uv(d, &["lock", "spec.yaml"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        err.contains(
+            "error: layer `python`: linux/arm64: package `xonly` has no wheel for CPython 3.11 manylinux_2_28 aarch64"
+        ),
+        "{err}"
+    );
+    assert_eq!(files(&all), before, "a failed lock changes nothing");
+    // Required on x86-64 only, by a marker: each platform evaluates it.
+    py_multi_spec(d, &index, &["pure", "gamma", "\"xonly; platform_machine == 'x86_64'\""], "2026-06-01T00:00:00Z");
+    let o = strata_uv(d, &["lock", "spec.yaml"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(pinned_wheels(&amd).contains(&"xonly-1.0-cp311-cp311-manylinux_2_17_x86_64.whl".to_string()));
+    assert!(!pinned_wheels(&arm).iter().any(|w| w.starts_with("xonly")));
+    assert_eq!(strata_uv(d, &["lock", "--check", "spec.yaml"]).status.code(), Some(0));
+}

@@ -160,52 +160,168 @@ pub struct Relock<'a> {
     pub store: &'a Store,
 }
 
-/// Locks one `python:` entry: records a brought pylock as it is; for an
-/// entry with `requirements:`, keeps the pylock when its inputs did not
-/// change and it still satisfies them, else runs uv with the current pylock
-/// as preferences and writes what uv chose.
-pub fn lock_entry(
-    layer: &ResolvedLayer,
-    py: &PythonSpec,
-    previous: Option<&PythonLock>,
-    legacy: bool,
-    command: &str,
-    opts: &Relock<'_>,
-) -> Result<(PythonLock, Locked), UvError> {
-    let key = layer_key(layer);
+/// One platform's view of a `python:` entry, for [`lock_entries`].
+#[derive(Debug, Clone, Copy)]
+pub struct Entry<'a> {
+    /// The layer entry (of that platform's spec).
+    pub layer: &'a ResolvedLayer,
+    /// Its `python:` (with that platform's pylock path).
+    pub py: &'a PythonSpec,
+    /// What the platform's lock recorded for it.
+    pub previous: Option<&'a PythonLock>,
+    /// Whether that lock is in the old format (its inputs are not compared).
+    pub legacy: bool,
+    /// The platform (`linux/arm64`), named in errors when there are several.
+    pub platform: &'a str,
+}
+
+/// What [`lock_entries`] gives for one platform.
+#[derive(Debug)]
+pub struct EntryLocked {
+    /// The record for the lock file.
+    pub record: PythonLock,
+    /// The report.
+    pub locked: Locked,
+    /// The pylock to write (path, bytes); `None` when its bytes did not change.
+    pub write: Option<(PathBuf, Vec<u8>)>,
+}
+
+/// One platform's state while its entry is locked.
+struct State<'a> {
+    src: Python<'a>,
+    path: PathBuf,
+    inputs: PythonInputs,
+    old: Option<Vec<u8>>,
+    old_text: Option<String>,
+    before: BTreeMap<String, String>,
+    /// The pylock's bytes once decided (kept, brought or resolved).
+    bytes: Option<Vec<u8>>,
+    resolved: bool,
+}
+
+/// Locks one `python:` entry for each platform of a spec (one entry for a
+/// spec of one platform): records a brought pylock as it is; for an entry
+/// with `requirements:`, keeps each platform's pylock when its inputs did
+/// not change and it still satisfies them, else runs uv for that platform
+/// with the current pylock as preferences and takes what uv chose.
+///
+/// With several platforms, a platform resolved now also prefers the
+/// versions the other platforms' pylocks pin, and when the results still
+/// differ (one platform got a newer version than another), each platform
+/// resolved now that holds the newer one is resolved once more preferring
+/// the older: the versions agree wherever the index has wheels for every
+/// platform. Nothing is written: the caller writes [`EntryLocked::write`]
+/// once every entry succeeded.
+pub fn lock_entries(entries: &[Entry<'_>], command: &str, opts: &Relock<'_>) -> Result<Vec<EntryLocked>, UvError> {
+    let several = entries.len() > 1;
+    let named = |e: &Entry<'_>, err: UvError| {
+        if several {
+            UvError { message: format!("{}: {}", e.platform, err.message), hint: err.hint }
+        } else {
+            err
+        }
+    };
+    let mut states = Vec::with_capacity(entries.len());
+    for e in entries {
+        states.push(prepare(e, opts).map_err(|err| named(e, err))?);
+    }
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    // Each platform that needs uv, in the spec's order.
+    for i in 0..states.len() {
+        if states[i].bytes.is_some() {
+            continue;
+        }
+        let others: Vec<String> = (0..states.len())
+            .filter(|&j| j != i && !entries[j].py.requirements.is_empty())
+            .filter_map(|j| states[j].bytes.as_deref().map(text))
+            .collect();
+        let own = if opts.upgrade { None } else { states[i].old_text.clone() };
+        let prefs = preferences(own.as_deref(), &others, false);
+        let out = resolve(&entries[i], &states[i], prefs.as_deref(), opts.upgrade_packages, command, opts)
+            .map_err(|err| named(&entries[i], err))?;
+        states[i].bytes = Some(out.into_bytes());
+        states[i].resolved = true;
+    }
+    if several {
+        agree(entries, &mut states, command, opts).map_err(|(i, err)| named(&entries[i], err))?;
+    }
+    let mut out = Vec::with_capacity(entries.len());
+    for (e, st) in entries.iter().zip(states) {
+        let bytes = st.bytes.unwrap_or_default();
+        let sel = super::pylock::select(
+            &st.path,
+            &String::from_utf8_lossy(&bytes),
+            &st.src.target,
+            &e.py.extras.iter().cloned().collect(),
+        )
+        .map_err(|err| {
+            named(
+                e,
+                UvError {
+                    message: if st.resolved {
+                        format!("uv wrote a lock strata cannot use: {err}")
+                    } else {
+                        err.to_string()
+                    },
+                    hint: None,
+                },
+            )
+        })?;
+        let changed = st.old.as_deref() != Some(&bytes[..]);
+        let sha256 = Digest::of(&bytes);
+        let after = versions(&String::from_utf8_lossy(&bytes));
+        let record = st.inputs.record(&sha256, sel.wheels.len());
+        let locked = Locked {
+            layer: layer_key(e.layer),
+            pylock: e.py.lock.clone(),
+            sha256,
+            wheels: sel.wheels.len(),
+            resolved: st.resolved,
+            requirements: !e.py.requirements.is_empty(),
+            changed,
+            before: st.before,
+            after,
+        };
+        out.push(EntryLocked { record, locked, write: changed.then_some((st.path, bytes)) });
+    }
+    Ok(out)
+}
+
+/// Reads a platform's current pylock and decides whether it is kept (or,
+/// without `requirements:`, recorded as brought).
+fn prepare<'a>(e: &Entry<'a>, opts: &Relock<'_>) -> Result<State<'a>, UvError> {
+    let (layer, py) = (e.layer, e.py);
     let src = Python::new(py, layer);
     // Written by `strata lock`: its directory must be in the build context.
-    let path = crate::hostfs::resolve_for_write(&layer.context, &layer.base_dir, &py.lock).map_err(|e| UvError {
-        message: format!("python lock {}: {e}", src.lock_path().display()),
-        hint: Some(e.hint().into()),
+    let path = crate::hostfs::resolve_for_write(&layer.context, &layer.base_dir, &py.lock).map_err(|err| UvError {
+        message: format!("python lock {}: {err}", src.lock_path().display()),
+        hint: Some(err.hint().into()),
     })?;
     let inputs = PythonInputs::of(py, layer.arch);
     let old = match crate::hostfs::read_bounded(&path, super::pylock::MAX_PYLOCK_BYTES, "a lock file") {
         Ok(b) => Some(b),
         Err(crate::hostfs::HostPathError::Missing { .. }) => None,
-        Err(e) => return Err(UvError { message: e.to_string(), hint: Some(e.hint().into()) }),
+        Err(err) => return Err(UvError { message: err.to_string(), hint: Some(err.hint().into()) }),
     };
     let old_text = old.as_deref().map(|b| String::from_utf8_lossy(b).into_owned());
     let before = old_text.as_deref().map(versions).unwrap_or_default();
-    let uv_err = |message: String| UvError { message, hint: None };
-    let (bytes, resolved) = if py.requirements.is_empty() {
+    let bytes = if py.requirements.is_empty() {
         match &old {
-            Some(b) => (b.clone(), false),
+            Some(b) => Some(b.clone()),
             // A brought pylock that is not there: the selection says how to make one.
             None => {
                 let message = match src.selection() {
-                    Err(e) => e.to_string(),
+                    Err(err) => err.to_string(),
                     Ok(_) => format!("{} cannot be read", path.display()),
                 };
-                return Err(uv_err(message));
+                return Err(UvError { message, hint: None });
             }
         }
     } else {
-        let moves: Vec<&String> =
-            opts.upgrade_packages.iter().filter(|n| before.contains_key(&normalize_name(n))).collect();
-        let keep = match (&old_text, previous) {
-            (Some(text), Some(p)) if !opts.upgrade && moves.is_empty() => {
-                let same_inputs = legacy || PythonInputs::recorded(p) == inputs;
+        let moves = opts.upgrade_packages.iter().any(|n| before.contains_key(&normalize_name(n)));
+        let keep = match (&old_text, e.previous) {
+            (Some(text), Some(p)) if !opts.upgrade && !moves => {
+                let same_inputs = e.legacy || PythonInputs::recorded(p) == inputs;
                 let same_bytes = p.sha256 == Digest::of(text.as_bytes()).to_string();
                 let packages = pylock_packages(text)?;
                 same_inputs
@@ -215,50 +331,113 @@ pub fn lock_entry(
             _ => false,
         };
         if keep {
-            (old.clone().unwrap_or_default(), false)
+            old.clone()
         } else {
-            let links = if opts.offline { Some(find_links(opts, old_text.as_deref())?) } else { None };
-            let prefs = Preferences {
-                existing: if opts.upgrade { None } else { old.as_deref() },
-                upgrade_packages: opts.upgrade_packages,
-                find_links: links.as_ref().map(|l| l.dir.path()),
-            };
-            let mut text = uv::compile(py, &path, &src.target, command, &prefs)?;
-            if let Some(l) = &links {
-                text = restore_urls(&text, l, if opts.upgrade { None } else { old_text.as_deref() })?;
-            }
-            (text.into_bytes(), true)
+            None
         }
     };
-    let sel = super::pylock::select(
-        &path,
-        &String::from_utf8_lossy(&bytes),
-        &src.target,
-        &py.extras.iter().cloned().collect(),
-    )
-    .map_err(|e| UvError {
-        message: if resolved { format!("uv wrote a lock strata cannot use: {e}") } else { e.to_string() },
-        hint: None,
-    })?;
-    let changed = old.as_deref() != Some(&bytes[..]);
-    if changed {
-        write_atomic(&path, &bytes).map_err(|e| uv_err(format!("writing {}: {e}", path.display())))?;
-    }
-    let sha256 = Digest::of(&bytes);
-    let after = versions(&String::from_utf8_lossy(&bytes));
-    let record = inputs.record(&sha256, sel.wheels.len());
-    let locked = Locked {
-        layer: key,
-        pylock: py.lock.clone(),
-        sha256,
-        wheels: sel.wheels.len(),
-        resolved,
-        requirements: !py.requirements.is_empty(),
-        changed,
-        before,
-        after,
+    Ok(State { src, path, inputs, old, old_text, before, bytes, resolved: false })
+}
+
+/// Runs uv for one platform with `prefs` (a pylock's text) as its starting point.
+fn resolve(
+    e: &Entry<'_>,
+    st: &State<'_>,
+    prefs: Option<&str>,
+    upgrade_packages: &[String],
+    command: &str,
+    opts: &Relock<'_>,
+) -> Result<String, UvError> {
+    let links = if opts.offline { Some(find_links(opts, st.old_text.as_deref())?) } else { None };
+    let prefs = Preferences {
+        existing: prefs.map(str::as_bytes),
+        upgrade_packages,
+        find_links: links.as_ref().map(|l| l.dir.path()),
     };
-    Ok((record, locked))
+    let mut text = uv::compile(e.py, &st.path, &st.src.target, command, &prefs)?;
+    if let Some(l) = &links {
+        text = restore_urls(&text, l, if opts.upgrade { None } else { st.old_text.as_deref() })?;
+    }
+    Ok(text)
+}
+
+/// The pylock uv is handed as its starting point: `base` (the platform's own
+/// pins) with the packages of `others` added; with `others_win`, their
+/// versions replace the base's. `base` alone is handed over unchanged.
+fn preferences(base: Option<&str>, others: &[String], others_win: bool) -> Option<String> {
+    if others.is_empty() {
+        return base.map(str::to_string);
+    }
+    let (head, own) = blocks(base.or(others.first().map(String::as_str))?);
+    let own = if base.is_some() { own } else { Vec::new() };
+    let mut by_name: BTreeMap<String, String> =
+        own.into_iter().filter_map(|b| Some((name_version(&b)?.0, b))).collect();
+    for o in others {
+        for b in blocks(o).1 {
+            let Some((name, _)) = name_version(&b) else { continue };
+            if others_win || !by_name.contains_key(&name) {
+                by_name.insert(name, b);
+            }
+        }
+    }
+    let mut out = head;
+    for b in by_name.into_values() {
+        out.push('\n');
+        out.push_str(&b);
+        out.push('\n');
+    }
+    Some(out)
+}
+
+/// The second pass of [`lock_entries`]: each platform resolved now that pins
+/// a newer version of a package than another platform does is resolved once
+/// more, preferring the older version (taken only where it has a wheel for
+/// this platform). Errors carry the entry's index.
+fn agree(
+    entries: &[Entry<'_>],
+    states: &mut [State<'_>],
+    command: &str,
+    opts: &Relock<'_>,
+) -> Result<(), (usize, UvError)> {
+    let with_requirements = |i: &usize| !entries[*i].py.requirements.is_empty();
+    // The oldest version any platform pins, with its block.
+    let mut oldest: BTreeMap<String, (Version, String)> = BTreeMap::new();
+    for i in (0..states.len()).filter(with_requirements) {
+        let text = String::from_utf8_lossy(states[i].bytes.as_deref().unwrap_or_default()).into_owned();
+        for b in blocks(&text).1 {
+            let Some((name, v)) = name_version(&b) else { continue };
+            let Ok(v) = Version::parse(&v) else { continue };
+            if oldest.get(&name).is_none_or(|(o, _)| v < *o) {
+                oldest.insert(name, (v, b));
+            }
+        }
+    }
+    for i in (0..states.len()).filter(with_requirements) {
+        if !states[i].resolved {
+            continue;
+        }
+        let text = String::from_utf8_lossy(states[i].bytes.as_deref().unwrap_or_default()).into_owned();
+        let mine = versions(&text);
+        let behind: Vec<&String> = oldest
+            .iter()
+            .filter(|(n, (v, _))| mine.get(*n).and_then(|m| Version::parse(m).ok()).is_some_and(|m| m > *v))
+            .map(|(_, (_, b))| b)
+            .collect();
+        if behind.is_empty() {
+            continue;
+        }
+        let (head, _) = blocks(&text);
+        let other = behind.iter().fold(head, |mut acc, b| {
+            acc.push('\n');
+            acc.push_str(b);
+            acc.push('\n');
+            acc
+        });
+        let prefs = preferences(Some(&text), &[other], true);
+        let out = resolve(&entries[i], &states[i], prefs.as_deref(), &[], command, opts).map_err(|e| (i, e))?;
+        states[i].bytes = Some(out.into_bytes());
+    }
+    Ok(())
 }
 
 /// A directory of wheels uv may choose from offline: every wheel a mirror
@@ -392,7 +571,8 @@ fn restore_urls(text: &str, links: &Links, old: Option<&str>) -> Result<String, 
     Ok(out)
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes a pylock through a temporary file beside it and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
     std::io::Write::write_all(&mut tmp, bytes)?;
@@ -417,6 +597,24 @@ mod tests {
         assert!(reqs(&["einops; python_version < '3'"]).is_empty(), "a marker false for the target is not checked");
         assert_eq!(reqs(&["einops"]), vec![("einops".to_string(), None)]);
         assert_eq!(reqs(&["torch==2.8.0"]), vec![("torch==2.8.0".to_string(), Some("torch 2.9.0".to_string()))]);
+    }
+
+    #[test]
+    fn preferences_add_the_other_platforms_versions() {
+        let other = LOCK.replace("2.4.6", "2.5.0").replace("\"Torch\"", "\"torch\"").replace("2.9.0", "2.9.1")
+            + "\n[[packages]]\nname = \"einops\"\nversion = \"0.8\"\nwheels = []\n";
+        // Alone, the platform's own pylock is handed over byte for byte.
+        assert_eq!(preferences(Some(LOCK), &[], false).as_deref(), Some(LOCK));
+        // Its own versions win; what only the others pin is added.
+        let p = preferences(Some(LOCK), std::slice::from_ref(&other), false).unwrap();
+        let v = versions(&p);
+        assert_eq!((v["torch"].as_str(), v["numpy"].as_str(), v["einops"].as_str()), ("2.9.0", "2.4.6", "0.8"));
+        // For the agreement pass the others' versions win.
+        let v = versions(&preferences(Some(LOCK), std::slice::from_ref(&other), true).unwrap());
+        assert_eq!((v["torch"].as_str(), v["numpy"].as_str()), ("2.9.1", "2.5.0"));
+        // With no pylock of its own (first lock, --upgrade): the others' alone.
+        assert_eq!(versions(&preferences(None, std::slice::from_ref(&other), false).unwrap()), versions(&other));
+        assert_eq!(preferences(None, &[], false), None);
     }
 
     #[test]

@@ -107,6 +107,23 @@ pub fn check_spec(py: &PythonSpec) -> Result<(), (String, String, Option<String>
     Ok(())
 }
 
+/// The pylock of one platform of a multi-platform spec whose `python:`
+/// entry resolves `requirements:`: `pylock.toml` → `pylock.linux-arm64.toml`,
+/// `dir/pylock.app.toml` → `dir/pylock.app-linux-arm64.toml` (`suffix` is the
+/// platform with `-` for `/`). Still a PEP 751 name.
+pub fn platform_pylock(lock: &str, suffix: &str) -> String {
+    let (dir, file) = match lock.rsplit_once('/') {
+        Some((d, f)) => (format!("{d}/"), f),
+        None => (String::new(), lock),
+    };
+    let name = file.strip_prefix("pylock.").and_then(|f| f.strip_suffix(".toml")).unwrap_or_default();
+    if name.is_empty() {
+        format!("{dir}pylock.{suffix}.toml")
+    } else {
+        format!("{dir}pylock.{name}-{suffix}.toml")
+    }
+}
+
 fn valid_timestamp(t: &str) -> bool {
     let b = t.as_bytes();
     let digits = |r: std::ops::Range<usize>| r.clone().all(|i| b.get(i).is_some_and(u8::is_ascii_digit));
@@ -548,6 +565,10 @@ mod tests {
         assert!(check_spec(&mk("../specs/pylock.pytorch-cuda.toml")).is_ok());
         assert!(check_spec(&mk("pytorch.pylock.toml")).is_err());
         assert!(check_spec(&mk("pylock.a.b.toml")).is_err());
+        // Each platform's own pylock keeps a PEP 751 name.
+        assert_eq!(platform_pylock("pylock.toml", "linux-arm64"), "pylock.linux-arm64.toml");
+        assert_eq!(platform_pylock("../x/pylock.app.toml", "linux-amd64"), "../x/pylock.app-linux-amd64.toml");
+        assert!(check_spec(&mk(&platform_pylock("locks/pylock.app.toml", "linux-arm64"))).is_ok());
         assert!(
             valid_timestamp("2026-11-01T00:00:00Z") && valid_timestamp("2026-11-01") && !valid_timestamp("yesterday")
         );

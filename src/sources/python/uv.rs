@@ -162,6 +162,19 @@ pub fn compile(
                 target.describe()
             )
         };
+        if let Some(name) = no_wheel_for(&stderr) {
+            return Err(UvError {
+                message: format!(
+                    "package `{name}` has no wheel for {} (strata never builds source distributions)\nuv pip compile failed ({}):\n{}",
+                    target.describe(),
+                    output.status,
+                    stderr.trim_end()
+                ),
+                hint: Some(format!(
+                    "every package needs a wheel for the image's platform: require a version of `{name}` that has one (uv's hint above lists the platforms it has wheels for), bring an index that has one (`index_url:`), or build the image for the platforms it has"
+                )),
+            });
+        }
         return Err(UvError {
             message: format!("uv pip compile failed ({}):\n{}", output.status, stderr.trim_end()),
             hint: Some(hint),
@@ -170,9 +183,31 @@ pub fn compile(
     fs_err::read_to_string(&out).map_err(|e| io("reading the lock uv wrote", e))
 }
 
+/// The package uv could not resolve because none of its wheels fits the
+/// target, from uv's explanation (`Because fast==1.0 has no wheels with a
+/// matching platform tag …`, `… all versions of fast have no wheels …`).
+fn no_wheel_for(stderr: &str) -> Option<String> {
+    let at = stderr
+        .find(" has no wheels with a matching platform tag")
+        .or_else(|| stderr.find(" have no wheels with a matching platform tag"))?;
+    let token = stderr[..at].split_whitespace().last()?;
+    let name: String =
+        token.chars().take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')).collect();
+    (!name.is_empty()).then_some(name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_package_without_a_fitting_wheel_is_named() {
+        let uv = "error: No solution found when resolving dependencies\n  cause: Because xonly==1.0 has no wheels with a matching platform tag (e.g., `manylinux_2_28_aarch64`) and only xonly==1.0 is available, we can conclude that all versions of xonly cannot be used.";
+        assert_eq!(no_wheel_for(uv).as_deref(), Some("xonly"));
+        let uv = "  cause: Because all versions of fast-lib have no wheels with a matching platform tag (e.g., `x`)";
+        assert_eq!(no_wheel_for(uv).as_deref(), Some("fast-lib"));
+        assert_eq!(no_wheel_for("Because delta was not found in the cache"), None);
+    }
 
     #[test]
     fn command_line_targets_the_image_and_pins_time() {

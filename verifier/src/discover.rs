@@ -22,11 +22,11 @@ use std::path::{Path, PathBuf};
 pub const LIBCUDA_DIRS: &[&str] = &[
     "/usr/local/nvidia/lib64",
     "/usr/local/nvidia/lib",
-    "/usr/lib/x86_64-linux-gnu",
+    MULTIARCH_LIB_DIR,
     "/usr/lib64",
     "/usr/lib",
     "/usr/lib/wsl/lib",
-    "/run/nvidia/driver/usr/lib/x86_64-linux-gnu",
+    DRIVER_CONTAINER_LIB_DIR,
 ];
 
 /// The GPU device nodes present in `/dev`.
@@ -467,7 +467,7 @@ pub fn image_lib_dirs(extra: &[PathBuf], env: &BTreeMap<String, String>) -> Vec<
         }
     }
     dirs.push(PathBuf::from("/usr/local/cuda/lib64"));
-    dirs.push(PathBuf::from("/usr/local/cuda/targets/x86_64-linux/lib"));
+    dirs.push(PathBuf::from(CUDA_TARGET_LIB_DIR));
     if let Some(ld) = env.get("LD_LIBRARY_PATH") {
         for d in ld.split(':').filter(|d| !d.is_empty()) {
             if !is_stub_path(Path::new(d)) {
@@ -475,7 +475,7 @@ pub fn image_lib_dirs(extra: &[PathBuf], env: &BTreeMap<String, String>) -> Vec<
             }
         }
     }
-    dirs.push(PathBuf::from("/usr/lib/x86_64-linux-gnu"));
+    dirs.push(PathBuf::from(MULTIARCH_LIB_DIR));
     dirs.push(PathBuf::from("/usr/lib64"));
     dedup_canonical(dirs.into_iter().filter(|d| d.is_dir()).collect())
 }
@@ -567,6 +567,24 @@ pub fn version_from_file_name(file_name: &str) -> Option<String> {
 pub fn library_stem(file_name: &str) -> &str {
     file_name.split(".so").next().unwrap_or(file_name)
 }
+
+// The directories named after the architecture this binary runs on (kept
+// here, below every other item, so that the x86-64 binary's panic
+// locations, part of its bytes, do not move): Debian's multiarch library
+// directory, and the CUDA toolkit's target directory (`sbsa-linux` is the
+// toolkit for Arm64 servers such as Grace Hopper).
+#[cfg(target_arch = "x86_64")]
+const MULTIARCH_LIB_DIR: &str = "/usr/lib/x86_64-linux-gnu";
+#[cfg(target_arch = "x86_64")]
+const DRIVER_CONTAINER_LIB_DIR: &str = "/run/nvidia/driver/usr/lib/x86_64-linux-gnu";
+#[cfg(target_arch = "x86_64")]
+const CUDA_TARGET_LIB_DIR: &str = "/usr/local/cuda/targets/x86_64-linux/lib";
+#[cfg(target_arch = "aarch64")]
+const MULTIARCH_LIB_DIR: &str = "/usr/lib/aarch64-linux-gnu";
+#[cfg(target_arch = "aarch64")]
+const DRIVER_CONTAINER_LIB_DIR: &str = "/run/nvidia/driver/usr/lib/aarch64-linux-gnu";
+#[cfg(target_arch = "aarch64")]
+const CUDA_TARGET_LIB_DIR: &str = "/usr/local/cuda/targets/sbsa-linux/lib";
 
 #[cfg(test)]
 mod tests {

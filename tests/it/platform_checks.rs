@@ -245,31 +245,56 @@ fn wheels_are_chosen_for_the_platforms_machine() {
 }
 
 #[test]
-fn an_arm64_gpu_image_says_it_has_no_verifier_and_offers_the_way_out() {
+fn an_arm64_gpu_image_carries_the_arm64_verifier_as_its_entrypoint() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = |verify: &str| {
-        let text = format!("version: 1\nname: g\nplatform: linux/arm64\nlayers:\n  - name: x\n    dirs: [{{path: /x}}]\ngpu: {{cuda: \"12.8\"{verify}}}\n");
-        fs_err::write(dir.path().join("spec.yaml"), text).unwrap();
-    };
-    let build = || {
+    fs_err::write(
+        dir.path().join("spec.yaml"),
+        "version: 1\nname: g\nplatform: linux/arm64\nlayers:\n  - name: x\n    dirs: [{path: /x}]\ngpu: {cuda: \"12.8\"}\nconfig:\n  entrypoint: [/x/app]\n",
+    )
+    .unwrap();
+    let strata = |args: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
             .arg("--cache")
             .arg(dir.path().join("cache"))
-            .args(["--quiet", "build", "spec.yaml", "-o", "oci:out"])
+            .arg("--quiet")
+            .args(args)
             .current_dir(dir.path())
             .output()
             .unwrap()
     };
-    spec("");
-    let o = build();
-    assert!(!o.status.success(), "an arm64 image got an x86-64 verifier");
-    let e = err(&o);
-    assert!(
-        e.contains("`gpu:` section for platform linux/arm64, but strata carries strata-verify only for linux/amd64"),
-        "{e}"
-    );
-    assert!(e.contains("`--verifier PATH`") && e.contains("`gpu.verify: off`"), "{e}");
-    spec(", verify: \"off\"");
-    let o = build();
+    let o = strata(&["build", "spec.yaml", "-o", "oci:out"]);
     assert!(o.status.success(), "{}", err(&o));
+    let arm64_verifier = strata::sources::verifier::Embedded::for_platform("linux/arm64").expect("strata carries one");
+    assert_eq!(arm64_verifier.target, "aarch64-unknown-linux-gnu");
+
+    // The verifier's layer holds the arm64 binary (ELF machine AArch64, so
+    // the foreign-ELF check let it through), and it wraps the entrypoint.
+    let files = debs_support::layer_files_for(&dir.path().join("out"), "linux/arm64");
+    let (kind, mode, bytes) = files.get("usr/local/bin/strata-verify").expect("the verifier is in the image");
+    assert_eq!((*kind, *mode), ('f', 0o755));
+    assert_eq!(bytes.as_slice(), arm64_verifier.bytes);
+    assert_eq!(u16::from_le_bytes([bytes[18], bytes[19]]), EM_AARCH64);
+    let o = strata(&["inspect", "--json", "oci:out"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["config"]["architecture"], "arm64");
+    assert_eq!(
+        v["config"]["config"]["Entrypoint"],
+        serde_json::json!(["/usr/local/bin/strata-verify", "--", "/x/app"])
+    );
+    assert_eq!(
+        v["config"]["config"]["Labels"]["dev.strata.verifier.sha256"],
+        arm64_verifier.sha256().to_string(),
+        "the image names the arm64 verifier"
+    );
+
+    // An x86-64 verifier passed for the arm64 image is refused by the
+    // foreign-ELF check, naming the file.
+    let x86 = dir.path().join("strata-verify-x86");
+    let o = strata(&["verifier", "--platform", "linux/amd64", "--write", x86.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", err(&o));
+    let o = strata(&["build", "spec.yaml", "-o", "oci:out2", "--verifier", x86.to_str().unwrap()]);
+    assert!(!o.status.success(), "an x86-64 verifier went into an arm64 image");
+    let e = err(&o);
+    assert!(e.contains("usr/local/bin/strata-verify") && e.contains("x86-64"), "{e}");
 }

@@ -298,3 +298,40 @@ fn an_arm64_gpu_image_carries_the_arm64_verifier_as_its_entrypoint() {
     let e = err(&o);
     assert!(e.contains("usr/local/bin/strata-verify") && e.contains("x86-64"), "{e}");
 }
+
+#[test]
+fn a_two_platform_gpu_spec_pins_and_carries_each_platforms_verifier() {
+    use strata::sources::verifier::Embedded;
+    let dir = tempfile::tempdir().unwrap();
+    fs_err::write(
+        dir.path().join("spec.yaml"),
+        "version: 1\nname: g\nplatforms: [linux/amd64, linux/arm64]\nlayers:\n  - name: x\n    dirs: [{path: /x}]\ngpu: {cuda: \"12.8\"}\n",
+    )
+    .unwrap();
+    let strata = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+            .arg("--cache")
+            .arg(dir.path().join("cache"))
+            .arg("--quiet")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let o = strata(&["lock", "spec.yaml"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let o = strata(&["build", "spec.yaml", "-o", "oci:out"]);
+    assert!(o.status.success(), "{}", err(&o));
+    for (platform, lock, machine) in
+        [("linux/amd64", "spec.linux-amd64.lock", EM_X86_64), ("linux/arm64", "spec.linux-arm64.lock", EM_AARCH64)]
+    {
+        let e = Embedded::for_platform(platform).unwrap();
+        let l: toml::Table = toml::from_str(&fs_err::read_to_string(dir.path().join(lock)).unwrap()).unwrap();
+        assert_eq!(l["verifier"]["sha256"].as_str(), Some(e.sha256().to_string().as_str()), "{lock}");
+        assert_eq!(l["verifier"]["size"].as_integer(), Some(e.bytes.len() as i64), "{lock}");
+        let files = debs_support::layer_files_for(&dir.path().join("out"), platform);
+        let bytes = &files["usr/local/bin/strata-verify"].2;
+        assert_eq!(bytes.as_slice(), e.bytes, "{platform}");
+        assert_eq!(u16::from_le_bytes([bytes[18], bytes[19]]), machine, "{platform}");
+    }
+}

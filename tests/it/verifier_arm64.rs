@@ -34,7 +34,7 @@ fn unpack(oci: &Path, root: &Path) {
             'd' => fs_err::create_dir_all(&dest).unwrap(),
             'l' => {
                 fs_err::create_dir_all(dest.parent().unwrap()).unwrap();
-                std::os::unix::fs::symlink(String::from_utf8(data).unwrap(), &dest).unwrap();
+                fs_err::os::unix::fs::symlink(String::from_utf8(data).unwrap(), &dest).unwrap();
             }
             _ => {
                 fs_err::create_dir_all(dest.parent().unwrap()).unwrap();

@@ -18,6 +18,8 @@ for pkg in skopeo umoci runc podman docker-registry faketime curl openssl; do
 done
 have ssh && have ssh-keygen || missing+=(openssh-client)
 have qemu-aarch64-static || missing+=(qemu-user-static)
+have aarch64-linux-gnu-gcc || missing+=(gcc-aarch64-linux-gnu)
+[ -f /usr/aarch64-linux-gnu/lib/libc_nonshared.a ] || missing+=(libc6-dev-arm64-cross)
 # The wheel installer is compared with pip (tests/it/wheels.rs).
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -56,6 +58,15 @@ fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "error: cargo is not installed; Strata needs a Rust toolchain (1.89 or newer)" >&2
   exit 1
+fi
+
+# The Rust standard library for aarch64, to rebuild the linux/arm64
+# strata-verify (tests/it/verifier_dist.rs): rustup's rust-std component from
+# static.rust-lang.org (152 MB unpacked; 2.6 s on the 2-core VM).
+if command -v rustup >/dev/null 2>&1 \
+  && [ ! -d "$(rustc --print target-libdir --target aarch64-unknown-linux-gnu 2>/dev/null)" ]; then
+  rustup target add aarch64-unknown-linux-gnu >/dev/null 2>&1 \
+    || echo "note: could not add the aarch64-unknown-linux-gnu target with rustup" >&2
 fi
 
 export STRATA_REQUIRE_TOOLS="${STRATA_REQUIRE_TOOLS:-1}"

@@ -6,7 +6,7 @@
 //! the spec and lock files (paths relative to the build context, sha256),
 //! every file the spec read, every artifact the build fetched (URL, sha256),
 //! the epoch, the platform, and the builder (Strata's version and the digest
-//! of the strata-verify it embeds). It holds no time of day and no host
+//! of the strata-verify it embeds for that platform). It holds no time of day and no host
 //! names, so the same build gives the same statement, byte for byte.
 
 use std::path::Path;
@@ -116,7 +116,11 @@ pub fn statement(i: &Inputs<'_>) -> Vec<u8> {
     arts.sort_by(|a, b| (&a.url, a.sha256.hex()).cmp(&(&b.url, b.sha256.hex())));
     arts.dedup_by(|a, b| a.url == b.url && a.sha256 == b.sha256);
     deps.extend(arts.iter().map(|a| json!({"uri": a.url, "name": a.name, "digest": digest_set(&a.sha256)})));
-    let embedded = crate::sources::verifier::EMBEDDED.first().map(|e| e.sha256().to_string());
+    // The strata-verify this strata embeds for the platform built (the
+    // linux/amd64 one for a platform it carries none for).
+    let embedded = crate::sources::verifier::Embedded::for_platform(&i.platform)
+        .or(crate::sources::verifier::EMBEDDED.first())
+        .map(|e| e.sha256().to_string());
     let mut version = json!({"strata": env!("CARGO_PKG_VERSION")});
     if let Some(e) = &embedded {
         version["strata-verify"] = json!(e);

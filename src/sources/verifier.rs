@@ -25,7 +25,7 @@ pub const VERIFIER_PATH: &str = "/usr/local/bin/strata-verify";
 /// A `strata-verify` binary built into strata.
 #[derive(Debug)]
 pub struct Embedded {
-    /// The image platform it runs on (`linux/amd64`).
+    /// The image platform it runs on (`linux/amd64`, `linux/arm64`).
     pub platform: &'static str,
     /// The Rust target it was built for.
     pub target: &'static str,
@@ -33,12 +33,21 @@ pub struct Embedded {
     pub bytes: &'static [u8],
 }
 
-/// The verifiers strata carries, one per image platform.
-pub const EMBEDDED: &[Embedded] = &[Embedded {
-    platform: "linux/amd64",
-    target: "x86_64-unknown-linux-gnu",
-    bytes: include_bytes!("../../verifier/dist/x86_64-unknown-linux-gnu/strata-verify"),
-}];
+/// The verifiers strata carries, one per image platform: linux/amd64 first
+/// (the default platform), then linux/arm64 (Grace Hopper), both built by
+/// `verifier/dist/update.sh` in one run.
+pub const EMBEDDED: &[Embedded] = &[
+    Embedded {
+        platform: "linux/amd64",
+        target: "x86_64-unknown-linux-gnu",
+        bytes: include_bytes!("../../verifier/dist/x86_64-unknown-linux-gnu/strata-verify"),
+    },
+    Embedded {
+        platform: "linux/arm64",
+        target: "aarch64-unknown-linux-gnu",
+        bytes: include_bytes!("../../verifier/dist/aarch64-unknown-linux-gnu/strata-verify"),
+    },
+];
 
 /// The manifest of `verifier/dist/` (the toolchain, the sources' digests,
 /// each binary's sha256), as committed.
@@ -108,8 +117,10 @@ pub enum VerifierError {
         platform: String,
     },
     /// The binary is not the one the lock pins.
-    #[error("strata-verify ({origin}) does not match the lock {}\n  locked: {locked} ({locked_size} bytes)\n  found:  {found} ({found_size} bytes)\nhint: the lock was made with another verifier: re-lock to pin this one (`strata lock SPEC`, or `strata lock SPEC --verifier PATH`), or pass the pinned binary with `--verifier PATH` (`strata verifier --write PATH` writes the one built into this strata; `verifier/build-reproducible.sh` rebuilds it)", lock.display())]
+    #[error("strata-verify ({origin}) does not match the lock {}\n  locked: {locked} ({locked_size} bytes)\n  found:  {found} ({found_size} bytes)\nhint: the lock was made with another verifier: re-lock to pin this one (`strata lock SPEC`, or `strata lock SPEC --verifier PATH`), or pass the pinned binary with `--verifier PATH` (`strata verifier --platform {platform} --write PATH` writes the one built into this strata; `verifier/build-reproducible.sh` rebuilds it)", lock.display())]
     NotThePinned {
+        /// The image platform.
+        platform: String,
         /// Where the binary came from.
         origin: Origin,
         /// The lock file.
@@ -162,6 +173,7 @@ impl Verifier {
         if let Some(pin) = lock.and_then(|l| l.verifier.as_ref()) {
             if pin.sha256 != v.sha256.to_string() {
                 return Err(VerifierError::NotThePinned {
+                    platform: crate::lockfile::platform_of(spec),
                     origin: v.origin,
                     lock: spec.lock_path(),
                     locked: pin.sha256.clone(),

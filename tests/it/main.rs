@@ -32,6 +32,7 @@ mod platform_checks;
 mod relock;
 mod sbom;
 mod ssh;
+mod verifier_arm64;
 mod verifier_dist;
 mod wheels;
 mod wheels_build;

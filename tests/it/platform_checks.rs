@@ -245,31 +245,115 @@ fn wheels_are_chosen_for_the_platforms_machine() {
 }
 
 #[test]
-fn an_arm64_gpu_image_says_it_has_no_verifier_and_offers_the_way_out() {
+fn an_arm64_gpu_image_carries_the_arm64_verifier_as_its_entrypoint() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = |verify: &str| {
-        let text = format!("version: 1\nname: g\nplatform: linux/arm64\nlayers:\n  - name: x\n    dirs: [{{path: /x}}]\ngpu: {{cuda: \"12.8\"{verify}}}\n");
-        fs_err::write(dir.path().join("spec.yaml"), text).unwrap();
-    };
-    let build = || {
+    fs_err::write(
+        dir.path().join("spec.yaml"),
+        "version: 1\nname: g\nplatform: linux/arm64\nlayers:\n  - name: x\n    dirs: [{path: /x}]\ngpu: {cuda: \"12.8\"}\nconfig:\n  entrypoint: [/x/app]\n",
+    )
+    .unwrap();
+    let strata = |args: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
             .arg("--cache")
             .arg(dir.path().join("cache"))
-            .args(["--quiet", "build", "spec.yaml", "-o", "oci:out"])
+            .arg("--quiet")
+            .args(args)
             .current_dir(dir.path())
             .output()
             .unwrap()
     };
-    spec("");
-    let o = build();
-    assert!(!o.status.success(), "an arm64 image got an x86-64 verifier");
-    let e = err(&o);
-    assert!(
-        e.contains("`gpu:` section for platform linux/arm64, but strata carries strata-verify only for linux/amd64"),
-        "{e}"
-    );
-    assert!(e.contains("`--verifier PATH`") && e.contains("`gpu.verify: off`"), "{e}");
-    spec(", verify: \"off\"");
-    let o = build();
+    let o = strata(&["build", "spec.yaml", "-o", "oci:out"]);
     assert!(o.status.success(), "{}", err(&o));
+    let arm64_verifier = strata::sources::verifier::Embedded::for_platform("linux/arm64").expect("strata carries one");
+    assert_eq!(arm64_verifier.target, "aarch64-unknown-linux-gnu");
+
+    // The verifier's layer holds the arm64 binary (ELF machine AArch64, so
+    // the foreign-ELF check let it through), and it wraps the entrypoint.
+    let files = debs_support::layer_files_for(&dir.path().join("out"), "linux/arm64");
+    let (kind, mode, bytes) = files.get("usr/local/bin/strata-verify").expect("the verifier is in the image");
+    assert_eq!((*kind, *mode), ('f', 0o755));
+    assert_eq!(bytes.as_slice(), arm64_verifier.bytes);
+    assert_eq!(u16::from_le_bytes([bytes[18], bytes[19]]), EM_AARCH64);
+    let o = strata(&["inspect", "--json", "oci:out"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["config"]["architecture"], "arm64");
+    assert_eq!(
+        v["config"]["config"]["Entrypoint"],
+        serde_json::json!(["/usr/local/bin/strata-verify", "--", "/x/app"])
+    );
+    assert_eq!(
+        v["config"]["config"]["Labels"]["dev.strata.verifier.sha256"],
+        arm64_verifier.sha256().to_string(),
+        "the image names the arm64 verifier"
+    );
+    // So does the provenance's builder version.
+    let out = dir.path().join("out");
+    let blob = |d: &str| fs_err::read(out.join("blobs/sha256").join(d.trim_start_matches("sha256:"))).unwrap();
+    let index: serde_json::Value = serde_json::from_slice(&fs_err::read(out.join("index.json")).unwrap()).unwrap();
+    let refs = index["manifests"][0]["annotations"]["dev.strata.referrers"].as_str().unwrap_or_default().to_string();
+    let envelope = refs
+        .split(' ')
+        .filter(|d| !d.is_empty())
+        .map(|d| serde_json::from_slice::<serde_json::Value>(&blob(d)).unwrap())
+        .find(|m| m["artifactType"] == "application/vnd.dsse.envelope.v1+json")
+        .unwrap_or_else(|| panic!("no provenance referrer in {index:#}"));
+    let env: serde_json::Value =
+        serde_json::from_slice(&blob(envelope["layers"][0]["digest"].as_str().unwrap())).unwrap();
+    use base64::Engine as _;
+    let stmt: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD.decode(env["payload"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        stmt["predicate"]["runDetails"]["builder"]["version"]["strata-verify"],
+        arm64_verifier.sha256().to_string()
+    );
+
+    // An x86-64 verifier passed for the arm64 image is refused by the
+    // foreign-ELF check, naming the file.
+    let x86 = dir.path().join("strata-verify-x86");
+    let o = strata(&["verifier", "--platform", "linux/amd64", "--write", x86.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", err(&o));
+    let o = strata(&["build", "spec.yaml", "-o", "oci:out2", "--verifier", x86.to_str().unwrap()]);
+    assert!(!o.status.success(), "an x86-64 verifier went into an arm64 image");
+    let e = err(&o);
+    assert!(e.contains("usr/local/bin/strata-verify") && e.contains("x86-64"), "{e}");
+}
+
+#[test]
+fn a_two_platform_gpu_spec_pins_and_carries_each_platforms_verifier() {
+    use strata::sources::verifier::Embedded;
+    let dir = tempfile::tempdir().unwrap();
+    fs_err::write(
+        dir.path().join("spec.yaml"),
+        "version: 1\nname: g\nplatforms: [linux/amd64, linux/arm64]\nlayers:\n  - name: x\n    dirs: [{path: /x}]\ngpu: {cuda: \"12.8\"}\n",
+    )
+    .unwrap();
+    let strata = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+            .arg("--cache")
+            .arg(dir.path().join("cache"))
+            .arg("--quiet")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let o = strata(&["lock", "spec.yaml"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let o = strata(&["build", "spec.yaml", "-o", "oci:out"]);
+    assert!(o.status.success(), "{}", err(&o));
+    for (platform, lock, machine) in
+        [("linux/amd64", "spec.linux-amd64.lock", EM_X86_64), ("linux/arm64", "spec.linux-arm64.lock", EM_AARCH64)]
+    {
+        let e = Embedded::for_platform(platform).unwrap();
+        let l: toml::Table = toml::from_str(&fs_err::read_to_string(dir.path().join(lock)).unwrap()).unwrap();
+        assert_eq!(l["verifier"]["sha256"].as_str(), Some(e.sha256().to_string().as_str()), "{lock}");
+        assert_eq!(l["verifier"]["size"].as_integer(), Some(e.bytes.len() as i64), "{lock}");
+        let files = debs_support::layer_files_for(&dir.path().join("out"), platform);
+        let bytes = &files["usr/local/bin/strata-verify"].2;
+        assert_eq!(bytes.as_slice(), e.bytes, "{platform}");
+        assert_eq!(u16::from_le_bytes([bytes[18], bytes[19]]), machine, "{platform}");
+    }
 }

@@ -16,7 +16,13 @@ use common::*;
 use sha2::Digest as _;
 
 const DIST: &str = "verifier/dist";
-const TARGET: &str = "x86_64-unknown-linux-gnu";
+
+/// The binaries strata carries: Rust target, image platform, and the C
+/// compiler that links it (`verifier/build-reproducible.sh`).
+const BINARIES: &[(&str, &str, &str)] = &[
+    ("x86_64-unknown-linux-gnu", "linux/amd64", "cc"),
+    ("aarch64-unknown-linux-gnu", "linux/arm64", "aarch64-linux-gnu-gcc"),
+];
 
 fn hex(b: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(b))
@@ -118,8 +124,18 @@ fn manifest() -> toml::Table {
     toml::from_str(&fs_err::read_to_string(root().join(DIST).join("manifest.toml")).unwrap()).unwrap()
 }
 
+fn binary_for(target: &str) -> Vec<u8> {
+    fs_err::read(root().join(DIST).join(target).join("strata-verify")).unwrap()
+}
+
+/// The linux/amd64 binary.
 fn binary() -> Vec<u8> {
-    fs_err::read(root().join(DIST).join(TARGET).join("strata-verify")).unwrap()
+    binary_for(BINARIES[0].0)
+}
+
+/// `cc 12.2.0`: the linker as the manifest names it.
+fn linker_version(cmd: &str) -> Option<String> {
+    tool_version(cmd, &["-dumpfullversion"]).map(|v| format!("{cmd} {v}"))
 }
 
 fn tool_version(cmd: &str, args: &[&str]) -> Option<String> {
@@ -130,10 +146,9 @@ fn tool_version(cmd: &str, args: &[&str]) -> Option<String> {
 #[test]
 fn dist_manifest_matches_the_verifier_sources() {
     let now = inputs();
-    let bin = binary();
     if std::env::var("STRATA_UPDATE_VERIFIER_DIST").as_deref() == Ok("1") {
         let toolchain = tool_version("rustc", &["-V"]).expect("rustc");
-        let linker = tool_version("cc", &["-dumpfullversion"]).map(|v| format!("cc {v}")).unwrap_or("-".into());
+        let linker = |cmd: &str| linker_version(cmd).unwrap_or("-".into());
         let mut text = String::from(
             "# The strata-verify binaries built into strata (src/sources/verifier.rs), made by\n\
              # verifier/build-reproducible.sh from the inputs below. Written by verifier/dist/update.sh;\n\
@@ -142,15 +157,22 @@ fn dist_manifest_matches_the_verifier_sources() {
         );
         let mut t = toml::Table::new();
         t.insert("toolchain".into(), toolchain.into());
-        t.insert("linker".into(), linker.into());
+        // The linker of the linux/amd64 binary, as before there were two.
+        t.insert("linker".into(), linker(BINARIES[0].2).into());
         t.insert("sources".into(), sources_digest(&now).into());
-        let mut b = toml::Table::new();
-        b.insert("target".into(), TARGET.into());
-        b.insert("platform".into(), "linux/amd64".into());
-        b.insert("file".into(), format!("{TARGET}/strata-verify").into());
-        b.insert("sha256".into(), format!("sha256:{}", hex(&bin)).into());
-        b.insert("size".into(), (bin.len() as i64).into());
-        t.insert("binary".into(), toml::Value::Array(vec![b.into()]));
+        let mut all = Vec::new();
+        for (target, platform, cc) in BINARIES {
+            let bin = binary_for(target);
+            let mut b = toml::Table::new();
+            b.insert("target".into(), (*target).into());
+            b.insert("platform".into(), (*platform).into());
+            b.insert("file".into(), format!("{target}/strata-verify").into());
+            b.insert("linker".into(), linker(cc).into());
+            b.insert("sha256".into(), format!("sha256:{}", hex(&bin)).into());
+            b.insert("size".into(), (bin.len() as i64).into());
+            all.push(toml::Value::Table(b));
+        }
+        t.insert("binary".into(), toml::Value::Array(all));
         t.insert("inputs".into(), toml::Value::Table(now.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect()));
         text.push_str(&toml::to_string(&t).unwrap());
         fs_err::write(root().join(DIST).join("manifest.toml"), text).unwrap();
@@ -179,34 +201,77 @@ fn dist_manifest_matches_the_verifier_sources() {
         m["toolchain"].as_str().unwrap_or("the pinned toolchain")
     );
     assert_eq!(m["sources"].as_str(), Some(sources_digest(&now).as_str()));
-    let b = &m["binary"].as_array().unwrap()[0];
-    assert_eq!(
-        b["sha256"].as_str(),
-        Some(format!("sha256:{}", hex(&bin)).as_str()),
-        "the binary is not the one the manifest names"
-    );
-    assert_eq!(b["size"].as_integer(), Some(bin.len() as i64));
+    let listed = m["binary"].as_array().unwrap();
+    assert_eq!(listed.len(), BINARIES.len(), "the manifest lists {} binaries", listed.len());
+    for (b, (target, platform, _)) in listed.iter().zip(BINARIES) {
+        let bin = binary_for(target);
+        assert_eq!(b["target"].as_str(), Some(*target));
+        assert_eq!(b["platform"].as_str(), Some(*platform));
+        assert_eq!(b["file"].as_str(), Some(format!("{target}/strata-verify").as_str()));
+        assert_eq!(
+            b["sha256"].as_str(),
+            Some(format!("sha256:{}", hex(&bin)).as_str()),
+            "{target}/strata-verify is not the binary the manifest names"
+        );
+        assert_eq!(b["size"].as_integer(), Some(bin.len() as i64));
+    }
+}
+
+/// ELF `e_machine` of a file (62 x86-64, 183 AArch64).
+fn elf_machine(b: &[u8]) -> u16 {
+    assert_eq!(&b[..4], b"\x7fELF");
+    u16::from_le_bytes([b[18], b[19]])
 }
 
 #[test]
-fn strata_carries_the_dist_binary_and_writes_it_out() {
-    let t = tempfile::tempdir().unwrap();
-    let out = t.path().join("strata-verify");
-    let o = run(strata().args(["verifier", "--json", "--write"]).arg(&out));
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    let bin = binary();
-    assert_eq!(v["sha256"], format!("sha256:{}", hex(&bin)));
-    assert_eq!(v["size"], bin.len());
-    assert_eq!(v["sources"], manifest()["sources"].as_str().unwrap());
-    assert_eq!(fs_err::read(&out).unwrap(), bin);
+fn each_dist_binary_is_an_elf_for_its_platform() {
+    for (target, want) in [("x86_64-unknown-linux-gnu", 62), ("aarch64-unknown-linux-gnu", 183)] {
+        assert_eq!(elf_machine(&binary_for(target)), want, "{target}/strata-verify");
+    }
+}
+
+#[test]
+fn strata_carries_the_dist_binaries_and_writes_each_out() {
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(fs_err::metadata(&out).unwrap().permissions().mode() & 0o777, 0o755);
-    // The plain output ends with the digest, like `strata build`.
+    let t = tempfile::tempdir().unwrap();
+    for (target, platform, _) in BINARIES {
+        let out = t.path().join(format!("strata-verify-{target}"));
+        let o = run(strata().args(["verifier", "--json", "--platform", platform, "--write"]).arg(&out));
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+        let bin = binary_for(target);
+        assert_eq!(v["platform"], *platform);
+        assert_eq!(v["target"], *target);
+        assert_eq!(v["sha256"], format!("sha256:{}", hex(&bin)));
+        assert_eq!(v["size"], bin.len());
+        assert_eq!(v["sources"], manifest()["sources"].as_str().unwrap());
+        assert_eq!(fs_err::read(&out).unwrap(), bin);
+        assert_eq!(fs_err::metadata(&out).unwrap().permissions().mode() & 0o777, 0o755);
+        // One platform's plain output ends with its digest, like `strata build`.
+        let o = run(strata().args(["verifier", "--platform", platform]));
+        assert_eq!(stdout(&o).lines().last().unwrap(), format!("sha256:{}", hex(&bin)));
+    }
+    // Without --platform: every binary, each block ending with its digest;
+    // the arm64 one names its cross linker.
     let o = run(strata().arg("verifier"));
-    assert_eq!(stdout(&o).lines().last().unwrap(), format!("sha256:{}", hex(&bin)));
-    let o = run(strata().args(["verifier", "--platform", "linux/arm64"]));
-    assert!(!o.status.success() && stderr(&o).contains("linux/amd64"), "{}", stderr(&o));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    let blocks: Vec<&str> = text.split("\n\n").collect();
+    assert_eq!(blocks.len(), BINARIES.len(), "{text}");
+    for (block, (target, platform, cc)) in blocks.iter().zip(BINARIES) {
+        assert!(block.starts_with(&format!("platform   {platform} ({target})")), "{block}");
+        assert!(block.contains(&format!("linked by {cc} ")), "{block}");
+        assert_eq!(block.trim_end().lines().last().unwrap(), format!("sha256:{}", hex(&binary_for(target))));
+    }
+    let o = run(strata().args(["verifier", "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(v.as_array().map(|a| a.len()), Some(BINARIES.len()), "{v}");
+    // --write needs one platform; an unknown one names those strata carries.
+    let o = run(strata().args(["verifier", "--write"]).arg(t.path().join("x")));
+    assert!(!o.status.success() && stderr(&o).contains("--platform"), "{}", stderr(&o));
+    assert!(!t.path().join("x").exists());
+    let o = run(strata().args(["verifier", "--platform", "linux/riscv64"]));
+    assert!(!o.status.success() && stderr(&o).contains("linux/amd64, linux/arm64"), "{}", stderr(&o));
 }
 
 #[test]
@@ -218,44 +283,70 @@ fn committed_gpu_locks_pin_the_built_in_verifier() {
     assert_eq!(lock["verifier"]["size"].as_integer(), Some(bin.len() as i64));
 }
 
-/// Rebuilds strata-verify from scratch with `verifier/build-reproducible.sh`
-/// into a fresh target directory and compares the bytes with the committed
-/// ones: the auditor's check, about a minute on 2 cores. It needs the
-/// toolchain the manifest names (rustc and the C compiler that links);
-/// with another it is skipped (`STRATA_VERIFIER_REBUILD=1` runs it anyway,
-/// `=0` skips it).
+/// Rebuilds both strata-verify binaries from scratch with
+/// `verifier/build-reproducible.sh` into a fresh target directory and
+/// compares the bytes with the committed ones: the auditor's check. Each
+/// needs the toolchain the manifest names (rustc, and the C compiler that
+/// links it: `cc` for x86-64, `aarch64-linux-gnu-gcc` with the
+/// aarch64-unknown-linux-gnu standard library for arm64); a binary whose
+/// toolchain differs is skipped with a note (`STRATA_VERIFIER_REBUILD=1`
+/// rebuilds anyway, `=0` skips both). With the pinned rustc but no arm64
+/// cross toolchain at all, `STRATA_REQUIRE_TOOLS=1` fails instead.
 #[test]
 fn rebuilding_with_the_pinned_toolchain_gives_the_committed_bytes() {
     let m = manifest();
     let want_rustc = m["toolchain"].as_str().unwrap().to_string();
-    let want_cc = m["linker"].as_str().unwrap().to_string();
     let have_rustc = tool_version("rustc", &["-V"]).unwrap_or_default();
-    let have_cc = tool_version("cc", &["-dumpfullversion"]).map(|v| format!("cc {v}")).unwrap_or_default();
-    match std::env::var("STRATA_VERIFIER_REBUILD").as_deref() {
+    let force = match std::env::var("STRATA_VERIFIER_REBUILD").as_deref() {
         Ok("0") => return eprintln!("note: STRATA_VERIFIER_REBUILD=0: rebuild skipped"),
-        Ok("1") => {}
-        _ if have_rustc != want_rustc || have_cc != want_cc => {
-            return eprintln!(
-                "note: the committed strata-verify was built with {want_rustc} and {want_cc}; this machine has {have_rustc} and {have_cc}: rebuild skipped"
-            )
+        Ok("1") => true,
+        _ => false,
+    };
+    let target_dir = tempfile::tempdir().unwrap();
+    for b in m["binary"].as_array().unwrap() {
+        let target = b["target"].as_str().unwrap();
+        let cc = BINARIES.iter().find(|x| x.0 == target).unwrap_or_else(|| panic!("unknown target {target}")).2;
+        let want_cc = b.get("linker").or(m.get("linker")).and_then(|l| l.as_str()).unwrap().to_string();
+        let have_cc = linker_version(cc).unwrap_or_default();
+        let have_std = tool_version("rustc", &["--print", "target-libdir", "--target", target])
+            .is_some_and(|d| Path::new(&d).is_dir());
+        if !force {
+            if have_rustc != want_rustc {
+                eprintln!(
+                    "note: the committed {target}/strata-verify was built with {want_rustc}; this machine has {have_rustc}: rebuild skipped"
+                );
+                continue;
+            }
+            if have_cc.is_empty() || !have_std {
+                require_or_skip(&format!(
+                    "the {target} toolchain for rebuilding strata-verify ({cc}{}; scripts/test.sh installs it)",
+                    if have_std { String::new() } else { format!(" and `rustup target add {target}`") }
+                ));
+                continue;
+            }
+            if have_cc != want_cc {
+                eprintln!(
+                    "note: the committed {target}/strata-verify was linked by {want_cc}; this machine has {have_cc}: rebuild skipped"
+                );
+                continue;
+            }
         }
-        _ => {}
+        let o = run(std::process::Command::new(root().join("verifier/build-reproducible.sh"))
+            .arg(target)
+            .env("CARGO_TARGET_DIR", target_dir.path())
+            .env_remove("RUSTFLAGS")
+            .env_remove("CARGO_BUILD_RUSTFLAGS")
+            .env_remove("CARGO_ENCODED_RUSTFLAGS"));
+        assert!(o.status.success(), "verifier/build-reproducible.sh {target} failed:\n{}", stderr(&o));
+        let rebuilt = fs_err::read(target_dir.path().join(target).join("verifier/strata-verify")).unwrap();
+        let committed = binary_for(target);
+        assert!(
+            rebuilt == committed,
+            "rebuilt {target}/strata-verify differs from verifier/dist: {} ({} bytes) vs committed {} ({} bytes)",
+            hex(&rebuilt),
+            rebuilt.len(),
+            hex(&committed),
+            committed.len()
+        );
     }
-    let target = tempfile::tempdir().unwrap();
-    let o = run(std::process::Command::new(root().join("verifier/build-reproducible.sh"))
-        .env("CARGO_TARGET_DIR", target.path())
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_BUILD_RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS"));
-    assert!(o.status.success(), "verifier/build-reproducible.sh failed:\n{}", stderr(&o));
-    let rebuilt = fs_err::read(target.path().join(TARGET).join("verifier/strata-verify")).unwrap();
-    let committed = binary();
-    assert!(
-        rebuilt == committed,
-        "rebuilt strata-verify differs from verifier/dist: {} ({} bytes) vs committed {} ({} bytes)",
-        hex(&rebuilt),
-        rebuilt.len(),
-        hex(&committed),
-        committed.len()
-    );
 }

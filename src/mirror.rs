@@ -184,6 +184,8 @@ pub enum Problem {
     },
     /// A file whose name is not a digest.
     Stray(PathBuf),
+    /// A part of a registry mirror that cannot be read.
+    Unreadable(String),
 }
 
 impl std::fmt::Display for Problem {
@@ -192,6 +194,7 @@ impl std::fmt::Display for Problem {
             Problem::Corrupt { path, found } => write!(f, "{}: corrupt (bytes hash to {found})", path.display()),
             Problem::Missing { digest, name } => write!(f, "{name} ({digest}): listed in index.json but missing"),
             Problem::Stray(p) => write!(f, "{}: not named by a sha256 digest", p.display()),
+            Problem::Unreadable(m) => write!(f, "{m}"),
         }
     }
 }
@@ -235,7 +238,8 @@ pub fn verify(dir: &Path, progress: &dyn Fn(&str)) -> Result<(usize, Vec<Problem
     Ok((checked, problems))
 }
 
-/// Tag of a registry mirror's manifest.
+/// Tag of the manifest listing a registry mirror's whole index (written for
+/// older readers; see [`RegistryMirror`]).
 pub const REGISTRY_TAG: &str = "strata-mirror";
 /// `artifactType` of a registry mirror's manifest.
 pub const REGISTRY_ARTIFACT_TYPE: &str = "application/vnd.strata.mirror.v1";
@@ -279,14 +283,25 @@ impl std::fmt::Display for MirrorLocation {
     }
 }
 
-/// A mirror kept in a registry repository: one artifact manifest tagged
-/// `strata-mirror` whose config is the mirror's index and whose blobs are
-/// every artifact (so the registry's garbage collector keeps them all).
+/// A mirror kept in a registry repository. Each `fetch --into` writes its
+/// own artifact manifest under a tag derived from its content,
+/// `strata-mirror-<32 hex>` (the start of the sha256 of its index), whose
+/// config is the index of what that fetch put there and whose blobs are
+/// those artifacts (so the registry's garbage collector keeps them all).
+/// Nothing is ever overwritten, so writers at the same moment lose nothing:
+/// readers list the repository's tags and take the union of every
+/// `strata-mirror*` manifest's index (the plain `strata-mirror` tag that
+/// older versions wrote included). The union is also written to
+/// `strata-mirror` for older readers; nothing here depends on that copy.
 pub struct RegistryMirror {
     client: crate::registry::Client,
     repo: crate::oci::Reference,
     index: MirrorIndex,
     manifest: Option<crate::oci::Reference>,
+    /// Mirror tags that could not be read (skipped), and other warnings.
+    warnings: Vec<String>,
+    /// The `strata-mirror` tag names something other than a mirror.
+    legacy_foreign: bool,
 }
 
 impl std::fmt::Debug for RegistryMirror {
@@ -299,43 +314,136 @@ fn reg_err(repo: &crate::oci::Reference, e: impl std::fmt::Display) -> MirrorErr
     MirrorError::Registry(format!("docker://{}: {e}", repo.repo_display()))
 }
 
-impl RegistryMirror {
-    /// Opens the mirror in `repo` (an absent one is empty).
-    pub fn open(client: crate::registry::Client, repo: crate::oci::Reference) -> Result<RegistryMirror, MirrorError> {
-        let at = crate::oci::Reference {
-            registry: repo.registry.clone(),
-            repository: repo.repository.clone(),
-            tag: Some(REGISTRY_TAG.into()),
-            digest: None,
-        };
-        let src = match client.open(&at) {
-            Ok(s) => s,
-            Err(e) if e.status() == Some(404) => {
-                return Ok(RegistryMirror {
-                    client,
-                    repo,
-                    index: MirrorIndex { version: 1, artifacts: BTreeMap::new() },
-                    manifest: None,
-                })
-            }
-            Err(e) => return Err(reg_err(&repo, e)),
-        };
-        let m = src.root_manifest().manifest("mirror manifest").map_err(|e| reg_err(&repo, e))?;
-        if m.artifact_type.as_deref() != Some(REGISTRY_ARTIFACT_TYPE)
-            || m.config.media_type != REGISTRY_INDEX_MEDIA_TYPE
-        {
-            return Err(reg_err(&repo, format!("the tag {REGISTRY_TAG} is not a strata mirror")));
+/// Prefix of the tag each fetch writes: `strata-mirror-<32 hex>`.
+pub const REGISTRY_TAG_PREFIX: &str = "strata-mirror-";
+/// Most tags of a mirror's repository listed.
+const MAX_REPO_TAGS: usize = 100_000;
+/// Most mirror manifests read.
+const MAX_MIRROR_TAGS: usize = 10_000;
+/// Most index bytes read from all of them together.
+const MAX_INDEX_BYTES: u64 = 256 << 20;
+
+/// True for the tags a mirror is made of.
+pub fn is_mirror_tag(tag: &str) -> bool {
+    tag == REGISTRY_TAG || tag.strip_prefix(REGISTRY_TAG_PREFIX).is_some_and(|h| !h.is_empty())
+}
+
+/// The tag a fetch's index is written under.
+pub fn contribution_tag(config: &[u8]) -> String {
+    format!("{REGISTRY_TAG_PREFIX}{}", &Digest::of(config).hex()[..32])
+}
+
+/// The union of several indexes, one entry per digest whichever order they
+/// come in: the same digest is the same bytes, so entries differ only in
+/// name, URL or a (wrong) size. Where sizes differ, `size_of` (the
+/// registry's own answer) picks those of the right size when it knows;
+/// among the rest the least (url, name, size) is kept.
+pub fn union_indexes(indexes: &[MirrorIndex], size_of: &mut dyn FnMut(&str) -> Option<u64>) -> MirrorIndex {
+    let mut all: BTreeMap<String, Vec<&MirrorEntry>> = BTreeMap::new();
+    for i in indexes {
+        for (d, e) in &i.artifacts {
+            all.entry(d.clone()).or_default().push(e);
         }
-        let bytes = crate::image::read_blob(&src, &m.config).map_err(|e| reg_err(&repo, e))?;
-        let index: MirrorIndex =
-            serde_json::from_slice(&bytes).map_err(|e| reg_err(&repo, format!("invalid mirror index: {e}")))?;
-        let manifest = Some(repo.with_digest(src.root_manifest().digest));
-        Ok(RegistryMirror { client, repo, index, manifest })
+    }
+    let mut out = MirrorIndex { version: 1, artifacts: BTreeMap::new() };
+    for (d, mut es) in all {
+        if es.iter().any(|e| e.size != es[0].size) {
+            if let Some(n) = size_of(&d) {
+                if es.iter().any(|e| e.size == n) {
+                    es.retain(|e| e.size == n);
+                }
+            }
+        }
+        let best = es.into_iter().min_by(|a, b| (&a.url, &a.name, a.size).cmp(&(&b.url, &b.name, b.size)));
+        if let Some(e) = best {
+            out.artifacts.insert(d, e.clone());
+        }
+    }
+    out
+}
+
+impl RegistryMirror {
+    /// Opens the mirror in `repo`: the union of every mirror tag there (an
+    /// absent repository or one without such tags is an empty mirror). A
+    /// mirror tag that cannot be read is skipped and listed by
+    /// [`RegistryMirror::warnings`].
+    pub fn open(client: crate::registry::Client, repo: crate::oci::Reference) -> Result<RegistryMirror, MirrorError> {
+        let mut tags: Vec<String> = client
+            .list_tags(&repo, MAX_REPO_TAGS)
+            .map_err(|e| reg_err(&repo, e))?
+            .into_iter()
+            .filter(|t| is_mirror_tag(t))
+            .collect();
+        tags.sort();
+        if tags.len() > MAX_MIRROR_TAGS {
+            return Err(reg_err(
+                &repo,
+                format!("more than {MAX_MIRROR_TAGS} mirror tags ({REGISTRY_TAG_PREFIX}…); refusing to read them all"),
+            ));
+        }
+        let mut indexes = Vec::new();
+        let mut warnings = Vec::new();
+        let mut legacy_foreign = false;
+        let mut manifest = None;
+        let mut read: u64 = 0;
+        for tag in &tags {
+            let at = crate::oci::Reference {
+                registry: repo.registry.clone(),
+                repository: repo.repository.clone(),
+                tag: Some(tag.clone()),
+                digest: None,
+            };
+            let src = match client.open(&at) {
+                Ok(s) => s,
+                // Listed, then gone: nothing of it to read.
+                Err(e) if e.status() == Some(404) => continue,
+                Err(e) => return Err(reg_err(&repo, e)),
+            };
+            let m = match src.root_manifest().manifest("mirror manifest") {
+                Ok(m)
+                    if m.artifact_type.as_deref() == Some(REGISTRY_ARTIFACT_TYPE)
+                        && m.config.media_type == REGISTRY_INDEX_MEDIA_TYPE =>
+                {
+                    m
+                }
+                _ => {
+                    legacy_foreign |= tag == REGISTRY_TAG;
+                    warnings.push(format!("the tag {tag} is not a strata mirror; skipped"));
+                    continue;
+                }
+            };
+            read += m.config.size;
+            if read > MAX_INDEX_BYTES {
+                return Err(reg_err(
+                    &repo,
+                    format!("the mirror's indexes are larger than {MAX_INDEX_BYTES} bytes together; refusing"),
+                ));
+            }
+            let parsed = crate::image::read_blob(&src, &m.config)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice::<MirrorIndex>(&b).map_err(|e| e.to_string()));
+            match parsed {
+                Ok(i) => {
+                    indexes.push(i);
+                    manifest.get_or_insert_with(|| repo.with_digest(src.root_manifest().digest));
+                }
+                Err(e) => warnings.push(format!("the tag {tag} has an invalid mirror index ({e}); skipped")),
+            }
+        }
+        let index = union_indexes(&indexes, &mut |d| {
+            Digest::parse(d).ok().and_then(|d| client.blob_size(&repo, &d).ok().flatten())
+        });
+        Ok(RegistryMirror { client, repo, index, manifest, warnings, legacy_foreign })
     }
 
-    /// The index.
+    /// The index (the union of the mirror's tags).
     pub fn index(&self) -> &MirrorIndex {
         &self.index
+    }
+
+    /// Mirror tags that were skipped, and why.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// Where it is (`docker://HOST/REPO`).
@@ -351,6 +459,7 @@ impl RegistryMirror {
         if store.contains(digest) {
             return Ok(true);
         }
+        // Blobs belong to the repository: any of its mirror manifests reads them.
         let src = self.client.open(m).map_err(|e| reg_err(&self.repo, e))?;
         let d = crate::oci::Descriptor::new(ARTIFACT_MEDIA_TYPE, *digest, e.size);
         download_blob(&src, &d, store).map_err(|e| reg_err(&self.repo, e))?;
@@ -375,35 +484,11 @@ impl RegistryMirror {
         Ok(missing.len())
     }
 
-    /// Adds `artifacts` (in the store) to the mirror: each blob uploaded
-    /// unless the repository has it, then one new manifest listing the
-    /// merged index. Several specs can share one mirror; two writers at the
-    /// same moment can lose one's additions (rerun it: nothing is uploaded
-    /// twice).
-    pub fn export(&mut self, store: &Store, artifacts: &[Artifact]) -> Result<ExportSummary, MirrorError> {
-        let mut sum = ExportSummary::default();
-        for a in artifacts {
-            let src = store.path(&a.sha256);
-            let size = fs::metadata(&src).map_err(ioe("reading", &src))?.len();
-            let rep = self
-                .client
-                .push_blob_file(&self.repo, &src, a.sha256, size, ARTIFACT_MEDIA_TYPE)
-                .map_err(|e| reg_err(&self.repo, e))?;
-            if rep.bytes_sent > 0 || matches!(rep.action, crate::image::BlobAction::Uploaded) {
-                sum.added += 1;
-                sum.bytes += size;
-            } else {
-                sum.present += 1;
-            }
-            self.index.artifacts.insert(
-                a.sha256.to_string(),
-                MirrorEntry { name: a.name.clone(), url: crate::net::redact::url(&a.url), size },
-            );
-        }
-        self.index.version = 1;
-        let config = crate::oci::canonical::to_vec(&self.index).map_err(|e| reg_err(&self.repo, e))?;
+    /// Pushes an artifact manifest listing `index` (its config and blobs
+    /// must be there), tagged `tag`; returns its digest.
+    fn push_index(&self, index: &MirrorIndex, config: &[u8], tag: &str) -> Result<Digest, MirrorError> {
         let mut layers = Vec::new();
-        for (d, e) in &self.index.artifacts {
+        for (d, e) in &index.artifacts {
             let digest = Digest::parse(d).map_err(|e| reg_err(&self.repo, e))?;
             let mut desc = crate::oci::Descriptor::new(ARTIFACT_MEDIA_TYPE, digest, e.size);
             desc.annotations.insert("org.opencontainers.image.title".into(), e.name.clone());
@@ -419,7 +504,7 @@ impl RegistryMirror {
             schema_version: 2,
             media_type: Some(crate::oci::media::MANIFEST.into()),
             artifact_type: Some(REGISTRY_ARTIFACT_TYPE.into()),
-            config: crate::oci::Descriptor::of(REGISTRY_INDEX_MEDIA_TYPE, &config),
+            config: crate::oci::Descriptor::of(REGISTRY_INDEX_MEDIA_TYPE, config),
             layers,
             subject: None,
             annotations: BTreeMap::new(),
@@ -427,20 +512,63 @@ impl RegistryMirror {
         let raw =
             crate::oci::RawManifest::encode(&m, crate::oci::media::MANIFEST).map_err(|e| reg_err(&self.repo, e))?;
         self.client
-            .push_blob_bytes(&self.repo, &config, REGISTRY_INDEX_MEDIA_TYPE)
+            .push_blob_bytes(&self.repo, config, REGISTRY_INDEX_MEDIA_TYPE)
             .map_err(|e| reg_err(&self.repo, e))?;
-        let d = self
-            .client
-            .push_manifest(&self.repo, &raw.bytes, crate::oci::media::MANIFEST, Some(REGISTRY_TAG))
-            .map_err(|e| reg_err(&self.repo, e))?;
+        self.client
+            .push_manifest(&self.repo, &raw.bytes, crate::oci::media::MANIFEST, Some(tag))
+            .map_err(|e| reg_err(&self.repo, e))
+    }
+
+    /// Adds `artifacts` (in the store) to the mirror: each blob uploaded
+    /// unless the repository has it, then one manifest listing them under
+    /// its own tag (`strata-mirror-<32 hex>`, derived from its index, so a
+    /// rerun writes the same tag again and other writers' tags are never
+    /// touched). Then the union is written to `strata-mirror` for older
+    /// readers (best effort: a failure there loses nothing; the returned
+    /// warning says so).
+    pub fn export(&mut self, store: &Store, artifacts: &[Artifact]) -> Result<ExportSummary, MirrorError> {
+        let mut sum = ExportSummary::default();
+        let mut mine = MirrorIndex { version: 1, artifacts: BTreeMap::new() };
+        for a in artifacts {
+            let src = store.path(&a.sha256);
+            let size = fs::metadata(&src).map_err(ioe("reading", &src))?.len();
+            let rep = self
+                .client
+                .push_blob_file(&self.repo, &src, a.sha256, size, ARTIFACT_MEDIA_TYPE)
+                .map_err(|e| reg_err(&self.repo, e))?;
+            if rep.bytes_sent > 0 || matches!(rep.action, crate::image::BlobAction::Uploaded) {
+                sum.added += 1;
+                sum.bytes += size;
+            } else {
+                sum.present += 1;
+            }
+            mine.artifacts.insert(
+                a.sha256.to_string(),
+                MirrorEntry { name: a.name.clone(), url: crate::net::redact::url(&a.url), size },
+            );
+        }
+        let config = crate::oci::canonical::to_vec(&mine).map_err(|e| reg_err(&self.repo, e))?;
+        let d = self.push_index(&mine, &config, &contribution_tag(&config))?;
         self.manifest = Some(self.repo.with_digest(d));
+        self.index = union_indexes(&[self.index.clone(), mine], &mut |_| None);
+        // The copy for older readers, never over a tag that is not a mirror.
+        if !self.legacy_foreign {
+            let union = self.index.clone();
+            let written = crate::oci::canonical::to_vec(&union)
+                .map_err(|e| reg_err(&self.repo, e))
+                .and_then(|c| self.push_index(&union, &c, REGISTRY_TAG));
+            if let Err(e) = written {
+                self.warnings.push(format!("the combined index was not written to {REGISTRY_TAG} ({e}); nothing is lost (every fetch's own tag has it)"));
+            }
+        }
         Ok(sum)
     }
 
     /// Downloads and re-hashes every artifact the mirror lists (nothing is
     /// kept). Returns (artifacts checked, problems).
     pub fn verify(&self, progress: &dyn Fn(&str)) -> Result<(usize, Vec<Problem>), MirrorError> {
-        let mut problems = Vec::new();
+        let mut problems: Vec<Problem> =
+            self.warnings.iter().map(|w| Problem::Unreadable(format!("{}: {w}", self.describe()))).collect();
         let mut checked = 0;
         let Some(m) = &self.manifest else { return Ok((0, problems)) };
         let src = self.client.open(m).map_err(|e| reg_err(&self.repo, e))?;
@@ -508,5 +636,46 @@ mod tests {
         let e = MirrorLocation::parse(Path::new("docker://127.0.0.1:5000/strata/mirror:v1")).unwrap_err();
         assert!(e.contains("without a tag or digest"), "{e}");
         assert!(MirrorLocation::parse(Path::new("docker://127.0.0.1:5000/Bad")).is_err());
+    }
+
+    fn entry(name: &str, url: &str, size: u64) -> MirrorEntry {
+        MirrorEntry { name: name.into(), url: url.into(), size }
+    }
+
+    fn index(entries: &[(&str, MirrorEntry)]) -> MirrorIndex {
+        MirrorIndex { version: 1, artifacts: entries.iter().map(|(d, e)| (d.to_string(), e.clone())).collect() }
+    }
+
+    #[test]
+    fn the_union_keeps_every_digest_and_picks_the_same_entry_in_any_order() {
+        let a =
+            index(&[("sha256:aa", entry("a.deb", "https://x/a.deb", 1)), ("sha256:cc", entry("c", "https://y/c", 3))]);
+        let b =
+            index(&[("sha256:bb", entry("b.deb", "https://x/b.deb", 2)), ("sha256:cc", entry("c", "https://x/c", 3))]);
+        let ab = union_indexes(&[a.clone(), b.clone()], &mut |_| None);
+        let ba = union_indexes(&[b, a], &mut |_| None);
+        assert_eq!(ab, ba);
+        assert_eq!(
+            ab.artifacts.keys().map(String::as_str).collect::<Vec<_>>(),
+            ["sha256:aa", "sha256:bb", "sha256:cc"]
+        );
+        assert_eq!(ab.artifacts["sha256:cc"].url, "https://x/c", "the least URL is kept");
+        // Sizes that disagree: the registry's answer decides.
+        let good = index(&[("sha256:dd", entry("z", "https://z/d", 10))]);
+        let lie = index(&[("sha256:dd", entry("d", "https://a/d", 7))]);
+        let u = union_indexes(&[lie.clone(), good.clone()], &mut |d| (d == "sha256:dd").then_some(10));
+        assert_eq!(u.artifacts["sha256:dd"].size, 10);
+        let u = union_indexes(&[good, lie], &mut |_| None);
+        assert_eq!(u.artifacts["sha256:dd"].url, "https://a/d", "without an answer, the least entry");
+    }
+
+    #[test]
+    fn mirror_tags_are_the_legacy_tag_and_content_derived_ones() {
+        let t = contribution_tag(b"{}");
+        assert_eq!(t, format!("strata-mirror-{}", &Digest::of(b"{}").hex()[..32]));
+        assert!(is_mirror_tag(&t) && is_mirror_tag("strata-mirror"));
+        assert!(!is_mirror_tag("strata-mirror-") && !is_mirror_tag("latest") && !is_mirror_tag("strata-mirrors"));
+        // A valid OCI tag: [A-Za-z0-9_][A-Za-z0-9._-]{0,127}.
+        assert!(t.len() <= 128 && t.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)));
     }
 }

@@ -111,7 +111,12 @@ pub fn run(args: FetchArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     all.extend(indexes.iter().cloned());
     let sum = match MirrorLocation::parse(into).map_err(anyhow::Error::msg)? {
         MirrorLocation::Dir(d) => strata::mirror::export(&store, &all, &d)?,
-        MirrorLocation::Registry(r) => super::open_registry_mirror(r, &net, global)?.export(&store, &all)?,
+        MirrorLocation::Registry(r) => {
+            let mut rm = super::open_registry_mirror(r, &net, global)?;
+            let sum = rm.export(&store, &all)?;
+            super::print_mirror_warnings(&rm);
+            sum
+        }
     };
     if args.json {
         let v = serde_json::json!({

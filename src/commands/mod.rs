@@ -79,7 +79,9 @@ pub fn fetch_options(net: &NetArgs, global: &crate::GlobalArgs) -> anyhow::Resul
         match strata::mirror::MirrorLocation::parse(&m).map_err(anyhow::Error::msg)? {
             strata::mirror::MirrorLocation::Dir(d) => o.mirrors.push(d),
             strata::mirror::MirrorLocation::Registry(r) => {
-                o.registry_mirrors.push(std::sync::Arc::new(open_registry_mirror(r, &o.net, global)?))
+                let rm = open_registry_mirror(r, &o.net, global)?;
+                print_mirror_warnings(&rm);
+                o.registry_mirrors.push(std::sync::Arc::new(rm))
             }
         }
     }
@@ -102,6 +104,13 @@ pub fn open_registry_mirror(
     Ok(strata::mirror::RegistryMirror::open(client, r)?)
 }
 
+/// Prints what opening (or filling) a registry mirror skipped.
+pub fn print_mirror_warnings(rm: &strata::mirror::RegistryMirror) {
+    for w in rm.warnings() {
+        eprintln!("warning: {}: {w}", rm.describe());
+    }
+}
+
 /// Mirror directories for commands that read mirrors as directories
 /// (`lock`): a registry mirror is copied into the cache first
 /// (`mirrors/HOST/REPO`, only what is missing there).
@@ -118,6 +127,7 @@ pub fn mirror_dirs(
             strata::mirror::MirrorLocation::Registry(r) => {
                 let dir = store.root().join("mirrors").join(r.registry.replace(':', "_")).join(&r.repository);
                 let rm = open_registry_mirror(r, net, global)?;
+                print_mirror_warnings(&rm);
                 rm.sync_to(&dir, store)?;
                 out.push(dir);
             }

@@ -164,6 +164,13 @@ impl Client {
         self.rt.block_on(reg.get_manifest(&r.repository, &r.manifest_reference()))
     }
 
+    /// The tags of the repository of `r` (every page), at most `max` (more
+    /// is an error); a repository the registry does not know has none.
+    pub fn list_tags(&self, r: &Reference, max: usize) -> Result<Vec<String>, RegistryError> {
+        let reg = self.registry(r)?;
+        self.rt.block_on(reg.list_tags(&r.repository, max))
+    }
+
     /// True when the repository of `r` has the blob.
     pub fn blob_exists(&self, r: &Reference, d: &Digest) -> Result<bool, RegistryError> {
         let reg = self.registry(r)?;

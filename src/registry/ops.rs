@@ -29,6 +29,12 @@ use crate::registry::error::{Fail, RegistryError};
 /// Largest manifest accepted (the spec asks registries to take at least 4 MB).
 const MAX_MANIFEST: usize = 8 << 20;
 
+/// Tags asked for per page of a tags list.
+const TAGS_PAGE: usize = 1000;
+
+/// Largest page of a tags list accepted.
+const MAX_TAGS_PAGE: usize = 4 << 20;
+
 /// Chunk size used when a registry refuses a whole blob in one request.
 pub const FALLBACK_CHUNK: u64 = 4 << 20;
 
@@ -544,6 +550,87 @@ impl Registry {
         }
     }
 
+    /// `GET /v2/<repo>/tags/list`, page by page (`n` and `last`, following
+    /// the `Link: <…>; rel="next"` header when the registry sends one), at
+    /// most `max` tags (more is an error). A repository the registry does
+    /// not know (404) has no tags.
+    pub async fn list_tags(&self, repo: &str, max: usize) -> Result<Vec<String>, RegistryError> {
+        let scopes = Scopes::pull(repo);
+        let op = format!("listing the tags of {}/{repo}", self.host);
+        let base = self.url(&format!("{repo}/tags/list")).await?;
+        let mut url = base.clone();
+        url.query_pairs_mut().append_pair("n", &TAGS_PAGE.to_string());
+        let mut out: Vec<String> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..=max / TAGS_PAGE + 1 {
+            let page = self
+                .retry(&op, || async {
+                    let resp = self.send(&Req::new(Method::GET, url.clone(), &scopes), &op).await?;
+                    match resp.status().as_u16() {
+                        200 => {}
+                        404 => return Ok(None),
+                        _ => return Err(self.status_fail(resp, &op, repo).await),
+                    }
+                    let link = resp.headers().get("Link").and_then(|v| v.to_str().ok()).and_then(next_link);
+                    let body = read_limited(resp, MAX_TAGS_PAGE + 1).await;
+                    if body.len() > MAX_TAGS_PAGE {
+                        return Err(Fail::Fatal(RegistryError::Invalid(format!(
+                            "{op}: a page of the tags list is larger than {MAX_TAGS_PAGE} bytes"
+                        ))));
+                    }
+                    Ok(Some((body, link)))
+                })
+                .await?;
+            let Some((body, link)) = page else { return Ok(out) };
+            #[derive(serde::Deserialize)]
+            struct TagList {
+                #[serde(default)]
+                tags: Option<Vec<String>>,
+            }
+            let list: TagList = serde_json::from_slice(&body)
+                .map_err(|e| RegistryError::Invalid(format!("{op}: the registry sent an invalid tags list: {e}")))?;
+            let tags = list.tags.unwrap_or_default();
+            let count = tags.len();
+            let mut new = 0;
+            for t in tags {
+                if seen.insert(t.clone()) {
+                    out.push(t);
+                    new += 1;
+                }
+            }
+            if out.len() > max {
+                return Err(RegistryError::Invalid(format!("{op}: the repository has more than {max} tags")));
+            }
+            // A registry that ignores `n` sends everything at once; a page
+            // with nothing new ends the listing either way.
+            if new == 0 {
+                return Ok(out);
+            }
+            url = match link {
+                Some(l) => {
+                    let next = url
+                        .join(&l)
+                        .map_err(|e| RegistryError::Invalid(format!("{op}: invalid `Link` header `{l}`: {e}")))?;
+                    if next.origin() != base.origin() {
+                        return Err(RegistryError::Invalid(format!(
+                            "{op}: the `Link` header points to another host ({}); refusing",
+                            next.origin().ascii_serialization()
+                        )));
+                    }
+                    next
+                }
+                None if count >= TAGS_PAGE => {
+                    let mut next = base.clone();
+                    let last = out.last().cloned().unwrap_or_default();
+                    next.query_pairs_mut().append_pair("n", &TAGS_PAGE.to_string()).append_pair("last", &last);
+                    next
+                }
+                None => return Ok(out),
+            };
+        }
+        Err(RegistryError::Invalid(format!("{op}: the repository has more than {max} tags")))
+    }
+
     /// The referrers API: `Some(index)` when the registry supports it, `None` when not.
     pub async fn referrers_api(&self, repo: &str, subject: &Digest) -> Result<Option<Bytes>, RegistryError> {
         let scopes = Scopes::pull(repo);
@@ -565,5 +652,34 @@ impl Registry {
             }
         })
         .await
+    }
+}
+
+/// The target of `rel="next"` in a `Link` header (`<URL>; rel="next"`).
+fn next_link(header: &str) -> Option<String> {
+    header.split(',').find_map(|part| {
+        let (target, params) = part.trim().split_once(';')?;
+        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        let next = params.split(';').any(|p| {
+            let p = p.trim().replace(' ', "");
+            p.eq_ignore_ascii_case("rel=\"next\"") || p.eq_ignore_ascii_case("rel=next")
+        });
+        next.then(|| target.to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_headers_name_the_next_page() {
+        assert_eq!(
+            next_link("</v2/m/tags/list?last=b&n=2>; rel=\"next\"").as_deref(),
+            Some("/v2/m/tags/list?last=b&n=2")
+        );
+        assert_eq!(next_link("<https://r/a>; rel=\"prev\", <https://r/b>; rel=next").as_deref(), Some("https://r/b"));
+        assert_eq!(next_link("<https://r/a>; rel=\"prev\""), None);
+        assert_eq!(next_link("garbage"), None);
     }
 }

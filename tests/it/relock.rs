@@ -187,6 +187,90 @@ fn debian_offline_relock_from_a_mirror() {
     insta::assert_snapshot!("offline_index_missing", err);
 }
 
+/// Debian's `docker-registry` (open, storage in `dir`) on a free loopback
+/// port, stopped on drop; `None` when it is not installed. Credentials and
+/// the rest of the registry mirror are tested in registry-tests/.
+struct LocalRegistry {
+    child: std::process::Child,
+    host: String,
+}
+
+impl LocalRegistry {
+    fn start(dir: &Path) -> Option<LocalRegistry> {
+        let bin = common::tool("docker-registry").or_else(|| {
+            let p = PathBuf::from("/usr/bin/docker-registry");
+            p.is_file().then_some(p)
+        });
+        let Some(bin) = bin else {
+            common::require_or_skip("docker-registry");
+            return None;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let cfg = dir.join("registry.yml");
+        fs_err::write(
+            &cfg,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: strata-test\n",
+                dir.join("registry-data").display()
+            ),
+        )
+        .unwrap();
+        let log = fs_err::File::create(dir.join("registry.log")).unwrap().into_parts().0;
+        let child = Command::new(bin)
+            .arg("serve")
+            .arg(&cfg)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let reg = LocalRegistry { child, host: format!("127.0.0.1:{port}") };
+        for _ in 0..150 {
+            if std::net::TcpStream::connect(&reg.host).is_ok() {
+                return Some(reg);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("docker-registry did not listen on {}", reg.host);
+    }
+}
+
+impl Drop for LocalRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn debian_offline_relock_from_a_registry_mirror() {
+    let key = debs_support::TestKey::new(23);
+    let server = debs_support::Server::empty();
+    let project = debs_support::Project::new(&key);
+    let dir = project.dir.path();
+    let Some(reg) = LocalRegistry::start(dir) else { return };
+    let url = deb_archive(&server, &key, false);
+    deb_spec(dir, &url, &["app"]);
+    assert!(strata_at(dir, "cache", &["lock", "spec.yaml"]).status.success());
+    let mirror = format!("docker://{}/strata/mirror", reg.host);
+    let o = strata_at(dir, "cache", &["fetch", "--json", "spec.yaml", "--into", &mirror]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!((v["artifacts"].as_u64(), v["indexes"].as_u64()), (Some(3), Some(2)), "{v}");
+
+    // A fresh cache, the archive not asked: the registry mirror answers.
+    let before = server.requests();
+    deb_spec(dir, &url, &["app", "tool"]);
+    let o = strata_at(dir, "air-cache", &["lock", "--json", "spec.yaml", "--offline", "--mirror", &mirror]);
+    assert_eq!(pins(&o), ["tool - 1.0"]);
+    assert_eq!(deb_versions(dir), map(&[("app", "1.0"), ("libfoo", "1.2"), ("mawk", "1.3.4"), ("tool", "1.0")]));
+    assert_eq!(server.requests(), before, "the offline lock asked the archive");
+    // The copy in the cache that the lock resolved from.
+    let copy = dir.join("air-cache/mirrors").join(reg.host.replace(':', "_")).join("strata/mirror/index.json");
+    let index = fs_err::read_to_string(&copy).unwrap();
+    assert!(index.contains("/debian/dists/stable/InRelease") && index.contains("Packages.xz"), "{index}");
+}
+
 // ---------------------------------------------------------------- Python
 
 use wheels_support::{have_tool, wheel_with_deps, SimpleIndex};

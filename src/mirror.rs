@@ -23,6 +23,31 @@ pub struct MirrorEntry {
     pub url: String,
     /// Size in bytes.
     pub size: u64,
+    /// Other URLs the same bytes were fetched from (sorted, at most
+    /// [`MAX_ALSO`]), so a lookup by any of them finds the file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also: Vec<String>,
+}
+
+/// Most other URLs kept for one artifact.
+pub const MAX_ALSO: usize = 16;
+
+impl MirrorEntry {
+    /// True when it was fetched from `url` (a redacted URL).
+    pub fn has_url(&self, url: &str) -> bool {
+        self.url == url || self.also.iter().any(|u| u == url)
+    }
+
+    /// `self` with `other`'s URLs added to `also` (not its own `url`).
+    fn with_urls_of(mut self, other: &MirrorEntry) -> MirrorEntry {
+        let mut urls: Vec<String> = std::iter::once(&other.url).chain(&other.also).chain(&self.also).cloned().collect();
+        urls.retain(|u| *u != self.url);
+        urls.sort();
+        urls.dedup();
+        urls.truncate(MAX_ALSO);
+        self.also = urls;
+        self
+    }
 }
 
 /// `index.json` of a mirror: sha256 → entry, sorted.
@@ -103,10 +128,11 @@ pub fn export(store: &Store, artifacts: &[Artifact], dir: &Path) -> Result<Expor
             sum.added += 1;
             sum.bytes += size;
         }
-        index.artifacts.insert(
-            a.sha256.to_string(),
-            MirrorEntry { name: a.name.clone(), url: crate::net::redact::url(&a.url), size },
-        );
+        let mut e = MirrorEntry { name: a.name.clone(), url: crate::net::redact::url(&a.url), size, also: Vec::new() };
+        if let Some(old) = index.artifacts.get(&a.sha256.to_string()) {
+            e = e.with_urls_of(old);
+        }
+        index.artifacts.insert(a.sha256.to_string(), e);
     }
     let bytes = serde_json::to_vec_pretty(&index)
         .map_err(|e| MirrorError::Index { path: dir.join("index.json"), message: e.to_string() })?;
@@ -134,7 +160,7 @@ pub fn find_url(dirs: &[PathBuf], url: &str) -> Vec<(Digest, PathBuf)> {
     for d in dirs {
         let Ok(index) = read_index(d) else { continue };
         for (digest, e) in &index.artifacts {
-            if e.url != want {
+            if !e.has_url(&want) {
                 continue;
             }
             if let Ok(digest) = Digest::parse(digest) {
@@ -337,7 +363,8 @@ pub fn contribution_tag(config: &[u8]) -> String {
 /// come in: the same digest is the same bytes, so entries differ only in
 /// name, URL or a (wrong) size. Where sizes differ, `size_of` (the
 /// registry's own answer) picks those of the right size when it knows;
-/// among the rest the least (url, name, size) is kept.
+/// among the rest the least (url, name, size) is kept, with the others'
+/// URLs in its `also`.
 pub fn union_indexes(indexes: &[MirrorIndex], size_of: &mut dyn FnMut(&str) -> Option<u64>) -> MirrorIndex {
     let mut all: BTreeMap<String, Vec<&MirrorEntry>> = BTreeMap::new();
     for i in indexes {
@@ -354,9 +381,10 @@ pub fn union_indexes(indexes: &[MirrorIndex], size_of: &mut dyn FnMut(&str) -> O
                 }
             }
         }
-        let best = es.into_iter().min_by(|a, b| (&a.url, &a.name, a.size).cmp(&(&b.url, &b.name, b.size)));
-        if let Some(e) = best {
-            out.artifacts.insert(d, e.clone());
+        let best = es.iter().min_by(|a, b| (&a.url, &a.name, a.size).cmp(&(&b.url, &b.name, b.size)));
+        if let Some(best) = best {
+            let e = es.iter().fold((*best).clone(), |e, other| e.with_urls_of(other));
+            out.artifacts.insert(d, e);
         }
     }
     out
@@ -544,7 +572,7 @@ impl RegistryMirror {
             }
             mine.artifacts.insert(
                 a.sha256.to_string(),
-                MirrorEntry { name: a.name.clone(), url: crate::net::redact::url(&a.url), size },
+                MirrorEntry { name: a.name.clone(), url: crate::net::redact::url(&a.url), size, also: Vec::new() },
             );
         }
         let config = crate::oci::canonical::to_vec(&mine).map_err(|e| reg_err(&self.repo, e))?;
@@ -639,7 +667,7 @@ mod tests {
     }
 
     fn entry(name: &str, url: &str, size: u64) -> MirrorEntry {
-        MirrorEntry { name: name.into(), url: url.into(), size }
+        MirrorEntry { name: name.into(), url: url.into(), size, also: Vec::new() }
     }
 
     fn index(entries: &[(&str, MirrorEntry)]) -> MirrorIndex {
@@ -660,6 +688,8 @@ mod tests {
             ["sha256:aa", "sha256:bb", "sha256:cc"]
         );
         assert_eq!(ab.artifacts["sha256:cc"].url, "https://x/c", "the least URL is kept");
+        assert_eq!(ab.artifacts["sha256:cc"].also, ["https://y/c"], "the other URL is kept beside it");
+        assert!(ab.artifacts["sha256:cc"].has_url("https://y/c") && ab.artifacts["sha256:aa"].also.is_empty());
         // Sizes that disagree: the registry's answer decides.
         let good = index(&[("sha256:dd", entry("z", "https://z/d", 10))]);
         let lie = index(&[("sha256:dd", entry("d", "https://a/d", 7))]);
@@ -667,6 +697,22 @@ mod tests {
         assert_eq!(u.artifacts["sha256:dd"].size, 10);
         let u = union_indexes(&[good, lie], &mut |_| None);
         assert_eq!(u.artifacts["sha256:dd"].url, "https://a/d", "without an answer, the least entry");
+    }
+
+    #[test]
+    fn a_directory_mirror_finds_an_artifact_by_every_url_it_came_from() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path().join("cache")).unwrap();
+        let d = store.put_bytes(b"Origin: test\n").unwrap();
+        let dir = tmp.path().join("mirror");
+        for url in ["http://a.example/dists/stable/InRelease", "http://b.example/dists/stable/InRelease"] {
+            let a = Artifact { name: "InRelease".into(), url: url.into(), sha256: d, size: None };
+            export(&store, &[a], &dir).unwrap();
+        }
+        for url in ["http://a.example/dists/stable/InRelease", "http://b.example/dists/stable/InRelease"] {
+            assert_eq!(find_url(std::slice::from_ref(&dir), url).len(), 1, "{url}");
+        }
+        assert!(find_url(&[dir], "http://c.example/dists/stable/InRelease").is_empty());
     }
 
     #[test]

@@ -133,7 +133,7 @@ fn concurrent_fetches_of_different_specs_into_one_registry_mirror_lose_nothing()
 
 /// Writes a mirror the way older versions did: one manifest tagged
 /// `strata-mirror` whose config is the whole index.
-fn write_legacy_mirror(reg: &TestRegistry, repo: &str, name: &str, url: &str, body: &[u8]) {
+fn client() -> strata::registry::Client {
     let opts = strata::registry::ClientOptions {
         credentials: strata::registry::CredentialOptions {
             explicit: Some((USER.into(), PASSWORD.into())),
@@ -141,7 +141,11 @@ fn write_legacy_mirror(reg: &TestRegistry, repo: &str, name: &str, url: &str, bo
         },
         ..Default::default()
     };
-    let client = strata::registry::Client::new(opts, std::sync::Arc::new(strata::report::NullReporter)).unwrap();
+    strata::registry::Client::new(opts, std::sync::Arc::new(strata::report::NullReporter)).unwrap()
+}
+
+fn write_legacy_mirror(reg: &TestRegistry, repo: &str, name: &str, url: &str, body: &[u8]) {
+    let client = client();
     let r = strata::oci::Reference::parse(&format!("{}/{repo}", reg.host())).unwrap();
     let digest = format!("sha256:{}", sha256_hex(body));
     client.push_blob_bytes(&r, body, "application/octet-stream").unwrap();
@@ -233,4 +237,31 @@ fn a_foreign_image_under_the_mirror_tag_is_skipped_with_a_warning_and_never_over
     let o = env.run(&["fetch", "--verify", &mirror]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("1 of 1 files have problems"), "{}", text(&o));
+}
+
+#[test]
+fn a_mirror_among_more_tags_than_one_page_is_found() {
+    if !tools(&["docker-registry"]) {
+        return;
+    }
+    let reg = TestRegistry::start(Auth::Htpasswd);
+    let env = env_with_creds();
+    let (spec_a, _, _) = spec(&env, "alpha", 41);
+    let mirror = format!("docker://{}/mirror/busy", reg.host());
+    env.ok(&["fetch", &spec_a, "--into", &mirror]);
+    // 1,100 other tags: more than the 1,000 asked for per page (this
+    // registry ignores `n` and sends them all, unsorted, every time).
+    let client = client();
+    let r = strata::oci::Reference::parse(&format!("{}/mirror/busy", reg.host())).unwrap();
+    client.push_blob_bytes(&r, b"{}", "application/vnd.oci.empty.v1+json").unwrap();
+    let m = br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[]}"#;
+    for i in 0..1100 {
+        client.push_manifest(&r, m, "application/vnd.oci.image.manifest.v1+json", Some(&format!("v{i:04}"))).unwrap();
+    }
+    assert_eq!(client.list_tags(&r, 10_000).unwrap().len(), 1102);
+    let v = env.ok(&["fetch", "--verify", &mirror]);
+    assert!(v.contains("1 files verified"), "{v}");
+    // More tags than a reader takes is a clear error, not a partial mirror.
+    let e = client.list_tags(&r, 1000).unwrap_err().to_string();
+    assert!(e.contains("more than 1000 tags"), "{e}");
 }

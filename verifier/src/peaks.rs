@@ -161,15 +161,16 @@ pub const A100_PCIE_80: GpuModel = GpuModel {
     measured: None,
 };
 /// The verifier's own full level on healthy H100 SXM5 boards (700 W, driver
-/// 580.159.04, cuBLAS 13.1): medians of five runs on two machines of the
-/// device kind nvidia-h100-x1, 2026-12-06 (docs/verifier.md, "Measured").
-/// The GEMMs are power-limited there: healthy runs spread over 720-842
-/// TFLOP/s for bf16 with the card's temperature, 356-370 for TF32.
+/// 580.159.04, cuBLAS 13.1): medians of the nine full-level runs on three
+/// machines of the device kind nvidia-h100-x1, 2026-12-06 (docs/verifier.md,
+/// "Measured"). The GEMMs are power-limited there: healthy runs spread over
+/// 721-837 TFLOP/s for bf16 with the card's temperature, 352-381 for TF32,
+/// 1354-1504 for FP8 (PyTorch's own FP8 best on the same cards: 1284-1433).
 pub const H100_SXM_MEASURED: Measured = Measured {
-    bf16_tflops: 770.0,
-    tf32_tflops: 365.0,
-    fp8_tflops: 1520.0,
-    hbm_tbs: 3.02,
+    bf16_tflops: 729.8,
+    tf32_tflops: 370.8,
+    fp8_tflops: 1473.8,
+    hbm_tbs: 3.04,
 };
 
 /// The same on two healthy H200 boards (run 3 in docs/verifier.md, the

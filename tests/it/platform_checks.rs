@@ -147,7 +147,8 @@ fn elf_files_for_another_cpu_are_refused_unless_the_layer_allows_them() {
 #[test]
 fn elf_files_of_any_source_are_checked() {
     use base64::Engine as _;
-    let dir = tempfile::tempdir().unwrap();
+    let project = Project::empty();
+    let dir = &project.dir;
     let so = base64::engine::general_purpose::STANDARD.encode(so_for(EM_X86_64, "libx.so"));
     let spec = |platform: &str| {
         let text = format!(
@@ -181,7 +182,8 @@ fn elf_files_of_any_source_are_checked() {
 #[test]
 fn wheels_are_chosen_for_the_platforms_machine() {
     use wheels_support::{sha256_hex, Member, Server, Wheel};
-    let dir = tempfile::tempdir().unwrap();
+    let project = Project::empty();
+    let dir = &project.dir;
     let server = Server::empty();
     let wheel = |arch: &str, machine: u16| {
         let mut w = Wheel::new("fast", "1.0")
@@ -209,16 +211,7 @@ fn wheels_are_chosen_for_the_platforms_machine() {
         "version: 1\nname: t\nplatform: linux/arm64\nlayers:\n  - name: py\n    python: {lock: pylock.toml}\n",
     )
     .unwrap();
-    let strata = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
-            .arg("--cache")
-            .arg(dir.path().join("cache"))
-            .arg("--quiet")
-            .args(args)
-            .current_dir(dir.path())
-            .output()
-            .unwrap()
-    };
+    let strata = |args: &[&str]| project.strata(args);
     let lock_and_build = || {
         let o = strata(&["lock", "spec.yaml"]);
         if !o.status.success() {
@@ -246,22 +239,14 @@ fn wheels_are_chosen_for_the_platforms_machine() {
 
 #[test]
 fn an_arm64_gpu_image_carries_the_arm64_verifier_as_its_entrypoint() {
-    let dir = tempfile::tempdir().unwrap();
+    let project = Project::empty();
+    let dir = &project.dir;
     fs_err::write(
         dir.path().join("spec.yaml"),
         "version: 1\nname: g\nplatform: linux/arm64\nlayers:\n  - name: x\n    dirs: [{path: /x}]\ngpu: {cuda: \"12.8\"}\nconfig:\n  entrypoint: [/x/app]\n",
     )
     .unwrap();
-    let strata = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
-            .arg("--cache")
-            .arg(dir.path().join("cache"))
-            .arg("--quiet")
-            .args(args)
-            .current_dir(dir.path())
-            .output()
-            .unwrap()
-    };
+    let strata = |args: &[&str]| project.strata(args);
     let o = strata(&["build", "spec.yaml", "-o", "oci:out"]);
     assert!(o.status.success(), "{}", err(&o));
     let arm64_verifier = strata::sources::verifier::Embedded::for_platform("linux/arm64").expect("strata carries one");
@@ -324,22 +309,14 @@ fn an_arm64_gpu_image_carries_the_arm64_verifier_as_its_entrypoint() {
 #[test]
 fn a_two_platform_gpu_spec_pins_and_carries_each_platforms_verifier() {
     use strata::sources::verifier::Embedded;
-    let dir = tempfile::tempdir().unwrap();
+    let project = Project::empty();
+    let dir = &project.dir;
     fs_err::write(
         dir.path().join("spec.yaml"),
         "version: 1\nname: g\nplatforms: [linux/amd64, linux/arm64]\nlayers:\n  - name: x\n    dirs: [{path: /x}]\ngpu: {cuda: \"12.8\"}\n",
     )
     .unwrap();
-    let strata = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
-            .arg("--cache")
-            .arg(dir.path().join("cache"))
-            .arg("--quiet")
-            .args(args)
-            .current_dir(dir.path())
-            .output()
-            .unwrap()
-    };
+    let strata = |args: &[&str]| project.strata(args);
     let o = strata(&["lock", "spec.yaml"]);
     assert!(o.status.success(), "{}", err(&o));
     let o = strata(&["build", "spec.yaml", "-o", "oci:out"]);

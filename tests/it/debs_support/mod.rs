@@ -315,6 +315,10 @@ impl Project {
         fs_err::write(dir.path().join("archive-key.asc"), key.public_armored()).unwrap();
         Project { dir }
     }
+    /// A project directory with nothing in it yet (no archive key).
+    pub fn empty() -> Project {
+        Project { dir: tempfile::tempdir().unwrap() }
+    }
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }

@@ -189,25 +189,9 @@ fn hello_audits_identical_from_its_provenance_which_names_its_inputs() {
 
     // The statement, read from the layout: an in-toto v1 statement with a
     // SLSA v1 predicate about this manifest.
-    let dir = t.path().join("hello");
-    let blob = |d: &str| fs_err::read(dir.join("blobs/sha256").join(d.trim_start_matches("sha256:"))).unwrap();
-    let index: serde_json::Value = serde_json::from_slice(&fs_err::read(dir.join("index.json")).unwrap()).unwrap();
-    let refs = index["manifests"][0]["annotations"]["dev.strata.referrers"].as_str().unwrap_or_default().to_string();
-    let envelope = refs
-        .split(' ')
-        .filter(|d| !d.is_empty())
-        .map(|d| serde_json::from_slice::<serde_json::Value>(&blob(d)).unwrap())
-        .find(|m| m["artifactType"] == "application/vnd.dsse.envelope.v1+json")
-        .unwrap_or_else(|| panic!("no provenance referrer in {index:#}"));
-    let env: serde_json::Value =
-        serde_json::from_slice(&blob(envelope["layers"][0]["digest"].as_str().unwrap())).unwrap();
+    let (env, stmt) = provenance_in_layout(&t.path().join("hello"));
     assert_eq!(env["payloadType"], "application/vnd.in-toto+json");
     assert_eq!(env["signatures"].as_array().unwrap().len(), 0, "no key: unsigned");
-    use base64::Engine as _;
-    let stmt: serde_json::Value = serde_json::from_slice(
-        &base64::engine::general_purpose::STANDARD.decode(env["payload"].as_str().unwrap()).unwrap(),
-    )
-    .unwrap();
     assert_eq!(stmt["_type"], "https://in-toto.io/Statement/v1");
     assert_eq!(stmt["predicateType"], "https://slsa.dev/provenance/v1");
     assert_eq!(stmt["subject"][0]["name"], "hello:1.0");

@@ -273,23 +273,7 @@ fn an_arm64_gpu_image_carries_the_arm64_verifier_as_its_entrypoint() {
         "the image names the arm64 verifier"
     );
     // So does the provenance's builder version.
-    let out = dir.path().join("out");
-    let blob = |d: &str| fs_err::read(out.join("blobs/sha256").join(d.trim_start_matches("sha256:"))).unwrap();
-    let index: serde_json::Value = serde_json::from_slice(&fs_err::read(out.join("index.json")).unwrap()).unwrap();
-    let refs = index["manifests"][0]["annotations"]["dev.strata.referrers"].as_str().unwrap_or_default().to_string();
-    let envelope = refs
-        .split(' ')
-        .filter(|d| !d.is_empty())
-        .map(|d| serde_json::from_slice::<serde_json::Value>(&blob(d)).unwrap())
-        .find(|m| m["artifactType"] == "application/vnd.dsse.envelope.v1+json")
-        .unwrap_or_else(|| panic!("no provenance referrer in {index:#}"));
-    let env: serde_json::Value =
-        serde_json::from_slice(&blob(envelope["layers"][0]["digest"].as_str().unwrap())).unwrap();
-    use base64::Engine as _;
-    let stmt: serde_json::Value = serde_json::from_slice(
-        &base64::engine::general_purpose::STANDARD.decode(env["payload"].as_str().unwrap()).unwrap(),
-    )
-    .unwrap();
+    let (_, stmt) = crate::common::provenance_in_layout(&dir.path().join("out"));
     assert_eq!(
         stmt["predicate"]["runDetails"]["builder"]["version"]["strata-verify"],
         arm64_verifier.sha256().to_string()

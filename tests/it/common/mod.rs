@@ -480,3 +480,26 @@ pub fn pinned_artifacts_unavailable(spec: &strata::spec::LoadedSpec, lock: &stra
     }
     false
 }
+
+/// The provenance of the first image of an OCI layout: its DSSE envelope and
+/// the in-toto statement inside, found through the layout's referrers
+/// annotation.
+pub fn provenance_in_layout(layout: &Path) -> (serde_json::Value, serde_json::Value) {
+    let blob = |d: &str| fs_err::read(layout.join("blobs/sha256").join(d.trim_start_matches("sha256:"))).unwrap();
+    let index: serde_json::Value = serde_json::from_slice(&fs_err::read(layout.join("index.json")).unwrap()).unwrap();
+    let refs = index["manifests"][0]["annotations"]["dev.strata.referrers"].as_str().unwrap_or_default().to_string();
+    let envelope = refs
+        .split(' ')
+        .filter(|d| !d.is_empty())
+        .map(|d| serde_json::from_slice::<serde_json::Value>(&blob(d)).unwrap())
+        .find(|m| m["artifactType"] == "application/vnd.dsse.envelope.v1+json")
+        .unwrap_or_else(|| panic!("no provenance referrer in {index:#}"));
+    let env: serde_json::Value =
+        serde_json::from_slice(&blob(envelope["layers"][0]["digest"].as_str().unwrap())).unwrap();
+    use base64::Engine as _;
+    let stmt: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD.decode(env["payload"].as_str().unwrap()).unwrap(),
+    )
+    .unwrap();
+    (env, stmt)
+}
